@@ -1,0 +1,95 @@
+//! The `autopilot.v1` contract, generated from `proto/autopilot/v1/autopilot.proto`.
+//!
+//! Every half of the system speaks it: the agent-service serves it over native gRPC and gRPC-web,
+//! the edge worker bridges browser WebSocket frames (`ClientFrame`/`ServerFrame`) to it, and clients
+//! in any language generate their own code from the same file.
+//!
+//! Layout:
+//! - [`v1`]: the messages (prost), with proto3 JSON mapping (serde, via pbjson) on every one, and
+//!   the tonic `autopilot_server` / `autopilot_client` modules behind the `server` / `client`
+//!   features (the wasm edge worker builds neither).
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+
+/// Messages and services of package `autopilot.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/autopilot.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/autopilot.v1.serde.rs"));
+
+    impl TaskState {
+        /// Whether the state is final: a task in it will never change again.
+        pub fn is_final(self) -> bool {
+            matches!(
+                self,
+                TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut
+            )
+        }
+    }
+}
+
+/// The file descriptor set of the contract (with its imports), for gRPC reflection services.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/autopilot_descriptor.bin"));
+
+/// The fully qualified gRPC service name, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "autopilot.v1.Autopilot";
+
+#[cfg(test)]
+mod tests {
+    use super::v1::*;
+    use prost::Message;
+
+    #[test]
+    fn client_frame_round_trips_through_binary_and_proto3_json() {
+        let frame = ClientFrame {
+            request_id: "r1".into(),
+            request: Some(client_frame::Request::StreamEvents(StreamEventsRequest {
+                task_id: "t-1".into(),
+                from_seq: 42,
+            })),
+        };
+        let decoded = ClientFrame::decode(frame.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded, frame);
+
+        let json = serde_json::to_string(&frame).unwrap();
+        assert_eq!(
+            json,
+            r#"{"requestId":"r1","streamEvents":{"taskId":"t-1","fromSeq":"42"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ClientFrame>(&json).unwrap(), frame);
+    }
+
+    #[test]
+    fn enums_and_well_known_types_use_proto3_json_names() {
+        let response = StartResponse { task_id: "t".into(), state: TaskState::Running as i32 };
+        assert_eq!(
+            serde_json::to_string(&response).unwrap(),
+            r#"{"taskId":"t","state":"TASK_STATE_RUNNING"}"#
+        );
+        let options: AgentOptions =
+            serde_json::from_str(r#"{"maxTurns":3,"timeout":"90s"}"#).unwrap();
+        assert_eq!(options.max_turns, 3);
+        assert_eq!(options.timeout.unwrap().seconds, 90);
+    }
+
+    #[test]
+    fn final_states_are_exactly_the_four_endings() {
+        let finals: Vec<_> = [
+            TaskState::Unspecified,
+            TaskState::Pending,
+            TaskState::Cloning,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Cancelled,
+            TaskState::TimedOut,
+        ]
+        .into_iter()
+        .filter(|s| s.is_final())
+        .collect();
+        assert_eq!(
+            finals,
+            [TaskState::Succeeded, TaskState::Failed, TaskState::Cancelled, TaskState::TimedOut]
+        );
+    }
+}
