@@ -8,6 +8,7 @@
 //! - [`v1`]: the messages (prost), with proto3 JSON mapping (serde, via pbjson) on every one, and
 //!   the tonic `autopilot_server` / `autopilot_client` modules behind the `server` / `client`
 //!   features (the wasm edge worker builds neither).
+//! - [`time`]: std time to and from the contract's Timestamp and Duration.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
 /// Messages and services of package `autopilot.v1`.
@@ -24,6 +25,22 @@ pub mod v1 {
                 TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut
             )
         }
+    }
+}
+
+/// Conversions between std time and the contract's well-known types.
+pub mod time {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// `time` as a protobuf Timestamp (times before 1970 are clamped to the epoch).
+    pub fn timestamp(time: SystemTime) -> pbjson_types::Timestamp {
+        let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        pbjson_types::Timestamp { seconds: since_epoch.as_secs() as i64, nanos: since_epoch.subsec_nanos() as i32 }
+    }
+
+    /// `duration` as a protobuf Duration.
+    pub fn duration(duration: Duration) -> pbjson_types::Duration {
+        pbjson_types::Duration { seconds: duration.as_secs() as i64, nanos: duration.subsec_nanos() as i32 }
     }
 }
 

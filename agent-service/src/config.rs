@@ -1,0 +1,102 @@
+//! The service's settings: flags, each with an environment variable of the same meaning, and
+//! defaults that run as-is in the container. The model API key is read only from the environment
+//! (never a flag, so it cannot show in `ps` or `--help`).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// Command-line flags and environment of the agent-service.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "agent-service", version, about = "Runs a coding agent on git repositories and streams every step over gRPC and gRPC-web.")]
+pub struct Config {
+    /// Address to listen on. Defaults to 0.0.0.0 on --port.
+    #[arg(long, env = "LISTEN_ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Port to listen on (all interfaces), when --listen is not given.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Directory for task workspaces and event logs.
+    #[arg(long, env = "AUTOPILOT_WORK_DIR", default_value = "/tmp/autopilot")]
+    pub work_dir: PathBuf,
+    /// The Claude Code CLI to run.
+    #[arg(long, env = "CLAUDE_CODE_PATH", default_value = "claude")]
+    pub claude_path: PathBuf,
+    /// The Claude Code version the service expects; it refuses to start if the CLI reports another.
+    #[arg(long, env = "CLAUDE_CODE_VERSION")]
+    pub claude_version: Option<String>,
+    /// The git executable.
+    #[arg(long, env = "GIT_PATH", default_value = "git")]
+    pub git_path: PathBuf,
+    /// Allow file:// URLs and local paths as repositories (local development and tests only).
+    #[arg(long, env = "AUTOPILOT_ALLOW_LOCAL_REPOS")]
+    pub allow_local_repos: bool,
+    /// Wall-clock limit of a task that does not set one.
+    #[arg(long, env = "AUTOPILOT_DEFAULT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub default_timeout: Duration,
+    /// Largest wall-clock limit a task may ask for.
+    #[arg(long, env = "AUTOPILOT_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_timeout: Duration,
+    /// Longest a clone may take.
+    #[arg(long, env = "AUTOPILOT_CLONE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub clone_timeout: Duration,
+    /// How long a stopped agent or git gets between SIGTERM and SIGKILL.
+    #[arg(long, env = "AUTOPILOT_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stop_grace: Duration,
+    /// Ended tasks kept (with their workspaces and logs); older ones are deleted.
+    #[arg(long, env = "AUTOPILOT_HISTORY", default_value_t = 50)]
+    pub history: usize,
+    /// Log format: "text" or "json".
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The address to bind.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], self.port)))
+    }
+}
+
+/// Environment variables the agent CLI inherits from the service; nothing else is passed, so
+/// the agent (and every command it runs) sees no other secret of the service's environment.
+pub fn agent_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    const EXACT: [&str; 13] = [
+        "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "SHELL", "TERM", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+    ];
+    const PREFIXES: [&str; 4] = ["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "CLAUDE_CONFIG_DIR"];
+    let mut env: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(name, _)| EXACT.contains(&name.as_str()) || PREFIXES.iter().any(|p| name.starts_with(p)) || name == "no_proxy")
+        .collect();
+    env.sort();
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_agents_variables_pass() {
+        let vars = [
+            ("PATH", "/bin"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("ANTHROPIC_BASE_URL", "http://x"),
+            ("CLAUDE_CODE_MAX_RETRIES", "0"),
+            ("AWS_SECRET_ACCESS_KEY", "nope"),
+            ("DATABASE_URL", "nope"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()));
+        let names: Vec<String> = agent_env(vars).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_MAX_RETRIES", "PATH"]);
+    }
+
+    #[test]
+    fn defaults_suit_the_container() {
+        let config = Config::parse_from(["agent-service"]);
+        assert_eq!(config.listen_addr().to_string(), "0.0.0.0:8080");
+        assert_eq!(config.default_timeout, Duration::from_secs(1800));
+        assert!(!config.allow_local_repos);
+    }
+}

@@ -1,0 +1,172 @@
+//! Clones a repository with the `git` CLI into a task's directory, at the requested ref, and
+//! reports git's progress as it goes.
+//!
+//! git runs hardened: protocols limited by `GIT_ALLOW_PROTOCOL`, no terminal prompts, no system
+//! config, `--` before positional arguments, a timeout, and its whole process group stopped on
+//! cancel. The URL was already checked by [`crate::repo_url`]. The clone is shallow: an init, a
+//! depth-1 fetch of the ref (branch, tag or commit id alike), and a detached checkout.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use autopilot_contract::v1::GitProgress;
+use tokio::{io::AsyncReadExt, process::Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    git_progress::{parse_progress_line, LineSplitter, ProgressTracker},
+    process_group::{spawn_group, terminate_group},
+    redact::Redactor,
+    repo_url::RepoUrl,
+};
+
+/// How git is run.
+#[derive(Debug, Clone)]
+pub struct GitSettings {
+    /// The git executable.
+    pub program: PathBuf,
+    /// Whether file:// and local paths may be cloned (GIT_ALLOW_PROTOCOL gains `file`).
+    pub allow_file: bool,
+    /// Longest a whole clone may take.
+    pub timeout: Duration,
+    /// How long git gets to exit after SIGTERM.
+    pub grace: Duration,
+}
+
+/// Why a clone did not produce a checkout.
+#[derive(Debug)]
+pub enum CloneError {
+    /// The stop token fired; git was terminated.
+    Stopped,
+    /// git failed; the message is git's own (credentials masked).
+    Failed(String),
+}
+
+/// Clones `repo` at `git_ref` (empty: the default branch) into `dest`; returns the commit
+/// checked out. `on_progress` sees each new progress line.
+///
+/// # Errors
+/// [`CloneError`]: stopped, or git's message.
+pub async fn clone_repo(
+    repo: &RepoUrl,
+    git_ref: &str,
+    dest: &Path,
+    settings: &GitSettings,
+    redactor: &Redactor,
+    stop: &CancellationToken,
+    mut on_progress: impl FnMut(GitProgress) + Send,
+) -> Result<String, CloneError> {
+    let redactor = redactor.with(repo.secrets.iter().cloned());
+    let work = async {
+        let dest_arg = dest.to_string_lossy().into_owned();
+        run_git(settings, None, &["init", "--quiet", "--", &dest_arg], &redactor, stop, &mut |_| {}).await?;
+        let refspec = if git_ref.is_empty() { "HEAD" } else { git_ref };
+        let mut splitter_progress = |p: GitProgress| on_progress(p);
+        run_git(
+            settings,
+            Some(dest),
+            &["fetch", "--progress", "--depth", "1", "--no-tags", "--no-recurse-submodules", "--", &repo.url, refspec],
+            &redactor,
+            stop,
+            &mut splitter_progress,
+        )
+        .await?;
+        run_git(settings, Some(dest), &["checkout", "--quiet", "--detach", "FETCH_HEAD"], &redactor, stop, &mut |_| {}).await?;
+        run_git(settings, Some(dest), &["rev-parse", "HEAD"], &redactor, stop, &mut |_| {}).await
+    };
+    match tokio::time::timeout(settings.timeout, work).await {
+        Ok(result) => result.map(|out| out.trim().to_string()),
+        Err(_) => Err(CloneError::Failed(format!("git did not finish within {}s", settings.timeout.as_secs()))),
+    }
+}
+
+/// Runs one git command; its stdout on success, its last message on failure.
+async fn run_git(
+    settings: &GitSettings,
+    cwd: Option<&Path>,
+    args: &[&str],
+    redactor: &Redactor,
+    stop: &CancellationToken,
+    on_progress: &mut (dyn FnMut(GitProgress) + Send),
+) -> Result<String, CloneError> {
+    let mut command = Command::new(&settings.program);
+    command
+        .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env("GIT_ALLOW_PROTOCOL", if settings.allow_file { "https:ssh:file" } else { "https:ssh" })
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(home) = std::env::var_os("HOME") {
+        command.env("HOME", home);
+    }
+    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK") {
+        command.env("SSH_AUTH_SOCK", sock);
+    }
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = spawn_group(&mut command).map_err(|e| CloneError::Failed(format!("could not run git ({}): {e}", settings.program.display())))?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let collect_stdout = tokio::spawn(async move {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out).await;
+        out
+    });
+
+    let mut splitter = LineSplitter::default();
+    let mut tracker = ProgressTracker::default();
+    let mut messages: Vec<String> = Vec::new();
+    let mut on_line = |line: &str| match parse_progress_line(line) {
+        Some(progress) => {
+            if let Some(mut progress) = tracker.keep(progress) {
+                progress.message = redactor.redact(&progress.message);
+                on_progress(progress);
+            }
+        }
+        None => {
+            messages.push(redactor.redact(line.trim()));
+            if messages.len() > 20 {
+                messages.remove(0);
+            }
+        }
+    };
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = stderr.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => splitter.feed(&buf[..n], &mut on_line),
+            },
+            () = stop.cancelled() => {
+                let _ = terminate_group(&mut child, settings.grace).await;
+                return Err(CloneError::Stopped);
+            }
+        }
+    }
+    splitter.finish(&mut on_line);
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| CloneError::Failed(format!("git failed: {e}")))?,
+        () = stop.cancelled() => {
+            let _ = terminate_group(&mut child, settings.grace).await;
+            return Err(CloneError::Stopped);
+        }
+    };
+    let stdout = collect_stdout.await.unwrap_or_default();
+    if status.success() {
+        return Ok(stdout);
+    }
+    let detail = messages.iter().filter(|m| !m.is_empty()).cloned().collect::<Vec<_>>().join("\n");
+    let detail = if detail.is_empty() { format!("git {} ended with {status}", args[0]) } else { detail };
+    Err(CloneError::Failed(format!("git {} failed: {detail}", args[0])))
+}

@@ -1,0 +1,112 @@
+//! The `autopilot.v1.Autopilot` gRPC service: validates requests, maps them onto the task
+//! manager, and maps its answers onto gRPC statuses. No task logic lives here.
+
+use std::{pin::Pin, sync::Arc};
+
+use autopilot_contract::v1::{
+    autopilot_server::Autopilot, CancelRequest, CancelResponse, StartRequest, StartResponse, StatusRequest, StatusResponse,
+    StreamEventsRequest, StreamEventsResponse,
+};
+use futures::{stream, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    task::Task,
+    task_manager::{StartError, TaskManager},
+    validate::{validate_start, Limits},
+};
+
+/// Events read from the log per message on the internal channel.
+const STREAM_BATCH: usize = 256;
+/// Batches buffered per stream before the reader waits for the client.
+const STREAM_BUFFER: usize = 4;
+/// Longest task id accepted (ids are UUIDs, 36 characters).
+const MAX_TASK_ID_LEN: usize = 64;
+
+/// The gRPC face of a [`TaskManager`].
+pub struct AutopilotApi {
+    manager: Arc<TaskManager>,
+    limits: Limits,
+}
+
+impl AutopilotApi {
+    pub fn new(manager: Arc<TaskManager>, limits: Limits) -> Self {
+        AutopilotApi { manager, limits }
+    }
+
+    /// The task a request names (empty: the running or most recent one).
+    fn task(&self, task_id: &str) -> Result<Arc<Task>, Status> {
+        if task_id.len() > MAX_TASK_ID_LEN || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Status::invalid_argument("task_id is not a task id (task ids are UUIDs)"));
+        }
+        self.manager.find(task_id).ok_or_else(|| match task_id {
+            "" => Status::not_found("no task has run on this service yet"),
+            id => Status::not_found(format!("no task with id {id}")),
+        })
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Autopilot for AutopilotApi {
+    async fn start(&self, request: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
+        let spec = validate_start(request.get_ref(), &self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let task = self.manager.start(spec).map_err(|e| match e {
+            StartError::Busy(_) => Status::failed_precondition(e.to_string()),
+            StartError::ShuttingDown => Status::unavailable(e.to_string()),
+            StartError::Io(_) => {
+                tracing::error!(error = %e, "could not start a task");
+                Status::internal(e.to_string())
+            }
+        })?;
+        Ok(Response::new(StartResponse { task_id: task.id().to_string(), state: task.state() as i32 }))
+    }
+
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let task = self.task(&request.get_ref().task_id)?;
+        Ok(Response::new(StatusResponse { task: Some(task.snapshot()) }))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(&self, request: Request<StreamEventsRequest>) -> Result<Response<EventStream>, Status> {
+        let task = self.task(&request.get_ref().task_id)?;
+        let mut subscription = task.log().subscribe(request.get_ref().from_seq);
+        let (tx, rx) = mpsc::channel::<Vec<Result<StreamEventsResponse, Status>>>(STREAM_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    batch = subscription.next_batch(STREAM_BATCH) => batch,
+                    () = tx.closed() => return,
+                };
+                let items = match batch {
+                    Ok(Some(events)) => events.into_iter().map(|event| Ok(StreamEventsResponse { event: Some(event) })).collect(),
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::error!(task_id = task.id(), %error, "could not read the event log");
+                        vec![Err(Status::internal(format!("could not read the event log: {error}")))]
+                    }
+                };
+                let failed = items.last().is_some_and(|item: &Result<_, _>| item.is_err());
+                // A failed send means the client has gone; stop reading for it.
+                if tx.send(items).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).flat_map(stream::iter))))
+    }
+
+    async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
+        let task_id = &request.get_ref().task_id;
+        let task = self.task(task_id)?;
+        if task_id.is_empty() && task.state().is_final() {
+            return Err(Status::failed_precondition("no task is running"));
+        }
+        let state = self.manager.cancel(&task).await;
+        Ok(Response::new(CancelResponse { task_id: task.id().to_string(), state: state as i32 }))
+    }
+}

@@ -1,0 +1,113 @@
+//! The agent-service: runs in the user's container (or, in tunnel mode, on their own machine),
+//! clones a repository, runs a coding-agent CLI on it, records every step as a typed event, and
+//! serves the `autopilot.v1` contract over native gRPC and gRPC-web on one port.
+//!
+//! Layout:
+//! - [`config`]: flags and environment.
+//! - [`server`]: the one listener serving gRPC, gRPC-web, reflection, health and `/ping`.
+//! - [`grpc_api`]: the `Autopilot` service, mapping requests onto the task manager.
+//! - [`validate`], [`repo_url`]: what a request may ask for (pure).
+//! - [`task_manager`]: one running task at a time, a bounded history, recovery after restart.
+//! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
+//! - [`event_log`]: the on-disk, replayable log of a task's events, with live subscriptions.
+//! - [`git_clone`], [`git_progress`]: the hardened clone and its progress events.
+//! - [`agent`]: the agent CLI interface, Claude Code, and its output parser.
+//! - [`process_group`]: children that can be stopped whole; [`redact`]: secrets kept out.
+
+pub mod agent;
+pub mod config;
+pub mod event_log;
+pub mod git_clone;
+pub mod git_progress;
+pub mod grpc_api;
+pub mod process_group;
+pub mod redact;
+pub mod repo_url;
+pub mod server;
+pub mod task;
+pub mod task_manager;
+pub mod task_runner;
+pub mod task_state;
+pub mod validate;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    agent::claude_code::ClaudeCode,
+    config::{agent_env, Config},
+    git_clone::GitSettings,
+    redact::Redactor,
+    task_manager::TaskManager,
+    task_runner::RunContext,
+    validate::Limits,
+};
+
+/// Error type of the service's entry points.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the whole service on `listener` with `config` until `shutdown` completes; then stops the
+/// running task (its final event recorded and delivered), finishes open requests, and returns.
+///
+/// # Errors
+/// The work directory could not be prepared, the expected agent version does not match, or
+/// serving failed.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    if api_key.is_none() {
+        tracing::warn!("ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key");
+    }
+    check_agent_version(&config).await?;
+
+    let ctx = RunContext {
+        agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
+        git: GitSettings {
+            program: config.git_path.clone(),
+            allow_file: config.allow_local_repos,
+            timeout: config.clone_timeout,
+            grace: config.stop_grace,
+        },
+        grace: config.stop_grace,
+        agent_env: agent_env(env),
+        has_api_key: api_key.is_some(),
+    };
+    let redactor = Redactor::new(api_key);
+    let manager = TaskManager::new(config.work_dir.clone(), config.history, ctx, redactor)?;
+    let limits = Limits {
+        allow_local_repos: config.allow_local_repos,
+        default_timeout: config.default_timeout,
+        max_timeout: config.max_timeout,
+    };
+    let stopping = Arc::clone(&manager);
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: stopping the running task");
+        stopping.shutdown().await;
+    };
+    tracing::info!(addr = %listener.local_addr()?, work_dir = %config.work_dir.display(), "listening");
+    server::run(listener, manager, limits, shutdown).await
+}
+
+/// Checks the agent CLI's version when the operator pinned one. Without a pin, only logs it.
+async fn check_agent_version(config: &Config) -> Result<(), Error> {
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(&config.claude_path).arg("--version").kill_on_drop(true).output(),
+    )
+    .await;
+    let reported = match output {
+        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(Ok(out)) => format!("(--version failed: {})", out.status),
+        Ok(Err(e)) => format!("(not runnable: {e})"),
+        Err(_) => "(--version timed out)".to_string(),
+    };
+    tracing::info!(cli = %config.claude_path.display(), version = %reported, "agent CLI");
+    if let Some(expected) = &config.claude_version {
+        if !reported.split_whitespace().any(|word| word == expected) {
+            return Err(format!("the agent CLI at {} reports {reported:?}, but version {expected} is required", config.claude_path.display()).into());
+        }
+    }
+    Ok(())
+}

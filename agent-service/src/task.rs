@@ -1,0 +1,215 @@
+//! One task: its directory, its event log and its current snapshot, kept in step.
+//!
+//! [`Task::record`] is the only way anything about a task changes: it masks secrets in the
+//! event, appends it to the log and applies it to the snapshot under one lock, so Status never
+//! shows a state the log does not have, and the log never holds a secret.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use autopilot_contract::v1::{
+    event::Payload, StateChanged, Task as TaskSnapshot, TaskFinished, TaskState, Usage,
+};
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::{event_log::EventLog, redact::Redactor, task_state};
+
+/// The file in a task's directory holding its initial snapshot (what was asked for).
+pub const SPEC_FILE: &str = "task.pb";
+/// The file in a task's directory holding its event log.
+pub const LOG_FILE: &str = "events.log";
+
+/// Why a task is being stopped before it finished by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Cancel was called.
+    Cancelled,
+    /// The wall-clock timeout passed.
+    TimedOut(Duration),
+    /// The service is shutting down.
+    Shutdown,
+}
+
+impl StopReason {
+    /// The final state a task stopped for this reason ends in, and the words saying why.
+    pub fn outcome(&self) -> (TaskState, String) {
+        match self {
+            StopReason::Cancelled => (TaskState::Cancelled, "cancelled by request".into()),
+            StopReason::TimedOut(limit) => (TaskState::TimedOut, format!("the task ran past its timeout of {}s", limit.as_secs_f64())),
+            StopReason::Shutdown => (TaskState::Cancelled, "the service is shutting down".into()),
+        }
+    }
+}
+
+/// A task of this service.
+pub struct Task {
+    id: String,
+    dir: PathBuf,
+    log: Arc<EventLog>,
+    snapshot: Mutex<TaskSnapshot>,
+    redactor: Redactor,
+    /// Fired when the task must stop early; the running step terminates its process group.
+    stop: CancellationToken,
+    /// The first reason the task was told to stop; later ones are ignored.
+    stop_reason: Mutex<Option<StopReason>>,
+}
+
+impl Task {
+    /// Creates the task's directory content: the spec file and an empty log.
+    ///
+    /// # Errors
+    /// The files could not be written.
+    pub fn create(dir: PathBuf, snapshot: TaskSnapshot, redactor: Redactor) -> io::Result<Arc<Task>> {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(SPEC_FILE), snapshot.encode_to_vec())?;
+        let log = EventLog::create(snapshot.task_id.clone(), dir.join(LOG_FILE))?;
+        Ok(Self::assemble(dir, snapshot, log, redactor))
+    }
+
+    /// Reloads a task from its directory after a restart. A task that had not finished is ended
+    /// FAILED: whatever ran it is gone.
+    ///
+    /// # Errors
+    /// The directory does not hold a readable task.
+    pub fn recover(dir: PathBuf, redactor: Redactor) -> io::Result<Arc<Task>> {
+        let spec = std::fs::read(dir.join(SPEC_FILE))?;
+        let mut snapshot = TaskSnapshot::decode(spec.as_slice()).map_err(io::Error::other)?;
+        let log = EventLog::open(snapshot.task_id.clone(), dir.join(LOG_FILE), |event| task_state::apply(&mut snapshot, event))?;
+        let task = Self::assemble(dir, snapshot, log, redactor);
+        if !task.state().is_final() {
+            task.finish(TaskState::Failed, String::new(), "the service stopped while the task was running".into(), 0, Duration::ZERO);
+        }
+        task.log.close();
+        Ok(task)
+    }
+
+    fn assemble(dir: PathBuf, snapshot: TaskSnapshot, log: Arc<EventLog>, redactor: Redactor) -> Arc<Task> {
+        Arc::new(Task {
+            id: snapshot.task_id.clone(),
+            dir,
+            log,
+            snapshot: Mutex::new(snapshot),
+            redactor,
+            stop: CancellationToken::new(),
+            stop_reason: Mutex::new(None),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The task's working directory (the clone lives in `repo/` under it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// A copy of the current snapshot.
+    pub fn snapshot(&self) -> TaskSnapshot {
+        self.lock_snapshot().clone()
+    }
+
+    pub fn state(&self) -> TaskState {
+        self.lock_snapshot().state()
+    }
+
+    /// Records one event: masks secrets, appends it to the log, applies it to the snapshot.
+    /// A failed write is logged; the event is then not recorded anywhere.
+    pub fn record(&self, mut payload: Payload) {
+        redact_payload(&self.redactor, &mut payload);
+        let mut snapshot = self.lock_snapshot();
+        match self.log.append(payload) {
+            Ok(event) => task_state::apply(&mut snapshot, &event),
+            Err(error) => tracing::error!(task_id = %self.id, %error, "could not record an event"),
+        }
+    }
+
+    /// Moves the task to `to`, recording the change. Moves the lifecycle forbids are ignored
+    /// (and logged): a final state never changes.
+    pub fn move_to(&self, to: TaskState, reason: impl Into<String>) {
+        let from = self.state();
+        if !task_state::can_move(from, to) {
+            tracing::warn!(task_id = %self.id, ?from, ?to, "ignored a state change the lifecycle forbids");
+            return;
+        }
+        self.record(Payload::StateChanged(StateChanged { from: from as i32, to: to as i32, reason: reason.into() }));
+    }
+
+    /// Ends the task: the final state change, then `task_finished` as the last event; closes the
+    /// log so every subscription ends after delivering it.
+    pub fn finish(&self, state: TaskState, result: String, error: String, num_turns: u32, duration: Duration) {
+        if self.state().is_final() {
+            return;
+        }
+        self.move_to(state, error.clone());
+        let usage = self.lock_snapshot().usage.clone().unwrap_or_else(Usage::default);
+        self.record(Payload::TaskFinished(TaskFinished {
+            state: state as i32,
+            result,
+            error,
+            usage: Some(usage),
+            num_turns,
+            duration: Some(autopilot_contract::time::duration(duration)),
+        }));
+        self.log.close();
+    }
+
+    /// Asks the task to stop; the first reason given wins. Returns whether this call was first.
+    pub fn request_stop(&self, reason: StopReason) -> bool {
+        let mut current = self.stop_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if current.is_some() || self.state().is_final() {
+            return false;
+        }
+        *current = Some(reason);
+        self.stop.cancel();
+        true
+    }
+
+    /// The reason the task was told to stop, if it was.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Fires when the task must stop early.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Waits until the task has ended and its last event is recorded.
+    pub async fn ended(&self) {
+        self.log.closed().await;
+    }
+
+    fn lock_snapshot(&self) -> MutexGuard<'_, TaskSnapshot> {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Masks secrets in every text an event carries.
+fn redact_payload(redactor: &Redactor, payload: &mut Payload) {
+    match payload {
+        Payload::StateChanged(p) => redactor.redact_in_place(&mut p.reason),
+        Payload::GitProgress(p) => redactor.redact_in_place(&mut p.message),
+        Payload::AgentText(p) => redactor.redact_in_place(&mut p.text),
+        Payload::ToolStarted(p) => redactor.redact_in_place(&mut p.input_json),
+        Payload::ToolFinished(p) => redactor.redact_in_place(&mut p.output),
+        Payload::TaskFinished(p) => {
+            redactor.redact_in_place(&mut p.result);
+            redactor.redact_in_place(&mut p.error);
+        }
+        Payload::AgentStarted(_) | Payload::UsageUpdate(_) | Payload::RepositoryReady(_) => {}
+    }
+}

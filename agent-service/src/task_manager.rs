@@ -1,0 +1,163 @@
+//! The tasks of this service: at most one running (the container belongs to one user), and a
+//! bounded history of ended ones, kept on disk under `<work_dir>/tasks/<task_id>/` and reloaded
+//! after a restart.
+
+use std::{
+    collections::VecDeque,
+    io,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime},
+};
+
+use autopilot_contract::v1::{Task as TaskSnapshot, TaskState};
+use tokio_util::task::TaskTracker;
+
+use crate::{
+    redact::Redactor,
+    task::{StopReason, Task},
+    task_runner::{run_task, RunContext},
+    validate::TaskSpec,
+};
+
+/// Why Start was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("task {0} is still running; cancel it or wait for it to end")]
+    Busy(String),
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    #[error("could not create the task's directory: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Owns every task.
+pub struct TaskManager {
+    tasks_dir: PathBuf,
+    history_limit: usize,
+    ctx: Arc<RunContext>,
+    redactor: Redactor,
+    registry: Mutex<Registry>,
+    runners: TaskTracker,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Oldest first; the last one is the most recent.
+    tasks: VecDeque<Arc<Task>>,
+    shutting_down: bool,
+}
+
+impl TaskManager {
+    /// A manager keeping tasks under `work_dir/tasks`, reloading those a previous run left.
+    ///
+    /// # Errors
+    /// The tasks directory could not be created or listed.
+    pub fn new(work_dir: PathBuf, history_limit: usize, ctx: RunContext, redactor: Redactor) -> io::Result<Arc<TaskManager>> {
+        let tasks_dir = work_dir.join("tasks");
+        std::fs::create_dir_all(&tasks_dir)?;
+        let mut recovered = Vec::new();
+        for entry in std::fs::read_dir(&tasks_dir)? {
+            let dir = entry?.path();
+            match Task::recover(dir.clone(), redactor.clone()) {
+                Ok(task) => recovered.push(task),
+                Err(error) => tracing::warn!(dir = %dir.display(), %error, "skipped a task directory that could not be read"),
+            }
+        }
+        recovered.sort_by_key(|t| t.snapshot().create_time.map(|c| (c.seconds, c.nanos)));
+        let manager = TaskManager {
+            tasks_dir,
+            history_limit: history_limit.max(1),
+            ctx: Arc::new(ctx),
+            redactor,
+            registry: Mutex::new(Registry { tasks: recovered.into(), shutting_down: false }),
+            runners: TaskTracker::new(),
+        };
+        if !manager.lock().tasks.is_empty() {
+            tracing::info!(count = manager.lock().tasks.len(), "reloaded tasks from disk");
+        }
+        manager.trim_history(&mut manager.lock());
+        Ok(Arc::new(manager))
+    }
+
+    /// Creates a task for `spec` and starts running it in the background.
+    ///
+    /// # Errors
+    /// [`StartError::Busy`] while another task runs; shutting down; directory creation failed.
+    pub fn start(&self, spec: TaskSpec) -> Result<Arc<Task>, StartError> {
+        let mut registry = self.lock();
+        if registry.shutting_down {
+            return Err(StartError::ShuttingDown);
+        }
+        if let Some(running) = registry.tasks.iter().rev().find(|t| !t.state().is_final()) {
+            return Err(StartError::Busy(running.id().to_string()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let snapshot = TaskSnapshot {
+            task_id: id.clone(),
+            state: TaskState::Unspecified as i32,
+            repository_url: spec.repo.display.clone(),
+            git_ref: spec.git_ref.clone(),
+            options: Some(spec.options()),
+            create_time: Some(autopilot_contract::time::timestamp(SystemTime::now())),
+            ..Default::default()
+        };
+        let redactor = self.redactor.with(spec.repo.secrets.iter().cloned());
+        let task = Task::create(self.tasks_dir.join(&id), snapshot, redactor)?;
+        task.move_to(TaskState::Pending, "");
+        registry.tasks.push_back(Arc::clone(&task));
+        self.trim_history(&mut registry);
+        drop(registry);
+        tracing::info!(task_id = %id, repository = %spec.repo.display, git_ref = %spec.git_ref, "task started");
+        self.runners.spawn(run_task(Arc::clone(&task), spec, Arc::clone(&self.ctx)));
+        Ok(task)
+    }
+
+    /// The task with `id`; for an empty id, the running task or else the most recent one.
+    pub fn find(&self, id: &str) -> Option<Arc<Task>> {
+        let registry = self.lock();
+        if id.is_empty() {
+            return registry.tasks.iter().rev().find(|t| !t.state().is_final()).or(registry.tasks.back()).cloned();
+        }
+        registry.tasks.iter().find(|t| t.id() == id).cloned()
+    }
+
+    /// Stops a task and waits until it has ended (at most its grace period plus a margin).
+    /// A task that already ended is left as it is. Returns the task's state afterwards.
+    pub async fn cancel(&self, task: &Task) -> TaskState {
+        task.request_stop(StopReason::Cancelled);
+        let _ = tokio::time::timeout(self.ctx.grace + Duration::from_secs(5), task.ended()).await;
+        task.state()
+    }
+
+    /// Refuses new tasks, stops the running one and waits until its final event is recorded.
+    pub async fn shutdown(&self) {
+        let running: Vec<Arc<Task>> = {
+            let mut registry = self.lock();
+            registry.shutting_down = true;
+            registry.tasks.iter().filter(|t| !t.state().is_final()).cloned().collect()
+        };
+        for task in &running {
+            task.request_stop(StopReason::Shutdown);
+        }
+        self.runners.close();
+        self.runners.wait().await;
+    }
+
+    fn trim_history(&self, registry: &mut Registry) {
+        while registry.tasks.len() > self.history_limit {
+            let Some(position) = registry.tasks.iter().position(|t| t.state().is_final()) else { break };
+            let evicted = registry.tasks.remove(position).expect("position is in range");
+            let dir = evicted.dir().to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "could not remove an old task's directory");
+                }
+            });
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,88 @@
+//! The task lifecycle as a pure state machine: which moves are allowed, and what the snapshot of a
+//! task looks like after each recorded event. The live task and the recovery of a task from its
+//! log after a restart both go through [`apply`], so a snapshot always equals its log's replay.
+
+use autopilot_contract::v1::{event::Payload, Event, Task, TaskState};
+
+/// Whether a task may move from `from` to `to`.
+/// PENDING -> CLONING -> RUNNING -> final; any non-final state may end early.
+pub fn can_move(from: TaskState, to: TaskState) -> bool {
+    use TaskState::*;
+    match (from, to) {
+        (Unspecified, Pending) | (Pending, Cloning) | (Cloning, Running) => true,
+        (from, to) => !from.is_final() && from != Unspecified && to.is_final(),
+    }
+}
+
+/// Updates `task` for one recorded `event`.
+pub fn apply(task: &mut Task, event: &Event) {
+    task.last_seq = event.seq;
+    let Some(payload) = &event.payload else { return };
+    match payload {
+        Payload::StateChanged(change) => {
+            let to = change.to();
+            task.state = to as i32;
+            if to == TaskState::Cloning && task.start_time.is_none() {
+                task.start_time = event.time;
+            }
+            if to.is_final() {
+                task.end_time = event.time;
+            }
+        }
+        Payload::RepositoryReady(ready) => task.commit = ready.commit.clone(),
+        Payload::AgentStarted(started) => task.session_id = started.session_id.clone(),
+        Payload::UsageUpdate(update) => task.usage = update.usage.clone(),
+        Payload::TaskFinished(finished) => {
+            task.state = finished.state;
+            task.result = finished.result.clone();
+            task.error = finished.error.clone();
+            task.usage = finished.usage.clone();
+            task.num_turns = finished.num_turns;
+            if task.end_time.is_none() {
+                task.end_time = event.time;
+            }
+        }
+        Payload::GitProgress(_) | Payload::AgentText(_) | Payload::ToolStarted(_) | Payload::ToolFinished(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_contract::v1::{StateChanged, TaskFinished, Usage, UsageUpdate};
+    use TaskState::*;
+
+    #[test]
+    fn the_happy_path_and_early_endings_are_allowed() {
+        assert!(can_move(Unspecified, Pending));
+        assert!(can_move(Pending, Cloning));
+        assert!(can_move(Cloning, Running));
+        for end in [Succeeded, Failed, Cancelled, TimedOut] {
+            assert!(can_move(Running, end));
+            assert!(can_move(Pending, end));
+            assert!(!can_move(end, Running), "a final state is final");
+            assert!(!can_move(end, Failed));
+        }
+        assert!(!can_move(Running, Cloning));
+        assert!(!can_move(Pending, Running));
+        assert!(!can_move(Unspecified, Failed));
+    }
+
+    #[test]
+    fn applying_events_builds_the_snapshot() {
+        let time = |s| Some(pbjson_types::Timestamp { seconds: s, nanos: 0 });
+        let event = |seq, payload| Event { task_id: "t".into(), seq, time: time(seq as i64), payload: Some(payload) };
+        let change = |from: TaskState, to: TaskState| Payload::StateChanged(StateChanged { from: from as i32, to: to as i32, reason: String::new() });
+        let mut task = Task::default();
+        apply(&mut task, &event(1, change(Unspecified, Pending)));
+        apply(&mut task, &event(2, change(Pending, Cloning)));
+        let usage = Usage { input_tokens: 5, ..Default::default() };
+        apply(&mut task, &event(3, Payload::UsageUpdate(UsageUpdate { usage: Some(usage.clone()) })));
+        apply(&mut task, &event(4, change(Cloning, Failed)));
+        apply(&mut task, &event(5, Payload::TaskFinished(TaskFinished { state: Failed as i32, error: "boom".into(), usage: Some(usage), ..Default::default() })));
+        assert_eq!(task.state(), Failed);
+        assert_eq!((task.start_time, task.end_time), (time(2), time(4)));
+        assert_eq!((task.last_seq, task.error.as_str()), (5, "boom"));
+        assert_eq!(task.usage.unwrap().input_tokens, 5);
+    }
+}

@@ -1,0 +1,228 @@
+//! Turns a `StartRequest` into a `TaskSpec` the task machinery can trust, or says which field is
+//! wrong and why. Pure: no I/O, so every rule is unit-tested here.
+//!
+//! Limits (documented in the contract and README):
+//! - prompt: 1..=100_000 bytes;
+//! - model: at most 128 characters from `A-Z a-z 0-9 . _ - : / @ [ ]`;
+//! - git_ref: at most 256 bytes, a name `git check-ref-format` would accept, or a commit id;
+//! - max_turns: 0 (no limit) or 1..=1000; max_budget_usd: finite, 0 (no limit) or up to 1000;
+//! - timeout: unset (service default) or 1 s up to the service's maximum.
+
+use std::time::Duration;
+
+use autopilot_contract::v1::{AgentOptions, StartRequest};
+
+use crate::repo_url::{parse_repo_url, RepoUrl};
+
+pub const MAX_PROMPT_BYTES: usize = 100_000;
+pub const MAX_MODEL_LEN: usize = 128;
+pub const MAX_REF_LEN: usize = 256;
+pub const MAX_TURNS: i32 = 1000;
+pub const MAX_BUDGET_USD: f64 = 1000.0;
+
+/// What the operator configured that validation depends on.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub allow_local_repos: bool,
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+}
+
+/// A validated request: everything a task needs to run.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub repo: RepoUrl,
+    pub git_ref: String,
+    pub prompt: String,
+    pub model: String,
+    pub max_turns: u32,
+    pub max_budget_usd: f64,
+    pub timeout: Duration,
+}
+
+impl TaskSpec {
+    /// The options as the task runs with them, defaults filled in.
+    pub fn options(&self) -> AgentOptions {
+        AgentOptions {
+            model: self.model.clone(),
+            max_turns: self.max_turns as i32,
+            max_budget_usd: self.max_budget_usd,
+            timeout: Some(autopilot_contract::time::duration(self.timeout)),
+        }
+    }
+}
+
+/// A rejected field: `field` is its path in the request, `message` says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.field, self.message)
+    }
+}
+
+fn reject(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError { field, message: message.into() }
+}
+
+/// Checks every field of `request`.
+///
+/// # Errors
+/// The first field that breaks a rule.
+pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpec, FieldError> {
+    let repo = parse_repo_url(&request.repository_url, limits.allow_local_repos)
+        .map_err(|m| reject("repository_url", m))?;
+    validate_ref(&request.git_ref)?;
+    validate_prompt(&request.prompt)?;
+    let options = request.options.clone().unwrap_or_default();
+    validate_model(&options.model)?;
+    if !(0..=MAX_TURNS).contains(&options.max_turns) {
+        return Err(reject("options.max_turns", format!("must be between 0 (no limit) and {MAX_TURNS}; got {}", options.max_turns)));
+    }
+    let budget = options.max_budget_usd;
+    if !budget.is_finite() || !(0.0..=MAX_BUDGET_USD).contains(&budget) {
+        return Err(reject("options.max_budget_usd", format!("must be between 0 (no limit) and {MAX_BUDGET_USD}; got {budget}")));
+    }
+    let timeout = match options.timeout {
+        None => limits.default_timeout,
+        Some(d) => {
+            if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) {
+                return Err(reject("options.timeout", "must be positive"));
+            }
+            let timeout = Duration::new(d.seconds as u64, d.nanos.clamp(0, 999_999_999) as u32);
+            if timeout < Duration::from_secs(1) {
+                return Err(reject("options.timeout", "must be at least 1s"));
+            }
+            if timeout > limits.max_timeout {
+                return Err(reject("options.timeout", format!("must be at most {}s on this service", limits.max_timeout.as_secs())));
+            }
+            timeout
+        }
+    };
+    Ok(TaskSpec {
+        repo,
+        git_ref: request.git_ref.clone(),
+        prompt: request.prompt.clone(),
+        model: options.model,
+        max_turns: options.max_turns as u32,
+        max_budget_usd: budget,
+        timeout,
+    })
+}
+
+fn validate_prompt(prompt: &str) -> Result<(), FieldError> {
+    if prompt.trim().is_empty() {
+        return Err(reject("prompt", "is required"));
+    }
+    if prompt.len() > MAX_PROMPT_BYTES {
+        return Err(reject("prompt", format!("is {} bytes long; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
+    }
+    if prompt.contains('\0') {
+        return Err(reject("prompt", "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+fn validate_model(model: &str) -> Result<(), FieldError> {
+    if model.len() > MAX_MODEL_LEN {
+        return Err(reject("options.model", format!("is longer than {MAX_MODEL_LEN} characters")));
+    }
+    if let Some(bad) = model.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-:/@[]".contains(*c))) {
+        return Err(reject("options.model", format!("contains {bad:?}, which no model name has")));
+    }
+    if model.starts_with('-') {
+        return Err(reject("options.model", "must not start with '-'"));
+    }
+    Ok(())
+}
+
+/// Branch, tag or commit names as `git check-ref-format` would take them, minus the exotic.
+fn validate_ref(git_ref: &str) -> Result<(), FieldError> {
+    if git_ref.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: &str| Err(reject("git_ref", format!("{git_ref:?} is not a valid branch, tag or commit: {why}")));
+    if git_ref.len() > MAX_REF_LEN {
+        return Err(reject("git_ref", format!("is longer than {MAX_REF_LEN} bytes")));
+    }
+    if git_ref.starts_with('-') {
+        return bad("it starts with '-'");
+    }
+    if let Some(c) = git_ref.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-+".contains(*c))) {
+        return bad(&format!("{c:?} is not allowed"));
+    }
+    if git_ref.contains("..") || git_ref.contains("//") || git_ref.starts_with('/') || git_ref.ends_with('/')
+        || git_ref.ends_with('.') || git_ref.ends_with(".lock") || git_ref.split('/').any(|part| part.starts_with('.'))
+    {
+        return bad("git does not allow that form");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { allow_local_repos: false, default_timeout: Duration::from_secs(1800), max_timeout: Duration::from_secs(86_400) }
+    }
+
+    fn request() -> StartRequest {
+        StartRequest {
+            repository_url: "https://example.com/r.git".into(),
+            git_ref: String::new(),
+            prompt: "fix the bug".into(),
+            options: None,
+        }
+    }
+
+    fn field_of(request: StartRequest) -> &'static str {
+        validate_start(&request, &limits()).unwrap_err().field
+    }
+
+    #[test]
+    fn a_plain_request_gets_the_defaults() {
+        let spec = validate_start(&request(), &limits()).unwrap();
+        assert_eq!(spec.timeout, Duration::from_secs(1800));
+        assert_eq!(spec.max_turns, 0);
+        assert_eq!(spec.options().timeout.unwrap().seconds, 1800);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(field_of(StartRequest { prompt: "  ".into(), ..request() }), "prompt");
+        assert_eq!(field_of(StartRequest { prompt: "x".repeat(MAX_PROMPT_BYTES + 1), ..request() }), "prompt");
+        assert_eq!(field_of(StartRequest { repository_url: "ext::sh".into(), ..request() }), "repository_url");
+        assert_eq!(field_of(StartRequest { git_ref: "--upload-pack=x".into(), ..request() }), "git_ref");
+        assert_eq!(field_of(StartRequest { git_ref: "a..b".into(), ..request() }), "git_ref");
+        let with = |options: AgentOptions| StartRequest { options: Some(options), ..request() };
+        assert_eq!(field_of(with(AgentOptions { model: "claude; rm -rf /".into(), ..Default::default() })), "options.model");
+        assert_eq!(field_of(with(AgentOptions { max_turns: -1, ..Default::default() })), "options.max_turns");
+        assert_eq!(field_of(with(AgentOptions { max_budget_usd: -0.5, ..Default::default() })), "options.max_budget_usd");
+        assert_eq!(field_of(with(AgentOptions { max_budget_usd: f64::NAN, ..Default::default() })), "options.max_budget_usd");
+        let timeout = |seconds| with(AgentOptions { timeout: Some(pbjson_types::Duration { seconds, nanos: 0 }), ..Default::default() });
+        assert_eq!(field_of(timeout(-5)), "options.timeout");
+        assert_eq!(field_of(timeout(0)), "options.timeout");
+        assert_eq!(field_of(timeout(86_401)), "options.timeout");
+    }
+
+    #[test]
+    fn real_model_names_and_refs_pass() {
+        for model in ["claude-sonnet-4-5-20250929", "sonnet[1m]", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "claude-3@20240620"] {
+            assert!(validate_model(model).is_ok(), "{model}");
+        }
+        for git_ref in ["main", "feature/x-1", "v1.2.3", "0123abcd", "release+1"] {
+            assert!(validate_ref(git_ref).is_ok(), "{git_ref}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let err = validate_start(&StartRequest { prompt: String::new(), ..request() }, &limits()).unwrap_err();
+        assert_eq!(err.to_string(), "prompt is required");
+    }
+}

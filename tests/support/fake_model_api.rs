@@ -1,0 +1,282 @@
+//! A fake of the paid model API: a small server speaking the Anthropic Messages API (streaming
+//! SSE), so the real Claude Code CLI can run offline in tests. It is the only fake in the system.
+//!
+//! The test picks a script through its prompt: the first `SCENARIO:<name>` token found in a
+//! request selects one of [`Scenario`]'s scripts. Each script is a list of steps; the step to play
+//! is the number of tool results already in the conversation, so a tool call is answered by the
+//! next step. Requests without tools (the CLI's side requests, such as titles) get a short text.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{any, post},
+    Json, Router,
+};
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// A scripted conversation the fake plays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scenario {
+    /// Answer with text at once.
+    Answer,
+    /// Run `ls -1` with the Bash tool, then answer with what it printed.
+    ListFiles,
+    /// Write AGENT_NOTES.md with the Bash tool, then answer.
+    WriteFile,
+    /// Run `count` Bash calls (`echo step N`), then answer.
+    ManyTools(u32),
+    /// Refuse the request with an API error (HTTP 400, invalid_request_error).
+    ApiError,
+    /// Start streaming an answer and never finish it (for cancel and timeout tests).
+    Hang,
+}
+
+/// The message the `ApiError` scenario refuses with.
+pub const API_ERROR_MESSAGE: &str = "fake model API: this request was refused on purpose";
+
+impl Scenario {
+    /// The scenario named by the first `SCENARIO:<name>` token in `text`, or `Answer`.
+    pub fn find_in(text: &str) -> Scenario {
+        let Some(start) = text.find("SCENARIO:") else { return Scenario::Answer };
+        let name: String = text[start + "SCENARIO:".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ':')
+            .collect();
+        match name.as_str() {
+            "list-files" => Scenario::ListFiles,
+            "write-file" => Scenario::WriteFile,
+            "api-error" => Scenario::ApiError,
+            "hang" => Scenario::Hang,
+            other => match other.strip_prefix("many-tools:").and_then(|n| n.parse().ok()) {
+                Some(count) => Scenario::ManyTools(count),
+                None => Scenario::Answer,
+            },
+        }
+    }
+}
+
+/// One reply of the fake.
+enum Step {
+    ToolUse { name: &'static str, input: Value },
+    Text(String),
+}
+
+fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
+    let done = tool_results.len();
+    match scenario {
+        Scenario::Answer | Scenario::ApiError | Scenario::Hang => {
+            Step::Text("All done: nothing needed changing.".into())
+        }
+        Scenario::ListFiles if done == 0 => {
+            Step::ToolUse { name: "Bash", input: json!({"command": "ls -1", "description": "List files"}) }
+        }
+        Scenario::ListFiles => Step::Text(format!(
+            "The repository contains:\n\n```\n{}\n```",
+            tool_results.last().map(|s| s.trim()).unwrap_or_default()
+        )),
+        Scenario::WriteFile if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": "printf 'hello from the agent\\n' > AGENT_NOTES.md && cat AGENT_NOTES.md"}),
+        },
+        Scenario::WriteFile => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
+        Scenario::ManyTools(count) if done < *count as usize => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": format!("echo step {}", done + 1)}),
+        },
+        Scenario::ManyTools(count) => Step::Text(format!("Ran {count} steps.")),
+    }
+}
+
+/// A running fake; dropped, it keeps serving until the runtime ends.
+pub struct FakeModelApi {
+    /// Where it listens, e.g. `http://127.0.0.1:41234`: the agent's `ANTHROPIC_BASE_URL`.
+    pub base_url: String,
+}
+
+#[derive(Default)]
+struct Shared;
+
+impl FakeModelApi {
+    /// Serves the fake on an ephemeral loopback port, in the background of the current runtime.
+    pub async fn start() -> std::io::Result<FakeModelApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(serve(listener));
+        Ok(FakeModelApi { base_url: format!("http://{addr}") })
+    }
+}
+
+/// Serves the fake on `listener` until the process ends.
+pub async fn serve(listener: TcpListener) {
+    let app = Router::new()
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .fallback(any(|| async { StatusCode::OK }))
+        .with_state(Arc::new(Shared));
+    let _ = axum::serve(listener, app).await;
+}
+
+/// Binds the fake on a given address (for the `fake-model-api` binary).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+async fn count_tokens() -> Json<Value> {
+    Json(json!({"input_tokens": 100}))
+}
+
+async fn messages(State(_): State<Arc<Shared>>, _headers: HeaderMap, body: String) -> Response {
+    let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let model = request["model"].as_str().unwrap_or("claude-fake").to_string();
+    let streaming = request["stream"].as_bool().unwrap_or(false);
+    let scenario = if has_tools { Scenario::find_in(&body) } else { Scenario::Answer };
+
+    if scenario == Scenario::ApiError {
+        let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": API_ERROR_MESSAGE}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    let step = if has_tools {
+        step_for(&scenario, &tool_results(&request))
+    } else {
+        Step::Text("Fake title".into())
+    };
+    if !streaming {
+        return Json(whole_message(&model, &step)).into_response();
+    }
+    let mut events = sse_events(&model, &step);
+    if scenario == Scenario::Hang {
+        // Open the message and keep it open with pings, never reaching message_stop.
+        events.truncate(1);
+        let opening = stream::iter(events.into_iter().map(Ok::<_, Infallible>));
+        let pings = stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Some((Ok(sse("ping", json!({"type": "ping"}))), ()))
+        });
+        return sse_response(Body::from_stream(opening.chain(pings)));
+    }
+    sse_response(Body::from_stream(stream::iter(events.into_iter().map(Ok::<_, Infallible>))))
+}
+
+fn sse_response(body: Body) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(body)
+        .unwrap()
+}
+
+/// The text of every tool_result block in the conversation, in order.
+fn tool_results(request: &Value) -> Vec<String> {
+    let mut results = Vec::new();
+    for message in request["messages"].as_array().into_iter().flatten() {
+        for block in message["content"].as_array().into_iter().flatten() {
+            if block["type"] == "tool_result" {
+                results.push(match &block["content"] {
+                    Value::String(text) => text.clone(),
+                    Value::Array(parts) => parts
+                        .iter()
+                        .filter_map(|p| p["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => String::new(),
+                });
+            }
+        }
+    }
+    results
+}
+
+const INPUT_TOKENS: u64 = 120;
+const OUTPUT_TOKENS: u64 = 30;
+
+fn content_block(step: &Step, tool_id: &str) -> (Value, Value, &'static str) {
+    match step {
+        Step::Text(text) => (
+            json!({"type": "text", "text": ""}),
+            json!({"type": "text_delta", "text": text}),
+            "end_turn",
+        ),
+        Step::ToolUse { name, input } => (
+            json!({"type": "tool_use", "id": tool_id, "name": name, "input": {}}),
+            json!({"type": "input_json_delta", "partial_json": input.to_string()}),
+            "tool_use",
+        ),
+    }
+}
+
+fn sse(event: &str, data: Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+fn sse_events(model: &str, step: &Step) -> Vec<bytes::Bytes> {
+    let id = uuid_like();
+    let tool_id = format!("toolu_{id}");
+    let (start, delta, stop_reason) = content_block(step, &tool_id);
+    vec![
+        sse("message_start", json!({"type": "message_start", "message": {
+            "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}})),
+        sse("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": start})),
+        sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": delta})),
+        sse("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        sse("message_delta", json!({"type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+            "usage": {"output_tokens": OUTPUT_TOKENS}})),
+        sse("message_stop", json!({"type": "message_stop"})),
+    ]
+}
+
+fn whole_message(model: &str, step: &Step) -> Value {
+    let id = uuid_like();
+    let (content, stop_reason) = match step {
+        Step::Text(text) => (json!([{"type": "text", "text": text}]), "end_turn"),
+        Step::ToolUse { name, input } => {
+            (json!([{"type": "tool_use", "id": format!("toolu_{id}"), "name": name, "input": input}]), "tool_use")
+        }
+    };
+    json!({"id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+        "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS}})
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_is_read_from_the_first_marker() {
+        assert_eq!(Scenario::find_in("please SCENARIO:list-files now"), Scenario::ListFiles);
+        assert_eq!(Scenario::find_in("SCENARIO:many-tools:7 x"), Scenario::ManyTools(7));
+        assert_eq!(Scenario::find_in("no marker"), Scenario::Answer);
+        assert_eq!(Scenario::find_in("SCENARIO:bogus"), Scenario::Answer);
+    }
+
+    #[test]
+    fn a_tool_result_advances_the_script() {
+        let request = json!({"messages": [
+            {"role": "user", "content": "SCENARIO:list-files"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "README.md\n"}]}
+        ]});
+        let results = tool_results(&request);
+        assert_eq!(results, ["README.md\n"]);
+        match step_for(&Scenario::ListFiles, &results) {
+            Step::Text(text) => assert!(text.contains("README.md")),
+            Step::ToolUse { .. } => panic!("expected the final answer"),
+        }
+    }
+}
