@@ -51,16 +51,13 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// running task (its final event recorded and delivered), finishes open requests, and returns.
 ///
 /// # Errors
-/// The work directory could not be prepared, the expected agent version does not match, or
-/// serving failed.
+/// The work directory could not be prepared, or serving failed.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     if api_key.is_none() {
         tracing::warn!("ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key");
     }
-    check_agent_version(&config).await?;
-
     let ctx = RunContext {
         agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
         git: GitSettings {
@@ -72,7 +69,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         grace: config.stop_grace,
         agent_env: agent_env(env),
         has_api_key: api_key.is_some(),
+        agent_problem: Arc::default(),
     };
+    // Asking the CLI its version takes longer than the service needs to start answering /ping,
+    // so it runs beside serving; a pinned version that does not match fails every task.
+    tokio::spawn(check_agent_version(config.clone(), Arc::clone(&ctx.agent_problem)));
     let redactor = Redactor::new(api_key);
     let manager = TaskManager::new(config.work_dir.clone(), config.history, ctx, redactor)?;
     let limits = Limits {
@@ -90,8 +91,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     server::run(listener, manager, limits, shutdown).await
 }
 
-/// Checks the agent CLI's version when the operator pinned one. Without a pin, only logs it.
-async fn check_agent_version(config: &Config) -> Result<(), Error> {
+/// Logs the agent CLI's version and, when the operator pinned one that does not match, records
+/// the mismatch as the reason every task will fail.
+async fn check_agent_version(config: Config, problem: Arc<std::sync::OnceLock<String>>) {
     let output = tokio::time::timeout(
         Duration::from_secs(20),
         tokio::process::Command::new(&config.claude_path).arg("--version").kill_on_drop(true).output(),
@@ -106,8 +108,9 @@ async fn check_agent_version(config: &Config) -> Result<(), Error> {
     tracing::info!(cli = %config.claude_path.display(), version = %reported, "agent CLI");
     if let Some(expected) = &config.claude_version {
         if !reported.split_whitespace().any(|word| word == expected) {
-            return Err(format!("the agent CLI at {} reports {reported:?}, but version {expected} is required", config.claude_path.display()).into());
+            let message = format!("the agent CLI at {} reports {reported:?}, but version {expected} is required", config.claude_path.display());
+            tracing::error!("{message}");
+            let _ = problem.set(message);
         }
     }
-    Ok(())
 }

@@ -9,7 +9,7 @@
 use std::{future::Future, sync::Arc};
 
 use autopilot_contract::v1::autopilot_server::AutopilotServer;
-use axum::{routing::get, serve::ListenerExt};
+use axum::{http::StatusCode, routing::get, serve::ListenerExt};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
@@ -61,7 +61,10 @@ pub async fn run(
         .into_axum_router()
         .layer(GrpcWebLayer::new())
         .layer(cors)
-        .route("/ping", get(|| async { "ok" }));
+        .route("/ping", get(|| async { "ok" }))
+        // Also outside the gRPC-web layer, so an unknown path is a plain 404 rather than
+        // tonic-web's 400; gRPC clients read HTTP 404 as UNIMPLEMENTED, as the spec maps it.
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: this service answers gRPC, gRPC-web and GET /ping\n") });
 
     // Without TCP_NODELAY, Nagle's algorithm holds back small stream frames (~5x slower streams).
     let listener = listener.tap_io(|tcp| {

@@ -29,6 +29,8 @@ pub struct RunContext {
     pub agent_env: Vec<(String, String)>,
     /// Whether a model API key is configured; without one every task fails with that reason.
     pub has_api_key: bool,
+    /// Set when the agent CLI cannot be used (e.g. not the pinned version); tasks fail with it.
+    pub agent_problem: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Why a step did not succeed.
@@ -75,6 +77,9 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
              restart the service with ANTHROPIC_API_KEY in its environment"
                 .into(),
         ));
+    }
+    if let Some(problem) = ctx.agent_problem.get() {
+        return Err(StepError::Failed(problem.clone()));
     }
     if task.stop_token().is_cancelled() {
         return Err(StepError::Stopped);

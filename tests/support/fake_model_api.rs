@@ -6,12 +6,11 @@
 //! is the number of tool results already in the conversation, so a tool call is answered by the
 //! next step. Requests without tools (the CLI's side requests, such as titles) get a short text.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{
     body::Body,
-    extract::State,
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{any, post},
     Json, Router,
@@ -31,6 +30,9 @@ pub enum Scenario {
     WriteFile,
     /// Run `count` Bash calls (`echo step N`), then answer.
     ManyTools(u32),
+    /// Print the agent's environment with the Bash tool (`env`), then answer: secrets must be
+    /// masked in what the service records.
+    PrintEnv,
     /// Refuse the request with an API error (HTTP 400, invalid_request_error).
     ApiError,
     /// Start streaming an answer and never finish it (for cancel and timeout tests).
@@ -52,6 +54,7 @@ impl Scenario {
             "list-files" => Scenario::ListFiles,
             "write-file" => Scenario::WriteFile,
             "api-error" => Scenario::ApiError,
+            "print-env" => Scenario::PrintEnv,
             "hang" => Scenario::Hang,
             other => match other.strip_prefix("many-tools:").and_then(|n| n.parse().ok()) {
                 Some(count) => Scenario::ManyTools(count),
@@ -85,6 +88,8 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             input: json!({"command": "printf 'hello from the agent\\n' > AGENT_NOTES.md && cat AGENT_NOTES.md"}),
         },
         Scenario::WriteFile => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
+        Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
+        Scenario::PrintEnv => Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default())),
         Scenario::ManyTools(count) if done < *count as usize => Step::ToolUse {
             name: "Bash",
             input: json!({"command": format!("echo step {}", done + 1)}),
@@ -98,9 +103,6 @@ pub struct FakeModelApi {
     /// Where it listens, e.g. `http://127.0.0.1:41234`: the agent's `ANTHROPIC_BASE_URL`.
     pub base_url: String,
 }
-
-#[derive(Default)]
-struct Shared;
 
 impl FakeModelApi {
     /// Serves the fake on an ephemeral loopback port, in the background of the current runtime.
@@ -117,8 +119,7 @@ pub async fn serve(listener: TcpListener) {
     let app = Router::new()
         .route("/v1/messages", post(messages))
         .route("/v1/messages/count_tokens", post(count_tokens))
-        .fallback(any(|| async { StatusCode::OK }))
-        .with_state(Arc::new(Shared));
+        .fallback(any(|| async { StatusCode::OK }));
     let _ = axum::serve(listener, app).await;
 }
 
@@ -131,7 +132,7 @@ async fn count_tokens() -> Json<Value> {
     Json(json!({"input_tokens": 100}))
 }
 
-async fn messages(State(_): State<Arc<Shared>>, _headers: HeaderMap, body: String) -> Response {
+async fn messages(body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
     let model = request["model"].as_str().unwrap_or("claude-fake").to_string();

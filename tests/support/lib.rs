@@ -1,4 +1,9 @@
 //! Support for the end-to-end tests: the fake model API (the one fake in the system) and
-//! fixtures that start the real agent-service, real git repositories and real clients.
+//! fixtures that start the real agent-service, build real git repositories and make real
+//! clients (native gRPC and gRPC-web).
 
+pub mod events;
 pub mod fake_model_api;
+pub mod git_fixture;
+pub mod grpc_web;
+pub mod service;

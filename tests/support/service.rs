@@ -1,0 +1,164 @@
+//! Starts the real `agent-service` binary for a test: on an ephemeral loopback port, with a
+//! fresh work directory and HOME, the real Claude Code CLI from `tools/`, the fake model API,
+//! and local repositories allowed. Its JSON logs are kept for the secret checks.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use autopilot_contract::v1::autopilot_client::AutopilotClient;
+use tempfile::TempDir;
+use tonic::transport::Channel;
+
+use crate::fake_model_api::FakeModelApi;
+
+/// The model API key the tests give the service: it must never show anywhere.
+pub const CANARY_API_KEY: &str = "sk-ant-canary-7f3e9c1d5b2a";
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The Claude Code CLI that `make tools` installs (pinned in tools/package.json).
+pub fn claude_cli() -> PathBuf {
+    let path = repo_root().join("tools/node_modules/.bin/claude");
+    assert!(path.exists(), "{} is missing: run `make tools` (make test does) to install the pinned Claude Code CLI", path.display());
+    path
+}
+
+/// The agent-service binary built beside this test (`make test` builds it first).
+pub fn agent_service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let path = profile_dir.join("agent-service");
+    assert!(path.exists(), "{} is missing: run `cargo build -p agent-service` first (make test does)", path.display());
+    path
+}
+
+/// How to start the service.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    pub api_key: Option<String>,
+    pub allow_local_repos: bool,
+    pub extra_args: Vec<String>,
+    /// Reuse this work directory (to test restarts) instead of a fresh one.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions { api_key: Some(CANARY_API_KEY.into()), allow_local_repos: true, extra_args: vec![], work_dir: None }
+    }
+}
+
+/// A running agent-service process.
+pub struct Service {
+    pub addr: std::net::SocketAddr,
+    pub work_dir: PathBuf,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _home: TempDir,
+    _work: Option<TempDir>,
+}
+
+impl Service {
+    /// Starts the service against `model_api`, waiting until it listens.
+    pub async fn start(model_api: &FakeModelApi, options: ServiceOptions) -> Service {
+        let home = tempfile::tempdir().unwrap();
+        let (work, work_dir) = match &options.work_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let work = tempfile::tempdir().unwrap();
+                let dir = work.path().to_path_buf();
+                (Some(work), dir)
+            }
+        };
+        let mut command = Command::new(agent_service_binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--stop-grace", "2s"])
+            .arg("--work-dir")
+            .arg(&work_dir)
+            .arg("--claude-path")
+            .arg(claude_cli())
+            .args(&options.extra_args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("RUST_LOG", "info")
+            .env("ANTHROPIC_BASE_URL", &model_api.base_url)
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_MAX_RETRIES", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if options.allow_local_repos {
+            command.arg("--allow-local-repos");
+        }
+        if let Some(key) = &options.api_key {
+            command.env("ANTHROPIC_API_KEY", key);
+        }
+        let mut child = command.spawn().expect("spawning agent-service");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if json["fields"]["message"] == "listening" {
+                            let _ = addr_tx.send(json["fields"]["addr"].as_str().unwrap_or_default().to_string());
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("agent-service did not report its address");
+        Service { addr: addr.parse().unwrap(), work_dir, child, logs, _home: home, _work: work }
+    }
+
+    /// A native gRPC (HTTP/2) client.
+    pub async fn client(&self) -> AutopilotClient<Channel> {
+        AutopilotClient::connect(format!("http://{}", self.addr)).await.expect("connecting over gRPC")
+    }
+
+    /// Every log line the service wrote so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits for the process to exit (at most `limit`).
+    pub async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
