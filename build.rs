@@ -25,8 +25,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&[PROTO], &[PROTO_ROOT])?;
 
     let descriptors = std::fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptors)?
-        .build(&[".autopilot.v1"])?;
+    pbjson_build::Builder::new().register_descriptors(&descriptors)?.build(&[".autopilot.v1"])?;
     Ok(())
 }

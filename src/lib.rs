@@ -20,10 +20,7 @@ pub mod v1 {
     impl TaskState {
         /// Whether the state is final: a task in it will never change again.
         pub fn is_final(self) -> bool {
-            matches!(
-                self,
-                TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut
-            )
+            matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut)
         }
     }
 }
@@ -45,8 +42,7 @@ pub mod time {
 }
 
 /// The file descriptor set of the contract (with its imports), for gRPC reflection services.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/autopilot_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/autopilot_descriptor.bin"));
 
 /// The fully qualified gRPC service name, as health checks and reflection know it.
 pub const SERVICE_NAME: &str = "autopilot.v1.Autopilot";
@@ -69,22 +65,15 @@ mod tests {
         assert_eq!(decoded, frame);
 
         let json = serde_json::to_string(&frame).unwrap();
-        assert_eq!(
-            json,
-            r#"{"requestId":"r1","streamEvents":{"taskId":"t-1","fromSeq":"42"}}"#
-        );
+        assert_eq!(json, r#"{"requestId":"r1","streamEvents":{"taskId":"t-1","fromSeq":"42"}}"#);
         assert_eq!(serde_json::from_str::<ClientFrame>(&json).unwrap(), frame);
     }
 
     #[test]
     fn enums_and_well_known_types_use_proto3_json_names() {
         let response = StartResponse { task_id: "t".into(), state: TaskState::Running as i32 };
-        assert_eq!(
-            serde_json::to_string(&response).unwrap(),
-            r#"{"taskId":"t","state":"TASK_STATE_RUNNING"}"#
-        );
-        let options: AgentOptions =
-            serde_json::from_str(r#"{"maxTurns":3,"timeout":"90s"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&response).unwrap(), r#"{"taskId":"t","state":"TASK_STATE_RUNNING"}"#);
+        let options: AgentOptions = serde_json::from_str(r#"{"maxTurns":3,"timeout":"90s"}"#).unwrap();
         assert_eq!(options.max_turns, 3);
         assert_eq!(options.timeout.unwrap().seconds, 90);
     }
@@ -104,9 +93,6 @@ mod tests {
         .into_iter()
         .filter(|s| s.is_final())
         .collect();
-        assert_eq!(
-            finals,
-            [TaskState::Succeeded, TaskState::Failed, TaskState::Cancelled, TaskState::TimedOut]
-        );
+        assert_eq!(finals, [TaskState::Succeeded, TaskState::Failed, TaskState::Cancelled, TaskState::TimedOut]);
     }
 }

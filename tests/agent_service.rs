@@ -44,18 +44,16 @@ fn start_request(repo: &GitFixture, prompt: &str) -> StartRequest {
 }
 
 fn with_timeout(mut request: StartRequest, seconds: i64) -> StartRequest {
-    request.options = Some(AgentOptions { timeout: Some(pbjson_types::Duration { seconds, nanos: 0 }), ..Default::default() });
+    request.options =
+        Some(AgentOptions { timeout: Some(pbjson_types::Duration { seconds, nanos: 0 }), ..Default::default() });
     request
 }
 
 /// Waits until the task has recorded an event of `wanted` kind (prefix match); returns all so far.
 async fn wait_for_kind(setup: &Setup, task_id: &str, wanted: &str) -> Vec<autopilot_contract::v1::Event> {
     let mut client = setup.service.client().await;
-    let mut stream = client
-        .stream_events(StreamEventsRequest { task_id: task_id.into(), from_seq: 1 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream =
+        client.stream_events(StreamEventsRequest { task_id: task_id.into(), from_seq: 1 }).await.unwrap().into_inner();
     let mut seen = Vec::new();
     let wait = async {
         while let Some(item) = stream.message().await.unwrap() {
@@ -89,7 +87,11 @@ fn processes_under(dir: &std::path::Path) -> Vec<u32> {
 async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
     let setup = setup().await;
     let mut client = setup.service.client().await;
-    let started = client.start(start_request(&setup.repo, "SCENARIO:list-files What is in this repository?")).await.unwrap().into_inner();
+    let started = client
+        .start(start_request(&setup.repo, "SCENARIO:list-files What is in this repository?"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(started.state(), TaskState::Pending);
 
     let events = stream_all(&mut client, &started.task_id, 1).await;
@@ -112,15 +114,24 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
         ]
     );
     assert!(events.iter().any(|e| kind(e) == "git_progress"), "clone progress is reported");
-    let usage_positions: Vec<usize> = events.iter().enumerate().filter(|(_, e)| kind(e) == "usage").map(|(i, _)| i).collect();
+    let usage_positions: Vec<usize> =
+        events.iter().enumerate().filter(|(_, e)| kind(e) == "usage").map(|(i, _)| i).collect();
     let text_position = events.iter().position(|e| kind(e) == "agent_text").unwrap();
     assert!(usage_positions.first().unwrap() < &text_position, "usage arrives while the agent works");
 
     // The tool really ran in the clone: its output lists the repository's files.
-    let Some(Payload::ToolFinished(tool)) = events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone()) else { unreachable!() };
+    let Some(Payload::ToolFinished(tool)) =
+        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
+    else {
+        unreachable!()
+    };
     assert!(!tool.is_error);
     assert_eq!(tool.output.lines().collect::<Vec<_>>(), ["README.md", "main.rs"]);
-    let Some(Payload::ToolStarted(call)) = events.iter().find(|e| kind(e).starts_with("tool_started")).and_then(|e| e.payload.clone()) else { unreachable!() };
+    let Some(Payload::ToolStarted(call)) =
+        events.iter().find(|e| kind(e).starts_with("tool_started")).and_then(|e| e.payload.clone())
+    else {
+        unreachable!()
+    };
     assert_eq!(serde_json::from_str::<serde_json::Value>(&call.input_json).unwrap()["command"], "ls -1");
     assert_eq!(call.tool_id, tool.tool_id);
 
@@ -131,7 +142,8 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
     let usage = end.usage.unwrap();
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0 && usage.cost_usd > 0.0, "{usage:?}");
 
-    let task = client.status(StatusRequest { task_id: started.task_id.clone() }).await.unwrap().into_inner().task.unwrap();
+    let task =
+        client.status(StatusRequest { task_id: started.task_id.clone() }).await.unwrap().into_inner().task.unwrap();
     assert_eq!(task.state(), TaskState::Succeeded);
     assert_eq!(task.last_seq, events.len() as u64);
     assert_eq!(task.commit, setup.repo.rev_parse("main"));
@@ -148,8 +160,11 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
 async fn refs_check_out_the_named_branch_tag_or_commit() {
     let setup = setup().await;
     let mut client = setup.service.client().await;
-    for (git_ref, expected) in [("feature", "feature"), ("v1", "v1"), (setup.repo.rev_parse("feature").as_str(), "feature")] {
-        let request = StartRequest { git_ref: git_ref.to_string(), ..start_request(&setup.repo, "SCENARIO:list-files") };
+    for (git_ref, expected) in
+        [("feature", "feature"), ("v1", "v1"), (setup.repo.rev_parse("feature").as_str(), "feature")]
+    {
+        let request =
+            StartRequest { git_ref: git_ref.to_string(), ..start_request(&setup.repo, "SCENARIO:list-files") };
         let started = client.start(request).await.unwrap().into_inner();
         let events = stream_all(&mut client, &started.task_id, 1).await;
         assert_eq!(finished(&events).state(), TaskState::Succeeded, "{git_ref}: {:?}", finished(&events).error);
@@ -163,7 +178,8 @@ async fn refs_check_out_the_named_branch_tag_or_commit() {
 async fn replay_from_the_start_and_the_middle_during_and_after_the_task() {
     let setup = setup().await;
     let mut client = setup.service.client().await;
-    let started = client.start(start_request(&setup.repo, "SCENARIO:many-tools:12 step through")).await.unwrap().into_inner();
+    let started =
+        client.start(start_request(&setup.repo, "SCENARIO:many-tools:12 step through")).await.unwrap().into_inner();
     let id = started.task_id.clone();
 
     // During the task: one subscriber from the start, one from the middle of what exists so far.
@@ -191,7 +207,10 @@ async fn replay_from_the_start_and_the_middle_during_and_after_the_task() {
     let late_middle = total - 7;
     assert_eq!(stream_all(&mut client, &id, late_middle).await, all[(late_middle - 1) as usize..].to_vec());
     assert_eq!(stream_all(&mut client, &id, total).await.len(), 1);
-    assert!(stream_all(&mut client, &id, total + 1).await.is_empty(), "past the end of an ended task: nothing, and the stream ends");
+    assert!(
+        stream_all(&mut client, &id, total + 1).await.is_empty(),
+        "past the end of an ended task: nothing, and the stream ends"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +222,10 @@ async fn two_concurrent_subscribers_get_the_same_events() {
         let id = started.task_id.clone();
         let addr = setup.service.addr;
         tokio::spawn(async move {
-            let mut client = autopilot_contract::v1::autopilot_client::AutopilotClient::connect(format!("http://{addr}")).await.unwrap();
+            let mut client =
+                autopilot_contract::v1::autopilot_client::AutopilotClient::connect(format!("http://{addr}"))
+                    .await
+                    .unwrap();
             stream_all(&mut client, &id, 1).await
         })
     };
@@ -241,7 +263,8 @@ async fn cancel_stops_the_agent_and_its_process_group() {
 async fn a_task_past_its_timeout_ends_timed_out() {
     let setup = setup().await;
     let mut client = setup.service.client().await;
-    let started = client.start(with_timeout(start_request(&setup.repo, "SCENARIO:hang"), 3)).await.unwrap().into_inner();
+    let started =
+        client.start(with_timeout(start_request(&setup.repo, "SCENARIO:hang"), 3)).await.unwrap().into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
     let end = finished(&events);
     assert_eq!(end.state(), TaskState::TimedOut);
@@ -267,7 +290,8 @@ async fn an_api_error_fails_the_task_with_its_message() {
 async fn a_clone_failure_fails_the_task_with_gits_message() {
     let setup = setup().await;
     let mut client = setup.service.client().await;
-    let request = StartRequest { repository_url: "file:///nonexistent/repo.git".into(), ..start_request(&setup.repo, "hi") };
+    let request =
+        StartRequest { repository_url: "file:///nonexistent/repo.git".into(), ..start_request(&setup.repo, "hi") };
     let started = client.start(request).await.unwrap().into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
     let end = finished(&events);
@@ -308,7 +332,11 @@ async fn bad_repository_urls_are_refused_before_git_runs() {
         assert_eq!(native.code(), Code::InvalidArgument, "{url:?}: {native:?}");
         assert!(native.message().starts_with("repository_url "), "{url:?}: {}", native.message());
         let over_web = web.start(request).await.unwrap_err();
-        assert_eq!((over_web.code(), over_web.message()), (Code::InvalidArgument, native.message()), "gRPC-web: {url:?}");
+        assert_eq!(
+            (over_web.code(), over_web.message()),
+            (Code::InvalidArgument, native.message()),
+            "gRPC-web: {url:?}"
+        );
     }
     // No task was ever created, and the service keeps serving.
     assert_eq!(client.status(StatusRequest::default()).await.unwrap_err().code(), Code::NotFound);
@@ -325,9 +353,15 @@ async fn every_bad_field_is_named_in_an_invalid_argument_error() {
         (StartRequest { prompt: String::new(), ..base.clone() }, "prompt is required"),
         (StartRequest { prompt: "x".repeat(100_001), ..base.clone() }, "prompt is 100001 bytes long"),
         (StartRequest { git_ref: "--output=/etc/passwd".into(), ..base.clone() }, "git_ref"),
-        (options(AgentOptions { model: "claude$(rm -rf /)".into(), ..Default::default() }), "options.model contains '$'"),
+        (
+            options(AgentOptions { model: "claude$(rm -rf /)".into(), ..Default::default() }),
+            "options.model contains '$'",
+        ),
         (options(AgentOptions { max_turns: -3, ..Default::default() }), "options.max_turns must be between 0"),
-        (options(AgentOptions { max_budget_usd: -1.0, ..Default::default() }), "options.max_budget_usd must be between 0"),
+        (
+            options(AgentOptions { max_budget_usd: -1.0, ..Default::default() }),
+            "options.max_budget_usd must be between 0",
+        ),
         (with_timeout(base.clone(), -10), "options.timeout must be positive"),
         (with_timeout(base.clone(), 90 * 86_400), "options.timeout must be at most"),
     ];
@@ -339,7 +373,10 @@ async fn every_bad_field_is_named_in_an_invalid_argument_error() {
     for status in [
         client.status(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err(),
         client.cancel(CancelRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err(),
-        client.stream_events(StreamEventsRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into(), from_seq: 1 }).await.unwrap_err(),
+        client
+            .stream_events(StreamEventsRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into(), from_seq: 1 })
+            .await
+            .unwrap_err(),
     ] {
         assert_eq!(status.code(), Code::NotFound);
         assert!(status.message().contains("no task with id 7d3c0c1e"), "{}", status.message());
@@ -366,11 +403,19 @@ async fn grpc_web_over_http1_streams_a_whole_task() {
     let setup = setup().await;
     let mut web = grpc_web_client(setup.service.addr);
     let started = web.start(start_request(&setup.repo, "SCENARIO:write-file")).await.unwrap().into_inner();
-    let stream = web.stream_events(StreamEventsRequest { task_id: started.task_id.clone(), from_seq: 1 }).await.unwrap().into_inner();
+    let stream = web
+        .stream_events(StreamEventsRequest { task_id: started.task_id.clone(), from_seq: 1 })
+        .await
+        .unwrap()
+        .into_inner();
     let events = collect(stream).await;
     assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
     assert_eq!(finished(&events).state(), TaskState::Succeeded);
-    let Some(Payload::ToolFinished(tool)) = events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone()) else { unreachable!() };
+    let Some(Payload::ToolFinished(tool)) =
+        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
+    else {
+        unreachable!()
+    };
     assert_eq!(tool.output.trim(), "hello from the agent");
     let file = setup.service.work_dir.join("tasks").join(&started.task_id).join("repo/AGENT_NOTES.md");
     assert_eq!(std::fs::read_to_string(file).unwrap(), "hello from the agent\n");
@@ -391,7 +436,8 @@ async fn malformed_grpc_web_bodies_get_a_grpc_error_and_the_service_keeps_servin
     let start = StartRequest { repository_url: "x".into(), ..Default::default() }.encode_to_vec();
     let compressed_flag = [&[1u8, 0, 0, 0, start.len() as u8][..], &start].concat();
     for body in [garbage_message, truncated_frame, compressed_flag, b"not grpc at all".to_vec()] {
-        let (status, headers, _) = http_post(addr, "/autopilot.v1.Autopilot/Start", "application/grpc-web+proto", &body);
+        let (status, headers, _) =
+            http_post(addr, "/autopilot.v1.Autopilot/Start", "application/grpc-web+proto", &body);
         assert_eq!(status, 200, "gRPC-web errors travel as grpc-status, not HTTP status");
         let grpc_status = headers.iter().find(|(k, _)| k == "grpc-status").map(|(_, v)| v.clone());
         assert!(matches!(grpc_status.as_deref(), Some(s) if s != "0"), "{headers:?}");
@@ -413,22 +459,39 @@ async fn ping_answers_over_http1() {
 async fn reflection_lists_the_service_in_v1_and_v1alpha() {
     use tonic_reflection::pb::{v1, v1alpha};
     let setup = setup().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr)).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
 
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
-    let request = v1::ServerReflectionRequest { host: String::new(), message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())) };
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
     let mut replies = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) = replies.message().await.unwrap().unwrap().message_response else { panic!("not a list") };
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        replies.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("not a list")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"autopilot.v1.Autopilot".to_string()), "{names:?}");
 
     let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol("autopilot.v1.Autopilot".into())),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+            "autopilot.v1.Autopilot".into(),
+        )),
     };
     let mut replies = client.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
-    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) = replies.message().await.unwrap().unwrap().message_response else { panic!("no descriptor") };
+    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        replies.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("no descriptor")
+    };
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
@@ -436,7 +499,11 @@ async fn reflection_lists_the_service_in_v1_and_v1alpha() {
 async fn health_reports_serving() {
     use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
     let setup = setup().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr)).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "autopilot.v1.Autopilot"] {
         let reply = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
@@ -450,7 +517,11 @@ async fn sigterm_mid_task_delivers_the_final_event_and_exits_cleanly() {
     let mut client = setup.service.client().await;
     let started = client.start(start_request(&setup.repo, "SCENARIO:hang")).await.unwrap().into_inner();
     wait_for_kind(&setup, &started.task_id, "agent_started").await;
-    let stream = client.stream_events(StreamEventsRequest { task_id: started.task_id.clone(), from_seq: 1 }).await.unwrap().into_inner();
+    let stream = client
+        .stream_events(StreamEventsRequest { task_id: started.task_id.clone(), from_seq: 1 })
+        .await
+        .unwrap()
+        .into_inner();
     let follower = tokio::spawn(collect(stream));
     setup.service.terminate();
     let events = follower.await.unwrap();
@@ -462,7 +533,8 @@ async fn sigterm_mid_task_delivers_the_final_event_and_exits_cleanly() {
 
     // Nothing recorded is lost: a restarted service on the same work directory replays the task.
     let work_dir = setup.service.work_dir.clone();
-    let restarted = Service::start(&setup._model_api, ServiceOptions { work_dir: Some(work_dir), ..Default::default() }).await;
+    let restarted =
+        Service::start(&setup._model_api, ServiceOptions { work_dir: Some(work_dir), ..Default::default() }).await;
     let mut client = restarted.client().await;
     assert_eq!(stream_all(&mut client, &started.task_id, 1).await, events);
     let task = client.status(StatusRequest::default()).await.unwrap().into_inner().task.unwrap();
@@ -472,7 +544,10 @@ async fn sigterm_mid_task_delivers_the_final_event_and_exits_cleanly() {
 #[tokio::test]
 async fn without_an_api_key_the_service_runs_and_tasks_say_what_is_missing() {
     let setup = setup_with(ServiceOptions { api_key: None, ..Default::default() }).await;
-    assert!(setup.service.logs().iter().any(|l| l.contains("ANTHROPIC_API_KEY is not set")), "the log says what is missing");
+    assert!(
+        setup.service.logs().iter().any(|l| l.contains("ANTHROPIC_API_KEY is not set")),
+        "the log says what is missing"
+    );
     let mut client = setup.service.client().await;
     let started = client.start(start_request(&setup.repo, "hi")).await.unwrap().into_inner();
     let end = finished(&stream_all(&mut client, &started.task_id, 1).await);
@@ -488,12 +563,19 @@ async fn secrets_never_appear_in_events_status_errors_or_logs() {
     let started = client.start(start_request(&setup.repo, "SCENARIO:print-env")).await.unwrap().into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
     assert_eq!(finished(&events).state(), TaskState::Succeeded);
-    let Some(Payload::ToolFinished(tool)) = events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone()) else { unreachable!() };
+    let Some(Payload::ToolFinished(tool)) =
+        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
+    else {
+        unreachable!()
+    };
     assert!(tool.output.contains("ANTHROPIC_API_KEY=***"), "the key was there, masked: {}", tool.output);
     assert!(!tool.output.contains("AWS_") && tool.output.contains("ANTHROPIC_BASE_URL="));
 
     // Credentials in a repository URL are used for git but masked everywhere else.
-    let request = StartRequest { repository_url: "https://bob:hunter2-token@127.0.0.1:9/r.git".into(), ..start_request(&setup.repo, "hi") };
+    let request = StartRequest {
+        repository_url: "https://bob:hunter2-token@127.0.0.1:9/r.git".into(),
+        ..start_request(&setup.repo, "hi")
+    };
     let with_credentials = client.start(request).await.unwrap().into_inner();
     let failed = stream_all(&mut client, &with_credentials.task_id, 1).await;
     let status = client.status(StatusRequest { task_id: with_credentials.task_id }).await.unwrap().into_inner();
@@ -511,12 +593,20 @@ async fn secrets_never_appear_in_events_status_errors_or_logs() {
 
 /// A raw HTTP/1.1 GET: (status, body).
 fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let (status, _, body) = http_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes());
+    let (status, _, body) = http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes(),
+    );
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A raw HTTP/1.1 POST: (status, headers, body).
-fn http_post(addr: std::net::SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -549,7 +639,12 @@ fn http_request(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<(String
     // A gRPC-web trailers frame: flag 0x80, then "name: value\r\n" lines.
     if body.first() == Some(&0x80) && body.len() >= 5 {
         let trailers = String::from_utf8_lossy(&body[5..]).into_owned();
-        headers.extend(trailers.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())));
+        headers.extend(
+            trailers
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())),
+        );
     }
     (status, headers, body)
 }
@@ -557,7 +652,9 @@ fn http_request(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<(String
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else { return out };
+        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
         let size = usize::from_str_radix(String::from_utf8_lossy(&body[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;

@@ -8,7 +8,11 @@ use clap::Parser;
 
 /// Command-line flags and environment of the agent-service.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "agent-service", version, about = "Runs a coding agent on git repositories and streams every step over gRPC and gRPC-web.")]
+#[command(
+    name = "agent-service",
+    version,
+    about = "Runs a coding agent on git repositories and streams every step over gRPC and gRPC-web."
+)]
 pub struct Config {
     /// Address to listen on. Defaults to 0.0.0.0 on --port.
     #[arg(long, env = "LISTEN_ADDR")]
@@ -62,12 +66,26 @@ impl Config {
 /// the agent (and every command it runs) sees no other secret of the service's environment.
 pub fn agent_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
     const EXACT: [&str; 13] = [
-        "PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "SHELL", "TERM", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "LC_ALL",
+        "TMPDIR",
+        "SHELL",
+        "TERM",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
     ];
     const PREFIXES: [&str; 4] = ["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "CLAUDE_CONFIG_DIR"];
     let mut env: Vec<(String, String)> = vars
         .into_iter()
-        .filter(|(name, _)| EXACT.contains(&name.as_str()) || PREFIXES.iter().any(|p| name.starts_with(p)) || name == "no_proxy")
+        .filter(|(name, _)| {
+            EXACT.contains(&name.as_str()) || PREFIXES.iter().any(|p| name.starts_with(p)) || name == "no_proxy"
+        })
         .collect();
     env.sort();
     env

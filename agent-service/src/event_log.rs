@@ -75,13 +75,19 @@ impl EventLog {
     ///
     /// # Errors
     /// The file could not be read or reopened.
-    pub fn open(task_id: impl Into<String>, path: impl Into<PathBuf>, mut visit: impl FnMut(&Event)) -> io::Result<Arc<EventLog>> {
+    pub fn open(
+        task_id: impl Into<String>,
+        path: impl Into<PathBuf>,
+        mut visit: impl FnMut(&Event),
+    ) -> io::Result<Arc<EventLog>> {
         let path = path.into();
         let mut reader = BufReader::new(File::open(&path)?);
         let (mut offset, mut last_seq, mut index) = (0u64, 0u64, Vec::new());
         let mut buf = Vec::new();
         while let Some(len) = read_record(&mut reader, &mut buf)? {
-            let Ok(event) = Event::decode(buf.as_slice()) else { break };
+            let Ok(event) = Event::decode(buf.as_slice()) else {
+                break;
+            };
             if event.seq != last_seq + 1 {
                 break;
             }
@@ -97,7 +103,14 @@ impl EventLog {
         Ok(Self::with_writer(task_id.into(), path, file, offset, last_seq, index))
     }
 
-    fn with_writer(task_id: String, path: PathBuf, file: File, offset: u64, last_seq: u64, index: Vec<u64>) -> Arc<EventLog> {
+    fn with_writer(
+        task_id: String,
+        path: PathBuf,
+        file: File,
+        offset: u64,
+        last_seq: u64,
+        index: Vec<u64>,
+    ) -> Arc<EventLog> {
         let writer = Writer {
             file,
             buf: Vec::with_capacity(256),
@@ -141,7 +154,8 @@ impl EventLog {
         if writer.closed {
             return Err(io::Error::other(format!("the event log of task {} is closed", self.task_id)));
         }
-        let event = Event { task_id: self.task_id.clone(), seq: writer.last_seq + 1, time: Some(time), payload: Some(payload) };
+        let event =
+            Event { task_id: self.task_id.clone(), seq: writer.last_seq + 1, time: Some(time), payload: Some(payload) };
         let writer = &mut *writer;
         writer.buf.clear();
         event.encode_length_delimited(&mut writer.buf).expect("a Vec grows as needed");
@@ -183,7 +197,12 @@ impl EventLog {
 
     /// Follows the log from `from_seq` (0 and 1 both mean the first event).
     pub fn subscribe(self: &Arc<Self>, from_seq: u64) -> Subscription {
-        Subscription { log: Arc::clone(self), next_seq: from_seq.max(1), published: self.published.subscribe(), reader: None }
+        Subscription {
+            log: Arc::clone(self),
+            next_seq: from_seq.max(1),
+            published: self.published.subscribe(),
+            reader: None,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Writer> {
@@ -257,18 +276,30 @@ impl Subscription {
         self.read_file(first, last, index_entry)
     }
 
-    fn read_file(&mut self, first: u64, last: u64, (indexed_seq, indexed_offset): (u64, u64)) -> io::Result<Vec<Event>> {
+    fn read_file(
+        &mut self,
+        first: u64,
+        last: u64,
+        (indexed_seq, indexed_offset): (u64, u64),
+    ) -> io::Result<Vec<Event>> {
         let reuse = self.reader.as_ref().is_some_and(|c| c.seq <= first && c.seq >= indexed_seq);
         if !reuse {
             let mut file = File::open(self.log.path())?;
             file.seek(SeekFrom::Start(indexed_offset))?;
-            self.reader = Some(FileCursor { reader: BufReader::with_capacity(64 * 1024, file), seq: indexed_seq, buf: Vec::new() });
+            self.reader = Some(FileCursor {
+                reader: BufReader::with_capacity(64 * 1024, file),
+                seq: indexed_seq,
+                buf: Vec::new(),
+            });
         }
         let cursor = self.reader.as_mut().expect("cursor was just set");
         let mut events = Vec::with_capacity((last - first + 1) as usize);
         while cursor.seq <= last {
             if read_record(&mut cursor.reader, &mut cursor.buf)?.is_none() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("event log ends before seq {}", cursor.seq)));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("event log ends before seq {}", cursor.seq),
+                ));
             }
             if cursor.seq >= first {
                 let event = Event::decode(cursor.buf.as_slice()).map_err(io::Error::other)?;
@@ -296,7 +327,10 @@ fn read_record(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Optio
             break;
         }
     }
-    let len = usize::try_from(len).ok().filter(|&l| l <= MAX_EVENT_BYTES).ok_or_else(|| io::Error::other("corrupt event log record"))?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= MAX_EVENT_BYTES)
+        .ok_or_else(|| io::Error::other("corrupt event log record"))?;
     buf.resize(len, 0);
     match reader.read_exact(buf) {
         Ok(()) => Ok(Some(prefix + len as u64)),

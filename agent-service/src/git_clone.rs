@@ -74,7 +74,8 @@ pub async fn clone_repo(
             &mut splitter_progress,
         )
         .await?;
-        run_git(settings, Some(dest), &["checkout", "--quiet", "--detach", "FETCH_HEAD"], &redactor, stop, &mut |_| {}).await?;
+        run_git(settings, Some(dest), &["checkout", "--quiet", "--detach", "FETCH_HEAD"], &redactor, stop, &mut |_| {})
+            .await?;
         run_git(settings, Some(dest), &["rev-parse", "HEAD"], &redactor, stop, &mut |_| {}).await
     };
     match tokio::time::timeout(settings.timeout, work).await {
@@ -115,7 +116,8 @@ async fn run_git(
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
-    let mut child = spawn_group(&mut command).map_err(|e| CloneError::Failed(format!("could not run git ({}): {e}", settings.program.display())))?;
+    let mut child = spawn_group(&mut command)
+        .map_err(|e| CloneError::Failed(format!("could not run git ({}): {e}", settings.program.display())))?;
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let collect_stdout = tokio::spawn(async move {

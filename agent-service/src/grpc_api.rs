@@ -4,8 +4,8 @@
 use std::{pin::Pin, sync::Arc};
 
 use autopilot_contract::v1::{
-    autopilot_server::Autopilot, CancelRequest, CancelResponse, StartRequest, StartResponse, StatusRequest, StatusResponse,
-    StreamEventsRequest, StreamEventsResponse,
+    autopilot_server::Autopilot, CancelRequest, CancelResponse, StartRequest, StartResponse, StatusRequest,
+    StatusResponse, StreamEventsRequest, StreamEventsResponse,
 };
 use futures::{stream, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -53,7 +53,8 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status
 #[tonic::async_trait]
 impl Autopilot for AutopilotApi {
     async fn start(&self, request: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
-        let spec = validate_start(request.get_ref(), &self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let spec =
+            validate_start(request.get_ref(), &self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let task = self.manager.start(spec).map_err(|e| match e {
             StartError::Busy(_) => Status::failed_precondition(e.to_string()),
             StartError::ShuttingDown => Status::unavailable(e.to_string()),
@@ -83,7 +84,9 @@ impl Autopilot for AutopilotApi {
                     () = tx.closed() => return,
                 };
                 let items = match batch {
-                    Ok(Some(events)) => events.into_iter().map(|event| Ok(StreamEventsResponse { event: Some(event) })).collect(),
+                    Ok(Some(events)) => {
+                        events.into_iter().map(|event| Ok(StreamEventsResponse { event: Some(event) })).collect()
+                    }
                     Ok(None) => return,
                     Err(error) => {
                         tracing::error!(task_id = task.id(), %error, "could not read the event log");

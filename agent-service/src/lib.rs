@@ -52,11 +52,17 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// # Errors
 /// The work directory could not be prepared, or serving failed.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     if api_key.is_none() {
-        tracing::warn!("ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key");
+        tracing::warn!(
+            "ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key"
+        );
     }
     let ctx = RunContext {
         agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
@@ -108,7 +114,10 @@ async fn check_agent_version(config: Config, problem: Arc<std::sync::OnceLock<St
     tracing::info!(cli = %config.claude_path.display(), version = %reported, "agent CLI");
     if let Some(expected) = &config.claude_version {
         if !reported.split_whitespace().any(|word| word == expected) {
-            let message = format!("the agent CLI at {} reports {reported:?}, but version {expected} is required", config.claude_path.display());
+            let message = format!(
+                "the agent CLI at {} reports {reported:?}, but version {expected} is required",
+                config.claude_path.display()
+            );
             tracing::error!("{message}");
             let _ = problem.set(message);
         }

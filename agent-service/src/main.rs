@@ -2,7 +2,10 @@
 //! SIGINT. Everything else lives in the library.
 
 use clap::Parser;
-use tokio::{net::TcpListener, signal::unix::{signal, SignalKind}};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{signal, SignalKind},
+};
 use tracing_subscriber::EnvFilter;
 
 use agent_service::config::Config;
@@ -18,7 +21,9 @@ async fn main() -> std::process::ExitCode {
         logs.init();
     }
     let result = async {
-        let listener = TcpListener::bind(config.listen_addr()).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
+        let listener = TcpListener::bind(config.listen_addr())
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
         agent_service::run(listener, config, shutdown_signal()).await
     }
     .await;

@@ -23,11 +23,8 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .map(Into::into)
-            .filter(|s| s.len() >= MIN_SECRET_LEN)
-            .collect();
+        let mut secrets: Vec<String> =
+            secrets.into_iter().map(Into::into).filter(|s| s.len() >= MIN_SECRET_LEN).collect();
         // Longest first, so a secret that contains another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -70,9 +67,8 @@ pub fn redact_url_credentials(text: &str) -> String {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
         // The authority ends at the first '/', whitespace or quote; user info ends at its last '@'.
-        let authority_end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
+        let authority_end =
+            tail.find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"').unwrap_or(tail.len());
         match tail[..authority_end].rfind('@') {
             Some(at) => {
                 out.push_str(MASK);

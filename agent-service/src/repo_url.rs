@@ -49,7 +49,8 @@ pub fn parse_repo_url(raw: &str, allow_local: bool) -> Result<RepoUrl, String> {
         return Err("must not start with '-' (it would be read as a git option)".into());
     }
     let local_hint = if allow_local { ", file:// or an absolute path" } else { "" };
-    let unsupported = || format!("is not a supported repository URL; use https://, ssh:// or user@host:path{local_hint}");
+    let unsupported =
+        || format!("is not a supported repository URL; use https://, ssh:// or user@host:path{local_hint}");
 
     if let Some((scheme, _)) = raw.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
@@ -72,12 +73,11 @@ pub fn parse_repo_url(raw: &str, allow_local: bool) -> Result<RepoUrl, String> {
             return Err("must name a repository path".into());
         }
         // A lone user name in an https URL is usually a token (https://TOKEN@host/...).
-        let credential = url.password().or_else(|| {
-            (transport == Transport::Https && !url.username().is_empty()).then(|| url.username())
-        });
+        let credential = url
+            .password()
+            .or_else(|| (transport == Transport::Https && !url.username().is_empty()).then(|| url.username()));
         // Both spellings can surface in git's messages: as written and percent-decoded.
-        let mut secrets: Vec<String> =
-            credential.map(|c| vec![percent_decoded(c), c.to_string()]).unwrap_or_default();
+        let mut secrets: Vec<String> = credential.map(|c| vec![percent_decoded(c), c.to_string()]).unwrap_or_default();
         secrets.dedup();
         return Ok(RepoUrl {
             display: crate::redact::redact_url_credentials(raw),
@@ -103,8 +103,12 @@ pub fn parse_repo_url(raw: &str, allow_local: bool) -> Result<RepoUrl, String> {
 
 /// `user@host:path`, git's scp-like ssh syntax: a user, a host without '/', then a path.
 fn is_scp_like(raw: &str) -> bool {
-    let Some((user_host, path)) = raw.split_once(':') else { return false };
-    let Some((user, host)) = user_host.split_once('@') else { return false };
+    let Some((user_host, path)) = raw.split_once(':') else {
+        return false;
+    };
+    let Some((user, host)) = user_host.split_once('@') else {
+        return false;
+    };
     let host_ok = !host.is_empty()
         && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         && !host.starts_with('-');

@@ -18,7 +18,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::{grpc_api::AutopilotApi, task_manager::TaskManager, validate::Limits};
 
 /// Headers a gRPC-web client sends and must be allowed to read back, for CORS.
-const GRPC_WEB_REQUEST_HEADERS: [&str; 5] = ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"];
+const GRPC_WEB_REQUEST_HEADERS: [&str; 5] =
+    ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"];
 const GRPC_WEB_RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes open requests.
@@ -64,7 +65,9 @@ pub async fn run(
         .route("/ping", get(|| async { "ok" }))
         // Also outside the gRPC-web layer, so an unknown path is a plain 404 rather than
         // tonic-web's 400; gRPC clients read HTTP 404 as UNIMPLEMENTED, as the spec maps it.
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: this service answers gRPC, gRPC-web and GET /ping\n") });
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, "not found: this service answers gRPC, gRPC-web and GET /ping\n")
+        });
 
     // Without TCP_NODELAY, Nagle's algorithm holds back small stream frames (~5x slower streams).
     let listener = listener.tap_io(|tcp| {

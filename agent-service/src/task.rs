@@ -11,9 +11,7 @@ use std::{
     time::Duration,
 };
 
-use autopilot_contract::v1::{
-    event::Payload, StateChanged, Task as TaskSnapshot, TaskFinished, TaskState, Usage,
-};
+use autopilot_contract::v1::{event::Payload, StateChanged, Task as TaskSnapshot, TaskFinished, TaskState};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +38,9 @@ impl StopReason {
     pub fn outcome(&self) -> (TaskState, String) {
         match self {
             StopReason::Cancelled => (TaskState::Cancelled, "cancelled by request".into()),
-            StopReason::TimedOut(limit) => (TaskState::TimedOut, format!("the task ran past its timeout of {}s", limit.as_secs_f64())),
+            StopReason::TimedOut(limit) => {
+                (TaskState::TimedOut, format!("the task ran past its timeout of {}s", limit.as_secs_f64()))
+            }
             StopReason::Shutdown => (TaskState::Cancelled, "the service is shutting down".into()),
         }
     }
@@ -79,10 +79,18 @@ impl Task {
     pub fn recover(dir: PathBuf, redactor: Redactor) -> io::Result<Arc<Task>> {
         let spec = std::fs::read(dir.join(SPEC_FILE))?;
         let mut snapshot = TaskSnapshot::decode(spec.as_slice()).map_err(io::Error::other)?;
-        let log = EventLog::open(snapshot.task_id.clone(), dir.join(LOG_FILE), |event| task_state::apply(&mut snapshot, event))?;
+        let log = EventLog::open(snapshot.task_id.clone(), dir.join(LOG_FILE), |event| {
+            task_state::apply(&mut snapshot, event)
+        })?;
         let task = Self::assemble(dir, snapshot, log, redactor);
         if !task.state().is_final() {
-            task.finish(TaskState::Failed, String::new(), "the service stopped while the task was running".into(), 0, Duration::ZERO);
+            task.finish(
+                TaskState::Failed,
+                String::new(),
+                "the service stopped while the task was running".into(),
+                0,
+                Duration::ZERO,
+            );
         }
         task.log.close();
         Ok(task)
@@ -155,7 +163,7 @@ impl Task {
             return;
         }
         self.move_to(state, error.clone());
-        let usage = self.lock_snapshot().usage.clone().unwrap_or_else(Usage::default);
+        let usage = self.lock_snapshot().usage.unwrap_or_default();
         self.record(Payload::TaskFinished(TaskFinished {
             state: state as i32,
             result,

@@ -53,7 +53,12 @@ impl TaskManager {
     ///
     /// # Errors
     /// The tasks directory could not be created or listed.
-    pub fn new(work_dir: PathBuf, history_limit: usize, ctx: RunContext, redactor: Redactor) -> io::Result<Arc<TaskManager>> {
+    pub fn new(
+        work_dir: PathBuf,
+        history_limit: usize,
+        ctx: RunContext,
+        redactor: Redactor,
+    ) -> io::Result<Arc<TaskManager>> {
         let tasks_dir = work_dir.join("tasks");
         std::fs::create_dir_all(&tasks_dir)?;
         let mut recovered = Vec::new();
@@ -61,7 +66,9 @@ impl TaskManager {
             let dir = entry?.path();
             match Task::recover(dir.clone(), redactor.clone()) {
                 Ok(task) => recovered.push(task),
-                Err(error) => tracing::warn!(dir = %dir.display(), %error, "skipped a task directory that could not be read"),
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "skipped a task directory that could not be read")
+                }
             }
         }
         recovered.sort_by_key(|t| t.snapshot().create_time.map(|c| (c.seconds, c.nanos)));
@@ -146,7 +153,9 @@ impl TaskManager {
 
     fn trim_history(&self, registry: &mut Registry) {
         while registry.tasks.len() > self.history_limit {
-            let Some(position) = registry.tasks.iter().position(|t| t.state().is_final()) else { break };
+            let Some(position) = registry.tasks.iter().position(|t| t.state().is_final()) else {
+                break;
+            };
             let evicted = registry.tasks.remove(position).expect("position is in range");
             let dir = evicted.dir().to_path_buf();
             tokio::task::spawn_blocking(move || {

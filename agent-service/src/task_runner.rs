@@ -2,7 +2,10 @@
 //! events. A stop (cancel, timeout, shutdown) reaches whichever step is running, which stops its
 //! process group; the task then ends in the state its stop reason names.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use autopilot_contract::v1::{
     event::Payload, AgentStarted, AgentText, RepositoryReady, TaskState, ToolFinished, ToolStarted, UsageUpdate,
@@ -86,14 +89,15 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     }
     task.move_to(TaskState::Cloning, "");
     let repo_dir = task.dir().join("repo");
-    let commit = clone_repo(&spec.repo, &spec.git_ref, &repo_dir, &ctx.git, task.redactor(), task.stop_token(), |progress| {
-        task.record(Payload::GitProgress(progress));
-    })
-    .await
-    .map_err(|e| match e {
-        CloneError::Stopped => StepError::Stopped,
-        CloneError::Failed(message) => StepError::Failed(message),
-    })?;
+    let commit =
+        clone_repo(&spec.repo, &spec.git_ref, &repo_dir, &ctx.git, task.redactor(), task.stop_token(), |progress| {
+            task.record(Payload::GitProgress(progress));
+        })
+        .await
+        .map_err(|e| match e {
+            CloneError::Stopped => StepError::Stopped,
+            CloneError::Failed(message) => StepError::Failed(message),
+        })?;
     task.record(Payload::RepositoryReady(RepositoryReady { commit }));
 
     task.move_to(TaskState::Running, "");
@@ -131,8 +135,12 @@ fn payload_of(message: AgentMessage) -> Option<Payload> {
             Payload::AgentStarted(AgentStarted { session_id, model, agent_version: version })
         }
         AgentMessage::Text(text) => Payload::AgentText(AgentText { text }),
-        AgentMessage::ToolStarted { tool_id, name, input_json } => Payload::ToolStarted(ToolStarted { tool_id, name, input_json }),
-        AgentMessage::ToolFinished { tool_id, output, is_error } => Payload::ToolFinished(ToolFinished { tool_id, output, is_error }),
+        AgentMessage::ToolStarted { tool_id, name, input_json } => {
+            Payload::ToolStarted(ToolStarted { tool_id, name, input_json })
+        }
+        AgentMessage::ToolFinished { tool_id, output, is_error } => {
+            Payload::ToolFinished(ToolFinished { tool_id, output, is_error })
+        }
         AgentMessage::Usage(usage) => Payload::UsageUpdate(UsageUpdate { usage: Some(usage) }),
         AgentMessage::Finished(_) => return None,
     })

@@ -17,7 +17,9 @@ pub fn can_move(from: TaskState, to: TaskState) -> bool {
 /// Updates `task` for one recorded `event`.
 pub fn apply(task: &mut Task, event: &Event) {
     task.last_seq = event.seq;
-    let Some(payload) = &event.payload else { return };
+    let Some(payload) = &event.payload else {
+        return;
+    };
     match payload {
         Payload::StateChanged(change) => {
             let to = change.to();
@@ -31,12 +33,12 @@ pub fn apply(task: &mut Task, event: &Event) {
         }
         Payload::RepositoryReady(ready) => task.commit = ready.commit.clone(),
         Payload::AgentStarted(started) => task.session_id = started.session_id.clone(),
-        Payload::UsageUpdate(update) => task.usage = update.usage.clone(),
+        Payload::UsageUpdate(update) => task.usage = update.usage,
         Payload::TaskFinished(finished) => {
             task.state = finished.state;
             task.result = finished.result.clone();
             task.error = finished.error.clone();
-            task.usage = finished.usage.clone();
+            task.usage = finished.usage;
             task.num_turns = finished.num_turns;
             if task.end_time.is_none() {
                 task.end_time = event.time;
@@ -72,14 +74,27 @@ mod tests {
     fn applying_events_builds_the_snapshot() {
         let time = |s| Some(pbjson_types::Timestamp { seconds: s, nanos: 0 });
         let event = |seq, payload| Event { task_id: "t".into(), seq, time: time(seq as i64), payload: Some(payload) };
-        let change = |from: TaskState, to: TaskState| Payload::StateChanged(StateChanged { from: from as i32, to: to as i32, reason: String::new() });
+        let change = |from: TaskState, to: TaskState| {
+            Payload::StateChanged(StateChanged { from: from as i32, to: to as i32, reason: String::new() })
+        };
         let mut task = Task::default();
         apply(&mut task, &event(1, change(Unspecified, Pending)));
         apply(&mut task, &event(2, change(Pending, Cloning)));
         let usage = Usage { input_tokens: 5, ..Default::default() };
-        apply(&mut task, &event(3, Payload::UsageUpdate(UsageUpdate { usage: Some(usage.clone()) })));
+        apply(&mut task, &event(3, Payload::UsageUpdate(UsageUpdate { usage: Some(usage) })));
         apply(&mut task, &event(4, change(Cloning, Failed)));
-        apply(&mut task, &event(5, Payload::TaskFinished(TaskFinished { state: Failed as i32, error: "boom".into(), usage: Some(usage), ..Default::default() })));
+        apply(
+            &mut task,
+            &event(
+                5,
+                Payload::TaskFinished(TaskFinished {
+                    state: Failed as i32,
+                    error: "boom".into(),
+                    usage: Some(usage),
+                    ..Default::default()
+                }),
+            ),
+        );
         assert_eq!(task.state(), Failed);
         assert_eq!((task.start_time, task.end_time), (time(2), time(4)));
         assert_eq!((task.last_seq, task.error.as_str()), (5, "boom"));

@@ -74,18 +74,24 @@ fn reject(field: &'static str, message: impl Into<String>) -> FieldError {
 /// # Errors
 /// The first field that breaks a rule.
 pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpec, FieldError> {
-    let repo = parse_repo_url(&request.repository_url, limits.allow_local_repos)
-        .map_err(|m| reject("repository_url", m))?;
+    let repo =
+        parse_repo_url(&request.repository_url, limits.allow_local_repos).map_err(|m| reject("repository_url", m))?;
     validate_ref(&request.git_ref)?;
     validate_prompt(&request.prompt)?;
     let options = request.options.clone().unwrap_or_default();
     validate_model(&options.model)?;
     if !(0..=MAX_TURNS).contains(&options.max_turns) {
-        return Err(reject("options.max_turns", format!("must be between 0 (no limit) and {MAX_TURNS}; got {}", options.max_turns)));
+        return Err(reject(
+            "options.max_turns",
+            format!("must be between 0 (no limit) and {MAX_TURNS}; got {}", options.max_turns),
+        ));
     }
     let budget = options.max_budget_usd;
     if !budget.is_finite() || !(0.0..=MAX_BUDGET_USD).contains(&budget) {
-        return Err(reject("options.max_budget_usd", format!("must be between 0 (no limit) and {MAX_BUDGET_USD}; got {budget}")));
+        return Err(reject(
+            "options.max_budget_usd",
+            format!("must be between 0 (no limit) and {MAX_BUDGET_USD}; got {budget}"),
+        ));
     }
     let timeout = match options.timeout {
         None => limits.default_timeout,
@@ -98,7 +104,10 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
                 return Err(reject("options.timeout", "must be at least 1s"));
             }
             if timeout > limits.max_timeout {
-                return Err(reject("options.timeout", format!("must be at most {}s on this service", limits.max_timeout.as_secs())));
+                return Err(reject(
+                    "options.timeout",
+                    format!("must be at most {}s on this service", limits.max_timeout.as_secs()),
+                ));
             }
             timeout
         }
@@ -119,7 +128,10 @@ fn validate_prompt(prompt: &str) -> Result<(), FieldError> {
         return Err(reject("prompt", "is required"));
     }
     if prompt.len() > MAX_PROMPT_BYTES {
-        return Err(reject("prompt", format!("is {} bytes long; at most {MAX_PROMPT_BYTES} are allowed", prompt.len())));
+        return Err(reject(
+            "prompt",
+            format!("is {} bytes long; at most {MAX_PROMPT_BYTES} are allowed", prompt.len()),
+        ));
     }
     if prompt.contains('\0') {
         return Err(reject("prompt", "must not contain NUL characters"));
@@ -155,8 +167,13 @@ fn validate_ref(git_ref: &str) -> Result<(), FieldError> {
     if let Some(c) = git_ref.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/-+".contains(*c))) {
         return bad(&format!("{c:?} is not allowed"));
     }
-    if git_ref.contains("..") || git_ref.contains("//") || git_ref.starts_with('/') || git_ref.ends_with('/')
-        || git_ref.ends_with('.') || git_ref.ends_with(".lock") || git_ref.split('/').any(|part| part.starts_with('.'))
+    if git_ref.contains("..")
+        || git_ref.contains("//")
+        || git_ref.starts_with('/')
+        || git_ref.ends_with('/')
+        || git_ref.ends_with('.')
+        || git_ref.ends_with(".lock")
+        || git_ref.split('/').any(|part| part.starts_with('.'))
     {
         return bad("git does not allow that form");
     }
@@ -168,7 +185,11 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { allow_local_repos: false, default_timeout: Duration::from_secs(1800), max_timeout: Duration::from_secs(86_400) }
+        Limits {
+            allow_local_repos: false,
+            default_timeout: Duration::from_secs(1800),
+            max_timeout: Duration::from_secs(86_400),
+        }
     }
 
     fn request() -> StartRequest {
@@ -200,11 +221,22 @@ mod tests {
         assert_eq!(field_of(StartRequest { git_ref: "--upload-pack=x".into(), ..request() }), "git_ref");
         assert_eq!(field_of(StartRequest { git_ref: "a..b".into(), ..request() }), "git_ref");
         let with = |options: AgentOptions| StartRequest { options: Some(options), ..request() };
-        assert_eq!(field_of(with(AgentOptions { model: "claude; rm -rf /".into(), ..Default::default() })), "options.model");
+        assert_eq!(
+            field_of(with(AgentOptions { model: "claude; rm -rf /".into(), ..Default::default() })),
+            "options.model"
+        );
         assert_eq!(field_of(with(AgentOptions { max_turns: -1, ..Default::default() })), "options.max_turns");
-        assert_eq!(field_of(with(AgentOptions { max_budget_usd: -0.5, ..Default::default() })), "options.max_budget_usd");
-        assert_eq!(field_of(with(AgentOptions { max_budget_usd: f64::NAN, ..Default::default() })), "options.max_budget_usd");
-        let timeout = |seconds| with(AgentOptions { timeout: Some(pbjson_types::Duration { seconds, nanos: 0 }), ..Default::default() });
+        assert_eq!(
+            field_of(with(AgentOptions { max_budget_usd: -0.5, ..Default::default() })),
+            "options.max_budget_usd"
+        );
+        assert_eq!(
+            field_of(with(AgentOptions { max_budget_usd: f64::NAN, ..Default::default() })),
+            "options.max_budget_usd"
+        );
+        let timeout = |seconds| {
+            with(AgentOptions { timeout: Some(pbjson_types::Duration { seconds, nanos: 0 }), ..Default::default() })
+        };
         assert_eq!(field_of(timeout(-5)), "options.timeout");
         assert_eq!(field_of(timeout(0)), "options.timeout");
         assert_eq!(field_of(timeout(86_401)), "options.timeout");
@@ -212,7 +244,12 @@ mod tests {
 
     #[test]
     fn real_model_names_and_refs_pass() {
-        for model in ["claude-sonnet-4-5-20250929", "sonnet[1m]", "us.anthropic.claude-3-5-sonnet-20240620-v1:0", "claude-3@20240620"] {
+        for model in [
+            "claude-sonnet-4-5-20250929",
+            "sonnet[1m]",
+            "us.anthropic.claude-3-5-sonnet-20240620-v1:0",
+            "claude-3@20240620",
+        ] {
             assert!(validate_model(model).is_ok(), "{model}");
         }
         for git_ref in ["main", "feature/x-1", "v1.2.3", "0123abcd", "release+1"] {

@@ -26,7 +26,11 @@ where
 }
 
 /// Streams every event of `task_id` from `from_seq` over `client` and collects them.
-pub async fn stream_all(client: &mut autopilot_contract::v1::autopilot_client::AutopilotClient<tonic::transport::Channel>, task_id: &str, from_seq: u64) -> Vec<Event> {
+pub async fn stream_all(
+    client: &mut autopilot_contract::v1::autopilot_client::AutopilotClient<tonic::transport::Channel>,
+    task_id: &str,
+    from_seq: u64,
+) -> Vec<Event> {
     let stream = client
         .stream_events(StreamEventsRequest { task_id: task_id.into(), from_seq })
         .await
@@ -46,7 +50,9 @@ pub fn kind(event: &Event) -> String {
         Payload::ToolStarted(tool) => format!("tool_started:{}", tool.name),
         Payload::ToolFinished(_) => "tool_finished".into(),
         Payload::UsageUpdate(_) => "usage".into(),
-        Payload::TaskFinished(finished) => format!("task_finished:{}", state_name(finished.state())),
+        Payload::TaskFinished(finished) => {
+            format!("task_finished:{}", state_name(finished.state()))
+        }
     }
 }
 

@@ -45,7 +45,9 @@ pub const API_ERROR_MESSAGE: &str = "fake model API: this request was refused on
 impl Scenario {
     /// The scenario named by the first `SCENARIO:<name>` token in `text`, or `Answer`.
     pub fn find_in(text: &str) -> Scenario {
-        let Some(start) = text.find("SCENARIO:") else { return Scenario::Answer };
+        let Some(start) = text.find("SCENARIO:") else {
+            return Scenario::Answer;
+        };
         let name: String = text[start + "SCENARIO:".len()..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == ':')
@@ -89,11 +91,12 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
         },
         Scenario::WriteFile => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
-        Scenario::PrintEnv => Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default())),
-        Scenario::ManyTools(count) if done < *count as usize => Step::ToolUse {
-            name: "Bash",
-            input: json!({"command": format!("echo step {}", done + 1)}),
-        },
+        Scenario::PrintEnv => {
+            Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))
+        }
+        Scenario::ManyTools(count) if done < *count as usize => {
+            Step::ToolUse { name: "Bash", input: json!({"command": format!("echo step {}", done + 1)}) }
+        }
         Scenario::ManyTools(count) => Step::Text(format!("Ran {count} steps.")),
     }
 }
@@ -143,11 +146,7 @@ async fn messages(body: String) -> Response {
         let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": API_ERROR_MESSAGE}});
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
-    let step = if has_tools {
-        step_for(&scenario, &tool_results(&request))
-    } else {
-        Step::Text("Fake title".into())
-    };
+    let step = if has_tools { step_for(&scenario, &tool_results(&request)) } else { Step::Text("Fake title".into()) };
     if !streaming {
         return Json(whole_message(&model, &step)).into_response();
     }
@@ -181,11 +180,9 @@ fn tool_results(request: &Value) -> Vec<String> {
             if block["type"] == "tool_result" {
                 results.push(match &block["content"] {
                     Value::String(text) => text.clone(),
-                    Value::Array(parts) => parts
-                        .iter()
-                        .filter_map(|p| p["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                    Value::Array(parts) => {
+                        parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
+                    }
                     _ => String::new(),
                 });
             }
@@ -199,11 +196,9 @@ const OUTPUT_TOKENS: u64 = 30;
 
 fn content_block(step: &Step, tool_id: &str) -> (Value, Value, &'static str) {
     match step {
-        Step::Text(text) => (
-            json!({"type": "text", "text": ""}),
-            json!({"type": "text_delta", "text": text}),
-            "end_turn",
-        ),
+        Step::Text(text) => {
+            (json!({"type": "text", "text": ""}), json!({"type": "text_delta", "text": text}), "end_turn")
+        }
         Step::ToolUse { name, input } => (
             json!({"type": "tool_use", "id": tool_id, "name": name, "input": {}}),
             json!({"type": "input_json_delta", "partial_json": input.to_string()}),
@@ -221,16 +216,22 @@ fn sse_events(model: &str, step: &Step) -> Vec<bytes::Bytes> {
     let tool_id = format!("toolu_{id}");
     let (start, delta, stop_reason) = content_block(step, &tool_id);
     vec![
-        sse("message_start", json!({"type": "message_start", "message": {
+        sse(
+            "message_start",
+            json!({"type": "message_start", "message": {
             "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}})),
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}}),
+        ),
         sse("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": start})),
         sse("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": delta})),
         sse("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-        sse("message_delta", json!({"type": "message_delta",
+        sse(
+            "message_delta",
+            json!({"type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": null},
-            "usage": {"output_tokens": OUTPUT_TOKENS}})),
+            "usage": {"output_tokens": OUTPUT_TOKENS}}),
+        ),
         sse("message_stop", json!({"type": "message_stop"})),
     ]
 }

@@ -27,7 +27,11 @@ pub fn repo_root() -> PathBuf {
 /// The Claude Code CLI that `make tools` installs (pinned in tools/package.json).
 pub fn claude_cli() -> PathBuf {
     let path = repo_root().join("tools/node_modules/.bin/claude");
-    assert!(path.exists(), "{} is missing: run `make tools` (make test does) to install the pinned Claude Code CLI", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `make tools` (make test does) to install the pinned Claude Code CLI",
+        path.display()
+    );
     path
 }
 
@@ -52,7 +56,12 @@ pub struct ServiceOptions {
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        ServiceOptions { api_key: Some(CANARY_API_KEY.into()), allow_local_repos: true, extra_args: vec![], work_dir: None }
+        ServiceOptions {
+            api_key: Some(CANARY_API_KEY.into()),
+            allow_local_repos: true,
+            extra_args: vec![],
+            work_dir: None,
+        }
     }
 }
 
@@ -140,7 +149,8 @@ impl Service {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
     }
 
     /// Waits for the process to exit (at most `limit`).

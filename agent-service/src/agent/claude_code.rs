@@ -37,9 +37,10 @@ impl AgentCli for ClaudeCode {
 /// The CLI's arguments for a run. The prompt is not among them: it goes to stdin, so it is neither
 /// limited by the argument size limit nor visible in the process list.
 pub fn claude_args(invocation: &AgentInvocation) -> Vec<String> {
-    let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> =
+        ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions"]
+            .map(String::from)
+            .to_vec();
     if !invocation.model.is_empty() {
         args.extend(["--model".into(), invocation.model.clone()]);
     }
@@ -69,7 +70,20 @@ mod tests {
         let args = claude_args(&invocation);
         assert_eq!(
             args,
-            ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "bypassPermissions", "--model", "sonnet", "--max-turns", "5", "--max-budget-usd", "0.25"]
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--permission-mode",
+                "bypassPermissions",
+                "--model",
+                "sonnet",
+                "--max-turns",
+                "5",
+                "--max-budget-usd",
+                "0.25"
+            ]
         );
         assert!(!args.iter().any(|a| a.contains("secret")));
         let defaults = AgentInvocation { model: String::new(), max_turns: 0, max_budget_usd: 0.0, ..invocation };

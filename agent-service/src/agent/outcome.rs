@@ -24,7 +24,9 @@ pub fn decide(exit: &AgentExit) -> Result<String, String> {
     match &exit.result {
         Some(result) if !result.is_error && exit.success => Ok(result.result.clone()),
         Some(result) if result.is_error => Err(describe_error(result)),
-        Some(_) => Err(with_details(format!("the agent reported success but its process ended with {}", exit.status), exit)),
+        Some(_) => {
+            Err(with_details(format!("the agent reported success but its process ended with {}", exit.status), exit))
+        }
         None => Err(with_details(format!("the agent ended ({}) without a final result", exit.status), exit)),
     }
 }
@@ -65,7 +67,12 @@ mod tests {
 
     #[test]
     fn success_needs_a_clean_result_and_a_clean_exit() {
-        let ok = AgentExit { result: result(false, "success", "done"), status: "exit status: 0".into(), success: true, ..Default::default() };
+        let ok = AgentExit {
+            result: result(false, "success", "done"),
+            status: "exit status: 0".into(),
+            success: true,
+            ..Default::default()
+        };
         assert_eq!(decide(&ok), Ok("done".into()));
         let bad_exit = AgentExit { success: false, status: "exit status: 3".into(), ..ok };
         assert!(decide(&bad_exit).unwrap_err().contains("exit status: 3"));
@@ -73,7 +80,11 @@ mod tests {
 
     #[test]
     fn an_api_error_with_subtype_success_is_a_failure() {
-        let exit = AgentExit { result: result(true, "success", "API Error: 400 nope"), status: "exit status: 1".into(), ..Default::default() };
+        let exit = AgentExit {
+            result: result(true, "success", "API Error: 400 nope"),
+            status: "exit status: 1".into(),
+            ..Default::default()
+        };
         assert_eq!(decide(&exit), Err("API Error: 400 nope".into()));
     }
 
@@ -93,6 +104,9 @@ mod tests {
             first_non_json_line: Some("Segmentation fault".into()),
         };
         let message = decide(&exit).unwrap_err();
-        assert!(message.contains("SIGSEGV") && message.contains("boom") && message.contains("Segmentation fault"), "{message}");
+        assert!(
+            message.contains("SIGSEGV") && message.contains("boom") && message.contains("Segmentation fault"),
+            "{message}"
+        );
     }
 }

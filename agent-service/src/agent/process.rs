@@ -22,7 +22,7 @@ const STDERR_TAIL_BYTES: usize = 2048;
 /// How a run ended.
 pub enum RunEnd {
     /// The process exited by itself.
-    Exited(AgentExit),
+    Exited(Box<AgentExit>),
     /// `stop` fired and the process group was terminated.
     Stopped,
 }
@@ -97,7 +97,7 @@ pub async fn run_agent(
     exit.status = status.to_string();
     exit.success = status.success();
     exit.stderr_tail = stderr_tail.await.unwrap_or_default();
-    Ok(RunEnd::Exited(exit))
+    Ok(RunEnd::Exited(Box::new(exit)))
 }
 
 /// Reads `stream` to its end, keeping its last [`STDERR_TAIL_BYTES`] as text.

@@ -135,7 +135,9 @@ impl StreamJsonParser {
                 version: line.claude_code_version.unwrap_or_default(),
             }],
             "assistant" => {
-                let Some(message) = line.message else { return Vec::new() };
+                let Some(message) = line.message else {
+                    return Vec::new();
+                };
                 let mut out: Vec<AgentMessage> = blocks(message.content)
                     .into_iter()
                     .filter_map(|block| match block.kind.as_str() {
@@ -157,7 +159,9 @@ impl StreamJsonParser {
                 out
             }
             "user" => {
-                let Some(message) = line.message else { return Vec::new() };
+                let Some(message) = line.message else {
+                    return Vec::new();
+                };
                 blocks(message.content)
                     .into_iter()
                     .filter(|block| block.kind == "tool_result")
@@ -172,7 +176,7 @@ impl StreamJsonParser {
                 let cost = line.total_cost_usd.unwrap_or(0.0);
                 let usage = line.usage.unwrap_or(self.total).to_usage(cost);
                 vec![
-                    AgentMessage::Usage(usage.clone()),
+                    AgentMessage::Usage(usage),
                     AgentMessage::Finished(AgentResult {
                         is_error: line.is_error.unwrap_or(false),
                         subtype: line.subtype.unwrap_or_default(),
@@ -191,7 +195,9 @@ impl StreamJsonParser {
 
 /// A message's content: a list of blocks, or a bare string (taken as one text block).
 fn blocks(content: Option<&RawValue>) -> Vec<Block<'_>> {
-    let Some(raw) = content else { return Vec::new() };
+    let Some(raw) = content else {
+        return Vec::new();
+    };
     if let Ok(list) = serde_json::from_str::<Vec<Block>>(raw.get()) {
         return list;
     }
@@ -212,7 +218,9 @@ fn blocks(content: Option<&RawValue>) -> Vec<Block<'_>> {
 
 /// A tool result's content as text: a string, or the text parts of a list of blocks.
 fn tool_output_text(content: Option<&RawValue>) -> String {
-    let Some(raw) = content else { return String::new() };
+    let Some(raw) = content else {
+        return String::new();
+    };
     if let Ok(text) = serde_json::from_str::<String>(raw.get()) {
         return text;
     }
@@ -309,6 +317,9 @@ mod tests {
         let messages = parser
             .parse_line(r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","is_error":true,"content":[{"type":"text","text":"boom"}]}]}}"#)
             .unwrap();
-        assert_eq!(messages, vec![AgentMessage::ToolFinished { tool_id: "t".into(), output: "boom".into(), is_error: true }]);
+        assert_eq!(
+            messages,
+            vec![AgentMessage::ToolFinished { tool_id: "t".into(), output: "boom".into(), is_error: true }]
+        );
     }
 }
