@@ -1,0 +1,181 @@
+//! The Durable Object's client of the agent-service: the `autopilot.v1` contract over gRPC-web
+//! (HTTP/1.1), on top of the pure framing in [`crate::grpc_web`]. The transport is a thin choice:
+//! the container's TCP port (Cloudflare Containers) or a plain URL (local development, where
+//! workerd has no container runtime). Everything above it is the same code in both modes.
+
+use autopilot_contract::v1::{Event, StreamEventsRequest, StreamEventsResponse};
+use futures::StreamExt;
+use prost::Message;
+use worker::{ByteStream, Fetch, Fetcher, Headers, Method, Request, RequestInit, Response};
+
+use crate::grpc_web::{self, Code, Deframer, Frame, GrpcStatus};
+
+/// Where the agent-service is reached.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// The user's container, through its TCP port.
+    Container(Fetcher),
+    /// A service at a base URL, e.g. `http://127.0.0.1:8080` (local mode).
+    Url(String),
+}
+
+impl Endpoint {
+    /// Sends a request to `path` on the service.
+    ///
+    /// # Errors
+    /// The service could not be reached.
+    pub async fn fetch(&self, path: &str, init: RequestInit) -> worker::Result<Response> {
+        match self {
+            // The host is ignored by the container's port fetcher; the path is what matters.
+            Endpoint::Container(fetcher) => fetcher.fetch(format!("http://container{path}"), Some(init)).await,
+            Endpoint::Url(base) => {
+                Fetch::Request(Request::new_with_init(&format!("{base}{path}"), &init)?).send().await
+            }
+        }
+    }
+
+    /// Whether `GET /ping` answers 200.
+    pub async fn ping(&self) -> bool {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get);
+        matches!(self.fetch("/ping", init).await, Ok(response) if response.status_code() == 200)
+    }
+}
+
+/// Calls the contract's RPCs on an [`Endpoint`].
+#[derive(Clone, Debug)]
+pub struct AgentClient {
+    endpoint: Endpoint,
+}
+
+impl AgentClient {
+    pub fn new(endpoint: Endpoint) -> Self {
+        AgentClient { endpoint }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A unary call: `method` is the RPC name, e.g. "Start".
+    ///
+    /// # Errors
+    /// The call's gRPC status when it is not OK; UNAVAILABLE when the service is unreachable.
+    pub async fn unary<Resp: Message + Default>(
+        &self,
+        method: &str,
+        request: &impl Message,
+    ) -> Result<Resp, GrpcStatus> {
+        let mut body = self.call(method, request).await?;
+        match body.next().await {
+            Some(Ok(bytes)) => Resp::decode(bytes.as_slice())
+                .map_err(|e| GrpcStatus::new(Code::Internal, format!("bad {method} reply: {e}"))),
+            Some(Err(status)) => Err(status),
+            None => Err(GrpcStatus::new(Code::Internal, format!("{method} answered no message"))),
+        }
+    }
+
+    /// StreamEvents: the events as they arrive; ends after the last, or with the call's error.
+    ///
+    /// # Errors
+    /// The call's status when it fails before the first event.
+    pub async fn stream_events(&self, request: &StreamEventsRequest) -> Result<EventStream, GrpcStatus> {
+        Ok(EventStream { body: self.call("StreamEvents", request).await? })
+    }
+
+    async fn call(&self, method: &str, request: &impl Message) -> Result<MessageStream, GrpcStatus> {
+        let headers = Headers::new();
+        let set = |name: &str, value: &str| headers.set(name, value).map_err(unavailable);
+        set("content-type", grpc_web::CONTENT_TYPE)?;
+        set("accept", grpc_web::CONTENT_TYPE)?;
+        set("x-grpc-web", "1")?;
+        let body = grpc_web::encode_request(request);
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        let mut response =
+            self.endpoint.fetch(&format!("/autopilot.v1.Autopilot/{method}"), init).await.map_err(unavailable)?;
+        let header_pairs: Vec<(String, String)> = response.headers().entries().collect();
+        let header_status = grpc_web::status_from_headers(header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(status) = header_status.filter(|s| !s.is_ok()) {
+            return Err(status);
+        }
+        if response.status_code() != 200 {
+            return Err(GrpcStatus::new(
+                Code::Unavailable,
+                format!("the agent-service answered HTTP {} to {method}", response.status_code()),
+            ));
+        }
+        let stream = response.stream().map_err(unavailable)?;
+        Ok(MessageStream { stream, deframer: Deframer::default(), done: false })
+    }
+}
+
+fn unavailable(error: worker::Error) -> GrpcStatus {
+    GrpcStatus::new(Code::Unavailable, format!("could not reach the agent-service: {error}"))
+}
+
+/// The messages of a gRPC-web response body, read as its chunks arrive.
+pub struct MessageStream {
+    stream: ByteStream,
+    deframer: Deframer,
+    done: bool,
+}
+
+impl MessageStream {
+    /// The next message; `None` after an OK status; `Some(Err)` for a failed call.
+    pub async fn next(&mut self) -> Option<Result<Vec<u8>, GrpcStatus>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.deframer.next_frame() {
+                Ok(Some(Frame::Message(bytes))) => return Some(Ok(bytes)),
+                Ok(Some(Frame::Trailers(status))) => {
+                    self.done = true;
+                    return (!status.is_ok()).then_some(Err(status));
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    self.done = true;
+                    return Some(Err(status));
+                }
+            }
+            match self.stream.next().await {
+                Some(Ok(chunk)) => self.deframer.push(&chunk),
+                Some(Err(error)) => {
+                    self.done = true;
+                    return Some(Err(GrpcStatus::new(
+                        Code::Unavailable,
+                        format!("the agent-service stream broke: {error}"),
+                    )));
+                }
+                None => {
+                    self.done = true;
+                    return Some(Err(GrpcStatus::new(
+                        Code::Unavailable,
+                        "the agent-service stream ended without a status",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The events of a StreamEvents call.
+pub struct EventStream {
+    body: MessageStream,
+}
+
+impl EventStream {
+    /// The next event; `None` when the task has ended and every event was delivered.
+    pub async fn next(&mut self) -> Option<Result<Event, GrpcStatus>> {
+        Some(self.body.next().await?.and_then(|bytes| {
+            StreamEventsResponse::decode(bytes.as_slice())
+                .ok()
+                .and_then(|r| r.event)
+                .ok_or_else(|| GrpcStatus::new(Code::Internal, "a StreamEvents message without an event"))
+        }))
+    }
+}

@@ -1,0 +1,198 @@
+//! The WebSocket bridge's frames, as plain Rust: a browser's `ClientFrame` in, `ServerFrame`s
+//! out, each in the encoding the client used (binary WebSocket frames carry protobuf, text frames
+//! carry proto3 JSON). Bad frames become error frames; nothing here can fail the socket.
+
+use autopilot_contract::v1::{
+    client_frame::Request, server_frame::Frame, CancelRequest, ClientFrame, EndOfStream, Error, Event, ServerFrame,
+    StartRequest, StatusRequest, StreamEventsRequest,
+};
+use prost::Message;
+
+use crate::grpc_web::{Code, GrpcStatus};
+
+/// Largest client frame accepted (a prompt is at most 100 kB; JSON escaping can double it).
+pub const MAX_CLIENT_FRAME_BYTES: usize = 512 * 1024;
+
+/// How a client encodes its frames; replies use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Encoding {
+    /// Binary WebSocket frames: protobuf.
+    Binary,
+    /// Text WebSocket frames: proto3 JSON.
+    Json,
+}
+
+/// A WebSocket message, either kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsMessage {
+    Binary(Vec<u8>),
+    Text(String),
+}
+
+/// The RPC a client frame asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rpc {
+    Start(StartRequest),
+    Status(StatusRequest),
+    Subscribe(StreamEventsRequest),
+    Cancel(CancelRequest),
+}
+
+/// A client frame, understood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub request_id: String,
+    pub rpc: Rpc,
+    pub encoding: Encoding,
+}
+
+/// Reads a client frame.
+///
+/// # Errors
+/// The error frame to send back (in the client's encoding), for an oversized, malformed or empty
+/// frame. Its request id is the frame's, when it could be read.
+pub fn decode_client_frame(message: &WsMessage) -> Result<Call, WsMessage> {
+    let (encoding, len) = match message {
+        WsMessage::Binary(bytes) => (Encoding::Binary, bytes.len()),
+        WsMessage::Text(text) => (Encoding::Json, text.len()),
+    };
+    let refuse = |request_id: String, message: String| {
+        encode_server_frame(&error_frame(request_id, GrpcStatus::new(Code::InvalidArgument, message)), encoding)
+    };
+    if len > MAX_CLIENT_FRAME_BYTES {
+        return Err(refuse(
+            String::new(),
+            format!("frame of {len} bytes is larger than the {MAX_CLIENT_FRAME_BYTES}-byte limit"),
+        ));
+    }
+    let frame = match message {
+        WsMessage::Binary(bytes) => ClientFrame::decode(bytes.as_slice())
+            .map_err(|e| refuse(String::new(), format!("malformed ClientFrame (protobuf): {e}")))?,
+        WsMessage::Text(text) => serde_json::from_str::<ClientFrame>(text)
+            .map_err(|e| refuse(request_id_of_json(text), format!("malformed ClientFrame (JSON): {e}")))?,
+    };
+    let rpc = match frame.request {
+        Some(Request::Start(r)) => Rpc::Start(r),
+        Some(Request::Status(r)) => Rpc::Status(r),
+        Some(Request::StreamEvents(r)) => Rpc::Subscribe(r),
+        Some(Request::Cancel(r)) => Rpc::Cancel(r),
+        None => {
+            return Err(refuse(
+                frame.request_id,
+                "ClientFrame names no request (one of start, status, streamEvents, cancel)".into(),
+            ))
+        }
+    };
+    Ok(Call { request_id: frame.request_id, rpc, encoding })
+}
+
+/// The request id of a JSON frame that did not parse as a whole, so the error still correlates.
+fn request_id_of_json(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("requestId").and_then(|id| id.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A server frame in `encoding`.
+pub fn encode_server_frame(frame: &ServerFrame, encoding: Encoding) -> WsMessage {
+    match encoding {
+        Encoding::Binary => WsMessage::Binary(frame.encode_to_vec()),
+        Encoding::Json => WsMessage::Text(serde_json::to_string(frame).expect("generated messages serialize")),
+    }
+}
+
+/// A frame saying the request failed.
+pub fn error_frame(request_id: String, status: GrpcStatus) -> ServerFrame {
+    ServerFrame { request_id, frame: Some(Frame::Error(Error { code: status.code, message: status.message })) }
+}
+
+/// A frame carrying one event of a subscription.
+pub fn event_frame(request_id: String, event: Event) -> ServerFrame {
+    ServerFrame { request_id, frame: Some(Frame::Event(event)) }
+}
+
+/// A frame saying a subscription ended normally.
+pub fn end_frame(request_id: String) -> ServerFrame {
+    ServerFrame { request_id, frame: Some(Frame::EndOfStream(EndOfStream {})) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_contract::v1::{event::Payload, AgentText, StartResponse, TaskState};
+
+    #[test]
+    fn binary_and_json_frames_carry_the_same_call() {
+        let frame = ClientFrame {
+            request_id: "r7".into(),
+            request: Some(Request::StreamEvents(StreamEventsRequest { task_id: "t".into(), from_seq: 9 })),
+        };
+        let binary = decode_client_frame(&WsMessage::Binary(frame.encode_to_vec())).unwrap();
+        let json = decode_client_frame(&WsMessage::Text(
+            r#"{"requestId":"r7","streamEvents":{"taskId":"t","fromSeq":"9"}}"#.into(),
+        ))
+        .unwrap();
+        assert_eq!(binary.rpc, json.rpc);
+        assert_eq!((binary.encoding, json.encoding), (Encoding::Binary, Encoding::Json));
+        assert_eq!(json.request_id, "r7");
+        assert_eq!(json.rpc, Rpc::Subscribe(StreamEventsRequest { task_id: "t".into(), from_seq: 9 }));
+    }
+
+    #[test]
+    fn replies_use_the_clients_encoding() {
+        let reply = ServerFrame {
+            request_id: "r1".into(),
+            frame: Some(Frame::Start(StartResponse { task_id: "t".into(), state: TaskState::Pending as i32 })),
+        };
+        let WsMessage::Text(text) = encode_server_frame(&reply, Encoding::Json) else { panic!("expected text") };
+        assert_eq!(text, r#"{"requestId":"r1","start":{"taskId":"t","state":"TASK_STATE_PENDING"}}"#);
+        let WsMessage::Binary(bytes) = encode_server_frame(&reply, Encoding::Binary) else { panic!("expected binary") };
+        assert_eq!(ServerFrame::decode(bytes.as_slice()).unwrap(), reply);
+        let event = Event {
+            task_id: "t".into(),
+            seq: 3,
+            payload: Some(Payload::AgentText(AgentText { text: "hi".into() })),
+            ..Default::default()
+        };
+        let WsMessage::Text(text) = encode_server_frame(&event_frame("s".into(), event), Encoding::Json) else {
+            panic!()
+        };
+        assert_eq!(text, r#"{"requestId":"s","event":{"taskId":"t","seq":"3","agentText":{"text":"hi"}}}"#);
+    }
+
+    fn error_of(message: WsMessage) -> (String, i32, String) {
+        let frame = match message {
+            WsMessage::Binary(bytes) => ServerFrame::decode(bytes.as_slice()).unwrap(),
+            WsMessage::Text(text) => serde_json::from_str(&text).unwrap(),
+        };
+        match frame.frame {
+            Some(Frame::Error(e)) => (frame.request_id, e.code, e.message),
+            other => panic!("expected an error frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_frames_become_error_frames_in_the_same_encoding() {
+        let (id, code, message) =
+            error_of(decode_client_frame(&WsMessage::Binary(vec![0xff, 0x01, 0x02])).unwrap_err());
+        assert_eq!((id.as_str(), code), ("", Code::InvalidArgument as i32));
+        assert!(message.contains("malformed ClientFrame (protobuf)"), "{message}");
+
+        let bad_json = WsMessage::Text(r#"{"requestId":"r9","start":{"prompt":42}}"#.into());
+        let error = decode_client_frame(&bad_json).unwrap_err();
+        assert!(matches!(error, WsMessage::Text(_)), "a JSON client gets JSON back");
+        let (id, _, message) = error_of(error);
+        assert_eq!(id, "r9", "the request id is kept when it can be read");
+        assert!(message.contains("malformed ClientFrame (JSON)"), "{message}");
+
+        let (id, _, message) =
+            error_of(decode_client_frame(&WsMessage::Text(r#"{"requestId":"r2"}"#.into())).unwrap_err());
+        assert_eq!(id, "r2");
+        assert!(message.contains("names no request"));
+
+        let huge = WsMessage::Text("x".repeat(MAX_CLIENT_FRAME_BYTES + 1));
+        assert!(error_of(decode_client_frame(&huge).unwrap_err()).2.contains("limit"));
+        assert!(decode_client_frame(&WsMessage::Text("not json".into())).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! The edge worker: a Cloudflare Worker (workers-rs) in front of each user's agent-service. The
+//! Worker routes; a Durable Object per user owns that user's container and bridges the browser's
+//! WebSocket frames to the container's gRPC-web.
+//!
+//! Layout:
+//! - [`routes`]: the route table (the only thing the entry point calls).
+//! - [`autopilot_container`]: the Durable Object: container lifecycle, RPCs, WebSocket bridge.
+//! - [`agent_client`]: the contract over gRPC-web to the agent-service (thin wasm transport).
+//! - Pure, host-tested logic: [`grpc_web`] (framing, statuses), [`bridge`] (client/server frames
+//!   in both encodings), [`lifecycle`] (container state machine), [`readiness`] (poll schedule).
+//! - [`container_start`]: a workaround for container environment variables in worker 0.8.7.
+//! - [`api_error`]: the JSON error scheme.
+
+pub mod agent_client;
+pub mod api_error;
+pub mod autopilot_container;
+pub mod bridge;
+pub mod container_start;
+pub mod grpc_web;
+pub mod lifecycle;
+pub mod readiness;
+pub mod routes;
+
+pub use autopilot_container::AutopilotContainer;
+
+#[worker::event(fetch)]
+async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {
+    routes::handle(req, env).await
+}
