@@ -6,11 +6,23 @@ SHELL := /bin/bash
 TOOLS := tools/node_modules
 CLAUDE := $(abspath $(TOOLS)/.bin/claude)
 BUF := $(TOOLS)/.bin/buf
+WRANGLER := $(abspath $(TOOLS)/.bin/wrangler)
 DEV_DIR := .dev
 DEV_PORT ?= 8080
+EDGE_PORT ?= 8787
 FAKE_MODEL_PORT ?= 8790
 
-.PHONY: dev dev-offline test tools lint build bench clean
+# The wasm toolchain of the edge worker, pinned: wasm-bindgen's CLI must match the crate exactly.
+WORKER_BUILD_VERSION := 0.8.7
+WASM_BINDGEN_VERSION := 0.2.130
+CARGO_BIN := $(HOME)/.cargo/bin
+# worker-build downloads wasm-bindgen and esbuild from GitHub unless told where they are.
+WORKER_BUILD_ENV := WASM_BINDGEN_BIN=$(CARGO_BIN)/wasm-bindgen \
+	ESBUILD_BIN=$(abspath $(TOOLS)/@esbuild/linux-x64/bin/esbuild)
+# wrangler without telemetry prompts or interactive UI.
+WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
+
+.PHONY: dev dev-offline test tools wasm-tools worker lint build bench clean
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
 tools: $(TOOLS)/.installed
@@ -21,35 +33,53 @@ $(TOOLS)/.installed: tools/package.json tools/package-lock.json
 build:
 	cargo build -p agent-service
 
-## Runs the agent-service on 127.0.0.1:$(DEV_PORT) with its defaults (and local repositories
-## allowed). Give it a key with ANTHROPIC_API_KEY=... make dev; without one it starts and says so.
-dev: tools build
-	@mkdir -p $(DEV_DIR)/work
+## The wasm target and build tools of the edge worker (skipped when present at the pinned version).
+wasm-tools:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@$(CARGO_BIN)/worker-build --version 2>/dev/null | grep -q "$(WORKER_BUILD_VERSION)" \
+	  || cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked
+	@$(CARGO_BIN)/wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" \
+	  || cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+## The edge worker, built to wasm (edge-worker/build/). wrangler runs this as its build command.
+worker: tools wasm-tools
+	cd edge-worker && $(WORKER_BUILD_ENV) $(CARGO_BIN)/worker-build --release
+
+## Runs the whole pair locally: the agent-service on 127.0.0.1:$(DEV_PORT) and `wrangler dev`
+## (workerd) on 127.0.0.1:$(EDGE_PORT), the Durable Object in local mode. Ctrl-C stops both.
+## Give the agent a key with ANTHROPIC_API_KEY=... make dev; without one it starts and says so.
+dev: tools build worker
+	@mkdir -p $(DEV_DIR)/work $(DEV_DIR)/wrangler
 	@if [ -z "$$ANTHROPIC_API_KEY" ]; then \
-	  echo "make dev: ANTHROPIC_API_KEY is not set. The service starts, but tasks will fail until you run"; \
+	  echo "make dev: ANTHROPIC_API_KEY is not set. Everything starts, but tasks will fail until you run"; \
 	  echo "          ANTHROPIC_API_KEY=sk-ant-... make dev   (or: make dev-offline, to use the fake model API)"; \
 	fi
-	@echo "make dev: agent-service on 127.0.0.1:$(DEV_PORT) (gRPC, gRPC-web, GET /ping); Ctrl-C stops it"
+	@echo "make dev: agent-service on 127.0.0.1:$(DEV_PORT), edge on http://127.0.0.1:$(EDGE_PORT); Ctrl-C stops both"
+	@trap 'kill 0' EXIT INT TERM; \
 	./target/debug/agent-service --listen 127.0.0.1:$(DEV_PORT) --work-dir $(DEV_DIR)/work \
-	  --claude-path $(CLAUDE) --allow-local-repos
+	  --claude-path $(CLAUDE) --allow-local-repos & \
+	$(WRANGLER_ENV) $(WRANGLER) dev --local --ip 127.0.0.1 --port $(EDGE_PORT) --inspector-ip 127.0.0.1 \
+	  --persist-to $(DEV_DIR)/wrangler --show-interactive-dev-session=false \
+	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) & \
+	wait
 
 ## Like dev, but the agent talks to the fake model API of the tests (no key, no cost).
-dev-offline: tools build
+dev-offline:
 	cargo build -p autopilot-tests --bin fake-model-api
-	@mkdir -p $(DEV_DIR)/work $(DEV_DIR)/home
 	@trap 'kill 0' EXIT INT TERM; \
 	./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
 	ANTHROPIC_API_KEY=offline-fake-key ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT) \
 	CLAUDE_CODE_MAX_RETRIES=0 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-	./target/debug/agent-service --listen 127.0.0.1:$(DEV_PORT) --work-dir $(DEV_DIR)/work \
-	  --claude-path $(CLAUDE) --allow-local-repos
+	$(MAKE) dev & \
+	wait
 
 ## Lints the contract (buf, STANDARD rules).
 lint: tools
 	$(BUF) lint
 
-## Every test: unit tests on the host, end-to-end tests against the real servers, buf lint.
-test: tools lint
+## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
+## wrangler dev), buf lint.
+test: tools lint worker
 	cargo build -p agent-service
 	cargo test --workspace
 

@@ -1,0 +1,253 @@
+//! End-to-end test of the edge: the real `wrangler dev` (workerd running the Rust Worker and its
+//! Durable Object in local mode) in front of the real agent-service, the real Claude Code CLI and
+//! real git; only the model API is fake. The test talks to the edge as a browser and a program
+//! would: JSON routes, the WebSocket bridge in both encodings, and gRPC-web through the edge.
+//!
+//! The agent-service runs one task at a time, so the steps run in order in one test.
+
+use std::time::Duration;
+
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, CancelRequest, ClientFrame, Event,
+    ServerFrame, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
+};
+use autopilot_tests::{
+    edge::Edge,
+    events::{kind, seqs},
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+    grpc_web::grpc_web_client,
+    service::{Service, ServiceOptions},
+};
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How a test client encodes its frames.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Encoding {
+    Binary,
+    Json,
+}
+
+async fn send(ws: &mut Socket, frame: &ClientFrame, encoding: Encoding) {
+    let message = match encoding {
+        Encoding::Binary => Message::Binary(frame.encode_to_vec().into()),
+        Encoding::Json => Message::Text(serde_json::to_string(frame).unwrap().into()),
+    };
+    ws.send(message).await.unwrap();
+}
+
+/// The next server frame, checking it came back in `encoding`.
+async fn receive(ws: &mut Socket, encoding: Encoding) -> ServerFrame {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a server frame within 60s")
+            .expect("the socket is open")
+            .expect("a WebSocket message");
+        return match message {
+            Message::Binary(bytes) => {
+                assert_eq!(encoding, Encoding::Binary, "a binary frame answered a JSON client");
+                ServerFrame::decode(bytes.as_ref()).unwrap()
+            }
+            Message::Text(text) => {
+                assert_eq!(encoding, Encoding::Json, "a text frame answered a binary client");
+                serde_json::from_str(text.as_str()).unwrap()
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected WebSocket message {other:?}"),
+        };
+    }
+}
+
+fn subscribe(request_id: &str, task_id: &str, from_seq: u64) -> ClientFrame {
+    ClientFrame {
+        request_id: request_id.into(),
+        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.into(), from_seq })),
+    }
+}
+
+/// Reads a subscription's frames until it ends (or `stop_after` events), returning the events.
+async fn read_subscription(
+    ws: &mut Socket,
+    request_id: &str,
+    encoding: Encoding,
+    stop_after: Option<usize>,
+) -> (Vec<Event>, bool) {
+    let mut events = Vec::new();
+    loop {
+        let frame = receive(ws, encoding).await;
+        assert_eq!(frame.request_id, request_id);
+        match frame.frame {
+            Some(Frame::Event(event)) => {
+                events.push(event);
+                if Some(events.len()) == stop_after {
+                    return (events, false);
+                }
+            }
+            Some(Frame::EndOfStream(_)) => return (events, true),
+            other => panic!("unexpected frame in a subscription: {other:?}"),
+        }
+    }
+}
+
+async fn connect(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("WebSocket {url}: {e}")).0
+}
+
+#[tokio::test]
+async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
+    let model_api = FakeModelApi::start().await.unwrap();
+    let service = Service::start(&model_api, ServiceOptions::default()).await;
+    let repo = GitFixture::new();
+    let edge = Edge::start(&format!("http://{}", service.addr)).await;
+    let http = reqwest::Client::new();
+
+    // Start through the JSON route: the task id, a session and the WebSocket URL come back.
+    let started: Value = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .json(&json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:many-tools:8 walk the tree"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task_id =
+        started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}\n{}", edge.log())).to_string();
+    let websocket_url = started["websocketUrl"].as_str().unwrap().to_string();
+    assert!(websocket_url.starts_with(&edge.ws_base()), "{websocket_url}");
+    assert!(websocket_url.ends_with(started["sessionId"].as_str().unwrap()));
+
+    // Subscribe over a binary socket, drop it mid-stream, then resume over a JSON socket from the
+    // last seq received: together they hold every event exactly once.
+    let mut ws = connect(&websocket_url).await;
+    send(&mut ws, &subscribe("first", &task_id, 1), Encoding::Binary).await;
+    let (before_drop, ended) = read_subscription(&mut ws, "first", Encoding::Binary, Some(12)).await;
+    assert!(!ended);
+    drop(ws);
+    let last_seq = before_drop.last().unwrap().seq;
+    let mut ws = connect(&websocket_url).await;
+    send(&mut ws, &subscribe("resume", &task_id, last_seq + 1), Encoding::Json).await;
+    let (after_drop, ended) = read_subscription(&mut ws, "resume", Encoding::Json, None).await;
+    assert!(ended, "the subscription ends with end_of_stream");
+    let all: Vec<Event> = before_drop.into_iter().chain(after_drop).collect();
+    assert_eq!(seqs(&all), (1..=all.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate across the reconnect");
+    assert_eq!(kind(all.last().unwrap()), "task_finished:SUCCEEDED");
+    assert_eq!(all.iter().filter(|e| kind(e) == "tool_finished").count(), 8);
+
+    // A malformed frame gets an error frame, and the socket stays usable.
+    ws.send(Message::Binary(vec![0xff, 0xfe, 0x00].into())).await.unwrap();
+    let error = receive(&mut ws, Encoding::Binary).await;
+    match error.frame {
+        Some(Frame::Error(e)) => {
+            assert_eq!(e.code, tonic::Code::InvalidArgument as i32);
+            assert!(e.message.contains("malformed ClientFrame"), "{}", e.message);
+        }
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    ws.send(Message::Text(r#"{"requestId":"bad","start":{"prompt":7}}"#.into())).await.unwrap();
+    let error = receive(&mut ws, Encoding::Json).await;
+    assert_eq!(error.request_id, "bad");
+    assert!(matches!(error.frame, Some(Frame::Error(_))));
+    let status_frame = ClientFrame {
+        request_id: "st".into(),
+        request: Some(ClientRequest::Status(StatusRequest { task_id: task_id.clone() })),
+    };
+    send(&mut ws, &status_frame, Encoding::Json).await;
+    match receive(&mut ws, Encoding::Json).await.frame {
+        Some(Frame::Status(status)) => assert_eq!(status.task.unwrap().state(), TaskState::Succeeded),
+        other => panic!("expected a status reply, got {other:?}"),
+    }
+    // A service error arrives as an error frame with its gRPC code.
+    let unknown = ClientFrame {
+        request_id: "nf".into(),
+        request: Some(ClientRequest::Status(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() })),
+    };
+    send(&mut ws, &unknown, Encoding::Binary).await;
+    match receive(&mut ws, Encoding::Binary).await.frame {
+        Some(Frame::Error(e)) => assert_eq!(e.code, tonic::Code::NotFound as i32),
+        other => panic!("expected NOT_FOUND, got {other:?}"),
+    }
+
+    // A second task, started and cancelled over the socket while a subscription follows it.
+    let start_frame = ClientFrame {
+        request_id: "s2".into(),
+        request: Some(ClientRequest::Start(StartRequest {
+            repository_url: repo.url(),
+            prompt: "SCENARIO:hang".into(),
+            ..Default::default()
+        })),
+    };
+    send(&mut ws, &start_frame, Encoding::Binary).await;
+    let second = match receive(&mut ws, Encoding::Binary).await.frame {
+        Some(Frame::Start(started)) => started.task_id,
+        other => panic!("expected a start reply, got {other:?}"),
+    };
+    let mut follower = connect(&websocket_url).await;
+    send(&mut follower, &subscribe("follow", &second, 1), Encoding::Binary).await;
+    loop {
+        let frame = receive(&mut follower, Encoding::Binary).await;
+        if let Some(Frame::Event(event)) = frame.frame {
+            if kind(&event) == "agent_started" {
+                break;
+            }
+        }
+    }
+    let cancel = ClientFrame {
+        request_id: "c".into(),
+        request: Some(ClientRequest::Cancel(CancelRequest { task_id: second.clone() })),
+    };
+    send(&mut ws, &cancel, Encoding::Binary).await;
+    match receive(&mut ws, Encoding::Binary).await.frame {
+        Some(Frame::Cancel(reply)) => assert_eq!(reply.state(), TaskState::Cancelled),
+        other => panic!("expected a cancel reply, got {other:?}"),
+    }
+    let (rest, ended) = read_subscription(&mut follower, "follow", Encoding::Binary, None).await;
+    assert!(ended);
+    match rest.last().and_then(|e| e.payload.clone()) {
+        Some(Payload::TaskFinished(finished)) => assert_eq!(finished.state(), TaskState::Cancelled),
+        other => panic!("the follower's last event is not task_finished: {other:?}"),
+    }
+
+    // Status through the JSON route, and through the gRPC-web passthrough with a generated client.
+    let status: Value =
+        http.get(format!("{}/api/container/status", edge.base_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["task"]["taskId"], second.as_str());
+    assert_eq!(status["task"]["state"], "TASK_STATE_CANCELLED");
+    assert!(status["container"]["Ready"].is_object(), "{status}");
+    let mut web = grpc_web_client(format!("127.0.0.1:{}", edge.port).parse().unwrap());
+    let first = web.status(StatusRequest { task_id: task_id.clone() }).await.unwrap().into_inner().task.unwrap();
+    assert_eq!((first.state(), first.last_seq), (TaskState::Succeeded, all.len() as u64));
+    let stream =
+        web.stream_events(StreamEventsRequest { task_id: task_id.clone(), from_seq: 5 }).await.unwrap().into_inner();
+    let replayed = autopilot_tests::events::collect(stream).await;
+    assert_eq!(replayed, all[4..].to_vec(), "gRPC-web through the edge replays the same events");
+    let missing =
+        web.status(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // Errors of the JSON routes follow one scheme.
+    let bad = http.post(format!("{}/api/container/start", edge.base_url)).body("{not json").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
+    let invalid = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .json(&json!({"repositoryUrl": "ext::sh -c evil", "prompt": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    let body: Value = invalid.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("repository_url"), "{body}");
+    assert_eq!(http.get(format!("{}/nowhere", edge.base_url)).send().await.unwrap().status(), 404);
+    let no_session = http.get(format!("{}/api/container/ws/no-such-session", edge.base_url)).send().await.unwrap();
+    assert_eq!(no_session.status(), 404);
+    assert_eq!(http.get(format!("{}/health", edge.base_url)).send().await.unwrap().text().await.unwrap(), "ok");
+}
