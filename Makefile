@@ -83,9 +83,12 @@ test: tools lint worker
 	cargo build -p agent-service
 	cargo test --workspace
 
-## Benchmarks that print figures (release build).
-bench:
+## Benchmarks that print figures (release builds): the agent-service's streams, replay, parsing
+## and start-up; then the WebSocket bridge through wrangler dev against a plain echo.
+bench: tools worker
 	cargo bench -p agent-service --bench throughput
+	cargo build --release -p agent-service
+	cargo bench -p autopilot-tests --bench bridge
 
 clean:
 	cargo clean

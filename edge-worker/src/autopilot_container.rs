@@ -90,6 +90,10 @@ struct Inner {
     subscriptions: RefCell<HashMap<String, Vec<AbortHandle>>>,
     /// Subscriptions streaming now; while any is, the container is not idle.
     active_streams: Cell<u32>,
+    /// When a request or frame last arrived; the idle deadline counts from it.
+    last_activity_ms: Cell<u64>,
+    /// Whether this instance has an alarm scheduled (so activity need not write one each time).
+    alarm_scheduled: Cell<bool>,
 }
 
 impl Inner {
@@ -158,12 +162,18 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.load().await?;
+        self.inner.alarm_scheduled.set(false);
+        let idle_for = Duration::from_millis(now_ms().saturating_sub(self.inner.last_activity_ms.get()));
+        if idle_for < self.idle_timeout() {
+            self.schedule_alarm(self.idle_timeout() - idle_for).await?;
+            return Response::ok("active");
+        }
         let idle = self.inner.active_streams.get() == 0
             && self.state.get_websockets().is_empty()
             && !self.inner.task_running()
             && self.inner.starting.borrow().is_none();
         if !idle {
-            self.touch().await?;
+            self.schedule_alarm(self.idle_timeout()).await?;
             return Response::ok("busy");
         }
         if self.inner.persisted.borrow().lifecycle.running_since_ms().is_some() {
@@ -223,9 +233,21 @@ impl AutopilotContainer {
         Ok(())
     }
 
-    /// Renews the idle deadline: the alarm fires `IDLE_TIMEOUT_SECONDS` after the last activity.
+    /// Renews the idle deadline, `IDLE_TIMEOUT_SECONDS` after this activity. Only the time is
+    /// noted: the alarm, once scheduled, re-arms itself for the remainder when it fires early, so
+    /// a busy socket costs no storage write per frame.
     async fn touch(&self) -> worker::Result<()> {
-        self.state.storage().set_alarm(self.idle_timeout()).await
+        self.inner.last_activity_ms.set(now_ms());
+        if self.inner.alarm_scheduled.get() {
+            return Ok(());
+        }
+        self.schedule_alarm(self.idle_timeout()).await
+    }
+
+    async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
+        self.state.storage().set_alarm(after).await?;
+        self.inner.alarm_scheduled.set(true);
+        Ok(())
     }
 
     fn idle_timeout(&self) -> Duration {
@@ -467,6 +489,12 @@ impl AutopilotContainer {
     }
 
     fn remember_task(&self, task_id: &str, state: i32) {
+        {
+            let persisted = self.inner.persisted.borrow();
+            if persisted.current_task_id.as_deref() == Some(task_id) && persisted.current_task_state == state {
+                return;
+            }
+        }
         self.inner.update(|p| {
             if p.current_task_id.as_deref() != Some(task_id) {
                 p.current_task_id = Some(task_id.to_string());

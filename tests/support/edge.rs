@@ -28,6 +28,11 @@ fn free_port() -> u16 {
 impl Edge {
     /// Starts wrangler dev against the agent-service at `agent_service_url`; waits for /health.
     pub async fn start(agent_service_url: &str) -> Edge {
+        Edge::start_with_vars(agent_service_url, &[]).await
+    }
+
+    /// [`Edge::start`] with more `--var NAME:VALUE` settings.
+    pub async fn start_with_vars(agent_service_url: &str, vars: &[(&str, &str)]) -> Edge {
         let wrangler = repo_root().join("tools/node_modules/.bin/wrangler");
         assert!(wrangler.exists(), "{} is missing: run `make tools` (make test does)", wrangler.display());
         let state = tempfile::tempdir().unwrap();
@@ -48,6 +53,7 @@ impl Edge {
             .arg("--persist-to")
             .arg(state.path().join("state"))
             .args(["--var", &format!("AGENT_SERVICE_URL:{agent_service_url}")])
+            .args(vars.iter().flat_map(|(name, value)| ["--var".to_string(), format!("{name}:{value}")]))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .env("NO_COLOR", "1")

@@ -1,0 +1,234 @@
+//! Prints the bridge's figures, side by side in one run (not a pass/fail test): events/s and
+//! latency through the WebSocket bridge (WS client -> workerd Durable Object -> agent-service
+//! over gRPC-web) against a plain WebSocket echo through the same workerd.
+//!
+//! - Throughput: a recorded task of `EVENTS` small events (default 50 000) is streamed through the
+//!   bridge; the echo moves as many messages of the same size (pipelined). Target: bridge >= 0.5x.
+//! - Latency: round trips of a Status request through the bridge against echo round trips of the
+//!   same size, p50/p99 over 300 each; the difference is what the bridge adds (target: p50 < 2 ms).
+//!   Plus the delivery latency of live events (event time at the service -> client receipt).
+//!
+//! Run with `make bench`.
+
+use std::time::{Duration, Instant};
+
+use agent_service::{redact::Redactor, task::Task};
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, AgentText, ClientFrame, ServerFrame,
+    StartRequest, StatusRequest, StreamEventsRequest, Task as TaskSnapshot, TaskState,
+};
+use autopilot_tests::{
+    edge::Edge,
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+    service::{Service, ServiceOptions},
+};
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use tokio_tungstenite::tungstenite::Message;
+
+const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() {
+    let events: u64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let work = tempfile::tempdir().unwrap();
+    let frame_len = {
+        let snapshot = TaskSnapshot { task_id: RECORDED_TASK.into(), ..Default::default() };
+        let task = Task::create(work.path().join("tasks").join(RECORDED_TASK), snapshot, Redactor::default()).unwrap();
+        task.move_to(TaskState::Pending, "");
+        for i in 0..events - 3 {
+            task.record(Payload::AgentText(AgentText { text: format!("event {i}") }));
+        }
+        task.finish(TaskState::Succeeded, "done".into(), String::new(), 1, Duration::from_secs(1));
+        let sample = autopilot_contract::v1::Event {
+            task_id: RECORDED_TASK.into(),
+            seq: events / 2,
+            time: Some(autopilot_contract::time::timestamp(std::time::SystemTime::now())),
+            payload: Some(Payload::AgentText(AgentText { text: "event 25000".into() })),
+        };
+        ServerFrame { request_id: "b".into(), frame: Some(Frame::Event(sample)) }.encoded_len()
+    };
+
+    let model_api = FakeModelApi::start().await.unwrap();
+    let service =
+        Service::start(&model_api, ServiceOptions { work_dir: Some(work.path().to_path_buf()), ..Default::default() })
+            .await;
+    let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
+    let repo = GitFixture::new();
+    let http = reqwest::Client::new();
+    // A session to open the bridge with: start (and finish) a short real task.
+    let started: serde_json::Value = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .json(&serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:answer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bridge_url = started["websocketUrl"].as_str().expect("a session").to_string();
+    let echo_url = format!("{}/bench/echo", edge.ws_base());
+    println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
+
+    for round in 0..2 {
+        // Bridge throughput: the whole recorded task through the Durable Object.
+        let (mut bridge, _) = tokio_tungstenite::connect_async(&bridge_url).await.unwrap();
+        let subscribe = ClientFrame {
+            request_id: "b".into(),
+            request: Some(ClientRequest::StreamEvents(StreamEventsRequest {
+                task_id: RECORDED_TASK.into(),
+                from_seq: 1,
+            })),
+        };
+        let started = Instant::now();
+        bridge.send(Message::Binary(subscribe.encode_to_vec().into())).await.unwrap();
+        let mut received = 0u64;
+        while let Some(Ok(message)) = bridge.next().await {
+            let Message::Binary(bytes) = message else { continue };
+            match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+                Some(Frame::Event(_)) => received += 1,
+                Some(Frame::EndOfStream(_)) => break,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        let bridge_rate = received as f64 / started.elapsed().as_secs_f64();
+        assert_eq!(received, events);
+
+        // Echo throughput: as many frames of the same size, pipelined through workerd.
+        let (echo, _) = tokio_tungstenite::connect_async(&echo_url).await.unwrap();
+        let (mut sink, mut source) = echo.split();
+        let payload = vec![7u8; frame_len];
+        let started = Instant::now();
+        let writer = tokio::spawn(async move {
+            for _ in 0..events {
+                sink.feed(Message::Binary(payload.clone().into())).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+            sink
+        });
+        let mut echoed = 0u64;
+        while echoed < events {
+            match source.next().await {
+                Some(Ok(Message::Binary(_))) => echoed += 1,
+                Some(Ok(_)) => {}
+                other => panic!("echo ended early: {other:?}"),
+            }
+        }
+        let echo_rate = echoed as f64 / started.elapsed().as_secs_f64();
+        drop(writer.await.unwrap());
+        println!(
+            "throughput #{round}: bridge {bridge_rate:.0} events/s, echo {echo_rate:.0} messages/s, ratio bridge/echo {:.2}",
+            bridge_rate / echo_rate
+        );
+    }
+
+    // Round-trip latency: Status through the bridge against echo round trips.
+    let (mut bridge, _) = tokio_tungstenite::connect_async(&bridge_url).await.unwrap();
+    let (mut echo, _) = tokio_tungstenite::connect_async(&echo_url).await.unwrap();
+    let status = ClientFrame {
+        request_id: "s".into(),
+        request: Some(ClientRequest::Status(StatusRequest { task_id: RECORDED_TASK.into() })),
+    }
+    .encode_to_vec();
+    let (mut bridge_rtt, mut echo_rtt) = (Vec::new(), Vec::new());
+    for i in 0..330 {
+        let started = Instant::now();
+        bridge.send(Message::Binary(status.clone().into())).await.unwrap();
+        while !matches!(bridge.next().await, Some(Ok(Message::Binary(_)))) {}
+        let bridged = started.elapsed();
+        let started = Instant::now();
+        echo.send(Message::Binary(status.clone().into())).await.unwrap();
+        while !matches!(echo.next().await, Some(Ok(Message::Binary(_)))) {}
+        if i >= 30 {
+            bridge_rtt.push(bridged);
+            echo_rtt.push(started.elapsed());
+        }
+    }
+    let (b50, e50) = (percentile(&mut bridge_rtt, 0.5), percentile(&mut echo_rtt, 0.5));
+    let (b99, e99) = (percentile(&mut bridge_rtt, 0.99), percentile(&mut echo_rtt, 0.99));
+    println!(
+        "round trip: bridge Status p50 {:.2} ms p99 {:.2} ms; echo p50 {:.2} ms p99 {:.2} ms; added p50 {:.2} ms",
+        ms(b50),
+        ms(b99),
+        ms(e50),
+        ms(e99),
+        ms(b50.saturating_sub(e50))
+    );
+
+    // Where the time goes: the same Status over gRPC-web straight to the service, and through
+    // the edge's passthrough route (Worker -> Durable Object -> service).
+    for (name, addr) in [
+        ("direct to the service", service.addr),
+        ("through the edge", format!("127.0.0.1:{}", edge.port).parse().unwrap()),
+    ] {
+        let mut client = autopilot_tests::grpc_web::grpc_web_client(addr);
+        let mut samples = Vec::new();
+        for i in 0..330 {
+            let started = Instant::now();
+            client.status(StatusRequest { task_id: RECORDED_TASK.into() }).await.unwrap();
+            if i >= 30 {
+                samples.push(started.elapsed());
+            }
+        }
+        println!(
+            "gRPC-web Status {name}: p50 {:.2} ms, p99 {:.2} ms",
+            ms(percentile(&mut samples, 0.5)),
+            ms(percentile(&mut samples, 0.99))
+        );
+    }
+
+    // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
+    let start = ClientFrame {
+        request_id: "live-start".into(),
+        request: Some(ClientRequest::Start(StartRequest {
+            repository_url: repo.url(),
+            prompt: "SCENARIO:many-tools:20".into(),
+            ..Default::default()
+        })),
+    };
+    bridge.send(Message::Binary(start.encode_to_vec().into())).await.unwrap();
+    let task_id = loop {
+        if let Some(Ok(Message::Binary(bytes))) = bridge.next().await {
+            if let Some(Frame::Start(started)) = ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+                break started.task_id;
+            }
+        }
+    };
+    let live = ClientFrame {
+        request_id: "live".into(),
+        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id, from_seq: 1 })),
+    };
+    bridge.send(Message::Binary(live.encode_to_vec().into())).await.unwrap();
+    let mut delays = Vec::new();
+    while let Some(Ok(message)) = bridge.next().await {
+        let Message::Binary(bytes) = message else { continue };
+        match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+            Some(Frame::Event(event)) => {
+                let time = event.time.unwrap();
+                let at = std::time::UNIX_EPOCH + Duration::new(time.seconds as u64, time.nanos as u32);
+                // The first events were recorded before the subscription began: not live.
+                if event.seq > 5 {
+                    delays.push(std::time::SystemTime::now().duration_since(at).unwrap_or_default());
+                }
+            }
+            Some(Frame::EndOfStream(_)) => break,
+            _ => {}
+        }
+    }
+    let count = delays.len();
+    println!(
+        "live events: {count} delivered, service-to-client latency p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&mut delays, 0.5)),
+        ms(percentile(&mut delays, 0.99))
+    );
+}
