@@ -245,7 +245,11 @@ async fn cancel_stops_the_agent_and_its_process_group() {
     let repo_dir = setup.service.work_dir.join("tasks").join(&started.task_id).join("repo");
     assert!(!processes_under(&repo_dir).is_empty(), "the agent runs in the clone");
 
-    let cancelled = client.cancel(CancelRequest { task_id: started.task_id.clone() }).await.unwrap().into_inner();
+    let cancelled = client
+        .cancel(CancelRequest { task_id: started.task_id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(cancelled.state(), TaskState::Cancelled);
     let events = stream_all(&mut client, &started.task_id, 1).await;
     let end = finished(&events);
@@ -254,7 +258,11 @@ async fn cancel_stops_the_agent_and_its_process_group() {
     assert_eq!(processes_under(&repo_dir), Vec::<u32>::new(), "no process of the task survives");
 
     // Cancelling again changes nothing; cancelling with no running task is refused.
-    let again = client.cancel(CancelRequest { task_id: started.task_id.clone() }).await.unwrap().into_inner();
+    let again = client
+        .cancel(CancelRequest { task_id: started.task_id.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(again.state(), TaskState::Cancelled);
     assert_eq!(client.cancel(CancelRequest::default()).await.unwrap_err().code(), Code::FailedPrecondition);
 }
@@ -372,7 +380,10 @@ async fn every_bad_field_is_named_in_an_invalid_argument_error() {
     }
     for status in [
         client.status(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err(),
-        client.cancel(CancelRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err(),
+        client
+            .cancel(CancelRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into(), ..Default::default() })
+            .await
+            .unwrap_err(),
         client
             .stream_events(StreamEventsRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into(), from_seq: 1 })
             .await
@@ -393,7 +404,10 @@ async fn a_second_start_while_one_runs_names_the_running_task() {
     let refused = client.start(start_request(&setup.repo, "another")).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains(&first.task_id), "{}", refused.message());
-    client.cancel(CancelRequest::default()).await.unwrap();
+    let reason = CancelRequest { reason: "the user's credits ran out".into(), ..Default::default() };
+    assert_eq!(client.cancel(reason).await.unwrap().into_inner().state(), TaskState::Cancelled);
+    let end = finished(&stream_all(&mut client, &first.task_id, 1).await);
+    assert_eq!(end.error, "cancelled: the user's credits ran out", "the caller's reason is the task's error");
     let second = client.start(start_request(&setup.repo, "SCENARIO:answer")).await.unwrap().into_inner();
     assert_eq!(finished(&stream_all(&mut client, &second.task_id, 1).await).state(), TaskState::Succeeded);
 }

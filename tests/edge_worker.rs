@@ -107,10 +107,28 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     let repo = GitFixture::new();
     let edge = Edge::start(&format!("http://{}", service.addr)).await;
     let http = reqwest::Client::new();
+    let token = edge.user("alice", 1_000_000).await;
+    let new_ticket_url = |session_id: String| {
+        let (http, base, token) = (http.clone(), edge.base_url.clone(), token.clone());
+        async move {
+            let reply: Value = http
+                .post(format!("{base}/api/container/ws-ticket"))
+                .bearer_auth(&token)
+                .json(&json!({"sessionId": session_id}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            reply["websocketUrl"].as_str().unwrap_or_else(|| panic!("no websocketUrl in {reply}")).to_string()
+        }
+    };
 
     // Start through the JSON route: the task id, a session and the WebSocket URL come back.
     let started: Value = http
         .post(format!("{}/api/container/start", edge.base_url))
+        .bearer_auth(&token)
         .json(&json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:many-tools:8 walk the tree"}))
         .send()
         .await
@@ -122,7 +140,8 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
         started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}\n{}", edge.log())).to_string();
     let websocket_url = started["websocketUrl"].as_str().unwrap().to_string();
     assert!(websocket_url.starts_with(&edge.ws_base()), "{websocket_url}");
-    assert!(websocket_url.ends_with(started["sessionId"].as_str().unwrap()));
+    let session_id = started["sessionId"].as_str().unwrap().to_string();
+    assert!(websocket_url.contains(&format!("/api/container/ws/{session_id}?ticket=")), "{websocket_url}");
 
     // Subscribe over a binary socket, drop it mid-stream, then resume over a JSON socket from the
     // last seq received: together they hold every event exactly once.
@@ -132,7 +151,8 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     assert!(!ended);
     drop(ws);
     let last_seq = before_drop.last().unwrap().seq;
-    let mut ws = connect(&websocket_url).await;
+    // Tickets are single-use: a reconnect asks for a new one.
+    let mut ws = connect(&new_ticket_url(session_id.clone()).await).await;
     send(&mut ws, &subscribe("resume", &task_id, last_seq + 1), Encoding::Json).await;
     let (after_drop, ended) = read_subscription(&mut ws, "resume", Encoding::Json, None).await;
     assert!(ended, "the subscription ends with end_of_stream");
@@ -189,7 +209,7 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
         Some(Frame::Start(started)) => started.task_id,
         other => panic!("expected a start reply, got {other:?}"),
     };
-    let mut follower = connect(&websocket_url).await;
+    let mut follower = connect(&new_ticket_url(session_id.clone()).await).await;
     send(&mut follower, &subscribe("follow", &second, 1), Encoding::Binary).await;
     loop {
         let frame = receive(&mut follower, Encoding::Binary).await;
@@ -201,7 +221,7 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     }
     let cancel = ClientFrame {
         request_id: "c".into(),
-        request: Some(ClientRequest::Cancel(CancelRequest { task_id: second.clone() })),
+        request: Some(ClientRequest::Cancel(CancelRequest { task_id: second.clone(), ..Default::default() })),
     };
     send(&mut ws, &cancel, Encoding::Binary).await;
     match receive(&mut ws, Encoding::Binary).await.frame {
@@ -216,29 +236,57 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     }
 
     // Status through the JSON route, and through the gRPC-web passthrough with a generated client.
-    let status: Value =
-        http.get(format!("{}/api/container/status", edge.base_url)).send().await.unwrap().json().await.unwrap();
+    let status: Value = http
+        .get(format!("{}/api/container/status", edge.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["task"]["taskId"], second.as_str());
     assert_eq!(status["task"]["state"], "TASK_STATE_CANCELLED");
     assert!(status["container"]["Ready"].is_object(), "{status}");
     let mut web = grpc_web_client(format!("127.0.0.1:{}", edge.port).parse().unwrap());
-    let first = web.status(StatusRequest { task_id: task_id.clone() }).await.unwrap().into_inner().task.unwrap();
+    let authorized = |message| {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let first =
+        web.status(authorized(StatusRequest { task_id: task_id.clone() })).await.unwrap().into_inner().task.unwrap();
     assert_eq!((first.state(), first.last_seq), (TaskState::Succeeded, all.len() as u64));
-    let stream =
-        web.stream_events(StreamEventsRequest { task_id: task_id.clone(), from_seq: 5 }).await.unwrap().into_inner();
+    let stream = web
+        .stream_events(tonic::Request::new(StreamEventsRequest { task_id: task_id.clone(), from_seq: 5 }))
+        .await
+        .unwrap_err();
+    assert_eq!(stream.code(), tonic::Code::Unauthenticated, "no token, no stream");
+    let mut request = tonic::Request::new(StreamEventsRequest { task_id: task_id.clone(), from_seq: 5 });
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let stream = web.stream_events(request).await.unwrap().into_inner();
     let replayed = autopilot_tests::events::collect(stream).await;
     assert_eq!(replayed, all[4..].to_vec(), "gRPC-web through the edge replays the same events");
-    let missing =
-        web.status(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await.unwrap_err();
+    let missing = web
+        .status(authorized(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }))
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
     // Errors of the JSON routes follow one scheme.
-    let bad = http.post(format!("{}/api/container/start", edge.base_url)).body("{not json").send().await.unwrap();
+    let bad = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .bearer_auth(&token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
     let invalid = http
         .post(format!("{}/api/container/start", edge.base_url))
+        .bearer_auth(&token)
         .json(&json!({"repositoryUrl": "ext::sh -c evil", "prompt": "x"}))
         .send()
         .await
@@ -247,7 +295,12 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     let body: Value = invalid.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().starts_with("repository_url"), "{body}");
     assert_eq!(http.get(format!("{}/nowhere", edge.base_url)).send().await.unwrap().status(), 404);
-    let no_session = http.get(format!("{}/api/container/ws/no-such-session", edge.base_url)).send().await.unwrap();
+    let no_session = http
+        .get(format!("{}/api/container/ws/no-such-session", edge.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_session.status(), 404);
     assert_eq!(http.get(format!("{}/health", edge.base_url)).send().await.unwrap().text().await.unwrap(), "ok");
 }

@@ -22,6 +22,8 @@ use crate::{
 const STREAM_BATCH: usize = 256;
 /// Batches buffered per stream before the reader waits for the client.
 const STREAM_BUFFER: usize = 4;
+/// Longest cancel reason accepted.
+const MAX_CANCEL_REASON_LEN: usize = 500;
 /// Longest task id accepted (ids are UUIDs, 36 characters).
 const MAX_TASK_ID_LEN: usize = 64;
 
@@ -105,11 +107,16 @@ impl Autopilot for AutopilotApi {
 
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
         let task_id = &request.get_ref().task_id;
+        let reason = request.get_ref().reason.trim();
+        if reason.len() > MAX_CANCEL_REASON_LEN {
+            return Err(Status::invalid_argument(format!("reason is longer than {MAX_CANCEL_REASON_LEN} bytes")));
+        }
+        let reason = (!reason.is_empty()).then(|| reason.to_string());
         let task = self.task(task_id)?;
         if task_id.is_empty() && task.state().is_final() {
             return Err(Status::failed_precondition("no task is running"));
         }
-        let state = self.manager.cancel(&task).await;
+        let state = self.manager.cancel(&task, reason).await;
         Ok(Response::new(CancelResponse { task_id: task.id().to_string(), state: state as i32 }))
     }
 }

@@ -25,8 +25,8 @@ pub const LOG_FILE: &str = "events.log";
 /// Why a task is being stopped before it finished by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
-    /// Cancel was called.
-    Cancelled,
+    /// Cancel was called, with the caller's reason if it gave one.
+    Cancelled(Option<String>),
     /// The wall-clock timeout passed.
     TimedOut(Duration),
     /// The service is shutting down.
@@ -37,7 +37,8 @@ impl StopReason {
     /// The final state a task stopped for this reason ends in, and the words saying why.
     pub fn outcome(&self) -> (TaskState, String) {
         match self {
-            StopReason::Cancelled => (TaskState::Cancelled, "cancelled by request".into()),
+            StopReason::Cancelled(None) => (TaskState::Cancelled, "cancelled by request".into()),
+            StopReason::Cancelled(Some(reason)) => (TaskState::Cancelled, format!("cancelled: {reason}")),
             StopReason::TimedOut(limit) => {
                 (TaskState::TimedOut, format!("the task ran past its timeout of {}s", limit.as_secs_f64()))
             }

@@ -131,8 +131,8 @@ impl TaskManager {
 
     /// Stops a task and waits until it has ended (at most its grace period plus a margin).
     /// A task that already ended is left as it is. Returns the task's state afterwards.
-    pub async fn cancel(&self, task: &Task) -> TaskState {
-        task.request_stop(StopReason::Cancelled);
+    pub async fn cancel(&self, task: &Task, reason: Option<String>) -> TaskState {
+        task.request_stop(StopReason::Cancelled(reason));
         let _ = tokio::time::timeout(self.ctx.grace + Duration::from_secs(5), task.ended()).await;
         task.state()
     }

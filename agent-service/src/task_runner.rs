@@ -65,7 +65,7 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
         Ok(finished) => (TaskState::Succeeded, finished.result, String::new(), finished.num_turns),
         Err(StepError::Failed(error)) => (TaskState::Failed, String::new(), error, 0),
         Err(StepError::Stopped) => {
-            let (state, why) = task.stop_reason().unwrap_or(StopReason::Cancelled).outcome();
+            let (state, why) = task.stop_reason().unwrap_or(StopReason::Cancelled(None)).outcome();
             (state, String::new(), why, 0)
         }
     };

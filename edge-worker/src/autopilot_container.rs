@@ -17,8 +17,8 @@ use std::{
 };
 
 use autopilot_contract::v1::{
-    event::Payload, server_frame::Frame, CancelResponse, Event, ServerFrame, StartRequest, StartResponse,
-    StatusRequest, StatusResponse, StreamEventsRequest, TaskState,
+    event::Payload, server_frame::Frame, CancelRequest, CancelResponse, Event, ServerFrame, StartRequest,
+    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, TaskState,
 };
 use futures::{
     future::{AbortHandle, Abortable, LocalBoxFuture, Shared},
@@ -26,24 +26,38 @@ use futures::{
 };
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, wasm_bindgen_futures::spawn_local, Date, Delay, Env, Method, Request, RequestInit, Response, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    durable_object, js_sys, wasm_bindgen::JsValue, wasm_bindgen_futures::spawn_local, Date, Delay, Env, ListOptions,
+    Method, Request, RequestInit, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::{
     agent_client::{AgentClient, Endpoint},
     api_error::{error_response, not_found},
+    billing::{Account, LedgerEntry, Rate},
     bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc, WsMessage},
     container_start::start_with_env,
+    entropy::random_id,
     grpc_web::{Code, GrpcStatus},
     lifecycle::{ContainerState, Lifecycle},
     readiness::{poll_delays, START_DEADLINE},
+    routes::{ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER},
+    ticket::{self, Ticket, TICKET_TTL_MS},
 };
 
 /// Storage key of the object's own state.
 const STATE_KEY: &str = "state";
+/// Storage key of the user's credits and metering state.
+const ACCOUNT_KEY: &str = "account";
+/// Storage key prefix of ledger entries (followed by a zero-padded sequence number).
+const LEDGER_PREFIX: &str = "ledger:";
 /// Storage key prefix of WebSocket sessions.
 const SESSION_PREFIX: &str = "session:";
+/// Storage key prefix of unused ticket nonces.
+const TICKET_PREFIX: &str = "ticket:";
+/// How often container time is charged while it runs (the `METER_INTERVAL_SECONDS` var overrides).
+const DEFAULT_METER_INTERVAL: Duration = Duration::from_secs(60);
+/// What a task cancelled for lack of credits says.
+const CREDITS_EXHAUSTED: &str = "your credits ran out; the container was stopped";
 /// Port the agent-service listens on in the container (the `CONTAINER_PORT` var overrides).
 const DEFAULT_CONTAINER_PORT: u16 = 8080;
 /// Idle period before the container is stopped (the `IDLE_TIMEOUT_SECONDS` var overrides).
@@ -58,6 +72,9 @@ struct Persisted {
     lifecycle: Lifecycle,
     current_task_id: Option<String>,
     current_task_state: i32,
+    /// Why the current task ended, when this object ended it (credits) or learned it.
+    #[serde(default)]
+    current_task_error: String,
     last_seen_seq: u64,
 }
 
@@ -81,6 +98,10 @@ type StartFuture = Shared<LocalBoxFuture<'static, Result<(), GrpcStatus>>>;
 #[derive(Default)]
 struct Inner {
     persisted: RefCell<Persisted>,
+    /// The user's credits; written only together with its ledger entry.
+    account: RefCell<Account>,
+    /// When the monitor saw the container exit; charged and closed by the next handler.
+    exited_at_ms: Cell<Option<u64>>,
     loaded: Cell<bool>,
     /// Set when `persisted` changed and should be written.
     dirty: Cell<bool>,
@@ -140,7 +161,7 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         self.load().await?;
-        if let Some(user) = req.headers().get(crate::routes::USER_HEADER)? {
+        if let Some(user) = req.headers().get(USER_HEADER)? {
             if self.inner.persisted.borrow().user_id.as_deref() != Some(user.as_str()) {
                 self.inner.update(|p| p.user_id = Some(user));
             }
@@ -149,45 +170,62 @@ impl worker::DurableObject for AutopilotContainer {
         let response = match (req.method(), path.as_str()) {
             (Method::Post, "/api/container/start") => self.start_route(req).await,
             (Method::Get, "/api/container/status") => self.status_route(&req).await,
+            (Method::Post, "/api/container/ws-ticket") => self.ws_ticket_route(req).await,
             (Method::Get, p) if p.starts_with("/api/container/ws/") => {
-                self.websocket_route(p.trim_start_matches("/api/container/ws/")).await
+                self.websocket_route(&req, p.trim_start_matches("/api/container/ws/")).await
             }
             (Method::Post, p) if p.starts_with("/autopilot.v1.Autopilot/") => self.grpc_web_passthrough(req).await,
+            (Method::Get, "/api/billing/balance") => self.balance_route(),
+            (Method::Get, "/api/billing/ledger") => self.ledger_route().await,
+            (Method::Post, "/internal/grant") => self.grant_route(req).await,
+            (Method::Post, "/internal/alarm") => <Self as worker::DurableObject>::alarm(self).await,
             _ => not_found(&path),
         };
-        self.touch().await?;
+        // Only use of the container is activity: reading one's balance or ledger, asking for a
+        // ticket, or an admin call must not keep an idle container alive.
+        let uses_container = path.starts_with("/api/container/") && path != "/api/container/ws-ticket"
+            || path.starts_with("/autopilot.v1.");
+        if uses_container {
+            self.touch().await?;
+        }
         self.persist().await?;
         response
     }
 
+    /// The heartbeat: charges container time, stops the container when credits run out or when
+    /// it has been idle long enough, and re-arms itself while there is anything to watch.
     async fn alarm(&self) -> worker::Result<Response> {
         self.load().await?;
         self.inner.alarm_scheduled.set(false);
+        if let Some(at) = self.inner.exited_at_ms.take() {
+            self.charge(|account, rate| account.stop_run(at, rate)).await?;
+        }
+        self.charge(|account, rate| account.meter(now_ms(), rate)).await?;
+        let running = self.inner.account.borrow().run_started_ms.is_some();
+        if running && self.inner.account.borrow().balance <= 0 {
+            self.stop_for_credits().await?;
+        }
+        self.refresh_task_state().await;
         let idle_for = Duration::from_millis(now_ms().saturating_sub(self.inner.last_activity_ms.get()));
-        if idle_for < self.idle_timeout() {
-            self.schedule_alarm(self.idle_timeout() - idle_for).await?;
-            return Response::ok("active");
-        }
-        let idle = self.inner.active_streams.get() == 0
-            && self.state.get_websockets().is_empty()
-            && !self.inner.task_running()
-            && self.inner.starting.borrow().is_none();
-        if !idle {
-            self.schedule_alarm(self.idle_timeout()).await?;
-            return Response::ok("busy");
-        }
-        if self.inner.persisted.borrow().lifecycle.running_since_ms().is_some() {
-            if let Some(container) = self.state.container() {
-                if container.running() {
-                    // SIGTERM: the agent-service stops its task cleanly and exits 0.
-                    let _ = container.signal(15);
-                }
+        let busy = self.inner.active_streams.get() > 0
+            || !self.state.get_websockets().is_empty()
+            || self.inner.task_running()
+            || self.inner.starting.borrow().is_some();
+        let mut outcome = "idle";
+        if !busy && idle_for >= self.idle_timeout() {
+            if self.inner.account.borrow().run_started_ms.is_some() {
+                self.stop_container().await?;
+                worker::console_log!("container stopped after the idle period");
+                outcome = "stopped";
             }
-            self.inner.update(|p| p.lifecycle.mark_stopped());
-            worker::console_log!("container stopped after the idle period");
+        } else {
+            outcome = "busy";
         }
         self.persist().await?;
-        Response::ok("stopped")
+        if let Some(delay) = self.next_alarm(busy, idle_for) {
+            self.schedule_alarm(delay).await?;
+        }
+        Response::ok(outcome)
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
@@ -220,6 +258,8 @@ impl AutopilotContainer {
         if !self.inner.loaded.get() {
             let stored: Option<Persisted> = self.state.storage().get(STATE_KEY).await?;
             *self.inner.persisted.borrow_mut() = stored.unwrap_or_default();
+            let account: Option<Account> = self.state.storage().get(ACCOUNT_KEY).await?;
+            *self.inner.account.borrow_mut() = account.unwrap_or_default();
             self.inner.loaded.set(true);
         }
         Ok(())
@@ -241,7 +281,123 @@ impl AutopilotContainer {
         if self.inner.alarm_scheduled.get() {
             return Ok(());
         }
-        self.schedule_alarm(self.idle_timeout()).await
+        let delay = self.next_alarm(true, Duration::ZERO).unwrap_or(self.idle_timeout());
+        self.schedule_alarm(delay).await
+    }
+
+    /// When the heartbeat should next run: at the next metering while the container runs,
+    /// otherwise when the idle period would end; not at all when nothing runs and nothing waits.
+    fn next_alarm(&self, busy: bool, idle_for: Duration) -> Option<Duration> {
+        let until_idle = if busy { self.idle_timeout() } else { self.idle_timeout().saturating_sub(idle_for) };
+        let running = self.inner.account.borrow().run_started_ms.is_some();
+        match (running, busy) {
+            (true, _) => Some(until_idle.min(self.meter_interval()).max(Duration::from_millis(100))),
+            (false, true) => Some(self.idle_timeout()),
+            (false, false) => None,
+        }
+    }
+
+    fn meter_interval(&self) -> Duration {
+        self.var("METER_INTERVAL_SECONDS")
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_METER_INTERVAL)
+    }
+
+    fn rate(&self) -> Rate {
+        self.var("CREDITS_PER_CONTAINER_SECOND")
+            .and_then(|s| Rate::parse(&s))
+            .unwrap_or(Rate { millicredits_per_second: 1000 })
+    }
+
+    fn minimum_to_start(&self) -> i64 {
+        self.var("MIN_CREDITS_TO_START").and_then(|s| s.parse().ok()).unwrap_or(1)
+    }
+
+    /// Applies a metering step to the account and writes the account and its ledger entry in
+    /// one atomic storage write (so a step is never half-recorded).
+    async fn charge(&self, step: impl FnOnce(&mut Account, Rate) -> Option<LedgerEntry>) -> worker::Result<()> {
+        let rate = self.rate();
+        let mut account = self.inner.account.borrow().clone();
+        let entry = step(&mut account, rate);
+        if account == *self.inner.account.borrow() {
+            return Ok(());
+        }
+        self.write_account(&account, entry.as_ref()).await?;
+        *self.inner.account.borrow_mut() = account;
+        Ok(())
+    }
+
+    async fn write_account(&self, account: &Account, entry: Option<&LedgerEntry>) -> worker::Result<()> {
+        let batch = js_sys::Object::new();
+        js_sys::Reflect::set(&batch, &JsValue::from_str(ACCOUNT_KEY), &serde_wasm_bindgen::to_value(account)?)?;
+        if let Some(entry) = entry {
+            let key = format!("{LEDGER_PREFIX}{:012}", entry.seq);
+            js_sys::Reflect::set(&batch, &JsValue::from_str(&key), &serde_wasm_bindgen::to_value(entry)?)?;
+        }
+        self.state.storage().put_multiple_raw(batch).await
+    }
+
+    /// Whether the user may start work; the error says why not.
+    fn check_credits(&self) -> Result<(), GrpcStatus> {
+        let balance = self.inner.account.borrow().balance;
+        let minimum = self.minimum_to_start();
+        if self.inner.account.borrow().can_start(minimum) {
+            return Ok(());
+        }
+        Err(GrpcStatus::new(
+            Code::ResourceExhausted,
+            format!("insufficient credits: the balance is {balance}, and starting needs at least {}", minimum.max(1)),
+        ))
+    }
+
+    /// Stops the container (SIGTERM in container mode) and closes its metering run.
+    async fn stop_container(&self) -> worker::Result<()> {
+        if let Some(container) = self.state.container() {
+            if container.running() {
+                // SIGTERM: the agent-service stops its task cleanly and exits 0.
+                let _ = container.signal(15);
+            }
+        }
+        self.inner.update(|p| p.lifecycle.mark_stopped());
+        self.charge(|account, rate| account.stop_run(now_ms(), rate)).await
+    }
+
+    /// Asks the service how the current task stands when nobody is following it, so a task that
+    /// ended unwatched (the user closed the page) does not keep the container awake.
+    async fn refresh_task_state(&self) {
+        let task_id = self.inner.persisted.borrow().current_task_id.clone();
+        let ready = self.inner.persisted.borrow().lifecycle.is_ready();
+        if let (Some(task_id), true, true, 0) =
+            (task_id, ready, self.inner.task_running(), self.inner.active_streams.get())
+        {
+            if let Ok(endpoint) = self.endpoint() {
+                if let Ok(status) =
+                    AgentClient::new(endpoint).unary::<StatusResponse>("Status", &StatusRequest { task_id }).await
+                {
+                    if let Some(task) = status.task {
+                        self.remember_task(&task.task_id, task.state);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Credits ran out: cancels the running task with a reason that says so, then stops.
+    async fn stop_for_credits(&self) -> worker::Result<()> {
+        let task_id = self.inner.persisted.borrow().current_task_id.clone();
+        if let (Some(task_id), true, Ok(endpoint)) = (task_id, self.inner.task_running(), self.endpoint()) {
+            let request = CancelRequest { task_id, reason: CREDITS_EXHAUSTED.into() };
+            match AgentClient::new(endpoint).unary::<CancelResponse>("Cancel", &request).await {
+                Ok(reply) => {
+                    self.remember_task(&reply.task_id, reply.state);
+                    self.inner.update(|p| p.current_task_error = format!("cancelled: {CREDITS_EXHAUSTED}"));
+                }
+                Err(status) => worker::console_warn!("cancelling for credits failed: {status}"),
+            }
+        }
+        worker::console_log!("credits exhausted: stopping the container");
+        self.stop_container().await
     }
 
     async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
@@ -301,10 +457,18 @@ impl AutopilotContainer {
         let start = match in_flight {
             Some(start) => start,
             None => {
+                // Container time costs credits: a container is only started for a user who has them.
+                self.check_credits()?;
                 let Some(generation) = self.inner.persisted.borrow_mut().lifecycle.begin_start(now_ms()) else {
                     return Ok(AgentClient::new(endpoint));
                 };
                 self.inner.dirty.set(true);
+                self.charge(|account, _| {
+                    account.start_run(now_ms());
+                    None
+                })
+                .await
+                .map_err(|e| GrpcStatus::new(Code::Internal, format!("could not record the container start: {e}")))?;
                 let start = start_container(
                     Rc::clone(&self.inner),
                     container,
@@ -345,6 +509,9 @@ impl AutopilotContainer {
                 ))
             }
         };
+        if let Err(status) = self.check_credits() {
+            return error_response(&status);
+        }
         let client = match self.ready_client().await {
             Ok(client) => client,
             Err(status) => return error_response(&status),
@@ -357,43 +524,152 @@ impl AutopilotContainer {
         let session_id = random_id()?;
         let session = Session { task_id: started.task_id.clone(), created_ms: now_ms() };
         self.state.storage().put(&format!("{SESSION_PREFIX}{session_id}"), session).await?;
-        let url = req.url()?;
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        let host = url.host_str().unwrap_or("localhost");
-        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let (ticket, websocket_url) = self.issue_ticket(&req, &session_id).await?;
         Response::from_json(&serde_json::json!({
             "taskId": started.task_id,
             "state": TaskState::try_from(started.state).unwrap_or_default().as_str_name(),
             "sessionId": session_id,
-            "websocketUrl": format!("{scheme}://{host}{port}/api/container/ws/{session_id}"),
+            "ticket": ticket,
+            "websocketUrl": websocket_url,
         }))
     }
 
+    /// A single-use ticket for a WebSocket to `session_id`, and the URL that carries it. The
+    /// nonce is kept until the ticket is used or expires.
+    async fn issue_ticket(&self, req: &Request, session_id: &str) -> worker::Result<(String, String)> {
+        let user_id = self.inner.persisted.borrow().user_id.clone().unwrap_or_default();
+        let ticket = Ticket {
+            user_id,
+            session_id: session_id.into(),
+            nonce: random_id()?,
+            expires_at_ms: now_ms() + TICKET_TTL_MS,
+        };
+        self.state.storage().put(&format!("{TICKET_PREFIX}{}", ticket.nonce), ticket.expires_at_ms).await?;
+        let text = ticket::issue(ticket_secret(&self.env)?.as_bytes(), &ticket);
+        let url = req.url()?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        let host = url.host_str().unwrap_or("localhost");
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let websocket_url = format!("{scheme}://{host}{port}/api/container/ws/{session_id}?ticket={text}");
+        Ok((text, websocket_url))
+    }
+
+    /// `POST /api/container/ws-ticket` `{"sessionId"}`: a fresh ticket for a reconnect.
+    async fn ws_ticket_route(&self, mut req: Request) -> worker::Result<Response> {
+        let body: serde_json::Value = req.json().await.unwrap_or_default();
+        let session_id = body["sessionId"].as_str().unwrap_or_default().to_string();
+        let session: Option<Session> = self.state.storage().get(&format!("{SESSION_PREFIX}{session_id}")).await?;
+        if session_id.is_empty() || session.is_none() {
+            return error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
+        }
+        let (ticket, websocket_url) = self.issue_ticket(&req, &session_id).await?;
+        Response::from_json(
+            &serde_json::json!({"sessionId": session_id, "ticket": ticket, "websocketUrl": websocket_url}),
+        )
+    }
+
+    /// `GET /api/billing/balance`.
+    fn balance_route(&self) -> worker::Result<Response> {
+        let account = self.inner.account.borrow();
+        Response::from_json(&serde_json::json!({
+            "userId": self.inner.persisted.borrow().user_id,
+            "balance": account.balance,
+            "minimumToStart": self.minimum_to_start().max(1),
+            "creditsPerContainerSecond": self.var("CREDITS_PER_CONTAINER_SECOND").unwrap_or_else(|| "1".into()),
+            "containerRunningSinceMs": account.run_started_ms,
+        }))
+    }
+
+    /// `GET /api/billing/ledger`: every debit and grant, oldest first.
+    async fn ledger_route(&self) -> worker::Result<Response> {
+        let entries = self.state.storage().list_with_options(ListOptions::new().prefix(LEDGER_PREFIX)).await?;
+        let mut ledger: Vec<LedgerEntry> = Vec::new();
+        for value in entries.values() {
+            ledger.push(serde_wasm_bindgen::from_value(value?)?);
+        }
+        ledger.sort_by_key(|e| e.seq);
+        Response::from_json(&serde_json::json!({"entries": ledger}))
+    }
+
+    /// Admin: `{"credits": N, "note"?}` granted to this user.
+    async fn grant_route(&self, mut req: Request) -> worker::Result<Response> {
+        let body: serde_json::Value = req.json().await.unwrap_or_default();
+        let Some(credits) = body["credits"].as_u64().filter(|c| *c > 0 && *c <= 1_000_000_000) else {
+            return error_response(&GrpcStatus::new(Code::InvalidArgument, "credits must be a positive integer"));
+        };
+        let note = body["note"].as_str().unwrap_or("granted by an admin").to_string();
+        let mut account = self.inner.account.borrow().clone();
+        let entry = account.grant(credits, now_ms(), &note);
+        self.write_account(&account, Some(&entry)).await?;
+        *self.inner.account.borrow_mut() = account;
+        Response::from_json(&serde_json::json!({"balance": entry.balance_after, "entry": entry}))
+    }
+
+    /// `GET /api/container/status[?taskId=]`. Asks the running container; a stopped container
+    /// is not started just to answer (its tasks left with it): the object answers from what it
+    /// remembers of its current task, or NOT_FOUND.
     async fn status_route(&self, req: &Request) -> worker::Result<Response> {
         let task_id =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
-        let client = match self.ready_client().await {
-            Ok(client) => client,
+        let container = container_json(&self.inner.persisted.borrow().lifecycle.state);
+        let running = self.inner.persisted.borrow().lifecycle.is_ready()
+            && self.state.container().map(|c| c.running()).unwrap_or(true);
+        if !running {
+            let persisted = self.inner.persisted.borrow().clone();
+            return match persisted.current_task_id.filter(|current| task_id.is_empty() || *current == task_id) {
+                Some(current) => Response::from_json(&serde_json::json!({
+                    "task": {
+                        "taskId": current,
+                        "state": TaskState::try_from(persisted.current_task_state).unwrap_or_default().as_str_name(),
+                        "error": persisted.current_task_error,
+                        "lastSeq": persisted.last_seen_seq.to_string(),
+                    },
+                    "container": container,
+                })),
+                None => error_response(&GrpcStatus::new(
+                    Code::NotFound,
+                    format!("no task with id {task_id} (the container is not running)"),
+                )),
+            };
+        }
+        let client = match self.endpoint() {
+            Ok(endpoint) => AgentClient::new(endpoint),
             Err(status) => return error_response(&status),
         };
         match client.unary::<StatusResponse>("Status", &StatusRequest { task_id }).await {
             Ok(status) => {
                 if let Some(task) = &status.task {
                     self.remember_task(&task.task_id, task.state);
+                    if task.task_id == self.inner.persisted.borrow().current_task_id.clone().unwrap_or_default() {
+                        let error = task.error.clone();
+                        self.inner.update(|p| p.current_task_error = error);
+                    }
                 }
-                let container = self.inner.persisted.borrow().lifecycle.state.clone();
                 let mut body = serde_json::to_value(&status).map_err(|e| worker::Error::RustError(e.to_string()))?;
-                body["container"] = container_json(&container);
+                body["container"] = container;
                 Response::from_json(&body)
             }
             Err(status) => error_response(&status),
         }
     }
 
-    async fn websocket_route(&self, session_id: &str) -> worker::Result<Response> {
+    /// Upgrades to a WebSocket on one of this user's sessions. A ticket must name this session
+    /// and be unused: its nonce is burned here, before the upgrade.
+    async fn websocket_route(&self, req: &Request, session_id: &str) -> worker::Result<Response> {
+        let not_found = || error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
         let session: Option<Session> = self.state.storage().get(&format!("{SESSION_PREFIX}{session_id}")).await?;
         if session.is_none() {
-            return error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
+            return not_found();
+        }
+        if let Some(nonce) = req.headers().get(TICKET_NONCE_HEADER)? {
+            if req.headers().get(TICKET_SESSION_HEADER)?.as_deref() != Some(session_id) {
+                return not_found();
+            }
+            if !self.state.storage().delete(&format!("{TICKET_PREFIX}{nonce}")).await? {
+                return crate::auth::unauthenticated(
+                    "the ticket was already used; ask POST /api/container/ws-ticket for a new one",
+                );
+            }
         }
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
@@ -404,6 +680,11 @@ impl AutopilotContainer {
     /// Forwards a gRPC-web call as it is, so generated clients can use the contract through the
     /// edge. The reply streams back unchanged.
     async fn grpc_web_passthrough(&self, req: Request) -> worker::Result<Response> {
+        if req.path().ends_with("/Start") {
+            if let Err(status) = self.check_credits() {
+                return grpc_web_error(&status);
+            }
+        }
         let client = match self.ready_client().await {
             Ok(client) => client,
             Err(status) => return grpc_web_error(&status),
@@ -428,10 +709,13 @@ impl AutopilotContainer {
             Err(status) => return send(ws, encode_server_frame(&error_frame(request_id, status), encoding)),
         };
         let frame = match rpc {
-            Rpc::Start(request) => client.unary::<StartResponse>("Start", &request).await.map(|started| {
-                self.remember_task(&started.task_id, started.state);
-                reply(Frame::Start(started))
-            }),
+            Rpc::Start(request) => match self.check_credits() {
+                Err(status) => Err(status),
+                Ok(()) => client.unary::<StartResponse>("Start", &request).await.map(|started| {
+                    self.remember_task(&started.task_id, started.state);
+                    reply(Frame::Start(started))
+                }),
+            },
             Rpc::Status(request) => {
                 client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s)))
             }
@@ -499,6 +783,7 @@ impl AutopilotContainer {
             if p.current_task_id.as_deref() != Some(task_id) {
                 p.current_task_id = Some(task_id.to_string());
                 p.last_seen_seq = 0;
+                p.current_task_error.clear();
             }
             p.current_task_state = state;
         });
@@ -539,6 +824,7 @@ async fn start_container(
                 Err(e) => format!("the container crashed: {e}"),
             };
             worker::console_warn!("{reason}");
+            watcher.exited_at_ms.set(Some(now_ms()));
             watcher.update(|p| {
                 if p.lifecycle.mark_failed(generation, reason.clone(), now_ms())
                     && !TaskState::try_from(p.current_task_state).map(TaskState::is_final).unwrap_or(true)
@@ -593,18 +879,4 @@ fn grpc_web_error(status: &GrpcStatus) -> worker::Result<Response> {
     headers.set("grpc-status", &status.code.to_string())?;
     headers.set("grpc-message", &status.message.replace(['\r', '\n'], " "))?;
     Ok(Response::empty()?.with_headers(headers))
-}
-
-/// A random UUID from the runtime's CSPRNG (`crypto.randomUUID()`).
-pub fn random_id() -> worker::Result<String> {
-    use worker::{
-        js_sys::{global, Function, Reflect},
-        wasm_bindgen::JsCast,
-    };
-    let crypto = Reflect::get(&global(), &"crypto".into())?;
-    let random_uuid: Function = Reflect::get(&crypto, &"randomUUID".into())?.dyn_into()?;
-    random_uuid
-        .call0(&crypto)?
-        .as_string()
-        .ok_or_else(|| worker::Error::RustError("crypto.randomUUID returned no string".into()))
 }

@@ -88,7 +88,8 @@ pub fn code_name(code: i32) -> &'static str {
     usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
 }
 
-/// The HTTP status the JSON routes answer for a gRPC code.
+/// The HTTP status the JSON routes answer for a gRPC code. RESOURCE_EXHAUSTED is 402 Payment
+/// Required: the one resource a user can exhaust here is credits.
 pub fn http_status(code: i32) -> u16 {
     match code {
         0 => 200,
@@ -98,7 +99,7 @@ pub fn http_status(code: i32) -> u16 {
         5 => 404,
         6 | 10 => 409,
         7 => 403,
-        8 => 429,
+        8 => 402,
         9 => 409,
         12 => 501,
         14 => 503,
@@ -331,6 +332,7 @@ mod tests {
     fn codes_map_to_http_statuses_and_names() {
         assert_eq!((http_status(3), code_name(3)), (400, "INVALID_ARGUMENT"));
         assert_eq!((http_status(5), http_status(9), http_status(14), http_status(16)), (404, 409, 503, 401));
+        assert_eq!(http_status(8), 402, "out of credits is Payment Required");
         assert_eq!(code_name(99), "UNKNOWN");
     }
 }

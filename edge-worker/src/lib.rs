@@ -3,23 +3,32 @@
 //! WebSocket frames to the container's gRPC-web.
 //!
 //! Layout:
-//! - [`routes`]: the route table (the only thing the entry point calls).
+//! - [`routes`]: the route table and authentication gate (the only thing the entry point calls);
+//!   [`auth`]: tokens, sessions, sign-in, admin token routes.
 //! - [`autopilot_container`]: the Durable Object: container lifecycle, RPCs, WebSocket bridge.
 //! - [`agent_client`]: the contract over gRPC-web to the agent-service (thin wasm transport).
 //! - Pure, host-tested logic: [`grpc_web`] (framing, statuses), [`bridge`] (client/server frames
-//!   in both encodings), [`lifecycle`] (container state machine), [`readiness`] (poll schedule).
+//!   in both encodings), [`lifecycle`] (container state machine), [`readiness`] (poll schedule),
+//!   [`billing`] (credits and metering), [`credentials`] (token hashes, cookies), [`ticket`]
+//!   (signed single-use WebSocket tickets).
+//! - [`entropy`]: the runtime's CSPRNG.
 //! - [`container_start`]: a workaround for container environment variables in worker 0.8.7.
 //! - [`api_error`]: the JSON error scheme.
 
 pub mod agent_client;
 pub mod api_error;
+pub mod auth;
 pub mod autopilot_container;
+pub mod billing;
 pub mod bridge;
 pub mod container_start;
+pub mod credentials;
+pub mod entropy;
 pub mod grpc_web;
 pub mod lifecycle;
 pub mod readiness;
 pub mod routes;
+pub mod ticket;
 
 pub use autopilot_container::AutopilotContainer;
 

@@ -1,41 +1,150 @@
-//! The Worker's route table. Every route but `/health` belongs to a user and is forwarded to
-//! that user's Durable Object, which does the work.
-//!
-//! Until accounts land, the user is taken from the development header `x-autopilot-user`, or is
-//! `dev` when it is absent.
+//! The Worker's route table and its authentication gate. Every route but `/health` (and, later,
+//! the page's static files) needs a user: an API token, a session cookie, or, for WebSockets, a
+//! single-use ticket. The Worker names the authenticated user to the user's Durable Object in
+//! [`USER_HEADER`], having removed any such header the client sent; the object trusts it because
+//! only the Worker can reach it.
 
-use worker::{Env, Method, Request, Response};
+use worker::{Date, Env, Method, Request, RequestInit, Response};
 
-use crate::api_error::not_found;
+use crate::{
+    api_error::{error_response, not_found},
+    auth::{self, authenticate, unauthenticated},
+    grpc_web::{Code, GrpcStatus},
+    ticket,
+};
 
-/// The header carrying the user's id from the Worker to the user's Durable Object.
+/// The header carrying the authenticated user's id from the Worker to the user's object.
 pub const USER_HEADER: &str = "x-autopilot-user";
-/// The development user, when a request names none.
-const DEV_USER: &str = "dev";
+/// Headers carrying a verified ticket's nonce and session to the user's object.
+pub const TICKET_NONCE_HEADER: &str = "x-autopilot-ticket-nonce";
+pub const TICKET_SESSION_HEADER: &str = "x-autopilot-ticket-session";
+/// Headers only the Worker may set; removed from every incoming request.
+const INTERNAL_HEADERS: [&str; 3] = [USER_HEADER, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER];
 
 /// Routes one request.
 pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
     let path = req.path();
     match (req.method(), path.as_str()) {
         (Method::Get, "/health") => Response::ok("ok"),
-        (Method::Post, "/api/container/start")
-        | (Method::Get, "/api/container/status")
-        | (Method::Post, "/autopilot.v1.Autopilot/Start")
-        | (Method::Post, "/autopilot.v1.Autopilot/Status")
-        | (Method::Post, "/autopilot.v1.Autopilot/StreamEvents")
-        | (Method::Post, "/autopilot.v1.Autopilot/Cancel") => forward_to_user_object(req, &env).await,
-        (Method::Get, p) if p.starts_with("/api/container/ws/") => forward_to_user_object(req, &env).await,
+        (Method::Post, "/api/auth/signin") => auth::sign_in(req, &env).await,
+        (Method::Post, "/api/auth/signout") => auth::sign_out(&req, &env).await,
+        (_, p) if p.starts_with("/api/admin/") => admin(req, &env).await,
         (Method::Get, "/bench/echo") if bench_routes_enabled(&env) => echo_websocket(),
+        (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env).await,
+        (method, p) if is_user_route(&method, p) => {
+            let Some(user) = authenticate(&req, &env).await? else {
+                return if p.starts_with("/autopilot.v1.") {
+                    grpc_unauthenticated()
+                } else {
+                    unauthenticated("sign in, or send Authorization: Bearer <token>")
+                };
+            };
+            if p == "/api/auth/me" {
+                return Response::from_json(&serde_json::json!({"userId": user}));
+            }
+            forward(req, &env, &user, &[]).await
+        }
         _ => not_found(&path),
     }
 }
 
-/// Sends the request to the Durable Object of its user, naming the user in [`USER_HEADER`].
-async fn forward_to_user_object(req: Request, env: &Env) -> worker::Result<Response> {
-    let user = req.headers().get(USER_HEADER)?.filter(|u| !u.is_empty()).unwrap_or_else(|| DEV_USER.to_string());
+fn is_user_route(method: &Method, path: &str) -> bool {
+    matches!(
+        (method, path),
+        (Method::Get, "/api/auth/me")
+            | (Method::Post, "/api/container/start")
+            | (Method::Get, "/api/container/status")
+            | (Method::Post, "/api/container/ws-ticket")
+            | (Method::Get, "/api/billing/balance")
+            | (Method::Get, "/api/billing/ledger")
+            | (Method::Post, "/autopilot.v1.Autopilot/Start")
+            | (Method::Post, "/autopilot.v1.Autopilot/Status")
+            | (Method::Post, "/autopilot.v1.Autopilot/StreamEvents")
+            | (Method::Post, "/autopilot.v1.Autopilot/Cancel")
+    )
+}
+
+/// A gRPC-web 401 that gRPC clients read as UNAUTHENTICATED.
+fn grpc_unauthenticated() -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", crate::grpc_web::CONTENT_TYPE)?;
+    headers.set("grpc-status", &(Code::Unauthenticated as i32).to_string())?;
+    headers.set("grpc-message", "send Authorization: Bearer <token>")?;
+    Ok(Response::empty()?.with_status(401).with_headers(headers))
+}
+
+/// `GET /api/container/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves the user;
+/// the user's object then checks the session is theirs and burns the ticket, before upgrading.
+async fn websocket(req: Request, env: &Env) -> worker::Result<Response> {
+    let url = req.url()?;
+    let ticket_text = url.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned());
+    if let Some(text) = ticket_text {
+        let secret = ticket_secret(env)?;
+        return match ticket::verify(secret.as_bytes(), &text, Date::now().as_millis()) {
+            Ok(ticket) => {
+                let headers =
+                    [(TICKET_NONCE_HEADER, ticket.nonce.as_str()), (TICKET_SESSION_HEADER, ticket.session_id.as_str())];
+                forward(req, env, &ticket.user_id, &headers).await
+            }
+            Err(error) => unauthenticated(&format!("{error}; ask POST /api/container/ws-ticket for a new one")),
+        };
+    }
+    match authenticate(&req, env).await? {
+        Some(user) => forward(req, env, &user, &[]).await,
+        None => unauthenticated("a WebSocket needs ?ticket= (from start or ws-ticket) or a session cookie"),
+    }
+}
+
+/// The secret that signs WebSocket tickets.
+pub fn ticket_secret(env: &Env) -> worker::Result<String> {
+    env.secret("TICKET_SECRET")
+        .map(|s| s.to_string())
+        .ok()
+        .filter(|s| s.len() >= 16)
+        .ok_or_else(|| worker::Error::RustError("TICKET_SECRET is not set (at least 16 characters)".into()))
+}
+
+/// Admin routes: guarded by the admin secret.
+async fn admin(mut req: Request, env: &Env) -> worker::Result<Response> {
+    if !auth::is_admin(&req, env)? {
+        return unauthenticated("admin routes need Authorization: Bearer <ADMIN_SECRET>");
+    }
+    let path = req.path();
+    match (req.method(), path.as_str()) {
+        (Method::Post, "/api/admin/tokens") => auth::create_token(req, env).await,
+        (Method::Delete, p) if p.starts_with("/api/admin/tokens/") => {
+            auth::revoke_token(p.trim_start_matches("/api/admin/tokens/"), env).await
+        }
+        (Method::Post, "/api/admin/credits") | (Method::Post, "/api/admin/meter") => {
+            let body: serde_json::Value = req.json().await.unwrap_or_default();
+            let Some(user) =
+                body["userId"].as_str().filter(|u| crate::credentials::valid_user_id(u)).map(str::to_string)
+            else {
+                return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
+            };
+            let internal = if path.ends_with("/credits") { "/internal/grant" } else { "/internal/alarm" };
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(body.to_string().into()));
+            let forwarded = Request::new_with_init(&format!("https://user-object{internal}"), &init)?;
+            forward(forwarded, env, &user, &[]).await
+        }
+        _ => not_found(&path),
+    }
+}
+
+/// Sends the request to the Durable Object of `user`, naming the user (and any verified ticket)
+/// in internal headers, after removing any the client sent.
+async fn forward(req: Request, env: &Env, user: &str, extra: &[(&str, &str)]) -> worker::Result<Response> {
     let mut forwarded = req.clone_mut()?;
-    forwarded.headers_mut()?.set(USER_HEADER, &user)?;
-    let stub = env.durable_object("AUTOPILOT_CONTAINER")?.id_from_name(&user)?.get_stub()?;
+    let headers = forwarded.headers_mut()?;
+    for name in INTERNAL_HEADERS {
+        headers.delete(name)?;
+    }
+    headers.set(USER_HEADER, user)?;
+    for (name, value) in extra {
+        headers.set(name, value)?;
+    }
+    let stub = env.durable_object("AUTOPILOT_CONTAINER")?.id_from_name(user)?.get_stub()?;
     stub.fetch_with_request(forwarded).await
 }
 

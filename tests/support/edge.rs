@@ -12,6 +12,11 @@ use tempfile::TempDir;
 
 use crate::service::repo_root;
 
+/// The admin secret the tests give the edge.
+pub const ADMIN_SECRET: &str = "test-admin-secret-5b1d09c2e7";
+/// The ticket-signing secret the tests give the edge.
+pub const TICKET_SECRET: &str = "test-ticket-secret-77a3f0d9c4";
+
 /// A running `wrangler dev`.
 pub struct Edge {
     pub base_url: String,
@@ -53,6 +58,12 @@ impl Edge {
             .arg("--persist-to")
             .arg(state.path().join("state"))
             .args(["--var", &format!("AGENT_SERVICE_URL:{agent_service_url}")])
+            .args([
+                "--var",
+                &format!("ADMIN_SECRET:{ADMIN_SECRET}"),
+                "--var",
+                &format!("TICKET_SECRET:{TICKET_SECRET}"),
+            ])
             .args(vars.iter().flat_map(|(name, value)| ["--var".to_string(), format!("{name}:{value}")]))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
@@ -74,6 +85,45 @@ impl Edge {
             assert!(Instant::now() < deadline, "wrangler dev did not become ready:\n{}", edge.log());
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Creates an API token for `user` through the admin route; answers the create reply
+    /// (`token`, `tokenId`, ...).
+    pub async fn create_token(&self, user: &str, expires_in_seconds: Option<u64>) -> serde_json::Value {
+        let mut body = serde_json::json!({"userId": user, "label": "tests"});
+        if let Some(seconds) = expires_in_seconds {
+            body["expiresInSeconds"] = seconds.into();
+        }
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/admin/tokens", self.base_url))
+            .bearer_auth(ADMIN_SECRET)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "creating a token");
+        reply.json().await.unwrap()
+    }
+
+    /// Grants `credits` to `user` through the admin route.
+    pub async fn grant(&self, user: &str, credits: u64) {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/admin/credits", self.base_url))
+            .bearer_auth(ADMIN_SECRET)
+            .json(&serde_json::json!({"userId": user, "credits": credits}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "granting credits");
+    }
+
+    /// A user with a token and `credits`: answers the token.
+    pub async fn user(&self, user: &str, credits: u64) -> String {
+        let token = self.create_token(user, None).await["token"].as_str().unwrap().to_string();
+        if credits > 0 {
+            self.grant(user, credits).await;
+        }
+        token
     }
 
     /// What wrangler and the Worker printed so far.
