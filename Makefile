@@ -47,6 +47,8 @@ worker: tools wasm-tools
 
 ## Runs the whole pair locally: the agent-service on 127.0.0.1:$(DEV_PORT) and `wrangler dev`
 ## (workerd) on 127.0.0.1:$(EDGE_PORT), the Durable Object in local mode. Ctrl-C stops both.
+## Local secrets live in .dev.vars (generated once); a development account "dev" is created and
+## its API token printed.
 ## Give the agent a key with ANTHROPIC_API_KEY=... make dev; without one it starts and says so.
 dev: tools build worker
 	@mkdir -p $(DEV_DIR)/work $(DEV_DIR)/wrangler
@@ -54,6 +56,9 @@ dev: tools build worker
 	  echo "make dev: ANTHROPIC_API_KEY is not set. Everything starts, but tasks will fail until you run"; \
 	  echo "          ANTHROPIC_API_KEY=sk-ant-... make dev   (or: make dev-offline, to use the fake model API)"; \
 	fi
+	@test -f .dev.vars || { \
+	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
+	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@echo "make dev: agent-service on 127.0.0.1:$(DEV_PORT), edge on http://127.0.0.1:$(EDGE_PORT); Ctrl-C stops both"
 	@trap 'kill 0' EXIT INT TERM; \
 	./target/debug/agent-service --listen 127.0.0.1:$(DEV_PORT) --work-dir $(DEV_DIR)/work \
@@ -61,6 +66,7 @@ dev: tools build worker
 	$(WRANGLER_ENV) $(WRANGLER) dev --local --ip 127.0.0.1 --port $(EDGE_PORT) --inspector-ip 127.0.0.1 \
 	  --persist-to $(DEV_DIR)/wrangler --show-interactive-dev-session=false \
 	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) & \
+	scripts/dev-account.sh http://127.0.0.1:$(EDGE_PORT) "$$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars)" & \
 	wait
 
 ## Like dev, but the agent talks to the fake model API of the tests (no key, no cost).
