@@ -22,7 +22,7 @@ WORKER_BUILD_ENV := WASM_BINDGEN_BIN=$(CARGO_BIN)/wasm-bindgen \
 # wrangler without telemetry prompts or interactive UI.
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
-.PHONY: dev dev-offline test tools wasm-tools worker lint build bench clean
+.PHONY: dev dev-offline test tools wasm-tools worker web web-deps lint build bench clean
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
 tools: $(TOOLS)/.installed
@@ -45,12 +45,22 @@ wasm-tools:
 worker: tools wasm-tools
 	cd edge-worker && $(WORKER_BUILD_ENV) $(CARGO_BIN)/worker-build --release
 
+## The browser page: npm packages pinned in web/package-lock.json, protocol code generated from
+## proto/ (buf + protoc-gen-es), bundled by esbuild into web/dist.
+web-deps: web/node_modules/.installed
+web/node_modules/.installed: web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+web: tools web-deps
+	cd web && ../$(BUF) generate && node build.mjs
+
 ## Runs the whole pair locally: the agent-service on 127.0.0.1:$(DEV_PORT) and `wrangler dev`
 ## (workerd) on 127.0.0.1:$(EDGE_PORT), the Durable Object in local mode. Ctrl-C stops both.
 ## Local secrets live in .dev.vars (generated once); a development account "dev" is created and
 ## its API token printed.
 ## Give the agent a key with ANTHROPIC_API_KEY=... make dev; without one it starts and says so.
-dev: tools build worker
+dev: tools build worker web
 	@mkdir -p $(DEV_DIR)/work $(DEV_DIR)/wrangler
 	@if [ -z "$$ANTHROPIC_API_KEY" ]; then \
 	  echo "make dev: ANTHROPIC_API_KEY is not set. Everything starts, but tasks will fail until you run"; \
@@ -85,7 +95,8 @@ lint: tools
 
 ## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
 ## wrangler dev), buf lint.
-test: tools lint worker
+test: tools lint worker web
+	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service
 	cargo test --workspace
 

@@ -33,6 +33,8 @@ pub enum Scenario {
     /// Print the agent's environment with the Bash tool (`env`), then answer: secrets must be
     /// masked in what the service records.
     PrintEnv,
+    /// Answer with markdown that carries raw HTML and a script link, which a page must not run.
+    HtmlInjection,
     /// Refuse the request with an API error (HTTP 400, invalid_request_error).
     ApiError,
     /// Start streaming an answer and never finish it (for cancel and timeout tests).
@@ -57,6 +59,7 @@ impl Scenario {
             "write-file" => Scenario::WriteFile,
             "api-error" => Scenario::ApiError,
             "print-env" => Scenario::PrintEnv,
+            "html-injection" => Scenario::HtmlInjection,
             "hang" => Scenario::Hang,
             other => match other.strip_prefix("many-tools:").and_then(|n| n.parse().ok()) {
                 Some(count) => Scenario::ManyTools(count),
@@ -75,6 +78,9 @@ enum Step {
 fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
     let done = tool_results.len();
     match scenario {
+        Scenario::HtmlInjection => Step::Text(
+            "**Bold claim** <img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=2</script> [click](javascript:window.__pwned=3)".into(),
+        ),
         Scenario::Answer | Scenario::ApiError | Scenario::Hang => {
             Step::Text("All done: nothing needed changing.".into())
         }

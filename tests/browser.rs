@@ -1,0 +1,55 @@
+//! The browser page, end to end: the real local pair (`wrangler dev` serving the page and the
+//! Worker, the agent-service with the real Claude Code CLI, the fake model API) driven in
+//! Debian's Chromium by playwright-core (`web/tests/browser.e2e.mjs`). This test starts the
+//! servers and a signed-up user; the script signs in through the page and checks what a person
+//! would see. Screenshots land in `tests/artifacts/`.
+
+use std::process::Command;
+
+use autopilot_tests::{
+    edge::Edge,
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+    service::{repo_root, Service, ServiceOptions},
+};
+
+#[tokio::test]
+async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: `apt-get install chromium` (.ci/run does)"
+    );
+    let model_api = FakeModelApi::start().await.unwrap();
+    let service = Service::start(&model_api, ServiceOptions::default()).await;
+    let repo = GitFixture::new();
+    let edge = Edge::start(&format!("http://{}", service.addr)).await;
+    let token = edge.user("pat", 100_000).await;
+    edge.user("broke", 0).await;
+    let broke_token = edge.create_token("broke", None).await["token"].as_str().unwrap().to_string();
+    let artifacts = repo_root().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    let script = repo_root().join("web/tests/browser.e2e.mjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg(script)
+            .current_dir(repo_root().join("web"))
+            .env("EDGE_URL", &edge.base_url)
+            .env("TOKEN", &token)
+            .env("BROKE_TOKEN", &broke_token)
+            .env("REPO_URL", repo.url())
+            .env("CHROMIUM", chromium)
+            .env("ARTIFACTS", &artifacts)
+            .output()
+            .map(|out| (out, edge))
+    })
+    .await
+    .unwrap()
+    .expect("running node");
+    let (output, edge) = output;
+    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", edge.log());
+    println!("{report}");
+}

@@ -1,0 +1,127 @@
+// The task's events folded into a readable timeline: one entry per step, tool results attached
+// to their call, usage and state kept current. Pure: no DOM, so it is unit-tested in Node.
+// Events are applied by seq; a seq already seen is ignored, so a resubscription after a dropped
+// socket can never show an entry twice.
+
+import type { Event } from "./gen/autopilot/v1/autopilot_pb.js";
+import { TaskState } from "./gen/autopilot/v1/autopilot_pb.js";
+
+export type Entry =
+  | { seq: number; kind: "state"; state: string; reason: string; atMs: number }
+  | { seq: number; kind: "git"; message: string; percent: number }
+  | { seq: number; kind: "ready"; commit: string }
+  | { seq: number; kind: "agent"; model: string; sessionId: string }
+  | { seq: number; kind: "text"; text: string }
+  | { seq: number; kind: "tool"; toolId: string; name: string; summary: string; inputJson: string; output?: string; isError?: boolean }
+  | { seq: number; kind: "finished"; state: string; result: string; error: string; turns: number; durationMs: number };
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
+}
+
+export const stateName = (state: TaskState): string => TaskState[state] ?? "UNSPECIFIED";
+
+/** A one-line summary of a tool call's input: the command, the file, or the first value. */
+export function summarizeToolInput(name: string, inputJson: string): string {
+  let input: Record<string, unknown> = {};
+  try {
+    input = JSON.parse(inputJson) as Record<string, unknown>;
+  } catch {
+    return inputJson.slice(0, 120);
+  }
+  const pick = (key: string) => (typeof input[key] === "string" ? (input[key] as string) : undefined);
+  const line =
+    pick("command") ?? pick("file_path") ?? pick("path") ?? pick("pattern") ?? pick("url") ?? pick("description") ??
+    Object.values(input).find((v): v is string => typeof v === "string") ?? JSON.stringify(input);
+  const first = line.split("\n")[0];
+  return first.length > 120 ? `${first.slice(0, 119)}…` : first;
+}
+
+export class Timeline {
+  readonly entries: Entry[] = [];
+  private readonly seen = new Set<number>();
+  private readonly tools = new Map<string, Entry & { kind: "tool" }>();
+  lastSeq = 0;
+  state = "PENDING";
+  usage: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
+  startedAtMs?: number;
+  private latestMs = 0;
+  ended = false;
+
+  /** When the latest event was recorded. */
+  lastEventMs(): number {
+    return this.latestMs;
+  }
+
+  /** Applies one event; false when its seq was already applied (a duplicate). */
+  apply(event: Event): boolean {
+    const seq = Number(event.seq);
+    if (this.seen.has(seq)) return false;
+    this.seen.add(seq);
+    this.lastSeq = Math.max(this.lastSeq, seq);
+    const atMs = event.time ? Number(event.time.seconds) * 1000 + Math.floor(event.time.nanos / 1e6) : Date.now();
+    this.startedAtMs ??= atMs;
+    this.latestMs = Math.max(this.latestMs, atMs);
+    const payload = event.payload;
+    switch (payload.case) {
+      case "stateChanged": {
+        this.state = stateName(payload.value.to);
+        this.entries.push({ seq, kind: "state", state: this.state, reason: payload.value.reason, atMs });
+        break;
+      }
+      case "gitProgress": {
+        const last = this.entries[this.entries.length - 1];
+        const entry = { seq, kind: "git" as const, message: payload.value.message || payload.value.phase, percent: payload.value.percent };
+        // Progress lines replace each other: one line of git progress, not hundreds.
+        if (last?.kind === "git") this.entries[this.entries.length - 1] = entry;
+        else this.entries.push(entry);
+        break;
+      }
+      case "repositoryReady":
+        this.entries.push({ seq, kind: "ready", commit: payload.value.commit });
+        break;
+      case "agentStarted":
+        this.entries.push({ seq, kind: "agent", model: payload.value.model, sessionId: payload.value.sessionId });
+        break;
+      case "agentText":
+        this.entries.push({ seq, kind: "text", text: payload.value.text });
+        break;
+      case "toolStarted": {
+        const { toolId, name, inputJson } = payload.value;
+        const entry = { seq, kind: "tool" as const, toolId, name, inputJson, summary: summarizeToolInput(name, inputJson) };
+        this.tools.set(toolId, entry);
+        this.entries.push(entry);
+        break;
+      }
+      case "toolFinished": {
+        const call = this.tools.get(payload.value.toolId);
+        if (call) {
+          call.output = payload.value.output;
+          call.isError = payload.value.isError;
+        }
+        break;
+      }
+      case "usageUpdate":
+        if (payload.value.usage) this.setUsage(payload.value.usage);
+        break;
+      case "taskFinished": {
+        const f = payload.value;
+        if (f.usage) this.setUsage(f.usage);
+        this.state = stateName(f.state);
+        this.ended = true;
+        const durationMs = f.duration ? Number(f.duration.seconds) * 1000 + Math.floor(f.duration.nanos / 1e6) : 0;
+        this.entries.push({ seq, kind: "finished", state: this.state, result: f.result, error: f.error, turns: f.numTurns, durationMs });
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  }
+
+  private setUsage(usage: { inputTokens: bigint; outputTokens: bigint; costUsd: number }) {
+    this.usage = { inputTokens: Number(usage.inputTokens), outputTokens: Number(usage.outputTokens), costUsd: usage.costUsd };
+  }
+}

@@ -1,0 +1,147 @@
+// The page in a real Chromium (playwright-core, Debian's /usr/bin/chromium), against the real
+// local pair started by tests/browser.rs. Each test is what a person would do and check.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const { EDGE_URL, TOKEN, BROKE_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS } = process.env;
+const LONG = 60_000;
+let browser;
+let page;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await signedInPage(TOKEN);
+});
+
+after(async () => browser?.close());
+
+async function signedInPage(token, viewport = { width: 1100, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const newPage = await context.newPage();
+  newPage.on("pageerror", (error) => console.error("page error:", error));
+  await newPage.goto(EDGE_URL);
+  await newPage.getByLabel("API token").fill(token);
+  await newPage.getByRole("button", { name: "Sign in" }).click();
+  await newPage.getByText("Signed in as").waitFor();
+  return newPage;
+}
+
+/** Starts a task through the form; answers once the page follows the new task. */
+async function startTask(prompt) {
+  const previous = await page.locator("#task-id").textContent();
+  await page.getByLabel("Repository URL").fill(REPO_URL);
+  await page.getByLabel("What should the agent do?").fill(prompt);
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.waitForFunction((old) => {
+    const id = document.getElementById("task-id").textContent;
+    return id && id !== old && !document.getElementById("task").hidden;
+  }, previous);
+}
+
+const finished = (state) => page.locator(`#timeline li.entry.finished.final-${state}`).waitFor({ timeout: LONG });
+const seqs = () => page.$$eval("#timeline li", (items) => items.map((item) => Number(item.dataset.seq)));
+
+function assertNoDuplicates(list) {
+  assert.equal(new Set(list).size, list.length, `duplicate entries: ${list}`);
+  assert.deepEqual([...list].sort((a, b) => a - b), list, `entries out of order: ${list}`);
+}
+
+test("signing in shows the balance", async () => {
+  await page.getByText("100000 credits").waitFor();
+});
+
+test("a task streams its tool calls and final answer, and survives a dropped socket", async () => {
+  await page.evaluate(() => {
+    window.__linkStates = [];
+    new MutationObserver(() => window.__linkStates.push(document.getElementById("link").dataset.state)).observe(document.getElementById("link"), { attributes: true });
+  });
+  await startTask("SCENARIO:many-tools:6 walk through the steps");
+  await page.locator("#timeline li.tool").nth(1).waitFor({ timeout: LONG });
+  await page.evaluate(() => window.autopilot.dropSocket());
+  await finished("succeeded");
+  const states = await page.evaluate(() => window.__linkStates);
+  assert.ok(states.includes("reconnecting"), `the page showed it was reconnecting: ${states}`);
+  assertNoDuplicates(await seqs());
+  const tools = await page.locator("#timeline li.tool .tool-input").allTextContents();
+  assert.deepEqual(tools, [1, 2, 3, 4, 5, 6].map((n) => `echo step ${n}`), "each tool call once, in order");
+  await page.getByText("Ran 6 steps.").waitFor();
+  const output = page.locator("#timeline li.tool").first();
+  await output.locator("summary").click();
+  assert.equal((await output.locator(".tool-output").textContent()).trim(), "step 1", "the tool's output opens under its call");
+  await page.getByText(/\d+ in \/ \d+ out tokens · \$0\.0\d+/).waitFor();
+  await page.screenshot({ path: `${ARTIFACTS}/timeline.png`, fullPage: true });
+});
+
+test("a long task can be cancelled", async () => {
+  await startTask("SCENARIO:hang think forever");
+  await page.locator("#timeline li.agent").waitFor({ timeout: LONG });
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await finished("cancelled");
+  await page.getByText("cancelled by request").first().waitFor();
+  assertNoDuplicates(await seqs());
+});
+
+test("a reload re-attaches to the running task and replays it", async () => {
+  await startTask("SCENARIO:hang keep going");
+  await page.locator("#timeline li.agent").waitFor({ timeout: LONG });
+  const before = await seqs();
+  await page.reload();
+  await page.locator("#timeline li.agent").waitFor({ timeout: LONG });
+  const after = await seqs();
+  assert.equal(after[0], 1, "the replay starts at the first event");
+  assert.deepEqual(after.slice(0, before.length), before, "the same timeline comes back");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await finished("cancelled");
+});
+
+test("recent tasks can be reopened and replayed", async () => {
+  const items = page.locator("#recent-list li button");
+  assert.ok((await items.count()) >= 3, "the tasks started here are listed");
+  await items.last().click();
+  await page.getByText("Ran 6 steps.").waitFor({ timeout: LONG });
+  assertNoDuplicates(await seqs());
+});
+
+test("agent markdown is rendered without running injected HTML", async () => {
+  await startTask("SCENARIO:html-injection say something");
+  await finished("succeeded");
+  await page.locator("#timeline strong", { hasText: "Bold claim" }).first().waitFor();
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, "no injected script ran");
+  assert.equal(await page.locator("#timeline img, #timeline script, #timeline a[href^='javascript']").count(), 0);
+});
+
+test("bad input is explained next to its field, and nothing starts", async () => {
+  const before = await page.locator("#recent-list li").count();
+  await page.getByLabel("Repository URL").fill("ext::sh");
+  await page.getByLabel("What should the agent do?").fill("x");
+  await page.getByLabel("Max turns").fill("-3");
+  await page.getByRole("button", { name: "Start" }).click();
+  await page.locator("#repositoryUrl-error", { hasText: "transport::address" }).waitFor();
+  await page.locator("#maxTurns-error", { hasText: "0 to 1000" }).waitFor();
+  assert.equal(await page.getByLabel("Repository URL").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#recent-list li").count(), before);
+  await page.getByLabel("Max turns").fill("");
+});
+
+test("a user without credits is told so", async () => {
+  const broke = await signedInPage(BROKE_TOKEN);
+  await broke.getByText("Not enough credits to start").waitFor();
+  await broke.getByLabel("Repository URL").fill(REPO_URL);
+  await broke.getByLabel("What should the agent do?").fill("anything");
+  await broke.getByRole("button", { name: "Start" }).click();
+  await broke.getByText(/No credits: insufficient credits/).waitFor();
+  await broke.close();
+});
+
+test("the page fits a phone's width", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.locator("#recent-list li button").last().click();
+  await page.getByText("Ran 6 steps.").waitFor({ timeout: LONG });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
+  await page.screenshot({ path: `${ARTIFACTS}/narrow.png`, fullPage: true });
+});

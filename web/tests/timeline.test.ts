@@ -1,0 +1,63 @@
+// Unit tests of the page's pure logic (run with `npm test`: bundled by esbuild, run by node:test).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { EventSchema, TaskState } from "../src/gen/autopilot/v1/autopilot_pb.js";
+import { reconnectDelay } from "../src/reconnect.js";
+import { renderMarkdown } from "../src/markdown.js";
+import { summarizeToolInput, Timeline } from "../src/timeline.js";
+import { fieldOfServiceError, validateStartForm } from "../src/validate.js";
+
+const event = (seq: number, payload: any) => create(EventSchema, { taskId: "t", seq: BigInt(seq), payload });
+
+test("a resubscription's overlap never shows an entry twice", () => {
+  const timeline = new Timeline();
+  const events = [
+    event(1, { case: "stateChanged", value: { to: TaskState.PENDING } }),
+    event(2, { case: "toolStarted", value: { toolId: "a", name: "Bash", inputJson: '{"command":"ls -1"}' } }),
+    event(3, { case: "toolFinished", value: { toolId: "a", output: "README.md", isError: false } }),
+    event(4, { case: "agentText", value: { text: "done" } }),
+  ];
+  for (const e of events) assert.equal(timeline.apply(e), true);
+  for (const e of events.slice(1)) assert.equal(timeline.apply(e), false, "a replayed event is ignored");
+  assert.deepEqual(timeline.entries.map((e) => e.seq), [1, 2, 4]);
+  const tool = timeline.entries[1];
+  assert.equal(tool.kind === "tool" && tool.output, "README.md", "the result is attached to its call");
+  assert.equal(timeline.lastSeq, 4);
+});
+
+test("the final event ends the timeline with usage and state", () => {
+  const timeline = new Timeline();
+  timeline.apply(event(1, { case: "taskFinished", value: { state: TaskState.CANCELLED, error: "cancelled by request", usage: { inputTokens: 5n, outputTokens: 2n, costUsd: 0.5 } } }));
+  assert.equal(timeline.state, "CANCELLED");
+  assert.equal(timeline.ended, true);
+  assert.deepEqual(timeline.usage, { inputTokens: 5, outputTokens: 2, costUsd: 0.5 });
+});
+
+test("tool inputs are summarised on one line", () => {
+  assert.equal(summarizeToolInput("Bash", '{"command":"ls -1\\necho hi"}'), "ls -1");
+  assert.equal(summarizeToolInput("Write", '{"file_path":"/w/a.md","content":"x"}'), "/w/a.md");
+  assert.equal(summarizeToolInput("X", "not json"), "not json");
+});
+
+test("agent markdown cannot inject HTML or script links", () => {
+  const html = renderMarkdown('**hi** <img src=x onerror="alert(1)"> <script>alert(1)</script> [x](javascript:alert(1))');
+  assert.match(html, /<strong>hi<\/strong>/);
+  assert.doesNotMatch(html, /<img|<script|href="javascript/);
+});
+
+test("the form is validated as the contract does", () => {
+  const form = { repositoryUrl: "https://github.com/a/b.git", gitRef: "", prompt: "fix it", model: "", maxTurns: "", maxBudgetUsd: "" };
+  assert.deepEqual(validateStartForm(form).request, { repositoryUrl: "https://github.com/a/b.git", prompt: "fix it" });
+  const bad = validateStartForm({ ...form, repositoryUrl: "ext::sh -c x", prompt: " ", model: "a b", maxTurns: "-1", maxBudgetUsd: "x", gitRef: "--x" });
+  assert.deepEqual(Object.keys(bad.errors).sort(), ["gitRef", "maxBudgetUsd", "maxTurns", "model", "prompt", "repositoryUrl"]);
+  assert.equal(validateStartForm({ ...form, maxTurns: "5", maxBudgetUsd: "1.5" }).request?.options?.maxTurns, 5);
+  assert.equal(fieldOfServiceError("repository_url is not a supported repository URL"), "repositoryUrl");
+});
+
+test("reconnects back off from a quick first try to a ceiling", () => {
+  assert.equal(reconnectDelay(0, () => 0), 250);
+  assert.equal(reconnectDelay(3, () => 0), 2000);
+  assert.equal(reconnectDelay(20, () => 0), 8000);
+  assert.ok(reconnectDelay(0, () => 1) < 250);
+});
