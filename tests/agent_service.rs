@@ -473,11 +473,7 @@ async fn ping_answers_over_http1() {
 async fn reflection_lists_the_service_in_v1_and_v1alpha() {
     use tonic_reflection::pb::{v1, v1alpha};
     let setup = setup().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = setup.service.channel().await;
 
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
     let request = v1::ServerReflectionRequest {
@@ -513,11 +509,7 @@ async fn reflection_lists_the_service_in_v1_and_v1alpha() {
 async fn health_reports_serving() {
     use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
     let setup = setup().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", setup.service.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = setup.service.channel().await;
     let mut health = HealthClient::new(channel);
     for service in ["", "autopilot.v1.Autopilot"] {
         let reply = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();

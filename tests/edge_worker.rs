@@ -108,34 +108,15 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     let edge = Edge::start(&format!("http://{}", service.addr)).await;
     let http = reqwest::Client::new();
     let token = edge.user("alice", 1_000_000).await;
-    let new_ticket_url = |session_id: String| {
-        let (http, base, token) = (http.clone(), edge.base_url.clone(), token.clone());
-        async move {
-            let reply: Value = http
-                .post(format!("{base}/api/container/ws-ticket"))
-                .bearer_auth(&token)
-                .json(&json!({"sessionId": session_id}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            reply["websocketUrl"].as_str().unwrap_or_else(|| panic!("no websocketUrl in {reply}")).to_string()
-        }
-    };
 
     // Start through the JSON route: the task id, a session and the WebSocket URL come back.
-    let started: Value = http
-        .post(format!("{}/api/container/start", edge.base_url))
-        .bearer_auth(&token)
-        .json(&json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:many-tools:8 walk the tree"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let started = edge
+        .post_json(
+            "/api/container/start",
+            &token,
+            json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:many-tools:8 walk the tree"}),
+        )
+        .await;
     let task_id =
         started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}\n{}", edge.log())).to_string();
     let websocket_url = started["websocketUrl"].as_str().unwrap().to_string();
@@ -152,7 +133,7 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     drop(ws);
     let last_seq = before_drop.last().unwrap().seq;
     // Tickets are single-use: a reconnect asks for a new one.
-    let mut ws = connect(&new_ticket_url(session_id.clone()).await).await;
+    let mut ws = connect(&edge.ws_ticket_url(&token, &session_id).await).await;
     send(&mut ws, &subscribe("resume", &task_id, last_seq + 1), Encoding::Json).await;
     let (after_drop, ended) = read_subscription(&mut ws, "resume", Encoding::Json, None).await;
     assert!(ended, "the subscription ends with end_of_stream");
@@ -209,7 +190,7 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
         Some(Frame::Start(started)) => started.task_id,
         other => panic!("expected a start reply, got {other:?}"),
     };
-    let mut follower = connect(&new_ticket_url(session_id.clone()).await).await;
+    let mut follower = connect(&edge.ws_ticket_url(&token, &session_id).await).await;
     send(&mut follower, &subscribe("follow", &second, 1), Encoding::Binary).await;
     loop {
         let frame = receive(&mut follower, Encoding::Binary).await;

@@ -211,16 +211,18 @@ impl worker::DurableObject for AutopilotContainer {
             || !self.state.get_websockets().is_empty()
             || self.inner.task_running()
             || self.inner.starting.borrow().is_some();
-        let mut outcome = "idle";
-        if !busy && idle_for >= self.idle_timeout() {
-            if self.inner.account.borrow().run_started_ms.is_some() {
-                self.stop_container().await?;
-                worker::console_log!("container stopped after the idle period");
-                outcome = "stopped";
-            }
+        let running = self.inner.account.borrow().run_started_ms.is_some();
+        let outcome = if busy {
+            "busy"
+        } else if idle_for < self.idle_timeout() {
+            "waiting"
+        } else if running {
+            self.stop_container().await?;
+            worker::console_log!("container stopped after the idle period");
+            "stopped"
         } else {
-            outcome = "busy";
-        }
+            "idle"
+        };
         self.persist().await?;
         if let Some(delay) = self.next_alarm(busy, idle_for) {
             self.schedule_alarm(delay).await?;

@@ -65,43 +65,23 @@ async fn main() {
             .await;
     let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
     let repo = GitFixture::new();
-    let http = reqwest::Client::new();
     let token = edge.user("bench", 1_000_000).await;
     // A session to open the bridge with: start (and finish) a short real task.
-    let started: serde_json::Value = http
-        .post(format!("{}/api/container/start", edge.base_url))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:answer"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let started = edge
+        .post_json(
+            "/api/container/start",
+            &token,
+            serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:answer"}),
+        )
+        .await;
     let session_id = started["sessionId"].as_str().expect("a session").to_string();
-    // Tickets are single-use: each connection asks for its own.
-    let bridge_url = || {
-        let (http, base, token, session_id) = (http.clone(), edge.base_url.clone(), token.clone(), session_id.clone());
-        async move {
-            let reply: serde_json::Value = http
-                .post(format!("{base}/api/container/ws-ticket"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"sessionId": session_id}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            reply["websocketUrl"].as_str().unwrap().to_string()
-        }
-    };
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
 
     for round in 0..2 {
         // Bridge throughput: the whole recorded task through the Durable Object.
-        let (mut bridge, _) = tokio_tungstenite::connect_async(bridge_url().await).await.unwrap();
+        let (mut bridge, _) =
+            tokio_tungstenite::connect_async(edge.ws_ticket_url(&token, &session_id).await).await.unwrap();
         let subscribe = ClientFrame {
             request_id: "b".into(),
             request: Some(ClientRequest::StreamEvents(StreamEventsRequest {
@@ -152,7 +132,8 @@ async fn main() {
     }
 
     // Round-trip latency: Status through the bridge against echo round trips.
-    let (mut bridge, _) = tokio_tungstenite::connect_async(bridge_url().await).await.unwrap();
+    let (mut bridge, _) =
+        tokio_tungstenite::connect_async(edge.ws_ticket_url(&token, &session_id).await).await.unwrap();
     let (mut echo, _) = tokio_tungstenite::connect_async(&echo_url).await.unwrap();
     let status = ClientFrame {
         request_id: "s".into(),

@@ -126,6 +126,26 @@ impl Edge {
         token
     }
 
+    /// POSTs `body` as JSON to `path` with `token`; answers the reply's JSON.
+    pub async fn post_json(&self, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
+        let reply = reqwest::Client::new()
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        reply.json().await.unwrap()
+    }
+
+    /// A WebSocket URL with a fresh single-use ticket for `session_id` (tickets cannot be reused,
+    /// so every connection asks for its own).
+    pub async fn ws_ticket_url(&self, token: &str, session_id: &str) -> String {
+        let reply =
+            self.post_json("/api/container/ws-ticket", token, serde_json::json!({"sessionId": session_id})).await;
+        reply["websocketUrl"].as_str().unwrap_or_else(|| panic!("no websocketUrl in {reply}")).to_string()
+    }
+
     /// What wrangler and the Worker printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

@@ -137,9 +137,14 @@ impl Service {
         Service { addr: addr.parse().unwrap(), work_dir, child, logs, _home: home, _work: work }
     }
 
-    /// A native gRPC (HTTP/2) client.
+    /// A native gRPC (HTTP/2) connection, for any of the service's gRPC services.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connecting over gRPC")
+    }
+
+    /// A native gRPC (HTTP/2) client of the contract.
     pub async fn client(&self) -> AutopilotClient<Channel> {
-        AutopilotClient::connect(format!("http://{}", self.addr)).await.expect("connecting over gRPC")
+        AutopilotClient::new(self.channel().await)
     }
 
     /// Every log line the service wrote so far.
