@@ -94,6 +94,15 @@ struct Session {
 
 type StartFuture = Shared<LocalBoxFuture<'static, Result<(), GrpcStatus>>>;
 
+/// A socket's subscription to a task's events, forwarded in the background.
+struct Subscription {
+    socket_id: String,
+    ws: WebSocket,
+    request_id: String,
+    encoding: crate::bridge::Encoding,
+    abort: AbortHandle,
+}
+
 /// In-memory state shared with the object's background tasks (starts, monitors, subscriptions).
 #[derive(Default)]
 struct Inner {
@@ -107,8 +116,10 @@ struct Inner {
     dirty: Cell<bool>,
     /// The start under way, shared by every request that needs the container meanwhile.
     starting: RefCell<Option<StartFuture>>,
-    /// Live subscriptions per socket, aborted when the socket closes.
-    subscriptions: RefCell<HashMap<String, Vec<AbortHandle>>>,
+    /// Live subscriptions by id: aborted when their socket closes, and told why when the
+    /// container dies under them.
+    subscriptions: RefCell<HashMap<u64, Subscription>>,
+    next_subscription: Cell<u64>,
     /// Subscriptions streaming now; while any is, the container is not idle.
     active_streams: Cell<u32>,
     /// When a request or frame last arrived; the idle deadline counts from it.
@@ -137,9 +148,7 @@ impl Inner {
     }
 
     fn task_running(&self) -> bool {
-        let persisted = self.persisted.borrow();
-        persisted.current_task_id.is_some()
-            && !TaskState::try_from(persisted.current_task_state).map(TaskState::is_final).unwrap_or(true)
+        task_is_running(&self.persisted.borrow())
     }
 }
 
@@ -740,9 +749,12 @@ impl AutopilotContainer {
         request: StreamEventsRequest,
         encoding: crate::bridge::Encoding,
     ) {
-        let socket_id = socket_id(ws);
-        let (handle, registration) = AbortHandle::new_pair();
-        self.inner.subscriptions.borrow_mut().entry(socket_id).or_default().push(handle);
+        let (abort, registration) = AbortHandle::new_pair();
+        let id = self.inner.next_subscription.get();
+        self.inner.next_subscription.set(id + 1);
+        let subscription =
+            Subscription { socket_id: socket_id(ws), ws: ws.clone(), request_id: request_id.clone(), encoding, abort };
+        self.inner.subscriptions.borrow_mut().insert(id, subscription);
         let inner = Rc::clone(&self.inner);
         let ws = ws.clone();
         inner.active_streams.set(inner.active_streams.get() + 1);
@@ -770,6 +782,7 @@ impl AutopilotContainer {
                 }
             };
             let _ = Abortable::new(forward, registration).await;
+            inner.subscriptions.borrow_mut().remove(&id);
             inner.active_streams.set(inner.active_streams.get().saturating_sub(1));
         });
     }
@@ -792,9 +805,8 @@ impl AutopilotContainer {
     }
 
     fn forget_socket(&self, ws: &WebSocket) {
-        if let Some(handles) = self.inner.subscriptions.borrow_mut().remove(&socket_id(ws)) {
-            handles.into_iter().for_each(|h| h.abort());
-        }
+        let socket = socket_id(ws);
+        self.inner.subscriptions.borrow().values().filter(|s| s.socket_id == socket).for_each(|s| s.abort.abort());
     }
 }
 
@@ -827,13 +839,23 @@ async fn start_container(
             };
             worker::console_warn!("{reason}");
             watcher.exited_at_ms.set(Some(now_ms()));
+            let mut failed_task = None;
             watcher.update(|p| {
-                if p.lifecycle.mark_failed(generation, reason.clone(), now_ms())
-                    && !TaskState::try_from(p.current_task_state).map(TaskState::is_final).unwrap_or(true)
-                {
+                if p.lifecycle.mark_failed(generation, reason.clone(), now_ms()) && task_is_running(p) {
                     p.current_task_state = TaskState::Failed as i32;
+                    p.current_task_error = reason.clone();
+                    failed_task = p.current_task_id.clone();
                 }
             });
+            // Every client following the task hears why it failed, in place of a stream error.
+            if let Some(task_id) = failed_task {
+                let status = GrpcStatus::new(Code::Unavailable, format!("task {task_id} failed: {reason}"));
+                for subscription in watcher.subscriptions.borrow().values() {
+                    subscription.abort.abort();
+                    let frame = error_frame(subscription.request_id.clone(), status.clone());
+                    send(&subscription.ws, encode_server_frame(&frame, subscription.encoding));
+                }
+            }
         });
     }
     if endpoint.ping().await {
@@ -852,6 +874,12 @@ async fn start_container(
         }
     }
     fail(format!("the agent-service did not answer /ping within {}s", START_DEADLINE.as_secs()))
+}
+
+/// Whether the object's record says its current task is still running.
+fn task_is_running(persisted: &Persisted) -> bool {
+    persisted.current_task_id.is_some()
+        && !TaskState::try_from(persisted.current_task_state).map(TaskState::is_final).unwrap_or(true)
 }
 
 fn container_json(state: &ContainerState) -> serde_json::Value {

@@ -175,7 +175,9 @@ async fn main() {
         let mut samples = Vec::new();
         for i in 0..330 {
             let started = Instant::now();
-            client.status(StatusRequest { task_id: RECORDED_TASK.into() }).await.unwrap();
+            let mut request = tonic::Request::new(StatusRequest { task_id: RECORDED_TASK.into() });
+            request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+            client.status(request).await.unwrap();
             if i >= 30 {
                 samples.push(started.elapsed());
             }
