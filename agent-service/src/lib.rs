@@ -1,4 +1,4 @@
-//! The agent-service: runs in the user's container (or, in tunnel mode, on their own machine),
+//! The agent-service: runs in the user's container (tunnel mode would run it on their machine),
 //! clones a repository, runs a coding-agent CLI on it, records every step as a typed event, and
 //! serves the `autopilot.v1` contract over native gRPC and gRPC-web on one port.
 //!
