@@ -8,6 +8,7 @@
 //! - [`v1`]: the messages (prost), with proto3 JSON mapping (serde, via pbjson) on every one, and
 //!   the tonic `autopilot_server` / `autopilot_client` modules behind the `server` / `client`
 //!   features (the wasm edge worker builds neither).
+//! - [`grpc_web_client`] (feature `grpc-web-client`): a gRPC-web client over HTTP/1.1.
 //! - [`time`]: std time to and from the contract's Timestamp and Duration.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
@@ -22,6 +23,33 @@ pub mod v1 {
         pub fn is_final(self) -> bool {
             matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::TimedOut)
         }
+    }
+}
+
+/// A gRPC-web client of the contract over HTTP/1.1 (tonic-web's client layer over hyper), as the
+/// edge worker and browsers reach the agent-service.
+#[cfg(feature = "grpc-web-client")]
+pub mod grpc_web_client {
+    use hyper_util::{
+        client::legacy::{connect::HttpConnector, Client},
+        rt::TokioExecutor,
+    };
+    use tonic_web::{GrpcWebCall, GrpcWebClientLayer, GrpcWebClientService};
+
+    use crate::v1::autopilot_client::AutopilotClient;
+
+    /// The generated stubs over gRPC-web over an HTTP/1.1-only hyper client.
+    pub type GrpcWebClient =
+        AutopilotClient<GrpcWebClientService<Client<HttpConnector, GrpcWebCall<tonic::body::Body>>>>;
+
+    /// A gRPC-web client of the service at `origin`, e.g. `http://127.0.0.1:8080`.
+    ///
+    /// # Panics
+    /// If `origin` is not a valid URI.
+    pub fn connect(origin: &str) -> GrpcWebClient {
+        let http1 = Client::builder(TokioExecutor::new()).build_http();
+        let service = tower::ServiceBuilder::new().layer(GrpcWebClientLayer::new()).service(http1);
+        AutopilotClient::with_origin(service, origin.parse().expect("a valid origin URI"))
     }
 }
 

@@ -118,7 +118,7 @@ fn main() {
             let native_rate = count as f64 / started.elapsed().as_secs_f64();
             assert_eq!(count, events);
 
-            let mut web = grpc_web_client(addr);
+            let mut web = autopilot_contract::grpc_web_client::connect(&format!("http://{addr}"));
             let started = Instant::now();
             let stream = web.stream_events(StreamEventsRequest { task_id: task_id.into(), from_seq: 1 }).await.unwrap().into_inner();
             let count = stream.fold(0u64, |n, item| async move { item.unwrap(); n + 1 }).await;
@@ -210,19 +210,4 @@ fn ping(port: u16) -> bool {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.starts_with("HTTP/1.1 200")
-}
-
-type WebClient = AutopilotClient<
-    tonic_web::GrpcWebClientService<
-        hyper_util::client::legacy::Client<
-            hyper_util::client::legacy::connect::HttpConnector,
-            tonic_web::GrpcWebCall<tonic::body::Body>,
-        >,
-    >,
->;
-
-fn grpc_web_client(addr: std::net::SocketAddr) -> WebClient {
-    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let service = tower::ServiceBuilder::new().layer(tonic_web::GrpcWebClientLayer::new()).service(http1);
-    AutopilotClient::with_origin(service, format!("http://{addr}").parse().unwrap())
 }

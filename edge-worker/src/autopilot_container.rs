@@ -32,7 +32,7 @@ use worker::{
 
 use crate::{
     agent_client::{AgentClient, Endpoint},
-    api_error::{error_response, not_found},
+    api_error::{error_response, grpc_web_error, not_found},
     billing::{Account, LedgerEntry, Rate},
     bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc, WsMessage},
     container_start::start_with_env,
@@ -693,12 +693,12 @@ impl AutopilotContainer {
     async fn grpc_web_passthrough(&self, req: Request) -> worker::Result<Response> {
         if req.path().ends_with("/Start") {
             if let Err(status) = self.check_credits() {
-                return grpc_web_error(&status);
+                return grpc_web_error(&status, 200);
             }
         }
         let client = match self.ready_client().await {
             Ok(client) => client,
-            Err(status) => return grpc_web_error(&status),
+            Err(status) => return grpc_web_error(&status, 200),
         };
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
@@ -706,9 +706,10 @@ impl AutopilotContainer {
             .with_body(req.inner().body().map(Into::into));
         match client.endpoint().fetch(&req.path(), init).await {
             Ok(response) => Ok(response),
-            Err(e) => {
-                grpc_web_error(&GrpcStatus::new(Code::Unavailable, format!("could not reach the agent-service: {e}")))
-            }
+            Err(e) => grpc_web_error(
+                &GrpcStatus::new(Code::Unavailable, format!("could not reach the agent-service: {e}")),
+                200,
+            ),
         }
     }
 
@@ -900,13 +901,4 @@ fn ws_send(ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
 /// Sends a frame, ignoring a socket that has just closed (its close handler cleans up).
 fn send(ws: &WebSocket, message: WsMessage) {
     let _ = ws_send(ws, message);
-}
-
-/// A gRPC-web "trailers-only" error response, so gRPC-web clients see a gRPC status.
-fn grpc_web_error(status: &GrpcStatus) -> worker::Result<Response> {
-    let headers = worker::Headers::new();
-    headers.set("content-type", crate::grpc_web::CONTENT_TYPE)?;
-    headers.set("grpc-status", &status.code.to_string())?;
-    headers.set("grpc-message", &status.message.replace(['\r', '\n'], " "))?;
-    Ok(Response::empty()?.with_headers(headers))
 }

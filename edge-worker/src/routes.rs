@@ -7,7 +7,7 @@
 use worker::{Date, Env, Method, Request, RequestInit, Response};
 
 use crate::{
-    api_error::{error_response, not_found},
+    api_error::{error_response, grpc_web_error, not_found},
     auth::{self, authenticate, unauthenticated},
     grpc_web::{Code, GrpcStatus},
     ticket,
@@ -34,7 +34,8 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (method, p) if is_user_route(&method, p) => {
             let Some(user) = authenticate(&req, &env).await? else {
                 return if p.starts_with("/autopilot.v1.") {
-                    grpc_unauthenticated()
+                    let status = GrpcStatus::new(Code::Unauthenticated, "send Authorization: Bearer <token>");
+                    grpc_web_error(&status, 401)
                 } else {
                     unauthenticated("sign in, or send Authorization: Bearer <token>")
                 };
@@ -62,15 +63,6 @@ fn is_user_route(method: &Method, path: &str) -> bool {
             | (Method::Post, "/autopilot.v1.Autopilot/StreamEvents")
             | (Method::Post, "/autopilot.v1.Autopilot/Cancel")
     )
-}
-
-/// A gRPC-web 401 that gRPC clients read as UNAUTHENTICATED.
-fn grpc_unauthenticated() -> worker::Result<Response> {
-    let headers = worker::Headers::new();
-    headers.set("content-type", crate::grpc_web::CONTENT_TYPE)?;
-    headers.set("grpc-status", &(Code::Unauthenticated as i32).to_string())?;
-    headers.set("grpc-message", "send Authorization: Bearer <token>")?;
-    Ok(Response::empty()?.with_status(401).with_headers(headers))
 }
 
 /// `GET /api/container/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves the user;
