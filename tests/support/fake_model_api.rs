@@ -30,6 +30,9 @@ pub enum Scenario {
     WriteFile,
     /// Run `count` Bash calls (`echo step N`), then answer.
     ManyTools(u32),
+    /// Like `ManyTools`, but each call takes half a second (`sleep 0.5; echo step N`), so a
+    /// test can act while the task is still running.
+    SlowTools(u32),
     /// Print the agent's environment with the Bash tool (`env`), then answer: secrets must be
     /// masked in what the service records.
     PrintEnv,
@@ -61,10 +64,14 @@ impl Scenario {
             "print-env" => Scenario::PrintEnv,
             "html-injection" => Scenario::HtmlInjection,
             "hang" => Scenario::Hang,
-            other => match other.strip_prefix("many-tools:").and_then(|n| n.parse().ok()) {
-                Some(count) => Scenario::ManyTools(count),
-                None => Scenario::Answer,
-            },
+            other => {
+                let count = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                match (count("many-tools:"), count("slow-tools:")) {
+                    (Some(n), _) => Scenario::ManyTools(n),
+                    (_, Some(n)) => Scenario::SlowTools(n),
+                    _ => Scenario::Answer,
+                }
+            }
         }
     }
 }
@@ -104,6 +111,11 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             Step::ToolUse { name: "Bash", input: json!({"command": format!("echo step {}", done + 1)}) }
         }
         Scenario::ManyTools(count) => Step::Text(format!("Ran {count} steps.")),
+        Scenario::SlowTools(count) if done < *count as usize => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": format!("sleep 0.5; echo step {}", done + 1)}),
+        },
+        Scenario::SlowTools(count) => Step::Text(format!("Ran {count} slow steps.")),
     }
 }
 
@@ -269,6 +281,7 @@ mod tests {
     fn scenario_is_read_from_the_first_marker() {
         assert_eq!(Scenario::find_in("please SCENARIO:list-files now"), Scenario::ListFiles);
         assert_eq!(Scenario::find_in("SCENARIO:many-tools:7 x"), Scenario::ManyTools(7));
+        assert_eq!(Scenario::find_in("SCENARIO:slow-tools:3"), Scenario::SlowTools(3));
         assert_eq!(Scenario::find_in("no marker"), Scenario::Answer);
         assert_eq!(Scenario::find_in("SCENARIO:bogus"), Scenario::Answer);
     }

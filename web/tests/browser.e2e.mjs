@@ -59,7 +59,7 @@ test("a task streams its tool calls and final answer, and survives a dropped soc
     window.__linkStates = [];
     new MutationObserver(() => window.__linkStates.push(document.getElementById("link").dataset.state)).observe(document.getElementById("link"), { attributes: true });
   });
-  await startTask("SCENARIO:many-tools:6 walk through the steps");
+  await startTask("SCENARIO:slow-tools:6 walk through the steps");
   await page.locator("#timeline li.tool").nth(1).waitFor({ timeout: LONG });
   await page.evaluate(() => window.autopilot.dropSocket());
   await finished("succeeded");
@@ -67,8 +67,8 @@ test("a task streams its tool calls and final answer, and survives a dropped soc
   assert.ok(states.includes("reconnecting"), `the page showed it was reconnecting: ${states}`);
   assertNoDuplicates(await seqs());
   const tools = await page.locator("#timeline li.tool .tool-input").allTextContents();
-  assert.deepEqual(tools, [1, 2, 3, 4, 5, 6].map((n) => `echo step ${n}`), "each tool call once, in order");
-  await page.getByText("Ran 6 steps.").waitFor();
+  assert.deepEqual(tools, [1, 2, 3, 4, 5, 6].map((n) => `sleep 0.5; echo step ${n}`), "each tool call once, in order");
+  await page.getByText("Ran 6 slow steps.").waitFor();
   const output = page.locator("#timeline li.tool").first();
   await output.locator("summary").click();
   assert.equal((await output.locator(".tool-output").textContent()).trim(), "step 1", "the tool's output opens under its call");
@@ -102,7 +102,7 @@ test("recent tasks can be reopened and replayed", async () => {
   const items = page.locator("#recent-list li button");
   assert.ok((await items.count()) >= 3, "the tasks started here are listed");
   await items.last().click();
-  await page.getByText("Ran 6 steps.").waitFor({ timeout: LONG });
+  await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
   assertNoDuplicates(await seqs());
 });
 
@@ -140,7 +140,7 @@ test("a user without credits is told so", async () => {
 test("the page fits a phone's width", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.locator("#recent-list li button").last().click();
-  await page.getByText("Ran 6 steps.").waitFor({ timeout: LONG });
+  await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
   await page.screenshot({ path: `${ARTIFACTS}/narrow.png`, fullPage: true });
