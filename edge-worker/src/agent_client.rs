@@ -66,13 +66,22 @@ impl AgentClient {
         method: &str,
         request: &impl Message,
     ) -> Result<Resp, GrpcStatus> {
-        let mut body = self.call(method, request).await?;
-        match body.next().await {
-            Some(Ok(bytes)) => Resp::decode(bytes.as_slice())
-                .map_err(|e| GrpcStatus::new(Code::Internal, format!("bad {method} reply: {e}"))),
-            Some(Err(status)) => Err(status),
-            None => Err(GrpcStatus::new(Code::Internal, format!("{method} answered no message"))),
+        // A unary reply is small: read it whole in one step rather than chunk by chunk.
+        let mut response = self.call(method, request).await?;
+        let body = response.bytes().await.map_err(unavailable)?;
+        let mut deframer = Deframer::default();
+        deframer.push(&body);
+        let mut reply = None;
+        while let Some(frame) = deframer.next_frame()? {
+            match frame {
+                Frame::Message(bytes) if reply.is_none() => reply = Some(bytes),
+                Frame::Message(_) => {}
+                Frame::Trailers(status) if !status.is_ok() => return Err(status),
+                Frame::Trailers(_) => break,
+            }
         }
+        let bytes = reply.ok_or_else(|| GrpcStatus::new(Code::Internal, format!("{method} answered no message")))?;
+        Resp::decode(bytes.as_slice()).map_err(|e| GrpcStatus::new(Code::Internal, format!("bad {method} reply: {e}")))
     }
 
     /// StreamEvents: the events as they arrive; ends after the last, or with the call's error.
@@ -80,10 +89,13 @@ impl AgentClient {
     /// # Errors
     /// The call's status when it fails before the first event.
     pub async fn stream_events(&self, request: &StreamEventsRequest) -> Result<EventStream, GrpcStatus> {
-        Ok(EventStream { body: self.call("StreamEvents", request).await? })
+        let mut response = self.call("StreamEvents", request).await?;
+        let stream = response.stream().map_err(unavailable)?;
+        Ok(EventStream { body: MessageStream { stream, deframer: Deframer::default(), done: false } })
     }
 
-    async fn call(&self, method: &str, request: &impl Message) -> Result<MessageStream, GrpcStatus> {
+    /// Sends one call; the response once its headers say it did not fail outright.
+    async fn call(&self, method: &str, request: &impl Message) -> Result<Response, GrpcStatus> {
         let headers = Headers::new();
         let set = |name: &str, value: &str| headers.set(name, value).map_err(unavailable);
         set("content-type", grpc_web::CONTENT_TYPE)?;
@@ -94,7 +106,7 @@ impl AgentClient {
         init.with_method(Method::Post)
             .with_headers(headers)
             .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-        let mut response =
+        let response =
             self.endpoint.fetch(&format!("/autopilot.v1.Autopilot/{method}"), init).await.map_err(unavailable)?;
         let header_pairs: Vec<(String, String)> = response.headers().entries().collect();
         let header_status = grpc_web::status_from_headers(header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -107,8 +119,7 @@ impl AgentClient {
                 format!("the agent-service answered HTTP {} to {method}", response.status_code()),
             ));
         }
-        let stream = response.stream().map_err(unavailable)?;
-        Ok(MessageStream { stream, deframer: Deframer::default(), done: false })
+        Ok(response)
     }
 }
 
