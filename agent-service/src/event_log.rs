@@ -125,11 +125,6 @@ impl EventLog {
         Arc::new(EventLog { task_id, path, writer: Mutex::new(writer), published })
     }
 
-    /// The task this log belongs to.
-    pub fn task_id(&self) -> &str {
-        &self.task_id
-    }
-
     /// Where the log lives on disk.
     pub fn path(&self) -> &Path {
         &self.path
@@ -228,11 +223,6 @@ struct FileCursor {
 }
 
 impl Subscription {
-    /// The seq of the next event this subscription will deliver.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     /// The next events (at most `max`), waiting for new ones when caught up.
     /// `Ok(None)` once the log is closed and every event has been delivered.
     ///

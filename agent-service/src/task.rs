@@ -176,15 +176,14 @@ impl Task {
         self.log.close();
     }
 
-    /// Asks the task to stop; the first reason given wins. Returns whether this call was first.
-    pub fn request_stop(&self, reason: StopReason) -> bool {
+    /// Asks the task to stop; the first reason given wins, and an ended task ignores it.
+    pub fn request_stop(&self, reason: StopReason) {
         let mut current = self.stop_reason.lock().unwrap_or_else(|p| p.into_inner());
         if current.is_some() || self.state().is_final() {
-            return false;
+            return;
         }
         *current = Some(reason);
         self.stop.cancel();
-        true
     }
 
     /// The reason the task was told to stop, if it was.

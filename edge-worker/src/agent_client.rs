@@ -164,9 +164,14 @@ impl MessageStream {
                 }
                 None => {
                     self.done = true;
+                    let how = if self.deframer.has_partial_frame() {
+                        "in the middle of a message"
+                    } else {
+                        "without a status"
+                    };
                     return Some(Err(GrpcStatus::new(
                         Code::Unavailable,
-                        "the agent-service stream ended without a status",
+                        format!("the agent-service stream ended {how}"),
                     )));
                 }
             }

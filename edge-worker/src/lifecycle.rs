@@ -79,14 +79,6 @@ impl Lifecycle {
     pub fn is_ready(&self) -> bool {
         matches!(self.state, ContainerState::Ready { .. })
     }
-
-    /// When the current container started running, if it is.
-    pub fn running_since_ms(&self) -> Option<u64> {
-        match self.state {
-            ContainerState::Starting { since_ms, .. } | ContainerState::Ready { since_ms, .. } => Some(since_ms),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -100,7 +92,7 @@ mod tests {
         assert_eq!(life.begin_start(101), None, "a start under way is shared, not repeated");
         assert!(life.mark_ready(generation));
         assert_eq!(life.begin_start(102), None);
-        assert_eq!(life.running_since_ms(), Some(100));
+        assert_eq!(life.state, ContainerState::Ready { generation, since_ms: 100 });
     }
 
     #[test]
@@ -124,6 +116,6 @@ mod tests {
         assert!(matches!(life.state, ContainerState::Failed { .. }));
         assert_eq!(life.begin_start(40), Some(first + 1));
         life.mark_stopped();
-        assert_eq!(life.running_since_ms(), None);
+        assert_eq!((life.state.clone(), life.current_generation()), (ContainerState::Stopped, None));
     }
 }
