@@ -5,13 +5,12 @@
 //!
 //! The agent-service runs one task at a time, so the steps run in order in one test.
 
-use std::time::Duration;
-
 use autopilot_contract::v1::{
     client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, CancelRequest, ClientFrame, Event,
-    ServerFrame, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
+    StartRequest, StatusRequest, StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
+    bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding},
     edge::Edge,
     events::{kind, seqs},
     fake_model_api::FakeModelApi,
@@ -19,86 +18,9 @@ use autopilot_tests::{
     grpc_web::grpc_web_client,
     service::{Service, ServiceOptions},
 };
-use futures::{SinkExt, StreamExt};
-use prost::Message as _;
+use futures::SinkExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How a test client encodes its frames.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Encoding {
-    Binary,
-    Json,
-}
-
-async fn send(ws: &mut Socket, frame: &ClientFrame, encoding: Encoding) {
-    let message = match encoding {
-        Encoding::Binary => Message::Binary(frame.encode_to_vec().into()),
-        Encoding::Json => Message::Text(serde_json::to_string(frame).unwrap().into()),
-    };
-    ws.send(message).await.unwrap();
-}
-
-/// The next server frame, checking it came back in `encoding`.
-async fn receive(ws: &mut Socket, encoding: Encoding) -> ServerFrame {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .expect("a server frame within 60s")
-            .expect("the socket is open")
-            .expect("a WebSocket message");
-        return match message {
-            Message::Binary(bytes) => {
-                assert_eq!(encoding, Encoding::Binary, "a binary frame answered a JSON client");
-                ServerFrame::decode(bytes.as_ref()).unwrap()
-            }
-            Message::Text(text) => {
-                assert_eq!(encoding, Encoding::Json, "a text frame answered a binary client");
-                serde_json::from_str(text.as_str()).unwrap()
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected WebSocket message {other:?}"),
-        };
-    }
-}
-
-fn subscribe(request_id: &str, task_id: &str, from_seq: u64) -> ClientFrame {
-    ClientFrame {
-        request_id: request_id.into(),
-        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.into(), from_seq })),
-    }
-}
-
-/// Reads a subscription's frames until it ends (or `stop_after` events), returning the events.
-async fn read_subscription(
-    ws: &mut Socket,
-    request_id: &str,
-    encoding: Encoding,
-    stop_after: Option<usize>,
-) -> (Vec<Event>, bool) {
-    let mut events = Vec::new();
-    loop {
-        let frame = receive(ws, encoding).await;
-        assert_eq!(frame.request_id, request_id);
-        match frame.frame {
-            Some(Frame::Event(event)) => {
-                events.push(event);
-                if Some(events.len()) == stop_after {
-                    return (events, false);
-                }
-            }
-            Some(Frame::EndOfStream(_)) => return (events, true),
-            other => panic!("unexpected frame in a subscription: {other:?}"),
-        }
-    }
-}
-
-async fn connect(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("WebSocket {url}: {e}")).0
-}
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// Command-line flags and environment of the agent-service.
 #[derive(Parser, Debug, Clone)]
@@ -15,44 +15,77 @@ use clap::Parser;
 )]
 pub struct Config {
     /// Address to listen on. Defaults to 0.0.0.0 on --port.
-    #[arg(long, env = "LISTEN_ADDR")]
+    #[arg(long, global = true, env = "LISTEN_ADDR")]
     pub listen: Option<SocketAddr>,
     /// Port to listen on (all interfaces), when --listen is not given.
-    #[arg(long, env = "PORT", default_value_t = 8080)]
+    #[arg(long, global = true, env = "PORT", default_value_t = 8080)]
     pub port: u16,
     /// Directory for task workspaces and event logs.
-    #[arg(long, env = "AUTOPILOT_WORK_DIR", default_value = "/tmp/autopilot")]
+    #[arg(long, global = true, env = "AUTOPILOT_WORK_DIR", default_value = "/tmp/autopilot")]
     pub work_dir: PathBuf,
     /// The Claude Code CLI to run.
-    #[arg(long, env = "CLAUDE_CODE_PATH", default_value = "claude")]
+    #[arg(long, global = true, env = "CLAUDE_CODE_PATH", default_value = "claude")]
     pub claude_path: PathBuf,
     /// The Claude Code version the service expects; it refuses to start if the CLI reports another.
-    #[arg(long, env = "CLAUDE_CODE_VERSION")]
+    #[arg(long, global = true, env = "CLAUDE_CODE_VERSION")]
     pub claude_version: Option<String>,
     /// The git executable.
-    #[arg(long, env = "GIT_PATH", default_value = "git")]
+    #[arg(long, global = true, env = "GIT_PATH", default_value = "git")]
     pub git_path: PathBuf,
     /// Allow file:// URLs and local paths as repositories (local development and tests only).
-    #[arg(long, env = "AUTOPILOT_ALLOW_LOCAL_REPOS")]
+    #[arg(long, global = true, env = "AUTOPILOT_ALLOW_LOCAL_REPOS")]
     pub allow_local_repos: bool,
     /// Wall-clock limit of a task that does not set one.
-    #[arg(long, env = "AUTOPILOT_DEFAULT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AUTOPILOT_DEFAULT_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
     pub default_timeout: Duration,
     /// Largest wall-clock limit a task may ask for.
-    #[arg(long, env = "AUTOPILOT_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AUTOPILOT_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_timeout: Duration,
     /// Longest a clone may take.
-    #[arg(long, env = "AUTOPILOT_CLONE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AUTOPILOT_CLONE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub clone_timeout: Duration,
     /// How long a stopped agent or git gets between SIGTERM and SIGKILL.
-    #[arg(long, env = "AUTOPILOT_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "AUTOPILOT_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stop_grace: Duration,
     /// Ended tasks kept (with their workspaces and logs); older ones are deleted.
-    #[arg(long, env = "AUTOPILOT_HISTORY", default_value_t = 50)]
+    #[arg(long, global = true, env = "AUTOPILOT_HISTORY", default_value_t = 50)]
     pub history: usize,
     /// Log format: "text" or "json".
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// What to run: without a subcommand, the service on its port.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The modes the binary runs in besides serving on a port.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Tunnel mode (free): run the agent here, on this machine, reached through the edge. Opens a
+    /// WebSocket out to the edge (no port is opened here) and reconnects when it drops; tasks keep
+    /// running meanwhile. Give the token in AUTOPILOT_TOKEN rather than --token, so it stays out
+    /// of `ps`.
+    Connect(ConnectArgs),
+}
+
+/// Flags of `agent-service connect`.
+#[derive(Args, Clone)]
+pub struct ConnectArgs {
+    /// The edge's URL, e.g. https://autopilot.example.com (http://127.0.0.1:8787 with `make dev`).
+    #[arg(long, env = "AUTOPILOT_EDGE_URL")]
+    pub edge: url::Url,
+    /// Your API token.
+    #[arg(long, env = "AUTOPILOT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// How often to ping the edge; three intervals without a word from it count as a drop.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, hide = true)]
+    pub ping_interval: Duration,
+}
+
+impl std::fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectArgs").field("edge", &self.edge).field("token", &"<redacted>").finish()
+    }
 }
 
 impl Config {
@@ -116,5 +149,24 @@ mod tests {
         assert_eq!(config.listen_addr().to_string(), "0.0.0.0:8080");
         assert_eq!(config.default_timeout, Duration::from_secs(1800));
         assert!(!config.allow_local_repos);
+        assert!(config.command.is_none());
+    }
+
+    #[test]
+    fn connect_takes_the_service_flags_after_it() {
+        let config = Config::parse_from([
+            "agent-service",
+            "connect",
+            "--edge",
+            "http://127.0.0.1:8787",
+            "--token",
+            "ap_secret",
+            "--work-dir",
+            "/tmp/w",
+        ]);
+        assert_eq!(config.work_dir, PathBuf::from("/tmp/w"));
+        let Some(Command::Connect(args)) = config.command else { panic!("expected connect") };
+        assert_eq!(args.edge.as_str(), "http://127.0.0.1:8787/");
+        assert!(!format!("{args:?}").contains("ap_secret"), "the token never prints");
     }
 }

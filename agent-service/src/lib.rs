@@ -1,4 +1,4 @@
-//! The agent-service: runs in the user's container (tunnel mode would run it on their machine),
+//! The agent-service: runs in the user's container (or, in tunnel mode, on their own machine),
 //! clones a repository, runs a coding-agent CLI on it, records every step as a typed event, and
 //! serves the `autopilot.v1` contract over native gRPC and gRPC-web on one port.
 //!
@@ -6,6 +6,8 @@
 //! - [`config`]: flags and environment.
 //! - [`server`]: the one listener serving gRPC, gRPC-web, reflection, health and `/ping`.
 //! - [`grpc_api`]: the `Autopilot` service, mapping requests onto the task manager.
+//! - [`frame_server`]: the same service over `ClientFrame`/`ServerFrame`s; [`tunnel`]: tunnel
+//!   mode, serving those frames over a WebSocket this machine opens to the edge.
 //! - [`validate`], [`repo_url`]: what a request may ask for (pure).
 //! - [`task_manager`]: one running task at a time, a bounded history, recovery after restart.
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
@@ -17,6 +19,7 @@
 pub mod agent;
 pub mod config;
 pub mod event_log;
+pub mod frame_server;
 pub mod git_clone;
 pub mod git_progress;
 pub mod grpc_api;
@@ -28,6 +31,7 @@ pub mod task;
 pub mod task_manager;
 pub mod task_runner;
 pub mod task_state;
+pub mod tunnel;
 pub mod validate;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -36,6 +40,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     agent::claude_code::ClaudeCode,
+    grpc_api::AutopilotApi,
     config::{agent_env, Config},
     git_clone::GitSettings,
     redact::Redactor,
@@ -57,6 +62,33 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let (api, shutdown) = build(&config, shutdown)?;
+    tracing::info!(addr = %listener.local_addr()?, work_dir = %config.work_dir.display(), "listening");
+    server::run(listener, api, shutdown).await
+}
+
+/// Tunnel mode: runs the same task machinery, reached through the edge over the connection this
+/// machine opens to it ([`tunnel`]) instead of a listener, until `shutdown` completes.
+///
+/// # Errors
+/// The work directory could not be prepared, or the edge refused this machine for good (a
+/// rejected token, or another machine replaced this one).
+pub async fn connect(
+    config: Config,
+    settings: tunnel::TunnelSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (api, shutdown) = build(&config, shutdown)?;
+    tracing::info!(edge = %settings.edge, work_dir = %config.work_dir.display(), "tunnel mode");
+    tunnel::run(api, settings, shutdown).await
+}
+
+/// The service's API over its task manager, and a shutdown that stops the running task first,
+/// so that streams following it deliver its final event and end by themselves.
+fn build(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(Arc<AutopilotApi>, impl Future<Output = ()> + Send + 'static), Error> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     if api_key.is_none() {
@@ -93,8 +125,7 @@ pub async fn run(
         tracing::info!("shutting down: stopping the running task");
         stopping.shutdown().await;
     };
-    tracing::info!(addr = %listener.local_addr()?, work_dir = %config.work_dir.display(), "listening");
-    server::run(listener, manager, limits, shutdown).await
+    Ok((Arc::new(AutopilotApi::new(manager, limits)), shutdown))
 }
 
 /// Logs the agent CLI's version and, when the operator pinned one that does not match, records

@@ -1,5 +1,5 @@
-//! `agent-service`: parses flags, starts logging, binds, and runs the service until SIGTERM or
-//! SIGINT. Everything else lives in the library.
+//! `agent-service`: parses flags, starts logging, binds and runs the service (or, with `connect`,
+//! connects out to the edge in tunnel mode) until SIGTERM or SIGINT. Everything else lives in the library.
 
 use clap::Parser;
 use tokio::{
@@ -8,7 +8,10 @@ use tokio::{
 };
 use tracing_subscriber::EnvFilter;
 
-use agent_service::config::Config;
+use agent_service::{
+    config::{Command, Config},
+    tunnel::TunnelSettings,
+};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -20,13 +23,19 @@ async fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
-    let result = async {
-        let listener = TcpListener::bind(config.listen_addr())
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
-        agent_service::run(listener, config, shutdown_signal()).await
-    }
-    .await;
+    let result = match config.command.clone() {
+        None => async {
+            let listener = TcpListener::bind(config.listen_addr())
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
+            agent_service::run(listener, config, shutdown_signal()).await
+        }
+        .await,
+        Some(Command::Connect(args)) => {
+            let settings = TunnelSettings { edge: args.edge, token: args.token, ping_interval: args.ping_interval };
+            agent_service::connect(config, settings, shutdown_signal()).await
+        }
+    };
     match result {
         Ok(()) => {
             tracing::info!("stopped");

@@ -15,7 +15,7 @@ use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{grpc_api::AutopilotApi, task_manager::TaskManager, validate::Limits};
+use crate::grpc_api::AutopilotApi;
 
 /// Headers a gRPC-web client sends and must be allowed to read back, for CORS.
 const GRPC_WEB_REQUEST_HEADERS: [&str; 5] =
@@ -31,8 +31,7 @@ const GRPC_WEB_RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "gr
 /// The reflection service could not be built, or serving failed.
 pub async fn run(
     listener: TcpListener,
-    manager: Arc<TaskManager>,
-    limits: Limits,
+    api: Arc<AutopilotApi>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -47,7 +46,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let api = AutopilotServer::new(AutopilotApi::new(manager, limits));
+    let api = AutopilotServer::from_arc(api);
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([axum::http::Method::POST, axum::http::Method::GET, axum::http::Method::OPTIONS])

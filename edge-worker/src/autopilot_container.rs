@@ -40,8 +40,8 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
     lifecycle::{ContainerState, Lifecycle},
     readiness::{poll_delays, START_DEADLINE},
-    routes::{ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER},
-    ticket::{self, Ticket, TICKET_TTL_MS},
+    routes::USER_HEADER,
+    sessions::Sessions,
 };
 
 /// Storage key of the object's own state.
@@ -50,10 +50,6 @@ const STATE_KEY: &str = "state";
 const ACCOUNT_KEY: &str = "account";
 /// Storage key prefix of ledger entries (followed by a zero-padded sequence number).
 const LEDGER_PREFIX: &str = "ledger:";
-/// Storage key prefix of WebSocket sessions.
-const SESSION_PREFIX: &str = "session:";
-/// Storage key prefix of unused ticket nonces.
-const TICKET_PREFIX: &str = "ticket:";
 /// How often container time is charged while it runs (the `METER_INTERVAL_SECONDS` var overrides).
 const DEFAULT_METER_INTERVAL: Duration = Duration::from_secs(60);
 /// What a task cancelled for lack of credits says.
@@ -83,13 +79,6 @@ struct Persisted {
 struct SocketInfo {
     socket_id: String,
     session_id: String,
-}
-
-/// A WebSocket session: created by Start, opened by the WebSocket route.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Session {
-    task_id: String,
-    created_ms: u64,
 }
 
 type StartFuture = Shared<LocalBoxFuture<'static, Result<(), GrpcStatus>>>;
@@ -179,7 +168,7 @@ impl worker::DurableObject for AutopilotContainer {
         let response = match (req.method(), path.as_str()) {
             (Method::Post, "/api/container/start") => self.start_route(req).await,
             (Method::Get, "/api/container/status") => self.status_route(&req).await,
-            (Method::Post, "/api/container/ws-ticket") => self.ws_ticket_route(req).await,
+            (Method::Post, "/api/container/ws-ticket") => self.sessions().ticket_route(req, &self.user_id()).await,
             (Method::Get, p) if p.starts_with("/api/container/ws/") => {
                 self.websocket_route(&req, p.trim_start_matches("/api/container/ws/")).await
             }
@@ -532,51 +521,21 @@ impl AutopilotContainer {
             Err(status) => return error_response(&status),
         };
         self.remember_task(&started.task_id, started.state);
-        let session_id = random_id()?;
-        let session = Session { task_id: started.task_id.clone(), created_ms: now_ms() };
-        self.state.storage().put(&format!("{SESSION_PREFIX}{session_id}"), session).await?;
-        let (ticket, websocket_url) = self.issue_ticket(&req, &session_id).await?;
-        Response::from_json(&serde_json::json!({
-            "taskId": started.task_id,
-            "state": TaskState::try_from(started.state).unwrap_or_default().as_str_name(),
-            "sessionId": session_id,
-            "ticket": ticket,
-            "websocketUrl": websocket_url,
-        }))
+        let state_name = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
+        self.sessions().start_reply(&req, &self.user_id(), &started.task_id, state_name).await
     }
 
-    /// A single-use ticket for a WebSocket to `session_id`, and the URL that carries it. The
-    /// nonce is kept until the ticket is used or expires.
-    async fn issue_ticket(&self, req: &Request, session_id: &str) -> worker::Result<(String, String)> {
-        let user_id = self.inner.persisted.borrow().user_id.clone().unwrap_or_default();
-        let ticket = Ticket {
-            user_id,
-            session_id: session_id.into(),
-            nonce: random_id()?,
-            expires_at_ms: now_ms() + TICKET_TTL_MS,
-        };
-        self.state.storage().put(&format!("{TICKET_PREFIX}{}", ticket.nonce), ticket.expires_at_ms).await?;
-        let text = ticket::issue(ticket_secret(&self.env)?.as_bytes(), &ticket);
-        let url = req.url()?;
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        let host = url.host_str().unwrap_or("localhost");
-        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let websocket_url = format!("{scheme}://{host}{port}/api/container/ws/{session_id}?ticket={text}");
-        Ok((text, websocket_url))
-    }
-
-    /// `POST /api/container/ws-ticket` `{"sessionId"}`: a fresh ticket for a reconnect.
-    async fn ws_ticket_route(&self, mut req: Request) -> worker::Result<Response> {
-        let body: serde_json::Value = req.json().await.unwrap_or_default();
-        let session_id = body["sessionId"].as_str().unwrap_or_default().to_string();
-        let session: Option<Session> = self.state.storage().get(&format!("{SESSION_PREFIX}{session_id}")).await?;
-        if session_id.is_empty() || session.is_none() {
-            return error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
+    fn sessions(&self) -> Sessions<'_> {
+        Sessions {
+            state: &self.state,
+            env: &self.env,
+            ws_path: "/api/container/ws/",
+            ticket_path: "/api/container/ws-ticket",
         }
-        let (ticket, websocket_url) = self.issue_ticket(&req, &session_id).await?;
-        Response::from_json(
-            &serde_json::json!({"sessionId": session_id, "ticket": ticket, "websocketUrl": websocket_url}),
-        )
+    }
+
+    fn user_id(&self) -> String {
+        self.inner.persisted.borrow().user_id.clone().unwrap_or_default()
     }
 
     /// `GET /api/billing/balance`.
@@ -664,23 +623,10 @@ impl AutopilotContainer {
         }
     }
 
-    /// Upgrades to a WebSocket on one of this user's sessions. A ticket must name this session
-    /// and be unused: its nonce is burned here, before the upgrade.
+    /// Upgrades to a WebSocket on one of this user's sessions (see [`Sessions::admit`]).
     async fn websocket_route(&self, req: &Request, session_id: &str) -> worker::Result<Response> {
-        let not_found = || error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
-        let session: Option<Session> = self.state.storage().get(&format!("{SESSION_PREFIX}{session_id}")).await?;
-        if session.is_none() {
-            return not_found();
-        }
-        if let Some(nonce) = req.headers().get(TICKET_NONCE_HEADER)? {
-            if req.headers().get(TICKET_SESSION_HEADER)?.as_deref() != Some(session_id) {
-                return not_found();
-            }
-            if !self.state.storage().delete(&format!("{TICKET_PREFIX}{nonce}")).await? {
-                return crate::auth::unauthenticated(
-                    "the ticket was already used; ask POST /api/container/ws-ticket for a new one",
-                );
-            }
+        if let Err(refusal) = self.sessions().admit(req, session_id).await? {
+            return Ok(refusal);
         }
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
@@ -735,6 +681,7 @@ impl AutopilotContainer {
                 client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c)))
             }
             Rpc::Subscribe(request) => return self.subscribe(ws, client, request_id, request, encoding),
+            Rpc::Unsubscribe(subscription) => return self.unsubscribe(ws, &subscription),
         };
         let frame = frame.unwrap_or_else(|status| error_frame(request_id.clone(), status));
         send(ws, encode_server_frame(&frame, encoding));
@@ -786,6 +733,14 @@ impl AutopilotContainer {
             inner.subscriptions.borrow_mut().remove(&id);
             inner.active_streams.set(inner.active_streams.get().saturating_sub(1));
         });
+    }
+
+    /// Stops one of this socket's subscriptions; the socket stays open.
+    fn unsubscribe(&self, ws: &WebSocket, request_id: &str) {
+        let socket = socket_id(ws);
+        let subscriptions = self.inner.subscriptions.borrow();
+        let mine = subscriptions.values().filter(|s| s.socket_id == socket && s.request_id == request_id);
+        mine.for_each(|s| s.abort.abort());
     }
 
     fn remember_task(&self, task_id: &str, state: i32) {

@@ -4,7 +4,7 @@
 
 use autopilot_contract::v1::{
     client_frame::Request, server_frame::Frame, CancelRequest, ClientFrame, EndOfStream, Error, Event, ServerFrame,
-    StartRequest, StatusRequest, StreamEventsRequest,
+    StartRequest, StatusRequest, StreamEventsRequest, Unsubscribe,
 };
 use prost::Message;
 
@@ -36,6 +36,8 @@ pub enum Rpc {
     Status(StatusRequest),
     Subscribe(StreamEventsRequest),
     Cancel(CancelRequest),
+    /// Stop the subscription opened by the frame with this request id.
+    Unsubscribe(String),
 }
 
 /// A client frame, understood.
@@ -76,14 +78,30 @@ pub fn decode_client_frame(message: &WsMessage) -> Result<Call, WsMessage> {
         Some(Request::Status(r)) => Rpc::Status(r),
         Some(Request::StreamEvents(r)) => Rpc::Subscribe(r),
         Some(Request::Cancel(r)) => Rpc::Cancel(r),
+        Some(Request::Unsubscribe(r)) => Rpc::Unsubscribe(r.subscription_request_id),
+        Some(Request::Error(_)) => {
+            return Err(refuse(frame.request_id, "error frames are sent by the edge, not to it".into()))
+        }
         None => {
             return Err(refuse(
                 frame.request_id,
-                "ClientFrame names no request (one of start, status, streamEvents, cancel)".into(),
+                "ClientFrame names no request (one of start, status, streamEvents, cancel, unsubscribe)".into(),
             ))
         }
     };
     Ok(Call { request_id: frame.request_id, rpc, encoding })
+}
+
+/// The client frame that asks for `rpc` under `request_id` (what a relay passes on).
+pub fn client_frame(request_id: String, rpc: Rpc) -> ClientFrame {
+    let request = match rpc {
+        Rpc::Start(r) => Request::Start(r),
+        Rpc::Status(r) => Request::Status(r),
+        Rpc::Subscribe(r) => Request::StreamEvents(r),
+        Rpc::Cancel(r) => Request::Cancel(r),
+        Rpc::Unsubscribe(subscription_request_id) => Request::Unsubscribe(Unsubscribe { subscription_request_id }),
+    };
+    ClientFrame { request_id, request: Some(request) }
 }
 
 /// The request id of a JSON frame that did not parse as a whole, so the error still correlates.
@@ -137,6 +155,18 @@ mod tests {
         assert_eq!((binary.encoding, json.encoding), (Encoding::Binary, Encoding::Json));
         assert_eq!(json.request_id, "r7");
         assert_eq!(json.rpc, Rpc::Subscribe(StreamEventsRequest { task_id: "t".into(), from_seq: 9 }));
+    }
+
+    #[test]
+    fn a_relayed_call_is_the_same_frame_under_another_id() {
+        let frame = ClientFrame {
+            request_id: "r1".into(),
+            request: Some(Request::Unsubscribe(Unsubscribe { subscription_request_id: "events-1".into() })),
+        };
+        let call = decode_client_frame(&WsMessage::Binary(frame.encode_to_vec())).unwrap();
+        assert_eq!(call.rpc, Rpc::Unsubscribe("events-1".into()));
+        let relayed = client_frame("s/x/b/r1".into(), call.rpc);
+        assert_eq!(relayed, ClientFrame { request_id: "s/x/b/r1".into(), ..frame });
     }
 
     #[test]

@@ -27,10 +27,14 @@ pub mod entropy;
 pub mod grpc_web;
 pub mod lifecycle;
 pub mod readiness;
+pub mod relay_route;
 pub mod routes;
+pub mod sessions;
 pub mod ticket;
+pub mod tunnel_relay;
 
 pub use autopilot_container::AutopilotContainer;
+pub use tunnel_relay::TunnelRelay;
 
 #[worker::event(fetch)]
 async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {

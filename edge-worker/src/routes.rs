@@ -30,7 +30,8 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (Method::Post, "/api/auth/signout") => auth::sign_out(&req, &env).await,
         (_, p) if p.starts_with("/api/admin/") => admin(req, &env).await,
         (Method::Get, "/bench/echo") if bench_routes_enabled(&env) => echo_websocket(),
-        (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env).await,
+        (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env, Backend::Container).await,
+        (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => websocket(req, &env, Backend::Tunnel).await,
         (method, p) if is_user_route(&method, p) => {
             let Some(user) = authenticate(&req, &env).await? else {
                 return if p.starts_with("/autopilot.v1.") {
@@ -43,9 +44,28 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             if p == "/api/auth/me" {
                 return Response::from_json(&serde_json::json!({"userId": user}));
             }
-            forward(req, &env, &user, &[]).await
+            let backend = if p.starts_with("/api/tunnel/") { Backend::Tunnel } else { Backend::Container };
+            forward(req, &env, backend, &user, &[]).await
         }
         _ => not_found(&path),
+    }
+}
+
+/// The two modes a user chooses between, each served by its own Durable Object per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// Paid: the agent runs in the user's container (`AutopilotContainer`).
+    Container,
+    /// Free: the agent runs on the user's own machine, connected out to `TunnelRelay`.
+    Tunnel,
+}
+
+impl Backend {
+    fn binding(self) -> &'static str {
+        match self {
+            Backend::Container => "AUTOPILOT_CONTAINER",
+            Backend::Tunnel => "TUNNEL_RELAY",
+        }
     }
 }
 
@@ -62,12 +82,17 @@ fn is_user_route(method: &Method, path: &str) -> bool {
             | (Method::Post, "/autopilot.v1.Autopilot/Status")
             | (Method::Post, "/autopilot.v1.Autopilot/StreamEvents")
             | (Method::Post, "/autopilot.v1.Autopilot/Cancel")
+            | (Method::Get, "/api/tunnel/connect")
+            | (Method::Get, "/api/tunnel/status")
+            | (Method::Post, "/api/tunnel/start")
+            | (Method::Post, "/api/tunnel/ws-ticket")
     )
 }
 
-/// `GET /api/container/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves the user;
-/// the user's object then checks the session is theirs and burns the ticket, before upgrading.
-async fn websocket(req: Request, env: &Env) -> worker::Result<Response> {
+/// `GET /api/{container,tunnel}/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves
+/// the user; the user's object then checks the session is theirs and burns the ticket, before
+/// upgrading.
+async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<Response> {
     let url = req.url()?;
     let ticket_text = url.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned());
     if let Some(text) = ticket_text {
@@ -76,13 +101,13 @@ async fn websocket(req: Request, env: &Env) -> worker::Result<Response> {
             Ok(ticket) => {
                 let headers =
                     [(TICKET_NONCE_HEADER, ticket.nonce.as_str()), (TICKET_SESSION_HEADER, ticket.session_id.as_str())];
-                forward(req, env, &ticket.user_id, &headers).await
+                forward(req, env, backend, &ticket.user_id, &headers).await
             }
             Err(error) => unauthenticated(&format!("{error}; ask POST /api/container/ws-ticket for a new one")),
         };
     }
     match authenticate(&req, env).await? {
-        Some(user) => forward(req, env, &user, &[]).await,
+        Some(user) => forward(req, env, backend, &user, &[]).await,
         None => unauthenticated("a WebSocket needs ?ticket= (from start or ws-ticket) or a session cookie"),
     }
 }
@@ -118,15 +143,21 @@ async fn admin(mut req: Request, env: &Env) -> worker::Result<Response> {
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(body.to_string().into()));
             let forwarded = Request::new_with_init(&format!("https://user-object{internal}"), &init)?;
-            forward(forwarded, env, &user, &[]).await
+            forward(forwarded, env, Backend::Container, &user, &[]).await
         }
         _ => not_found(&path),
     }
 }
 
-/// Sends the request to the Durable Object of `user`, naming the user (and any verified ticket)
-/// in internal headers, after removing any the client sent.
-async fn forward(req: Request, env: &Env, user: &str, extra: &[(&str, &str)]) -> worker::Result<Response> {
+/// Sends the request to `user`'s Durable Object of `backend`, naming the user (and any verified
+/// ticket) in internal headers, after removing any the client sent.
+async fn forward(
+    req: Request,
+    env: &Env,
+    backend: Backend,
+    user: &str,
+    extra: &[(&str, &str)],
+) -> worker::Result<Response> {
     let mut forwarded = req.clone_mut()?;
     let headers = forwarded.headers_mut()?;
     for name in INTERNAL_HEADERS {
@@ -136,7 +167,7 @@ async fn forward(req: Request, env: &Env, user: &str, extra: &[(&str, &str)]) ->
     for (name, value) in extra {
         headers.set(name, value)?;
     }
-    let stub = env.durable_object("AUTOPILOT_CONTAINER")?.id_from_name(user)?.get_stub()?;
+    let stub = env.durable_object(backend.binding())?.id_from_name(user)?.get_stub()?;
     stub.fetch_with_request(forwarded).await
 }
 

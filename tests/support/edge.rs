@@ -141,8 +141,12 @@ impl Edge {
     /// A WebSocket URL with a fresh single-use ticket for `session_id` (tickets cannot be reused,
     /// so every connection asks for its own).
     pub async fn ws_ticket_url(&self, token: &str, session_id: &str) -> String {
-        let reply =
-            self.post_json("/api/container/ws-ticket", token, serde_json::json!({"sessionId": session_id})).await;
+        self.ws_ticket_url_for("/api/container/ws-ticket", token, session_id).await
+    }
+
+    /// [`Edge::ws_ticket_url`] from the ticket route `path` of a mode (container or tunnel).
+    pub async fn ws_ticket_url_for(&self, path: &str, token: &str, session_id: &str) -> String {
+        let reply = self.post_json(path, token, serde_json::json!({"sessionId": session_id})).await;
         reply["websocketUrl"].as_str().unwrap_or_else(|| panic!("no websocketUrl in {reply}")).to_string()
     }
 

@@ -2,9 +2,12 @@
 //! fixtures that start the real agent-service, build real git repositories and make real
 //! clients (native gRPC and gRPC-web).
 
+pub mod bridge_client;
 pub mod edge;
 pub mod events;
 pub mod fake_model_api;
 pub mod git_fixture;
 pub mod grpc_web;
 pub mod service;
+pub mod tcp_proxy;
+pub mod tunnel_machine;

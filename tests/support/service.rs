@@ -65,6 +65,38 @@ impl Default for ServiceOptions {
     }
 }
 
+/// The agent-service command line and environment every test uses (JSON logs on stderr, the
+/// pinned Claude Code CLI against `model_api`, a private HOME), before the mode's own flags.
+pub fn agent_command(model_api: &FakeModelApi, options: &ServiceOptions, home: &Path, work_dir: &Path) -> Command {
+    let mut command = Command::new(agent_service_binary());
+    command
+        .args(["--log-format", "json", "--stop-grace", "2s"])
+        .arg("--work-dir")
+        .arg(work_dir)
+        .arg("--claude-path")
+        .arg(claude_cli())
+        .args(&options.extra_args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("RUST_LOG", "info")
+        .env("ANTHROPIC_BASE_URL", &model_api.base_url)
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if options.allow_local_repos {
+        command.arg("--allow-local-repos");
+    }
+    if let Some(key) = &options.api_key {
+        command.env("ANTHROPIC_API_KEY", key);
+    }
+    command
+}
+
 /// A running agent-service process.
 pub struct Service {
     pub addr: std::net::SocketAddr,
@@ -87,32 +119,8 @@ impl Service {
                 (Some(work), dir)
             }
         };
-        let mut command = Command::new(agent_service_binary());
-        command
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--stop-grace", "2s"])
-            .arg("--work-dir")
-            .arg(&work_dir)
-            .arg("--claude-path")
-            .arg(claude_cli())
-            .args(&options.extra_args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home.path())
-            .env("RUST_LOG", "info")
-            .env("ANTHROPIC_BASE_URL", &model_api.base_url)
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("CLAUDE_CODE_MAX_RETRIES", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if options.allow_local_repos {
-            command.arg("--allow-local-repos");
-        }
-        if let Some(key) = &options.api_key {
-            command.env("ANTHROPIC_API_KEY", key);
-        }
+        let mut command = agent_command(model_api, &options, home.path(), &work_dir);
+        command.args(["--listen", "127.0.0.1:0"]);
         let mut child = command.spawn().expect("spawning agent-service");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));

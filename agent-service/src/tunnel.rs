@@ -1,0 +1,228 @@
+//! Tunnel mode's machine side (`agent-service connect`): the user's own machine opens a WebSocket
+//! out to the edge (`GET /api/tunnel/connect`, with the user's API token), so it needs no open
+//! port. The edge sends `ClientFrame`s; the [`FrameServer`] answers them with the same API the
+//! gRPC server runs. When the connection drops, the task keeps running here and the machine
+//! reconnects with backoff; browsers then resubscribe from their last seq.
+
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use autopilot_contract::v1::{server_frame::Frame, ClientFrame, Error as FrameError, ServerFrame};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{
+    self, client::IntoClientRequest, http::header::AUTHORIZATION, protocol::frame::coding::CloseCode, Message,
+};
+use url::Url;
+
+use crate::{frame_server::FrameServer, grpc_api::AutopilotApi, Error};
+
+/// Close code with which the edge replaces this machine by another of the same user.
+const REPLACED_CLOSE_CODE: u16 = 4001;
+/// Replies buffered before the frame server waits for the socket.
+const REPLY_BUFFER: usize = 1024;
+/// A connection that lasted this long starts the next backoff from the beginning.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// How long, after shutdown stopped the running task, its final frames get to reach the edge.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(500);
+
+/// Where and as whom to connect. (No `Debug`: it holds the token.)
+#[derive(Clone)]
+pub struct TunnelSettings {
+    /// The edge's base URL (`https://...`, or `http://...` locally).
+    pub edge: Url,
+    /// The user's API token (sent as a bearer token; never logged).
+    pub token: String,
+    /// How often to ping the edge; three intervals without a word from it count as a drop.
+    pub ping_interval: Duration,
+}
+
+/// The WebSocket URL of the tunnel endpoint under `edge`.
+///
+/// # Errors
+/// `edge` is not an http(s) or ws(s) URL.
+pub fn connect_url(edge: &Url) -> Result<Url, String> {
+    let scheme = match edge.scheme() {
+        "https" | "wss" => "wss",
+        "http" | "ws" => "ws",
+        other => return Err(format!("the edge URL must be https:// (or http:// locally), not {other}://")),
+    };
+    let mut url = edge.clone();
+    url.set_scheme(scheme).map_err(|()| "the edge URL cannot carry a WebSocket scheme".to_string())?;
+    url.set_path("/api/tunnel/connect");
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// Why a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Worth reconnecting: the network or the edge went away.
+    Dropped(String),
+    /// Not worth reconnecting: the edge refused this machine or replaced it.
+    Refused(String),
+}
+
+/// Keeps this machine connected to the edge until `shutdown` completes.
+///
+/// # Errors
+/// The edge refused the token or replaced this machine by another.
+pub async fn run(
+    api: Arc<AutopilotApi>,
+    settings: TunnelSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let url = connect_url(&settings.edge)?;
+    let backoff = || {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(30))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = backoff();
+    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopped_tx.send(true);
+    });
+    loop {
+        let began = Instant::now();
+        let ended = tokio::select! {
+            ended = connection(&api, &url, &settings) => ended,
+            _ = stopped.wait_for(|stopped| *stopped) => {
+                // Shutdown has stopped the running task; its final frames were queued meanwhile.
+                tokio::time::sleep(FLUSH_ON_SHUTDOWN).await;
+                return Ok(());
+            }
+        };
+        let why = match ended {
+            Ended::Refused(why) => return Err(why.into()),
+            Ended::Dropped(why) => why,
+        };
+        if began.elapsed() >= STABLE_CONNECTION {
+            delays = backoff();
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(30));
+        tracing::warn!(reason = %why, retry_in = ?delay, "tunnel: not connected to the edge; tasks keep running here");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return Ok(()),
+        }
+    }
+}
+
+/// One connection to the edge, served until it ends.
+async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSettings) -> Ended {
+    let mut request = match url.as_str().into_client_request() {
+        Ok(request) => request,
+        Err(e) => return Ended::Refused(format!("bad edge URL: {e}")),
+    };
+    match format!("Bearer {}", settings.token).parse() {
+        Ok(value) => request.headers_mut().insert(AUTHORIZATION, value),
+        Err(_) => return Ended::Refused("the token is not a valid header value".into()),
+    };
+    let socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => socket,
+        Err(tungstenite::Error::Http(response)) => {
+            let status = response.status();
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            return match status.as_u16() {
+                401 | 403 => Ended::Refused(format!("the edge refused the token (HTTP {status}): {body}")),
+                404 => Ended::Refused(format!("{url} has no tunnel endpoint (HTTP 404): is --edge right?")),
+                _ => Ended::Dropped(format!("the edge answered HTTP {status}: {body}")),
+            };
+        }
+        Err(e) => return Ended::Dropped(format!("could not reach {url}: {e}")),
+    };
+    tracing::info!(edge = %url, "tunnel: connected; serving this machine's tasks through the edge");
+    let (mut sink, mut stream) = socket.split();
+    let (replies, mut outgoing) = mpsc::channel::<ServerFrame>(REPLY_BUFFER);
+    let mut server = FrameServer::new(Arc::clone(api), replies.clone());
+    let mut ping = tokio::time::interval(settings.ping_interval);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                last_heard = Instant::now();
+                match message {
+                    Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(bytes) {
+                        Ok(frame) => server.serve(frame),
+                        Err(e) => {
+                            let reply = refusal(format!("malformed ClientFrame (protobuf): {e}"));
+                            let _ = replies.send(reply).await;
+                        }
+                    },
+                    Some(Ok(Message::Text(_))) => {
+                        let _ = replies.send(refusal("the tunnel carries binary protobuf frames, not text".into())).await;
+                    }
+                    Some(Ok(Message::Close(close))) => return closed_by_edge(close),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Ended::Dropped(format!("the connection failed: {e}")),
+                    None => return Ended::Dropped("the connection closed".into()),
+                }
+            }
+            Some(frame) = outgoing.recv() => {
+                if let Err(e) = sink.send(Message::Binary(frame.encode_to_vec().into())).await {
+                    return Ended::Dropped(format!("could not send to the edge: {e}"));
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > settings.ping_interval * 3 {
+                    return Ended::Dropped(format!("no word from the edge for {:?}", last_heard.elapsed()));
+                }
+                if let Err(e) = sink.send(Message::Ping(Default::default())).await {
+                    return Ended::Dropped(format!("could not ping the edge: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// How the edge's close frame ends the connection.
+fn closed_by_edge(close: Option<tungstenite::protocol::CloseFrame>) -> Ended {
+    match close {
+        Some(frame) if frame.code == CloseCode::from(REPLACED_CLOSE_CODE) => {
+            Ended::Refused(format!("the edge closed this connection: {}", frame.reason))
+        }
+        Some(frame) => Ended::Dropped(format!("the edge closed the connection ({}): {}", frame.code, frame.reason)),
+        None => Ended::Dropped("the edge closed the connection".into()),
+    }
+}
+
+/// The reply to a frame that could not be read.
+fn refusal(message: String) -> ServerFrame {
+    let error = FrameError { code: tonic::Code::InvalidArgument as i32, message };
+    ServerFrame { request_id: String::new(), frame: Some(Frame::Error(error)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tunnel_endpoint_is_under_the_edge_url() {
+        let url = |s: &str| connect_url(&Url::parse(s).unwrap());
+        assert_eq!(url("https://autopilot.example.com").unwrap().as_str(), "wss://autopilot.example.com/api/tunnel/connect");
+        assert_eq!(url("http://127.0.0.1:8787/").unwrap().as_str(), "ws://127.0.0.1:8787/api/tunnel/connect");
+        assert_eq!(url("https://x.dev/some/page?q=1#f").unwrap().as_str(), "wss://x.dev/api/tunnel/connect");
+        assert!(url("ftp://x.dev").unwrap_err().contains("https://"));
+    }
+
+    #[test]
+    fn only_a_replacement_stops_reconnecting() {
+        let close = |code: u16, reason: &str| {
+            Some(tungstenite::protocol::CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() })
+        };
+        assert!(matches!(closed_by_edge(close(4001, "replaced")), Ended::Refused(why) if why.contains("replaced")));
+        assert!(matches!(closed_by_edge(close(1001, "going away")), Ended::Dropped(_)));
+        assert!(matches!(closed_by_edge(None), Ended::Dropped(_)));
+    }
+}

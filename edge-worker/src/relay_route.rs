@@ -1,0 +1,77 @@
+//! Where a tunnel frame's answer goes. Every browser socket and HTTP caller of a user shares one
+//! machine socket, and each chooses its own request ids, so the relay rewrites the id of each
+//! `ClientFrame` it sends the machine into a routed id naming the asker, and reads the asker back
+//! from the id of every `ServerFrame` the machine answers with. The route lives in the id itself,
+//! so it survives the Durable Object hibernating between frames.
+
+use crate::bridge::Encoding;
+
+/// Who asked, and under which id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A browser socket (named by its socket id), which speaks `encoding` and chose `request_id`.
+    Socket { socket_id: String, encoding: Encoding, request_id: String },
+    /// An HTTP request of the edge itself (e.g. `POST /api/tunnel/start`), waiting in memory.
+    Http { call_id: String },
+}
+
+impl Route {
+    /// The request id the machine sees.
+    pub fn to_request_id(&self) -> String {
+        match self {
+            Route::Socket { socket_id, encoding, request_id } => {
+                let encoding = match encoding {
+                    Encoding::Binary => 'b',
+                    Encoding::Json => 'j',
+                };
+                format!("s/{socket_id}/{encoding}/{request_id}")
+            }
+            Route::Http { call_id } => format!("h/{call_id}"),
+        }
+    }
+
+    /// The route a machine's request id names; `None` for an id the relay never issued.
+    pub fn parse(request_id: &str) -> Option<Route> {
+        if let Some(call_id) = request_id.strip_prefix("h/") {
+            return (!call_id.is_empty()).then(|| Route::Http { call_id: call_id.to_string() });
+        }
+        let rest = request_id.strip_prefix("s/")?;
+        let (socket_id, rest) = rest.split_once('/')?;
+        let (encoding, request_id) = rest.split_once('/')?;
+        let encoding = match encoding {
+            "b" => Encoding::Binary,
+            "j" => Encoding::Json,
+            _ => return None,
+        };
+        // Socket ids are the relay's own (UUIDs); anything else was not issued here.
+        if socket_id.is_empty() || !socket_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return None;
+        }
+        Some(Route::Socket { socket_id: socket_id.to_string(), encoding, request_id: request_id.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_routes_round_trip_any_client_request_id() {
+        for request_id in ["events-1", "", "a/b/c", "ünïcode"] {
+            for encoding in [Encoding::Binary, Encoding::Json] {
+                let route = Route::Socket { socket_id: "0f3e-Ab12".into(), encoding, request_id: request_id.into() };
+                assert_eq!(Route::parse(&route.to_request_id()), Some(route));
+            }
+        }
+        let http = Route::Http { call_id: "c9".into() };
+        assert_eq!(http.to_request_id(), "h/c9");
+        assert_eq!(Route::parse("h/c9"), Some(http));
+    }
+
+    #[test]
+    fn ids_the_relay_never_issued_route_nowhere() {
+        for id in ["", "events-1", "h/", "s/", "s/abc", "s/abc/x/r1", "s//b/r1", "s/a_b/b/r1", "x/abc/b/r1"] {
+            assert_eq!(Route::parse(id), None, "{id:?}");
+        }
+    }
+}

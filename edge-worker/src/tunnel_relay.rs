@@ -1,0 +1,388 @@
+//! The Durable Object `TunnelRelay`, one per user (`id_from_name(user_id)`): tunnel mode's edge.
+//! The user's own machine runs the agent-service and opens a WebSocket out to it
+//! (`GET /api/tunnel/connect`); the user's browsers open theirs as in container mode. The relay
+//! passes each browser `ClientFrame` to the machine under a routed request id
+//! ([`Route`]) and each `ServerFrame` the machine answers with back to the socket that asked, in
+//! that socket's encoding. Nothing is started and nothing is charged: the machine is the user's.
+//!
+//! All sockets are hibernatable; what a socket is (the machine, or a browser with its open
+//! subscriptions) travels in its attachment, so the relay keeps no state in memory but the HTTP
+//! calls it is waiting on. Only one machine per user is connected: a new one replaces the old,
+//! which is told why and closed.
+
+use std::{cell::RefCell, collections::HashMap, time::Duration};
+
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Error, ServerFrame, StartRequest,
+    TaskState,
+};
+use futures::{channel::oneshot, future::Either};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Date, Delay, Env, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair,
+};
+
+use crate::{
+    api_error::{error_response, not_found},
+    bridge::{client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage},
+    entropy::random_id,
+    grpc_web::{Code, GrpcStatus},
+    relay_route::Route,
+    routes::USER_HEADER,
+    sessions::Sessions,
+};
+
+/// Tag of the machine's socket.
+const MACHINE_TAG: &str = "machine";
+/// Storage key of the connected machine.
+const MACHINE_KEY: &str = "machine";
+/// Close code and reason a replaced machine receives (4000-4999: application codes).
+pub const REPLACED_CLOSE_CODE: u16 = 4001;
+const REPLACED_REASON: &str = "replaced: another machine connected for this user";
+/// How long an HTTP call waits for the machine's answer.
+const MACHINE_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a browser hears when there is no machine to ask.
+const NOT_CONNECTED: &str =
+    "your machine is not connected: run `agent-service connect --edge <this site> ` on it (see /api/tunnel/status)";
+/// What a browser's open subscriptions hear when the machine goes away.
+const DISCONNECTED: &str = "your machine disconnected (its task goes on there); subscribe again from your last \
+                            seq once it is back";
+
+/// What a socket is, carried in its attachment across hibernation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Peer {
+    Machine { machine_id: String },
+    Browser { socket_id: String, session_id: String, subscriptions: Vec<Subscription> },
+}
+
+/// A browser's open `stream_events` subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Subscription {
+    request_id: String,
+    encoding: Encoding,
+}
+
+/// The connected machine, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConnectedMachine {
+    machine_id: String,
+    connected_ms: u64,
+}
+
+#[durable_object]
+pub struct TunnelRelay {
+    state: State,
+    env: Env,
+    /// HTTP calls waiting for the machine's answer, by call id.
+    waiting: RefCell<HashMap<String, oneshot::Sender<ServerFrame>>>,
+}
+
+impl worker::DurableObject for TunnelRelay {
+    fn new(state: State, env: Env) -> Self {
+        TunnelRelay { state, env, waiting: RefCell::default() }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let user = req.headers().get(USER_HEADER)?.unwrap_or_default();
+        let path = req.path();
+        match (req.method(), path.as_str()) {
+            (Method::Get, "/api/tunnel/connect") => self.connect_route(&req).await,
+            (Method::Get, "/api/tunnel/status") => self.status_route().await,
+            (Method::Post, "/api/tunnel/start") => self.start_route(req, &user).await,
+            (Method::Post, "/api/tunnel/ws-ticket") => self.sessions().ticket_route(req, &user).await,
+            (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => {
+                self.browser_route(&req, p.trim_start_matches("/api/tunnel/ws/")).await
+            }
+            _ => not_found(&path),
+        }
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        let message = match message {
+            WebSocketIncomingMessage::Binary(bytes) => WsMessage::Binary(bytes),
+            WebSocketIncomingMessage::String(text) => WsMessage::Text(text),
+        };
+        match peer(&ws) {
+            Some(Peer::Machine { machine_id }) => self.from_machine(&ws, &machine_id, message).await,
+            Some(Peer::Browser { .. }) => self.from_browser(&ws, message).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.gone(&ws).await
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.gone(&ws).await
+    }
+}
+
+impl TunnelRelay {
+    fn sessions(&self) -> Sessions<'_> {
+        Sessions { state: &self.state, env: &self.env, ws_path: "/api/tunnel/ws/", ticket_path: "/api/tunnel/ws-ticket" }
+    }
+
+    /// `GET /api/tunnel/connect`: the user's machine connects; any machine before it is replaced.
+    async fn connect_route(&self, req: &Request) -> worker::Result<Response> {
+        if !req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            let status = GrpcStatus::new(Code::FailedPrecondition, "connect with a WebSocket (Upgrade: websocket)");
+            return Ok(error_response(&status)?.with_status(426));
+        }
+        for old in self.state.get_websockets_with_tag(MACHINE_TAG) {
+            let _ = old.close(Some(REPLACED_CLOSE_CODE), Some(REPLACED_REASON));
+        }
+        self.tell_subscribers(DISCONNECTED);
+        let machine = ConnectedMachine { machine_id: random_id()?, connected_ms: Date::now().as_millis() };
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[MACHINE_TAG]);
+        pair.server.serialize_attachment(Peer::Machine { machine_id: machine.machine_id.clone() })?;
+        self.state.storage().put(MACHINE_KEY, &machine).await?;
+        worker::console_log!("tunnel: a machine connected");
+        Response::from_websocket(pair.client)
+    }
+
+    /// `GET /api/tunnel/status`: whether the user's machine is connected, and since when.
+    async fn status_route(&self) -> worker::Result<Response> {
+        let machine = self.machine().await?;
+        Response::from_json(&serde_json::json!({
+            "connected": machine.is_some(),
+            "connectedSinceMs": machine.map(|(_, m)| m.connected_ms),
+        }))
+    }
+
+    /// `POST /api/tunnel/start` (a `StartRequest` in proto3 JSON): starts the task on the user's
+    /// machine and opens a session for the browser, as the container route does. No credits.
+    async fn start_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
+        let request: StartRequest = match serde_json::from_slice(&req.bytes().await?) {
+            Ok(request) => request,
+            Err(e) => {
+                let message = format!("the body must be a StartRequest in proto3 JSON: {e}");
+                return error_response(&GrpcStatus::new(Code::InvalidArgument, message));
+            }
+        };
+        let reply = match self.ask_machine(ClientRequest::Start(request)).await? {
+            Ok(reply) => reply,
+            Err(status) => return error_response(&status),
+        };
+        match reply.frame {
+            Some(Frame::Start(started)) => {
+                let state = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
+                self.sessions().start_reply(&req, user, &started.task_id, state).await
+            }
+            Some(Frame::Error(e)) => error_response(&GrpcStatus { code: e.code, message: e.message }),
+            other => error_response(&GrpcStatus::new(
+                Code::Internal,
+                format!("the machine answered Start with an unexpected frame: {other:?}"),
+            )),
+        }
+    }
+
+    /// `GET /api/tunnel/ws/{session}`: a browser's socket on one of this user's sessions.
+    async fn browser_route(&self, req: &Request, session_id: &str) -> worker::Result<Response> {
+        if let Err(refusal) = self.sessions().admit(req, session_id).await? {
+            return Ok(refusal);
+        }
+        let socket_id = random_id()?;
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[socket_id.as_str()]);
+        let peer = Peer::Browser { socket_id, session_id: session_id.to_string(), subscriptions: Vec::new() };
+        pair.server.serialize_attachment(peer)?;
+        Response::from_websocket(pair.client)
+    }
+
+    /// The connected machine's socket and record, if one is connected now.
+    async fn machine(&self) -> worker::Result<Option<(WebSocket, ConnectedMachine)>> {
+        let Some(machine) = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await? else {
+            return Ok(None);
+        };
+        let socket = self.state.get_websockets_with_tag(MACHINE_TAG).into_iter().find(
+            |ws| matches!(peer(ws), Some(Peer::Machine { machine_id }) if machine_id == machine.machine_id),
+        );
+        Ok(socket.map(|ws| (ws, machine)))
+    }
+
+    /// Sends the machine one request of the edge's own and waits for its answer.
+    async fn ask_machine(&self, request: ClientRequest) -> worker::Result<Result<ServerFrame, GrpcStatus>> {
+        let Some((machine, _)) = self.machine().await? else {
+            return Ok(Err(GrpcStatus::new(Code::Unavailable, NOT_CONNECTED)));
+        };
+        let call_id = random_id()?;
+        let (tx, rx) = oneshot::channel();
+        self.waiting.borrow_mut().insert(call_id.clone(), tx);
+        let frame = ClientFrame { request_id: Route::Http { call_id: call_id.clone() }.to_request_id(), request: Some(request) };
+        if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
+            self.waiting.borrow_mut().remove(&call_id);
+            return Ok(Err(GrpcStatus::new(Code::Unavailable, NOT_CONNECTED)));
+        }
+        let timeout = Delay::from(MACHINE_REPLY_TIMEOUT);
+        let answer = match futures::future::select(rx, timeout).await {
+            Either::Left((Ok(reply), _)) => Ok(reply),
+            Either::Left((Err(_), _)) => Err(GrpcStatus::new(Code::Unavailable, DISCONNECTED)),
+            Either::Right(_) => Err(GrpcStatus::new(
+                Code::DeadlineExceeded,
+                format!("your machine did not answer within {}s", MACHINE_REPLY_TIMEOUT.as_secs()),
+            )),
+        };
+        self.waiting.borrow_mut().remove(&call_id);
+        Ok(answer)
+    }
+
+    /// A browser frame: passed to the machine under a routed id, or answered here when it is
+    /// malformed or there is no machine.
+    async fn from_browser(&self, ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
+        let Call { request_id, rpc, encoding } = match decode_client_frame(&message) {
+            Ok(call) => call,
+            Err(reply) => return send(ws, reply),
+        };
+        let Some((machine, _)) = self.machine().await? else {
+            let status = GrpcStatus::new(Code::Unavailable, NOT_CONNECTED);
+            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+        };
+        let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(ws) else { return Ok(()) };
+        let routed = |request_id: String| Route::Socket { socket_id: socket_id.clone(), encoding, request_id };
+        let rpc = match rpc {
+            Rpc::Subscribe(request) => {
+                subscriptions.push(Subscription { request_id: request_id.clone(), encoding });
+                Rpc::Subscribe(request)
+            }
+            Rpc::Unsubscribe(subscription) => {
+                subscriptions.retain(|s| s.request_id != subscription);
+                Rpc::Unsubscribe(routed(subscription).to_request_id())
+            }
+            rpc => rpc,
+        };
+        ws.serialize_attachment(Peer::Browser { socket_id: socket_id.clone(), session_id, subscriptions })?;
+        let frame = client_frame(routed(request_id.clone()).to_request_id(), rpc);
+        if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
+            let status = GrpcStatus::new(Code::Unavailable, DISCONNECTED);
+            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+        }
+        Ok(())
+    }
+
+    /// A machine frame: delivered to the socket or HTTP call its request id routes to.
+    async fn from_machine(&self, ws: &WebSocket, machine_id: &str, message: WsMessage) -> worker::Result<()> {
+        let current = self.machine().await?.is_some_and(|(_, m)| m.machine_id == machine_id);
+        if !current {
+            return Ok(());
+        }
+        let frame = match &message {
+            WsMessage::Binary(bytes) => ServerFrame::decode(bytes.as_slice())
+                .map_err(|e| format!("the edge could not read your ServerFrame (protobuf): {e}")),
+            WsMessage::Text(_) => Err("the tunnel carries binary protobuf ServerFrames, not text".to_string()),
+        };
+        let mut frame = match frame {
+            Ok(frame) => frame,
+            Err(message) => return tell_machine(ws, String::new(), &message),
+        };
+        let ends_request = matches!(frame.frame, Some(Frame::Error(_)) | Some(Frame::EndOfStream(_)));
+        match Route::parse(&frame.request_id) {
+            Some(Route::Http { call_id }) => {
+                if let Some(waiting) = self.waiting.borrow_mut().remove(&call_id) {
+                    let _ = waiting.send(frame);
+                }
+                Ok(())
+            }
+            Some(Route::Socket { socket_id, encoding, request_id }) => {
+                let routed_id = std::mem::replace(&mut frame.request_id, request_id.clone());
+                let Some(browser) = self.state.get_websockets_with_tag(&socket_id).into_iter().next() else {
+                    // The browser has gone: stop the machine streaming to nobody.
+                    return stop_stream(ws, routed_id);
+                };
+                if ends_request {
+                    forget_subscription(&browser, &request_id)?;
+                }
+                send(&browser, encode_server_frame(&frame, encoding))
+            }
+            None => {
+                let message = format!("request id {:?} was not issued by this relay", frame.request_id);
+                tell_machine(ws, frame.request_id, &message)
+            }
+        }
+    }
+
+    /// A socket closed. A browser's subscriptions are stopped on the machine; when the current
+    /// machine goes, every open subscription is told, so its browser can resubscribe later.
+    async fn gone(&self, ws: &WebSocket) -> worker::Result<()> {
+        match peer(ws) {
+            Some(Peer::Browser { socket_id, subscriptions, .. }) => {
+                if let Some((machine, _)) = self.machine().await? {
+                    for subscription in subscriptions {
+                        let route = Route::Socket {
+                            socket_id: socket_id.clone(),
+                            encoding: subscription.encoding,
+                            request_id: subscription.request_id,
+                        };
+                        let _ = stop_stream(&machine, route.to_request_id());
+                    }
+                }
+            }
+            Some(Peer::Machine { machine_id }) => {
+                let stored = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await?;
+                if stored.is_some_and(|m| m.machine_id == machine_id) {
+                    self.state.storage().delete(MACHINE_KEY).await?;
+                    worker::console_log!("tunnel: the machine disconnected");
+                    self.tell_subscribers(DISCONNECTED);
+                    self.waiting.borrow_mut().clear();
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Ends every browser subscription with UNAVAILABLE and `why`.
+    fn tell_subscribers(&self, why: &str) {
+        for browser in self.state.get_websockets() {
+            let Some(Peer::Browser { socket_id, session_id, subscriptions }) = peer(&browser) else { continue };
+            for subscription in &subscriptions {
+                let status = GrpcStatus::new(Code::Unavailable, why);
+                let frame = error_frame(subscription.request_id.clone(), status);
+                let _ = send(&browser, encode_server_frame(&frame, subscription.encoding));
+            }
+            let _ = browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions: Vec::new() });
+        }
+    }
+}
+
+fn peer(ws: &WebSocket) -> Option<Peer> {
+    ws.deserialize_attachment::<Peer>().ok().flatten()
+}
+
+/// Removes a subscription that has ended from its browser's attachment.
+fn forget_subscription(browser: &WebSocket, request_id: &str) -> worker::Result<()> {
+    if let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(browser) {
+        let before = subscriptions.len();
+        subscriptions.retain(|s| s.request_id != request_id);
+        if subscriptions.len() != before {
+            browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions })?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks the machine to stop the subscription it knows as `routed_id`.
+fn stop_stream(machine: &WebSocket, routed_id: String) -> worker::Result<()> {
+    let frame = client_frame(String::new(), Rpc::Unsubscribe(routed_id));
+    machine.send_with_bytes(frame.encode_to_vec())
+}
+
+/// Tells the machine a frame it sent could not be relayed.
+fn tell_machine(machine: &WebSocket, request_id: String, message: &str) -> worker::Result<()> {
+    worker::console_warn!("tunnel: {message}");
+    let error = Error { code: Code::InvalidArgument as i32, message: message.to_string() };
+    let frame = ClientFrame { request_id, request: Some(ClientRequest::Error(error)) };
+    machine.send_with_bytes(frame.encode_to_vec())
+}
+
+/// Sends a frame, ignoring a socket that has just closed (its close handler cleans up).
+fn send(ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
+    let _ = match message {
+        WsMessage::Binary(bytes) => ws.send_with_bytes(bytes),
+        WsMessage::Text(text) => ws.send_with_str(text),
+    };
+    Ok(())
+}

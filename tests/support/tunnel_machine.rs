@@ -1,0 +1,88 @@
+//! Tunnel mode's machine for a test: the real `agent-service connect` process (the same task
+//! machinery, the real Claude Code CLI against the fake model API), connected out to an edge with
+//! a user's token. Its JSON logs are kept, to wait for its connections and to check for secrets.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, ExitStatus},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+
+use crate::{
+    fake_model_api::FakeModelApi,
+    service::{agent_command, ServiceOptions},
+};
+
+/// A running `agent-service connect`.
+pub struct Machine {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _home: TempDir,
+    _work: TempDir,
+}
+
+impl Machine {
+    /// Starts `agent-service connect --edge <edge_url>` with `token` in its environment.
+    pub fn connect(model_api: &FakeModelApi, edge_url: &str, token: &str) -> Machine {
+        let (home, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut command = agent_command(model_api, &ServiceOptions::default(), home.path(), work.path());
+        command.args(["connect", "--edge", edge_url, "--ping-interval", "1s"]).env("AUTOPILOT_TOKEN", token);
+        let mut child = command.spawn().expect("spawning agent-service connect");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        Machine { child, logs, _home: home, _work: work }
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// How many times the machine has connected to the edge so far.
+    pub fn connections(&self) -> usize {
+        self.logs().iter().filter(|line| line.contains("tunnel: connected")).count()
+    }
+
+    /// Waits until the machine has connected `count` times in all.
+    pub async fn wait_for_connections(&self, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.connections() < count {
+            assert!(Instant::now() < deadline, "the machine did not connect {count} times:\n{}", self.logs().join("\n"));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+    }
+
+    /// Waits for the process to exit (at most `limit`).
+    pub async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

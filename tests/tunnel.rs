@@ -1,0 +1,212 @@
+//! End-to-end test of tunnel mode: the real `agent-service connect` (the same task machinery,
+//! the real Claude Code CLI, real git) connects out to the real edge (`wrangler dev`), and a
+//! WebSocket client acting as the browser drives it through the edge. The machine's link runs
+//! through a proxy the test can cut, to play a network that drops mid-task. Container mode runs
+//! in the same edge, in the same test.
+
+use std::time::{Duration, Instant};
+
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Event, ServerFrame, StatusRequest,
+    TaskState,
+};
+use autopilot_tests::{
+    bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
+    edge::Edge,
+    events::{finished, kind, seqs},
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+    service::{Service, ServiceOptions},
+    tcp_proxy::TcpProxy,
+    tunnel_machine::Machine,
+};
+use futures::{SinkExt, StreamExt};
+use prost::Message as _;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+
+async fn get_json(edge: &Edge, path: &str, token: &str) -> Value {
+    let reply =
+        reqwest::Client::new().get(format!("{}{path}", edge.base_url)).bearer_auth(token).send().await.unwrap();
+    reply.json().await.unwrap()
+}
+
+async fn connected(edge: &Edge, token: &str) -> bool {
+    let status = get_json(edge, "/api/tunnel/status", token).await;
+    status["connected"].as_bool().unwrap_or_else(|| panic!("no `connected` in {status}"))
+}
+
+async fn wait_until_connected(edge: &Edge, token: &str, want: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connected(edge, token).await != want {
+        assert!(Instant::now() < deadline, "tunnel status never said connected={want}:\n{}", edge.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads a subscription until the relay ends it with an error; answers the events and the error.
+async fn read_until_error(ws: &mut Socket, request_id: &str) -> (Vec<Event>, i32, String) {
+    let mut events = Vec::new();
+    loop {
+        let frame = receive(ws, Encoding::Binary).await;
+        assert_eq!(frame.request_id, request_id);
+        match frame.frame {
+            Some(Frame::Event(event)) => events.push(event),
+            Some(Frame::Error(e)) => return (events, e.code, e.message),
+            other => panic!("expected events then an error, got {other:?}"),
+        }
+    }
+}
+
+/// A raw WebSocket to the tunnel endpoint with `token`, as a machine would open it.
+async fn raw_machine(edge: &Edge, token: &str) -> Result<Socket, tungstenite::Error> {
+    let mut request = format!("{}/api/tunnel/connect", edge.ws_base()).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
+}
+
+#[tokio::test]
+async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
+    let model_api = FakeModelApi::start().await.unwrap();
+    let repo = GitFixture::new();
+    // The container mode's agent-service (local mode: the edge reaches it at AGENT_SERVICE_URL).
+    let service = Service::start(&model_api, ServiceOptions::default()).await;
+    let edge = Edge::start(&format!("http://{}", service.addr)).await;
+    let alice = edge.user("alice", 0).await;
+    let bob = edge.user("bob", 0).await;
+    let start_body = |prompt: &str| json!({"repositoryUrl": repo.url(), "prompt": prompt});
+
+    // No machine yet: status says so, and a tunnel Start is refused with what to do.
+    assert!(!connected(&edge, &alice).await);
+    let refused = edge.post_json("/api/tunnel/start", &alice, start_body("SCENARIO:answer")).await;
+    assert_eq!(refused["error"]["code"], "UNAVAILABLE", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("agent-service connect"), "{refused}");
+    // Without a token, the tunnel cannot be opened.
+    assert!(matches!(raw_machine(&edge, "ap_not_a_token").await, Err(tungstenite::Error::Http(r)) if r.status() == 401));
+
+    // Alice's machine connects out, through a link the test can cut.
+    let edge_addr = format!("127.0.0.1:{}", edge.port).parse().unwrap();
+    let link = TcpProxy::start(edge_addr).await;
+    let mut machine = Machine::connect(&model_api, &format!("http://{}", link.addr), &alice);
+    machine.wait_for_connections(1, Duration::from_secs(30)).await;
+    wait_until_connected(&edge, &alice, true).await;
+    assert!(!connected(&edge, &bob).await, "bob does not see alice's machine");
+    let refused = edge.post_json("/api/tunnel/start", &bob, start_body("SCENARIO:answer")).await;
+    assert_eq!(refused["error"]["code"], "UNAVAILABLE", "bob cannot drive alice's machine: {refused}");
+
+    // Alice starts a task in tunnel mode with no credits at all.
+    let started = edge.post_json("/api/tunnel/start", &alice, start_body("SCENARIO:slow-tools:10 count")).await;
+    let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}")).to_string();
+    let session = started["sessionId"].as_str().unwrap().to_string();
+    let url = started["websocketUrl"].as_str().unwrap();
+    assert!(url.contains("/api/tunnel/ws/"), "{url}");
+    // Bob can get no ticket for alice's session, in either mode.
+    for path in ["/api/tunnel/ws-ticket", "/api/container/ws-ticket"] {
+        let reply = edge.post_json(path, &bob, json!({"sessionId": session})).await;
+        assert_eq!(reply["error"]["code"], "NOT_FOUND", "{path}: {reply}");
+    }
+
+    let mut ws = connect(url).await;
+    send(&mut ws, &subscribe("events-1", &task_id, 1), Encoding::Binary).await;
+    let (mut events, ended) = read_subscription(&mut ws, "events-1", Encoding::Binary, Some(4)).await;
+    assert!(!ended);
+    // A malformed frame from the browser gets an error and the relay goes on.
+    ws.send(Message::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
+    loop {
+        let frame = receive(&mut ws, Encoding::Binary).await;
+        match frame.frame {
+            Some(Frame::Event(event)) => events.push(event),
+            Some(Frame::Error(e)) => {
+                assert_eq!((frame.request_id.as_str(), e.code), ("", tonic::Code::InvalidArgument as i32));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // The link drops mid-task: the browser's subscription is told, the edge knows the machine is
+    // gone, and the task keeps running on the machine.
+    link.cut();
+    let (more, code, message) = read_until_error(&mut ws, "events-1").await;
+    events.extend(more);
+    assert_eq!(code, tonic::Code::Unavailable as i32, "{message}");
+    assert!(message.contains("disconnected"), "{message}");
+    wait_until_connected(&edge, &alice, false).await;
+    let last_seen = events.last().unwrap().seq;
+    let status_frame = ClientFrame {
+        request_id: "status-offline".into(),
+        request: Some(ClientRequest::Status(StatusRequest { task_id: task_id.clone() })),
+    };
+    send(&mut ws, &status_frame, Encoding::Binary).await;
+    let offline = receive(&mut ws, Encoding::Binary).await;
+    assert!(
+        matches!(&offline.frame, Some(Frame::Error(e)) if e.code == tonic::Code::Unavailable as i32),
+        "{offline:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The link comes back; the machine reconnects by itself and the browser resubscribes from its
+    // last seq: nothing is missing and nothing repeats.
+    link.restore();
+    machine.wait_for_connections(2, Duration::from_secs(60)).await;
+    wait_until_connected(&edge, &alice, true).await;
+    send(&mut ws, &subscribe("events-2", &task_id, last_seen + 1), Encoding::Binary).await;
+    let (rest, ended) = read_subscription(&mut ws, "events-2", Encoding::Binary, None).await;
+    assert!(ended);
+    assert!(rest[0].seq == last_seen + 1, "resumed at {} after {last_seen}", rest[0].seq);
+    events.extend(rest);
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs(&events), expected, "one gapless, duplicate-free stream across the drop");
+    assert!(kind(events.last().unwrap()).starts_with("task_finished"));
+    assert_eq!(finished(&events).state, TaskState::Succeeded as i32, "{:?}", finished(&events));
+    assert_eq!(events.iter().filter(|e| kind(e) == "tool_finished").count(), 10);
+
+    // A JSON client on the same relay gets the same answers, in JSON.
+    let mut json_ws = connect(&edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &alice, &session).await).await;
+    let status_frame = ClientFrame { request_id: "s1".into(), ..status_frame };
+    send(&mut json_ws, &status_frame, Encoding::Json).await;
+    let reply = receive(&mut json_ws, Encoding::Json).await;
+    let Some(Frame::Status(status)) = reply.frame else { panic!("expected a status, got {reply:?}") };
+    assert_eq!(status.task.unwrap().state, TaskState::Succeeded as i32);
+
+    // Tunnel mode never touched credits.
+    let balance = get_json(&edge, "/api/billing/balance", &alice).await;
+    assert_eq!(balance["balance"], 0, "{balance}");
+    let ledger = get_json(&edge, "/api/billing/ledger", &alice).await;
+    assert_eq!(ledger["entries"].as_array().unwrap().len(), 0, "{ledger}");
+
+    // The link stayed up through the task (pings every second were answered): one reconnect only.
+    assert_eq!(machine.connections(), 2, "{}", machine.logs().join("\n"));
+
+    // A machine that sends garbage gets an error and the relay goes on; it then replaces the first
+    // machine, which is told why and stops reconnecting.
+    let mut intruder = raw_machine(&edge, &alice).await.expect("a second machine of alice's connects");
+    let exit = machine.wait(Duration::from_secs(20)).await.expect("the replaced machine exits");
+    assert!(!exit.success());
+    assert!(machine.logs().iter().any(|l| l.contains("replaced")), "{}", machine.logs().join("\n"));
+    intruder.send(Message::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
+    let stray = ServerFrame { request_id: "not-routed".into(), frame: None };
+    intruder.send(Message::Binary(stray.encode_to_vec().into())).await.unwrap();
+    for expected in ["could not read", "not issued by this relay"] {
+        let Some(Ok(Message::Binary(bytes))) = intruder.next().await else { panic!("expected a binary frame") };
+        let frame = ClientFrame::decode(bytes.as_ref()).unwrap();
+        let Some(ClientRequest::Error(e)) = frame.request else { panic!("expected an error, got {frame:?}") };
+        assert!(e.message.contains(expected), "{}", e.message);
+    }
+    assert!(connected(&edge, &alice).await);
+    drop(intruder);
+    wait_until_connected(&edge, &alice, false).await;
+
+    // Container mode still works in the same edge once alice has credits.
+    edge.grant("alice", 1000).await;
+    let started = edge.post_json("/api/container/start", &alice, start_body("SCENARIO:list-files")).await;
+    let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}"));
+    let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
+    send(&mut ws, &subscribe("c1", task_id, 1), Encoding::Binary).await;
+    let (events, ended) = read_subscription(&mut ws, "c1", Encoding::Binary, None).await;
+    assert!(ended);
+    assert_eq!(finished(&events).state, TaskState::Succeeded as i32);
+
+    // The token never shows in the machine's logs.
+    assert!(!machine.logs().iter().any(|l| l.contains(&alice)), "the token leaked into the machine's logs");
+}
