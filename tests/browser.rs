@@ -11,6 +11,7 @@ use autopilot_tests::{
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::{repo_root, Service, ServiceOptions},
+    tunnel_machine::Machine,
 };
 
 #[tokio::test]
@@ -27,6 +28,10 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     let token = edge.user("pat", 100_000).await;
     edge.user("broke", 0).await;
     let broke_token = edge.create_token("broke", None).await["token"].as_str().unwrap().to_string();
+    // Tunnel mode: tess has no credits, and her own machine connected.
+    let tunnel_token = edge.user("tess", 0).await;
+    let machine = Machine::connect(&model_api, &edge.base_url, &tunnel_token);
+    machine.wait_for_connections(1, std::time::Duration::from_secs(30)).await;
     let artifacts = repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
 
@@ -39,6 +44,7 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
             .env("EDGE_URL", &edge.base_url)
             .env("TOKEN", &token)
             .env("BROKE_TOKEN", &broke_token)
+            .env("TUNNEL_TOKEN", &tunnel_token)
             .env("REPO_URL", repo.url())
             .env("CHROMIUM", chromium)
             .env("ARTIFACTS", &artifacts)
@@ -50,6 +56,11 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     .expect("running node");
     let (output, edge) = output;
     let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", edge.log());
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{report}\n--- wrangler ---\n{}\n--- machine ---\n{}",
+        edge.log(),
+        machine.logs().join("\n")
+    );
     println!("{report}");
 }

@@ -26,8 +26,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 
 async fn get_json(edge: &Edge, path: &str, token: &str) -> Value {
-    let reply =
-        reqwest::Client::new().get(format!("{}{path}", edge.base_url)).bearer_auth(token).send().await.unwrap();
+    let reply = reqwest::Client::new().get(format!("{}{path}", edge.base_url)).bearer_auth(token).send().await.unwrap();
     reply.json().await.unwrap()
 }
 
@@ -82,7 +81,9 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert_eq!(refused["error"]["code"], "UNAVAILABLE", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("agent-service connect"), "{refused}");
     // Without a token, the tunnel cannot be opened.
-    assert!(matches!(raw_machine(&edge, "ap_not_a_token").await, Err(tungstenite::Error::Http(r)) if r.status() == 401));
+    assert!(
+        matches!(raw_machine(&edge, "ap_not_a_token").await, Err(tungstenite::Error::Http(r)) if r.status() == 401)
+    );
 
     // Alice's machine connects out, through a link the test can cut.
     let edge_addr = format!("127.0.0.1:{}", edge.port).parse().unwrap();

@@ -45,9 +45,12 @@ impl FrameServer {
             ServerFrame { request_id: request_id.clone(), frame: Some(frame) }
         };
         match request {
-            Some(FrameRequest::Start(r)) => answer(replies, async move {
-                reply(api.start(Request::new(r)).await.map(|r| Frame::Start(r.into_inner())))
-            }),
+            Some(FrameRequest::Start(r)) => {
+                answer(
+                    replies,
+                    async move { reply(api.start(Request::new(r)).await.map(|r| Frame::Start(r.into_inner()))) },
+                )
+            }
             Some(FrameRequest::Status(r)) => answer(replies, async move {
                 reply(api.status(Request::new(r)).await.map(|r| Frame::Status(r.into_inner())))
             }),

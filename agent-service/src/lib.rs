@@ -40,9 +40,9 @@ use tokio::net::TcpListener;
 
 use crate::{
     agent::claude_code::ClaudeCode,
-    grpc_api::AutopilotApi,
     config::{agent_env, Config},
     git_clone::GitSettings,
+    grpc_api::AutopilotApi,
     redact::Redactor,
     task_manager::TaskManager,
     task_runner::RunContext,

@@ -24,13 +24,15 @@ async fn main() -> std::process::ExitCode {
         logs.init();
     }
     let result = match config.command.clone() {
-        None => async {
-            let listener = TcpListener::bind(config.listen_addr())
-                .await
-                .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
-            agent_service::run(listener, config, shutdown_signal()).await
+        None => {
+            async {
+                let listener = TcpListener::bind(config.listen_addr())
+                    .await
+                    .map_err(|e| format!("cannot listen on {}: {e}", config.listen_addr()))?;
+                agent_service::run(listener, config, shutdown_signal()).await
+            }
+            .await
         }
-        .await,
         Some(Command::Connect(args)) => {
             let settings = TunnelSettings { edge: args.edge, token: args.token, ping_interval: args.ping_interval };
             agent_service::connect(config, settings, shutdown_signal()).await

@@ -210,7 +210,10 @@ mod tests {
     #[test]
     fn the_tunnel_endpoint_is_under_the_edge_url() {
         let url = |s: &str| connect_url(&Url::parse(s).unwrap());
-        assert_eq!(url("https://autopilot.example.com").unwrap().as_str(), "wss://autopilot.example.com/api/tunnel/connect");
+        assert_eq!(
+            url("https://autopilot.example.com").unwrap().as_str(),
+            "wss://autopilot.example.com/api/tunnel/connect"
+        );
         assert_eq!(url("http://127.0.0.1:8787/").unwrap().as_str(), "ws://127.0.0.1:8787/api/tunnel/connect");
         assert_eq!(url("https://x.dev/some/page?q=1#f").unwrap().as_str(), "wss://x.dev/api/tunnel/connect");
         assert!(url("ftp://x.dev").unwrap_err().contains("https://"));

@@ -105,8 +105,8 @@ impl worker::DurableObject for TunnelRelay {
             WebSocketIncomingMessage::String(text) => WsMessage::Text(text),
         };
         match peer(&ws) {
-            Some(Peer::Machine { machine_id }) => self.from_machine(&ws, &machine_id, message).await,
-            Some(Peer::Browser { .. }) => self.from_browser(&ws, message).await,
+            Some(Peer::Machine { machine_id }) => self.relay_machine_frame(&ws, &machine_id, message).await,
+            Some(Peer::Browser { .. }) => self.relay_browser_frame(&ws, message).await,
             None => Ok(()),
         }
     }
@@ -122,7 +122,12 @@ impl worker::DurableObject for TunnelRelay {
 
 impl TunnelRelay {
     fn sessions(&self) -> Sessions<'_> {
-        Sessions { state: &self.state, env: &self.env, ws_path: "/api/tunnel/ws/", ticket_path: "/api/tunnel/ws-ticket" }
+        Sessions {
+            state: &self.state,
+            env: &self.env,
+            ws_path: "/api/tunnel/ws/",
+            ticket_path: "/api/tunnel/ws-ticket",
+        }
     }
 
     /// `GET /api/tunnel/connect`: the user's machine connects; any machine before it is replaced.
@@ -198,9 +203,11 @@ impl TunnelRelay {
         let Some(machine) = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await? else {
             return Ok(None);
         };
-        let socket = self.state.get_websockets_with_tag(MACHINE_TAG).into_iter().find(
-            |ws| matches!(peer(ws), Some(Peer::Machine { machine_id }) if machine_id == machine.machine_id),
-        );
+        let socket = self
+            .state
+            .get_websockets_with_tag(MACHINE_TAG)
+            .into_iter()
+            .find(|ws| matches!(peer(ws), Some(Peer::Machine { machine_id }) if machine_id == machine.machine_id));
         Ok(socket.map(|ws| (ws, machine)))
     }
 
@@ -212,7 +219,10 @@ impl TunnelRelay {
         let call_id = random_id()?;
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().insert(call_id.clone(), tx);
-        let frame = ClientFrame { request_id: Route::Http { call_id: call_id.clone() }.to_request_id(), request: Some(request) };
+        let frame = ClientFrame {
+            request_id: Route::Http { call_id: call_id.clone() }.to_request_id(),
+            request: Some(request),
+        };
         if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
             self.waiting.borrow_mut().remove(&call_id);
             return Ok(Err(GrpcStatus::new(Code::Unavailable, NOT_CONNECTED)));
@@ -232,7 +242,7 @@ impl TunnelRelay {
 
     /// A browser frame: passed to the machine under a routed id, or answered here when it is
     /// malformed or there is no machine.
-    async fn from_browser(&self, ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
+    async fn relay_browser_frame(&self, ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
         let Call { request_id, rpc, encoding } = match decode_client_frame(&message) {
             Ok(call) => call,
             Err(reply) => return send(ws, reply),
@@ -264,7 +274,7 @@ impl TunnelRelay {
     }
 
     /// A machine frame: delivered to the socket or HTTP call its request id routes to.
-    async fn from_machine(&self, ws: &WebSocket, machine_id: &str, message: WsMessage) -> worker::Result<()> {
+    async fn relay_machine_frame(&self, ws: &WebSocket, machine_id: &str, message: WsMessage) -> worker::Result<()> {
         let current = self.machine().await?.is_some_and(|(_, m)| m.machine_id == machine_id);
         if !current {
             return Ok(());

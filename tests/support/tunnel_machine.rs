@@ -56,7 +56,11 @@ impl Machine {
     pub async fn wait_for_connections(&self, count: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.connections() < count {
-            assert!(Instant::now() < deadline, "the machine did not connect {count} times:\n{}", self.logs().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "the machine did not connect {count} times:\n{}",
+                self.logs().join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -1,6 +1,8 @@
 // One task's live stream over the WebSocket bridge: subscribes from the next seq it needs,
 // reconnects with backoff when the socket drops (asking for a fresh single-use ticket), and
-// resubscribes from the last seq it has, so the timeline never misses or repeats an event.
+// resubscribes from the last seq it has, so the timeline never misses or repeats an event. In
+// tunnel mode the user's machine may drop off while its task goes on: the edge then ends the
+// subscription with UNAVAILABLE, and the page reconnects the same way until the machine is back.
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type Event } from "../gen/autopilot/v1/autopilot_pb.js";
@@ -15,6 +17,9 @@ export interface ConnectionHandlers {
   onReply?(kind: string, message: string): void;
 }
 
+/** gRPC's UNAVAILABLE: in tunnel mode, the user's machine is not connected right now. */
+const UNAVAILABLE = 14;
+
 let nextRequestId = 1;
 const requestId = (prefix: string) => `${prefix}-${nextRequestId++}`;
 
@@ -28,6 +33,7 @@ export class TaskConnection {
   lastSeq = 0;
 
   constructor(
+    private readonly mode: "container" | "tunnel",
     private readonly sessionId: string,
     private readonly taskId: string,
     private readonly handlers: ConnectionHandlers,
@@ -45,7 +51,7 @@ export class TaskConnection {
   }
 
   private async freshTicketUrl(): Promise<string> {
-    const reply = await fetch("/api/container/ws-ticket", {
+    const reply = await fetch(`/api/${this.mode}/ws-ticket`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ sessionId: this.sessionId }),
@@ -60,7 +66,6 @@ export class TaskConnection {
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.onopen = () => {
-      this.attempt = 0;
       this.subscription = requestId("events");
       const frame = create(ClientFrameSchema, {
         requestId: this.subscription,
@@ -75,6 +80,7 @@ export class TaskConnection {
       const frame = fromBinary(ServerFrameSchema, new Uint8Array(message.data));
       switch (frame.frame.case) {
         case "event":
+          this.attempt = 0; // the stream flows again: the next drop starts the backoff afresh
           this.lastSeq = this.handlers.onEvent(frame.frame.value);
           break;
         case "endOfStream":
@@ -84,10 +90,17 @@ export class TaskConnection {
             socket.close(1000, "task ended");
           }
           break;
-        case "error":
-          this.handlers.onReply?.("error", frame.frame.value.message);
-          if (frame.requestId === this.subscription) this.handlers.onLink("failed", frame.frame.value.message);
+        case "error": {
+          const { code, message } = frame.frame.value;
+          const ours = frame.requestId === this.subscription;
+          if (ours && this.mode === "tunnel" && code === UNAVAILABLE) {
+            socket.close(4000, "machine unavailable"); // onclose reconnects and resubscribes
+            break;
+          }
+          this.handlers.onReply?.("error", message);
+          if (ours) this.handlers.onLink("failed", message);
           break;
+        }
         case "cancel":
           this.handlers.onReply?.("cancel", "cancel requested");
           break;

@@ -11,7 +11,12 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const RECENT_KEY = "autopilot.recent";
 const CURRENT_KEY = "autopilot.current";
 
+/** Where the agent runs: a container at the edge (paid), or the user's own machine (tunnel, free). */
+type Mode = "container" | "tunnel";
+
 interface TaskRef {
+  /** Absent on tasks remembered before tunnel mode existed: those ran in containers. */
+  mode?: Mode;
   taskId: string;
   sessionId: string;
   repositoryUrl: string;
@@ -21,6 +26,7 @@ interface TaskRef {
 let connection: TaskConnection | undefined;
 let timeline = new Timeline();
 let clock: number | undefined;
+let tunnelPoll: number | undefined;
 
 async function api(path: string, init?: RequestInit): Promise<{ ok: boolean; status: number; body: any }> {
   const reply = await fetch(path, init);
@@ -41,7 +47,8 @@ async function refreshBalance() {
   const { ok, body } = await api("/api/billing/balance");
   if (!ok) return;
   $("balance").textContent = `${body.balance} credits`;
-  const low = body.balance < body.minimumToStart;
+  // Credits only matter for containers: tunnel mode runs on the user's own machine for free.
+  const low = body.balance < body.minimumToStart && selectedMode() === "container";
   $("no-credits").hidden = !low;
   $("no-credits").textContent = low ? `Not enough credits to start: ${body.balance} left, ${body.minimumToStart} needed.` : "";
 }
@@ -107,8 +114,9 @@ async function start(event: SubmitEvent) {
   connection = undefined;
   $("task").hidden = true;
   $("timeline").replaceChildren();
-  setStatus("Starting the container…");
-  const { ok, body, status } = await api("/api/container/start", {
+  const mode = selectedMode();
+  setStatus(mode === "tunnel" ? "Starting on your machine…" : "Starting the container…");
+  const { ok, body, status } = await api(`/api/${mode}/start`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(request),
@@ -119,11 +127,12 @@ async function start(event: SubmitEvent) {
     const message = errorText(body, status);
     const field = fieldOfServiceError(message);
     if (field) showFieldErrors({ [field]: message });
-    setStatus(status === 402 ? `No credits: ${message}` : status === 503 ? `The container failed to start: ${message}` : message, true);
+    const unavailable = mode === "tunnel" ? `Your machine is not reachable: ${message}` : `The container failed to start: ${message}`;
+    setStatus(status === 402 ? `No credits: ${message}` : status === 503 ? unavailable : message, true);
     await refreshBalance();
     return;
   }
-  const task: TaskRef = { taskId: body.taskId, sessionId: body.sessionId, repositoryUrl: request.repositoryUrl, startedAtMs: Date.now() };
+  const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId, repositoryUrl: request.repositoryUrl, startedAtMs: Date.now() };
   remember(task);
   openTask(task, body.websocketUrl);
 }
@@ -163,6 +172,10 @@ async function renderRecent() {
     state.className = "badge";
     item.append(button, " ", state);
     list.append(item);
+    if (task.mode === "tunnel") {
+      state.textContent = "on your machine";
+      continue;
+    }
     api(`/api/container/status?taskId=${encodeURIComponent(task.taskId)}`).then(({ ok, body }) => {
       state.textContent = ok ? String(body.task?.state ?? "").replace("TASK_STATE_", "") : "gone";
     });
@@ -183,7 +196,7 @@ function openTask(task: TaskRef, websocketUrl?: string) {
   $("task-id").textContent = task.taskId;
   ($("cancel") as HTMLButtonElement).disabled = false;
   renderSummary();
-  connection = new TaskConnection(task.sessionId, task.taskId, {
+  connection = new TaskConnection(task.mode ?? "container", task.sessionId, task.taskId, {
     onEvent: (event) => {
       applyEvent(event);
       return timeline.lastSeq;
@@ -232,7 +245,7 @@ function applyEvent(event: Event) {
 }
 
 const STATE_LABELS: Record<string, string> = {
-  PENDING: "Starting the container",
+  PENDING: "Starting",
   CLONING: "Cloning the repository",
   RUNNING: "The agent is working",
   SUCCEEDED: "Finished",
@@ -314,9 +327,35 @@ function refreshToolOutput(toolId: string) {
   item.classList.toggle("is-error", Boolean(entry.isError));
 }
 
+function selectedMode(): Mode {
+  return document.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === "tunnel" ? "tunnel" : "container";
+}
+
+/** Shows whether the user's machine is connected, polling while tunnel mode is chosen. */
+async function renderTunnel() {
+  const tunnel = selectedMode() === "tunnel";
+  $("tunnel-panel").hidden = !tunnel;
+  window.clearTimeout(tunnelPoll);
+  if (!tunnel) return;
+  $("connect-command").textContent = `AUTOPILOT_TOKEN=<your API token> agent-service connect --edge ${location.origin}`;
+  const { ok, body } = await api("/api/tunnel/status");
+  const status = $("tunnel-status");
+  status.dataset.connected = String(ok && body.connected === true);
+  status.textContent = !ok
+    ? "Could not ask whether your machine is connected."
+    : body.connected
+      ? `Your machine is connected (since ${new Date(body.connectedSinceMs).toLocaleTimeString()}).`
+      : "Your machine is not connected.";
+  tunnelPoll = window.setTimeout(() => void renderTunnel(), 3000);
+}
+
 async function main() {
   $("signin-form").addEventListener("submit", (e) => void signIn(e as SubmitEvent));
   $("start-form").addEventListener("submit", (e) => void start(e as SubmitEvent));
+  for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener("change", () => {
+    void renderTunnel();
+    void refreshBalance();
+  });
   $("cancel").addEventListener("click", () => {
     connection?.cancel();
     setStatus("Cancelling…");

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
-const { EDGE_URL, TOKEN, BROKE_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS } = process.env;
+const { EDGE_URL, TOKEN, BROKE_TOKEN, TUNNEL_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS } = process.env;
 const LONG = 60_000;
 let browser;
 let page;
@@ -135,6 +135,31 @@ test("a user without credits is told so", async () => {
   await broke.getByRole("button", { name: "Start" }).click();
   await broke.getByText(/No credits: insufficient credits/).waitFor();
   await broke.close();
+});
+
+test("tunnel mode shows whether the machine is connected and runs a task on it for free", async () => {
+  // The broke user has no machine: the page says so and shows the command to run.
+  const broke = await signedInPage(BROKE_TOKEN);
+  await broke.getByLabel(/On my machine/).check();
+  await broke.getByText("Your machine is not connected.").waitFor();
+  const command = await broke.locator("#connect-command").textContent();
+  assert.equal(command, `AUTOPILOT_TOKEN=<your API token> agent-service connect --edge ${EDGE_URL}`);
+  await broke.close();
+
+  // Tess (no credits either) has `agent-service connect` running: her task runs on her machine.
+  const tess = await signedInPage(TUNNEL_TOKEN);
+  await tess.getByText("0 credits").waitFor();
+  await tess.getByLabel(/On my machine/).check();
+  await tess.getByText(/Your machine is connected/).waitFor();
+  await tess.getByLabel("Repository URL").fill(REPO_URL);
+  await tess.getByLabel("What should the agent do?").fill("SCENARIO:list-files what is here?");
+  await tess.getByRole("button", { name: "Start" }).click();
+  await tess.locator("#timeline li.entry.finished.final-succeeded").waitFor({ timeout: LONG });
+  await tess.locator("#timeline .tool-name", { hasText: "Bash" }).first().waitFor();
+  await tess.getByText("0 credits").waitFor();
+  assert.equal(await tess.locator("#recent-list .badge").first().textContent(), "on your machine");
+  await tess.screenshot({ path: `${ARTIFACTS}/tunnel.png`, fullPage: true });
+  await tess.close();
 });
 
 test("the page fits a phone's width", async () => {
