@@ -198,6 +198,29 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     drop(intruder);
     wait_until_connected(&edge, &alice, false).await;
 
+    // SIGTERM on the machine mid-task: the task is stopped and its final event still reaches
+    // the browser before the machine goes.
+    let mut last_machine = Machine::connect(&model_api, &edge.base_url, &alice);
+    last_machine.wait_for_connections(1, Duration::from_secs(30)).await;
+    wait_until_connected(&edge, &alice, true).await;
+    let started = edge.post_json("/api/tunnel/start", &alice, start_body("SCENARIO:slow-tools:40 count")).await;
+    let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}")).to_string();
+    let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
+    send(&mut ws, &subscribe("last", &task_id, 1), Encoding::Binary).await;
+    let (mut events, _) = read_subscription(&mut ws, "last", Encoding::Binary, Some(8)).await;
+    last_machine.terminate();
+    loop {
+        let frame = receive(&mut ws, Encoding::Binary).await;
+        match frame.frame {
+            Some(Frame::Event(event)) => events.push(event),
+            Some(Frame::EndOfStream(_)) | Some(Frame::Error(_)) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(finished(&events).state, TaskState::Cancelled as i32, "{:?}", finished(&events));
+    let exit = last_machine.wait(Duration::from_secs(20)).await.expect("the machine exits on SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+
     // Container mode still works in the same edge once alice has credits.
     edge.grant("alice", 1000).await;
     let started = edge.post_json("/api/container/start", &alice, start_body("SCENARIO:list-files")).await;
@@ -208,6 +231,8 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert!(ended);
     assert_eq!(finished(&events).state, TaskState::Succeeded as i32);
 
-    // The token never shows in the machine's logs.
-    assert!(!machine.logs().iter().any(|l| l.contains(&alice)), "the token leaked into the machine's logs");
+    // The token never shows in the machines' logs.
+    for logs in [machine.logs(), last_machine.logs()] {
+        assert!(!logs.iter().any(|l| l.contains(&alice)), "the token leaked into a machine's logs");
+    }
 }

@@ -95,11 +95,14 @@ pub async fn run(
     });
     loop {
         let began = Instant::now();
+        let serving = connection(&api, &url, &settings);
+        tokio::pin!(serving);
         let ended = tokio::select! {
-            ended = connection(&api, &url, &settings) => ended,
+            ended = &mut serving => ended,
             _ = stopped.wait_for(|stopped| *stopped) => {
-                // Shutdown has stopped the running task; its final frames were queued meanwhile.
-                tokio::time::sleep(FLUSH_ON_SHUTDOWN).await;
+                // Shutdown has stopped the running task: serve a moment longer, so the final
+                // events reach the browsers following it.
+                let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN, &mut serving).await;
                 return Ok(());
             }
         };
