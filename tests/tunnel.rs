@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use autopilot_contract::v1::{
-    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Event, ServerFrame, StatusRequest,
-    TaskState,
+    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Event, ServerFrame, ServerFrameBatch,
+    StatusRequest, TaskState,
 };
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
@@ -186,7 +186,7 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert!(!exit.success());
     assert!(machine.logs().iter().any(|l| l.contains("replaced")), "{}", machine.logs().join("\n"));
     intruder.send(Message::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
-    let stray = ServerFrame { request_id: "not-routed".into(), frame: None };
+    let stray = ServerFrameBatch { frames: vec![ServerFrame { request_id: "not-routed".into(), frame: None }] };
     intruder.send(Message::Binary(stray.encode_to_vec().into())).await.unwrap();
     for expected in ["could not read", "not issued by this relay"] {
         let Some(Ok(Message::Binary(bytes))) = intruder.next().await else { panic!("expected a binary frame") };

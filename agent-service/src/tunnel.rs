@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use autopilot_contract::v1::{server_frame::Frame, ClientFrame, Error as FrameError, ServerFrame};
+use autopilot_contract::v1::{server_frame::Frame, ClientFrame, Error as FrameError, ServerFrame, ServerFrameBatch};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -26,6 +26,8 @@ use crate::{frame_server::FrameServer, grpc_api::AutopilotApi, Error};
 const REPLACED_CLOSE_CODE: u16 = 4001;
 /// Replies buffered before the frame server waits for the socket.
 const REPLY_BUFFER: usize = 1024;
+/// Frames sent in one message stop growing past this size (the edge accepts 1 MiB messages).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// A connection that lasted this long starts the next backoff from the beginning.
 const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 /// How long, after shutdown stopped the running task, its final frames get to reach the edge.
@@ -159,12 +161,12 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
                     Some(Ok(Message::Binary(bytes))) => match ClientFrame::decode(bytes) {
                         Ok(frame) => server.serve(frame),
                         Err(e) => {
-                            let reply = refusal(format!("malformed ClientFrame (protobuf): {e}"));
-                            let _ = replies.send(reply).await;
+                            // try_send: this loop is the queue's only reader, so it must not wait on it.
+                            let _ = replies.try_send(refusal(format!("malformed ClientFrame (protobuf): {e}")));
                         }
                     },
                     Some(Ok(Message::Text(_))) => {
-                        let _ = replies.send(refusal("the tunnel carries binary protobuf frames, not text".into())).await;
+                        let _ = replies.try_send(refusal("the tunnel carries binary protobuf frames, not text".into()));
                     }
                     Some(Ok(Message::Close(close))) => return closed_by_edge(close),
                     Some(Ok(_)) => {}
@@ -173,7 +175,8 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
                 }
             }
             Some(frame) = outgoing.recv() => {
-                if let Err(e) = sink.send(Message::Binary(frame.encode_to_vec().into())).await {
+                let batch = batch_ready_frames(frame, &mut outgoing);
+                if let Err(e) = sink.send(Message::Binary(batch.encode_to_vec().into())).await {
                     return Ended::Dropped(format!("could not send to the edge: {e}"));
                 }
             }
@@ -187,6 +190,19 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
             }
         }
     }
+}
+
+/// `first` and the frames already queued behind it, up to [`MAX_BATCH_BYTES`]: the edge pays per
+/// WebSocket message, so a backlog goes in one.
+fn batch_ready_frames(first: ServerFrame, queue: &mut mpsc::Receiver<ServerFrame>) -> ServerFrameBatch {
+    let mut size = first.encoded_len();
+    let mut frames = vec![first];
+    while size < MAX_BATCH_BYTES {
+        let Ok(frame) = queue.try_recv() else { break };
+        size += frame.encoded_len();
+        frames.push(frame);
+    }
+    ServerFrameBatch { frames }
 }
 
 /// How the edge's close frame ends the connection.
@@ -220,6 +236,25 @@ mod tests {
         assert_eq!(url("http://127.0.0.1:8787/").unwrap().as_str(), "ws://127.0.0.1:8787/api/tunnel/connect");
         assert_eq!(url("https://x.dev/some/page?q=1#f").unwrap().as_str(), "wss://x.dev/api/tunnel/connect");
         assert!(url("ftp://x.dev").unwrap_err().contains("https://"));
+    }
+
+    #[test]
+    fn a_backlog_travels_in_one_batch_in_order() {
+        let frame = |id: &str| ServerFrame { request_id: id.into(), frame: None };
+        let (tx, mut rx) = mpsc::channel(8);
+        for id in ["b", "c"] {
+            tx.try_send(frame(id)).unwrap();
+        }
+        let batch = batch_ready_frames(frame("a"), &mut rx);
+        let ids: Vec<&str> = batch.frames.iter().map(|f| f.request_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(batch_ready_frames(frame("d"), &mut rx).frames.len(), 1, "nothing waits: one frame, no delay");
+
+        let big = || ServerFrame { request_id: "x".repeat(MAX_BATCH_BYTES / 2), frame: None };
+        for _ in 0..3 {
+            tx.try_send(big()).unwrap();
+        }
+        assert_eq!(batch_ready_frames(big(), &mut rx).frames.len(), 2, "a batch stops growing past the cap");
     }
 
     #[test]

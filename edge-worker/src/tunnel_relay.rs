@@ -13,8 +13,8 @@
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use autopilot_contract::v1::{
-    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Error, ServerFrame, StartRequest,
-    TaskState,
+    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Error, ServerFrame, ServerFrameBatch,
+    StartRequest, TaskState,
 };
 use futures::{channel::oneshot, future::Either};
 use prost::Message;
@@ -77,11 +77,14 @@ pub struct TunnelRelay {
     env: Env,
     /// HTTP calls waiting for the machine's answer, by call id.
     waiting: RefCell<HashMap<String, oneshot::Sender<ServerFrame>>>,
+    /// The stored machine record, read once per wake-up (every frame needs it; storage would
+    /// cost a read per frame). `None`: not read yet.
+    connected: RefCell<Option<Option<ConnectedMachine>>>,
 }
 
 impl worker::DurableObject for TunnelRelay {
     fn new(state: State, env: Env) -> Self {
-        TunnelRelay { state, env, waiting: RefCell::default() }
+        TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default() }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -145,6 +148,7 @@ impl TunnelRelay {
         self.state.accept_websocket_with_tags(&pair.server, &[MACHINE_TAG]);
         pair.server.serialize_attachment(Peer::Machine { machine_id: machine.machine_id.clone() })?;
         self.state.storage().put(MACHINE_KEY, &machine).await?;
+        *self.connected.borrow_mut() = Some(Some(machine));
         worker::console_log!("tunnel: a machine connected");
         Response::from_websocket(pair.client)
     }
@@ -200,7 +204,7 @@ impl TunnelRelay {
 
     /// The connected machine's socket and record, if one is connected now.
     async fn machine(&self) -> worker::Result<Option<(WebSocket, ConnectedMachine)>> {
-        let Some(machine) = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await? else {
+        let Some(machine) = self.connected_machine().await? else {
             return Ok(None);
         };
         let socket = self
@@ -209,6 +213,19 @@ impl TunnelRelay {
             .into_iter()
             .find(|ws| matches!(peer(ws), Some(Peer::Machine { machine_id }) if machine_id == machine.machine_id));
         Ok(socket.map(|ws| (ws, machine)))
+    }
+
+    /// The record of the connected machine (it may have gone since: see [`Self::machine`]).
+    async fn connected_machine(&self) -> worker::Result<Option<ConnectedMachine>> {
+        let cached = self.connected.borrow().clone();
+        match cached {
+            Some(machine) => Ok(machine),
+            None => {
+                let stored = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await?;
+                *self.connected.borrow_mut() = Some(stored.clone());
+                Ok(stored)
+            }
+        }
     }
 
     /// Sends the machine one request of the edge's own and waits for its answer.
@@ -273,21 +290,34 @@ impl TunnelRelay {
         Ok(())
     }
 
-    /// A machine frame: delivered to the socket or HTTP call its request id routes to.
+    /// A machine's message: a batch of frames, each delivered where it is routed.
     async fn relay_machine_frame(&self, ws: &WebSocket, machine_id: &str, message: WsMessage) -> worker::Result<()> {
-        let current = self.machine().await?.is_some_and(|(_, m)| m.machine_id == machine_id);
+        let current = self.connected_machine().await?.is_some_and(|m| m.machine_id == machine_id);
         if !current {
             return Ok(());
         }
-        let frame = match &message {
-            WsMessage::Binary(bytes) => ServerFrame::decode(bytes.as_slice())
-                .map_err(|e| format!("the edge could not read your ServerFrame (protobuf): {e}")),
-            WsMessage::Text(_) => Err("the tunnel carries binary protobuf ServerFrames, not text".to_string()),
+        let batch = match &message {
+            WsMessage::Binary(bytes) => ServerFrameBatch::decode(bytes.as_slice())
+                .map_err(|e| format!("the edge could not read your ServerFrameBatch (protobuf): {e}")),
+            WsMessage::Text(_) => Err("the tunnel carries binary protobuf ServerFrameBatches, not text".to_string()),
         };
-        let mut frame = match frame {
-            Ok(frame) => frame,
-            Err(message) => return tell_machine(ws, String::new(), &message),
-        };
+        match batch {
+            Ok(batch) => {
+                let mut browsers = HashMap::new();
+                batch.frames.into_iter().try_for_each(|frame| self.route_machine_frame(ws, frame, &mut browsers))
+            }
+            Err(message) => tell_machine(ws, String::new(), &message),
+        }
+    }
+
+    /// Delivers one of the machine's frames to the socket or HTTP call its request id routes to.
+    /// `browsers` keeps the sockets already looked up for this batch (`None`: gone).
+    fn route_machine_frame(
+        &self,
+        ws: &WebSocket,
+        mut frame: ServerFrame,
+        browsers: &mut HashMap<String, Option<WebSocket>>,
+    ) -> worker::Result<()> {
         let ends_request = matches!(frame.frame, Some(Frame::Error(_)) | Some(Frame::EndOfStream(_)));
         match Route::parse(&frame.request_id) {
             Some(Route::Http { call_id }) => {
@@ -298,14 +328,18 @@ impl TunnelRelay {
             }
             Some(Route::Socket { socket_id, encoding, request_id }) => {
                 let routed_id = std::mem::replace(&mut frame.request_id, request_id.clone());
-                let Some(browser) = self.state.get_websockets_with_tag(&socket_id).into_iter().next() else {
-                    // The browser has gone: stop the machine streaming to nobody.
-                    return stop_stream(ws, routed_id);
+                let looked_up = browsers.contains_key(&socket_id);
+                let browser = browsers
+                    .entry(socket_id)
+                    .or_insert_with_key(|socket_id| self.state.get_websockets_with_tag(socket_id).into_iter().next());
+                let Some(browser) = browser else {
+                    // The browser has gone: stop the machine streaming to nobody (once).
+                    return if looked_up { Ok(()) } else { stop_stream(ws, routed_id) };
                 };
                 if ends_request {
-                    forget_subscription(&browser, &request_id)?;
+                    forget_subscription(browser, &request_id)?;
                 }
-                send(&browser, encode_server_frame(&frame, encoding))
+                send(browser, encode_server_frame(&frame, encoding))
             }
             None => {
                 let message = format!("request id {:?} was not issued by this relay", frame.request_id);
@@ -331,9 +365,11 @@ impl TunnelRelay {
                 }
             }
             Some(Peer::Machine { machine_id }) => {
-                let stored = self.state.storage().get::<ConnectedMachine>(MACHINE_KEY).await?;
-                if stored.is_some_and(|m| m.machine_id == machine_id) {
+                // A replaced machine closing is not news: only the current one's going is.
+                let current = self.connected_machine().await?.is_some_and(|m| m.machine_id == machine_id);
+                if current {
                     self.state.storage().delete(MACHINE_KEY).await?;
+                    *self.connected.borrow_mut() = Some(None);
                     worker::console_log!("tunnel: the machine disconnected");
                     self.tell_subscribers(DISCONNECTED);
                     self.waiting.borrow_mut().clear();

@@ -22,6 +22,7 @@ use autopilot_tests::{
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::{Service, ServiceOptions},
+    tunnel_machine::Machine,
 };
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -38,26 +39,75 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Records a finished task of `events` small events under `work_dir`; answers the size of one
+/// of its event frames.
+fn record_task(work_dir: &std::path::Path, events: u64) -> usize {
+    let snapshot = TaskSnapshot { task_id: RECORDED_TASK.into(), ..Default::default() };
+    let task = Task::create(work_dir.join("tasks").join(RECORDED_TASK), snapshot, Redactor::default()).unwrap();
+    task.move_to(TaskState::Pending, "");
+    for i in 0..events - 3 {
+        task.record(Payload::AgentText(AgentText { text: format!("event {i}") }));
+    }
+    task.finish(TaskState::Succeeded, "done".into(), String::new(), 1, Duration::from_secs(1));
+    let sample = autopilot_contract::v1::Event {
+        task_id: RECORDED_TASK.into(),
+        seq: events / 2,
+        time: Some(autopilot_contract::time::timestamp(std::time::SystemTime::now())),
+        payload: Some(Payload::AgentText(AgentText { text: "event 25000".into() })),
+    };
+    ServerFrame { request_id: "b".into(), frame: Some(Frame::Event(sample)) }.encoded_len()
+}
+
+/// Streams the recorded task through a bridge socket at `url`; answers events/s.
+async fn stream_recorded_task(url: &str, events: u64) -> f64 {
+    let (mut bridge, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let subscribe = ClientFrame {
+        request_id: "b".into(),
+        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: RECORDED_TASK.into(), from_seq: 1 })),
+    };
+    let started = Instant::now();
+    bridge.send(Message::Binary(subscribe.encode_to_vec().into())).await.unwrap();
+    let mut received = 0u64;
+    while let Some(Ok(message)) = bridge.next().await {
+        let Message::Binary(bytes) = message else { continue };
+        match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+            Some(Frame::Event(_)) => received += 1,
+            Some(Frame::EndOfStream(_)) => break,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(received, events);
+    received as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Status round trips through a bridge socket at `url`, after 30 warm-up ones.
+async fn status_round_trips(url: &str, count: usize) -> Vec<Duration> {
+    let (mut bridge, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let status = ClientFrame {
+        request_id: "s".into(),
+        request: Some(ClientRequest::Status(StatusRequest { task_id: RECORDED_TASK.into() })),
+    }
+    .encode_to_vec();
+    let mut samples = Vec::new();
+    for i in 0..count + 30 {
+        let started = Instant::now();
+        bridge.send(Message::Binary(status.clone().into())).await.unwrap();
+        while !matches!(bridge.next().await, Some(Ok(Message::Binary(_)))) {}
+        if i >= 30 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples
+}
+
 #[tokio::main]
 async fn main() {
     let events: u64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    let work = tempfile::tempdir().unwrap();
-    let frame_len = {
-        let snapshot = TaskSnapshot { task_id: RECORDED_TASK.into(), ..Default::default() };
-        let task = Task::create(work.path().join("tasks").join(RECORDED_TASK), snapshot, Redactor::default()).unwrap();
-        task.move_to(TaskState::Pending, "");
-        for i in 0..events - 3 {
-            task.record(Payload::AgentText(AgentText { text: format!("event {i}") }));
-        }
-        task.finish(TaskState::Succeeded, "done".into(), String::new(), 1, Duration::from_secs(1));
-        let sample = autopilot_contract::v1::Event {
-            task_id: RECORDED_TASK.into(),
-            seq: events / 2,
-            time: Some(autopilot_contract::time::timestamp(std::time::SystemTime::now())),
-            payload: Some(Payload::AgentText(AgentText { text: "event 25000".into() })),
-        };
-        ServerFrame { request_id: "b".into(), frame: Some(Frame::Event(sample)) }.encoded_len()
-    };
+    // The same recorded task in two work directories: the container mode's service and the
+    // tunnel mode's machine each own one.
+    let (work, machine_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let frame_len = record_task(work.path(), events);
+    record_task(machine_work.path(), events);
 
     let model_api = FakeModelApi::start().await.unwrap();
     let service =
@@ -80,28 +130,7 @@ async fn main() {
 
     for round in 0..2 {
         // Bridge throughput: the whole recorded task through the Durable Object.
-        let (mut bridge, _) =
-            tokio_tungstenite::connect_async(edge.ws_ticket_url(&token, &session_id).await).await.unwrap();
-        let subscribe = ClientFrame {
-            request_id: "b".into(),
-            request: Some(ClientRequest::StreamEvents(StreamEventsRequest {
-                task_id: RECORDED_TASK.into(),
-                from_seq: 1,
-            })),
-        };
-        let started = Instant::now();
-        bridge.send(Message::Binary(subscribe.encode_to_vec().into())).await.unwrap();
-        let mut received = 0u64;
-        while let Some(Ok(message)) = bridge.next().await {
-            let Message::Binary(bytes) = message else { continue };
-            match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
-                Some(Frame::Event(_)) => received += 1,
-                Some(Frame::EndOfStream(_)) => break,
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
-        let bridge_rate = received as f64 / started.elapsed().as_secs_f64();
-        assert_eq!(received, events);
+        let bridge_rate = stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, events).await;
 
         // Echo throughput: as many frames of the same size, pipelined through workerd.
         let (echo, _) = tokio_tungstenite::connect_async(&echo_url).await.unwrap();
@@ -163,6 +192,35 @@ async fn main() {
         ms(e50),
         ms(e99),
         ms(b50.saturating_sub(e50))
+    );
+
+    // Tunnel mode: the same recorded task and Status, through the TunnelRelay to a machine
+    // connected out to the edge (frames over its WebSocket instead of gRPC-web over HTTP).
+    let tunnel_token = edge.user("bench-tunnel", 0).await;
+    let options = ServiceOptions { work_dir: Some(machine_work.path().to_path_buf()), ..Default::default() };
+    let machine = Machine::connect_with(&model_api, &edge.base_url, &tunnel_token, options);
+    machine.wait_for_connections(1, Duration::from_secs(30)).await;
+    let started = edge
+        .post_json(
+            "/api/tunnel/start",
+            &tunnel_token,
+            serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:answer"}),
+        )
+        .await;
+    let tunnel_session = started["sessionId"].as_str().expect("a tunnel session").to_string();
+    let tunnel_url = || edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &tunnel_token, &tunnel_session);
+    let tunnel_rate = stream_recorded_task(&tunnel_url().await, events).await;
+    let container_rate = stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, events).await;
+    let mut tunnel_rtt = status_round_trips(&tunnel_url().await, 300).await;
+    let mut container_rtt = status_round_trips(&edge.ws_ticket_url(&token, &session_id).await, 300).await;
+    println!(
+        "tunnel vs container bridge: {tunnel_rate:.0} vs {container_rate:.0} events/s (ratio {:.2}); \
+         Status p50 {:.2} vs {:.2} ms, p99 {:.2} vs {:.2} ms",
+        tunnel_rate / container_rate,
+        ms(percentile(&mut tunnel_rtt, 0.5)),
+        ms(percentile(&mut container_rtt, 0.5)),
+        ms(percentile(&mut tunnel_rtt, 0.99)),
+        ms(percentile(&mut container_rtt, 0.99)),
     );
 
     // Where the time goes: the same Status over gRPC-web straight to the service, and through

@@ -27,8 +27,14 @@ pub struct Machine {
 impl Machine {
     /// Starts `agent-service connect --edge <edge_url>` with `token` in its environment.
     pub fn connect(model_api: &FakeModelApi, edge_url: &str, token: &str) -> Machine {
+        Machine::connect_with(model_api, edge_url, token, ServiceOptions::default())
+    }
+
+    /// [`Machine::connect`] with service options (e.g. a prepared work directory).
+    pub fn connect_with(model_api: &FakeModelApi, edge_url: &str, token: &str, options: ServiceOptions) -> Machine {
         let (home, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let mut command = agent_command(model_api, &ServiceOptions::default(), home.path(), work.path());
+        let work_dir = options.work_dir.clone().unwrap_or_else(|| work.path().to_path_buf());
+        let mut command = agent_command(model_api, &options, home.path(), &work_dir);
         command.args(["connect", "--edge", edge_url, "--ping-interval", "1s"]).env("AUTOPILOT_TOKEN", token);
         let mut child = command.spawn().expect("spawning agent-service connect");
         let stderr = child.stderr.take().unwrap();
