@@ -182,7 +182,7 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     // A machine that sends garbage gets an error and the relay goes on; it then replaces the first
     // machine, which is told why and stops reconnecting.
     let mut intruder = raw_machine(&edge, &alice).await.expect("a second machine of alice's connects");
-    let exit = machine.wait(Duration::from_secs(20)).await.expect("the replaced machine exits");
+    let exit = machine.process.wait(Duration::from_secs(20)).await.expect("the replaced machine exits");
     assert!(!exit.success());
     assert!(machine.logs().iter().any(|l| l.contains("replaced")), "{}", machine.logs().join("\n"));
     intruder.send(Message::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
@@ -208,7 +208,7 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
     send(&mut ws, &subscribe("last", &task_id, 1), Encoding::Binary).await;
     let (mut events, _) = read_subscription(&mut ws, "last", Encoding::Binary, Some(8)).await;
-    last_machine.terminate();
+    last_machine.process.terminate();
     loop {
         let frame = receive(&mut ws, Encoding::Binary).await;
         match frame.frame {
@@ -218,7 +218,7 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
         }
     }
     assert_eq!(finished(&events).state, TaskState::Cancelled as i32, "{:?}", finished(&events));
-    let exit = last_machine.wait(Duration::from_secs(20)).await.expect("the machine exits on SIGTERM");
+    let exit = last_machine.process.wait(Duration::from_secs(20)).await.expect("the machine exits on SIGTERM");
     assert!(exit.success(), "{exit:?}");
 
     // Container mode still works in the same edge once alice has credits.

@@ -3,6 +3,7 @@
 //! clients (native gRPC and gRPC-web).
 
 pub mod bridge_client;
+pub mod child_process;
 pub mod edge;
 pub mod events;
 pub mod fake_model_api;

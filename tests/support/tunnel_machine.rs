@@ -4,7 +4,6 @@
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, ExitStatus},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -12,13 +11,15 @@ use std::{
 use tempfile::TempDir;
 
 use crate::{
+    child_process::ChildProcess,
     fake_model_api::FakeModelApi,
     service::{agent_command, ServiceOptions},
 };
 
 /// A running `agent-service connect`.
 pub struct Machine {
-    child: Child,
+    /// The process: `terminate` it, `wait` for it.
+    pub process: ChildProcess,
     logs: Arc<Mutex<Vec<String>>>,
     _home: TempDir,
     _work: TempDir,
@@ -45,7 +46,7 @@ impl Machine {
                 kept.lock().unwrap().push(line);
             }
         });
-        Machine { child, logs, _home: home, _work: work }
+        Machine { process: ChildProcess(child), logs, _home: home, _work: work }
     }
 
     /// Every log line so far.
@@ -69,30 +70,5 @@ impl Machine {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-    }
-
-    /// Waits for the process to exit (at most `limit`).
-    pub async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
