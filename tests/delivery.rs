@@ -314,6 +314,26 @@ async fn changes_holding_a_secret_of_the_service_are_neither_committed_nor_shown
 }
 
 #[tokio::test]
+async fn git_settings_and_hooks_the_agent_planted_do_not_steer_the_delivery() {
+    let setup = setup().await;
+    let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:tamper-git", push())).await;
+    // The agent really did tamper: its command succeeded and printed the redirect it set.
+    let Some(Payload::ToolFinished(tool)) =
+        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
+    else {
+        unreachable!()
+    };
+    assert_eq!((tool.is_error, tool.output.trim()), (false, "file:///"), "{}", tool.output);
+    // Yet the push went to the repository the request named, and no hook ran.
+    assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
+    let delivery = task.delivery.unwrap();
+    assert!(delivery.pushed);
+    assert_eq!(setup.repo.rev_parse(&format!("refs/heads/autopilot/{id}")), delivery.commit);
+    assert_eq!(files(&diff_event(&events)).keys().collect::<Vec<_>>(), ["CHANGED.md"]);
+    assert!(!setup.service.work_dir.join("tasks").join(&id).join("hook-ran").exists(), "a planted hook ran");
+}
+
+#[tokio::test]
 async fn get_diff_says_why_there_is_no_diff() {
     let setup = setup().await;
     let mut client = setup.service.client().await;

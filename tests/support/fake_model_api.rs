@@ -51,6 +51,10 @@ pub enum Scenario {
     CommitAndEdit,
     /// Write the agent's ANTHROPIC_* environment (the API key included) into ENV.txt, then answer.
     WriteEnv,
+    /// Change a file, then tamper with git: redirect file:// URLs elsewhere (`insteadOf`, in the
+    /// clone's config and the global one) and install pre-commit and pre-push hooks that leave a
+    /// `hook-ran` file beside the clone. Then answer.
+    TamperGit,
 }
 
 /// The message the `ApiError` scenario refuses with.
@@ -76,6 +80,7 @@ impl Scenario {
             "edit-and-create" => Scenario::EditAndCreate,
             "commit-and-edit" => Scenario::CommitAndEdit,
             "write-env" => Scenario::WriteEnv,
+            "tamper-git" => Scenario::TamperGit,
             other => {
                 let count = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 match (count("many-tools:"), count("slow-tools:")) {
@@ -97,6 +102,14 @@ pub const COMMIT_AND_EDIT_COMMAND: &str = "git mv README.md README.txt && printf
     && git add COMMITTED.md && git -c user.name=Agent -c user.email=agent@example.invalid commit -qm 'agent commit' \
     && printf 'build/\\n' > .gitignore && mkdir -p build && printf 'junk\\n' > build/out.o \
     && rm main.rs && printf 'y\\n' > UNCOMMITTED.md";
+
+/// The `tamper-git` scenario's shell command; it prints the redirect it configured.
+pub const TAMPER_GIT_COMMAND: &str = "printf 'changed\\n' > CHANGED.md \
+    && git config url.file:///nowhere/.insteadOf file:/// \
+    && git config --global url.file:///nowhere/.insteadOf file:/// \
+    && printf '#!/bin/sh\\ntouch ../hook-ran\\n' > .git/hooks/pre-push && chmod +x .git/hooks/pre-push \
+    && cp .git/hooks/pre-push .git/hooks/pre-commit \
+    && git config --get url.file:///nowhere/.insteadOf";
 
 /// One reply of the fake.
 enum Step {
@@ -139,6 +152,8 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             Step::ToolUse { name: "Bash", input: json!({"command": "env | grep ^ANTHROPIC_ | sort > ENV.txt"}) }
         }
         Scenario::WriteEnv => Step::Text("I wrote ENV.txt.".into()),
+        Scenario::TamperGit if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": TAMPER_GIT_COMMAND}) },
+        Scenario::TamperGit => Step::Text("I changed CHANGED.md.".into()),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
         Scenario::PrintEnv => {
             Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))
