@@ -334,6 +334,32 @@ async fn git_settings_and_hooks_the_agent_planted_do_not_steer_the_delivery() {
 }
 
 #[tokio::test]
+async fn a_diff_over_the_event_cap_is_flagged_and_whole_in_get_diff() {
+    let setup = setup().await;
+    let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:big-change", None)).await;
+    assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
+    let event = diff_event(&events);
+    assert!(event.truncated, "BIG.txt's patch is over the event's 256 KiB");
+    let big = event.files.iter().find(|f| f.path == "BIG.txt").unwrap();
+    assert!(big.patch_omitted && big.patch.is_empty());
+    assert_eq!((big.insertions, big.deletions), (60_000, 0), "counts are kept when the patch is not");
+    let small = event.files.iter().find(|f| f.path == "SMALL.txt").unwrap();
+    assert!(!small.patch_omitted && small.patch.ends_with("+small\n"), "a patch that fits is kept");
+    assert_eq!(event.stats.unwrap().insertions, 60_001);
+
+    let mut client = setup.service.client().await;
+    let whole = client.get_diff(GetDiffRequest { task_id: id }).await.unwrap().into_inner().diff.unwrap();
+    assert!(!whole.truncated);
+    let big = whole.files.iter().find(|f| f.path == "BIG.txt").unwrap();
+    assert!(!big.patch_omitted);
+    let added: Vec<&str> =
+        big.patch.lines().filter_map(|l| l.strip_prefix('+')).filter(|l| !l.starts_with("++")).collect();
+    assert_eq!(added.len(), 60_000);
+    assert_eq!((added[0], added[59_999]), ("1", "60000"));
+    assert_eq!(whole.stats, event.stats);
+}
+
+#[tokio::test]
 async fn get_diff_says_why_there_is_no_diff() {
     let setup = setup().await;
     let mut client = setup.service.client().await;

@@ -55,6 +55,9 @@ pub enum Scenario {
     /// clone's config and the global one) and install pre-commit and pre-push hooks that leave a
     /// `hook-ran` file beside the clone. Then answer.
     TamperGit,
+    /// Write BIG.txt (the numbers 1 to 60000, one a line: a patch over the diff event's cap)
+    /// and SMALL.txt (one line) with the Bash tool, then answer.
+    BigChange,
 }
 
 /// The message the `ApiError` scenario refuses with.
@@ -81,6 +84,7 @@ impl Scenario {
             "commit-and-edit" => Scenario::CommitAndEdit,
             "write-env" => Scenario::WriteEnv,
             "tamper-git" => Scenario::TamperGit,
+            "big-change" => Scenario::BigChange,
             other => {
                 let count = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 match (count("many-tools:"), count("slow-tools:")) {
@@ -154,6 +158,11 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
         Scenario::WriteEnv => Step::Text("I wrote ENV.txt.".into()),
         Scenario::TamperGit if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": TAMPER_GIT_COMMAND}) },
         Scenario::TamperGit => Step::Text("I changed CHANGED.md.".into()),
+        Scenario::BigChange if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": "seq 1 60000 > BIG.txt && echo small > SMALL.txt"}),
+        },
+        Scenario::BigChange => Step::Text("I wrote BIG.txt and SMALL.txt.".into()),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
         Scenario::PrintEnv => {
             Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))
