@@ -103,6 +103,14 @@ pub async fn deliver(
     let diff = cap(&diff, usize::MAX, STORED_MAX_PATCH_BYTES);
     write_diff(dir, &diff).map_err(|e| failed(format!("could not keep the diff: {e}")))?;
     task.record(Payload::Diff(for_event(&diff)));
+    let stats = diff.stats.unwrap_or_default();
+    tracing::info!(
+        task_id = task.id(),
+        files = stats.files_changed,
+        insertions = stats.insertions,
+        deletions = stats.deletions,
+        "diffed the agent's work"
+    );
     if diff.files.is_empty() {
         return Ok(());
     }
@@ -120,6 +128,7 @@ pub async fn deliver(
     git.run(&["update-ref", "-m", "autopilot: deliver the task's changes", &branch_ref, &commit]).await?;
     git.run(&["symbolic-ref", "HEAD", &branch_ref]).await?;
     task.record(Payload::Committed(Committed { branch: branch.clone(), commit: commit.clone() }));
+    tracing::info!(task_id = task.id(), %branch, %commit, "committed the agent's work");
 
     if spec.delivery.push {
         let refspec = format!("{branch_ref}:{branch_ref}");
@@ -131,6 +140,7 @@ pub async fn deliver(
                 failed(format!("could not push branch {branch} to {remote}: {detail}{hint}"))
             }
         })?;
+        tracing::info!(task_id = task.id(), %branch, remote = %remote, "pushed the branch");
         task.record(Payload::BranchPushed(BranchPushed { branch: branch.clone(), commit, remote_url: remote.clone() }));
     }
     Ok(())
