@@ -170,6 +170,30 @@ mod tests {
         assert_eq!(run("store"), "");
     }
 
+    /// Real git, asked for credentials as it asks before a push, gets the token from the helper.
+    #[test]
+    fn git_itself_fills_in_the_token_through_the_helper() {
+        use std::io::Write;
+        let credentials = GitCredentials::from_env([(TOKEN_VAR, "ghp_fill_123456"), (USERNAME_VAR, "oauth2")]);
+        let mut git = std::process::Command::new("git")
+            .args(["credential", "fill"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .envs(credentials.git_env())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git is installed");
+        git.stdin.take().unwrap().write_all(b"protocol=https\nhost=git.example.com\n\n").unwrap();
+        let out = git.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let answer = String::from_utf8(out.stdout).unwrap();
+        assert!(answer.contains("username=oauth2\npassword=ghp_fill_123456\n"), "{answer}");
+    }
+
     #[test]
     fn an_ssh_key_file_is_quoted_into_the_ssh_command() {
         let credentials = GitCredentials::from_env([(SSH_KEY_VAR, "/keys/it's key")]);

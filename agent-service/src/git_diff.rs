@@ -218,8 +218,9 @@ mod tests {
 
     #[test]
     fn patches_split_at_file_headers_only() {
-        let patch = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-diff --git x\n+y\ndiff --git a/b b/b\nnew file mode 100644\n";
-        let parts = split_patch(patch);
+        let first = b"diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-diff --git x\n+y\n" as &[u8];
+        let patch = [first, b"diff --git a/b b/b\nnew file mode 100644\n"].concat();
+        let parts = split_patch(&patch);
         assert_eq!(parts.len(), 2);
         assert!(parts[0].starts_with("diff --git a/a b/a\n") && parts[0].ends_with("+y\n"));
         assert_eq!(parts[1], "diff --git a/b b/b\nnew file mode 100644\n");

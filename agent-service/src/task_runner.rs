@@ -1,6 +1,7 @@
 //! Runs one task from PENDING to its final state: clone, then the agent, then the delivery of
-//! its work ([`crate::delivery`]: diff, commit, push), each step recorded as events. A stop (cancel, timeout, shutdown) reaches whichever step is running, which stops its
-//! process group; the task then ends in the state its stop reason names.
+//! its work ([`crate::delivery`]: diff, commit, push), each step recorded as events. A stop
+//! (cancel, timeout, shutdown) reaches whichever step is running, which stops its process group;
+//! the task then ends in the state its stop reason names.
 
 use std::{
     sync::Arc,

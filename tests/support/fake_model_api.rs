@@ -156,7 +156,9 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             Step::ToolUse { name: "Bash", input: json!({"command": "env | grep ^ANTHROPIC_ | sort > ENV.txt"}) }
         }
         Scenario::WriteEnv => Step::Text("I wrote ENV.txt.".into()),
-        Scenario::TamperGit if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": TAMPER_GIT_COMMAND}) },
+        Scenario::TamperGit if done == 0 => {
+            Step::ToolUse { name: "Bash", input: json!({"command": TAMPER_GIT_COMMAND}) }
+        }
         Scenario::TamperGit => Step::Text("I changed CHANGED.md.".into()),
         Scenario::BigChange if done == 0 => Step::ToolUse {
             name: "Bash",
