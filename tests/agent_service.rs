@@ -40,7 +40,7 @@ async fn setup() -> Setup {
 }
 
 fn start_request(repo: &GitFixture, prompt: &str) -> StartRequest {
-    StartRequest { repository_url: repo.url(), git_ref: String::new(), prompt: prompt.into(), options: None }
+    StartRequest { repository_url: repo.url(), prompt: prompt.into(), ..Default::default() }
 }
 
 fn with_timeout(mut request: StartRequest, seconds: i64) -> StartRequest {
@@ -109,6 +109,7 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
             "tool_started:Bash",
             "tool_finished",
             "agent_text",
+            "diff",
             "state:SUCCEEDED",
             "task_finished:SUCCEEDED"
         ]

@@ -41,7 +41,7 @@ pub struct Config {
     /// Largest wall-clock limit a task may ask for.
     #[arg(long, global = true, env = "AUTOPILOT_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_timeout: Duration,
-    /// Longest a clone may take.
+    /// Longest a clone, or one git command of the delivery (such as the push), may take.
     #[arg(long, global = true, env = "AUTOPILOT_CLONE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub clone_timeout: Duration,
     /// How long a stopped agent or git gets between SIGTERM and SIGKILL.

@@ -1,49 +1,30 @@
 //! Clones a repository with the `git` CLI into a task's directory, at the requested ref, and
 //! reports git's progress as it goes.
 //!
-//! git runs hardened: protocols limited by `GIT_ALLOW_PROTOCOL`, no terminal prompts, no system
-//! config, `--` before positional arguments, a timeout, and its whole process group stopped on
-//! cancel. The URL was already checked by [`crate::repo_url`]. The clone is shallow: an init, a
-//! depth-1 fetch of the ref (branch, tag or commit id alike), and a detached checkout.
+//! git runs hardened ([`crate::git_command`]): protocols limited by `GIT_ALLOW_PROTOCOL`, no
+//! terminal prompts, no system config, `--` before positional arguments, a timeout, and its whole
+//! process group stopped on cancel. The URL was already checked by [`crate::repo_url`]. The
+//! clone is shallow: an init, a depth-1 fetch of the ref (branch, tag or commit id alike), and a
+//! detached checkout.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::Path, process::Stdio};
 
 use autopilot_contract::v1::GitProgress;
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    git_command::base_command,
     git_progress::{parse_progress_line, LineSplitter, ProgressTracker},
     process_group::{spawn_group, terminate_group},
     redact::Redactor,
     repo_url::RepoUrl,
 };
 
-/// How git is run.
-#[derive(Debug, Clone)]
-pub struct GitSettings {
-    /// The git executable.
-    pub program: PathBuf,
-    /// Whether file:// and local paths may be cloned (GIT_ALLOW_PROTOCOL gains `file`).
-    pub allow_file: bool,
-    /// Longest a whole clone may take.
-    pub timeout: Duration,
-    /// How long git gets to exit after SIGTERM.
-    pub grace: Duration,
-}
+pub use crate::git_command::GitSettings;
 
-/// Why a clone did not produce a checkout.
-#[derive(Debug)]
-pub enum CloneError {
-    /// The stop token fired; git was terminated.
-    Stopped,
-    /// git failed; the message is git's own (credentials masked).
-    Failed(String),
-}
+/// Why a clone did not produce a checkout: stopped, or git's message (credentials masked).
+pub type CloneError = crate::git_command::GitError;
 
 /// Clones `repo` at `git_ref` (empty: the default branch) into `dest`; returns the commit
 /// checked out. `on_progress` sees each new progress line.
@@ -93,29 +74,8 @@ async fn run_git(
     stop: &CancellationToken,
     on_progress: &mut (dyn FnMut(GitProgress) + Send),
 ) -> Result<String, CloneError> {
-    let mut command = Command::new(&settings.program);
-    command
-        .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-        .env("GIT_ALLOW_PROTOCOL", if settings.allow_file { "https:ssh:file" } else { "https:ssh" })
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(home) = std::env::var_os("HOME") {
-        command.env("HOME", home);
-    }
-    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK") {
-        command.env("SSH_AUTH_SOCK", sock);
-    }
-    if let Some(cwd) = cwd {
-        command.current_dir(cwd);
-    }
+    let mut command = base_command(settings, cwd);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = spawn_group(&mut command)
         .map_err(|e| CloneError::Failed(format!("could not run git ({}): {e}", settings.program.display())))?;
     let mut stdout = child.stdout.take().expect("stdout is piped");

@@ -4,8 +4,8 @@
 use std::{pin::Pin, sync::Arc};
 
 use autopilot_contract::v1::{
-    autopilot_server::Autopilot, CancelRequest, CancelResponse, StartRequest, StartResponse, StatusRequest,
-    StatusResponse, StreamEventsRequest, StreamEventsResponse,
+    autopilot_server::Autopilot, CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, StartRequest,
+    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, StreamEventsResponse,
 };
 use futures::{stream, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    delivery::read_diff,
     task::Task,
     task_manager::{StartError, TaskManager},
     validate::{validate_start, Limits},
@@ -118,5 +119,30 @@ impl Autopilot for AutopilotApi {
         }
         let state = self.manager.cancel(&task, reason).await;
         Ok(Response::new(CancelResponse { task_id: task.id().to_string(), state: state as i32 }))
+    }
+
+    async fn get_diff(&self, request: Request<GetDiffRequest>) -> Result<Response<GetDiffResponse>, Status> {
+        let task = self.task(&request.get_ref().task_id)?;
+        // Read before looking at the state: a task that ends meanwhile still answers its diff.
+        let dir = task.dir().to_path_buf();
+        let diff = tokio::task::spawn_blocking(move || read_diff(&dir))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|error| {
+                tracing::error!(task_id = task.id(), %error, "could not read a task's diff");
+                Status::internal(format!("could not read the task's diff: {error}"))
+            })?;
+        match diff {
+            Some(diff) => Ok(Response::new(GetDiffResponse { diff: Some(diff) })),
+            None if task.state().is_final() => Err(Status::not_found(format!(
+                "task {} has no diff: it ended {} before its agent's work was delivered",
+                task.id(),
+                task.state().as_str_name().trim_start_matches("TASK_STATE_")
+            ))),
+            None => Err(Status::failed_precondition(format!(
+                "task {} has no diff yet: it is computed once the agent has succeeded",
+                task.id()
+            ))),
+        }
     }
 }

@@ -12,15 +12,25 @@
 //! - [`task_manager`]: one running task at a time, a bounded history, recovery after restart.
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
 //! - [`event_log`]: the on-disk, replayable log of a task's events, with live subscriptions.
+//! - [`git_command`]: the one hardened way git runs; [`git_credentials`]: how it authenticates.
 //! - [`git_clone`], [`git_progress`]: the hardened clone and its progress events.
+//! - [`delivery`]: diff, commit and push of the agent's work, over [`git_diff`] (git's output
+//!   parsed), [`diff_cap`], [`commit_message`] and [`branch_name`] (pure).
 //! - [`agent`]: the agent CLI interface, Claude Code, and its output parser.
 //! - [`process_group`]: children that can be stopped whole; [`redact`]: secrets kept out.
 
 pub mod agent;
+pub mod branch_name;
+pub mod commit_message;
 pub mod config;
+pub mod delivery;
+pub mod diff_cap;
 pub mod event_log;
 pub mod frame_server;
 pub mod git_clone;
+pub mod git_command;
+pub mod git_credentials;
+pub mod git_diff;
 pub mod git_progress;
 pub mod grpc_api;
 pub mod process_group;
@@ -42,6 +52,7 @@ use crate::{
     agent::claude_code::ClaudeCode,
     config::{agent_env, Config},
     git_clone::GitSettings,
+    git_credentials::GitCredentials,
     grpc_api::AutopilotApi,
     redact::Redactor,
     task_manager::TaskManager,
@@ -96,6 +107,8 @@ fn build(
             "ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key"
         );
     }
+    // Read from the environment only, like the API key: never a flag (it would show in `ps`).
+    let git_credentials = GitCredentials::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let ctx = RunContext {
         agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
         git: GitSettings {
@@ -103,7 +116,9 @@ fn build(
             allow_file: config.allow_local_repos,
             timeout: config.clone_timeout,
             grace: config.stop_grace,
+            credentials_env: git_credentials.git_env(),
         },
+        git_credentials: git_credentials.clone(),
         grace: config.stop_grace,
         agent_env: agent_env(env),
         has_api_key: api_key.is_some(),
@@ -112,7 +127,7 @@ fn build(
     // Asking the CLI its version takes longer than the service needs to start answering /ping,
     // so it runs beside serving; a pinned version that does not match fails every task.
     tokio::spawn(check_agent_version(config.clone(), Arc::clone(&ctx.agent_problem)));
-    let redactor = Redactor::new(api_key);
+    let redactor = Redactor::new(api_key.into_iter().chain(git_credentials.secrets()));
     let manager = TaskManager::new(config.work_dir.clone(), config.history, ctx, redactor)?;
     let limits = Limits {
         allow_local_repos: config.allow_local_repos,

@@ -54,6 +54,12 @@ impl Redactor {
         }
     }
 
+    /// Whether `text` holds one of the secret values (URL user information aside): the delivery
+    /// step will not commit such changes, as a push would carry the secret off the machine.
+    pub fn contains_secret(&self, text: &str) -> bool {
+        self.secrets.iter().any(|s| text.contains(s.as_str()))
+    }
+
     fn needs_redaction(&self, text: &str) -> bool {
         text.contains("://") || self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
@@ -104,5 +110,7 @@ mod tests {
         let mut text = String::from("ANTHROPIC_API_KEY=sk-ant-canary-123456");
         redactor.redact_in_place(&mut text);
         assert_eq!(text, "ANTHROPIC_API_KEY=***");
+        assert!(redactor.contains_secret("+key=sk-ant-canary-123456"));
+        assert!(!redactor.contains_secret("abc https://u:p@h/"));
     }
 }

@@ -218,6 +218,8 @@ fn redact_payload(redactor: &Redactor, payload: &mut Payload) {
             redactor.redact_in_place(&mut p.result);
             redactor.redact_in_place(&mut p.error);
         }
-        Payload::AgentStarted(_) | Payload::UsageUpdate(_) | Payload::RepositoryReady(_) => {}
+        Payload::Diff(diff) => crate::delivery::redact_diff(redactor, diff),
+        Payload::BranchPushed(p) => redactor.redact_in_place(&mut p.remote_url),
+        Payload::AgentStarted(_) | Payload::UsageUpdate(_) | Payload::RepositoryReady(_) | Payload::Committed(_) => {}
     }
 }

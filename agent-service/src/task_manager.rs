@@ -14,6 +14,7 @@ use autopilot_contract::v1::{Task as TaskSnapshot, TaskState};
 use tokio_util::task::TaskTracker;
 
 use crate::{
+    branch_name::default_branch,
     redact::Redactor,
     task::{StopReason, Task},
     task_runner::{run_task, RunContext},
@@ -91,7 +92,7 @@ impl TaskManager {
     ///
     /// # Errors
     /// [`StartError::Busy`] while another task runs; shutting down; directory creation failed.
-    pub fn start(&self, spec: TaskSpec) -> Result<Arc<Task>, StartError> {
+    pub fn start(&self, mut spec: TaskSpec) -> Result<Arc<Task>, StartError> {
         let mut registry = self.lock();
         if registry.shutting_down {
             return Err(StartError::ShuttingDown);
@@ -100,12 +101,16 @@ impl TaskManager {
             return Err(StartError::Busy(running.id().to_string()));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        if spec.delivery.branch.is_empty() {
+            spec.delivery.branch = default_branch(&id);
+        }
         let snapshot = TaskSnapshot {
             task_id: id.clone(),
             state: TaskState::Unspecified as i32,
             repository_url: spec.repo.display.clone(),
             git_ref: spec.git_ref.clone(),
             options: Some(spec.options()),
+            delivery_options: Some(spec.delivery.options()),
             create_time: Some(autopilot_contract::time::timestamp(SystemTime::now())),
             ..Default::default()
         };

@@ -1,6 +1,7 @@
-//! Runs one task from PENDING to its final state: clone, then the agent, each step recorded as
-//! events. A stop (cancel, timeout, shutdown) reaches whichever step is running, which stops its
-//! process group; the task then ends in the state its stop reason names.
+//! Runs one task from PENDING to its final state: clone, then the agent, then the delivery of
+//! its work ([`crate::delivery`]: diff, commit, push), each step recorded as events. A stop
+//! (cancel, timeout, shutdown) reaches whichever step is running, which stops its process group;
+//! the task then ends in the state its stop reason names.
 
 use std::{
     sync::Arc,
@@ -17,7 +18,10 @@ use crate::{
         process::{run_agent, RunEnd},
         AgentCli, AgentInvocation, AgentMessage,
     },
-    git_clone::{clone_repo, CloneError, GitSettings},
+    delivery::{deliver, save_clean_git_config, DeliveryContext},
+    git_clone::{clone_repo, GitSettings},
+    git_command::GitError,
+    git_credentials::GitCredentials,
     task::{StopReason, Task},
     validate::TaskSpec,
 };
@@ -26,6 +30,8 @@ use crate::{
 pub struct RunContext {
     pub agent: Arc<dyn AgentCli>,
     pub git: GitSettings,
+    /// How git authenticates to push (also in `git.credentials_env`); used for error hints.
+    pub git_credentials: GitCredentials,
     /// How long the agent gets to exit after SIGTERM.
     pub grace: Duration,
     /// Environment for the agent CLI, API key included.
@@ -94,11 +100,10 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
             task.record(Payload::GitProgress(progress));
         })
         .await
-        .map_err(|e| match e {
-            CloneError::Stopped => StepError::Stopped,
-            CloneError::Failed(message) => StepError::Failed(message),
-        })?;
-    task.record(Payload::RepositoryReady(RepositoryReady { commit }));
+        .map_err(step_error)?;
+    save_clean_git_config(task.dir())
+        .map_err(|e| StepError::Failed(format!("could not keep a copy of the clone's git config: {e}")))?;
+    task.record(Payload::RepositoryReady(RepositoryReady { commit: commit.clone() }));
 
     task.move_to(TaskState::Running, "");
     let invocation = AgentInvocation {
@@ -120,11 +125,19 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     })
     .await
     .map_err(|e| StepError::Failed(format!("could not run the agent ({}): {e}", ctx.agent.name())))?;
-    match end {
-        RunEnd::Stopped => Err(StepError::Stopped),
-        RunEnd::Exited(exit) => decide(&exit)
-            .map(|result| Finished { result, num_turns })
-            .map_err(|e| StepError::Failed(task.redactor().redact(&e))),
+    let result = match end {
+        RunEnd::Stopped => return Err(StepError::Stopped),
+        RunEnd::Exited(exit) => decide(&exit).map_err(|e| StepError::Failed(task.redactor().redact(&e)))?,
+    };
+    let delivery = DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials };
+    deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
+    Ok(Finished { result, num_turns })
+}
+
+fn step_error(error: GitError) -> StepError {
+    match error {
+        GitError::Stopped => StepError::Stopped,
+        GitError::Failed(message) => StepError::Failed(message),
     }
 }
 

@@ -2,7 +2,7 @@
 //! task looks like after each recorded event. The live task and the recovery of a task from its
 //! log after a restart both go through [`apply`], so a snapshot always equals its log's replay.
 
-use autopilot_contract::v1::{event::Payload, Event, Task, TaskState};
+use autopilot_contract::v1::{event::Payload, Delivery, Event, Task, TaskState};
 
 /// Whether a task may move from `from` to `to`.
 /// PENDING -> CLONING -> RUNNING -> final; any non-final state may end early.
@@ -44,6 +44,16 @@ pub fn apply(task: &mut Task, event: &Event) {
                 task.end_time = event.time;
             }
         }
+        Payload::Diff(diff) => {
+            task.delivery =
+                Some(Delivery { base_commit: diff.base_commit.clone(), stats: diff.stats, ..Default::default() });
+        }
+        Payload::Committed(committed) => {
+            let delivery = task.delivery.get_or_insert_with(Delivery::default);
+            delivery.branch = committed.branch.clone();
+            delivery.commit = committed.commit.clone();
+        }
+        Payload::BranchPushed(_) => task.delivery.get_or_insert_with(Delivery::default).pushed = true,
         Payload::GitProgress(_) | Payload::AgentText(_) | Payload::ToolStarted(_) | Payload::ToolFinished(_) => {}
     }
 }
@@ -99,5 +109,21 @@ mod tests {
         assert_eq!((task.start_time, task.end_time), (time(2), time(4)));
         assert_eq!((task.last_seq, task.error.as_str()), (5, "boom"));
         assert_eq!(task.usage.unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn delivery_events_fill_in_the_delivery() {
+        use autopilot_contract::v1::{BranchPushed, Committed, Diff, DiffStats};
+        let event = |seq, payload| Event { task_id: "t".into(), seq, time: None, payload: Some(payload) };
+        let stats = DiffStats { files_changed: 2, insertions: 6, deletions: 1 };
+        let mut task = Task::default();
+        let diff = Diff { base_commit: "b".into(), stats: Some(stats), ..Default::default() };
+        apply(&mut task, &event(1, Payload::Diff(diff)));
+        assert_eq!(task.delivery, Some(Delivery { base_commit: "b".into(), stats: Some(stats), ..Default::default() }));
+        apply(&mut task, &event(2, Payload::Committed(Committed { branch: "x".into(), commit: "c".into() })));
+        apply(&mut task, &event(3, Payload::BranchPushed(BranchPushed { branch: "x".into(), ..Default::default() })));
+        let delivery = task.delivery.unwrap();
+        assert_eq!((delivery.branch.as_str(), delivery.commit.as_str(), delivery.pushed), ("x", "c", true));
+        assert_eq!(delivery.stats, Some(stats));
     }
 }

@@ -6,19 +6,31 @@
 //! - model: at most 128 characters from `A-Z a-z 0-9 . _ - : / @ [ ]`;
 //! - git_ref: at most 256 bytes, a name `git check-ref-format` would accept, or a commit id;
 //! - max_turns: 0 (no limit) or 1..=1000; max_budget_usd: finite, 0 (no limit) or up to 1000;
-//! - timeout: unset (service default) or 1 s up to the service's maximum.
+//! - timeout: unset (service default) or 1 s up to the service's maximum;
+//! - delivery.branch: empty (default `autopilot/<task id>`) or a name [`crate::branch_name`]
+//!   accepts; delivery.author_name: at most 128 bytes, no control characters, `<` or `>`;
+//!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
 
 use std::time::Duration;
 
-use autopilot_contract::v1::{AgentOptions, StartRequest};
+use autopilot_contract::v1::{AgentOptions, DeliveryOptions, StartRequest};
 
-use crate::repo_url::{parse_repo_url, RepoUrl};
+use crate::{
+    branch_name::check_branch_name,
+    repo_url::{parse_repo_url, RepoUrl},
+};
 
 pub const MAX_PROMPT_BYTES: usize = 100_000;
 pub const MAX_MODEL_LEN: usize = 128;
 pub const MAX_REF_LEN: usize = 256;
 pub const MAX_TURNS: i32 = 1000;
 pub const MAX_BUDGET_USD: f64 = 1000.0;
+pub const MAX_AUTHOR_NAME_LEN: usize = 128;
+pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
+/// The commit author when the request names none.
+pub const DEFAULT_AUTHOR_NAME: &str = "Autopilot";
+/// The commit author's email when the request names none.
+pub const DEFAULT_AUTHOR_EMAIL: &str = "autopilot@localhost";
 
 /// What the operator configured that validation depends on.
 #[derive(Debug, Clone)]
@@ -38,6 +50,30 @@ pub struct TaskSpec {
     pub max_turns: u32,
     pub max_budget_usd: f64,
     pub timeout: Duration,
+    pub delivery: DeliverySpec,
+}
+
+/// Where the task's changes go, validated; defaults filled in except the branch, whose default
+/// needs the task id ([`crate::branch_name::default_branch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySpec {
+    /// Empty until the task id is known, when the request named no branch.
+    pub branch: String,
+    pub push: bool,
+    pub author_name: String,
+    pub author_email: String,
+}
+
+impl DeliverySpec {
+    /// The options as the task runs with them.
+    pub fn options(&self) -> DeliveryOptions {
+        DeliveryOptions {
+            branch: self.branch.clone(),
+            push: self.push,
+            author_name: self.author_name.clone(),
+            author_email: self.author_email.clone(),
+        }
+    }
 }
 
 impl TaskSpec {
@@ -112,7 +148,9 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
             timeout
         }
     };
+    let delivery = validate_delivery(request.delivery.clone().unwrap_or_default())?;
     Ok(TaskSpec {
+        delivery,
         repo,
         git_ref: request.git_ref.clone(),
         prompt: request.prompt.clone(),
@@ -120,6 +158,39 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
         max_turns: options.max_turns as u32,
         max_budget_usd: budget,
         timeout,
+    })
+}
+
+fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldError> {
+    if !delivery.branch.is_empty() {
+        check_branch_name(&delivery.branch).map_err(|why| {
+            reject("delivery.branch", format!("{:?} is not a usable branch name: it {why}", delivery.branch))
+        })?;
+    }
+    let name = delivery.author_name.trim();
+    if name.len() > MAX_AUTHOR_NAME_LEN {
+        return Err(reject("delivery.author_name", format!("is longer than {MAX_AUTHOR_NAME_LEN} bytes")));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || *c == '<' || *c == '>') {
+        return Err(reject("delivery.author_name", format!("contains {c:?}, which a commit author cannot have")));
+    }
+    if !name.is_empty() && !name.chars().any(char::is_alphanumeric) {
+        return Err(reject("delivery.author_name", "needs at least one letter or digit"));
+    }
+    let email = delivery.author_email.trim();
+    if email.len() > MAX_AUTHOR_EMAIL_LEN {
+        return Err(reject("delivery.author_email", format!("is longer than {MAX_AUTHOR_EMAIL_LEN} bytes")));
+    }
+    if let Some(c) = email.chars().find(|c| c.is_control() || c.is_whitespace() || *c == '<' || *c == '>') {
+        return Err(reject("delivery.author_email", format!("contains {c:?}, which a commit email cannot have")));
+    }
+    let or_default =
+        |value: &str, default: &str| if value.is_empty() { default.to_string() } else { value.to_string() };
+    Ok(DeliverySpec {
+        branch: delivery.branch,
+        push: delivery.push,
+        author_name: or_default(name, DEFAULT_AUTHOR_NAME),
+        author_email: or_default(email, DEFAULT_AUTHOR_EMAIL),
     })
 }
 
@@ -198,6 +269,7 @@ mod tests {
             git_ref: String::new(),
             prompt: "fix the bug".into(),
             options: None,
+            delivery: None,
         }
     }
 
@@ -254,6 +326,49 @@ mod tests {
         }
         for git_ref in ["main", "feature/x-1", "v1.2.3", "0123abcd", "release+1"] {
             assert!(validate_ref(git_ref).is_ok(), "{git_ref}");
+        }
+    }
+
+    #[test]
+    fn delivery_options_are_checked_and_defaulted() {
+        let with = |delivery: DeliveryOptions| StartRequest { delivery: Some(delivery), ..request() };
+        let spec = validate_start(&request(), &limits()).unwrap();
+        assert_eq!(
+            spec.delivery,
+            DeliverySpec {
+                branch: String::new(),
+                push: false,
+                author_name: DEFAULT_AUTHOR_NAME.into(),
+                author_email: DEFAULT_AUTHOR_EMAIL.into()
+            }
+        );
+        let named = DeliveryOptions {
+            branch: "fix/issue-8".into(),
+            push: true,
+            author_name: " Ada Lovelace ".into(),
+            author_email: "ada@example.com".into(),
+        };
+        let spec = validate_start(&with(named), &limits()).unwrap();
+        assert_eq!((spec.delivery.branch.as_str(), spec.delivery.push), ("fix/issue-8", true));
+        assert_eq!(spec.delivery.author_name, "Ada Lovelace");
+        for branch in ["-x", "a..b", "refs/../x", "a b", "x.lock", "@"] {
+            let err = validate_start(&with(DeliveryOptions { branch: branch.into(), ..Default::default() }), &limits())
+                .unwrap_err();
+            assert_eq!(err.field, "delivery.branch", "{branch:?}");
+        }
+        let err = validate_start(&with(DeliveryOptions { branch: "-x".into(), ..Default::default() }), &limits())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "delivery.branch \"-x\" is not a usable branch name: it starts with '-', so git could read it as an option"
+        );
+        for name in ["Eve <eve@x>", "a\nb", "...", &"n".repeat(129)] {
+            let options = DeliveryOptions { author_name: name.into(), ..Default::default() };
+            assert_eq!(field_of(with(options)), "delivery.author_name", "{name:?}");
+        }
+        for email in ["a b@x", "<a@x>", "a\n@x", &"e".repeat(255)] {
+            let options = DeliveryOptions { author_email: email.into(), ..Default::default() };
+            assert_eq!(field_of(with(options)), "delivery.author_email", "{email:?}");
         }
     }
 

@@ -50,6 +50,9 @@ pub fn kind(event: &Event) -> String {
         Payload::ToolStarted(tool) => format!("tool_started:{}", tool.name),
         Payload::ToolFinished(_) => "tool_finished".into(),
         Payload::UsageUpdate(_) => "usage".into(),
+        Payload::Diff(_) => "diff".into(),
+        Payload::Committed(_) => "committed".into(),
+        Payload::BranchPushed(_) => "branch_pushed".into(),
         Payload::TaskFinished(finished) => {
             format!("task_finished:{}", state_name(finished.state()))
         }

@@ -42,6 +42,22 @@ pub enum Scenario {
     ApiError,
     /// Start streaming an answer and never finish it (for cancel and timeout tests).
     Hang,
+    /// Edit main.rs (1 line becomes 3) and create NOTES.md (3 lines) with the Bash tool, then
+    /// answer: a diff of exactly two files, +3 -1 and +3 -0.
+    EditAndCreate,
+    /// With the Bash tool, commit a rename (README.md -> README.txt) and a new COMMITTED.md as the
+    /// agent's own commit, then leave uncommitted: a deleted main.rs, a new UNCOMMITTED.md, and a
+    /// .gitignore that hides the new build/out.o. Then answer.
+    CommitAndEdit,
+    /// Write the agent's ANTHROPIC_* environment (the API key included) into ENV.txt, then answer.
+    WriteEnv,
+    /// Change a file, then tamper with git: redirect file:// URLs elsewhere (`insteadOf`, in the
+    /// clone's config and the global one) and install pre-commit and pre-push hooks that leave a
+    /// `hook-ran` file beside the clone. Then answer.
+    TamperGit,
+    /// Write BIG.txt (the numbers 1 to 60000, one a line: a patch over the diff event's cap)
+    /// and SMALL.txt (one line) with the Bash tool, then answer.
+    BigChange,
 }
 
 /// The message the `ApiError` scenario refuses with.
@@ -64,6 +80,11 @@ impl Scenario {
             "print-env" => Scenario::PrintEnv,
             "html-injection" => Scenario::HtmlInjection,
             "hang" => Scenario::Hang,
+            "edit-and-create" => Scenario::EditAndCreate,
+            "commit-and-edit" => Scenario::CommitAndEdit,
+            "write-env" => Scenario::WriteEnv,
+            "tamper-git" => Scenario::TamperGit,
+            "big-change" => Scenario::BigChange,
             other => {
                 let count = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 match (count("many-tools:"), count("slow-tools:")) {
@@ -75,6 +96,24 @@ impl Scenario {
         }
     }
 }
+
+/// The `edit-and-create` scenario's shell command.
+pub const EDIT_AND_CREATE_COMMAND: &str =
+    "printf 'fn main() {\\n    println!(\"hello\");\\n}\\n' > main.rs && printf 'one\\ntwo\\nthree\\n' > NOTES.md";
+
+/// The `commit-and-edit` scenario's shell command.
+pub const COMMIT_AND_EDIT_COMMAND: &str = "git mv README.md README.txt && printf 'x\\n' > COMMITTED.md \
+    && git add COMMITTED.md && git -c user.name=Agent -c user.email=agent@example.invalid commit -qm 'agent commit' \
+    && printf 'build/\\n' > .gitignore && mkdir -p build && printf 'junk\\n' > build/out.o \
+    && rm main.rs && printf 'y\\n' > UNCOMMITTED.md";
+
+/// The `tamper-git` scenario's shell command; it prints the redirect it configured.
+pub const TAMPER_GIT_COMMAND: &str = "printf 'changed\\n' > CHANGED.md \
+    && git config url.file:///nowhere/.insteadOf file:/// \
+    && git config --global url.file:///nowhere/.insteadOf file:/// \
+    && printf '#!/bin/sh\\ntouch ../hook-ran\\n' > .git/hooks/pre-push && chmod +x .git/hooks/pre-push \
+    && cp .git/hooks/pre-push .git/hooks/pre-commit \
+    && git config --get url.file:///nowhere/.insteadOf";
 
 /// One reply of the fake.
 enum Step {
@@ -103,6 +142,29 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             input: json!({"command": "printf 'hello from the agent\\n' > AGENT_NOTES.md && cat AGENT_NOTES.md"}),
         },
         Scenario::WriteFile => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
+        Scenario::EditAndCreate if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": EDIT_AND_CREATE_COMMAND, "description": "Edit main.rs, add NOTES.md"}),
+        },
+        Scenario::EditAndCreate => Step::Text("I edited **main.rs** and added **NOTES.md**.".into()),
+        Scenario::CommitAndEdit if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": COMMIT_AND_EDIT_COMMAND, "description": "Commit some work, leave some"}),
+        },
+        Scenario::CommitAndEdit => Step::Text("I committed part of the work and left the rest.".into()),
+        Scenario::WriteEnv if done == 0 => {
+            Step::ToolUse { name: "Bash", input: json!({"command": "env | grep ^ANTHROPIC_ | sort > ENV.txt"}) }
+        }
+        Scenario::WriteEnv => Step::Text("I wrote ENV.txt.".into()),
+        Scenario::TamperGit if done == 0 => {
+            Step::ToolUse { name: "Bash", input: json!({"command": TAMPER_GIT_COMMAND}) }
+        }
+        Scenario::TamperGit => Step::Text("I changed CHANGED.md.".into()),
+        Scenario::BigChange if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": "seq 1 60000 > BIG.txt && echo small > SMALL.txt"}),
+        },
+        Scenario::BigChange => Step::Text("I wrote BIG.txt and SMALL.txt.".into()),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
         Scenario::PrintEnv => {
             Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))
@@ -284,6 +346,8 @@ mod tests {
         assert_eq!(Scenario::find_in("SCENARIO:slow-tools:3"), Scenario::SlowTools(3));
         assert_eq!(Scenario::find_in("no marker"), Scenario::Answer);
         assert_eq!(Scenario::find_in("SCENARIO:bogus"), Scenario::Answer);
+        assert_eq!(Scenario::find_in("SCENARIO:edit-and-create"), Scenario::EditAndCreate);
+        assert_eq!(Scenario::find_in("SCENARIO:commit-and-edit"), Scenario::CommitAndEdit);
     }
 
     #[test]

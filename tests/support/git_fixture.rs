@@ -10,7 +10,8 @@ pub struct GitFixture {
     dir: TempDir,
 }
 
-fn git(cwd: &Path, args: &[&str]) -> String {
+/// Runs git in `cwd` and returns its trimmed stdout; panics (with git's message) if it fails.
+pub fn git(cwd: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.name=Fixture", "-c", "user.email=fixture@example.invalid", "-c", "init.defaultBranch=main"])
         .args(args)
@@ -49,6 +50,29 @@ impl GitFixture {
     /// The commit id `rev` names in the repository.
     pub fn rev_parse(&self, rev: &str) -> String {
         git(&self.dir.path().join("repo.git"), &["rev-parse", rev])
+    }
+
+    /// The bare repository's directory.
+    pub fn bare_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("repo.git")
+    }
+
+    /// Whether the repository has the branch `name`.
+    pub fn has_branch(&self, name: &str) -> bool {
+        Command::new("git")
+            .args(["show-ref", "--verify", "--quiet", &format!("refs/heads/{name}")])
+            .current_dir(self.bare_dir())
+            .status()
+            .expect("running git")
+            .success()
+    }
+
+    /// Installs an executable hook (e.g. `pre-receive`) running the shell `script`.
+    pub fn install_hook(&self, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.bare_dir().join("hooks").join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 }
 
