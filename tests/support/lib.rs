@@ -2,6 +2,7 @@
 //! fixtures that start the real agent-service, build real git repositories and make real
 //! clients (native gRPC and gRPC-web).
 
+pub mod container;
 pub mod edge;
 pub mod events;
 pub mod fake_model_api;
