@@ -74,8 +74,13 @@ rm -rf "$context" && mkdir -p "$context"
 cp "$service_bin" "$context/agent-service"
 strip "$context/agent-service"
 cp "$cli_bin" "$context/claude"
+previous=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 podman build --quiet --format docker --build-arg BASE="$base_image" -f tests/container/Containerfile \
   -t "$image" "$context" >/dev/null
+# The image this one replaces would stay behind untagged; remove it (only it) unless in use.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true
+fi
 image_done=$SECONDS
 
 # ---- the size: all layers, split into the base, the CLI, and the layers we add around the service.
