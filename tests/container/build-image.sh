@@ -51,7 +51,7 @@ if ! podman image exists "$base_image"; then
   # Package caches, indexes and documentation are not part of a runtime (Alpine ships none).
   rm -rf "$out"/rootfs/var/cache/apt/archives/*.deb "$out"/rootfs/var/lib/apt/lists/* \
     "$out"/rootfs/usr/share/{doc,man,info,locale}/*
-  tar --numeric-owner -C "$out/rootfs" -c . | podman import - "$base_image" >/dev/null
+  tar --numeric-owner -C "$out/rootfs" -c . | podman import --quiet - "$base_image" >/dev/null
   rm -rf "$out/rootfs"
 fi
 base_done=$SECONDS
