@@ -3,7 +3,7 @@
 // resubscribes from the last seq it has, so the timeline never misses or repeats an event.
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ClientFrameSchema, ServerFrameSchema, type Event } from "../gen/autopilot/v1/autopilot_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { reconnectDelay } from "./reconnect.js";
 
 export type LinkState = "connecting" | "live" | "reconnecting" | "ended" | "failed";
