@@ -154,7 +154,7 @@ test-clients: tools lint clients worker web
 	cargo test -p autopilot-tests --test contract --test grpcurl --test clients
 
 ## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
-## wrangler dev), buf lint.
+## wrangler dev), buf lint and breaking, the clients (grpcurl, Python, TypeScript).
 test: tools lint clients worker web
 	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service

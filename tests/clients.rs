@@ -4,7 +4,7 @@
 //! a user, a token and credits), then runs each client's own test suite (pytest, `node --test`)
 //! with their addresses in the environment.
 
-use std::{path::PathBuf, process::Output, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use autopilot_tests::{
     edge::Edge,
@@ -34,15 +34,21 @@ fn installed(path: &str, make_target: &str) -> PathBuf {
     path
 }
 
-/// Runs a suite; fails the test with everything it printed unless it passed.
+/// Runs a suite; fails the test with everything it printed unless it passed in time.
 async fn run_suite(name: &str, mut command: tokio::process::Command) {
-    command.current_dir(repo_root()).kill_on_drop(true);
-    let Output { status, stdout, stderr } = tokio::time::timeout(SUITE_DEADLINE, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("the {name} suite did not finish in {SUITE_DEADLINE:?}"))
-        .unwrap_or_else(|e| panic!("running the {name} suite: {e}"));
-    let printed = format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr));
-    assert!(status.success(), "the {name} suite failed ({status}):\n{printed}");
+    // Output goes to a file, so a suite that hangs still shows how far it got.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("suite.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    command.current_dir(repo_root()).kill_on_drop(true).stdout(log.try_clone().unwrap()).stderr(log);
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("running the {name} suite: {e}"));
+    let status = tokio::time::timeout(SUITE_DEADLINE, child.wait()).await;
+    let printed = std::fs::read_to_string(&log_path).unwrap_or_default();
+    match status {
+        Ok(Ok(status)) => assert!(status.success(), "the {name} suite failed ({status}):\n{printed}"),
+        Ok(Err(e)) => panic!("waiting for the {name} suite: {e}"),
+        Err(_) => panic!("the {name} suite did not finish in {SUITE_DEADLINE:?}:\n{printed}"),
+    }
     println!("{printed}");
 }
 

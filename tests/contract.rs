@@ -53,9 +53,8 @@ fn renumbering_a_field_is_refused() {
 
 #[test]
 fn removing_an_rpc_or_renaming_a_field_is_refused() {
-    let (ok, output) = breaking_after(|p| {
-        replace_once(p, "  rpc Cancel(CancelRequest) returns (CancelResponse);\n", "")
-    });
+    let (ok, output) =
+        breaking_after(|p| replace_once(p, "  rpc Cancel(CancelRequest) returns (CancelResponse);\n", ""));
     assert!(!ok && output.contains("Cancel"), "removing Cancel passed:\n{output}");
     let (ok, output) = breaking_after(|p| replace_once(p, "  string prompt = 3;", "  string instructions = 3;"));
     assert!(!ok && output.contains("prompt"), "renaming StartRequest.prompt passed:\n{output}");
@@ -69,7 +68,8 @@ fn additions_are_accepted() {
             "  rpc Cancel(CancelRequest) returns (CancelResponse);\n",
             "  rpc Cancel(CancelRequest) returns (CancelResponse);\n  rpc Ping(PingRequest) returns (PingResponse);\n",
         );
-        let p = replace_once(p, "  AgentOptions options = 4;\n}", "  AgentOptions options = 4;\n  string label = 5;\n}");
+        let p =
+            replace_once(p, "  AgentOptions options = 4;\n}", "  AgentOptions options = 4;\n  string label = 5;\n}");
         p + "\nmessage PingRequest {}\nmessage PingResponse {}\n"
     });
     assert!(ok, "additions were refused:\n{output}");

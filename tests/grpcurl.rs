@@ -104,10 +104,16 @@ async fn reflection_lists_the_services_and_describes_the_contract_with_its_comme
 
     let service = setup.grpcurl(None, &["describe", "autopilot.v1.Autopilot"]).await.stdout;
     assert!(service.contains("rpc StreamEvents ( .autopilot.v1.StreamEventsRequest ) returns ( stream .autopilot.v1.StreamEventsResponse );"), "{service}");
-    assert!(service.contains("// Server streaming. Replays every recorded event of the task"), "RPC comments:\n{service}");
+    assert!(
+        service.contains("// Server streaming. Replays every recorded event of the task"),
+        "RPC comments:\n{service}"
+    );
     let message = setup.grpcurl(None, &["describe", "autopilot.v1.StreamEventsRequest"]).await.stdout;
     assert!(message.contains("uint64 from_seq = 2;"), "{message}");
-    assert!(message.contains("// First seq to send (events are numbered densely from 1)."), "field comments:\n{message}");
+    assert!(
+        message.contains("// First seq to send (events are numbered densely from 1)."),
+        "field comments:\n{message}"
+    );
 }
 
 #[tokio::test]
@@ -156,9 +162,8 @@ async fn cancel_stops_a_running_task() {
         assert!(tokio::time::Instant::now() < deadline, "the task never ran: {}", status[0]);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cancelled = setup
-        .call("autopilot.v1.Autopilot/Cancel", json!({"taskId": task_id, "reason": "operator stopped it"}))
-        .await;
+    let cancelled =
+        setup.call("autopilot.v1.Autopilot/Cancel", json!({"taskId": task_id, "reason": "operator stopped it"})).await;
     assert_eq!(cancelled[0], json!({"taskId": task_id, "state": "TASK_STATE_CANCELLED"}));
     let events = setup.events(&task_id, 1).await;
     let finished = &events.last().unwrap()["taskFinished"];

@@ -7,7 +7,7 @@ import { collect, env } from "./env.mjs";
 
 /** Registers the shared checks for `makeClient` with node:test's `test`. */
 export function behaviour(test, makeClient) {
-  test("run follows a task to its end, with status and resume", async () => {
+  test("run follows a task to its end, with status and resume", { timeout: 60_000 }, async () => {
     const client = makeClient();
     const events = await collect(
       client.run({ repositoryUrl: env.repository, prompt: "Two steps SCENARIO:many-tools:2", options: { maxTurns: 10 } }),
@@ -35,7 +35,7 @@ export function behaviour(test, makeClient) {
     assert.deepEqual(rest, events.slice(from - 1), "the replay is the same events, each once");
   });
 
-  test("cancel stops a running task", async () => {
+  test("cancel stops a running task", { timeout: 60_000 }, async () => {
     const client = makeClient();
     const started = await client.start({ repositoryUrl: env.repository, prompt: "Slowly SCENARIO:slow-tools:40" });
     assert.equal(started.state, TaskState.PENDING);
@@ -53,7 +53,7 @@ export function behaviour(test, makeClient) {
     assert.equal(finished.value.error, "cancelled: changed my mind");
   });
 
-  test("bad input is refused with the code and the field", async () => {
+  test("bad input is refused with the code and the field", { timeout: 60_000 }, async () => {
     const client = makeClient();
     await assert.rejects(client.start({ repositoryUrl: env.repository, prompt: "" }), (error) => {
       assert.ok(error instanceof ConnectError, String(error));

@@ -1,8 +1,8 @@
 // The client against the real agent-service directly: gRPC-web over fetch (the default, as in a
 // browser), and native gRPC over HTTP/2 through connect-node's transport.
 
-import { describe as suite, test } from "node:test";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { after, describe as suite, test } from "node:test";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { AutopilotClient, behaviour } from "./behaviour.mjs";
 import { env } from "./env.mjs";
 
@@ -11,8 +11,11 @@ suite("directly, gRPC-web", () => {
 });
 
 suite("directly, native gRPC", () => {
+  // One HTTP/2 connection for the suite, closed at its end (an open one keeps node running).
+  const sessionManager = new Http2SessionManager(env.serviceUrl);
+  after(() => sessionManager.abort());
   behaviour(test, () => {
-    const transport = createGrpcTransport({ baseUrl: env.serviceUrl, httpVersion: "2" });
+    const transport = createGrpcTransport({ baseUrl: env.serviceUrl, httpVersion: "2", sessionManager });
     return new AutopilotClient({ transport });
   });
 });

@@ -15,7 +15,7 @@ suite("through the edge, with a token", () => {
 suite("the edge's refusals", () => {
   const start = { repositoryUrl: env.repository, prompt: "Hello" };
 
-  test("without a token: Unauthenticated", async () => {
+  test("without a token: Unauthenticated", { timeout: 60_000 }, async () => {
     const client = new AutopilotClient({ baseUrl: env.edgeUrl });
     await assert.rejects(client.start(start), (error) => {
       assert.equal(error.code, Code.Unauthenticated);
@@ -24,12 +24,12 @@ suite("the edge's refusals", () => {
     });
   });
 
-  test("with an unknown token: Unauthenticated", async () => {
+  test("with an unknown token: Unauthenticated", { timeout: 60_000 }, async () => {
     const client = new AutopilotClient({ baseUrl: env.edgeUrl, token: "ap_not_a_real_token" });
     await assert.rejects(client.status(), (error) => error.code === Code.Unauthenticated);
   });
 
-  test("without credits: ResourceExhausted", async () => {
+  test("without credits: ResourceExhausted", { timeout: 60_000 }, async () => {
     const client = new AutopilotClient({ baseUrl: env.edgeUrl, token: env.edgeTokenNoCredits });
     await assert.rejects(client.start(start), (error) => {
       assert.equal(error.code, Code.ResourceExhausted);
