@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from autopilot.client import DEFAULT_ADDRESS, AutopilotError, Client
 from autopilot.describe import describe, state_name
@@ -48,8 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _json(message: object) -> str:
-    return json_format.MessageToJson(message, indent=None)  # type: ignore[arg-type]
+def _json(message: Message) -> str:
+    return json_format.MessageToJson(message, indent=None)
 
 
 def _follow(events: Iterable[pb.Event], as_json: bool) -> int:

@@ -52,7 +52,8 @@ class Client:
             self._channel = grpc.insecure_channel(self.address)
         else:
             self._channel = grpc.secure_channel(self.address, credentials)
-        self._stub = autopilot_pb2_grpc.AutopilotStub(self._channel)
+        # grpcio-tools emits the service stub without types; the typed methods below cover it.
+        self._stub = autopilot_pb2_grpc.AutopilotStub(self._channel)  # type: ignore[no-untyped-call]
 
     def start(
         self,
@@ -73,14 +74,16 @@ class Client:
             options.timeout.CopyFrom(duration)
         request = pb.StartRequest(repository_url=repository_url, git_ref=git_ref, prompt=prompt, options=options)
         try:
-            return self._stub.Start(request)
+            reply: pb.StartResponse = self._stub.Start(request)
+            return reply
         except grpc.RpcError as error:
             raise AutopilotError.from_rpc(error) from None
 
     def status(self, task_id: str = "") -> pb.Task:
         """The task's snapshot; without an id, the running task or else the latest one."""
         try:
-            return self._stub.Status(pb.StatusRequest(task_id=task_id)).task
+            reply: pb.StatusResponse = self._stub.Status(pb.StatusRequest(task_id=task_id))
+            return reply.task
         except grpc.RpcError as error:
             raise AutopilotError.from_rpc(error) from None
 
@@ -122,7 +125,8 @@ class Client:
     def cancel(self, task_id: str = "", reason: str = "") -> pb.CancelResponse:
         """Stops the task (without an id, the running one); answers the state it ended in."""
         try:
-            return self._stub.Cancel(pb.CancelRequest(task_id=task_id, reason=reason))
+            reply: pb.CancelResponse = self._stub.Cancel(pb.CancelRequest(task_id=task_id, reason=reason))
+            return reply
         except grpc.RpcError as error:
             raise AutopilotError.from_rpc(error) from None
 

@@ -13,7 +13,7 @@ MAX_TEXT = 200
 
 def state_name(state: int) -> str:
     """`TASK_STATE_SUCCEEDED` -> `SUCCEEDED`."""
-    return pb.TaskState.Name(state).removeprefix("TASK_STATE_")  # type: ignore[arg-type]
+    return pb.TaskState.Name(state).removeprefix("TASK_STATE_")
 
 
 def _short(text: str) -> str:
