@@ -170,3 +170,4 @@ bench: tools worker
 clean:
 	cargo clean
 	rm -rf $(DEV_DIR) $(TOOLS)
+	rm -rf $(TOOLS_VENV) $(PY_CLIENT_VENV) clients/python/build clients/ts/node_modules clients/ts/dist clients/ts/src/gen
