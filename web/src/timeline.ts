@@ -3,8 +3,8 @@
 // Events are applied by seq; a seq already seen is ignored, so a resubscription after a dropped
 // socket can never show an entry twice.
 
-import type { Event } from "../gen/autopilot/v1/autopilot_pb.js";
-import { TaskState } from "../gen/autopilot/v1/autopilot_pb.js";
+import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 
 export type Entry =
   | { seq: number; kind: "state"; state: string; reason: string; atMs: number }

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { EventSchema, TaskState } from "../gen/autopilot/v1/autopilot_pb.js";
+import { EventSchema, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { reconnectDelay } from "../src/reconnect.js";
 import { renderMarkdown } from "../src/markdown.js";
 import { summarizeToolInput, Timeline } from "../src/timeline.js";

@@ -1,0 +1,79 @@
+"""The `autopilot` console command against the real agent-service: events are printed as they
+arrive (not when the task ends), and status / events / cancel do what their help says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from autopilot import Client, TaskState
+
+AUTOPILOT = str(Path(sys.executable).parent / "autopilot")
+
+
+def autopilot(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AUTOPILOT, "--address", address, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_start_prints_events_as_they_arrive(client: Client, address: str, repository_url: str) -> None:
+    command = subprocess.Popen(
+        [AUTOPILOT, "start", repository_url, "Work slowly SCENARIO:slow-tools:4"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AUTOPILOT_ADDRESS": address},
+    )
+    assert command.stdout is not None
+    first = command.stdout.readline()
+    assert first.startswith("task "), first
+    task_id = first.split()[1]
+    for line in command.stdout:
+        if " tool Bash: sleep 0.5; echo step 1" in line:
+            break
+    # The first tool call is on screen while the task is still running.
+    assert client.status(task_id).state == TaskState.TASK_STATE_RUNNING
+    rest = command.stdout.read().splitlines()
+    assert command.wait(timeout=60) == 0
+    assert rest[-1].endswith("finished SUCCEEDED: Ran 4 slow steps."), rest
+
+
+def test_status_events_and_cancel(address: str, repository_url: str, main_commit: str) -> None:
+    started = autopilot(address, "--json", "start", "--detach", repository_url, "Hello")
+    assert started.returncode == 0, started.stderr
+    task_id = json.loads(started.stdout)["taskId"]
+
+    followed = autopilot(address, "events", task_id)
+    assert followed.returncode == 0, followed.stderr
+    lines = followed.stdout.splitlines()
+    assert lines[0].startswith("#1 state "), lines
+    assert lines[-1].endswith("finished SUCCEEDED: All done: nothing needed changing."), lines
+
+    resumed = autopilot(address, "--json", "events", task_id, "--from-seq", "2")
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert [int(e["seq"]) for e in events] == list(range(2, len(lines) + 1))
+
+    status = autopilot(address, "status", task_id)
+    assert status.returncode == 0
+    assert f"task {task_id}: SUCCEEDED" in status.stdout
+    assert f"commit {main_commit}" in status.stdout
+
+    cancelled = autopilot(address, "cancel", task_id)
+    assert cancelled.stdout.strip() == f"task {task_id}: SUCCEEDED", "an ended task keeps its state"
+
+
+def test_refusals_exit_2_with_the_reason(address: str, repository_url: str) -> None:
+    refused = autopilot(address, "start", repository_url, "")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("autopilot: INVALID_ARGUMENT:") and "prompt" in refused.stderr
+    missing = autopilot(address, "status", "no-such-task")
+    assert missing.returncode == 2 and "NOT_FOUND" in missing.stderr
+
+
+def test_a_task_that_fails_exits_1(address: str, repository_url: str) -> None:
+    failed = autopilot(address, "start", repository_url, "Fail SCENARIO:api-error")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert " finished FAILED: " in failed.stdout.splitlines()[-1]
