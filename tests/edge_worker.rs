@@ -7,7 +7,7 @@
 
 use autopilot_contract::v1::{
     client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, CancelRequest, ClientFrame, Event,
-    StartRequest, StatusRequest, StreamEventsRequest, TaskState,
+    GetDiffRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding},
@@ -21,6 +21,13 @@ use autopilot_tests::{
 use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+/// A gRPC request carrying the user's API token.
+fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
 
 #[tokio::test]
 async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
@@ -152,13 +159,13 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     assert_eq!(status["task"]["state"], "TASK_STATE_CANCELLED");
     assert!(status["container"]["Ready"].is_object(), "{status}");
     let mut web = grpc_web_client(format!("127.0.0.1:{}", edge.port).parse().unwrap());
-    let authorized = |message| {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request
-    };
-    let first =
-        web.status(authorized(StatusRequest { task_id: task_id.clone() })).await.unwrap().into_inner().task.unwrap();
+    let first = web
+        .status(with_token(&token, StatusRequest { task_id: task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
     assert_eq!((first.state(), first.last_seq), (TaskState::Succeeded, all.len() as u64));
     let stream = web
         .stream_events(tonic::Request::new(StreamEventsRequest { task_id: task_id.clone(), from_seq: 5 }))
@@ -170,8 +177,12 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     let stream = web.stream_events(request).await.unwrap().into_inner();
     let replayed = autopilot_tests::events::collect(stream).await;
     assert_eq!(replayed, all[4..].to_vec(), "gRPC-web through the edge replays the same events");
+    // An RPC the edge names nowhere (GetDiff, added after the edge) passes through as well.
+    let diff =
+        web.get_diff(with_token(&token, GetDiffRequest { task_id: task_id.clone() })).await.unwrap().into_inner();
+    assert_eq!(diff.diff.unwrap().files.len(), 0, "echo commands change no file");
     let missing = web
-        .status(authorized(StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }))
+        .status(with_token(&token, StatusRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);

@@ -646,10 +646,14 @@ impl AutopilotContainer {
             Ok(client) => client,
             Err(status) => return grpc_web_error(&status, 200),
         };
+        // The user's credentials and the Worker's internal headers stay at the edge: the
+        // container needs neither (it trusts whoever reaches it through this object).
+        let headers = req.headers().clone();
+        for name in ["authorization", "cookie", USER_HEADER] {
+            headers.delete(name)?;
+        }
         let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(req.headers().clone())
-            .with_body(req.inner().body().map(Into::into));
+        init.with_method(Method::Post).with_headers(headers).with_body(req.inner().body().map(Into::into));
         match client.endpoint().fetch(&req.path(), init).await {
             Ok(response) => Ok(response),
             Err(e) => grpc_web_error(

@@ -18,6 +18,8 @@ pub const USER_HEADER: &str = "x-autopilot-user";
 /// Headers carrying a verified ticket's nonce and session to the user's object.
 pub const TICKET_NONCE_HEADER: &str = "x-autopilot-ticket-nonce";
 pub const TICKET_SESSION_HEADER: &str = "x-autopilot-ticket-session";
+/// The gRPC-web path prefix of the contract's service.
+const GRPC_SERVICE_PREFIX: &str = "/autopilot.v1.Autopilot/";
 /// Headers only the Worker may set; removed from every incoming request.
 const INTERNAL_HEADERS: [&str; 3] = [USER_HEADER, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER];
 
@@ -70,6 +72,11 @@ impl Backend {
 }
 
 fn is_user_route(method: &Method, path: &str) -> bool {
+    // Every method of the contract's service passes through (the service answers UNIMPLEMENTED
+    // for one it does not have), so an RPC added to the contract needs no route here.
+    if *method == Method::Post && path.starts_with(GRPC_SERVICE_PREFIX) {
+        return true;
+    }
     matches!(
         (method, path),
         (Method::Get, "/api/auth/me")
@@ -78,10 +85,6 @@ fn is_user_route(method: &Method, path: &str) -> bool {
             | (Method::Post, "/api/container/ws-ticket")
             | (Method::Get, "/api/billing/balance")
             | (Method::Get, "/api/billing/ledger")
-            | (Method::Post, "/autopilot.v1.Autopilot/Start")
-            | (Method::Post, "/autopilot.v1.Autopilot/Status")
-            | (Method::Post, "/autopilot.v1.Autopilot/StreamEvents")
-            | (Method::Post, "/autopilot.v1.Autopilot/Cancel")
             | (Method::Get, "/api/tunnel/connect")
             | (Method::Get, "/api/tunnel/status")
             | (Method::Post, "/api/tunnel/start")
