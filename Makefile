@@ -19,6 +19,11 @@ CARGO_BIN := $(HOME)/.cargo/bin
 # worker-build downloads wasm-bindgen and esbuild from GitHub unless told where they are.
 WORKER_BUILD_ENV := WASM_BINDGEN_BIN=$(CARGO_BIN)/wasm-bindgen \
 	ESBUILD_BIN=$(abspath $(TOOLS)/@esbuild/linux-x64/bin/esbuild)
+# Python tools and the Python client live in project-local venvs (Debian: python3-venv).
+PYTHON ?= python3
+PIP_FLAGS := --quiet --disable-pip-version-check
+TOOLS_VENV := tools/venv
+PY_CLIENT_VENV := clients/python/.venv
 # wrangler without telemetry prompts or interactive UI.
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
@@ -127,12 +132,6 @@ lint: tools
 RELEASED_CONTRACT := proto/released/autopilot-v1.binpb
 contract-release: tools
 	$(BUF) build --exclude-source-info -o $(RELEASED_CONTRACT)
-
-## Python tools and the Python client live in project-local venvs (Debian: python3-venv).
-PYTHON ?= python3
-PIP_FLAGS := --quiet --disable-pip-version-check
-TOOLS_VENV := tools/venv
-PY_CLIENT_VENV := clients/python/.venv
 
 ## grpcurl for operators and tests/grpcurl.rs (pinned in tools/requirements.txt): tools/venv/bin/grpcurl.
 grpcurl: $(TOOLS_VENV)/.installed

@@ -57,7 +57,7 @@ fn fixture_folder(repo: &GitFixture) -> PathBuf {
 }
 
 fn start_request(repo: &GitFixture, prompt: &str) -> StartRequest {
-    StartRequest { repository_url: repo.url(), git_ref: String::new(), prompt: prompt.into(), options: None }
+    StartRequest { repository_url: repo.url(), prompt: prompt.into(), ..Default::default() }
 }
 
 /// Waits until the task has recorded an event of `wanted` kind (prefix match).
