@@ -203,6 +203,7 @@ async fn a_task_runs_end_to_end_in_the_image_as_the_non_root_user() {
             "tool_started:Bash",
             "tool_finished",
             "agent_text",
+            "diff",
             "state:SUCCEEDED",
             "task_finished:SUCCEEDED"
         ]

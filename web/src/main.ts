@@ -302,6 +302,32 @@ function renderEntry(entry: Entry): HTMLElement {
       if (entry.isError) item.classList.add("is-error");
       break;
     }
+    case "diff": {
+      const { filesChanged, insertions, deletions } = entry;
+      const files = `${filesChanged} file${filesChanged === 1 ? "" : "s"}`;
+      item.append(element("strong", "label", filesChanged === 0 ? "No files changed" : `Changed ${files} (+${insertions} −${deletions})`));
+      const list = element("ul", "diff-files");
+      for (const file of entry.files) {
+        const details = document.createElement("details");
+        const summary = document.createElement("summary");
+        const path = file.oldPath && file.oldPath !== file.path ? `${file.oldPath} → ${file.path}` : file.path;
+        summary.append(element("span", `file-status ${file.status}`, file.status), element("code", "file-path", path), element("span", "file-counts", file.binary ? "binary" : `+${file.insertions} −${file.deletions}`));
+        details.append(summary, element("pre", "patch", file.patch || "(too large to show here)"));
+        const li = document.createElement("li");
+        li.append(details);
+        list.append(li);
+      }
+      item.append(list);
+      if (entry.truncated) item.append(element("p", "help", "Only part of the diff is shown; the whole diff is kept with the task."));
+      break;
+    }
+    case "delivered":
+      item.append(
+        element("span", "label", entry.step === "committed" ? `Committed ${entry.commit.slice(0, 12)} on branch ` : "Pushed branch "),
+        element("code", "branch", entry.branch),
+        element("span", "label", entry.step === "pushed" ? ` to ${entry.remoteUrl}` : ""),
+      );
+      break;
     case "finished": {
       item.classList.add(`final-${entry.state.toLowerCase()}`);
       item.append(element("strong", "label", `${STATE_LABELS[entry.state] ?? entry.state} in ${(entry.durationMs / 1000).toFixed(1)} s, ${entry.turns} turns`));

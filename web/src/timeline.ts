@@ -4,7 +4,7 @@
 // socket can never show an entry twice.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
-import { TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { FileChangeStatus, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 
 export type Entry =
   | { seq: number; kind: "state"; state: string; reason: string; atMs: number }
@@ -13,7 +13,21 @@ export type Entry =
   | { seq: number; kind: "agent"; model: string; sessionId: string }
   | { seq: number; kind: "text"; text: string }
   | { seq: number; kind: "tool"; toolId: string; name: string; summary: string; inputJson: string; output?: string; isError?: boolean }
-  | { seq: number; kind: "finished"; state: string; result: string; error: string; turns: number; durationMs: number };
+  | { seq: number; kind: "finished"; state: string; result: string; error: string; turns: number; durationMs: number }
+  | { seq: number; kind: "diff"; files: ChangedFile[]; filesChanged: number; insertions: number; deletions: number; truncated: boolean }
+  | { seq: number; kind: "delivered"; step: "committed" | "pushed"; branch: string; commit: string; remoteUrl: string };
+
+/** One file of a task's diff, as the page shows it. */
+export interface ChangedFile {
+  path: string;
+  oldPath: string;
+  status: string;
+  insertions: number;
+  deletions: number;
+  binary: boolean;
+  /** The unified diff; empty when left out of the event (the whole diff is in GetDiff). */
+  patch: string;
+}
 
 export interface Usage {
   inputTokens: number;
@@ -113,6 +127,35 @@ export class Timeline {
         this.ended = true;
         const durationMs = f.duration ? Number(f.duration.seconds) * 1000 + Math.floor(f.duration.nanos / 1e6) : 0;
         this.entries.push({ seq, kind: "finished", state: this.state, result: f.result, error: f.error, turns: f.numTurns, durationMs });
+        break;
+      }
+      case "diff": {
+        const { stats, files, truncated } = payload.value;
+        this.entries.push({
+          seq,
+          kind: "diff",
+          files: files.map((f) => ({
+            path: f.path,
+            oldPath: f.oldPath,
+            status: (FileChangeStatus[f.status] ?? "MODIFIED").toLowerCase(),
+            insertions: f.insertions,
+            deletions: f.deletions,
+            binary: f.binary,
+            patch: f.patch,
+          })),
+          filesChanged: stats?.filesChanged ?? files.length,
+          insertions: Number(stats?.insertions ?? 0n),
+          deletions: Number(stats?.deletions ?? 0n),
+          truncated,
+        });
+        break;
+      }
+      case "committed":
+        this.entries.push({ seq, kind: "delivered", step: "committed", branch: payload.value.branch, commit: payload.value.commit, remoteUrl: "" });
+        break;
+      case "branchPushed": {
+        const { branch, commit, remoteUrl } = payload.value;
+        this.entries.push({ seq, kind: "delivered", step: "pushed", branch, commit, remoteUrl });
         break;
       }
       default:

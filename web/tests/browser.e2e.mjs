@@ -98,6 +98,15 @@ test("a reload re-attaches to the running task and replays it", async () => {
   await finished("cancelled");
 });
 
+test("a task that changes files ends with its diff and the commit on its branch", async () => {
+  await startTask("SCENARIO:edit-and-create improve the code");
+  await finished("succeeded");
+  const diff = page.locator("#timeline li.entry.diff");
+  await diff.getByText(/Changed 2 files \(\+\d+ −\d+\)/).waitFor();
+  assert.deepEqual((await diff.locator(".file-path").allTextContents()).sort(), ["NOTES.md", "main.rs"]);
+  await page.locator("#timeline li.entry.delivered", { hasText: /Committed [0-9a-f]{12} on branch autopilot\// }).waitFor();
+});
+
 test("recent tasks can be reopened and replayed", async () => {
   const items = page.locator("#recent-list li button");
   assert.ok((await items.count()) >= 3, "the tasks started here are listed");

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { EventSchema, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { EventSchema, FileChangeStatus, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { reconnectDelay } from "../src/reconnect.js";
 import { renderMarkdown } from "../src/markdown.js";
 import { summarizeToolInput, Timeline } from "../src/timeline.js";
@@ -32,6 +32,26 @@ test("the final event ends the timeline with usage and state", () => {
   assert.equal(timeline.state, "CANCELLED");
   assert.equal(timeline.ended, true);
   assert.deepEqual(timeline.usage, { inputTokens: 5, outputTokens: 2, costUsd: 0.5 });
+});
+
+test("the delivered work shows as a diff entry, then the commit and push", () => {
+  const timeline = new Timeline();
+  timeline.apply(event(1, { case: "diff", value: {
+    baseCommit: "abc",
+    stats: { filesChanged: 2, insertions: 6n, deletions: 1n },
+    files: [
+      { path: "main.rs", status: FileChangeStatus.MODIFIED, insertions: 3, deletions: 1, patch: "@@ -1 +1,3 @@" },
+      { path: "NOTES.md", status: FileChangeStatus.ADDED, insertions: 3, deletions: 0, patch: "", patchOmitted: true },
+    ],
+  } }));
+  timeline.apply(event(2, { case: "committed", value: { branch: "autopilot/t", commit: "0123456789abcdef" } }));
+  timeline.apply(event(3, { case: "branchPushed", value: { branch: "autopilot/t", commit: "0123456789abcdef", remoteUrl: "https://***@example.com/r.git" } }));
+  const [diff, committed, pushed] = timeline.entries;
+  assert.equal(diff.kind, "diff");
+  assert.deepEqual(diff.kind === "diff" && [diff.filesChanged, diff.insertions, diff.deletions], [2, 6, 1]);
+  assert.deepEqual(diff.kind === "diff" && diff.files.map((f) => `${f.status} ${f.path}`), ["modified main.rs", "added NOTES.md"]);
+  assert.deepEqual(committed.kind === "delivered" && [committed.step, committed.branch], ["committed", "autopilot/t"]);
+  assert.equal(pushed.kind === "delivered" && pushed.remoteUrl, "https://***@example.com/r.git");
 });
 
 test("tool inputs are summarised on one line", () => {
