@@ -13,7 +13,7 @@ use autopilot_contract::v1::{
     event::Payload, AgentOptions, CancelRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
-    events::{collect, finished, kind, seqs, stream_all},
+    events::{collect, finished, kind, milestones, seqs, stream_all, LIST_FILES_MILESTONES},
     fake_model_api::{FakeModelApi, API_ERROR_MESSAGE},
     git_fixture::GitFixture,
     grpc_web::grpc_web_client,
@@ -97,23 +97,7 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
     let events = stream_all(&mut client, &started.task_id, 1).await;
     assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>(), "seqs are dense from 1");
     assert!(events.iter().all(|e| e.task_id == started.task_id && e.time.is_some()));
-    let milestones: Vec<String> = events.iter().map(kind).filter(|k| k != "git_progress" && k != "usage").collect();
-    assert_eq!(
-        milestones,
-        [
-            "state:PENDING",
-            "state:CLONING",
-            "repository_ready",
-            "state:RUNNING",
-            "agent_started",
-            "tool_started:Bash",
-            "tool_finished",
-            "agent_text",
-            "diff",
-            "state:SUCCEEDED",
-            "task_finished:SUCCEEDED"
-        ]
-    );
+    assert_eq!(milestones(&events), LIST_FILES_MILESTONES);
     assert!(events.iter().any(|e| kind(e) == "git_progress"), "clone progress is reported");
     let usage_positions: Vec<usize> =
         events.iter().enumerate().filter(|(_, e)| kind(e) == "usage").map(|(i, _)| i).collect();

@@ -8,25 +8,11 @@ use std::{path::PathBuf, time::Duration};
 
 use autopilot_tests::{
     edge::Edge,
-    fake_model_api::FakeModelApi,
-    git_fixture::GitFixture,
-    service::{repo_root, Service, ServiceOptions},
+    service::{repo_root, ServiceFixture},
 };
 
 /// How long a client's whole suite may take.
 const SUITE_DEADLINE: Duration = Duration::from_secs(300);
-
-struct Setup {
-    _model_api: FakeModelApi,
-    repo: GitFixture,
-    service: Service,
-}
-
-async fn setup() -> Setup {
-    let model_api = FakeModelApi::start().await.unwrap();
-    let service = Service::start(&model_api, ServiceOptions::default()).await;
-    Setup { _model_api: model_api, repo: GitFixture::new(), service }
-}
 
 fn installed(path: &str, make_target: &str) -> PathBuf {
     let path = repo_root().join(path);
@@ -55,7 +41,7 @@ async fn run_suite(name: &str, mut command: tokio::process::Command) {
 #[tokio::test]
 async fn python_client_against_the_agent_service() {
     let python = installed("clients/python/.venv/bin/python", "python-client");
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let mut pytest = tokio::process::Command::new(python);
     pytest
         .args(["-m", "pytest", "clients/python/tests", "-q"])
@@ -68,7 +54,7 @@ async fn python_client_against_the_agent_service() {
 #[tokio::test]
 async fn typescript_client_against_the_agent_service_and_through_the_edge() {
     installed("clients/ts/dist/index.js", "ts-client");
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let service_url = format!("http://{}", setup.service.addr);
     let edge = Edge::start(&service_url).await;
     let token = edge.user("ts-client", 100_000).await;

@@ -17,7 +17,7 @@ use autopilot_contract::v1::{
 };
 use autopilot_tests::{
     container::{podman, podman_available, podman_ok, Container, IMAGE_UID},
-    events::{collect, finished, kind, stream_all},
+    events::{collect, finished, kind, milestones, stream_all, LIST_FILES_MILESTONES},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::{repo_root, CANARY_API_KEY},
@@ -191,23 +191,7 @@ async fn a_task_runs_end_to_end_in_the_image_as_the_non_root_user() {
         .unwrap()
         .into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
-    let milestones: Vec<String> = events.iter().map(kind).filter(|k| k != "git_progress" && k != "usage").collect();
-    assert_eq!(
-        milestones,
-        [
-            "state:PENDING",
-            "state:CLONING",
-            "repository_ready",
-            "state:RUNNING",
-            "agent_started",
-            "tool_started:Bash",
-            "tool_finished",
-            "agent_text",
-            "diff",
-            "state:SUCCEEDED",
-            "task_finished:SUCCEEDED"
-        ]
-    );
+    assert_eq!(milestones(&events), LIST_FILES_MILESTONES);
     // The CLI's Bash tool really ran in the clone inside the container.
     let Some(Payload::ToolFinished(tool)) =
         events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())

@@ -45,8 +45,8 @@ fn the_contract_as_it_is_is_compatible_with_the_released_one() {
 
 #[test]
 fn renumbering_a_field_is_refused() {
-    // Event.seq moves from 2 to 20: every generated client would read garbage.
-    let (ok, output) = breaking_after(|p| replace_once(p, "  uint64 seq = 2;", "  uint64 seq = 20;"));
+    // Event.seq moves from 2 to an unused number: every generated client would read garbage.
+    let (ok, output) = breaking_after(|p| replace_once(p, "  uint64 seq = 2;", "  uint64 seq = 9000;"));
     assert!(!ok, "renumbering Event.seq passed buf breaking:\n{output}");
     assert!(output.contains("seq"), "the failure names the field:\n{output}");
 }
@@ -69,7 +69,7 @@ fn additions_are_accepted() {
             "  rpc Cancel(CancelRequest) returns (CancelResponse);\n  rpc Ping(PingRequest) returns (PingResponse);\n",
         );
         let p =
-            replace_once(p, "  AgentOptions options = 4;\n}", "  AgentOptions options = 4;\n  string label = 5;\n}");
+            replace_once(p, "  AgentOptions options = 4;\n", "  AgentOptions options = 4;\n  string label = 9000;\n");
         p + "\nmessage PingRequest {}\nmessage PingResponse {}\n"
     });
     assert!(ok, "additions were refused:\n{output}");

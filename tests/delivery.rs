@@ -11,24 +11,11 @@ use autopilot_contract::v1::{
 };
 use autopilot_tests::{
     events::{finished, kind, stream_all},
-    fake_model_api::FakeModelApi,
     git_fixture::{git, GitFixture},
     grpc_web::grpc_web_client,
-    service::{Service, ServiceOptions, CANARY_API_KEY},
+    service::{Service, ServiceFixture, ServiceOptions, CANARY_API_KEY},
 };
 use tonic::Code;
-
-struct Setup {
-    model_api: FakeModelApi,
-    repo: GitFixture,
-    service: Service,
-}
-
-async fn setup() -> Setup {
-    let model_api = FakeModelApi::start().await.unwrap();
-    let service = Service::start(&model_api, ServiceOptions::default()).await;
-    Setup { model_api, repo: GitFixture::new(), service }
-}
 
 fn request(repo: &GitFixture, prompt: &str, delivery: Option<DeliveryOptions>) -> StartRequest {
     StartRequest { repository_url: repo.url(), prompt: prompt.into(), delivery, ..Default::default() }
@@ -39,7 +26,7 @@ fn push() -> Option<DeliveryOptions> {
 }
 
 /// Runs a task to its end: its id, every event, and its final Status.
-async fn run(setup: &Setup, request: StartRequest) -> (String, Vec<Event>, Task) {
+async fn run(setup: &ServiceFixture, request: StartRequest) -> (String, Vec<Event>, Task) {
     let mut client = setup.service.client().await;
     let id = client.start(request).await.unwrap().into_inner().task_id;
     let events = stream_all(&mut client, &id, 1).await;
@@ -72,13 +59,13 @@ fn files(diff: &Diff) -> BTreeMap<String, (FileChangeStatus, u32, u32, String)> 
     diff.files.iter().map(|f| (f.path.clone(), (f.status(), f.insertions, f.deletions, f.old_path.clone()))).collect()
 }
 
-fn clone_dir(setup: &Setup, task_id: &str) -> PathBuf {
+fn clone_dir(setup: &ServiceFixture, task_id: &str) -> PathBuf {
     setup.service.work_dir.join("tasks").join(task_id).join("repo")
 }
 
 #[tokio::test]
 async fn a_two_file_change_is_diffed_committed_on_the_branch_and_kept_for_get_diff() {
-    let mut setup = setup().await;
+    let mut setup = ServiceFixture::start().await;
     let prompt = "Say hello from main\nSCENARIO:edit-and-create";
     let (id, events, task) = run(&setup, request(&setup.repo, prompt, None)).await;
     assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
@@ -160,7 +147,7 @@ async fn a_two_file_change_is_diffed_committed_on_the_branch_and_kept_for_get_di
 
 #[tokio::test]
 async fn the_agents_own_commits_and_every_kind_of_change_reach_the_pushed_branch() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let delivery = DeliveryOptions {
         branch: "work/tidy-up".into(),
         push: true,
@@ -218,7 +205,7 @@ async fn the_agents_own_commits_and_every_kind_of_change_reach_the_pushed_branch
 
 #[tokio::test]
 async fn a_refused_push_fails_the_task_with_gits_reason_and_keeps_the_diff_and_commit() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     setup.repo.install_hook("pre-receive", "echo 'pushes are closed today' >&2; exit 1");
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:edit-and-create", push())).await;
     assert_eq!(task.state(), TaskState::Failed);
@@ -245,7 +232,7 @@ async fn a_refused_push_fails_the_task_with_gits_reason_and_keeps_the_diff_and_c
 
 #[tokio::test]
 async fn an_agent_that_changes_nothing_delivers_an_empty_diff_and_no_commit() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:list-files", push())).await;
     assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
     assert_eq!(milestones(&events), ["agent_text", "diff", "state:SUCCEEDED", "task_finished:SUCCEEDED"]);
@@ -265,7 +252,7 @@ async fn an_agent_that_changes_nothing_delivers_an_empty_diff_and_no_commit() {
 
 #[tokio::test]
 async fn hostile_branch_names_and_identities_are_refused_before_git_runs() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let mut client = setup.service.client().await;
     let mut web = grpc_web_client(setup.service.addr);
     let branch = |name: &str| DeliveryOptions { branch: name.into(), push: true, ..Default::default() };
@@ -298,7 +285,7 @@ async fn hostile_branch_names_and_identities_are_refused_before_git_runs() {
 
 #[tokio::test]
 async fn changes_holding_a_secret_of_the_service_are_neither_committed_nor_shown() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:write-env", push())).await;
     assert_eq!(task.state(), TaskState::Failed);
     assert!(task.error.starts_with("the changes contain a secret of the agent-service"), "{}", task.error);
@@ -315,7 +302,7 @@ async fn changes_holding_a_secret_of_the_service_are_neither_committed_nor_shown
 
 #[tokio::test]
 async fn git_settings_and_hooks_the_agent_planted_do_not_steer_the_delivery() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:tamper-git", push())).await;
     // The agent really did tamper: its command succeeded and printed the redirect it set.
     let Some(Payload::ToolFinished(tool)) =
@@ -335,7 +322,7 @@ async fn git_settings_and_hooks_the_agent_planted_do_not_steer_the_delivery() {
 
 #[tokio::test]
 async fn a_diff_over_the_event_cap_is_flagged_and_whole_in_get_diff() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:big-change", None)).await;
     assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
     let event = diff_event(&events);
@@ -361,7 +348,7 @@ async fn a_diff_over_the_event_cap_is_flagged_and_whole_in_get_diff() {
 
 #[tokio::test]
 async fn get_diff_says_why_there_is_no_diff() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let mut client = setup.service.client().await;
     let unknown = client.get_diff(GetDiffRequest { task_id: "7d3c0c1e-0000-4000-8000-000000000000".into() }).await;
     assert_eq!(unknown.unwrap_err().code(), Code::NotFound);

@@ -5,11 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use autopilot_tests::{
-    fake_model_api::FakeModelApi,
-    git_fixture::GitFixture,
-    service::{repo_root, Service, ServiceOptions},
-};
+use autopilot_tests::service::{repo_root, ServiceFixture};
 use serde_json::{json, Value};
 
 /// The grpcurl of the project-local tools venv.
@@ -19,18 +15,6 @@ fn grpcurl_binary() -> PathBuf {
     path
 }
 
-struct Setup {
-    _model_api: FakeModelApi,
-    repo: GitFixture,
-    service: Service,
-}
-
-async fn setup() -> Setup {
-    let model_api = FakeModelApi::start().await.unwrap();
-    let service = Service::start(&model_api, ServiceOptions::default()).await;
-    Setup { _model_api: model_api, repo: GitFixture::new(), service }
-}
-
 /// What one grpcurl run printed.
 struct Run {
     success: bool,
@@ -38,7 +22,15 @@ struct Run {
     stderr: String,
 }
 
-impl Setup {
+/// An operator's grpcurl session against a fixture's service.
+trait Operator {
+    async fn grpcurl(&self, body: Option<Value>, args: &[&str]) -> Run;
+    async fn call(&self, method: &str, body: Value) -> Vec<Value>;
+    async fn start(&self, prompt: &str) -> String;
+    async fn events(&self, task_id: &str, from_seq: u64) -> Vec<Value>;
+}
+
+impl Operator for ServiceFixture {
     /// Runs `grpcurl -plaintext [-d body] ADDR args...`, as an operator would.
     async fn grpcurl(&self, body: Option<Value>, args: &[&str]) -> Run {
         let mut command = tokio::process::Command::new(grpcurl_binary());
@@ -90,7 +82,7 @@ fn seq(event: &Value) -> u64 {
 
 #[tokio::test]
 async fn reflection_lists_the_services_and_describes_the_contract_with_its_comments() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let list = setup.grpcurl(None, &["list"]).await;
     assert!(list.success, "list failed: {}", list.stderr);
     let services: Vec<&str> = list.stdout.lines().collect();
@@ -118,7 +110,7 @@ async fn reflection_lists_the_services_and_describes_the_contract_with_its_comme
 
 #[tokio::test]
 async fn start_stream_from_a_seq_status_and_health_by_reflection_alone() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let task_id = setup.start("Run some steps SCENARIO:many-tools:2").await;
 
     let events = setup.events(&task_id, 1).await;
@@ -150,7 +142,7 @@ async fn start_stream_from_a_seq_status_and_health_by_reflection_alone() {
 
 #[tokio::test]
 async fn cancel_stops_a_running_task() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let task_id = setup.start("Keep working SCENARIO:slow-tools:40").await;
     // Wait until the agent runs, as an operator would by watching Status.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -173,7 +165,7 @@ async fn cancel_stops_a_running_task() {
 
 #[tokio::test]
 async fn bad_input_is_refused_with_the_field_named() {
-    let setup = setup().await;
+    let setup = ServiceFixture::start().await;
     let run = setup
         .grpcurl(Some(json!({"repositoryUrl": setup.repo.url(), "prompt": ""})), &["autopilot.v1.Autopilot/Start"])
         .await;

@@ -76,3 +76,23 @@ pub fn finished(events: &[Event]) -> autopilot_contract::v1::TaskFinished {
         other => panic!("the last event is not task_finished: {other:?}"),
     }
 }
+
+/// The steps of a successful `list-files` task, in order (as [`milestones`] lists them).
+pub const LIST_FILES_MILESTONES: [&str; 11] = [
+    "state:PENDING",
+    "state:CLONING",
+    "repository_ready",
+    "state:RUNNING",
+    "agent_started",
+    "tool_started:Bash",
+    "tool_finished",
+    "agent_text",
+    "diff",
+    "state:SUCCEEDED",
+    "task_finished:SUCCEEDED",
+];
+
+/// The kinds of `events`, without the ones whose number varies (git progress, usage updates).
+pub fn milestones(events: &[Event]) -> Vec<String> {
+    events.iter().map(kind).filter(|k| k != "git_progress" && k != "usage").collect()
+}

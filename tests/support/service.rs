@@ -14,7 +14,7 @@ use autopilot_contract::v1::autopilot_client::AutopilotClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
-use crate::fake_model_api::FakeModelApi;
+use crate::{fake_model_api::FakeModelApi, git_fixture::GitFixture};
 
 /// The model API key the tests give the service: it must never show anywhere.
 pub const CANARY_API_KEY: &str = "sk-ant-canary-7f3e9c1d5b2a";
@@ -105,6 +105,23 @@ pub fn agent_command(model_api: &FakeModelApi, options: &ServiceOptions, home: &
         command.env("ANTHROPIC_API_KEY", key);
     }
     command
+}
+
+/// What most service tests start from: the service, the fake model API it talks to, and a
+/// repository for it to work on.
+pub struct ServiceFixture {
+    pub model_api: FakeModelApi,
+    pub repo: GitFixture,
+    pub service: Service,
+}
+
+impl ServiceFixture {
+    /// Starts the fake model API and the service with default options, and makes a repository.
+    pub async fn start() -> ServiceFixture {
+        let model_api = FakeModelApi::start().await.unwrap();
+        let service = Service::start(&model_api, ServiceOptions::default()).await;
+        ServiceFixture { model_api, repo: GitFixture::new(), service }
+    }
 }
 
 /// A running agent-service process.
