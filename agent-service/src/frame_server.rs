@@ -9,11 +9,8 @@ use autopilot_contract::v1::{
     autopilot_server::Autopilot, client_frame::Request as FrameRequest, server_frame::Frame, ClientFrame, EndOfStream,
     Error, ServerFrame,
 };
-use futures::{
-    future::{AbortHandle, Abortable},
-    StreamExt,
-};
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use tokio::{sync::mpsc, task::JoinHandle};
 use tonic::{Request, Status};
 
 use crate::grpc_api::AutopilotApi;
@@ -23,7 +20,7 @@ use crate::grpc_api::AutopilotApi;
 pub struct FrameServer {
     api: Arc<AutopilotApi>,
     replies: mpsc::Sender<ServerFrame>,
-    subscriptions: HashMap<String, AbortHandle>,
+    subscriptions: HashMap<String, JoinHandle<()>>,
 }
 
 impl FrameServer {
@@ -35,7 +32,7 @@ impl FrameServer {
     /// Serves one frame: unary calls are answered in the background, a subscription streams in
     /// the background until its task ends, it is unsubscribed, or the connection goes.
     pub fn serve(&mut self, frame: ClientFrame) {
-        self.subscriptions.retain(|_, handle| !handle.is_aborted());
+        self.subscriptions.retain(|_, stream| !stream.is_finished());
         let ClientFrame { request_id, request } = frame;
         let subscription_id = request_id.clone();
         let api = Arc::clone(&self.api);
@@ -58,11 +55,6 @@ impl FrameServer {
                 reply(api.cancel(Request::new(r)).await.map(|r| Frame::Cancel(r.into_inner())))
             }),
             Some(FrameRequest::StreamEvents(r)) => {
-                let (abort, registration) = AbortHandle::new_pair();
-                // A request id names one subscription: reusing it replaces the earlier one.
-                if let Some(previous) = self.subscriptions.insert(subscription_id, abort) {
-                    previous.abort();
-                }
                 let stream = async move {
                     let mut events = match api.stream_events(Request::new(r)).await {
                         Ok(events) => events.into_inner(),
@@ -82,7 +74,10 @@ impl FrameServer {
                     }
                     let _ = replies.send(reply(Ok(Frame::EndOfStream(EndOfStream {})))).await;
                 };
-                tokio::spawn(Abortable::new(stream, registration));
+                // A request id names one subscription: reusing it replaces the earlier one.
+                if let Some(previous) = self.subscriptions.insert(subscription_id, tokio::spawn(stream)) {
+                    previous.abort();
+                }
             }
             Some(FrameRequest::Unsubscribe(r)) => {
                 if let Some(subscription) = self.subscriptions.remove(&r.subscription_request_id) {
@@ -103,7 +98,7 @@ impl FrameServer {
 
 impl Drop for FrameServer {
     fn drop(&mut self) {
-        self.subscriptions.values().for_each(AbortHandle::abort);
+        self.subscriptions.values().for_each(JoinHandle::abort);
     }
 }
 

@@ -45,7 +45,7 @@ const REPLACED_REASON: &str = "replaced: another machine connected for this user
 const MACHINE_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a browser hears when there is no machine to ask.
 const NOT_CONNECTED: &str =
-    "your machine is not connected: run `agent-service connect --edge <this site> ` on it (see /api/tunnel/status)";
+    "your machine is not connected: run `agent-service connect --edge <this site>` on it (the page shows the command)";
 /// What a browser's open subscriptions hear when the machine goes away.
 const DISCONNECTED: &str = "your machine disconnected (its task goes on there); subscribe again from your last \
                             seq once it is back";
