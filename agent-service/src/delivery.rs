@@ -36,19 +36,18 @@ use crate::{
 
 /// The whole diff of a task, in its directory (protobuf `Diff`, secrets masked): what GetDiff answers.
 pub const DIFF_FILE: &str = "diff.pb";
-/// The clone's `.git/config` as the clone left it, put back before delivery.
-const CLEAN_GIT_CONFIG_FILE: &str = "git-config.clean";
 /// git's patch output, read into `diff.pb` and then removed.
 const PATCH_FILE: &str = "diff.patch";
 /// The commit message, given to `commit-tree -F` (not on the command line) and then removed.
 const MESSAGE_FILE: &str = "commit-message.txt";
 
-/// Keeps a copy of the clone's `.git/config` before the agent runs.
+/// The clone's `.git/config` before the agent runs, put back before delivery. Kept in memory:
+/// anything on disk the agent (same user) could rewrite.
 ///
 /// # Errors
-/// The file could not be copied.
-pub fn save_clean_git_config(task_dir: &Path) -> io::Result<()> {
-    std::fs::copy(task_dir.join("repo/.git/config"), task_dir.join(CLEAN_GIT_CONFIG_FILE)).map(|_| ())
+/// The file could not be read.
+pub fn save_clean_git_config(task_dir: &Path) -> io::Result<Vec<u8>> {
+    std::fs::read(task_dir.join("repo/.git/config"))
 }
 
 /// The whole diff of the task whose directory is `task_dir`, if it has one.
@@ -67,6 +66,8 @@ pub fn read_diff(task_dir: &Path) -> io::Result<Option<Diff>> {
 pub struct DeliveryContext<'a> {
     pub git: &'a GitSettings,
     pub credentials: &'a GitCredentials,
+    /// The clone's `.git/config` from before the agent ran ([`save_clean_git_config`]).
+    pub clean_git_config: &'a [u8],
 }
 
 /// Diffs, commits and pushes the task's work; `summary` is the agent's final answer.
@@ -83,7 +84,7 @@ pub async fn deliver(
 ) -> Result<(), GitError> {
     let dir = task.dir();
     let git = Git::new(ctx.git, dir.join("repo"), spec, task.redactor(), task.stop_token());
-    restore_git_config(dir)?;
+    restore_git_config(dir, ctx.clean_git_config)?;
 
     git.run(&["add", "--all"]).await?;
     let names = git.run(&["diff", "--cached", "-M", "--name-status", "-z", base_commit, "--"]).await?;
@@ -114,6 +115,13 @@ pub async fn deliver(
     if diff.files.is_empty() {
         return Ok(());
     }
+    if patch.is_none() {
+        return Err(failed(format!(
+            "the changes are larger than {} MiB of diff, too large to check for secrets, so they were not \
+             committed or pushed; the diff lists the files",
+            STORED_MAX_PATCH_BYTES / (1024 * 1024)
+        )));
+    }
     if has_secret {
         return Err(failed(
             "the changes contain a secret of the agent-service (the model API key or a git credential), \
@@ -123,7 +131,9 @@ pub async fn deliver(
     }
 
     let branch = &spec.delivery.branch;
-    let commit = commit_changes(&git, dir, spec, summary, task.id()).await?;
+    // The message is pushed with the commit: no secret may ride in the prompt or the answer.
+    let message = commit_message(&task.redactor().redact(&spec.prompt), &task.redactor().redact(summary), task.id());
+    let commit = commit_changes(&git, dir, &message).await?;
     let branch_ref = format!("refs/heads/{branch}");
     git.run(&["update-ref", "-m", "autopilot: deliver the task's changes", &branch_ref, &commit]).await?;
     git.run(&["symbolic-ref", "HEAD", &branch_ref]).await?;
@@ -148,13 +158,7 @@ pub async fn deliver(
 
 /// Commits the index on top of HEAD (the start commit, or the agent's own last commit); returns
 /// the branch's new head. When the agent committed everything itself, that commit is the head.
-async fn commit_changes(
-    git: &Git<'_>,
-    dir: &Path,
-    spec: &TaskSpec,
-    summary: &str,
-    task_id: &str,
-) -> Result<String, GitError> {
+async fn commit_changes(git: &Git<'_>, dir: &Path, message: &str) -> Result<String, GitError> {
     let tree = git.run(&["write-tree"]).await?.trim().to_string();
     let head = git.run(&["rev-parse", "--verify", "--end-of-options", "HEAD^{commit}"]).await?.trim().to_string();
     let head_tree = git.run(&["rev-parse", "--verify", "--end-of-options", "HEAD^{tree}"]).await?.trim().to_string();
@@ -162,8 +166,7 @@ async fn commit_changes(
         return Ok(head);
     }
     let message_path = dir.join(MESSAGE_FILE);
-    std::fs::write(&message_path, commit_message(&spec.prompt, summary, task_id))
-        .map_err(|e| failed(format!("could not write the commit message: {e}")))?;
+    std::fs::write(&message_path, message).map_err(|e| failed(format!("could not write the commit message: {e}")))?;
     let message_arg = message_path.to_string_lossy().into_owned();
     let commit = git.run(&["commit-tree", "-p", &head, "-F", &message_arg, &tree]).await;
     let _ = std::fs::remove_file(&message_path);
@@ -173,6 +176,8 @@ async fn commit_changes(
 /// git in the clone, with the delivery's hardening and the commit identity.
 struct Git<'a> {
     settings: &'a GitSettings,
+    /// `settings` without credentials, for every command but the push.
+    local: GitSettings,
     repo: PathBuf,
     env: Vec<(String, String)>,
     redactor: &'a Redactor,
@@ -189,8 +194,6 @@ impl<'a> Git<'a> {
     ) -> Self {
         let (name, email) = (&spec.delivery.author_name, &spec.delivery.author_email);
         let env = [
-            // The agent shares the service's HOME: its ~/.gitconfig is not to be trusted.
-            ("GIT_CONFIG_GLOBAL", "/dev/null"),
             ("GIT_AUTHOR_NAME", name),
             ("GIT_AUTHOR_EMAIL", email),
             ("GIT_COMMITTER_NAME", name),
@@ -198,11 +201,15 @@ impl<'a> Git<'a> {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec();
-        Git { settings, repo, env, redactor, stop }
+        let local = GitSettings { credentials_env: Vec::new(), ..settings.clone() };
+        Git { settings, local, repo, env, redactor, stop }
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut command = base_command(self.settings, Some(&self.repo));
+        // Only the push talks to the remote: no other command (nor a filter or helper the
+        // repository might name) gets the credentials in its environment.
+        let settings = if args.first() == Some(&"push") { self.settings } else { &self.local };
+        let mut command = base_command(settings, Some(&self.repo));
         command
             .args(["-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "-c", "commit.gpgSign=false"])
             .args(args)
@@ -224,7 +231,7 @@ fn failed(message: String) -> GitError {
 }
 
 /// Puts back the clone's own `.git/config`, replacing whatever the agent left there.
-fn restore_git_config(task_dir: &Path) -> Result<(), GitError> {
+fn restore_git_config(task_dir: &Path, clean: &[u8]) -> Result<(), GitError> {
     let git_dir = task_dir.join("repo/.git");
     let is_dir = std::fs::symlink_metadata(&git_dir).map(|m| m.is_dir()).unwrap_or(false);
     if !is_dir {
@@ -239,9 +246,7 @@ fn restore_git_config(task_dir: &Path) -> Result<(), GitError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(failed(format!("could not reset the clone's git config: {e}"))),
     }
-    std::fs::copy(task_dir.join(CLEAN_GIT_CONFIG_FILE), &config)
-        .map(|_| ())
-        .map_err(|e| failed(format!("could not reset the clone's git config: {e}")))
+    std::fs::write(&config, clean).map_err(|e| failed(format!("could not reset the clone's git config: {e}")))
 }
 
 /// The patch text, or `None` when it is too large to keep (GetDiff then says it is truncated).

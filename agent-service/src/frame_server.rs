@@ -1,7 +1,8 @@
 //! The contract over frames: serves `ClientFrame`s by calling the very same [`AutopilotApi`] the
 //! gRPC server runs (validation, statuses and streams included) and answers with `ServerFrame`s.
 //! Tunnel mode uses it on the socket the machine opens to the edge; any other frame transport
-//! could. One implementation of Start/Status/StreamEvents/Cancel, two transports.
+//! could. One implementation of Start/Status/StreamEvents/Cancel (plus Unsubscribe, which only
+//! frames need), two transports. GetDiff has no frame: it is served over gRPC and gRPC-web.
 
 use std::{collections::HashMap, sync::Arc};
 

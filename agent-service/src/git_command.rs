@@ -61,6 +61,9 @@ pub fn base_command(settings: &GitSettings, cwd: Option<&Path>) -> Command {
         .env("GIT_ALLOW_PROTOCOL", if settings.allow_file { "https:ssh:file" } else { "https:ssh" })
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
+        // The agent shares the service's HOME: its ~/.gitconfig (an `insteadOf` that redirects the
+        // next clone, say) is not to be trusted by any git the service runs.
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new")
         .env("LC_ALL", "C")
         .envs(settings.credentials_env.iter().cloned());

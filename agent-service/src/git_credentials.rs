@@ -8,8 +8,8 @@
 //!   drops any helper configured elsewhere.
 //! - `AUTOPILOT_GIT_SSH_KEY_FILE`: used with `ssh -i <file> -o IdentitiesOnly=yes`.
 //!
-//! Both reach git (clone and push) and nothing else: the agent's environment is an allow-list
-//! that has neither. Pure: [`GitCredentials::git_env`] says what git gets.
+//! Both reach the clone and the push and nothing else: the agent's environment is an allow-list
+//! that has neither, and delivery's other git commands run without them. Pure: [`GitCredentials::git_env`] says what git gets.
 
 /// The variable holding an HTTPS token.
 pub const TOKEN_VAR: &str = "AUTOPILOT_GIT_TOKEN";

@@ -123,9 +123,11 @@ impl Autopilot for AutopilotApi {
 
     async fn get_diff(&self, request: Request<GetDiffRequest>) -> Result<Response<GetDiffResponse>, Status> {
         let task = self.task(&request.get_ref().task_id)?;
-        // Read before looking at the state: a task that ends meanwhile still answers its diff.
+        // Only a diff the service recorded counts (the `diff` event sets the task's delivery): a
+        // file the agent may have planted in the task directory is never served.
+        let delivered = task.snapshot().delivery.is_some();
         let dir = task.dir().to_path_buf();
-        let diff = tokio::task::spawn_blocking(move || read_diff(&dir))
+        let diff = tokio::task::spawn_blocking(move || if delivered { read_diff(&dir) } else { Ok(None) })
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|error| {

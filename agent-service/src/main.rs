@@ -15,6 +15,11 @@ use agent_service::{
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Not dumpable: the agent runs as the same user, and must not read this process's memory or
+    // its environment (the model API key, git credentials) through /proc.
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("agent-service: could not make the process undumpable: {error}");
+    }
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

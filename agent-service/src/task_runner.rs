@@ -101,7 +101,7 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         })
         .await
         .map_err(step_error)?;
-    save_clean_git_config(task.dir())
+    let clean_git_config = save_clean_git_config(task.dir())
         .map_err(|e| StepError::Failed(format!("could not keep a copy of the clone's git config: {e}")))?;
     task.record(Payload::RepositoryReady(RepositoryReady { commit: commit.clone() }));
 
@@ -129,7 +129,8 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         RunEnd::Stopped => return Err(StepError::Stopped),
         RunEnd::Exited(exit) => decide(&exit).map_err(|e| StepError::Failed(task.redactor().redact(&e)))?,
     };
-    let delivery = DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials };
+    let delivery =
+        DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials, clean_git_config: &clean_git_config };
     deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
     Ok(Finished { result, num_turns })
 }

@@ -153,6 +153,8 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
     let mut server = FrameServer::new(Arc::clone(api), replies.clone());
     let mut ping = tokio::time::interval(settings.ping_interval);
     let mut last_heard = Instant::now();
+    // A frame that did not fit the last batch: it opens the next one.
+    let mut held: Option<ServerFrame> = None;
     loop {
         tokio::select! {
             message = stream.next() => {
@@ -174,8 +176,8 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
                     None => return Ended::Dropped("the connection closed".into()),
                 }
             }
-            Some(frame) = outgoing.recv() => {
-                let batch = batch_ready_frames(frame, &mut outgoing);
+            Some(frame) = next_frame(&mut held, &mut outgoing) => {
+                let batch = batch_ready_frames(frame, &mut outgoing, &mut held);
                 if let Err(e) = sink.send(Message::Binary(batch.encode_to_vec().into())).await {
                     return Ended::Dropped(format!("could not send to the edge: {e}"));
                 }
@@ -192,13 +194,29 @@ async fn connection(api: &Arc<AutopilotApi>, url: &Url, settings: &TunnelSetting
     }
 }
 
-/// `first` and the frames already queued behind it, up to [`MAX_BATCH_BYTES`]: the edge pays per
-/// WebSocket message, so a backlog goes in one.
-fn batch_ready_frames(first: ServerFrame, queue: &mut mpsc::Receiver<ServerFrame>) -> ServerFrameBatch {
+/// The frame to send next: the one held back from the last batch, or the next queued.
+async fn next_frame(held: &mut Option<ServerFrame>, queue: &mut mpsc::Receiver<ServerFrame>) -> Option<ServerFrame> {
+    match held.take() {
+        Some(frame) => Some(frame),
+        None => queue.recv().await,
+    }
+}
+
+/// `first` and the frames already queued behind it, while they fit in [`MAX_BATCH_BYTES`] (the
+/// edge pays per WebSocket message, so a backlog goes in one). A frame that does not fit is put in
+/// `held` for the next batch; a frame larger than the limit travels alone.
+fn batch_ready_frames(
+    first: ServerFrame,
+    queue: &mut mpsc::Receiver<ServerFrame>,
+    held: &mut Option<ServerFrame>,
+) -> ServerFrameBatch {
     let mut size = first.encoded_len();
     let mut frames = vec![first];
-    while size < MAX_BATCH_BYTES {
-        let Ok(frame) = queue.try_recv() else { break };
+    while let Ok(frame) = queue.try_recv() {
+        if size + frame.encoded_len() > MAX_BATCH_BYTES {
+            *held = Some(frame);
+            break;
+        }
         size += frame.encoded_len();
         frames.push(frame);
     }
@@ -242,19 +260,36 @@ mod tests {
     fn a_backlog_travels_in_one_batch_in_order() {
         let frame = |id: &str| ServerFrame { request_id: id.into(), frame: None };
         let (tx, mut rx) = mpsc::channel(8);
+        let mut held = None;
         for id in ["b", "c"] {
             tx.try_send(frame(id)).unwrap();
         }
-        let batch = batch_ready_frames(frame("a"), &mut rx);
+        let batch = batch_ready_frames(frame("a"), &mut rx, &mut held);
         let ids: Vec<&str> = batch.frames.iter().map(|f| f.request_id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
-        assert_eq!(batch_ready_frames(frame("d"), &mut rx).frames.len(), 1, "nothing waits: one frame, no delay");
+        assert_eq!(batch_ready_frames(frame("d"), &mut rx, &mut held).frames.len(), 1, "nothing waits: one frame");
+        assert!(held.is_none());
+    }
 
-        let big = || ServerFrame { request_id: "x".repeat(MAX_BATCH_BYTES / 2), frame: None };
-        for _ in 0..3 {
-            tx.try_send(big()).unwrap();
+    #[tokio::test]
+    async fn a_batch_never_grows_past_the_limit_and_what_does_not_fit_goes_next() {
+        let big =
+            |id: &str| ServerFrame { request_id: format!("{id}{}", "x".repeat(MAX_BATCH_BYTES / 3)), frame: None };
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut held = None;
+        for id in ["b", "c", "d"] {
+            tx.try_send(big(id)).unwrap();
         }
-        assert_eq!(batch_ready_frames(big(), &mut rx).frames.len(), 2, "a batch stops growing past the cap");
+        let first = batch_ready_frames(big("a"), &mut rx, &mut held);
+        assert_eq!(first.frames.len(), 2, "a third of the limit each: two fit");
+        assert!(first.encoded_len() <= MAX_BATCH_BYTES + 16, "{}", first.encoded_len());
+        let next = next_frame(&mut held, &mut rx).await.unwrap();
+        assert!(next.request_id.starts_with('c'), "the held frame opens the next batch, in order");
+        let second = batch_ready_frames(next, &mut rx, &mut held);
+        let starts: Vec<char> = second.frames.iter().map(|f| f.request_id.chars().next().unwrap()).collect();
+        assert_eq!(starts, ['c', 'd']);
+        let huge = ServerFrame { request_id: "y".repeat(MAX_BATCH_BYTES * 2), frame: None };
+        assert_eq!(batch_ready_frames(huge, &mut rx, &mut held).frames.len(), 1, "an oversized frame goes alone");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use crate::grpc_web::{Code, GrpcStatus};
 /// Largest client frame accepted (a prompt is at most 100 kB; JSON escaping can double it).
 pub const MAX_CLIENT_FRAME_BYTES: usize = 512 * 1024;
 
+/// Longest request id accepted (ids travel in every reply, and the tunnel keeps them per socket).
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
 /// How a client encodes its frames; replies use the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Encoding {
@@ -73,6 +76,9 @@ pub fn decode_client_frame(message: &WsMessage) -> Result<Call, WsMessage> {
         WsMessage::Text(text) => serde_json::from_str::<ClientFrame>(text)
             .map_err(|e| refuse(request_id_of_json(text), format!("malformed ClientFrame (JSON): {e}")))?,
     };
+    if frame.request_id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(refuse(String::new(), format!("requestId is longer than {MAX_REQUEST_ID_BYTES} bytes")));
+    }
     let rpc = match frame.request {
         Some(Request::Start(r)) => Rpc::Start(r),
         Some(Request::Status(r)) => Rpc::Status(r),
@@ -220,6 +226,10 @@ mod tests {
             error_of(decode_client_frame(&WsMessage::Text(r#"{"requestId":"r2"}"#.into())).unwrap_err());
         assert_eq!(id, "r2");
         assert!(message.contains("names no request"));
+
+        let long_id = ClientFrame { request_id: "r".repeat(MAX_REQUEST_ID_BYTES + 1), ..Default::default() };
+        let message = error_of(decode_client_frame(&WsMessage::Binary(long_id.encode_to_vec())).unwrap_err()).2;
+        assert!(message.contains("requestId is longer"), "{message}");
 
         let huge = WsMessage::Text("x".repeat(MAX_CLIENT_FRAME_BYTES + 1));
         assert!(error_of(decode_client_frame(&huge).unwrap_err()).2.contains("limit"));

@@ -35,6 +35,11 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env, Backend::Container).await,
         (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => websocket(req, &env, Backend::Tunnel).await,
         (method, p) if is_user_route(&method, p) => {
+            // A machine proves itself with its API token only: a browser's session cookie must not
+            // let a page (or a cross-site request) stand in for the user's machine.
+            if p == "/api/tunnel/connect" && !has_bearer_token(&req)? {
+                return unauthenticated("a machine connects with Authorization: Bearer <API token>");
+            }
             let Some(user) = authenticate(&req, &env).await? else {
                 return if p.starts_with("/autopilot.v1.") {
                     let status = GrpcStatus::new(Code::Unauthenticated, "send Authorization: Bearer <token>");
@@ -63,6 +68,14 @@ enum Backend {
 }
 
 impl Backend {
+    /// Where a browser of this mode asks for a fresh WebSocket ticket.
+    fn ticket_path(self) -> &'static str {
+        match self {
+            Backend::Container => "/api/container/ws-ticket",
+            Backend::Tunnel => "/api/tunnel/ws-ticket",
+        }
+    }
+
     fn binding(self) -> &'static str {
         match self {
             Backend::Container => "AUTOPILOT_CONTAINER",
@@ -92,6 +105,10 @@ fn is_user_route(method: &Method, path: &str) -> bool {
     )
 }
 
+fn has_bearer_token(req: &Request) -> worker::Result<bool> {
+    Ok(req.headers().get("authorization")?.is_some_and(|value| value.starts_with("Bearer ")))
+}
+
 /// `GET /api/{container,tunnel}/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves
 /// the user; the user's object then checks the session is theirs and burns the ticket, before
 /// upgrading.
@@ -106,7 +123,7 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
                     [(TICKET_NONCE_HEADER, ticket.nonce.as_str()), (TICKET_SESSION_HEADER, ticket.session_id.as_str())];
                 forward(req, env, backend, &ticket.user_id, &headers).await
             }
-            Err(error) => unauthenticated(&format!("{error}; ask POST /api/container/ws-ticket for a new one")),
+            Err(error) => unauthenticated(&format!("{error}; ask POST {} for a new one", backend.ticket_path())),
         };
     }
     match authenticate(&req, env).await? {

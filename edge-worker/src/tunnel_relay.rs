@@ -41,6 +41,8 @@ const MACHINE_KEY: &str = "machine";
 /// Close code and reason a replaced machine receives (4000-4999: application codes).
 pub const REPLACED_CLOSE_CODE: u16 = 4001;
 const REPLACED_REASON: &str = "replaced: another machine connected for this user";
+/// Open subscriptions one browser socket may hold (they are kept in its attachment).
+const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 8;
 /// How long an HTTP call waits for the machine's answer.
 const MACHINE_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a browser hears when there is no machine to ask.
@@ -143,6 +145,8 @@ impl TunnelRelay {
             let _ = old.close(Some(REPLACED_CLOSE_CODE), Some(REPLACED_REASON));
         }
         self.tell_subscribers(DISCONNECTED);
+        // Calls waiting on the old machine will get no answer the relay accepts: end them now.
+        self.waiting.borrow_mut().clear();
         let machine = ConnectedMachine { machine_id: random_id()?, connected_ms: Date::now().as_millis() };
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[MACHINE_TAG]);
@@ -272,12 +276,28 @@ impl TunnelRelay {
         let routed = |request_id: String| Route::Socket { socket_id: socket_id.clone(), encoding, request_id };
         let rpc = match rpc {
             Rpc::Subscribe(request) => {
+                // The list rides in the socket's attachment, which is small: a bounded number each.
+                subscriptions.retain(|s| s.request_id != request_id);
+                if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_SOCKET {
+                    let status = GrpcStatus::new(
+                        Code::ResourceExhausted,
+                        format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
+                    );
+                    return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                }
                 subscriptions.push(Subscription { request_id: request_id.clone(), encoding });
                 Rpc::Subscribe(request)
             }
             Rpc::Unsubscribe(subscription) => {
+                // Routed as the subscription was (its encoding may differ from this frame's).
+                let opened_as = subscriptions.iter().find(|s| s.request_id == subscription).map(|s| s.encoding);
                 subscriptions.retain(|s| s.request_id != subscription);
-                Rpc::Unsubscribe(routed(subscription).to_request_id())
+                let route = Route::Socket {
+                    socket_id: socket_id.clone(),
+                    encoding: opened_as.unwrap_or(encoding),
+                    request_id: subscription,
+                };
+                Rpc::Unsubscribe(route.to_request_id())
             }
             rpc => rpc,
         };
