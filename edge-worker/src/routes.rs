@@ -9,6 +9,7 @@ use worker::{Date, Env, Method, Request, RequestInit, Response};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     auth::{self, authenticate, unauthenticated},
+    credentials::bearer,
     grpc_web::{Code, GrpcStatus},
     ticket,
 };
@@ -37,7 +38,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (method, p) if is_user_route(&method, p) => {
             // A machine proves itself with its API token only: a browser's session cookie must not
             // let a page (or a cross-site request) stand in for the user's machine.
-            if p == "/api/tunnel/connect" && !has_bearer_token(&req)? {
+            if p == "/api/tunnel/connect" && bearer(req.headers().get("authorization")?.as_deref()).is_none() {
                 return unauthenticated("a machine connects with Authorization: Bearer <API token>");
             }
             let Some(user) = authenticate(&req, &env).await? else {
@@ -103,10 +104,6 @@ fn is_user_route(method: &Method, path: &str) -> bool {
             | (Method::Post, "/api/tunnel/start")
             | (Method::Post, "/api/tunnel/ws-ticket")
     )
-}
-
-fn has_bearer_token(req: &Request) -> worker::Result<bool> {
-    Ok(req.headers().get("authorization")?.is_some_and(|value| value.starts_with("Bearer ")))
 }
 
 /// `GET /api/{container,tunnel}/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves
