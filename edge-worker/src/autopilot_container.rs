@@ -34,7 +34,7 @@ use crate::{
     agent_client::{AgentClient, Endpoint},
     api_error::{error_response, grpc_web_error, not_found},
     billing::{Account, LedgerEntry, Rate},
-    bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc, WsMessage},
+    bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc},
     container_start::start_with_env,
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
@@ -42,6 +42,7 @@ use crate::{
     readiness::{poll_delays, START_DEADLINE},
     routes::USER_HEADER,
     sessions::Sessions,
+    socket::{incoming, send, try_send},
 };
 
 /// Storage key of the object's own state.
@@ -230,11 +231,7 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         self.load().await?;
-        let message = match message {
-            WebSocketIncomingMessage::Binary(bytes) => WsMessage::Binary(bytes),
-            WebSocketIncomingMessage::String(text) => WsMessage::Text(text),
-        };
-        match decode_client_frame(&message) {
+        match decode_client_frame(&incoming(message)) {
             Ok(call) => self.handle_call(&ws, call).await,
             Err(reply) => send(&ws, reply),
         }
@@ -728,7 +725,7 @@ impl AutopilotContainer {
                         None => break send(&ws, encode_server_frame(&end_frame(request_id), encoding)),
                     };
                     // A failed send means the socket is gone: stop reading for it.
-                    if ws_send(&ws, encode_server_frame(&frame, encoding)).is_err() {
+                    if try_send(&ws, encode_server_frame(&frame, encoding)).is_err() {
                         break;
                     }
                 }
@@ -848,16 +845,4 @@ fn container_json(state: &ContainerState) -> serde_json::Value {
 
 fn socket_id(ws: &WebSocket) -> String {
     ws.deserialize_attachment::<SocketInfo>().ok().flatten().map(|info| info.socket_id).unwrap_or_default()
-}
-
-fn ws_send(ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
-    match message {
-        WsMessage::Binary(bytes) => ws.send_with_bytes(bytes),
-        WsMessage::Text(text) => ws.send_with_str(text),
-    }
-}
-
-/// Sends a frame, ignoring a socket that has just closed (its close handler cleans up).
-fn send(ws: &WebSocket, message: WsMessage) {
-    let _ = ws_send(ws, message);
 }

@@ -1,11 +1,14 @@
 //! The edge worker: a Cloudflare Worker (workers-rs) in front of each user's agent-service. The
-//! Worker routes; a Durable Object per user owns that user's container and bridges the browser's
-//! WebSocket frames to the container's gRPC-web.
+//! Worker routes; per user, one Durable Object owns that user's container and bridges the browser's
+//! WebSocket frames to the container's gRPC-web (container mode), and another relays them to the
+//! user's own machine over the socket it opened (tunnel mode).
 //!
 //! Layout:
-//! - [`routes`]: the route table and authentication gate (the only thing the entry point calls);
-//!   [`auth`]: tokens, sessions, sign-in, admin token routes.
-//! - [`autopilot_container`]: the Durable Object: container lifecycle, RPCs, WebSocket bridge.
+//! - [`routes`]: the route table, the mode's backend, and the authentication gate (the only thing
+//!   the entry point calls); [`auth`]: tokens, sessions, sign-in, admin token routes.
+//! - [`autopilot_container`]: the container mode's object: lifecycle, RPCs, WebSocket bridge.
+//! - [`tunnel_relay`]: the tunnel mode's object; [`relay_route`] (pure): where a relayed answer goes.
+//! - [`sessions`]: WebSocket sessions and tickets, for both objects; [`socket`]: their messages.
 //! - [`agent_client`]: the contract over gRPC-web to the agent-service (thin wasm transport).
 //! - Pure, host-tested logic: [`grpc_web`] (framing, statuses), [`bridge`] (client/server frames
 //!   in both encodings), [`lifecycle`] (container state machine), [`readiness`] (poll schedule),
@@ -30,6 +33,7 @@ pub mod readiness;
 pub mod relay_route;
 pub mod routes;
 pub mod sessions;
+pub mod socket;
 pub mod ticket;
 pub mod tunnel_relay;
 

@@ -32,6 +32,7 @@ use crate::{
     relay_route::Route,
     routes::USER_HEADER,
     sessions::Sessions,
+    socket::{incoming, send},
 };
 
 /// Tag of the machine's socket.
@@ -105,10 +106,7 @@ impl worker::DurableObject for TunnelRelay {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
-        let message = match message {
-            WebSocketIncomingMessage::Binary(bytes) => WsMessage::Binary(bytes),
-            WebSocketIncomingMessage::String(text) => WsMessage::Text(text),
-        };
+        let message = incoming(message);
         match peer(&ws) {
             Some(Peer::Machine { machine_id }) => self.relay_machine_frame(&ws, &machine_id, message).await,
             Some(Peer::Browser { .. }) => self.relay_browser_frame(&ws, message).await,
@@ -266,11 +264,15 @@ impl TunnelRelay {
     async fn relay_browser_frame(&self, ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
         let Call { request_id, rpc, encoding } = match decode_client_frame(&message) {
             Ok(call) => call,
-            Err(reply) => return send(ws, reply),
+            Err(reply) => {
+                send(ws, reply);
+                return Ok(());
+            }
         };
         let Some((machine, _)) = self.machine().await? else {
             let status = GrpcStatus::new(Code::Unavailable, NOT_CONNECTED);
-            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            return Ok(());
         };
         let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(ws) else { return Ok(()) };
         let routed = |request_id: String| Route::Socket { socket_id: socket_id.clone(), encoding, request_id };
@@ -283,7 +285,8 @@ impl TunnelRelay {
                         Code::ResourceExhausted,
                         format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
                     );
-                    return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                    send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                    return Ok(());
                 }
                 subscriptions.push(Subscription { request_id: request_id.clone(), encoding });
                 Rpc::Subscribe(request)
@@ -305,7 +308,8 @@ impl TunnelRelay {
         let frame = client_frame(routed(request_id.clone()).to_request_id(), rpc);
         if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
             let status = GrpcStatus::new(Code::Unavailable, DISCONNECTED);
-            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            return Ok(());
         }
         Ok(())
     }
@@ -359,7 +363,8 @@ impl TunnelRelay {
                 if ends_request {
                     forget_subscription(browser, &request_id)?;
                 }
-                send(browser, encode_server_frame(&frame, encoding))
+                send(browser, encode_server_frame(&frame, encoding));
+                Ok(())
             }
             None => {
                 let message = format!("request id {:?} was not issued by this relay", frame.request_id);
@@ -407,7 +412,7 @@ impl TunnelRelay {
             for subscription in &subscriptions {
                 let status = GrpcStatus::new(Code::Unavailable, why);
                 let frame = error_frame(subscription.request_id.clone(), status);
-                let _ = send(&browser, encode_server_frame(&frame, subscription.encoding));
+                send(&browser, encode_server_frame(&frame, subscription.encoding));
             }
             let _ = browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions: Vec::new() });
         }
@@ -442,13 +447,4 @@ fn tell_machine(machine: &WebSocket, request_id: String, message: &str) -> worke
     let error = Error { code: Code::InvalidArgument as i32, message: message.to_string() };
     let frame = ClientFrame { request_id, request: Some(ClientRequest::Error(error)) };
     machine.send_with_bytes(frame.encode_to_vec())
-}
-
-/// Sends a frame, ignoring a socket that has just closed (its close handler cleans up).
-fn send(ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
-    let _ = match message {
-        WsMessage::Binary(bytes) => ws.send_with_bytes(bytes),
-        WsMessage::Text(text) => ws.send_with_str(text),
-    };
-    Ok(())
 }
