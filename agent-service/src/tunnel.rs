@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use autopilot_contract::v1::{server_frame::Frame, ClientFrame, Error as FrameError, ServerFrame, ServerFrameBatch};
+use autopilot_contract::v1::{server_frame::Frame, ClientFrame, ServerFrame, ServerFrameBatch};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
@@ -20,7 +20,11 @@ use tokio_tungstenite::tungstenite::{
 };
 use url::Url;
 
-use crate::{frame_server::FrameServer, grpc_api::AutopilotApi, Error};
+use crate::{
+    frame_server::{self, FrameServer},
+    grpc_api::AutopilotApi,
+    Error,
+};
 
 /// Close code with which the edge replaces this machine by another of the same user.
 const REPLACED_CLOSE_CODE: u16 = 4001;
@@ -236,7 +240,7 @@ fn closed_by_edge(close: Option<tungstenite::protocol::CloseFrame>) -> Ended {
 
 /// The reply to a frame that could not be read.
 fn refusal(message: String) -> ServerFrame {
-    let error = FrameError { code: tonic::Code::InvalidArgument as i32, message };
+    let error = frame_server::error(&tonic::Status::invalid_argument(message));
     ServerFrame { request_id: String::new(), frame: Some(Frame::Error(error)) }
 }
 
