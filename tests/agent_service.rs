@@ -514,12 +514,12 @@ async fn sigterm_mid_task_delivers_the_final_event_and_exits_cleanly() {
         .unwrap()
         .into_inner();
     let follower = tokio::spawn(collect(stream));
-    setup.service.terminate();
+    setup.service.process.terminate();
     let events = follower.await.unwrap();
     let end = finished(&events);
     assert_eq!(end.state(), TaskState::Cancelled);
     assert_eq!(end.error, "the service is shutting down");
-    let status = setup.service.wait(Duration::from_secs(20)).await.expect("the service exits");
+    let status = setup.service.process.wait(Duration::from_secs(20)).await.expect("the service exits");
     assert_eq!(status.code(), Some(0), "{status:?}");
 
     // Nothing recorded is lost: a restarted service on the same work directory replays the task.

@@ -134,8 +134,8 @@ async fn a_two_file_change_is_diffed_committed_on_the_branch_and_kept_for_get_di
     assert_eq!(web.get_diff(GetDiffRequest { task_id: id.clone() }).await.unwrap().into_inner().diff.unwrap(), whole);
 
     // A restarted service on the same work directory still has the diff and the delivery.
-    setup.service.terminate();
-    setup.service.wait(std::time::Duration::from_secs(20)).await.expect("the service exits");
+    setup.service.process.terminate();
+    setup.service.process.wait(std::time::Duration::from_secs(20)).await.expect("the service exits");
     let work_dir = setup.service.work_dir.clone();
     let restarted =
         Service::start(&setup.model_api, ServiceOptions { work_dir: Some(work_dir), ..Default::default() }).await;

@@ -1,10 +1,40 @@
 //! A child process a test owns: it can be sent SIGTERM, waited for with a limit, and is killed
-//! when dropped, so a failing test leaves nothing running.
+//! when dropped, so a failing test leaves nothing running. Its stderr lines are kept as they
+//! arrive (the services log there), for waiting on them and for the secret checks.
 
 use std::{
-    process::{Child, ExitStatus},
+    io::{BufRead, BufReader},
+    process::{Child, Command, ExitStatus},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+/// The stderr lines a process wrote so far.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Spawns `command` (its stderr must be piped) and keeps its stderr lines; `on_line` sees each
+/// line as it arrives, before it is kept.
+pub fn spawn_logged(command: &mut Command, mut on_line: impl FnMut(&str) + Send + 'static) -> (ChildProcess, Logs) {
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("spawning {:?}: {e}", command.get_program()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let logs = Logs::default();
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            on_line(&line);
+            kept.0.lock().unwrap().push(line);
+        }
+    });
+    (ChildProcess(child), logs)
+}
 
 /// A spawned process, killed on drop.
 pub struct ChildProcess(pub Child);

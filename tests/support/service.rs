@@ -3,18 +3,20 @@
 //! and local repositories allowed. Its JSON logs are kept for the secret checks.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use autopilot_contract::v1::autopilot_client::AutopilotClient;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 
-use crate::{fake_model_api::FakeModelApi, git_fixture::GitFixture};
+use crate::{
+    child_process::{spawn_logged, ChildProcess, Logs},
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+};
 
 /// The model API key the tests give the service: it must never show anywhere.
 pub const CANARY_API_KEY: &str = "sk-ant-canary-7f3e9c1d5b2a";
@@ -128,8 +130,9 @@ impl ServiceFixture {
 pub struct Service {
     pub addr: std::net::SocketAddr,
     pub work_dir: PathBuf,
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    /// The process: `terminate` it, `wait` for it.
+    pub process: ChildProcess,
+    logs: Logs,
     _home: TempDir,
     _work: Option<TempDir>,
 }
@@ -148,28 +151,19 @@ impl Service {
         };
         let mut command = agent_command(model_api, &options, home.path(), &work_dir);
         command.args(["--listen", "127.0.0.1:0"]);
-        let mut child = command.spawn().expect("spawning agent-service");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        {
-            let logs = Arc::clone(&logs);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if json["fields"]["message"] == "listening" {
-                            let _ = addr_tx.send(json["fields"]["addr"].as_str().unwrap_or_default().to_string());
-                        }
-                    }
-                    logs.lock().unwrap().push(line);
+        let (process, logs) = spawn_logged(&mut command, move |line| {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                if json["fields"]["message"] == "listening" {
+                    let _ = addr_tx.send(json["fields"]["addr"].as_str().unwrap_or_default().to_string());
                 }
-            });
-        }
+            }
+        });
         let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
             .await
             .unwrap()
             .expect("agent-service did not report its address");
-        Service { addr: addr.parse().unwrap(), work_dir, child, logs, _home: home, _work: work }
+        Service { addr: addr.parse().unwrap(), work_dir, process, logs, _home: home, _work: work }
     }
 
     /// A native gRPC (HTTP/2) connection, for any of the service's gRPC services.
@@ -184,31 +178,6 @@ impl Service {
 
     /// Every log line the service wrote so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
-
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-    }
-
-    /// Waits for the process to exit (at most `limit`).
-    pub async fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.logs.lines()
     }
 }

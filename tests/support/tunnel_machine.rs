@@ -2,16 +2,12 @@
 //! machinery, the real Claude Code CLI against the fake model API), connected out to an edge with
 //! a user's token. Its JSON logs are kept, to wait for its connections and to check for secrets.
 
-use std::{
-    io::{BufRead, BufReader},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use crate::{
-    child_process::ChildProcess,
+    child_process::{spawn_logged, ChildProcess, Logs},
     fake_model_api::FakeModelApi,
     service::{agent_command, ServiceOptions},
 };
@@ -20,7 +16,7 @@ use crate::{
 pub struct Machine {
     /// The process: `terminate` it, `wait` for it.
     pub process: ChildProcess,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Logs,
     _home: TempDir,
     _work: TempDir,
 }
@@ -37,21 +33,13 @@ impl Machine {
         let work_dir = options.work_dir.clone().unwrap_or_else(|| work.path().to_path_buf());
         let mut command = agent_command(model_api, &options, home.path(), &work_dir);
         command.args(["connect", "--edge", edge_url, "--ping-interval", "1s"]).env("AUTOPILOT_TOKEN", token);
-        let mut child = command.spawn().expect("spawning agent-service connect");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line);
-            }
-        });
-        Machine { process: ChildProcess(child), logs, _home: home, _work: work }
+        let (process, logs) = spawn_logged(&mut command, |_| {});
+        Machine { process, logs, _home: home, _work: work }
     }
 
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.logs.lines()
     }
 
     /// How many times the machine has connected to the edge so far.
