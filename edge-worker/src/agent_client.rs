@@ -6,9 +6,18 @@
 use autopilot_contract::v1::{Event, StreamEventsRequest, StreamEventsResponse};
 use futures::StreamExt;
 use prost::Message;
-use worker::{ByteStream, Fetch, Fetcher, Headers, Method, Request, RequestInit, Response};
+use worker::{ByteStream, Delay, Fetch, Fetcher, Headers, Method, Request, RequestInit, Response};
 
-use crate::grpc_web::{self, Code, Deframer, Frame, GrpcStatus};
+use std::time::Duration;
+
+use crate::{
+    container_errors::is_not_listening,
+    grpc_web::{self, Code, Deframer, Frame, GrpcStatus},
+    readiness::{backoff, NOT_LISTENING_BUDGET},
+};
+
+/// The calls that may be sent again without effect when the first never reached the service.
+const IDEMPOTENT: [&str; 4] = ["Status", "StreamEvents", "Cancel", "GetDiff"];
 
 /// Where the agent-service is reached.
 #[derive(Clone, Debug)]
@@ -94,8 +103,27 @@ impl AgentClient {
         Ok(EventStream { body: MessageStream { stream, deframer: Deframer::default(), done: false } })
     }
 
-    /// Sends one call; the response once its headers say it did not fail outright.
+    /// Sends one call; the response once its headers say it did not fail outright. Idempotent
+    /// calls that find nothing listening (the service is starting or restarting in its
+    /// container) are sent again with backoff for up to [`NOT_LISTENING_BUDGET`]: the request
+    /// never reached the service, and the caller would otherwise see a failure that passes by
+    /// itself within a second.
     async fn call(&self, method: &str, request: &impl Message) -> Result<Response, GrpcStatus> {
+        let mut retries = backoff(Duration::from_millis(50), Duration::from_secs(1), NOT_LISTENING_BUDGET);
+        loop {
+            match self.call_once(method, request).await {
+                Err(status) if IDEMPOTENT.contains(&method) && is_not_listening(&status.message) => {
+                    match retries.next() {
+                        Some(delay) => Delay::from(delay).await,
+                        None => return Err(status),
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn call_once(&self, method: &str, request: &impl Message) -> Result<Response, GrpcStatus> {
         let headers = Headers::new();
         let set = |name: &str, value: &str| headers.set(name, value).map_err(unavailable);
         set("content-type", grpc_web::CONTENT_TYPE)?;

@@ -18,10 +18,11 @@ use std::{
 
 use autopilot_contract::v1::{
     event::Payload, server_frame::Frame, CancelRequest, CancelResponse, Event, ServerFrame, StartRequest,
-    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, TaskState,
+    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, TaskFinished, TaskState,
 };
 use futures::{
-    future::{AbortHandle, Abortable, LocalBoxFuture, Shared},
+    channel::oneshot,
+    future::{self, AbortHandle, Abortable, Either, LocalBoxFuture, Shared},
     FutureExt,
 };
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,12 @@ use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     billing::{Account, LedgerEntry, Rate},
     bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc},
-    container_start::start_with_env,
+    container_errors::start_is_transient,
+    container_start::{another_handle, start_with_env},
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
-    lifecycle::{ContainerState, Lifecycle},
-    readiness::{poll_delays, START_DEADLINE},
+    lifecycle::{Lifecycle, Resync},
+    readiness::{backoff, poll_delays, FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE},
     routes::USER_HEADER,
     sessions::Sessions,
     socket::{incoming, send, try_send},
@@ -91,6 +93,9 @@ struct Subscription {
     request_id: String,
     encoding: crate::bridge::Encoding,
     abort: AbortHandle,
+    task_id: String,
+    /// The seq of the last event forwarded, so that a final event made here follows it.
+    last_seq: Rc<Cell<u64>>,
 }
 
 /// In-memory state shared with the object's background tasks (starts, monitors, subscriptions).
@@ -106,6 +111,8 @@ struct Inner {
     dirty: Cell<bool>,
     /// The start under way, shared by every request that needs the container meanwhile.
     starting: RefCell<Option<StartFuture>>,
+    /// The generation whose exit this instance watches (an evicted instance's watch is gone).
+    watched_generation: Cell<Option<u32>>,
     /// Live subscriptions by id: aborted when their socket closes, and told why when the
     /// container dies under them.
     subscriptions: RefCell<HashMap<u64, Subscription>>,
@@ -140,6 +147,35 @@ impl Inner {
     fn task_running(&self) -> bool {
         task_is_running(&self.persisted.borrow())
     }
+
+    /// The container died under its task: the task is recorded FAILED with `reason`, and every
+    /// subscription gets the task's final event and its end. The event is made here because the
+    /// service that would have sent it is gone; it follows the last event the client received.
+    fn fail_running_task(&self, reason: &str) {
+        self.update(|p| {
+            if task_is_running(p) {
+                p.current_task_state = TaskState::Failed as i32;
+                p.current_task_error = reason.to_string();
+            }
+        });
+        let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(now_ms()));
+        let current_task = self.persisted.borrow().current_task_id.clone().unwrap_or_default();
+        for subscription in self.subscriptions.borrow().values() {
+            subscription.abort.abort();
+            // An empty task id followed "the running task": the current one.
+            let task_id = Some(subscription.task_id.clone()).filter(|id| !id.is_empty()).unwrap_or(current_task.clone());
+            let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
+            let event = Event {
+                task_id,
+                seq: subscription.last_seq.get() + 1,
+                time: Some(time),
+                payload: Some(Payload::TaskFinished(finished)),
+            };
+            let (request_id, encoding) = (subscription.request_id.clone(), subscription.encoding);
+            send(&subscription.ws, encode_server_frame(&event_frame(request_id.clone(), event), encoding));
+            send(&subscription.ws, encode_server_frame(&end_frame(request_id), encoding));
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -159,7 +195,7 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        self.load().await?;
+        self.enter().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {
             if self.inner.persisted.borrow().user_id.as_deref() != Some(user.as_str()) {
                 self.inner.update(|p| p.user_id = Some(user));
@@ -194,7 +230,7 @@ impl worker::DurableObject for AutopilotContainer {
     /// The heartbeat: charges container time, stops the container when credits run out or when
     /// it has been idle long enough, and re-arms itself while there is anything to watch.
     async fn alarm(&self) -> worker::Result<Response> {
-        self.load().await?;
+        self.enter().await?;
         self.inner.alarm_scheduled.set(false);
         if let Some(at) = self.inner.exited_at_ms.take() {
             self.charge(|account, rate| account.stop_run(at, rate)).await?;
@@ -230,7 +266,7 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
-        self.load().await?;
+        self.enter().await?;
         match decode_client_frame(&incoming(message)) {
             Ok(call) => self.handle_call(&ws, call).await,
             Err(reply) => send(&ws, reply),
@@ -251,6 +287,49 @@ impl worker::DurableObject for AutopilotContainer {
 }
 
 impl AutopilotContainer {
+    /// Every entry (request, frame, alarm) first loads the record, then checks it against the
+    /// platform: a container believed running that is not is failed now (and its task with it),
+    /// a running one nobody believed in is adopted, and a ready one is watched by this instance.
+    async fn enter(&self) -> worker::Result<()> {
+        self.load().await?;
+        let Some(container) = self.state.container() else {
+            return Ok(());
+        };
+        let in_flight = self.inner.starting.borrow().is_some();
+        let running = container.running();
+        let resync = self.inner.persisted.borrow_mut().lifecycle.resync(running, in_flight, now_ms());
+        match resync {
+            Resync::InStep => {
+                let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
+                if let (true, Some(generation)) = (lifecycle.is_ready(), lifecycle.current_generation()) {
+                    if self.inner.watched_generation.get() != Some(generation) {
+                        drop(watch_exit(Rc::clone(&self.inner), container, generation));
+                    }
+                }
+            }
+            Resync::Lost { .. } => {
+                worker::console_warn!("{}", crate::lifecycle::LOST);
+                self.inner.dirty.set(true);
+                self.inner.exited_at_ms.set(Some(self.inner.exited_at_ms.get().unwrap_or_else(now_ms)));
+                self.inner.fail_running_task(crate::lifecycle::LOST);
+            }
+            Resync::Orphan => {
+                // Adopted as a start of a new generation that skips the platform's start: the
+                // next request waits for its /ping like any start, and its time is metered.
+                worker::console_warn!("a running container the record did not know of: adopting it");
+                self.inner.update(|p| {
+                    p.lifecycle.begin_start(now_ms());
+                });
+                self.charge(|account, _| {
+                    account.start_run(now_ms());
+                    None
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn load(&self) -> worker::Result<()> {
         if !self.inner.loaded.get() {
             let stored: Option<Persisted> = self.state.storage().get(STATE_KEY).await?;
@@ -356,7 +435,7 @@ impl AutopilotContainer {
                 let _ = container.signal(15);
             }
         }
-        self.inner.update(|p| p.lifecycle.mark_stopped());
+        self.inner.update(|p| p.lifecycle.mark_stopped(now_ms()));
         self.charge(|account, rate| account.stop_run(now_ms(), rate)).await
     }
 
@@ -433,42 +512,32 @@ impl AutopilotContainer {
     }
 
     /// A client of a ready agent-service, starting the container first if it is not running.
-    /// Concurrent callers share one start.
+    /// Concurrent callers share one start: it is registered before anything is awaited.
     async fn ready_client(&self) -> Result<AgentClient, GrpcStatus> {
         let endpoint = self.endpoint()?;
-        let container = self.state.container();
-        {
-            let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
-            let alive = container.as_ref().map(|c| c.running()).unwrap_or(true);
-            if lifecycle.is_ready() && alive {
-                return Ok(AgentClient::new(endpoint));
-            }
-            if lifecycle.is_ready() {
-                let generation = lifecycle.current_generation().unwrap_or_default();
-                self.inner.update(|p| {
-                    p.lifecycle.mark_failed(generation, "the container was no longer running", now_ms());
-                });
-            }
+        if self.inner.persisted.borrow().lifecycle.is_ready() {
+            return Ok(AgentClient::new(endpoint));
         }
         let in_flight = self.inner.starting.borrow().clone();
         let start = match in_flight {
             Some(start) => start,
             None => {
-                // Container time costs credits: a container is only started for a user who has them.
-                self.check_credits()?;
-                let Some(generation) = self.inner.persisted.borrow_mut().lifecycle.begin_start(now_ms()) else {
-                    return Ok(AgentClient::new(endpoint));
+                let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
+                // A start recorded by an earlier instance (or an adopted container) is finished
+                // by waiting for its /ping; otherwise a new generation starts, for a user who has
+                // the credits (container time costs them).
+                let generation = match lifecycle.current_generation() {
+                    Some(generation) => generation,
+                    None => {
+                        self.check_credits()?;
+                        let begun = self.inner.persisted.borrow_mut().lifecycle.begin_start(now_ms());
+                        self.inner.dirty.set(true);
+                        begun.unwrap_or(lifecycle.generation)
+                    }
                 };
-                self.inner.dirty.set(true);
-                self.charge(|account, _| {
-                    account.start_run(now_ms());
-                    None
-                })
-                .await
-                .map_err(|e| GrpcStatus::new(Code::Internal, format!("could not record the container start: {e}")))?;
                 let start = start_container(
                     Rc::clone(&self.inner),
-                    container,
+                    self.state.container(),
                     endpoint.clone(),
                     self.container_env(),
                     generation,
@@ -476,6 +545,12 @@ impl AutopilotContainer {
                 .boxed_local()
                 .shared();
                 *self.inner.starting.borrow_mut() = Some(start.clone());
+                self.charge(|account, _| {
+                    account.start_run(now_ms());
+                    None
+                })
+                .await
+                .map_err(|e| GrpcStatus::new(Code::Internal, format!("could not record the container start: {e}")))?;
                 start
             }
         };
@@ -486,11 +561,15 @@ impl AutopilotContainer {
     }
 
     /// The environment the container starts with. The API key comes from a Worker secret and is
-    /// handed to the runtime only; it is never logged.
+    /// handed to the runtime only; it is never logged. `ANTHROPIC_BASE_URL`, when set, sends the
+    /// agent to another Messages API endpoint (a gateway, or a local fake in development).
     fn container_env(&self) -> Vec<(String, String)> {
         let mut env = vec![("PORT".to_string(), DEFAULT_CONTAINER_PORT.to_string())];
         if let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") {
             env.push(("ANTHROPIC_API_KEY".into(), key.to_string()));
+        }
+        if let Some(url) = self.var("ANTHROPIC_BASE_URL").filter(|url| !url.is_empty()) {
+            env.push(("ANTHROPIC_BASE_URL".into(), url));
         }
         env
     }
@@ -578,7 +657,9 @@ impl AutopilotContainer {
     async fn status_route(&self, req: &Request) -> worker::Result<Response> {
         let task_id =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
-        let container = container_json(&self.inner.persisted.borrow().lifecycle.state);
+        let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
+        let container = serde_json::to_value(&lifecycle.state).unwrap_or_default();
+        let container_changed_ms = lifecycle.changed_ms;
         let running = self.inner.persisted.borrow().lifecycle.is_ready()
             && self.state.container().map(|c| c.running()).unwrap_or(true);
         if !running {
@@ -592,6 +673,7 @@ impl AutopilotContainer {
                         "lastSeq": persisted.last_seen_seq.to_string(),
                     },
                     "container": container,
+                    "containerChangedMs": container_changed_ms,
                 })),
                 None => error_response(&GrpcStatus::new(
                     Code::NotFound,
@@ -614,6 +696,7 @@ impl AutopilotContainer {
                 }
                 let mut body = serde_json::to_value(&status).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 body["container"] = container;
+                body["containerChangedMs"] = container_changed_ms.into();
                 Response::from_json(&body)
             }
             Err(status) => error_response(&status),
@@ -701,8 +784,16 @@ impl AutopilotContainer {
         let (abort, registration) = AbortHandle::new_pair();
         let id = self.inner.next_subscription.get();
         self.inner.next_subscription.set(id + 1);
-        let subscription =
-            Subscription { socket_id: socket_id(ws), ws: ws.clone(), request_id: request_id.clone(), encoding, abort };
+        let last_seq = Rc::new(Cell::new(request.from_seq.saturating_sub(1)));
+        let subscription = Subscription {
+            socket_id: socket_id(ws),
+            ws: ws.clone(),
+            request_id: request_id.clone(),
+            encoding,
+            abort,
+            task_id: request.task_id.clone(),
+            last_seq: Rc::clone(&last_seq),
+        };
         self.inner.subscriptions.borrow_mut().insert(id, subscription);
         let inner = Rc::clone(&self.inner);
         let ws = ws.clone();
@@ -717,6 +808,7 @@ impl AutopilotContainer {
                     let frame = match stream.next().await {
                         Some(Ok(event)) => {
                             inner.note_event(&event);
+                            last_seq.set(event.seq);
                             event_frame(request_id.clone(), event)
                         }
                         Some(Err(status)) => {
@@ -767,8 +859,10 @@ impl AutopilotContainer {
     }
 }
 
-/// Starts the container (container mode), watches its exit, and polls `/ping` until it answers
-/// or [`START_DEADLINE`] passes. Records the outcome in the lifecycle.
+/// Brings up the container of `generation` (container mode) and waits until `/ping` answers,
+/// or [`START_DEADLINE`] passes. A start the platform refuses, or a container that exits before
+/// answering, is tried again with backoff while the failure is transient and time is left. In
+/// local mode (no container API) only the wait for `/ping` remains. Records the outcome.
 async fn start_container(
     inner: Rc<Inner>,
     container: Option<worker::Container>,
@@ -776,71 +870,145 @@ async fn start_container(
     env: Vec<(String, String)>,
     generation: u32,
 ) -> Result<(), GrpcStatus> {
+    let deadline = now_ms() + START_DEADLINE.as_millis() as u64;
     let fail = |reason: String| {
+        worker::console_warn!("container start failed: {reason}");
         inner.update(|p| {
             p.lifecycle.mark_failed(generation, reason.clone(), now_ms());
         });
         Err(GrpcStatus::new(Code::Unavailable, reason))
     };
-    if let Some(container) = container {
-        if !container.running() {
-            if let Err(e) = start_with_env(&container, &env, true) {
-                return fail(format!("the container did not start: {e}"));
-            }
-        }
-        let watcher = Rc::clone(&inner);
-        spawn_local(async move {
-            let reason = match container.wait_for_exit().await {
-                Ok(()) => "the container exited".to_string(),
-                Err(e) => format!("the container crashed: {e}"),
-            };
-            worker::console_warn!("{reason}");
-            watcher.exited_at_ms.set(Some(now_ms()));
-            let mut failed_task = None;
-            watcher.update(|p| {
-                if p.lifecycle.mark_failed(generation, reason.clone(), now_ms()) && task_is_running(p) {
-                    p.current_task_state = TaskState::Failed as i32;
-                    p.current_task_error = reason.clone();
-                    failed_task = p.current_task_id.clone();
-                }
-            });
-            // Every client following the task hears why it failed, in place of a stream error.
-            if let Some(task_id) = failed_task {
-                let status = GrpcStatus::new(Code::Unavailable, format!("task {task_id} failed: {reason}"));
-                for subscription in watcher.subscriptions.borrow().values() {
-                    subscription.abort.abort();
-                    let frame = error_frame(subscription.request_id.clone(), status.clone());
-                    send(&subscription.ws, encode_server_frame(&frame, subscription.encoding));
-                }
-            }
-        });
-    }
-    if endpoint.ping().await {
+    let ready = |answered_ms: u64| {
         inner.update(|p| {
-            p.lifecycle.mark_ready(generation);
+            p.lifecycle.mark_ready(generation, answered_ms, now_ms());
         });
-        return Ok(());
-    }
-    for delay in poll_delays(START_DEADLINE) {
-        Delay::from(delay).await;
-        if endpoint.ping().await {
-            inner.update(|p| {
-                p.lifecycle.mark_ready(generation);
-            });
-            return Ok(());
+        Ok(())
+    };
+    let Some(container) = container else {
+        return match wait_for_ping(&endpoint, None, deadline).await {
+            PingOutcome::Answered(at) => ready(at),
+            _ => fail(format!("the agent-service did not answer /ping within {}s", START_DEADLINE.as_secs())),
+        };
+    };
+    let mut retries = backoff(FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE);
+    loop {
+        let failure = if container.running() {
+            None
+        } else {
+            start_with_env(&container, &env, true).err().map(|e| format!("the platform refused the start: {e}"))
+        };
+        let failure = match failure {
+            Some(failure) => failure,
+            None => {
+                let exited = watch_exit(Rc::clone(&inner), another_handle(&container), generation);
+                match wait_for_ping(&endpoint, Some(exited), deadline).await {
+                    PingOutcome::Answered(at) => return ready(at),
+                    PingOutcome::Exited(reason) => reason,
+                    PingOutcome::TimedOut => {
+                        return fail(format!(
+                            "the agent-service did not answer /ping within {}s",
+                            START_DEADLINE.as_secs()
+                        ))
+                    }
+                }
+            }
+        };
+        match retries.next() {
+            Some(delay) if start_is_transient(&failure) && now_ms() + (delay.as_millis() as u64) < deadline => {
+                worker::console_warn!("container start failed ({failure}); trying again in {delay:?}");
+                Delay::from(delay).await;
+            }
+            _ => return fail(format!("the container did not start: {failure}")),
         }
     }
-    fail(format!("the agent-service did not answer /ping within {}s", START_DEADLINE.as_secs()))
+}
+
+/// How a wait for `/ping` ended.
+enum PingOutcome {
+    /// It answered 200 at this time (ms since the epoch).
+    Answered(u64),
+    /// The container exited first, for this reason.
+    Exited(String),
+    TimedOut,
+}
+
+/// Polls `/ping` on the [`poll_delays`] schedule until it answers, the container exits (when
+/// `exited` is given) or `deadline_ms` passes.
+async fn wait_for_ping(
+    endpoint: &Endpoint,
+    mut exited: Option<oneshot::Receiver<String>>,
+    deadline_ms: u64,
+) -> PingOutcome {
+    let budget = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+    for delay in std::iter::once(Duration::ZERO).chain(poll_delays(budget)) {
+        let attempt = std::pin::pin!(async {
+            Delay::from(delay).await;
+            endpoint.ping().await
+        });
+        let answered = match exited.as_mut() {
+            Some(receiver) => match future::select(receiver, attempt).await {
+                Either::Left((Ok(reason), _)) => return PingOutcome::Exited(reason),
+                // The watch ended without news: keep polling without it.
+                Either::Left((Err(_), attempt)) => {
+                    exited = None;
+                    attempt.await
+                }
+                Either::Right((answered, _)) => answered,
+            },
+            None => attempt.await,
+        };
+        if answered {
+            return PingOutcome::Answered(now_ms());
+        }
+    }
+    PingOutcome::TimedOut
+}
+
+/// Watches the container of `generation` exit. While it is starting, the exit's reason goes to
+/// the returned receiver (the start decides whether to try again); once it was ready, the exit
+/// fails it in the record, fails its task and tells every client. The generation makes a late
+/// exit of an old container harmless to a newer one.
+fn watch_exit(inner: Rc<Inner>, container: worker::Container, generation: u32) -> oneshot::Receiver<String> {
+    let (report, receiver) = oneshot::channel();
+    inner.watched_generation.set(Some(generation));
+    spawn_local(async move {
+        let reason = match container.wait_for_exit().await {
+            Ok(()) => "the container exited".to_string(),
+            Err(e) => format!("the container stopped: {}", error_text(&e)),
+        };
+        if inner.watched_generation.get() == Some(generation) {
+            inner.watched_generation.set(None);
+        }
+        let lifecycle = inner.persisted.borrow().lifecycle.clone();
+        let starting = lifecycle.current_generation() == Some(generation) && !lifecycle.is_ready();
+        if starting {
+            let _ = report.send(reason);
+            return;
+        }
+        let failed = inner.persisted.borrow_mut().lifecycle.mark_failed(generation, reason.clone(), now_ms());
+        if failed {
+            worker::console_warn!("{reason}");
+            inner.dirty.set(true);
+            inner.exited_at_ms.set(Some(now_ms()));
+            inner.fail_running_task(&reason);
+        }
+    });
+    receiver
+}
+
+/// The message of a runtime error, without the wrapper's prefixes.
+fn error_text(error: &worker::Error) -> String {
+    match error {
+        worker::Error::JsError(message) => message.clone(),
+        worker::Error::Internal(value) => value.as_string().unwrap_or_else(|| format!("{value:?}")),
+        other => other.to_string(),
+    }
 }
 
 /// Whether the object's record says its current task is still running.
 fn task_is_running(persisted: &Persisted) -> bool {
     persisted.current_task_id.is_some()
         && !TaskState::try_from(persisted.current_task_state).map(TaskState::is_final).unwrap_or(true)
-}
-
-fn container_json(state: &ContainerState) -> serde_json::Value {
-    serde_json::to_value(state).unwrap_or(serde_json::Value::Null)
 }
 
 fn socket_id(ws: &WebSocket) -> String {

@@ -28,3 +28,9 @@ pub fn start_with_env(container: &Container, env: &[(String, String)], internet:
     start.call1(target, &options)?;
     Ok(())
 }
+
+/// A second handle to the same container: `Container` is not `Clone` in worker 0.8.7, and the
+/// exit watch needs its own while the start keeps one.
+pub fn another_handle(container: &Container) -> Container {
+    container.as_ref().clone().unchecked_into()
+}

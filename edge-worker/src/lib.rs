@@ -15,7 +15,8 @@
 //!   [`billing`] (credits and metering), [`credentials`] (token hashes, cookies), [`ticket`]
 //!   (signed single-use WebSocket tickets).
 //! - [`entropy`]: the runtime's CSPRNG.
-//! - [`container_start`]: a workaround for container environment variables in worker 0.8.7.
+//! - [`container_start`]: a workaround for container environment variables in worker 0.8.7;
+//!   [`container_errors`] (pure): which platform failures are retried.
 //! - [`api_error`]: the JSON error scheme.
 
 pub mod agent_client;
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod autopilot_container;
 pub mod billing;
 pub mod bridge;
+pub mod container_errors;
 pub mod container_start;
 pub mod credentials;
 pub mod entropy;

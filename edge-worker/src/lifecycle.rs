@@ -1,8 +1,13 @@
-//! The lifecycle of a user's container, as the Durable Object sees it: one state with one writer.
-//! Each start gets a generation number, so news about an old container (its exit, a late ready)
-//! cannot overwrite the state of a newer one (compare-and-set on the generation).
+//! The lifecycle of a user's container, as the Durable Object sees it: one state with one writer,
+//! stamped with the time of every transition. Each start gets a generation number, so news about
+//! an old container (its exit, a late ready) cannot overwrite the state of a newer one
+//! (compare-and-set on the generation). What the platform reports (`running()`) is applied on
+//! every entry by [`Lifecycle::resync`], so a stale "running" is never trusted.
 
 use serde::{Deserialize, Serialize};
+
+/// Why a container the object believed in is gone, when the platform says it is not running.
+pub const LOST: &str = "the container stopped unexpectedly (it was no longer running)";
 
 /// Where the container is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,8 +16,14 @@ pub enum ContainerState {
     Stopped,
     /// Started, not yet answering /ping.
     Starting { generation: u32, since_ms: u64 },
-    /// Answering requests.
-    Ready { generation: u32, since_ms: u64 },
+    /// Answering requests. `since_ms` is when its start began, `answered_ms` when /ping first
+    /// answered; the transition time ([`Lifecycle::changed_ms`]) is when the object knew it ready.
+    Ready {
+        generation: u32,
+        since_ms: u64,
+        #[serde(default)]
+        answered_ms: u64,
+    },
     /// Exited or failed to start; the next request starts a fresh one.
     Failed { reason: String, at_ms: u64 },
 }
@@ -22,32 +33,52 @@ pub enum ContainerState {
 pub struct Lifecycle {
     pub state: ContainerState,
     pub generation: u32,
+    /// When `state` last changed (ms since the epoch).
+    #[serde(default)]
+    pub changed_ms: u64,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Lifecycle { state: ContainerState::Stopped, generation: 0 }
+        Lifecycle { state: ContainerState::Stopped, generation: 0, changed_ms: 0 }
     }
 }
 
+/// What [`Lifecycle::resync`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resync {
+    /// The record and the platform agree.
+    InStep,
+    /// The container of `generation` stopped without the object stopping it; now `Failed`.
+    Lost { generation: u32, was_ready: bool },
+    /// A container runs that the record says is not there (the object lost its memory of it,
+    /// or the platform kept it across a restart): it should be adopted, not started again.
+    Orphan,
+}
+
 impl Lifecycle {
+    fn set(&mut self, state: ContainerState, now_ms: u64) {
+        self.state = state;
+        self.changed_ms = now_ms;
+    }
+
     /// Begins a start unless one is under way or done; returns the new generation.
     pub fn begin_start(&mut self, now_ms: u64) -> Option<u32> {
         match self.state {
             ContainerState::Starting { .. } | ContainerState::Ready { .. } => None,
             ContainerState::Stopped | ContainerState::Failed { .. } => {
                 self.generation += 1;
-                self.state = ContainerState::Starting { generation: self.generation, since_ms: now_ms };
+                self.set(ContainerState::Starting { generation: self.generation, since_ms: now_ms }, now_ms);
                 Some(self.generation)
             }
         }
     }
 
-    /// The start of `generation` answered /ping. Stale generations are ignored.
-    pub fn mark_ready(&mut self, generation: u32) -> bool {
+    /// The start of `generation` answered /ping at `answered_ms`. Stale generations are ignored.
+    pub fn mark_ready(&mut self, generation: u32, answered_ms: u64, now_ms: u64) -> bool {
         match self.state {
             ContainerState::Starting { generation: current, since_ms } if current == generation => {
-                self.state = ContainerState::Ready { generation, since_ms };
+                self.set(ContainerState::Ready { generation, since_ms, answered_ms }, now_ms);
                 true
             }
             _ => false,
@@ -59,13 +90,27 @@ impl Lifecycle {
         if self.current_generation() != Some(generation) {
             return false;
         }
-        self.state = ContainerState::Failed { reason: reason.into(), at_ms: now_ms };
+        self.set(ContainerState::Failed { reason: reason.into(), at_ms: now_ms }, now_ms);
         true
     }
 
-    /// The container was stopped on purpose (idle).
-    pub fn mark_stopped(&mut self) {
-        self.state = ContainerState::Stopped;
+    /// The container was stopped on purpose (idle, credits).
+    pub fn mark_stopped(&mut self, now_ms: u64) {
+        self.set(ContainerState::Stopped, now_ms);
+    }
+
+    /// Applies what the platform reports. `start_in_flight`: this instance is starting the
+    /// container now, so "not running" may only mean "not running yet".
+    pub fn resync(&mut self, running: bool, start_in_flight: bool, now_ms: u64) -> Resync {
+        match (self.current_generation(), running) {
+            (Some(generation), false) if !start_in_flight => {
+                let was_ready = self.is_ready();
+                self.mark_failed(generation, LOST, now_ms);
+                Resync::Lost { generation, was_ready }
+            }
+            (None, true) if !start_in_flight => Resync::Orphan,
+            _ => Resync::InStep,
+        }
     }
 
     /// The generation of a starting or ready container.
@@ -90,21 +135,35 @@ mod tests {
         let mut life = Lifecycle::default();
         let generation = life.begin_start(100).unwrap();
         assert_eq!(life.begin_start(101), None, "a start under way is shared, not repeated");
-        assert!(life.mark_ready(generation));
+        assert!(life.mark_ready(generation, 350, 352));
         assert_eq!(life.begin_start(102), None);
-        assert_eq!(life.state, ContainerState::Ready { generation, since_ms: 100 });
+        assert_eq!(life.state, ContainerState::Ready { generation, since_ms: 100, answered_ms: 350 });
+        assert_eq!(life.changed_ms, 352);
+    }
+
+    #[test]
+    fn every_transition_is_stamped() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(10).unwrap();
+        assert_eq!(life.changed_ms, 10);
+        life.mark_ready(generation, 20, 21);
+        assert_eq!(life.changed_ms, 21);
+        life.mark_failed(generation, "exit code 137", 30);
+        assert_eq!(life.changed_ms, 30);
+        life.mark_stopped(40);
+        assert_eq!(life.changed_ms, 40);
     }
 
     #[test]
     fn a_stale_exit_cannot_overwrite_a_newer_container() {
         let mut life = Lifecycle::default();
         let first = life.begin_start(1).unwrap();
-        life.mark_ready(first);
+        life.mark_ready(first, 2, 2);
         assert!(life.mark_failed(first, "exit code 1", 5));
         let second = life.begin_start(6).unwrap();
         assert!(!life.mark_failed(first, "late news of the first", 7));
-        assert!(!life.mark_ready(first));
-        assert!(life.mark_ready(second));
+        assert!(!life.mark_ready(first, 8, 8));
+        assert!(life.mark_ready(second, 8, 8));
         assert!(life.is_ready());
     }
 
@@ -115,7 +174,44 @@ mod tests {
         life.mark_failed(first, "did not answer /ping within 30s", 31);
         assert!(matches!(life.state, ContainerState::Failed { .. }));
         assert_eq!(life.begin_start(40), Some(first + 1));
-        life.mark_stopped();
+        life.mark_stopped(41);
         assert_eq!((life.state.clone(), life.current_generation()), (ContainerState::Stopped, None));
+    }
+
+    #[test]
+    fn a_stale_running_is_never_trusted() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(1).unwrap();
+        life.mark_ready(generation, 2, 2);
+        assert_eq!(life.resync(true, false, 3), Resync::InStep);
+        assert_eq!(life.resync(false, false, 4), Resync::Lost { generation, was_ready: true });
+        assert_eq!(life.state, ContainerState::Failed { reason: LOST.into(), at_ms: 4 });
+        assert_eq!(life.begin_start(5), Some(generation + 1), "the next request starts a fresh one");
+    }
+
+    #[test]
+    fn not_running_yet_is_not_lost_while_this_instance_starts_it() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(1).unwrap();
+        assert_eq!(life.resync(false, true, 2), Resync::InStep);
+        assert_eq!(life.state, ContainerState::Starting { generation, since_ms: 1 });
+        assert_eq!(life.resync(false, false, 3), Resync::Lost { generation, was_ready: false }, "an interrupted start");
+    }
+
+    #[test]
+    fn a_running_container_the_record_forgot_is_an_orphan() {
+        let mut life = Lifecycle::default();
+        assert_eq!(life.resync(true, false, 1), Resync::Orphan);
+        assert_eq!(life.resync(true, true, 1), Resync::InStep);
+        assert_eq!(life.resync(false, false, 1), Resync::InStep);
+        assert_eq!(life.state, ContainerState::Stopped);
+    }
+
+    #[test]
+    fn records_written_before_the_timestamps_still_load() {
+        let old = r#"{"state":{"Ready":{"generation":3,"since_ms":9}},"generation":3}"#;
+        let life: Lifecycle = serde_json::from_str(old).unwrap();
+        assert_eq!(life.state, ContainerState::Ready { generation: 3, since_ms: 9, answered_ms: 0 });
+        assert_eq!(life.changed_ms, 0);
     }
 }
