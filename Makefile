@@ -27,7 +27,7 @@ PY_CLIENT_VENV := clients/python/.venv
 # wrangler without telemetry prompts or interactive UI.
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
-.PHONY: dev dev-offline test tools wasm-tools worker web web-deps lint build bench clean hadolint musl image image-test
+.PHONY: dev dev-offline dev-container local-containers test tools wasm-tools worker web web-deps lint build bench clean hadolint musl image image-test
 .PHONY: contract-release grpcurl python-client ts-client ts-client-deps ts-client-gen clients test-clients
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
@@ -112,6 +112,37 @@ musl:
 
 image: musl
 	tests/container/build-image.sh $(MUSL_SERVICE) $(TEST_IMAGE)
+
+## Real containers under `wrangler dev` (container mode, locally): `local-containers` readies this
+## machine (podman's Docker API, the egress sidecar image, the agent image; idempotent);
+## `dev-container` runs the pair with them: the Worker on 127.0.0.1:$(EDGE_PORT), each user's
+## agent-service in its own container, the agent talking to the fake model API unless
+## ANTHROPIC_API_KEY is set. See local-containers/.
+SIDECAR := target/$(MUSL_TARGET)/release/egress-sidecar
+
+local-containers: image
+	cargo build --release --locked --target $(MUSL_TARGET) -p local-containers
+	local-containers/setup.sh $(SIDECAR)
+
+dev-container: tools worker web local-containers
+	cargo build -p autopilot-tests --bin fake-model-api
+	@mkdir -p $(DEV_DIR)/container
+	@test -f .dev.vars || { \
+	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
+	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
+	@umask 077; { cat .dev.vars; \
+	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
+	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
+	} > $(DEV_DIR)/container.vars
+	@trap 'kill 0' EXIT INT TERM; \
+	if [ -z "$$ANTHROPIC_API_KEY" ]; then \
+	  echo "make dev-container: no ANTHROPIC_API_KEY; the agent talks to the fake model API on 127.0.0.1:$(FAKE_MODEL_PORT)"; \
+	  ./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
+	fi; \
+	local-containers/wrangler-dev.sh --port $(EDGE_PORT) --state $(DEV_DIR)/container \
+	  --dev-vars $(DEV_DIR)/container.vars --loopback-ports $(FAKE_MODEL_PORT) & \
+	scripts/dev-account.sh http://127.0.0.1:$(EDGE_PORT) "$$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars)" & \
+	wait
 
 image-test: tools image
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test -p autopilot-tests --test container_image

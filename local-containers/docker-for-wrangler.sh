@@ -4,7 +4,8 @@
 # - `docker build --load` and `--provenance=...` are buildx flags; podman's classic build API
 #   loads the image anyway and records no provenance.
 # - `docker pull` of an image that is already local: there is no registry to ask here.
-# Everything else goes to the real docker CLI unchanged, at DOCKER_HOST (podman's socket).
+# Everything else goes to the real docker CLI unchanged, at DOCKER_HOST (podman's socket; workerd
+# itself talks to the Docker API shim at WRANGLER_DOCKER_HOST).
 set -euo pipefail
 docker=${AUTOPILOT_REAL_DOCKER:-docker}
 if [ "${1:-}" = build ]; then

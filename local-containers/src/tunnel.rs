@@ -1,7 +1,7 @@
 //! Byte tunnels over HTTP `CONNECT`: accepting one (workerd asks the sidecar for a port inside
 //! the container) and opening one (the sidecar asks workerd for a port on the host).
 
-use hyper::{body::Incoming, client::conn::http1, upgrade::Upgraded, Method, Request, StatusCode};
+use hyper::{body::Incoming, client::conn::http1, upgrade::Upgraded, Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -19,7 +19,8 @@ pub async fn open(proxy: &str, destination: &str) -> std::io::Result<TokioIo<Upg
         .body(http_body_util::Empty::new())
         .map_err(std::io::Error::other)?;
     let response = sender.send_request(request).await.map_err(std::io::Error::other)?;
-    if response.status() != StatusCode::OK {
+    // workerd's egress listener accepts with 202, other proxies with 200.
+    if !response.status().is_success() {
         return Err(std::io::Error::other(format!("{proxy} refused CONNECT {destination}: {}", response.status())));
     }
     hyper::upgrade::on(response).await.map(TokioIo::new).map_err(std::io::Error::other)

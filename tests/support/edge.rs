@@ -1,6 +1,8 @@
 //! Starts the real edge: `wrangler dev` (workerd) from the repository root, on free loopback
 //! ports, with its own state directory, its Durable Objects in local mode pointed at a running
-//! agent-service. wrangler runs its build command (`make worker`) first.
+//! agent-service. wrangler runs its build command (`make worker`) first. Or, in container mode,
+//! through `local-containers/wrangler-dev.sh`: each user's Durable Object runs the agent-service
+//! in a real container on podman.
 
 use std::{
     path::PathBuf,
@@ -24,6 +26,21 @@ pub struct Edge {
     child: Child,
     _state: TempDir,
     pub log_path: PathBuf,
+    /// In container mode: the Worker's name, which every container's name starts with.
+    pub worker_name: Option<String>,
+    /// How long a SIGTERM may take (container mode removes its containers on the way out).
+    stop_grace: Duration,
+}
+
+/// What a container-mode edge gets (see `local-containers/wrangler-dev.sh`).
+#[derive(Default)]
+pub struct ContainerOptions {
+    /// Host loopback ports the containers may reach at 127.0.0.1.
+    pub loopback_ports: Vec<u16>,
+    /// A CA certificate (PEM) the image also trusts.
+    pub ca_cert_pem: Option<String>,
+    /// Secrets and vars, written to the run's `.dev.vars` (never on a command line).
+    pub vars: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -73,7 +90,65 @@ impl Edge {
             .stderr(log)
             .spawn()
             .expect("starting wrangler dev");
-        let edge = Edge { base_url: format!("http://127.0.0.1:{port}"), port, child, _state: state, log_path };
+        let edge = Edge {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+            _state: state,
+            log_path,
+            worker_name: None,
+            stop_grace: Duration::from_secs(5),
+        };
+        edge.until_healthy().await
+    }
+
+    /// Starts wrangler dev with real containers on podman (`make local-containers` first).
+    pub async fn start_with_containers(options: ContainerOptions) -> Edge {
+        let script = repo_root().join("local-containers/wrangler-dev.sh");
+        let state = tempfile::tempdir().unwrap();
+        let log_path = state.path().join("wrangler.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let (port, inspector) = (free_port(), free_port());
+        let worker_name = format!("aptest-{port}");
+        let mut dev_vars = format!("ADMIN_SECRET={ADMIN_SECRET}\nTICKET_SECRET={TICKET_SECRET}\n");
+        for (name, value) in &options.vars {
+            dev_vars.push_str(&format!("{name}={value}\n"));
+        }
+        std::fs::write(state.path().join("dev.vars"), dev_vars).unwrap();
+        let mut command = Command::new(script);
+        command
+            .args(["--port", &port.to_string(), "--name", &worker_name])
+            .arg("--state")
+            .arg(state.path().join("run"))
+            .arg("--dev-vars")
+            .arg(state.path().join("dev.vars"));
+        let ports: Vec<String> = options.loopback_ports.iter().map(u16::to_string).collect();
+        command.args(["--loopback-ports", &ports.join(",")]);
+        if let Some(pem) = &options.ca_cert_pem {
+            std::fs::write(state.path().join("ca.crt"), pem).unwrap();
+            command.arg("--ca-cert").arg(state.path().join("ca.crt"));
+        }
+        let child = command
+            .args(["--", "--inspector-port", &inspector.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting local-containers/wrangler-dev.sh");
+        let edge = Edge {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+            _state: state,
+            log_path,
+            worker_name: Some(worker_name),
+            stop_grace: Duration::from_secs(60),
+        };
+        edge.until_healthy().await
+    }
+
+    async fn until_healthy(self) -> Edge {
+        let edge = self;
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
@@ -150,6 +225,11 @@ impl Edge {
         reply["websocketUrl"].as_str().unwrap_or_else(|| panic!("no websocketUrl in {reply}")).to_string()
     }
 
+    /// Container mode: the run's directory (the Docker API shim's log, the generated config).
+    pub fn run_dir(&self) -> PathBuf {
+        self._state.path().join("run")
+    }
+
     /// What wrangler and the Worker printed so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -168,7 +248,7 @@ impl Drop for Edge {
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.stop_grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;

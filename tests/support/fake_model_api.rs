@@ -6,11 +6,17 @@
 //! is the number of tool results already in the conversation, so a tool call is answered by the
 //! next step. Requests without tools (the CLI's side requests, such as titles) get a short text.
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeSet,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
     body::Body,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{any, post},
     Json, Router,
@@ -185,22 +191,50 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
 pub struct FakeModelApi {
     /// Where it listens, e.g. `http://127.0.0.1:41234`: the agent's `ANTHROPIC_BASE_URL`.
     pub base_url: String,
+    /// The API keys (`x-api-key`) the Messages endpoint was called with, so a test can tell
+    /// which key reached the agent.
+    api_keys: ApiKeys,
 }
+
+type ApiKeys = Arc<Mutex<BTreeSet<String>>>;
 
 impl FakeModelApi {
     /// Serves the fake on an ephemeral loopback port, in the background of the current runtime.
     pub async fn start() -> std::io::Result<FakeModelApi> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(serve(listener));
-        Ok(FakeModelApi { base_url: format!("http://{addr}") })
+        let api_keys = ApiKeys::default();
+        tokio::spawn(serve_recording(listener, api_keys.clone()));
+        Ok(FakeModelApi { base_url: format!("http://{addr}"), api_keys })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the base URL")
+    }
+
+    /// Every distinct API key the Messages endpoint has seen.
+    pub fn api_keys(&self) -> Vec<String> {
+        self.api_keys.lock().unwrap().iter().cloned().collect()
     }
 }
 
 /// Serves the fake on `listener` until the process ends.
 pub async fn serve(listener: TcpListener) {
+    serve_recording(listener, ApiKeys::default()).await
+}
+
+async fn serve_recording(listener: TcpListener, api_keys: ApiKeys) {
     let app = Router::new()
-        .route("/v1/messages", post(messages))
+        .route(
+            "/v1/messages",
+            post(move |headers: HeaderMap, body: String| {
+                if let Some(key) = headers.get("x-api-key").and_then(|k| k.to_str().ok()) {
+                    api_keys.lock().unwrap().insert(key.to_string());
+                }
+                messages(body)
+            }),
+        )
         .route("/v1/messages/count_tokens", post(count_tokens))
         .fallback(any(|| async { StatusCode::OK }));
     let _ = axum::serve(listener, app).await;

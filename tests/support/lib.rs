@@ -10,6 +10,7 @@ pub mod events;
 pub mod fake_model_api;
 pub mod git_fixture;
 pub mod grpc_web;
+pub mod https_git_server;
 pub mod service;
 pub mod tcp_proxy;
 pub mod tunnel_machine;

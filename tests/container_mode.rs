@@ -1,0 +1,314 @@
+//! Container mode for real, locally: `wrangler dev` with containers enabled, talking to podman's
+//! Docker API through `local-containers/` (the Docker API shim and the egress sidecar), each
+//! user's agent-service in a container of the project's image (built by `make image`), the real
+//! Claude Code CLI inside it talking to the fake model API, and a repository cloned over HTTPS
+//! from the host. What the tests do to the containers (kill, stop) is done with podman, behind
+//! the Durable Object's back, as the platform or a crash would.
+//!
+//! Needs `make local-containers` (make test runs it first). Each test has its own edge, user and
+//! container.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use autopilot_tests::{
+    bridge_client::{connect, read_subscription, subscribe, Encoding},
+    edge::{ContainerOptions, Edge},
+    events::{kind, seqs},
+    fake_model_api::FakeModelApi,
+    git_fixture::GitFixture,
+    https_git_server::{HttpsGitServer, LocalCa},
+};
+use serde_json::{json, Value};
+
+/// The model API key the edge hands to containers: a canary that must arrive and never leak.
+const CANARY_KEY: &str = "sk-ant-canary-4f1c9e27b8d35a60";
+
+/// One test's world: the fake model API, a repository over HTTPS, and the edge in container mode.
+struct World {
+    model_api: FakeModelApi,
+    _git: HttpsGitServer,
+    _repo: GitFixture,
+    repo_url: String,
+    edge: Edge,
+}
+
+impl World {
+    async fn start(vars: &[(&str, &str)]) -> World {
+        let model_api = FakeModelApi::start().await.unwrap();
+        let ca = LocalCa::new();
+        let repo = GitFixture::new();
+        let root = repo.bare_dir().parent().unwrap().to_path_buf();
+        let git = HttpsGitServer::start(&ca, &root).await;
+        let name = repo.bare_dir().file_stem().unwrap().to_string_lossy().into_owned();
+        let repo_url = git.url(&name);
+        let mut options = ContainerOptions {
+            loopback_ports: vec![model_api.port(), git.port()],
+            ca_cert_pem: Some(ca.cert_pem()),
+            vars: vec![
+                ("ANTHROPIC_API_KEY".into(), CANARY_KEY.into()),
+                ("ANTHROPIC_BASE_URL".into(), model_api.base_url.clone()),
+            ],
+        };
+        options.vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let edge = Edge::start_with_containers(options).await;
+        World { model_api, _git: git, _repo: repo, repo_url, edge }
+    }
+
+    async fn start_task(&self, token: &str, prompt: &str) -> Value {
+        let body = json!({"repositoryUrl": self.repo_url, "prompt": prompt});
+        let started = self.edge.post_json("/api/container/start", token, body).await;
+        assert!(started["taskId"].is_string(), "Start failed: {started}\n{}", self.edge.log());
+        started
+    }
+
+    async fn status(&self, token: &str, task_id: &str) -> Value {
+        let url = format!("{}/api/container/status?taskId={task_id}", self.edge.base_url);
+        reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn wait_for_end(&self, token: &str, task_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = self.status(token, task_id).await;
+            let state = status["task"]["state"].as_str().unwrap_or_default();
+            if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
+                .contains(&state)
+            {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the task did not end: {status}\n{}", self.edge.log());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// This edge's containers (the agent-service's, not the sidecars): name and state.
+    fn app_containers(&self) -> Vec<(String, String)> {
+        let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
+        podman(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(name, _)| name.starts_with(&prefix) && !name.ends_with("-proxy"))
+            .map(|(name, state)| (name.to_string(), state.to_lowercase()))
+            .collect()
+    }
+
+    /// The one running app container's name.
+    fn running_container(&self) -> String {
+        let running: Vec<String> =
+            self.app_containers().into_iter().filter(|(_, state)| state == "running").map(|(n, _)| n).collect();
+        assert_eq!(running.len(), 1, "one running container: {:?}", self.app_containers());
+        running[0].clone()
+    }
+
+    /// Waits until no app container of this edge runs any more.
+    async fn wait_until_no_container_runs(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.app_containers().iter().any(|(_, state)| state == "running") {
+            assert!(Instant::now() < deadline, "still running: {:?}\n{}", self.app_containers(), self.edge.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Everything the edge side logged: wrangler and the Worker, the shim, and the containers.
+    fn all_logs(&self) -> String {
+        let mut logs = self.edge.log();
+        logs.push_str(&std::fs::read_to_string(self.edge.run_dir().join("docker-api-shim.log")).unwrap_or_default());
+        let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
+        for name in podman(&["ps", "-a", "--format", "{{.Names}}"]).lines().filter(|n| n.starts_with(&prefix)) {
+            logs.push_str(&podman_output(&["logs", name]));
+        }
+        logs
+    }
+}
+
+fn podman_output(args: &[&str]) -> String {
+    let output = Command::new("podman").args(args).output().expect("running podman");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn podman(args: &[&str]) -> String {
+    let output = Command::new("podman").args(args).output().expect("running podman");
+    assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Subscribes to a task over a WebSocket (binary, as the page does) and reads to the end.
+async fn follow(world: &World, token: &str, started: &Value, stop_after: Option<usize>) -> (Vec<autopilot_contract::v1::Event>, autopilot_tests::bridge_client::Socket) {
+    let session = started["sessionId"].as_str().unwrap();
+    let task_id = started["taskId"].as_str().unwrap();
+    let mut ws = connect(&world.edge.ws_ticket_url(token, session).await).await;
+    autopilot_tests::bridge_client::send(&mut ws, &subscribe("follow", task_id, 1), Encoding::Binary).await;
+    let (events, _) = read_subscription(&mut ws, "follow", Encoding::Binary, stop_after).await;
+    (events, ws)
+}
+
+#[tokio::test]
+async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked() {
+    let world = World::start(&[]).await;
+    let token = world.edge.user("carol", 1_000_000).await;
+    assert!(world.app_containers().is_empty(), "no container before the first request");
+
+    let started_at = Instant::now();
+    let started = world.start_task(&token, "SCENARIO:list-files what is here?").await;
+    let start_reply = started_at.elapsed();
+    let task_id = started["taskId"].as_str().unwrap().to_string();
+    let container = world.running_container();
+
+    // A browser-style client follows the task over the WebSocket to its final event.
+    let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
+    autopilot_tests::bridge_client::send(&mut ws, &subscribe("s1", &task_id, 1), Encoding::Binary).await;
+    let (events, ended) = read_subscription(&mut ws, "s1", Encoding::Binary, None).await;
+    assert!(ended);
+    assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(kind(events.last().unwrap()), "task_finished:SUCCEEDED", "{events:#?}");
+    assert!(events.iter().any(|e| kind(e) == "tool_finished"), "the agent ran a tool in the container");
+
+    // The figures: cold start to the first /ping answered, and from there to the object ready.
+    let status = world.status(&token, &task_id).await;
+    let ready = &status["container"]["Ready"];
+    let (since, answered) = (ready["since_ms"].as_u64().unwrap(), ready["answered_ms"].as_u64().unwrap());
+    let ready_at = status["containerChangedMs"].as_u64().unwrap();
+    assert!(since <= answered && answered <= ready_at, "{status}");
+    println!(
+        "container mode figures: cold start to first /ping answered {} ms; /ping answered to DO ready {} ms; \
+         first Start answered after {} ms (request to reply, cold)",
+        answered - since,
+        ready_at - answered,
+        start_reply.as_millis()
+    );
+
+    // The key reached the agent inside the container: the model API was called with it, and it
+    // is in the agent-service's environment there.
+    assert_eq!(world.model_api.api_keys(), vec![CANARY_KEY.to_string()]);
+    let service_env = podman(&["exec", "--user", "0", &container, "sh", "-c", "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ"]);
+    assert!(service_env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={CANARY_KEY}")), "{service_env}");
+    // ... and is in no event, no log of the edge, the shim or the containers.
+    let events_json = serde_json::to_string(&events).unwrap();
+    assert!(!events_json.contains(CANARY_KEY), "the key leaked into the events");
+    let logs = world.all_logs();
+    assert!(logs.contains("listening"), "the container logs were read: {logs}");
+    assert!(!logs.contains(CANARY_KEY), "the key leaked into a log");
+}
+
+#[tokio::test]
+async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
+    let world = World::start(&[]).await;
+    let token = world.edge.user("dave", 1_000_000).await;
+
+    // Killed mid-task: both clients following the task get it FAILED, with the reason.
+    let started = world.start_task(&token, "SCENARIO:slow-tools:30 take your time").await;
+    let task_id = started["taskId"].as_str().unwrap().to_string();
+    let first = world.running_container();
+    let (mut early, mut ws_a) = follow(&world, &token, &started, Some(4)).await;
+    let (_, mut ws_b) = follow(&world, &token, &started, Some(4)).await;
+    podman(&["kill", &first]);
+    let (rest_a, ended_a) = read_subscription(&mut ws_a, "follow", Encoding::Binary, None).await;
+    early.extend(rest_a);
+    assert!(ended_a, "the subscription ends after the final event");
+    let last = early.last().unwrap();
+    assert_eq!(kind(last), "task_finished:FAILED", "{early:#?}");
+    assert_eq!(seqs(&early), (1..=early.len() as u64).collect::<Vec<_>>(), "the final event follows the last one");
+    let Some(autopilot_contract::v1::event::Payload::TaskFinished(finished)) = &last.payload else { unreachable!() };
+    assert!(finished.error.contains("container"), "the reason names the container: {}", finished.error);
+    let (rest_b, ended_b) = read_subscription(&mut ws_b, "follow", Encoding::Binary, None).await;
+    assert!(ended_b && kind(rest_b.last().unwrap()) == "task_finished:FAILED", "{rest_b:#?}");
+    let status = world.wait_for_end(&token, &task_id).await;
+    assert_eq!(status["task"]["state"], "TASK_STATE_FAILED", "{status}");
+    assert!(status["task"]["error"].as_str().unwrap().contains("container"), "{status}");
+
+    // The next Start brings up a fresh container, which runs the task to the end.
+    let again = world.start_task(&token, "SCENARIO:list-files again").await;
+    let (events, _) = follow(&world, &token, &again, None).await;
+    assert_eq!(kind(events.last().unwrap()), "task_finished:SUCCEEDED", "{events:#?}");
+    let status = world.status(&token, again["taskId"].as_str().unwrap()).await;
+    let generation = status["container"]["Ready"]["generation"].as_u64().unwrap();
+    assert!(generation >= 2, "a new generation: {status}");
+
+    // Stopped behind its back while idle: the next request starts it again instead of failing.
+    let second = world.running_container();
+    podman(&["stop", "--time", "5", &second]);
+    let third = world.start_task(&token, "SCENARIO:list-files once more").await;
+    let (events, _) = follow(&world, &token, &third, None).await;
+    assert_eq!(kind(events.last().unwrap()), "task_finished:SUCCEEDED", "{events:#?}\n{}", world.edge.log());
+    let status = world.status(&token, third["taskId"].as_str().unwrap()).await;
+    assert!(status["container"]["Ready"]["generation"].as_u64().unwrap() > generation, "{status}");
+}
+
+#[tokio::test]
+async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charges_the_time_it_ran() {
+    let world = World::start(&[("IDLE_TIMEOUT_SECONDS", "4"), ("METER_INTERVAL_SECONDS", "600")]).await;
+    let token = world.edge.user("erin", 1_000_000).await;
+    let since = chrono_now();
+
+    // Ten Starts at once, before any container exists: one container serves them all (one
+    // task runs, the others are refused by the service itself, not by a second container).
+    let starts = (0..10).map(|i| {
+        let body = json!({"repositoryUrl": world.repo_url, "prompt": format!("SCENARIO:list-files {i}")});
+        world.edge.post_json("/api/container/start", &token, body)
+    });
+    let replies = futures::future::join_all(starts).await;
+    let started: Vec<&Value> = replies.iter().filter(|r| r["taskId"].is_string()).collect();
+    assert_eq!(started.len(), 1, "{replies:#?}");
+    for refused in replies.iter().filter(|r| !r["taskId"].is_string()) {
+        assert_eq!(refused["error"]["code"], "FAILED_PRECONDITION", "{refused}");
+    }
+    let creates = podman(&[
+        "events", "--stream=false", "--since", &since, "--filter", "type=container", "--filter", "event=create",
+        "--format", "{{.Name}}",
+    ]);
+    let prefix = format!("workerd-{}-", world.edge.worker_name.as_deref().unwrap());
+    let created: Vec<&str> = creates.lines().filter(|n| n.starts_with(&prefix) && !n.ends_with("-proxy")).collect();
+    assert_eq!(created.len(), 1, "exactly one container created: {created:?}");
+    let container = world.running_container();
+
+    // The task ends; with nobody connected the container is stopped after the idle period.
+    let task_id = started[0]["taskId"].as_str().unwrap();
+    assert_eq!(world.wait_for_end(&token, task_id).await["task"]["state"], "TASK_STATE_SUCCEEDED");
+    world.wait_until_no_container_runs(Duration::from_secs(30)).await;
+    let balance: Value = reqwest::Client::new()
+        .get(format!("{}/api/billing/balance", world.edge.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(balance["containerRunningSinceMs"].is_null(), "the run is closed: {balance}");
+
+    // Metering charged the time the container ran, as podman saw it (to the credit).
+    let times = podman(&["inspect", "--format", "{{.State.StartedAt}}|{{.State.FinishedAt}}", &container]);
+    let ran = seconds_between(times.trim());
+    let ledger: Value = reqwest::Client::new()
+        .get(format!("{}/api/billing/ledger", world.edge.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let charged: i64 =
+        ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "debit").map(|e| e["credits"].as_i64().unwrap()).sum();
+    println!("container mode figures: container ran {ran:.2} s by podman; charged {charged} credits at 1 credit/s");
+    assert!((charged as f64 - ran).abs() <= 1.0, "charged {charged} for {ran:.2} s: {ledger}");
+}
+
+/// Now, as podman's `--since` reads it.
+fn chrono_now() -> String {
+    let output = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The seconds between podman's StartedAt and FinishedAt ("<a>|<b>").
+fn seconds_between(times: &str) -> f64 {
+    let (started, finished) = times.split_once('|').unwrap();
+    let epoch = |t: &str| {
+        let output = Command::new("date").args(["-u", "-d", t, "+%s.%N"]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().parse::<f64>().unwrap_or_else(|e| panic!("{t}: {e}"))
+    };
+    epoch(finished) - epoch(started)
+}
