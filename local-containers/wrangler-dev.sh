@@ -68,6 +68,7 @@ if [ -n "$dev_vars" ]; then cp "$dev_vars" "$app/.dev.vars"; fi
 
 cleanup() {
   trap - EXIT INT TERM
+  set +e
   [ -n "${wrangler_pid:-}" ] && kill -TERM "$wrangler_pid" 2>/dev/null && wait "$wrangler_pid" 2>/dev/null
   [ -n "${shim_pid:-}" ] && kill -TERM "$shim_pid" 2>/dev/null
   # The app containers first: they live in their sidecar's network namespace.

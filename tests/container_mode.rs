@@ -87,11 +87,11 @@ impl World {
     /// This edge's containers (the agent-service's, not the sidecars): name and state.
     fn app_containers(&self) -> Vec<(String, String)> {
         let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
-        podman(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
-            .lines()
-            .filter_map(|line| line.split_once(' '))
+        let listed: Vec<Value> = serde_json::from_str(&podman(&["ps", "-a", "--format", "json"])).unwrap();
+        listed
+            .iter()
+            .map(|c| (c["Names"][0].as_str().unwrap_or_default().to_string(), c["State"].as_str().unwrap_or_default().to_string()))
             .filter(|(name, _)| name.starts_with(&prefix) && !name.ends_with("-proxy"))
-            .map(|(name, state)| (name.to_string(), state.to_lowercase()))
             .collect()
     }
 
@@ -183,7 +183,7 @@ async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked
     // The key reached the agent inside the container: the model API was called with it, and it
     // is in the agent-service's environment there.
     assert_eq!(world.model_api.api_keys(), vec![CANARY_KEY.to_string()]);
-    let service_env = podman(&["exec", "--user", "0", &container, "sh", "-c", "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ"]);
+    let service_env = podman(&["exec", "--privileged", "--user", "0", &container, "sh", "-c", "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ"]);
     assert!(service_env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={CANARY_KEY}")), "{service_env}");
     // ... and is in no event, no log of the edge, the shim or the containers.
     let events_json = serde_json::to_string(&events).unwrap();

@@ -16,6 +16,9 @@ use crate::{
     readiness::{backoff, NOT_LISTENING_BUDGET},
 };
 
+/// How long a `/ping` may take: the service answers it at once when it is up.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The calls that may be sent again without effect when the first never reached the service.
 const IDEMPOTENT: [&str; 4] = ["Status", "StreamEvents", "Cancel", "GetDiff"];
 
@@ -43,11 +46,17 @@ impl Endpoint {
         }
     }
 
-    /// Whether `GET /ping` answers 200.
+    /// Whether `GET /ping` answers 200 within [`PING_TIMEOUT`]. The limit matters: a connection
+    /// to a container that just died can hang until the kernel gives up (minutes), and the
+    /// readiness poll must go on meanwhile.
     pub async fn ping(&self) -> bool {
         let mut init = RequestInit::new();
         init.with_method(Method::Get);
-        matches!(self.fetch("/ping", init).await, Ok(response) if response.status_code() == 200)
+        let ping = std::pin::pin!(self.fetch("/ping", init));
+        match futures::future::select(ping, Delay::from(PING_TIMEOUT)).await {
+            futures::future::Either::Left((Ok(response), _)) => response.status_code() == 200,
+            _ => false,
+        }
     }
 }
 

@@ -1,9 +1,13 @@
 //! A Docker API proxy on a unix socket, between workerd and podman's Docker-compatible socket.
-//! It passes everything through except three things, each decided here in plain functions:
+//! It passes everything through except four things, each decided here in plain functions:
 //!
 //! - podman 4.3 answers a create whose name is taken with 500 "... is already in use", where
 //!   Docker answers 409; workerd recovers from 409 only (removes the old container, creates again),
 //!   so restarting a container after it exited would fail. The shim answers 409.
+//! - podman refuses to remove, even by force, a container whose network namespace another one
+//!   joined ("has dependent containers"), where Docker removes it. workerd's app container joins
+//!   its sidecar's namespace, so removing the sidecar of a crashed container failed and the next
+//!   start hung on the stale one. The shim removes the dependents first, then the container.
 //! - workerd publishes container ports on every host interface (`PublishAllPorts`); the shim binds
 //!   them to 127.0.0.1 instead, so nothing of a local container is reachable from outside.
 //! - The egress sidecar learns which of the host's loopback ports to carry into the container
@@ -64,6 +68,24 @@ pub fn rewrite_create(body: &[u8], loopback_ports: &[u16]) -> Vec<u8> {
     serde_json::to_vec(&create).unwrap_or_else(|_| body.to_vec())
 }
 
+/// The containers podman says must be removed before the one a forced DELETE named, if that is
+/// why it refused (`... has dependent containers which must be removed before it: <id>, <id>: ...`).
+pub fn dependents_in_the_way(method: &Method, status: StatusCode, body: &[u8]) -> Vec<String> {
+    const REFUSAL: &str = "has dependent containers which must be removed before it:";
+    if method != Method::DELETE || status != StatusCode::INTERNAL_SERVER_ERROR {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(body);
+    let Some((_, after)) = text.split_once(REFUSAL) else {
+        return Vec::new();
+    };
+    after
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|token| token.len() == 64)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn unversioned(path: &str) -> &str {
     match path.strip_prefix("/v") {
         Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest.find('/').map_or(path, |i| &rest[i..]),
@@ -120,6 +142,20 @@ mod tests {
     fn a_body_that_is_not_an_object_passes_unchanged() {
         assert_eq!(rewrite_create(b"not json", &[1]), b"not json");
         assert_eq!(rewrite_create(b"[1]", &[1]), b"[1]");
+    }
+
+    #[test]
+    fn finds_the_dependents_podman_wants_removed_first() {
+        let a = "f6e2d51b4e5e89c430958b9434743cc199b345d5101bb8b4b3d88ca0ca3062b0";
+        let b = "a".repeat(64);
+        let body = format!(
+            r#"{{"cause":"container already exists","message":"container f74daae379db9d062b0864bd5c1d8c2cd1343c4508ec199b208aef322a2c74e8 has dependent containers which must be removed before it: {a}, {b}: container already exists","response":500}}"#
+        );
+        let err = StatusCode::INTERNAL_SERVER_ERROR;
+        assert_eq!(dependents_in_the_way(&Method::DELETE, err, body.as_bytes()), vec![a.to_string(), b]);
+        assert!(dependents_in_the_way(&Method::DELETE, StatusCode::NO_CONTENT, body.as_bytes()).is_empty());
+        assert!(dependents_in_the_way(&Method::POST, err, body.as_bytes()).is_empty());
+        assert!(dependents_in_the_way(&Method::DELETE, err, b"no such container").is_empty());
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::{convert::Infallible, path::PathBuf, sync::Arc};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::{body::Incoming, client::conn::http1 as client, server::conn::http1 as server, service::service_fn, Request, Response, StatusCode};
+use hyper::{body::Incoming, client::conn::http1 as client, server::conn::http1 as server, service::service_fn, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use local_containers::docker_api_shim::{docker_status, is_create, rewrite_create};
+use local_containers::docker_api_shim::{dependents_in_the_way, docker_status, is_create, rewrite_create};
 use tokio::net::{UnixListener, UnixStream};
 
 #[derive(Parser, Debug)]
@@ -54,34 +54,58 @@ async fn forward(request: Request<Incoming>, args: &Args) -> Result<Response<Bod
     let create = is_create(&method, &path);
     let body: Body = if create {
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let rewritten = Bytes::from(rewrite_create(&bytes, &args.loopback_ports));
-        Full::new(rewritten).map_err(|never| match never {}).boxed()
+        full(Bytes::from(rewrite_create(&bytes, &args.loopback_ports)))
     } else {
         body.boxed()
     };
+    let retry = (method == Method::DELETE).then(|| (parts.uri.clone(), parts.headers.clone()));
     let mut request = Request::from_parts(parts, body);
     if create {
         request.headers_mut().remove(hyper::header::CONTENT_LENGTH);
     }
-    let stream = UnixStream::connect(&args.podman).await.map_err(|e| format!("podman's socket: {e}"))?;
-    let (mut sender, connection) = client::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = send(&args.podman, request).await?;
     if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
         return Ok(response.map(BodyExt::boxed));
     }
     let (mut parts, body) = response.into_parts();
     let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let dependents = dependents_in_the_way(&method, parts.status, &bytes);
+    if let (false, Some((uri, headers))) = (dependents.is_empty(), retry) {
+        tracing::info!(%path, ?dependents, "removing the dependents podman wants gone first, as Docker would");
+        for dependent in &dependents {
+            let remove = Request::delete(format!("/containers/{dependent}?force=true"))
+                .header(hyper::header::HOST, "podman")
+                .body(full(Bytes::new()))
+                .map_err(|e| e.to_string())?;
+            let removed = send(&args.podman, remove).await?;
+            tracing::info!(%dependent, status = %removed.status(), "removed a dependent");
+        }
+        let mut again = Request::delete(uri).body(full(Bytes::new())).map_err(|e| e.to_string())?;
+        *again.headers_mut() = headers;
+        return Ok(send(&args.podman, again).await?.map(BodyExt::boxed));
+    }
     parts.status = docker_status(&method, &path, parts.status, &bytes);
     if parts.status != StatusCode::INTERNAL_SERVER_ERROR {
         tracing::info!(%path, "podman's 500 for a taken name answered as Docker's {}", parts.status);
     }
-    Ok(Response::from_parts(parts, Full::new(bytes).map_err(|never| match never {}).boxed()))
+    Ok(Response::from_parts(parts, full(bytes)))
+}
+
+/// Sends one request to podman's socket on a connection of its own.
+async fn send(podman: &std::path::Path, request: Request<Body>) -> Result<Response<Incoming>, String> {
+    let stream = UnixStream::connect(podman).await.map_err(|e| format!("podman's socket: {e}"))?;
+    let (mut sender, connection) = client::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    sender.send_request(request).await.map_err(|e| e.to_string())
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 fn bad_gateway(reason: String) -> Response<Body> {
     tracing::warn!("{reason}");
-    let mut response = Response::new(Full::new(Bytes::from(reason)).map_err(|never| match never {}).boxed());
+    let mut response = Response::new(full(Bytes::from(reason)));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     response
 }
