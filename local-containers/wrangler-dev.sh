@@ -72,12 +72,9 @@ cleanup() {
   [ -n "${wrangler_pid:-}" ] && kill -TERM "$wrangler_pid" 2>/dev/null && wait "$wrangler_pid" 2>/dev/null
   [ -n "${shim_pid:-}" ] && kill -TERM "$shim_pid" 2>/dev/null
   # The app containers first: they live in their sidecar's network namespace.
-  local containers
-  containers=$(podman ps -a --format '{{.Names}}' | grep "^workerd-$name-" || true)
-  for pattern in -v; do
-    printf '%s\n' $containers | grep $pattern -- '-proxy$' | xargs -r podman rm -f >/dev/null 2>&1 || true
-  done
-  printf '%s\n' $containers | xargs -r podman rm -f >/dev/null 2>&1 || true
+  ours() { podman ps -a --format '{{.Names}}' | grep "^workerd-$name-" || true; }
+  ours | grep -v -- '-proxy$' | xargs -r podman rm -f -i >/dev/null
+  ours | xargs -r podman rm -f -i >/dev/null
 }
 trap cleanup EXIT INT TERM
 

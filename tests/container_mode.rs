@@ -241,7 +241,7 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
 async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charges_the_time_it_ran() {
     let world = World::start(&[("IDLE_TIMEOUT_SECONDS", "4"), ("METER_INTERVAL_SECONDS", "600")]).await;
     let token = world.edge.user("erin", 1_000_000).await;
-    let since = chrono_now();
+    let since = podman_now();
 
     // Ten Starts at once, before any container exists: one container serves them all (one
     // task runs, the others are refused by the service itself, not by a second container).
@@ -279,7 +279,8 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
         .unwrap();
     assert!(balance["containerRunningSinceMs"].is_null(), "the run is closed: {balance}");
 
-    // Metering charged the time the container ran, as podman saw it (to the credit).
+    // Metering charged the run exactly: ceil(seconds x rate) from the start request to the stop,
+    // and that run is the time podman saw the container run (give or take its start and stop).
     let times = podman(&["inspect", "--format", "{{.State.StartedAt}}|{{.State.FinishedAt}}", &container]);
     let ran = seconds_between(times.trim());
     let ledger: Value = reqwest::Client::new()
@@ -291,14 +292,22 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
         .json()
         .await
         .unwrap();
-    let charged: i64 =
-        ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "debit").map(|e| e["credits"].as_i64().unwrap()).sum();
-    println!("container mode figures: container ran {ran:.2} s by podman; charged {charged} credits at 1 credit/s");
-    assert!((charged as f64 - ran).abs() <= 1.0, "charged {charged} for {ran:.2} s: {ledger}");
+    let debits: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "debit").collect();
+    // Debits are recorded as negative credits.
+    let charged = -debits.iter().map(|e| e["credits"].as_i64().unwrap()).sum::<i64>();
+    let run_started = debits[0]["runStartedMs"].as_u64().unwrap();
+    let run_ended = debits.last().unwrap()["toMs"].as_u64().unwrap();
+    let metered = (run_ended - run_started) as f64 / 1000.0;
+    println!(
+        "container mode figures: metered run {metered:.2} s, charged {charged} credits at 1 credit/s; \
+         podman saw the container run {ran:.2} s"
+    );
+    assert_eq!(charged, metered.ceil() as i64, "{ledger}");
+    assert!((metered - ran).abs() < 1.0, "metered {metered:.2} s, ran {ran:.2} s: {ledger}");
 }
 
 /// Now, as podman's `--since` reads it.
-fn chrono_now() -> String {
+fn podman_now() -> String {
     let output = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"]).output().unwrap();
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
@@ -306,7 +315,9 @@ fn chrono_now() -> String {
 /// The seconds between podman's StartedAt and FinishedAt ("<a>|<b>").
 fn seconds_between(times: &str) -> f64 {
     let (started, finished) = times.split_once('|').unwrap();
+    // podman prints e.g. "2026-11-27 10:27:03.139458004 +0000 UTC"; date reads it without the zone name.
     let epoch = |t: &str| {
+        let t = t.trim_end_matches(" UTC");
         let output = Command::new("date").args(["-u", "-d", t, "+%s.%N"]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).trim().parse::<f64>().unwrap_or_else(|e| panic!("{t}: {e}"))
     };
