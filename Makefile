@@ -212,7 +212,7 @@ test-clients: tools lint clients worker web
 ## wrangler dev, the container image under podman), buf lint and breaking, hadolint, the clients
 ## (grpcurl, Python, TypeScript); then the agent-service suite again against the static musl binary
 ## the image ships.
-test: tools lint hadolint clients worker web image
+test: tools lint hadolint clients worker web local-containers
 	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test --workspace

@@ -6,7 +6,8 @@
 //! the Durable Object's back, as the platform or a crash would.
 //!
 //! Needs `make local-containers` (make test runs it first). Each test has its own edge, user and
-//! container.
+//! container, and they run one at a time: each drives wrangler, podman and the agent CLI, and on
+//! a two-core machine side by side they would mostly measure each other.
 
 use std::{
     process::Command,
@@ -34,6 +35,9 @@ struct World {
     repo_url: String,
     edge: Edge,
 }
+
+/// Held by the test that runs (see the crate doc).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl World {
     async fn start(vars: &[(&str, &str)]) -> World {
@@ -147,6 +151,7 @@ async fn follow(world: &World, token: &str, started: &Value, stop_after: Option<
 
 #[tokio::test]
 async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::start(&[]).await;
     let token = world.edge.user("carol", 1_000_000).await;
     assert!(world.app_containers().is_empty(), "no container before the first request");
@@ -195,6 +200,7 @@ async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked
 
 #[tokio::test]
 async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::start(&[]).await;
     let token = world.edge.user("dave", 1_000_000).await;
 
@@ -239,6 +245,7 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
 
 #[tokio::test]
 async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charges_the_time_it_ran() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::start(&[("IDLE_TIMEOUT_SECONDS", "4"), ("METER_INTERVAL_SECONDS", "600")]).await;
     let token = world.edge.user("erin", 1_000_000).await;
     let since = podman_now();

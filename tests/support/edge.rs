@@ -148,7 +148,7 @@ impl Edge {
     }
 
     async fn until_healthy(self) -> Edge {
-        let edge = self;
+        let mut edge = self;
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(240);
         loop {
@@ -156,6 +156,9 @@ impl Edge {
                 if response.status() == 200 {
                     return edge;
                 }
+            }
+            if let Ok(Some(status)) = edge.child.try_wait() {
+                panic!("wrangler dev exited ({status}) before it was ready:\n{}", edge.log());
             }
             assert!(Instant::now() < deadline, "wrangler dev did not become ready:\n{}", edge.log());
             tokio::time::sleep(Duration::from_millis(250)).await;
