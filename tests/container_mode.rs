@@ -69,8 +69,7 @@ impl World {
     }
 
     async fn status(&self, token: &str, task_id: &str) -> Value {
-        let url = format!("{}/api/container/status?taskId={task_id}", self.edge.base_url);
-        reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+        self.edge.get_json(&format!("/api/container/status?taskId={task_id}"), token).await
     }
 
     async fn wait_for_end(&self, token: &str, task_id: &str) -> Value {
@@ -275,30 +274,14 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
     let task_id = started[0]["taskId"].as_str().unwrap();
     assert_eq!(world.wait_for_end(&token, task_id).await["task"]["state"], "TASK_STATE_SUCCEEDED");
     world.wait_until_no_container_runs(Duration::from_secs(30)).await;
-    let balance: Value = reqwest::Client::new()
-        .get(format!("{}/api/billing/balance", world.edge.base_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balance = world.edge.get_json("/api/billing/balance", &token).await;
     assert!(balance["containerRunningSinceMs"].is_null(), "the run is closed: {balance}");
 
     // Metering charged the run exactly: ceil(seconds x rate) from the start request to the stop,
     // and that run is the time podman saw the container run (give or take its start and stop).
     let times = podman(&["inspect", "--format", "{{.State.StartedAt}}|{{.State.FinishedAt}}", &container]);
     let ran = seconds_between(times.trim());
-    let ledger: Value = reqwest::Client::new()
-        .get(format!("{}/api/billing/ledger", world.edge.base_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = world.edge.get_json("/api/billing/ledger", &token).await;
     let debits: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "debit").collect();
     // Debits are recorded as negative credits.
     let charged = -debits.iter().map(|e| e["credits"].as_i64().unwrap()).sum::<i64>();

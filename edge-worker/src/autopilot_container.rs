@@ -526,6 +526,7 @@ impl AutopilotContainer {
                 // A start recorded by an earlier instance (or an adopted container) is finished
                 // by waiting for its /ping; otherwise a new generation starts, for a user who has
                 // the credits (container time costs them).
+                let stopping = lifecycle.is_stopping(now_ms());
                 let generation = match lifecycle.current_generation() {
                     Some(generation) => generation,
                     None => {
@@ -541,6 +542,7 @@ impl AutopilotContainer {
                     endpoint.clone(),
                     self.container_env(),
                     generation,
+                    stopping,
                 )
                 .boxed_local()
                 .shared();
@@ -869,6 +871,7 @@ async fn start_container(
     endpoint: Endpoint,
     env: Vec<(String, String)>,
     generation: u32,
+    stopping: bool,
 ) -> Result<(), GrpcStatus> {
     let deadline = now_ms() + START_DEADLINE.as_millis() as u64;
     let fail = |reason: String| {
@@ -890,6 +893,13 @@ async fn start_container(
             _ => fail(format!("the agent-service did not answer /ping within {}s", START_DEADLINE.as_secs())),
         };
     };
+    if stopping && container.running() {
+        // The container this object just stopped is still exiting: a start now would find it
+        // "running", adopt a dying service, and lose it a moment later. Wait for it to go.
+        let exit = std::pin::pin!(container.wait_for_exit());
+        let limit = Delay::from(Duration::from_millis(crate::lifecycle::STOP_GRACE_MS));
+        let _ = future::select(exit, limit).await;
+    }
     let mut retries = backoff(FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE);
     loop {
         let failure = if container.running() {

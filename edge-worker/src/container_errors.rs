@@ -4,26 +4,33 @@
 //! starting or restarting. Those are retried; the rest are reported. The platform gives only
 //! messages, so this reads messages; kept here, in one place, and tested.
 
+/// What no retry of a start can change.
+const PERMANENT_START_FAILURES: [&str; 3] = ["no such image", "must be configured", "invalid"];
+
+/// Signs that nothing listened on the container's port.
+const NOT_LISTENING: [&str; 5] = [
+    "not listening",
+    "connection refused",
+    "container port not found",
+    "through proxy-everything failed",
+    "container is not running",
+];
+
 /// Whether a start that failed with `message` is worth trying again (with backoff, before a
 /// deadline). Everything is, except what no retry can change.
 pub fn start_is_transient(message: &str) -> bool {
-    const PERMANENT: [&str; 3] = ["no such image", "must be configured", "invalid"];
-    let message = message.to_ascii_lowercase();
-    !PERMANENT.iter().any(|p| message.contains(p))
+    !mentions_any(message, &PERMANENT_START_FAILURES)
 }
 
 /// Whether a request failed because nothing listened on the container's port yet: the request
 /// never reached the service, so sending it again is safe for idempotent calls.
 pub fn is_not_listening(message: &str) -> bool {
-    const SIGNS: [&str; 5] = [
-        "not listening",
-        "connection refused",
-        "container port not found",
-        "through proxy-everything failed",
-        "container is not running",
-    ];
+    mentions_any(message, &NOT_LISTENING)
+}
+
+fn mentions_any(message: &str, phrases: &[&str]) -> bool {
     let message = message.to_ascii_lowercase();
-    SIGNS.iter().any(|sign| message.contains(sign))
+    phrases.iter().any(|phrase| message.contains(phrase))
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// Why a container the object believed in is gone, when the platform says it is not running.
 pub const LOST: &str = "the container stopped unexpectedly (it was no longer running)";
 
+/// How long a container the object stopped may take to exit; meanwhile "running" is not news.
+pub const STOP_GRACE_MS: u64 = 15_000;
+
 /// Where the container is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContainerState {
@@ -108,9 +111,15 @@ impl Lifecycle {
                 self.mark_failed(generation, LOST, now_ms);
                 Resync::Lost { generation, was_ready }
             }
-            (None, true) if !start_in_flight => Resync::Orphan,
+            (None, true) if !start_in_flight && !self.is_stopping(now_ms) => Resync::Orphan,
             _ => Resync::InStep,
         }
+    }
+
+    /// Whether the object stopped the container less than [`STOP_GRACE_MS`] ago: it may still
+    /// be on its way out, and a new start must wait for it to exit.
+    pub fn is_stopping(&self, now_ms: u64) -> bool {
+        self.generation > 0 && self.state == ContainerState::Stopped && now_ms.saturating_sub(self.changed_ms) < STOP_GRACE_MS
     }
 
     /// The generation of a starting or ready container.
@@ -205,6 +214,18 @@ mod tests {
         assert_eq!(life.resync(true, true, 1), Resync::InStep);
         assert_eq!(life.resync(false, false, 1), Resync::InStep);
         assert_eq!(life.state, ContainerState::Stopped);
+    }
+
+    #[test]
+    fn a_container_on_its_way_out_is_not_adopted() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(1).unwrap();
+        life.mark_ready(generation, 2, 2);
+        life.mark_stopped(100);
+        assert!(life.is_stopping(100 + STOP_GRACE_MS - 1));
+        assert_eq!(life.resync(true, false, 200), Resync::InStep, "still exiting after SIGTERM");
+        assert!(!life.is_stopping(100 + STOP_GRACE_MS));
+        assert_eq!(life.resync(true, false, 100 + STOP_GRACE_MS), Resync::Orphan, "it did not stop after all");
     }
 
     #[test]

@@ -58,10 +58,9 @@ impl Edge {
         let wrangler = repo_root().join("tools/node_modules/.bin/wrangler");
         assert!(wrangler.exists(), "{} is missing: run `make tools` (make test does)", wrangler.display());
         let state = tempfile::tempdir().unwrap();
-        let log_path = state.path().join("wrangler.log");
-        let log = std::fs::File::create(&log_path).unwrap();
         let (port, inspector) = (free_port(), free_port());
-        let child = Command::new(wrangler)
+        let mut command = Command::new(wrangler);
+        command
             .current_dir(repo_root())
             .args(["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"])
             .args([
@@ -84,30 +83,14 @@ impl Edge {
             .args(vars.iter().flat_map(|(name, value)| ["--var".to_string(), format!("{name}:{value}")]))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting wrangler dev");
-        let edge = Edge {
-            base_url: format!("http://127.0.0.1:{port}"),
-            port,
-            child,
-            _state: state,
-            log_path,
-            worker_name: None,
-            stop_grace: Duration::from_secs(5),
-        };
-        edge.until_healthy().await
+            .env("NO_COLOR", "1");
+        Edge::launch(command, state, port, None, Duration::from_secs(5)).await
     }
 
     /// Starts wrangler dev with real containers on podman (`make local-containers` first).
     pub async fn start_with_containers(options: ContainerOptions) -> Edge {
         let script = repo_root().join("local-containers/wrangler-dev.sh");
         let state = tempfile::tempdir().unwrap();
-        let log_path = state.path().join("wrangler.log");
-        let log = std::fs::File::create(&log_path).unwrap();
         let (port, inspector) = (free_port(), free_port());
         let worker_name = format!("aptest-{port}");
         let mut dev_vars = format!("ADMIN_SECRET={ADMIN_SECRET}\nTICKET_SECRET={TICKET_SECRET}\n");
@@ -128,22 +111,29 @@ impl Edge {
             std::fs::write(state.path().join("ca.crt"), pem).unwrap();
             command.arg("--ca-cert").arg(state.path().join("ca.crt"));
         }
+        command.args(["--", "--inspector-port", &inspector.to_string()]);
+        Edge::launch(command, state, port, Some(worker_name), Duration::from_secs(60)).await
+    }
+
+    /// Spawns `command` (wrangler, or the container-mode launcher) with its output in the state
+    /// directory's log, and waits until the edge answers /health.
+    async fn launch(
+        mut command: Command,
+        state: TempDir,
+        port: u16,
+        worker_name: Option<String>,
+        stop_grace: Duration,
+    ) -> Edge {
+        let log_path = state.path().join("wrangler.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = command
-            .args(["--", "--inspector-port", &inspector.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("starting local-containers/wrangler-dev.sh");
-        let edge = Edge {
-            base_url: format!("http://127.0.0.1:{port}"),
-            port,
-            child,
-            _state: state,
-            log_path,
-            worker_name: Some(worker_name),
-            stop_grace: Duration::from_secs(60),
-        };
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
+        let edge =
+            Edge { base_url: format!("http://127.0.0.1:{port}"), port, child, _state: state, log_path, worker_name, stop_grace };
         edge.until_healthy().await
     }
 
@@ -202,6 +192,12 @@ impl Edge {
             self.grant(user, credits).await;
         }
         token
+    }
+
+    /// GETs `path` with `token`; answers the reply's JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        let reply = reqwest::Client::new().get(format!("{}{path}", self.base_url)).bearer_auth(token).send().await;
+        reply.unwrap().json().await.unwrap()
     }
 
     /// POSTs `body` as JSON to `path` with `token`; answers the reply's JSON.
