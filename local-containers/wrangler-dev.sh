@@ -42,9 +42,9 @@ for wanted in "$image" "$sidecar_image"; do
 done
 
 # The app's image: the agent image, plus the local CA when one is given. wrangler builds it.
-app=$state/app
-mkdir -p "$app"
+mkdir -p "$state/app"
 state=$(cd "$state" && pwd)
+app=$state/app
 {
   echo "FROM $image"
   if [ -n "$ca_cert" ]; then
