@@ -67,7 +67,10 @@ sed -e "s#^main = \"#main = \"$root/#" \
 if [ -n "$dev_vars" ]; then cp "$dev_vars" "$app/.dev.vars"; fi
 
 cleanup() {
-  trap - EXIT INT TERM
+  # Ignored from here on (and in the podman commands below): a Ctrl-C or a `kill 0` from the
+  # caller reaches this whole process group and must not cut the cleanup short.
+  trap - EXIT
+  trap '' INT TERM
   set +e
   [ -n "${wrangler_pid:-}" ] && kill -TERM "$wrangler_pid" 2>/dev/null && wait "$wrangler_pid" 2>/dev/null
   [ -n "${shim_pid:-}" ] && kill -TERM "$shim_pid" 2>/dev/null
