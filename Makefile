@@ -130,7 +130,7 @@ dev-container: tools worker web local-containers
 	@test -f .dev.vars || { \
 	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
-	@umask 077; { cat .dev.vars; \
+	@rm -f $(DEV_DIR)/container.vars; umask 077; { cat .dev.vars; \
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
 	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
 	} > $(DEV_DIR)/container.vars

@@ -41,30 +41,35 @@ for wanted in "$image" "$sidecar_image"; do
   podman image exists "$wanted" || needs_setup "the image $wanted is missing"
 done
 
-# The app's image: the agent image, plus the local CA when one is given. wrangler builds it.
-mkdir -p "$state/app"
+# The app's image: the agent image, plus the local CA when one is given. wrangler builds it from
+# a directory of its own (the build context holds nothing else: no secrets, no state).
+mkdir -p "$state/app" "$state/image"
 state=$(cd "$state" && pwd)
 app=$state/app
+image_dir=$state/image
+rm -f "$image_dir"/*
 {
   echo "FROM $image"
   if [ -n "$ca_cert" ]; then
-    cp "$ca_cert" "$app/local-ca.crt"
+    cp "$ca_cert" "$image_dir/local-ca.crt"
     echo "USER root"
     echo "COPY local-ca.crt /usr/local/share/ca-certificates/autopilot-local-ca.crt"
     echo "RUN update-ca-certificates >/dev/null"
     echo "USER 10001:10001"
   fi
-} >"$app/Dockerfile"
+} >"$image_dir/Dockerfile"
 
 # The project's wrangler.toml with containers on, paths made absolute, no build step (the
 # Worker and the page are built already) and this image.
 sed -e "s#^main = \"#main = \"$root/#" \
   -e "s#^directory = \"./#directory = \"$root/#" \
-  -e "s#^image = .*#image = \"$app/Dockerfile\"#" \
+  -e "s#^image = .*#image = \"$image_dir/Dockerfile\"#" \
   -e "s#^enable_containers = false#enable_containers = true#" \
   -e '/^\[build\]/,/^$/d' \
   "$root/wrangler.toml" >"$app/wrangler.toml"
-if [ -n "$dev_vars" ]; then cp "$dev_vars" "$app/.dev.vars"; fi
+# Secrets come from --dev-vars only; a previous run's copy is never reused.
+rm -f "$app/.dev.vars"
+if [ -n "$dev_vars" ]; then (umask 077 && cp "$dev_vars" "$app/.dev.vars"); fi
 
 cleanup() {
   # Ignored from here on (and in the podman commands below): a Ctrl-C or a `kill 0` from the
@@ -81,10 +86,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$shim" --listen "$state/docker.sock" --podman "$podman_socket" --loopback-ports "$ports" \
+rm -f "$state/docker.sock"
+"$shim" --listen "$state/docker.sock" --podman "$podman_socket" ${ports:+--loopback-ports "$ports"} \
   >"$state/docker-api-shim.log" 2>&1 &
 shim_pid=$!
 for _ in $(seq 1 50); do [ -S "$state/docker.sock" ] && break; sleep 0.1; done
+if ! kill -0 "$shim_pid" 2>/dev/null || [ ! -S "$state/docker.sock" ]; then
+  echo "wrangler-dev.sh: the Docker API shim did not start:" >&2
+  cat "$state/docker-api-shim.log" >&2
+  exit 1
+fi
 
 cd "$app"
 WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1 \

@@ -121,6 +121,11 @@ struct Inner {
     active_streams: Cell<u32>,
     /// When a request or frame last arrived; the idle deadline counts from it.
     last_activity_ms: Cell<u64>,
+    /// Requests and frames for the container being handled now; while any is, it is not idle.
+    handling: Cell<u32>,
+    /// When this instance last saw the platform say the container runs (an exit nobody watched
+    /// is charged up to here).
+    last_seen_running_ms: Cell<u64>,
     /// Whether this instance has an alarm scheduled (so activity need not write one each time).
     alarm_scheduled: Cell<bool>,
 }
@@ -146,6 +151,18 @@ impl Inner {
 
     fn task_running(&self) -> bool {
         task_is_running(&self.persisted.borrow())
+    }
+
+    /// The container of `generation` is gone without the object stopping it: the record fails
+    /// it (unless a newer generation replaced it), its run is charged up to `gone_at_ms`, and its
+    /// task fails with `reason`.
+    fn lose(&self, generation: u32, reason: &str, gone_at_ms: u64) {
+        if self.persisted.borrow_mut().lifecycle.mark_failed(generation, reason, now_ms()) {
+            worker::console_warn!("{reason}");
+            self.dirty.set(true);
+            self.exited_at_ms.set(Some(gone_at_ms));
+            self.fail_running_task(reason);
+        }
     }
 
     /// The container died under its task: the task is recorded FAILED with `reason`, and every
@@ -178,6 +195,24 @@ impl Inner {
     }
 }
 
+/// Counts a request or frame for the container while it is handled (see [`Inner::handling`]);
+/// the idle stop waits for it.
+struct Handling(Rc<Inner>);
+
+impl Handling {
+    fn begin(inner: &Rc<Inner>) -> Handling {
+        inner.handling.set(inner.handling.get() + 1);
+        inner.last_activity_ms.set(now_ms());
+        Handling(Rc::clone(inner))
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.set(self.0.handling.get().saturating_sub(1));
+    }
+}
+
 fn now_ms() -> u64 {
     Date::now().as_millis()
 }
@@ -202,6 +237,11 @@ impl worker::DurableObject for AutopilotContainer {
             }
         }
         let path = req.path();
+        // Only use of the container is activity: reading one's balance or ledger, asking for a
+        // ticket, or an admin call must not keep an idle container alive.
+        let uses_container = path.starts_with("/api/container/") && path != "/api/container/ws-ticket"
+            || path.starts_with("/autopilot.v1.");
+        let _handling = uses_container.then(|| Handling::begin(&self.inner));
         let response = match (req.method(), path.as_str()) {
             (Method::Post, "/api/container/start") => self.start_route(req).await,
             (Method::Get, "/api/container/status") => self.status_route(&req).await,
@@ -216,10 +256,6 @@ impl worker::DurableObject for AutopilotContainer {
             (Method::Post, "/internal/alarm") => <Self as worker::DurableObject>::alarm(self).await,
             _ => not_found(&path),
         };
-        // Only use of the container is activity: reading one's balance or ledger, asking for a
-        // ticket, or an admin call must not keep an idle container alive.
-        let uses_container = path.starts_with("/api/container/") && path != "/api/container/ws-ticket"
-            || path.starts_with("/autopilot.v1.");
         if uses_container {
             self.touch().await?;
         }
@@ -232,9 +268,6 @@ impl worker::DurableObject for AutopilotContainer {
     async fn alarm(&self) -> worker::Result<Response> {
         self.enter().await?;
         self.inner.alarm_scheduled.set(false);
-        if let Some(at) = self.inner.exited_at_ms.take() {
-            self.charge(|account, rate| account.stop_run(at, rate)).await?;
-        }
         self.charge(|account, rate| account.meter(now_ms(), rate)).await?;
         let running = self.inner.account.borrow().run_started_ms.is_some();
         if running && self.inner.account.borrow().balance <= 0 {
@@ -243,6 +276,7 @@ impl worker::DurableObject for AutopilotContainer {
         self.refresh_task_state().await;
         let idle_for = Duration::from_millis(now_ms().saturating_sub(self.inner.last_activity_ms.get()));
         let busy = self.inner.active_streams.get() > 0
+            || self.inner.handling.get() > 0
             || !self.state.get_websockets().is_empty()
             || self.inner.task_running()
             || self.inner.starting.borrow().is_some();
@@ -267,6 +301,7 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         self.enter().await?;
+        let _handling = Handling::begin(&self.inner);
         match decode_client_frame(&incoming(message)) {
             Ok(call) => self.handle_call(&ws, call).await,
             Err(reply) => send(&ws, reply),
@@ -288,46 +323,70 @@ impl worker::DurableObject for AutopilotContainer {
 
 impl AutopilotContainer {
     /// Every entry (request, frame, alarm) first loads the record, then checks it against the
-    /// platform: a container believed running that is not is failed now (and its task with it),
-    /// a running one nobody believed in is adopted, and a ready one is watched by this instance.
+    /// platform: a container believed running that is not is failed now (and its task with it);
+    /// a running one the record never knew is adopted; a running one it gave up on is destroyed;
+    /// a ready one is watched by this instance. Then a run whose container is gone is charged
+    /// and closed, before anything can open a new one.
     async fn enter(&self) -> worker::Result<()> {
         self.load().await?;
-        let Some(container) = self.state.container() else {
-            return Ok(());
-        };
-        let in_flight = self.inner.starting.borrow().is_some();
-        let running = container.running();
-        let resync = self.inner.persisted.borrow_mut().lifecycle.resync(running, in_flight, now_ms());
-        match resync {
-            Resync::InStep => {
-                let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
-                if let (true, Some(generation)) = (lifecycle.is_ready(), lifecycle.current_generation()) {
-                    if self.inner.watched_generation.get() != Some(generation) {
-                        drop(watch_exit(Rc::clone(&self.inner), container, generation));
+        if let Some(container) = self.state.container() {
+            let in_flight = self.inner.starting.borrow().is_some();
+            let running = container.running();
+            if running {
+                self.inner.last_seen_running_ms.set(now_ms());
+            }
+            let resync = self.inner.persisted.borrow_mut().lifecycle.resync(running, in_flight, now_ms());
+            match resync {
+                Resync::InStep => {
+                    let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
+                    if let (true, Some(generation)) = (lifecycle.is_ready(), lifecycle.current_generation()) {
+                        if self.inner.watched_generation.get() != Some(generation) {
+                            drop(watch_exit(Rc::clone(&self.inner), container, generation));
+                        }
+                    }
+                }
+                Resync::Lost { .. } => {
+                    // Nobody saw it go: charged up to the last time it was seen running.
+                    worker::console_warn!("{}", crate::lifecycle::LOST);
+                    self.inner.dirty.set(true);
+                    let seen = self.inner.last_seen_running_ms.get().max(self.inner.account.borrow().metered_until_ms);
+                    self.inner.exited_at_ms.set(Some(self.inner.exited_at_ms.get().unwrap_or(seen)));
+                    self.inner.fail_running_task(crate::lifecycle::LOST);
+                }
+                Resync::Orphan => {
+                    // Adopted as a start of a new generation that skips the platform's start:
+                    // the next request waits for its /ping like any start, and its time is metered.
+                    worker::console_warn!("a running container the record did not know of: adopting it");
+                    self.inner.update(|p| {
+                        p.lifecycle.begin_start(now_ms());
+                    });
+                    self.charge(|account, _| {
+                        account.start_run(now_ms());
+                        None
+                    })
+                    .await?;
+                }
+                Resync::Unwanted => {
+                    worker::console_warn!("a container the record gave up on still runs: destroying it");
+                    if let Err(e) = container.destroy(Some("the edge gave up on this container")).await {
+                        worker::console_warn!("destroying it failed: {}", error_text(&e));
                     }
                 }
             }
-            Resync::Lost { .. } => {
-                worker::console_warn!("{}", crate::lifecycle::LOST);
-                self.inner.dirty.set(true);
-                self.inner.exited_at_ms.set(Some(self.inner.exited_at_ms.get().unwrap_or_else(now_ms)));
-                self.inner.fail_running_task(crate::lifecycle::LOST);
-            }
-            Resync::Orphan => {
-                // Adopted as a start of a new generation that skips the platform's start: the
-                // next request waits for its /ping like any start, and its time is metered.
-                worker::console_warn!("a running container the record did not know of: adopting it");
-                self.inner.update(|p| {
-                    p.lifecycle.begin_start(now_ms());
-                });
-                self.charge(|account, _| {
-                    account.start_run(now_ms());
-                    None
-                })
-                .await?;
-            }
         }
-        Ok(())
+        self.close_finished_run().await
+    }
+
+    /// A metering run is open only while the record has a container (starting or ready): one
+    /// that exited, failed or was lost is charged up to when it went (the exit seen, or else
+    /// the record's last change) and closed.
+    async fn close_finished_run(&self) -> worker::Result<()> {
+        let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
+        if lifecycle.current_generation().is_some() || self.inner.account.borrow().run_started_ms.is_none() {
+            return Ok(());
+        }
+        let gone_at = self.inner.exited_at_ms.take().unwrap_or(lifecycle.changed_ms);
+        self.charge(|account, rate| account.stop_run(gone_at, rate)).await
     }
 
     async fn load(&self) -> worker::Result<()> {
@@ -337,6 +396,9 @@ impl AutopilotContainer {
             let account: Option<Account> = self.state.storage().get(ACCOUNT_KEY).await?;
             *self.inner.account.borrow_mut() = account.unwrap_or_default();
             self.inner.loaded.set(true);
+            // The time of the last activity is not stored: waking up counts as activity, so a
+            // restarted object never stops a container at once for an idleness it cannot know.
+            self.inner.last_activity_ms.set(now_ms());
         }
         Ok(())
     }
@@ -493,11 +555,16 @@ impl AutopilotContainer {
         self.env.var(name).ok().map(|v| v.to_string())
     }
 
+    /// The port the agent-service listens on in the container (told to it as `PORT`).
+    fn container_port(&self) -> u16 {
+        self.var("CONTAINER_PORT").and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_CONTAINER_PORT)
+    }
+
     /// The agent-service's endpoint: the container's port, or the local-mode URL.
     fn endpoint(&self) -> Result<Endpoint, GrpcStatus> {
         match self.state.container() {
             Some(container) => {
-                let port = self.var("CONTAINER_PORT").and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_CONTAINER_PORT);
+                let port = self.container_port();
                 container.get_tcp_port(port).map(Endpoint::Container).map_err(|e| {
                     GrpcStatus::new(Code::Unavailable, format!("the container's port {port} is unreachable: {e}"))
                 })
@@ -556,8 +623,11 @@ impl AutopilotContainer {
                 start
             }
         };
-        let result = start.await;
-        self.inner.starting.borrow_mut().take();
+        let result = start.clone().await;
+        let mine = self.inner.starting.borrow().as_ref().is_some_and(|current| current.ptr_eq(&start));
+        if mine {
+            self.inner.starting.borrow_mut().take();
+        }
         let _ = self.persist().await;
         result.map(|()| AgentClient::new(endpoint))
     }
@@ -566,7 +636,7 @@ impl AutopilotContainer {
     /// handed to the runtime only; it is never logged. `ANTHROPIC_BASE_URL`, when set, sends the
     /// agent to another Messages API endpoint (a gateway, or a local fake in development).
     fn container_env(&self) -> Vec<(String, String)> {
-        let mut env = vec![("PORT".to_string(), DEFAULT_CONTAINER_PORT.to_string())];
+        let mut env = vec![("PORT".to_string(), self.container_port().to_string())];
         if let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") {
             env.push(("ANTHROPIC_API_KEY".into(), key.to_string()));
         }
@@ -799,6 +869,7 @@ impl AutopilotContainer {
         self.inner.subscriptions.borrow_mut().insert(id, subscription);
         let inner = Rc::clone(&self.inner);
         let ws = ws.clone();
+        let container = self.state.container();
         inner.active_streams.set(inner.active_streams.get() + 1);
         spawn_local(async move {
             let forward = async {
@@ -814,7 +885,19 @@ impl AutopilotContainer {
                             event_frame(request_id.clone(), event)
                         }
                         Some(Err(status)) => {
-                            break send(&ws, encode_server_frame(&error_frame(request_id, status), encoding))
+                            // A stream that breaks because the container died may break before
+                            // the exit watch hears of it: then this is the news, and followers
+                            // get the task's FAILED end rather than a bare transport error.
+                            if let Some(container) = &container {
+                                if status.code == Code::Unavailable as i32 && stopped_running(container).await {
+                                    let generation = inner.persisted.borrow().lifecycle.current_generation();
+                                    if let Some(generation) = generation {
+                                        inner.lose(generation, crate::lifecycle::LOST, now_ms());
+                                        break;
+                                    }
+                                }
+                            }
+                            break send(&ws, encode_server_frame(&error_frame(request_id, status), encoding));
                         }
                         None => break send(&ws, encode_server_frame(&end_frame(request_id), encoding)),
                     };
@@ -882,10 +965,14 @@ async fn start_container(
         Err(GrpcStatus::new(Code::Unavailable, reason))
     };
     let ready = |answered_ms: u64| {
-        inner.update(|p| {
-            p.lifecycle.mark_ready(generation, answered_ms, now_ms());
-        });
-        Ok(())
+        let marked = inner.persisted.borrow_mut().lifecycle.mark_ready(generation, answered_ms, now_ms());
+        inner.dirty.set(true);
+        if marked {
+            Ok(())
+        } else {
+            // Stopped (idle, credits) or replaced while it came up: not this start's to use.
+            Err(GrpcStatus::new(Code::Unavailable, "the container was stopped while it started; try again"))
+        }
     };
     let Some(container) = container else {
         return match wait_for_ping(&endpoint, None, deadline).await {
@@ -915,10 +1002,10 @@ async fn start_container(
                     PingOutcome::Answered(at) => return ready(at),
                     PingOutcome::Exited(reason) => reason,
                     PingOutcome::TimedOut => {
-                        return fail(format!(
-                            "the agent-service did not answer /ping within {}s",
-                            START_DEADLINE.as_secs()
-                        ))
+                        let reason =
+                            format!("the agent-service did not answer /ping within {}s", START_DEADLINE.as_secs());
+                        abandon(&container, &reason).await;
+                        return fail(reason);
                     }
                 }
             }
@@ -928,7 +1015,32 @@ async fn start_container(
                 worker::console_warn!("container start failed ({failure}); trying again in {delay:?}");
                 Delay::from(delay).await;
             }
-            _ => return fail(format!("the container did not start: {failure}")),
+            _ => {
+                let reason = format!("the container did not start: {failure}");
+                abandon(&container, &reason).await;
+                return fail(reason);
+            }
+        }
+    }
+}
+
+/// Whether the platform reports the container stopped within a second (it learns of an exit a
+/// moment after the connections to it break).
+async fn stopped_running(container: &worker::Container) -> bool {
+    for _ in 0..5 {
+        if !container.running() {
+            return true;
+        }
+        Delay::from(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Destroys a container the start gave up on, so that it is not found "running" and used later.
+async fn abandon(container: &worker::Container, reason: &str) {
+    if container.running() {
+        if let Err(e) = container.destroy(Some(reason)).await {
+            worker::console_warn!("destroying the container failed: {}", error_text(&e));
         }
     }
 }
@@ -995,13 +1107,7 @@ fn watch_exit(inner: Rc<Inner>, container: worker::Container, generation: u32) -
             let _ = report.send(reason);
             return;
         }
-        let failed = inner.persisted.borrow_mut().lifecycle.mark_failed(generation, reason.clone(), now_ms());
-        if failed {
-            worker::console_warn!("{reason}");
-            inner.dirty.set(true);
-            inner.exited_at_ms.set(Some(now_ms()));
-            inner.fail_running_task(&reason);
-        }
+        inner.lose(generation, &reason, now_ms());
     });
     receiver
 }

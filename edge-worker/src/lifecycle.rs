@@ -2,7 +2,8 @@
 //! stamped with the time of every transition. Each start gets a generation number, so news about
 //! an old container (its exit, a late ready) cannot overwrite the state of a newer one
 //! (compare-and-set on the generation). What the platform reports (`running()`) is applied on
-//! every entry by [`Lifecycle::resync`], so a stale "running" is never trusted.
+//! every entry by [`Lifecycle::resync`], so a stale "running" is never trusted, and a container
+//! the record gave up on is not quietly used again.
 
 use serde::{Deserialize, Serialize};
 
@@ -54,9 +55,13 @@ pub enum Resync {
     InStep,
     /// The container of `generation` stopped without the object stopping it; now `Failed`.
     Lost { generation: u32, was_ready: bool },
-    /// A container runs that the record says is not there (the object lost its memory of it,
-    /// or the platform kept it across a restart): it should be adopted, not started again.
+    /// A container runs that the record never knew (its storage was reset, or the platform
+    /// kept the container across a restart): it should be adopted, not started again.
     Orphan,
+    /// A container runs that the record gave up on (it failed to become ready, was stopped and
+    /// did not go, or the platform restarted it after a crash): it must be destroyed, and the
+    /// next request starts a fresh one.
+    Unwanted,
 }
 
 impl Lifecycle {
@@ -111,7 +116,13 @@ impl Lifecycle {
                 self.mark_failed(generation, LOST, now_ms);
                 Resync::Lost { generation, was_ready }
             }
-            (None, true) if !start_in_flight && !self.is_stopping(now_ms) => Resync::Orphan,
+            (None, true) if !start_in_flight && !self.is_stopping(now_ms) => {
+                if self.generation == 0 {
+                    Resync::Orphan
+                } else {
+                    Resync::Unwanted
+                }
+            }
             _ => Resync::InStep,
         }
     }
@@ -208,12 +219,24 @@ mod tests {
     }
 
     #[test]
-    fn a_running_container_the_record_forgot_is_an_orphan() {
+    fn a_running_container_the_record_never_knew_is_an_orphan() {
         let mut life = Lifecycle::default();
         assert_eq!(life.resync(true, false, 1), Resync::Orphan);
         assert_eq!(life.resync(true, true, 1), Resync::InStep);
         assert_eq!(life.resync(false, false, 1), Resync::InStep);
         assert_eq!(life.state, ContainerState::Stopped);
+    }
+
+    #[test]
+    fn a_running_container_the_record_gave_up_on_is_unwanted() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(1).unwrap();
+        life.mark_failed(generation, "did not answer /ping within 30s", 31_000);
+        assert_eq!(life.resync(true, false, 31_001), Resync::Unwanted, "not adopted again and again");
+        let again = life.begin_start(40_000).unwrap();
+        life.mark_ready(again, 40_300, 40_300);
+        life.mark_stopped(50_000);
+        assert_eq!(life.resync(true, false, 50_000 + STOP_GRACE_MS), Resync::Unwanted, "stopped, and did not go");
     }
 
     #[test]
@@ -225,7 +248,6 @@ mod tests {
         assert!(life.is_stopping(100 + STOP_GRACE_MS - 1));
         assert_eq!(life.resync(true, false, 200), Resync::InStep, "still exiting after SIGTERM");
         assert!(!life.is_stopping(100 + STOP_GRACE_MS));
-        assert_eq!(life.resync(true, false, 100 + STOP_GRACE_MS), Resync::Orphan, "it did not stop after all");
     }
 
     #[test]

@@ -70,9 +70,11 @@ pub fn rewrite_create(body: &[u8], loopback_ports: &[u16]) -> Vec<u8> {
 
 /// The containers podman says must be removed before the one a forced DELETE named, if that is
 /// why it refused (`... has dependent containers which must be removed before it: <id>, <id>: ...`).
-pub fn dependents_in_the_way(method: &Method, status: StatusCode, body: &[u8]) -> Vec<String> {
+/// Only a forced removal goes through them, as only a forced one would in Docker.
+pub fn dependents_in_the_way(method: &Method, path: &str, status: StatusCode, body: &[u8]) -> Vec<String> {
     const REFUSAL: &str = "has dependent containers which must be removed before it:";
-    if method != Method::DELETE || status != StatusCode::INTERNAL_SERVER_ERROR {
+    let forced = path.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "force=true" || p == "force=1"));
+    if method != Method::DELETE || status != StatusCode::INTERNAL_SERVER_ERROR || !forced {
         return Vec::new();
     }
     let text = String::from_utf8_lossy(body);
@@ -151,11 +153,12 @@ mod tests {
         let body = format!(
             r#"{{"cause":"container already exists","message":"container f74daae379db9d062b0864bd5c1d8c2cd1343c4508ec199b208aef322a2c74e8 has dependent containers which must be removed before it: {a}, {b}: container already exists","response":500}}"#
         );
-        let err = StatusCode::INTERNAL_SERVER_ERROR;
-        assert_eq!(dependents_in_the_way(&Method::DELETE, err, body.as_bytes()), vec![a.to_string(), b]);
-        assert!(dependents_in_the_way(&Method::DELETE, StatusCode::NO_CONTENT, body.as_bytes()).is_empty());
-        assert!(dependents_in_the_way(&Method::POST, err, body.as_bytes()).is_empty());
-        assert!(dependents_in_the_way(&Method::DELETE, err, b"no such container").is_empty());
+        let (err, path) = (StatusCode::INTERNAL_SERVER_ERROR, "/containers/w-proxy?force=true");
+        assert_eq!(dependents_in_the_way(&Method::DELETE, path, err, body.as_bytes()), vec![a.to_string(), b]);
+        assert!(dependents_in_the_way(&Method::DELETE, "/containers/w-proxy", err, body.as_bytes()).is_empty(), "not forced");
+        assert!(dependents_in_the_way(&Method::DELETE, path, StatusCode::NO_CONTENT, body.as_bytes()).is_empty());
+        assert!(dependents_in_the_way(&Method::POST, path, err, body.as_bytes()).is_empty());
+        assert!(dependents_in_the_way(&Method::DELETE, path, err, b"no such container").is_empty());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! in a real container on podman.
 
 use std::{
+    ffi::OsString,
     path::PathBuf,
+    sync::Arc,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -24,12 +26,14 @@ pub struct Edge {
     pub base_url: String,
     pub port: u16,
     child: Child,
-    _state: TempDir,
+    state: Arc<TempDir>,
     pub log_path: PathBuf,
     /// In container mode: the Worker's name, which every container's name starts with.
     pub worker_name: Option<String>,
     /// How long a SIGTERM may take (container mode removes its containers on the way out).
     stop_grace: Duration,
+    /// Container mode: the launcher's command line, to start it again ([`Edge::restart`]).
+    relaunch: Option<Vec<OsString>>,
 }
 
 /// What a container-mode edge gets (see `local-containers/wrangler-dev.sh`).
@@ -84,7 +88,7 @@ impl Edge {
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .env("NO_COLOR", "1");
-        Edge::launch(command, state, port, None, Duration::from_secs(5)).await
+        Edge::launch(command, Arc::new(state), port, None, Duration::from_secs(5), None).await
     }
 
     /// Starts wrangler dev with real containers on podman (`make local-containers` first).
@@ -98,42 +102,55 @@ impl Edge {
             dev_vars.push_str(&format!("{name}={value}\n"));
         }
         std::fs::write(state.path().join("dev.vars"), dev_vars).unwrap();
-        let mut command = Command::new(script);
-        command
-            .args(["--port", &port.to_string(), "--name", &worker_name])
-            .arg("--state")
-            .arg(state.path().join("run"))
-            .arg("--dev-vars")
-            .arg(state.path().join("dev.vars"));
         let ports: Vec<String> = options.loopback_ports.iter().map(u16::to_string).collect();
-        command.args(["--loopback-ports", &ports.join(",")]);
+        let mut argv: Vec<OsString> = vec![script.into()];
+        argv.extend(["--port", &port.to_string(), "--name", &worker_name, "--loopback-ports", &ports.join(",")].map(OsString::from));
+        argv.extend(["--state".into(), state.path().join("run").into()]);
+        argv.extend(["--dev-vars".into(), state.path().join("dev.vars").into()]);
         if let Some(pem) = &options.ca_cert_pem {
             std::fs::write(state.path().join("ca.crt"), pem).unwrap();
-            command.arg("--ca-cert").arg(state.path().join("ca.crt"));
+            argv.extend(["--ca-cert".into(), state.path().join("ca.crt").into()]);
         }
-        command.args(["--", "--inspector-port", &inspector.to_string()]);
-        Edge::launch(command, state, port, Some(worker_name), Duration::from_secs(60)).await
+        argv.extend(["--", "--inspector-port", &inspector.to_string()].map(OsString::from));
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        Edge::launch(command, Arc::new(state), port, Some(worker_name), Duration::from_secs(60), Some(argv)).await
+    }
+
+    /// Container mode: stops this edge (its launcher removes its containers on the way out, as a
+    /// crash or the platform could take them) and starts it again with the same port, name and
+    /// state, so the Durable Objects wake up with only what they stored.
+    pub async fn restart(self) -> Edge {
+        let argv = self.relaunch.clone().expect("only a container-mode edge restarts");
+        let (state, port, worker_name, stop_grace) =
+            (Arc::clone(&self.state), self.port, self.worker_name.clone(), self.stop_grace);
+        drop(self);
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        Edge::launch(command, state, port, worker_name, stop_grace, Some(argv)).await
     }
 
     /// Spawns `command` (wrangler, or the container-mode launcher) with its output in the state
     /// directory's log, and waits until the edge answers /health.
     async fn launch(
         mut command: Command,
-        state: TempDir,
+        state: Arc<TempDir>,
         port: u16,
         worker_name: Option<String>,
         stop_grace: Duration,
+        relaunch: Option<Vec<OsString>>,
     ) -> Edge {
         let log_path = state.path().join("wrangler.log");
-        let log = std::fs::File::create(&log_path).unwrap();
+        // Appended: a restarted edge's log follows the first run's.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
-        let edge =
-            Edge { base_url: format!("http://127.0.0.1:{port}"), port, child, _state: state, log_path, worker_name, stop_grace };
+        let base_url = format!("http://127.0.0.1:{port}");
+        let edge = Edge { base_url, port, child, state, log_path, worker_name, stop_grace, relaunch };
         edge.until_healthy().await
     }
 
@@ -226,7 +243,7 @@ impl Edge {
 
     /// Container mode: the run's directory (the Docker API shim's log, the generated config).
     pub fn run_dir(&self) -> PathBuf {
-        self._state.path().join("run")
+        self.state.path().join("run")
     }
 
     /// What wrangler and the Worker printed so far.

@@ -69,7 +69,7 @@ async fn forward(request: Request<Incoming>, args: &Args) -> Result<Response<Bod
     }
     let (mut parts, body) = response.into_parts();
     let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    let dependents = dependents_in_the_way(&method, parts.status, &bytes);
+    let dependents = dependents_in_the_way(&method, &path, parts.status, &bytes);
     if let (false, Some((uri, headers))) = (dependents.is_empty(), retry) {
         tracing::info!(%path, ?dependents, "removing the dependents podman wants gone first, as Docker would");
         for dependent in &dependents {
