@@ -77,7 +77,7 @@ dev: tools build worker web
 	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@echo "make dev: agent-service on 127.0.0.1:$(DEV_PORT), edge on http://127.0.0.1:$(EDGE_PORT); Ctrl-C stops both"
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	./target/debug/agent-service --listen 127.0.0.1:$(DEV_PORT) --work-dir $(DEV_DIR)/work \
 	  --claude-path $(CLAUDE) --allow-local-repos & \
 	$(WRANGLER_ENV) $(WRANGLER) dev --local --ip 127.0.0.1 --port $(EDGE_PORT) --inspector-ip 127.0.0.1 \
@@ -89,7 +89,7 @@ dev: tools build worker web
 ## Like dev, but the agent talks to the fake model API of the tests (no key, no cost).
 dev-offline:
 	cargo build -p autopilot-tests --bin fake-model-api
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
 	ANTHROPIC_API_KEY=offline-fake-key ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT) \
 	CLAUDE_CODE_MAX_RETRIES=0 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
@@ -134,7 +134,7 @@ dev-container: tools worker web local-containers
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
 	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
 	} > $(DEV_DIR)/container.vars
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	if [ -z "$$ANTHROPIC_API_KEY" ]; then \
 	  echo "make dev-container: no ANTHROPIC_API_KEY; the agent talks to the fake model API on 127.0.0.1:$(FAKE_MODEL_PORT)"; \
 	  ./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \

@@ -73,9 +73,12 @@ if [ -n "$dev_vars" ]; then (umask 077 && cp "$dev_vars" "$app/.dev.vars"); fi
 
 cleanup() {
   # Ignored from here on (and in the podman commands below): a Ctrl-C or a `kill 0` from the
-  # caller reaches this whole process group and must not cut the cleanup short.
-  trap - EXIT
+  # caller reaches this whole process group, maybe more than once, and must not cut the
+  # cleanup short or start it again.
   trap '' INT TERM
+  trap - EXIT
+  [ -z "${cleaning:-}" ] || return 0
+  cleaning=1
   set +e
   [ -n "${wrangler_pid:-}" ] && kill -TERM "$wrangler_pid" 2>/dev/null && wait "$wrangler_pid" 2>/dev/null
   [ -n "${shim_pid:-}" ] && kill -TERM "$shim_pid" 2>/dev/null
