@@ -13,7 +13,7 @@ use autopilot_contract::v1::{
     event::Payload, AgentOptions, CancelRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
-    events::{collect, finished, kind, milestones, seqs, stream_all, LIST_FILES_MILESTONES},
+    events::{collect, finished, first_tool_result, kind, milestones, seqs, stream_all, LIST_FILES_MILESTONES},
     fake_model_api::{FakeModelApi, API_ERROR_MESSAGE},
     git_fixture::GitFixture,
     grpc_web::grpc_web_client,
@@ -105,11 +105,7 @@ async fn a_task_runs_from_start_to_succeeded_with_ordered_events() {
     assert!(usage_positions.first().unwrap() < &text_position, "usage arrives while the agent works");
 
     // The tool really ran in the clone: its output lists the repository's files.
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert!(!tool.is_error);
     assert_eq!(tool.output.lines().collect::<Vec<_>>(), ["README.md", "main.rs"]);
     let Some(Payload::ToolStarted(call)) =
@@ -410,11 +406,7 @@ async fn grpc_web_over_http1_streams_a_whole_task() {
     let events = collect(stream).await;
     assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>());
     assert_eq!(finished(&events).state(), TaskState::Succeeded);
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert_eq!(tool.output.trim(), "hello from the agent");
     let file = setup.service.work_dir.join("tasks").join(&started.task_id).join("repo/AGENT_NOTES.md");
     assert_eq!(std::fs::read_to_string(file).unwrap(), "hello from the agent\n");
@@ -554,11 +546,7 @@ async fn secrets_never_appear_in_events_status_errors_or_logs() {
     let started = client.start(start_request(&setup.repo, "SCENARIO:print-env")).await.unwrap().into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
     assert_eq!(finished(&events).state(), TaskState::Succeeded);
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert!(tool.output.contains("ANTHROPIC_API_KEY=***"), "the key was there, masked: {}", tool.output);
     assert!(!tool.output.contains("AWS_") && tool.output.contains("ANTHROPIC_BASE_URL="));
 

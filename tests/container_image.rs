@@ -12,12 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use autopilot_contract::v1::{
-    event::Payload, CancelRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
-};
+use autopilot_contract::v1::{CancelRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState};
 use autopilot_tests::{
     container::{podman, podman_available, podman_ok, Container, IMAGE_UID},
-    events::{collect, finished, kind, milestones, stream_all, LIST_FILES_MILESTONES},
+    events::{collect, finished, first_tool_result, kind, milestones, stream_all, LIST_FILES_MILESTONES},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::{repo_root, CANARY_API_KEY},
@@ -193,11 +191,7 @@ async fn a_task_runs_end_to_end_in_the_image_as_the_non_root_user() {
     let events = stream_all(&mut client, &started.task_id, 1).await;
     assert_eq!(milestones(&events), LIST_FILES_MILESTONES);
     // The CLI's Bash tool really ran in the clone inside the container.
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert_eq!(tool.output.lines().collect::<Vec<_>>(), ["README.md", "main.rs"]);
     let task =
         client.status(StatusRequest { task_id: started.task_id.clone() }).await.unwrap().into_inner().task.unwrap();
@@ -227,11 +221,7 @@ async fn the_api_key_from_the_environment_stays_out_of_logs_and_events() {
     let started = client.start(start_request(&setup.repo, "SCENARIO:print-env")).await.unwrap().into_inner();
     let events = stream_all(&mut client, &started.task_id, 1).await;
     assert_eq!(finished(&events).state(), TaskState::Succeeded);
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert!(tool.output.contains("ANTHROPIC_API_KEY=***"), "the key reached the agent, masked: {}", tool.output);
 
     let logs = setup.container.logs();

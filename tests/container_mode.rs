@@ -16,6 +16,7 @@ use std::{
 
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, subscribe, Encoding},
+    container::{podman_logs, podman_ok},
     edge::{ContainerOptions, Edge},
     events::{kind, seqs},
     fake_model_api::FakeModelApi,
@@ -96,10 +97,15 @@ impl World {
     /// This edge's containers (the agent-service's, not the sidecars): name and state.
     fn app_containers(&self) -> Vec<(String, String)> {
         let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
-        let listed: Vec<Value> = serde_json::from_str(&podman(&["ps", "-a", "--format", "json"])).unwrap();
+        let listed: Vec<Value> = serde_json::from_str(&podman_ok(&["ps", "-a", "--format", "json"])).unwrap();
         listed
             .iter()
-            .map(|c| (c["Names"][0].as_str().unwrap_or_default().to_string(), c["State"].as_str().unwrap_or_default().to_string()))
+            .map(|c| {
+                (
+                    c["Names"][0].as_str().unwrap_or_default().to_string(),
+                    c["State"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .filter(|(name, _)| name.starts_with(&prefix) && !name.ends_with("-proxy"))
             .collect()
     }
@@ -126,26 +132,20 @@ impl World {
         let mut logs = self.edge.log();
         logs.push_str(&std::fs::read_to_string(self.edge.run_dir().join("docker-api-shim.log")).unwrap_or_default());
         let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
-        for name in podman(&["ps", "-a", "--format", "{{.Names}}"]).lines().filter(|n| n.starts_with(&prefix)) {
-            logs.push_str(&podman_output(&["logs", name]));
+        for name in podman_ok(&["ps", "-a", "--format", "{{.Names}}"]).lines().filter(|n| n.starts_with(&prefix)) {
+            logs.push_str(&podman_logs(name));
         }
         logs
     }
 }
 
-fn podman_output(args: &[&str]) -> String {
-    let output = Command::new("podman").args(args).output().expect("running podman");
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-fn podman(args: &[&str]) -> String {
-    let output = Command::new("podman").args(args).output().expect("running podman");
-    assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Subscribes to a task over a WebSocket (binary, as the page does) and reads to the end.
-async fn follow(world: &World, token: &str, started: &Value, stop_after: Option<usize>) -> (Vec<autopilot_contract::v1::Event>, autopilot_tests::bridge_client::Socket) {
+async fn follow(
+    world: &World,
+    token: &str,
+    started: &Value,
+    stop_after: Option<usize>,
+) -> (Vec<autopilot_contract::v1::Event>, autopilot_tests::bridge_client::Socket) {
     let session = started["sessionId"].as_str().unwrap();
     let task_id = started["taskId"].as_str().unwrap();
     let mut ws = connect(&world.edge.ws_ticket_url(token, session).await).await;
@@ -193,7 +193,16 @@ async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked
     // The key reached the agent inside the container: the model API was called with it, and it
     // is in the agent-service's environment there.
     assert_eq!(world.model_api.api_keys(), vec![CANARY_KEY.to_string()]);
-    let service_env = podman(&["exec", "--privileged", "--user", "0", &container, "sh", "-c", "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ"]);
+    let service_env = podman_ok(&[
+        "exec",
+        "--privileged",
+        "--user",
+        "0",
+        &container,
+        "sh",
+        "-c",
+        "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ",
+    ]);
     assert!(service_env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={CANARY_KEY}")), "{service_env}");
     // ... and is in no event, no log of the edge, the shim or the containers.
     let events_json = serde_json::to_string(&events).unwrap();
@@ -215,7 +224,7 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     let first = world.running_container();
     let (mut early, mut ws_a) = follow(&world, &token, &started, Some(4)).await;
     let (_, mut ws_b) = follow(&world, &token, &started, Some(4)).await;
-    podman(&["kill", &first]);
+    podman_ok(&["kill", &first]);
     let (rest_a, ended_a) = read_subscription(&mut ws_a, "follow", Encoding::Binary, None).await;
     early.extend(rest_a);
     assert!(ended_a, "the subscription ends after the final event");
@@ -242,11 +251,14 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     let balance = world.edge.get_json("/api/billing/balance", &token).await;
     assert!(balance["containerRunningSinceMs"].as_u64().unwrap() >= killed_at, "a new run: {balance}");
     let ledger = world.edge.get_json("/api/billing/ledger", &token).await;
-    assert!(ledger["entries"].as_array().unwrap().iter().any(|e| e["kind"] == "debit"), "the first run was charged: {ledger}");
+    assert!(
+        ledger["entries"].as_array().unwrap().iter().any(|e| e["kind"] == "debit"),
+        "the first run was charged: {ledger}"
+    );
 
     // Stopped behind its back while idle: the next request starts it again instead of failing.
     let second = world.running_container();
-    podman(&["stop", "--time", "5", &second]);
+    podman_ok(&["stop", "--time", "5", &second]);
     let third = world.start_task(&token, "SCENARIO:list-files once more").await;
     let (events, _) = follow(&world, &token, &third, None).await;
     assert_eq!(kind(events.last().unwrap()), "task_finished:SUCCEEDED", "{events:#?}\n{}", world.edge.log());
@@ -286,9 +298,17 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
     for refused in replies.iter().filter(|r| !r["taskId"].is_string()) {
         assert_eq!(refused["error"]["code"], "FAILED_PRECONDITION", "{refused}");
     }
-    let creates = podman(&[
-        "events", "--stream=false", "--since", &since, "--filter", "type=container", "--filter", "event=create",
-        "--format", "{{.Name}}",
+    let creates = podman_ok(&[
+        "events",
+        "--stream=false",
+        "--since",
+        &since,
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Name}}",
     ]);
     let prefix = format!("workerd-{}-", world.edge.worker_name.as_deref().unwrap());
     let created: Vec<&str> = creates.lines().filter(|n| n.starts_with(&prefix) && !n.ends_with("-proxy")).collect();
@@ -304,7 +324,7 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
 
     // Metering charged the run (ceil(seconds x rate), from the start request to the stop), and
     // that run is the time podman saw the container run, give or take its start and stop.
-    let times = podman(&["inspect", "--format", "{{.State.StartedAt}}|{{.State.FinishedAt}}", &container]);
+    let times = podman_ok(&["inspect", "--format", "{{.State.StartedAt}}|{{.State.FinishedAt}}", &container]);
     let ran = seconds_between(times.trim());
     let ledger = world.edge.get_json("/api/billing/ledger", &token).await;
     let debits: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "debit").collect();

@@ -10,7 +10,7 @@ use autopilot_contract::v1::{
     StatusRequest, Task, TaskState,
 };
 use autopilot_tests::{
-    events::{finished, kind, stream_all},
+    events::{finished, first_tool_result, kind, stream_all},
     git_fixture::{git, GitFixture},
     grpc_web::grpc_web_client,
     service::{Service, ServiceFixture, ServiceOptions, CANARY_API_KEY},
@@ -305,11 +305,7 @@ async fn git_settings_and_hooks_the_agent_planted_do_not_steer_the_delivery() {
     let setup = ServiceFixture::start().await;
     let (id, events, task) = run(&setup, request(&setup.repo, "SCENARIO:tamper-git", push())).await;
     // The agent really did tamper: its command succeeded and printed the redirect it set.
-    let Some(Payload::ToolFinished(tool)) =
-        events.iter().find(|e| kind(e) == "tool_finished").and_then(|e| e.payload.clone())
-    else {
-        unreachable!()
-    };
+    let tool = first_tool_result(&events);
     assert_eq!((tool.is_error, tool.output.trim()), (false, "file:///"), "{}", tool.output);
     // Yet the push went to the repository the request named, and no hook ran.
     assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);

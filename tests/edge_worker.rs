@@ -146,15 +146,7 @@ async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {
     }
 
     // Status through the JSON route, and through the gRPC-web passthrough with a generated client.
-    let status: Value = http
-        .get(format!("{}/api/container/status", edge.base_url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = edge.get_json("/api/container/status", &token).await;
     assert_eq!(status["task"]["taskId"], second.as_str());
     assert_eq!(status["task"]["state"], "TASK_STATE_CANCELLED");
     assert!(status["container"]["Ready"].is_object(), "{status}");

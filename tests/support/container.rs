@@ -66,6 +66,12 @@ pub fn podman_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Everything container `name` printed, as `podman logs` shows it (stdout, then stderr).
+pub fn podman_logs(name: &str) -> String {
+    let out = podman(&["logs", name]);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
 /// A free port on 127.0.0.1 (the service in the container binds it next).
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
@@ -140,8 +146,7 @@ impl Container {
 
     /// Everything the container printed (the service's logs), as `podman logs` shows it.
     pub fn logs(&self) -> String {
-        let out = podman(&["logs", &self.name]);
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        podman_logs(&self.name)
     }
 
     /// A field of `podman inspect`, e.g. `{{.State.ExitCode}}`.

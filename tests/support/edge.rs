@@ -7,8 +7,8 @@
 use std::{
     ffi::OsString,
     path::PathBuf,
-    sync::Arc,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -104,7 +104,10 @@ impl Edge {
         std::fs::write(state.path().join("dev.vars"), dev_vars).unwrap();
         let ports: Vec<String> = options.loopback_ports.iter().map(u16::to_string).collect();
         let mut argv: Vec<OsString> = vec![script.into()];
-        argv.extend(["--port", &port.to_string(), "--name", &worker_name, "--loopback-ports", &ports.join(",")].map(OsString::from));
+        argv.extend(
+            ["--port", &port.to_string(), "--name", &worker_name, "--loopback-ports", &ports.join(",")]
+                .map(OsString::from),
+        );
         argv.extend(["--state".into(), state.path().join("run").into()]);
         argv.extend(["--dev-vars".into(), state.path().join("dev.vars").into()]);
         if let Some(pem) = &options.ca_cert_pem {

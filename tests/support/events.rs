@@ -77,6 +77,17 @@ pub fn finished(events: &[Event]) -> autopilot_contract::v1::TaskFinished {
     }
 }
 
+/// The first tool call's result (the task must have run one).
+pub fn first_tool_result(events: &[Event]) -> autopilot_contract::v1::ToolFinished {
+    match events.iter().find_map(|e| match &e.payload {
+        Some(Payload::ToolFinished(tool)) => Some(tool.clone()),
+        _ => None,
+    }) {
+        Some(tool) => tool,
+        None => panic!("no tool_finished event in {events:?}"),
+    }
+}
+
 /// The steps of a successful `list-files` task, in order (as [`milestones`] lists them).
 pub const LIST_FILES_MILESTONES: [&str; 11] = [
     "state:PENDING",
