@@ -158,11 +158,17 @@ impl Inner {
     /// task fails with `reason`.
     fn lose(&self, generation: u32, reason: &str, gone_at_ms: u64) {
         if self.persisted.borrow_mut().lifecycle.mark_failed(generation, reason, now_ms()) {
-            worker::console_warn!("{reason}");
-            self.dirty.set(true);
-            self.exited_at_ms.set(Some(gone_at_ms));
-            self.fail_running_task(reason);
+            self.record_loss(reason, gone_at_ms);
         }
+    }
+
+    /// What follows a loss the record already shows: it is logged and persisted, the run is to
+    /// be charged up to `gone_at_ms`, and the task fails with `reason`.
+    fn record_loss(&self, reason: &str, gone_at_ms: u64) {
+        worker::console_warn!("{reason}");
+        self.dirty.set(true);
+        self.exited_at_ms.set(Some(gone_at_ms));
+        self.fail_running_task(reason);
     }
 
     /// The container died under its task: the task is recorded FAILED with `reason`, and every
@@ -347,11 +353,9 @@ impl AutopilotContainer {
                 }
                 Resync::Lost { .. } => {
                     // Nobody saw it go: charged up to the last time it was seen running.
-                    worker::console_warn!("{}", crate::lifecycle::LOST);
-                    self.inner.dirty.set(true);
                     let seen = self.inner.last_seen_running_ms.get().max(self.inner.account.borrow().metered_until_ms);
-                    self.inner.exited_at_ms.set(Some(self.inner.exited_at_ms.get().unwrap_or(seen)));
-                    self.inner.fail_running_task(crate::lifecycle::LOST);
+                    let gone_at = self.inner.exited_at_ms.get().unwrap_or(seen);
+                    self.inner.record_loss(crate::lifecycle::LOST, gone_at);
                 }
                 Resync::Orphan => {
                     // Adopted as a start of a new generation that skips the platform's start:
@@ -732,9 +736,8 @@ impl AutopilotContainer {
         let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
         let container = serde_json::to_value(&lifecycle.state).unwrap_or_default();
         let container_changed_ms = lifecycle.changed_ms;
-        let running = self.inner.persisted.borrow().lifecycle.is_ready()
-            && self.state.container().map(|c| c.running()).unwrap_or(true);
-        if !running {
+        // `enter` has already checked "ready" against the platform's `running()`.
+        if !lifecycle.is_ready() {
             let persisted = self.inner.persisted.borrow().clone();
             return match persisted.current_task_id.filter(|current| task_id.is_empty() || *current == task_id) {
                 Some(current) => Response::from_json(&serde_json::json!({
