@@ -186,8 +186,10 @@ impl Inner {
         for subscription in self.subscriptions.borrow().values() {
             subscription.abort.abort();
             // An empty task id followed "the running task": the current one.
-            let task_id = Some(subscription.task_id.clone()).filter(|id| !id.is_empty()).unwrap_or(current_task.clone());
-            let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
+            let task_id =
+                Some(subscription.task_id.clone()).filter(|id| !id.is_empty()).unwrap_or(current_task.clone());
+            let finished =
+                TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
             let event = Event {
                 task_id,
                 seq: subscription.last_seq.get() + 1,

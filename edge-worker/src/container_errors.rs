@@ -48,9 +48,15 @@ mod tests {
 
     #[test]
     fn recognises_a_port_nobody_listens_on() {
-        assert!(is_not_listening("could not reach the agent-service: Error: The container is not listening in the TCP address 10.0.0.1:8080"));
-        assert!(is_not_listening("connect(): Connection refused: container port not found. Make sure you exposed the port"));
-        assert!(is_not_listening("Error: Connecting to container port through proxy-everything failed: [400] Bad Request nothing listens"));
+        assert!(is_not_listening(
+            "could not reach the agent-service: Error: The container is not listening in the TCP address 10.0.0.1:8080"
+        ));
+        assert!(is_not_listening(
+            "connect(): Connection refused: container port not found. Make sure you exposed the port"
+        ));
+        assert!(is_not_listening(
+            "Error: Connecting to container port through proxy-everything failed: [400] Bad Request nothing listens"
+        ));
         assert!(!is_not_listening("the agent-service answered HTTP 500 to Status"));
         assert!(!is_not_listening("no task with id 7"));
     }

@@ -130,7 +130,9 @@ impl Lifecycle {
     /// Whether the object stopped the container less than [`STOP_GRACE_MS`] ago: it may still
     /// be on its way out, and a new start must wait for it to exit.
     pub fn is_stopping(&self, now_ms: u64) -> bool {
-        self.generation > 0 && self.state == ContainerState::Stopped && now_ms.saturating_sub(self.changed_ms) < STOP_GRACE_MS
+        self.generation > 0
+            && self.state == ContainerState::Stopped
+            && now_ms.saturating_sub(self.changed_ms) < STOP_GRACE_MS
     }
 
     /// The generation of a starting or ready container.

@@ -43,8 +43,11 @@ pub fn rewrite_create(body: &[u8], loopback_ports: &[u16]) -> Vec<u8> {
     };
     let publish_all = create.get("HostConfig").and_then(|h| h.get("PublishAllPorts")).and_then(Value::as_bool);
     if publish_all == Some(true) {
-        let exposed: Vec<String> =
-            create.get("ExposedPorts").and_then(Value::as_object).map(|p| p.keys().cloned().collect()).unwrap_or_default();
+        let exposed: Vec<String> = create
+            .get("ExposedPorts")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
         let bindings: serde_json::Map<String, Value> =
             exposed.into_iter().map(|port| (port, json!([{"HostIp": "127.0.0.1", "HostPort": ""}]))).collect();
         let host_config = create.entry("HostConfig").or_insert_with(|| json!({}));
@@ -73,7 +76,8 @@ pub fn rewrite_create(body: &[u8], loopback_ports: &[u16]) -> Vec<u8> {
 /// Only a forced removal goes through them, as only a forced one would in Docker.
 pub fn dependents_in_the_way(method: &Method, path: &str, status: StatusCode, body: &[u8]) -> Vec<String> {
     const REFUSAL: &str = "has dependent containers which must be removed before it:";
-    let forced = path.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "force=true" || p == "force=1"));
+    let forced =
+        path.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "force=true" || p == "force=1"));
     if method != Method::DELETE || status != StatusCode::INTERNAL_SERVER_ERROR || !forced {
         return Vec::new();
     }
@@ -81,11 +85,7 @@ pub fn dependents_in_the_way(method: &Method, path: &str, status: StatusCode, bo
     let Some((_, after)) = text.split_once(REFUSAL) else {
         return Vec::new();
     };
-    after
-        .split(|c: char| !c.is_ascii_hexdigit())
-        .filter(|token| token.len() == 64)
-        .map(str::to_owned)
-        .collect()
+    after.split(|c: char| !c.is_ascii_hexdigit()).filter(|token| token.len() == 64).map(str::to_owned).collect()
 }
 
 fn unversioned(path: &str) -> &str {
@@ -104,17 +104,32 @@ mod tests {
     #[test]
     fn a_taken_name_is_a_conflict_as_docker_says() {
         let create = "/v1.41/containers/create?name=w-proxy";
-        assert_eq!(docker_status(&Method::POST, create, StatusCode::INTERNAL_SERVER_ERROR, TAKEN), StatusCode::CONFLICT);
-        assert_eq!(docker_status(&Method::POST, "/containers/create?name=w", StatusCode::INTERNAL_SERVER_ERROR, TAKEN), StatusCode::CONFLICT);
+        assert_eq!(
+            docker_status(&Method::POST, create, StatusCode::INTERNAL_SERVER_ERROR, TAKEN),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            docker_status(&Method::POST, "/containers/create?name=w", StatusCode::INTERNAL_SERVER_ERROR, TAKEN),
+            StatusCode::CONFLICT
+        );
     }
 
     #[test]
     fn other_answers_pass_unchanged() {
         let create = "/containers/create?name=w";
-        assert_eq!(docker_status(&Method::POST, create, StatusCode::INTERNAL_SERVER_ERROR, b"no space left"), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            docker_status(&Method::POST, create, StatusCode::INTERNAL_SERVER_ERROR, b"no space left"),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(docker_status(&Method::POST, create, StatusCode::CREATED, TAKEN), StatusCode::CREATED);
-        assert_eq!(docker_status(&Method::POST, "/containers/w/start", StatusCode::INTERNAL_SERVER_ERROR, TAKEN), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(docker_status(&Method::GET, create, StatusCode::INTERNAL_SERVER_ERROR, TAKEN), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            docker_status(&Method::POST, "/containers/w/start", StatusCode::INTERNAL_SERVER_ERROR, TAKEN),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            docker_status(&Method::GET, create, StatusCode::INTERNAL_SERVER_ERROR, TAKEN),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
@@ -122,7 +137,10 @@ mod tests {
         let body = br#"{"Image":"x","ExposedPorts":{"39001/tcp":{}},"HostConfig":{"PublishAllPorts":true,"CapAdd":["NET_ADMIN"]}}"#;
         let create: Value = serde_json::from_slice(&rewrite_create(body, &[])).unwrap();
         assert_eq!(create["HostConfig"]["PublishAllPorts"], json!(false));
-        assert_eq!(create["HostConfig"]["PortBindings"], json!({"39001/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}));
+        assert_eq!(
+            create["HostConfig"]["PortBindings"],
+            json!({"39001/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]})
+        );
         assert_eq!(create["HostConfig"]["CapAdd"], json!(["NET_ADMIN"]), "the rest is kept");
     }
 
@@ -155,7 +173,10 @@ mod tests {
         );
         let (err, path) = (StatusCode::INTERNAL_SERVER_ERROR, "/containers/w-proxy?force=true");
         assert_eq!(dependents_in_the_way(&Method::DELETE, path, err, body.as_bytes()), vec![a.to_string(), b]);
-        assert!(dependents_in_the_way(&Method::DELETE, "/containers/w-proxy", err, body.as_bytes()).is_empty(), "not forced");
+        assert!(
+            dependents_in_the_way(&Method::DELETE, "/containers/w-proxy", err, body.as_bytes()).is_empty(),
+            "not forced"
+        );
         assert!(dependents_in_the_way(&Method::DELETE, path, StatusCode::NO_CONTENT, body.as_bytes()).is_empty());
         assert!(dependents_in_the_way(&Method::POST, path, err, body.as_bytes()).is_empty());
         assert!(dependents_in_the_way(&Method::DELETE, path, err, b"no such container").is_empty());

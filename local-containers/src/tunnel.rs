@@ -8,9 +8,8 @@ use tokio::net::TcpStream;
 /// Opens a tunnel through the HTTP proxy at `proxy` to `destination` (`host:port`).
 pub async fn open(proxy: &str, destination: &str) -> std::io::Result<TokioIo<Upgraded>> {
     let io = TokioIo::new(TcpStream::connect(proxy).await?);
-    let (mut sender, connection) = http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
-        .await
-        .map_err(std::io::Error::other)?;
+    let (mut sender, connection) =
+        http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(io).await.map_err(std::io::Error::other)?;
     tokio::spawn(connection.with_upgrades());
     let request = Request::builder()
         .method(Method::CONNECT)

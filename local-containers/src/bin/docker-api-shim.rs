@@ -7,7 +7,10 @@ use std::{convert::Infallible, path::PathBuf, sync::Arc};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::{body::Incoming, client::conn::http1 as client, server::conn::http1 as server, service::service_fn, Method, Request, Response, StatusCode};
+use hyper::{
+    body::Incoming, client::conn::http1 as client, server::conn::http1 as server, service::service_fn, Method, Request,
+    Response, StatusCode,
+};
 use hyper_util::rt::TokioIo;
 use local_containers::docker_api_shim::{dependents_in_the_way, docker_status, is_create, rewrite_create};
 use tokio::net::{UnixListener, UnixStream};
