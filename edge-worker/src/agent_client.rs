@@ -38,8 +38,9 @@ impl Endpoint {
     /// The service could not be reached.
     pub async fn fetch(&self, path: &str, init: RequestInit) -> worker::Result<Response> {
         match self {
-            // The host is ignored by the container's port fetcher; the path is what matters.
-            Endpoint::Container(fetcher) => fetcher.fetch(format!("http://container{path}"), Some(init)).await,
+            // The port fetcher reaches the container whatever the host; the service checks the
+            // Host header it gets, and serves loopback names.
+            Endpoint::Container(fetcher) => fetcher.fetch(format!("http://localhost{path}"), Some(init)).await,
             Endpoint::Url(base) => {
                 Fetch::Request(Request::new_with_init(&format!("{base}{path}"), &init)?).send().await
             }

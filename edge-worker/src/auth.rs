@@ -18,6 +18,7 @@ use crate::{
     },
     entropy::random_bytes,
     grpc_web::{Code, GrpcStatus},
+    site::Proof,
 };
 
 /// The KV namespace of tokens and sessions.
@@ -42,22 +43,22 @@ pub fn unauthenticated(message: &str) -> worker::Result<Response> {
     error_response(&GrpcStatus::new(Code::Unauthenticated, message))
 }
 
-/// The user a request authenticates as, by bearer token or session cookie; `None` if neither
-/// proves one.
-pub async fn authenticate(req: &Request, env: &Env) -> worker::Result<Option<String>> {
+/// The user a request authenticates as, by bearer token or session cookie, and which of the two
+/// proved it; `None` if neither proves one.
+pub async fn authenticate(req: &Request, env: &Env) -> worker::Result<Option<(String, Proof)>> {
     let kv = env.kv(KV_BINDING)?;
     let headers = req.headers();
     let authorization = headers.get("authorization")?;
     if let Some(token) = bearer(authorization.as_deref()) {
         let hash = secret_hash(token);
         let record: Option<CredentialRecord> = kv.get(&token_key(&hash)).json().await.map_err(kv_error)?;
-        return Ok(record.filter(|r| r.accepts(token, now_ms())).map(|r| r.user_id));
+        return Ok(record.filter(|r| r.accepts(token, now_ms())).map(|r| (r.user_id, Proof::Token)));
     }
     let cookies = headers.get("cookie")?;
     if let Some(session) = cookie(cookies.as_deref(), SESSION_COOKIE).filter(|s| !s.is_empty()) {
         let hash = secret_hash(session);
         let record: Option<CredentialRecord> = kv.get(&session_key(&hash)).json().await.map_err(kv_error)?;
-        return Ok(record.filter(|r| r.accepts(session, now_ms())).map(|r| r.user_id));
+        return Ok(record.filter(|r| r.accepts(session, now_ms())).map(|r| (r.user_id, Proof::Cookie)));
     }
     Ok(None)
 }

@@ -11,14 +11,14 @@
 
 use std::{
     cell::{Cell, RefCell},
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     rc::Rc,
     time::Duration,
 };
 
 use autopilot_contract::v1::{
-    event::Payload, server_frame::Frame, CancelRequest, CancelResponse, Event, ServerFrame, StartRequest,
-    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, TaskFinished, TaskState,
+    event::Payload, server_frame::Frame, CancelRequest, CancelResponse, Event, GetDiffRequest, ServerFrame,
+    StartRequest, StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, TaskFinished, TaskState,
 };
 use futures::{
     channel::oneshot,
@@ -35,16 +35,20 @@ use crate::{
     agent_client::{AgentClient, Endpoint},
     api_error::{error_response, grpc_web_error, not_found},
     billing::{Account, LedgerEntry, Rate},
-    bridge::{decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc},
+    bridge::{
+        decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc,
+        MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
+    },
     container_errors::start_is_transient,
     container_start::{another_handle, start_with_env},
     entropy::random_id,
-    grpc_web::{Code, GrpcStatus},
+    grpc_web::{self, Code, GrpcStatus},
     lifecycle::{Lifecycle, Resync},
     readiness::{backoff, poll_delays, FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE},
     routes::USER_HEADER,
     sessions::Sessions,
     socket::{incoming, send, try_send},
+    task_scope,
 };
 
 /// Storage key of the object's own state.
@@ -53,6 +57,9 @@ const STATE_KEY: &str = "state";
 const ACCOUNT_KEY: &str = "account";
 /// Storage key prefix of ledger entries (followed by a zero-padded sequence number).
 const LEDGER_PREFIX: &str = "ledger:";
+/// Storage key prefix of the tasks this object started (followed by the task id): the only
+/// tasks its user's requests may reach.
+const TASK_PREFIX: &str = "task:";
 /// How often container time is charged while it runs (the `METER_INTERVAL_SECONDS` var overrides).
 const DEFAULT_METER_INTERVAL: Duration = Duration::from_secs(60);
 /// What a task cancelled for lack of credits says.
@@ -128,6 +135,10 @@ struct Inner {
     last_seen_running_ms: Cell<u64>,
     /// Whether this instance has an alarm scheduled (so activity need not write one each time).
     alarm_scheduled: Cell<bool>,
+    /// Task ids known to be this user's (a cache of the `task:` entries in storage).
+    own_tasks: RefCell<HashSet<String>>,
+    /// Frames being handled per socket id, bounded by [`MAX_IN_FLIGHT_PER_SOCKET`].
+    in_flight: RefCell<HashMap<String, u32>>,
 }
 
 impl Inner {
@@ -221,6 +232,37 @@ impl Drop for Handling {
     }
 }
 
+/// Counts a frame in flight on one socket (see [`Inner::in_flight`]) while it is handled.
+struct InFlight {
+    inner: Rc<Inner>,
+    socket: String,
+}
+
+impl InFlight {
+    /// `None` when the socket already has [`MAX_IN_FLIGHT_PER_SOCKET`] frames in flight.
+    fn begin(inner: &Rc<Inner>, socket: String) -> Option<InFlight> {
+        let mut in_flight = inner.in_flight.borrow_mut();
+        let count = in_flight.entry(socket.clone()).or_default();
+        if *count >= MAX_IN_FLIGHT_PER_SOCKET {
+            return None;
+        }
+        *count += 1;
+        Some(InFlight { inner: Rc::clone(inner), socket })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self.inner.in_flight.borrow_mut();
+        if let Some(count) = in_flight.get_mut(&self.socket) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.socket);
+            }
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     Date::now().as_millis()
 }
@@ -253,7 +295,11 @@ impl worker::DurableObject for AutopilotContainer {
         let response = match (req.method(), path.as_str()) {
             (Method::Post, "/api/container/start") => self.start_route(req).await,
             (Method::Get, "/api/container/status") => self.status_route(&req).await,
-            (Method::Post, "/api/container/ws-ticket") => self.sessions().ticket_route(req, &self.user_id()).await,
+            (Method::Post, "/api/container/ws-ticket") => {
+                let reply = self.sessions().ticket_route(req, &self.user_id()).await;
+                self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
+                reply
+            }
             (Method::Get, p) if p.starts_with("/api/container/ws/") => {
                 self.websocket_route(&req, p.trim_start_matches("/api/container/ws/")).await
             }
@@ -262,6 +308,7 @@ impl worker::DurableObject for AutopilotContainer {
             (Method::Get, "/api/billing/ledger") => self.ledger_route().await,
             (Method::Post, "/internal/grant") => self.grant_route(req).await,
             (Method::Post, "/internal/alarm") => <Self as worker::DurableObject>::alarm(self).await,
+            (Method::Get, "/internal/storage") => self.storage_route().await,
             _ => not_found(&path),
         };
         if uses_container {
@@ -282,6 +329,8 @@ impl worker::DurableObject for AutopilotContainer {
             self.stop_for_credits().await?;
         }
         self.refresh_task_state().await;
+        let running_task = self.inner.task_running().then(|| self.inner.persisted.borrow().current_task_id.clone());
+        let prune_due = self.sessions().prune(now_ms(), running_task.flatten().as_deref()).await?;
         let idle_for = Duration::from_millis(now_ms().saturating_sub(self.inner.last_activity_ms.get()));
         let busy = self.inner.active_streams.get() > 0
             || self.inner.handling.get() > 0
@@ -304,6 +353,9 @@ impl worker::DurableObject for AutopilotContainer {
         if let Some(delay) = self.next_alarm(busy, idle_for) {
             self.schedule_alarm(delay).await?;
         }
+        if let Some(due) = prune_due {
+            self.alarm_by(due).await?;
+        }
         Response::ok(outcome)
     }
 
@@ -311,7 +363,16 @@ impl worker::DurableObject for AutopilotContainer {
         self.enter().await?;
         let _handling = Handling::begin(&self.inner);
         match decode_client_frame(&incoming(message)) {
-            Ok(call) => self.handle_call(&ws, call).await,
+            Ok(call) => match InFlight::begin(&self.inner, socket_id(&ws)) {
+                Some(_in_flight) => self.handle_call(&ws, call).await,
+                None => {
+                    let status = GrpcStatus::new(
+                        Code::ResourceExhausted,
+                        format!("at most {MAX_IN_FLIGHT_PER_SOCKET} requests in flight per socket: wait for replies"),
+                    );
+                    send(&ws, encode_server_frame(&error_frame(call.request_id, status), call.encoding))
+                }
+            },
             Err(reply) => send(&ws, reply),
         }
         self.touch().await?;
@@ -544,6 +605,23 @@ impl AutopilotContainer {
         self.stop_container().await
     }
 
+    /// Makes sure the alarm runs by `due_ms` (an earlier one is kept): stored entries that lapse
+    /// then (unused tickets, old sessions) are pruned by it.
+    async fn alarm_by(&self, due_ms: u64) -> worker::Result<()> {
+        let scheduled = self.state.storage().get_alarm().await?;
+        if scheduled.is_some_and(|at| at >= 0 && at as u64 <= due_ms) {
+            return Ok(());
+        }
+        self.schedule_alarm(Duration::from_millis(due_ms.saturating_sub(now_ms()))).await
+    }
+
+    /// Operator's view of what this object stores: `{"sessions", "tickets", "tasks"}` counts.
+    async fn storage_route(&self) -> worker::Result<Response> {
+        let (sessions, tickets) = self.sessions().counts().await?;
+        let tasks = self.state.storage().list_with_options(ListOptions::new().prefix(TASK_PREFIX)).await?.size();
+        Response::from_json(&serde_json::json!({"sessions": sessions, "tickets": tickets, "tasks": tasks}))
+    }
+
     async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
         self.state.storage().set_alarm(after).await?;
         self.inner.alarm_scheduled.set(true);
@@ -663,20 +741,18 @@ impl AutopilotContainer {
                 ))
             }
         };
-        if let Err(status) = self.check_credits() {
+        // A reply that could not carry its WebSocket URL must not leave a task behind.
+        if let Err(status) = self.sessions().site(&req) {
             return error_response(&status);
         }
-        let client = match self.ready_client().await {
-            Ok(client) => client,
-            Err(status) => return error_response(&status),
-        };
-        let started: StartResponse = match client.unary("Start", &request).await {
+        let started = match self.start_task(&request).await {
             Ok(started) => started,
             Err(status) => return error_response(&status),
         };
-        self.remember_task(&started.task_id, started.state);
         let state_name = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
-        self.sessions().start_reply(&req, &self.user_id(), &started.task_id, state_name).await
+        let reply = self.sessions().start_reply(&req, &self.user_id(), &started.task_id, state_name).await;
+        self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
+        reply
     }
 
     fn sessions(&self) -> Sessions<'_> {
@@ -733,8 +809,14 @@ impl AutopilotContainer {
     /// is not started just to answer (its tasks left with it): the object answers from what it
     /// remembers of its current task, or NOT_FOUND.
     async fn status_route(&self, req: &Request) -> worker::Result<Response> {
-        let task_id =
+        let requested =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let latest = self.inner.persisted.borrow().current_task_id.clone();
+        let owned = !requested.is_empty() && self.owns_task(&requested).await;
+        let task_id = match task_scope::resolve(&requested, latest.as_deref(), owned) {
+            Ok(task_id) => task_id,
+            Err(status) => return error_response(&status),
+        };
         let lifecycle = self.inner.persisted.borrow().lifecycle.clone();
         let container = serde_json::to_value(&lifecycle.state).unwrap_or_default();
         let container_changed_ms = lifecycle.changed_ms;
@@ -791,27 +873,52 @@ impl AutopilotContainer {
         Response::from_websocket(pair.client)
     }
 
-    /// Forwards a gRPC-web call as it is, so generated clients can use the contract through the
-    /// edge. The reply streams back unchanged.
-    async fn grpc_web_passthrough(&self, req: Request) -> worker::Result<Response> {
-        if req.path().ends_with("/Start") {
-            if let Err(status) = self.check_credits() {
+    /// Serves a gRPC-web call, so generated clients can use the contract through the edge. Start
+    /// is made here (credits, the user's task record); the calls that name a task are passed on
+    /// once the task is known to be this user's, the reply streaming back unchanged. A method the
+    /// edge does not know is UNIMPLEMENTED: it could not tell whose task it would reach.
+    async fn grpc_web_passthrough(&self, mut req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        let method = path.trim_start_matches("/autopilot.v1.Autopilot/").to_string();
+        let body = req.bytes().await?;
+        let message = match grpc_web::request_message(&body) {
+            Ok(message) => message,
+            Err(status) => return grpc_web_error(&status, 200),
+        };
+        let scoped = match method.as_str() {
+            "Start" => {
+                return match decode::<StartRequest>(&message) {
+                    Ok(request) => match self.start_task(&request).await {
+                        Ok(started) => grpc_web_reply(&started),
+                        Err(status) => grpc_web_error(&status, 200),
+                    },
+                    Err(status) => grpc_web_error(&status, 200),
+                }
+            }
+            "Status" => self.rescope(&message, |r: &mut StatusRequest| &mut r.task_id).await,
+            "StreamEvents" => self.rescope(&message, |r: &mut StreamEventsRequest| &mut r.task_id).await,
+            "Cancel" => self.rescope(&message, |r: &mut CancelRequest| &mut r.task_id).await,
+            "GetDiff" => self.rescope(&message, |r: &mut GetDiffRequest| &mut r.task_id).await,
+            other => {
+                let status = GrpcStatus::new(Code::Unimplemented, format!("the edge does not serve {other}"));
                 return grpc_web_error(&status, 200);
             }
-        }
-        let client = match self.ready_client().await {
-            Ok(client) => client,
+        };
+        let (client, body) = match scoped {
+            Ok(scoped) => scoped,
             Err(status) => return grpc_web_error(&status, 200),
         };
         // The user's credentials and the Worker's internal headers stay at the edge: the
         // container needs neither (it trusts whoever reaches it through this object).
         let headers = req.headers().clone();
-        for name in ["authorization", "cookie", USER_HEADER] {
+        for name in ["authorization", "cookie", "content-length", USER_HEADER] {
             headers.delete(name)?;
         }
         let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers).with_body(req.inner().body().map(Into::into));
-        match client.endpoint().fetch(&req.path(), init).await {
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        match client.endpoint().fetch(&path, init).await {
             Ok(response) => Ok(response),
             Err(e) => grpc_web_error(
                 &GrpcStatus::new(Code::Unavailable, format!("could not reach the agent-service: {e}")),
@@ -820,32 +927,106 @@ impl AutopilotContainer {
         }
     }
 
+    /// A gRPC-web request of type `M` pointed at the user's own task (see [`Self::scoped`]),
+    /// framed again, with a client of the ready service to send it to.
+    async fn rescope<M: prost::Message + Default>(
+        &self,
+        message: &[u8],
+        task_id: fn(&mut M) -> &mut String,
+    ) -> Result<(AgentClient, Vec<u8>), GrpcStatus> {
+        let mut request = decode::<M>(message)?;
+        let client = self.scoped(task_id(&mut request)).await?;
+        Ok((client, grpc_web::encode_request(&request)))
+    }
+
     async fn handle_call(&self, ws: &WebSocket, call: Call) {
         let Call { request_id, rpc, encoding } = call;
         let reply = |frame: Frame| ServerFrame { request_id: request_id.clone(), frame: Some(frame) };
-        let client = match self.ready_client().await {
-            Ok(client) => client,
-            Err(status) => return send(ws, encode_server_frame(&error_frame(request_id, status), encoding)),
-        };
         let frame = match rpc {
-            Rpc::Start(request) => match self.check_credits() {
+            Rpc::Start(request) => self.start_task(&request).await.map(|started| reply(Frame::Start(started))),
+            Rpc::Status(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => {
+                    client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s)))
+                }
                 Err(status) => Err(status),
-                Ok(()) => client.unary::<StartResponse>("Start", &request).await.map(|started| {
-                    self.remember_task(&started.task_id, started.state);
-                    reply(Frame::Start(started))
-                }),
             },
-            Rpc::Status(request) => {
-                client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s)))
-            }
-            Rpc::Cancel(request) => {
-                client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c)))
-            }
-            Rpc::Subscribe(request) => return self.subscribe(ws, client, request_id, request, encoding),
+            Rpc::Cancel(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => {
+                    client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c)))
+                }
+                Err(status) => Err(status),
+            },
+            Rpc::Subscribe(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => return self.subscribe(ws, client, request_id, request, encoding),
+                Err(status) => Err(status),
+            },
             Rpc::Unsubscribe(subscription) => return self.unsubscribe(ws, &subscription),
         };
         let frame = frame.unwrap_or_else(|status| error_frame(request_id.clone(), status));
         send(ws, encode_server_frame(&frame, encoding));
+    }
+
+    /// Starts a task for this user on every path (JSON route, bridge frame, gRPC-web): checks the
+    /// credits, brings up the container, and records the task as this user's. A Start the
+    /// service refuses names no other user's task, and leaves no metering run open that was
+    /// opened for it.
+    async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
+        self.check_credits()?;
+        let had_run = self.inner.account.borrow().run_started_ms.is_some();
+        let client = self.ready_client().await?;
+        match client.unary::<StartResponse>("Start", request).await {
+            Ok(started) => {
+                self.remember_task(&started.task_id, started.state);
+                self.record_own_task(&started.task_id).await;
+                Ok(started)
+            }
+            Err(status) => {
+                let opened_for_this = !had_run && self.inner.account.borrow().run_started_ms.is_some();
+                let nothing_else = !self.inner.task_running()
+                    && self.inner.active_streams.get() == 0
+                    && self.inner.handling.get() <= 1;
+                if opened_for_this && nothing_else {
+                    if let Err(e) = self.stop_container().await {
+                        worker::console_warn!("closing the run of a refused start failed: {e}");
+                    }
+                }
+                let current = self.inner.persisted.borrow().current_task_id.clone();
+                let own = self.inner.own_tasks.borrow();
+                Err(task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id)))
+            }
+        }
+    }
+
+    /// Points `task_id` at the user's own task (their latest when empty) and answers a client
+    /// of the ready service; NOT_FOUND, as for a task that never existed, if it is not theirs.
+    async fn scoped(&self, task_id: &mut String) -> Result<AgentClient, GrpcStatus> {
+        let latest = self.inner.persisted.borrow().current_task_id.clone();
+        let owned = !task_id.is_empty() && self.owns_task(task_id).await;
+        *task_id = task_scope::resolve(task_id, latest.as_deref(), owned)?;
+        self.ready_client().await
+    }
+
+    /// Whether this object started `task_id`.
+    async fn owns_task(&self, task_id: &str) -> bool {
+        if self.inner.own_tasks.borrow().contains(task_id) {
+            return true;
+        }
+        // Task ids are UUIDs; anything longer is nobody's (and is not made a storage key).
+        if task_id.len() > 64 {
+            return false;
+        }
+        let stored: Option<u64> = self.state.storage().get(&format!("{TASK_PREFIX}{task_id}")).await.ok().flatten();
+        if stored.is_some() {
+            self.inner.own_tasks.borrow_mut().insert(task_id.to_string());
+        }
+        stored.is_some()
+    }
+
+    async fn record_own_task(&self, task_id: &str) {
+        self.inner.own_tasks.borrow_mut().insert(task_id.to_string());
+        if let Err(e) = self.state.storage().put(&format!("{TASK_PREFIX}{task_id}"), now_ms()).await {
+            worker::console_warn!("recording task {task_id} as the user's failed: {e}");
+        }
     }
 
     /// Streams a task's events to the socket in the background until the task ends, the socket
@@ -858,12 +1039,21 @@ impl AutopilotContainer {
         request: StreamEventsRequest,
         encoding: crate::bridge::Encoding,
     ) {
+        let socket = socket_id(ws);
+        let open = self.inner.subscriptions.borrow().values().filter(|s| s.socket_id == socket).count();
+        if open >= MAX_SUBSCRIPTIONS_PER_SOCKET {
+            let status = GrpcStatus::new(
+                Code::ResourceExhausted,
+                format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
+            );
+            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+        }
         let (abort, registration) = AbortHandle::new_pair();
         let id = self.inner.next_subscription.get();
         self.inner.next_subscription.set(id + 1);
         let last_seq = Rc::new(Cell::new(request.from_seq.saturating_sub(1)));
         let subscription = Subscription {
-            socket_id: socket_id(ws),
+            socket_id: socket,
             ws: ws.clone(),
             request_id: request_id.clone(),
             encoding,
@@ -1134,4 +1324,16 @@ fn task_is_running(persisted: &Persisted) -> bool {
 
 fn socket_id(ws: &WebSocket) -> String {
     ws.deserialize_attachment::<SocketInfo>().ok().flatten().map(|info| info.socket_id).unwrap_or_default()
+}
+
+/// A request message of the contract.
+fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, GrpcStatus> {
+    M::decode(bytes).map_err(|e| GrpcStatus::new(Code::InvalidArgument, format!("malformed request message: {e}")))
+}
+
+/// A gRPC-web OK reply carrying `message`.
+fn grpc_web_reply(message: &impl prost::Message) -> worker::Result<Response> {
+    let headers = worker::Headers::new();
+    headers.set("content-type", grpc_web::CONTENT_TYPE)?;
+    Ok(Response::from_bytes(grpc_web::encode_reply(message))?.with_headers(headers))
 }

@@ -16,6 +16,12 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 512 * 1024;
 /// Longest request id accepted (ids travel in every reply, and the tunnel keeps them per socket).
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
+/// Open subscriptions one socket may hold; one more is refused with RESOURCE_EXHAUSTED.
+pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 8;
+
+/// Requests one socket may have in flight at once; one more is refused with RESOURCE_EXHAUSTED.
+pub const MAX_IN_FLIGHT_PER_SOCKET: u32 = 16;
+
 /// How a client encodes its frames; replies use the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Encoding {
@@ -110,11 +116,13 @@ pub fn client_frame(request_id: String, rpc: Rpc) -> ClientFrame {
     ClientFrame { request_id, request: Some(request) }
 }
 
-/// The request id of a JSON frame that did not parse as a whole, so the error still correlates.
+/// The request id of a JSON frame that did not parse as a whole, so the error still correlates;
+/// empty when it is longer than an id may be (an error frame never carries more).
 fn request_id_of_json(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|v| v.get("requestId").and_then(|id| id.as_str()).map(str::to_string))
+        .filter(|id| id.len() <= MAX_REQUEST_ID_BYTES)
         .unwrap_or_default()
 }
 
@@ -230,6 +238,10 @@ mod tests {
         let long_id = ClientFrame { request_id: "r".repeat(MAX_REQUEST_ID_BYTES + 1), ..Default::default() };
         let message = error_of(decode_client_frame(&WsMessage::Binary(long_id.encode_to_vec())).unwrap_err()).2;
         assert!(message.contains("requestId is longer"), "{message}");
+
+        let long_json_id = format!(r#"{{"requestId":"{}","start":{{"prompt":42}}}}"#, "i".repeat(400_000));
+        let (id, _, _) = error_of(decode_client_frame(&WsMessage::Text(long_json_id)).unwrap_err());
+        assert!(id.len() <= MAX_REQUEST_ID_BYTES, "an error frame echoed a {}-byte id", id.len());
 
         let huge = WsMessage::Text("x".repeat(MAX_CLIENT_FRAME_BYTES + 1));
         assert!(error_of(decode_client_frame(&huge).unwrap_err()).2.contains("limit"));

@@ -118,6 +118,30 @@ pub fn encode_request(message: &impl Message) -> Vec<u8> {
     body
 }
 
+/// A whole OK reply carrying `message`: its frame, then the trailers frame with status 0 (what
+/// the edge answers when it makes a call on a gRPC-web client's behalf).
+pub fn encode_reply(message: &impl Message) -> Vec<u8> {
+    let mut body = encode_request(message);
+    let trailers = b"grpc-status: 0\r\n";
+    body.push(TRAILERS_FLAG);
+    body.extend_from_slice(&(trailers.len() as u32).to_be_bytes());
+    body.extend_from_slice(trailers);
+    body
+}
+
+/// The first message of a gRPC-web request body (a unary or server-streaming call has one).
+///
+/// # Errors
+/// INVALID_ARGUMENT when the body holds no whole message.
+pub fn request_message(body: &[u8]) -> Result<Vec<u8>, GrpcStatus> {
+    let mut deframer = Deframer::default();
+    deframer.push(body);
+    match deframer.next_frame()? {
+        Some(Frame::Message(bytes)) => Ok(bytes),
+        _ => Err(GrpcStatus::new(Code::InvalidArgument, "the gRPC-web request body holds no message")),
+    }
+}
+
 /// What a response body yields, frame by frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -326,6 +350,17 @@ mod tests {
         assert!(matches!(deframer.next_frame(), Ok(Some(Frame::Message(_)))));
         assert!(deframer.next_frame().unwrap().is_none());
         assert!(deframer.has_partial_frame());
+    }
+
+    #[test]
+    fn a_reply_made_at_the_edge_reads_back_as_the_message_then_ok() {
+        let reply = autopilot_contract::v1::StartResponse { task_id: "t".into(), state: 1 };
+        let mut deframer = Deframer::default();
+        deframer.push(&encode_reply(&reply));
+        assert_eq!(deframer.next_frame().unwrap(), Some(Frame::Message(reply.encode_to_vec())));
+        assert_eq!(deframer.next_frame().unwrap(), Some(Frame::Trailers(GrpcStatus::new(Code::Ok, ""))));
+        assert_eq!(request_message(&encode_request(&reply)).unwrap(), reply.encode_to_vec());
+        assert_eq!(request_message(&[0, 0, 0]).unwrap_err().code, Code::InvalidArgument as i32);
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - [`autopilot_container`]: the container mode's object: lifecycle, RPCs, WebSocket bridge.
 //! - [`tunnel_relay`]: the tunnel mode's object; [`relay_route`] (pure): where a relayed answer goes.
 //! - [`sessions`]: WebSocket sessions and tickets, for both objects; [`socket`]: their messages.
+//! - Pure, host-tested rules of who may do what: [`site`] (the site's origin, what a
+//!   cookie-authenticated request must show, the body cap), [`task_scope`] (a user reaches only
+//!   the tasks their object started).
 //! - [`agent_client`]: the contract over gRPC-web to the agent-service (thin wasm transport).
 //! - Pure, host-tested logic: [`grpc_web`] (framing, statuses), [`bridge`] (client/server frames
 //!   in both encodings), [`lifecycle`] (container state machine), [`readiness`] (poll schedule),
@@ -35,7 +38,9 @@ pub mod readiness;
 pub mod relay_route;
 pub mod routes;
 pub mod sessions;
+pub mod site;
 pub mod socket;
+pub mod task_scope;
 pub mod ticket;
 pub mod tunnel_relay;
 

@@ -11,6 +11,7 @@ use crate::{
     auth::{self, authenticate, unauthenticated},
     credentials::bearer,
     grpc_web::{Code, GrpcStatus},
+    site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
     ticket,
 };
 
@@ -35,28 +36,102 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         (Method::Get, "/bench/echo") if bench_routes_enabled(&env) => echo_websocket(),
         (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env, Backend::Container).await,
         (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => websocket(req, &env, Backend::Tunnel).await,
-        (method, p) if is_user_route(&method, p) => {
-            // A machine proves itself with its API token only: a browser's session cookie must not
-            // let a page (or a cross-site request) stand in for the user's machine.
-            if p == "/api/tunnel/connect" && bearer(req.headers().get("authorization")?.as_deref()).is_none() {
-                return unauthenticated("a machine connects with Authorization: Bearer <API token>");
-            }
-            let Some(user) = authenticate(&req, &env).await? else {
-                return if p.starts_with("/autopilot.v1.") {
-                    let status = GrpcStatus::new(Code::Unauthenticated, "send Authorization: Bearer <token>");
-                    grpc_web_error(&status, 401)
-                } else {
-                    unauthenticated("sign in, or send Authorization: Bearer <token>")
-                };
-            };
-            if p == "/api/auth/me" {
-                return Response::from_json(&serde_json::json!({"userId": user}));
-            }
-            let backend = if p.starts_with("/api/tunnel/") { Backend::Tunnel } else { Backend::Container };
-            forward(req, &env, backend, &user, &[]).await
-        }
+        (method, p) if is_user_route(&method, p) => user_route(req, &env, method, p).await,
         _ => not_found(&path),
     }
+}
+
+/// A route of the signed-in user: authenticated, checked as a browser request if a cookie proved
+/// the user, its body capped, then handed to the user's object of the route's mode.
+async fn user_route(req: Request, env: &Env, method: Method, path: &str) -> worker::Result<Response> {
+    let grpc = path.starts_with(GRPC_SERVICE_PREFIX);
+    let refuse = |status: GrpcStatus, http: u16| {
+        if grpc {
+            grpc_web_error(&status, http)
+        } else {
+            Ok(error_response(&status)?.with_status(http))
+        }
+    };
+    // A machine proves itself with its API token only: a browser's session cookie must not
+    // let a page (or a cross-site request) stand in for the user's machine.
+    if path == "/api/tunnel/connect" && bearer(req.headers().get("authorization")?.as_deref()).is_none() {
+        return unauthenticated("a machine connects with Authorization: Bearer <API token>");
+    }
+    let Some((user, proof)) = authenticate(&req, env).await? else {
+        return if grpc {
+            let status = GrpcStatus::new(Code::Unauthenticated, "send Authorization: Bearer <token>");
+            grpc_web_error(&status, 401)
+        } else {
+            unauthenticated("sign in, or send Authorization: Bearer <token>")
+        };
+    };
+    let kind = match method {
+        Method::Get | Method::Head if is_upgrade(&req)? => RequestKind::Upgrade,
+        Method::Get | Method::Head => RequestKind::Read,
+        _ if grpc => RequestKind::GrpcWeb,
+        _ => RequestKind::Json,
+    };
+    if let Err(refusal) = check_browser(&req, env, proof, kind)? {
+        return refuse(GrpcStatus::new(Code::PermissionDenied, refusal), 403);
+    }
+    if path == "/api/auth/me" {
+        return Response::from_json(&serde_json::json!({"userId": user}));
+    }
+    let req = match capped(req).await? {
+        Ok(req) => req,
+        Err(status) => return refuse(status, 413),
+    };
+    let backend = if path.starts_with("/api/tunnel/") { Backend::Tunnel } else { Backend::Container };
+    forward(req, env, backend, &user, &[]).await
+}
+
+/// A request whose body is at most [`MAX_BODY_BYTES`], read here so that no route (nor the
+/// service behind it) meets a larger one; `Err` says the limit.
+async fn capped(mut req: Request) -> worker::Result<Result<Request, GrpcStatus>> {
+    let too_large = |len: usize| {
+        GrpcStatus::new(
+            Code::ResourceExhausted,
+            format!("the request body ({len} bytes) is larger than the limit of {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    if matches!(req.method(), Method::Get | Method::Head) {
+        return Ok(Ok(req));
+    }
+    let declared = req.headers().get("content-length")?.and_then(|len| len.parse::<usize>().ok());
+    if let Some(len) = declared.filter(|len| *len > MAX_BODY_BYTES) {
+        return Ok(Err(too_large(len)));
+    }
+    let body = req.bytes().await?;
+    if body.len() > MAX_BODY_BYTES {
+        return Ok(Err(too_large(body.len())));
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method())
+        .with_headers(req.headers().clone())
+        .with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+    Ok(Ok(Request::new_with_init(req.url()?.as_str(), &init)?))
+}
+
+/// [`check_browser_request`] for `req`; `Err` is the refusal's message.
+fn check_browser(req: &Request, env: &Env, proof: Proof, kind: RequestKind) -> worker::Result<Result<(), String>> {
+    if proof == Proof::Token || kind == RequestKind::Read {
+        return Ok(Ok(()));
+    }
+    let site = match site_origin(public_origin(env).as_deref(), req.url()?.as_str()) {
+        Ok(site) => site,
+        Err(message) => return Err(worker::Error::RustError(message)),
+    };
+    let headers = req.headers();
+    Ok(check_browser_request(proof, kind, headers.get("origin")?.as_deref(), headers.get("content-type")?.as_deref(), &site))
+}
+
+/// The configured `PUBLIC_ORIGIN`, if any.
+pub fn public_origin(env: &Env) -> Option<String> {
+    env.var("PUBLIC_ORIGIN").ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+}
+
+fn is_upgrade(req: &Request) -> worker::Result<bool> {
+    Ok(req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")))
 }
 
 /// The two modes a user chooses between, each served by its own Durable Object per user.
@@ -110,6 +185,13 @@ fn is_user_route(method: &Method, path: &str) -> bool {
 /// the user; the user's object then checks the session is theirs and burns the ticket, before
 /// upgrading.
 async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<Response> {
+    if !is_upgrade(&req)? {
+        return Ok(error_response(&GrpcStatus::new(
+            Code::FailedPrecondition,
+            "this route is a WebSocket: send Upgrade: websocket",
+        ))?
+        .with_status(426));
+    }
     let url = req.url()?;
     let ticket_text = url.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned());
     if let Some(text) = ticket_text {
@@ -124,7 +206,10 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
         };
     }
     match authenticate(&req, env).await? {
-        Some(user) => forward(req, env, backend, &user, &[]).await,
+        Some((user, proof)) => match check_browser(&req, env, proof, RequestKind::Upgrade)? {
+            Ok(()) => forward(req, env, backend, &user, &[]).await,
+            Err(refusal) => error_response(&GrpcStatus::new(Code::PermissionDenied, refusal)),
+        },
         None => unauthenticated("a WebSocket needs ?ticket= (from start or ws-ticket) or a session cookie"),
     }
 }
@@ -148,6 +233,14 @@ async fn admin(mut req: Request, env: &Env) -> worker::Result<Response> {
         (Method::Post, "/api/admin/tokens") => auth::create_token(req, env).await,
         (Method::Delete, p) if p.starts_with("/api/admin/tokens/") => {
             auth::revoke_token(p.trim_start_matches("/api/admin/tokens/"), env).await
+        }
+        (Method::Get, "/api/admin/storage") => {
+            let user = req.url()?.query_pairs().find(|(k, _)| k == "userId").map(|(_, v)| v.into_owned());
+            let Some(user) = user.filter(|u| crate::credentials::valid_user_id(u)) else {
+                return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
+            };
+            let forwarded = Request::new("https://user-object/internal/storage", Method::Get)?;
+            forward(forwarded, env, Backend::Container, &user, &[]).await
         }
         (Method::Post, "/api/admin/credits") | (Method::Post, "/api/admin/meter") => {
             let body: serde_json::Value = req.json().await.unwrap_or_default();

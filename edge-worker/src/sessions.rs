@@ -3,15 +3,18 @@
 //! and a reconnect asks for a fresh ticket. Each object keeps its own sessions, so a session of one
 //! backend (or one user) is unknown to every other object.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
-use worker::{Date, Env, Request, Response, State};
+use worker::{Date, Env, ListOptions, Request, Response, State};
 
 use crate::{
     api_error::error_response,
     auth::unauthenticated,
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
-    routes::{ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
+    routes::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
+    site::{site_origin, websocket_url},
     ticket::{self, Ticket, TICKET_TTL_MS},
 };
 
@@ -98,21 +101,111 @@ impl Sessions<'_> {
     }
 
     /// A single-use ticket for a WebSocket to `session_id`, and the URL that carries it. The
-    /// nonce is kept until the ticket is used or expires.
+    /// nonce is kept until the ticket is used or expires (then [`Sessions::prune`] drops it).
     async fn issue_ticket(&self, req: &Request, user_id: &str, session_id: &str) -> worker::Result<(String, String)> {
+        let site = self.site(req).map_err(|status| worker::Error::RustError(status.message))?;
         let ticket = Ticket {
             user_id: user_id.to_string(),
             session_id: session_id.into(),
             nonce: random_id()?,
-            expires_at_ms: Date::now().as_millis() + TICKET_TTL_MS,
+            expires_at_ms: Date::now().as_millis() + self.ticket_ttl_ms(),
         };
         self.state.storage().put(&format!("{TICKET_PREFIX}{}", ticket.nonce), ticket.expires_at_ms).await?;
         let text = ticket::issue(ticket_secret(self.env)?.as_bytes(), &ticket);
-        let url = req.url()?;
-        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-        let host = url.host_str().unwrap_or("localhost");
-        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let websocket_url = format!("{scheme}://{host}{port}{}{session_id}?ticket={text}", self.ws_path);
+        let websocket_url = websocket_url(&site, &format!("{}{session_id}?ticket={text}", self.ws_path));
         Ok((text, websocket_url))
+    }
+
+    /// The site's origin, which the WebSocket URLs handed out are built on (see [`site_origin`]).
+    ///
+    /// # Errors
+    /// INTERNAL when the edge is misconfigured: no `PUBLIC_ORIGIN` on a host that is not loopback.
+    pub fn site(&self, req: &Request) -> Result<String, GrpcStatus> {
+        let url = req.url().map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
+        site_origin(public_origin(self.env).as_deref(), url.as_str()).map_err(|m| GrpcStatus::new(Code::Internal, m))
+    }
+
+    /// How long a ticket is valid: `TICKET_TTL_SECONDS`, or [`TICKET_TTL_MS`].
+    pub fn ticket_ttl_ms(&self) -> u64 {
+        seconds_var(self.env, "TICKET_TTL_SECONDS").map(|s| s * 1000).unwrap_or(TICKET_TTL_MS)
+    }
+
+    /// Deletes the nonces of tickets that expired unused, and the sessions older than
+    /// `SESSION_RETENTION_SECONDS` (default [`SESSION_RETENTION`]) but the one of `running_task`.
+    /// Answers when the next entry is due to go, if any remains.
+    pub async fn prune(&self, now_ms: u64, running_task: Option<&str>) -> worker::Result<Option<u64>> {
+        let retention_ms = seconds_var(self.env, "SESSION_RETENTION_SECONDS")
+            .map(|s| s * 1000)
+            .unwrap_or(SESSION_RETENTION.as_millis() as u64);
+        let storage = self.state.storage();
+        let mut expired = Vec::new();
+        let mut next_due: Option<u64> = None;
+        let mut note_due = |due: u64| next_due = Some(next_due.map_or(due, |next| next.min(due)));
+        for entry in storage.list_with_options(ListOptions::new().prefix(TICKET_PREFIX)).await?.entries() {
+            let (key, expires_at_ms): (String, u64) = serde_wasm_bindgen::from_value(entry?)?;
+            match prune_decision(expires_at_ms, now_ms) {
+                Prune::Now => expired.push(key),
+                Prune::At(due) => note_due(due),
+            }
+        }
+        for entry in storage.list_with_options(ListOptions::new().prefix(SESSION_PREFIX)).await?.entries() {
+            let (key, session): (String, Session) = serde_wasm_bindgen::from_value(entry?)?;
+            if running_task == Some(session.task_id.as_str()) {
+                continue;
+            }
+            match prune_decision(session.created_ms + retention_ms, now_ms) {
+                Prune::Now => expired.push(key),
+                Prune::At(due) => note_due(due),
+            }
+        }
+        // Storage deletes at most 128 keys per call.
+        for keys in expired.chunks(128) {
+            storage.delete_multiple(keys.to_vec()).await?;
+        }
+        Ok(next_due)
+    }
+
+    /// How many sessions and unused tickets are stored (for the operator's storage report).
+    pub async fn counts(&self) -> worker::Result<(usize, usize)> {
+        let storage = self.state.storage();
+        let sessions = storage.list_with_options(ListOptions::new().prefix(SESSION_PREFIX)).await?.size() as usize;
+        let tickets = storage.list_with_options(ListOptions::new().prefix(TICKET_PREFIX)).await?.size() as usize;
+        Ok((sessions, tickets))
+    }
+}
+
+/// How long a session outlives its creation unless `SESSION_RETENTION_SECONDS` says otherwise:
+/// as long as a browser sign-in lasts, so a page can reopen any task it remembers.
+pub const SESSION_RETENTION: Duration = Duration::from_secs(crate::auth::SESSION_TTL_SECONDS);
+
+/// Whether a stored entry that lapses at `due_ms` goes now or later.
+#[derive(Debug, PartialEq, Eq)]
+enum Prune {
+    Now,
+    At(u64),
+}
+
+fn prune_decision(due_ms: u64, now_ms: u64) -> Prune {
+    if due_ms <= now_ms {
+        Prune::Now
+    } else {
+        Prune::At(due_ms)
+    }
+}
+
+/// A whole number of seconds from the var `name`, if set and readable.
+fn seconds_var(env: &Env, name: &str) -> Option<u64> {
+    env.var(name).ok().and_then(|v| v.to_string().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_goes_once_its_time_has_come_not_before() {
+        assert_eq!(prune_decision(1_000, 999), Prune::At(1_000));
+        assert_eq!(prune_decision(1_000, 1_000), Prune::Now);
+        assert_eq!(prune_decision(1_000, 5_000), Prune::Now);
     }
 }

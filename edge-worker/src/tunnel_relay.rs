@@ -26,7 +26,10 @@ use worker::{
 
 use crate::{
     api_error::{error_response, not_found},
-    bridge::{client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage},
+    bridge::{
+        client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage,
+        MAX_SUBSCRIPTIONS_PER_SOCKET,
+    },
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
     relay_route::Route,
@@ -42,8 +45,6 @@ const MACHINE_KEY: &str = "machine";
 /// Close code and reason a replaced machine receives (4000-4999: application codes).
 pub const REPLACED_CLOSE_CODE: u16 = 4001;
 const REPLACED_REASON: &str = "replaced: another machine connected for this user";
-/// Open subscriptions one browser socket may hold (they are kept in its attachment).
-const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 8;
 /// How long an HTTP call waits for the machine's answer.
 const MACHINE_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a browser hears when there is no machine to ask.
