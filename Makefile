@@ -82,7 +82,7 @@ dev: tools build worker web
 	  --claude-path $(CLAUDE) --allow-local-repos & \
 	$(WRANGLER_ENV) $(WRANGLER) dev --local --ip 127.0.0.1 --port $(EDGE_PORT) --inspector-ip 127.0.0.1 \
 	  --persist-to $(DEV_DIR)/wrangler --show-interactive-dev-session=false \
-	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) & \
+	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) --var PUBLIC_ORIGIN:http://127.0.0.1:$(EDGE_PORT) & \
 	scripts/dev-account.sh http://127.0.0.1:$(EDGE_PORT) "$$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars)" & \
 	wait
 

@@ -119,10 +119,12 @@ impl Sessions<'_> {
     /// The site's origin, which the WebSocket URLs handed out are built on (see [`site_origin`]).
     ///
     /// # Errors
-    /// INTERNAL when the edge is misconfigured: no `PUBLIC_ORIGIN` on a host that is not loopback.
+    /// INVALID_ARGUMENT when the request came for a host the edge cannot vouch for: without
+    /// `PUBLIC_ORIGIN`, any host but a loopback one (a client's `Host` is not trusted).
     pub fn site(&self, req: &Request) -> Result<String, GrpcStatus> {
-        let url = req.url().map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
-        site_origin(public_origin(self.env).as_deref(), url.as_str()).map_err(|m| GrpcStatus::new(Code::Internal, m))
+        let url = req.url().map_err(|e| GrpcStatus::new(Code::InvalidArgument, e.to_string()))?;
+        site_origin(public_origin(self.env).as_deref(), url.as_str())
+            .map_err(|m| GrpcStatus::new(Code::InvalidArgument, m))
     }
 
     /// How long a ticket is valid: `TICKET_TTL_SECONDS`, or [`TICKET_TTL_MS`].

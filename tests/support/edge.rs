@@ -57,12 +57,15 @@ impl Edge {
         Edge::start_with_vars(agent_service_url, &[]).await
     }
 
-    /// [`Edge::start`] with more `--var NAME:VALUE` settings.
+    /// [`Edge::start`] with more `--var NAME:VALUE` settings; `{edge}` in a value stands for the
+    /// edge's own base URL (e.g. `PUBLIC_ORIGIN`).
     pub async fn start_with_vars(agent_service_url: &str, vars: &[(&str, &str)]) -> Edge {
         let wrangler = repo_root().join("tools/node_modules/.bin/wrangler");
         assert!(wrangler.exists(), "{} is missing: run `make tools` (make test does)", wrangler.display());
         let state = tempfile::tempdir().unwrap();
         let (port, inspector) = (free_port(), free_port());
+        let own_url = format!("http://127.0.0.1:{port}");
+        let vars: Vec<(&str, String)> = vars.iter().map(|(name, value)| (*name, value.replace("{edge}", &own_url))).collect();
         let mut command = Command::new(wrangler);
         command
             .current_dir(repo_root())
