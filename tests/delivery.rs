@@ -266,6 +266,11 @@ async fn hostile_branch_names_and_identities_are_refused_before_git_runs() {
         (branch("main@{1}"), "delivery.branch"),
         (branch("HEAD"), "delivery.branch"),
         (branch("x\n--upload-pack=evil"), "delivery.branch"),
+        // Git accepts a bidi override, but it makes the name read as another in every UI.
+        (
+            branch("main\u{202e}txt.exe"),
+            r#"delivery.branch "main\u{202e}txt.exe" is not a usable branch name: it contains '\u{202e}', an invisible formatting character"#,
+        ),
         (DeliveryOptions { author_name: "Eve\nSigned-off-by: x".into(), ..Default::default() }, "delivery.author_name"),
         (DeliveryOptions { author_email: "eve@x> <y".into(), ..Default::default() }, "delivery.author_email"),
     ];

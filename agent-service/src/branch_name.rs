@@ -5,6 +5,9 @@
 //! Rules (for the name `N` of `refs/heads/N`):
 //! - 1..=200 bytes; not "@" and not "HEAD"; does not start with "-" (it could pass as an option);
 //! - no control characters, space, `~ ^ : ? * [ \`, no "..", no "@{", no "//";
+//! - no invisible Unicode format characters (general category Cf: bidi controls such as U+202E,
+//!   zero-width spaces and joiners) and no other whitespace (no-break spaces, line separators):
+//!   git accepts them, but they make a name show as another in every UI that shows the branch;
 //! - does not start or end with "/", does not end with ".";
 //! - no component starts with "." or ends with ".lock".
 
@@ -16,6 +19,8 @@ pub const MAX_BRANCH_LEN: usize = 200;
 /// # Errors
 /// What is wrong with it, in words for people.
 pub fn check_branch_name(name: &str) -> Result<(), String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
     if name.is_empty() {
         return Err("is empty".into());
     }
@@ -30,6 +35,14 @@ pub fn check_branch_name(name: &str) -> Result<(), String> {
     }
     if let Some(c) = name.chars().find(|c| c.is_control() || " ~^:?*[\\".contains(*c)) {
         return Err(format!("contains {c:?}, which git does not allow in branch names"));
+    }
+    if let Some(c) = name.chars().find(|c| c.general_category() == GeneralCategory::Format) {
+        return Err(format!(
+            "contains {c:?}, an invisible formatting character (Unicode category Cf) that would disguise the name"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace()) {
+        return Err(format!("contains the whitespace {c:?}, which would disguise the name"));
     }
     for (pattern, what) in [("..", "\"..\""), ("@{", "\"@{\""), ("//", "\"//\"")] {
         if name.contains(pattern) {
@@ -66,6 +79,8 @@ mod tests {
         "release+1",
         "a.b/c.d",
         "ünïcode",
+        "功能/修复",
+        "fix/🚀",
         "a@b",
         "x.lockx",
     ];
@@ -101,6 +116,21 @@ mod tests {
         "HEAD",
     ];
 
+    /// Names git accepts but that would show as another name: invisible format characters and
+    /// whitespace other than the ASCII space git refuses itself.
+    const DISGUISED: &[&str] = &[
+        "main\u{202e}exe.txt",  // RIGHT-TO-LEFT OVERRIDE
+        "fix\u{2066}x\u{2069}", // LEFT-TO-RIGHT ISOLATE ... POP DIRECTIONAL ISOLATE
+        "a\u{200b}b",           // ZERO WIDTH SPACE
+        "a\u{200d}b",           // ZERO WIDTH JOINER
+        "\u{feff}main",         // BYTE ORDER MARK
+        "a\u{00ad}b",           // SOFT HYPHEN
+        "a\u{200e}",            // LEFT-TO-RIGHT MARK
+        "a\u{00a0}b",           // NO-BREAK SPACE
+        "a\u{2028}b",           // LINE SEPARATOR
+        "a\u{3000}b",           // IDEOGRAPHIC SPACE
+    ];
+
     #[test]
     fn hostile_and_malformed_names_are_refused() {
         for name in BAD {
@@ -108,6 +138,21 @@ mod tests {
         }
         assert!(check_branch_name(&"a".repeat(MAX_BRANCH_LEN + 1)).is_err());
         assert_eq!(check_branch_name("-x").unwrap_err(), "starts with '-', so git could read it as an option");
+    }
+
+    #[test]
+    fn names_that_would_show_as_another_are_refused() {
+        for name in DISGUISED {
+            assert!(check_branch_name(name).is_err(), "{name:?} was accepted");
+        }
+        assert_eq!(
+            check_branch_name("main\u{202e}exe.txt").unwrap_err(),
+            "contains '\\u{202e}', an invisible formatting character (Unicode category Cf) that would disguise the name"
+        );
+        assert_eq!(
+            check_branch_name("a\u{a0}b").unwrap_err(),
+            "contains the whitespace '\\u{a0}', which would disguise the name"
+        );
     }
 
     #[test]
@@ -119,7 +164,8 @@ mod tests {
     }
 
     /// The rules agree with git's own syntax check of `refs/heads/<name>` (this module is stricter
-    /// only where a name could pass as an option or a revision: "-x", "@", "HEAD").
+    /// only where a name could pass as an option or a revision: "-x", "@", "HEAD", or as another
+    /// name: [`DISGUISED`]).
     #[test]
     fn verdicts_agree_with_git_check_ref_format() {
         let git_accepts = |name: &str| {
@@ -136,6 +182,9 @@ mod tests {
                 continue;
             }
             assert_eq!(git_accepts(name), check_branch_name(name).is_ok(), "verdicts differ on {name:?}");
+        }
+        for name in DISGUISED {
+            assert!(git_accepts(name), "git itself accepts {name:?}: refusing it is this module's job");
         }
     }
 }

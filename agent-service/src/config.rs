@@ -50,6 +50,17 @@ pub struct Config {
     /// Ended tasks kept (with their workspaces and logs); older ones are deleted.
     #[arg(long, global = true, env = "AUTOPILOT_HISTORY", default_value_t = 50)]
     pub history: usize,
+    /// A browser origin allowed to call the service directly (CORS), e.g. https://app.example.com;
+    /// repeatable. None by default: the edge calls the service server to server, and no web page
+    /// needs to.
+    #[arg(long = "cors-origin", value_name = "URL", env = "AUTOPILOT_CORS_ORIGINS", value_delimiter = ',', value_parser = crate::cors::parse_origin)]
+    pub cors_origins: Vec<String>,
+    /// A host name requests may be addressed to (Host header, or :authority), on any port, besides
+    /// localhost, 127.0.0.1, ::1 and this machine's hostname; repeatable. Requests for other names
+    /// are refused with 403 (GET /ping excepted), so a web page whose name points at this machine
+    /// (DNS rebinding) cannot reach it.
+    #[arg(long = "allowed-host", value_name = "NAME", env = "AUTOPILOT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
     /// Log format: "text" or "json".
     #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -66,6 +77,10 @@ pub enum Command {
     /// running meanwhile. Give the token in AUTOPILOT_TOKEN rather than --token, so it stays out
     /// of `ps`.
     Connect(ConnectArgs),
+    /// Internal: leads the agent's process group and takes it down with the service
+    /// ([`crate::agent_guard`]). The service runs it; people do not.
+    #[command(name = crate::agent_guard::SUBCOMMAND, hide = true)]
+    AgentGuard(crate::agent_guard::GuardArgs),
 }
 
 /// Flags of `agent-service connect`.
@@ -150,6 +165,24 @@ mod tests {
         assert_eq!(config.default_timeout, Duration::from_secs(1800));
         assert!(!config.allow_local_repos);
         assert!(config.command.is_none());
+        assert!(config.cors_origins.is_empty(), "no web page may call the service unless named");
+        assert!(config.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn origins_and_hosts_repeat_or_come_comma_separated() {
+        let config = Config::parse_from([
+            "agent-service",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "http://localhost:5173,https://b.example/",
+            "--allowed-host",
+            "agent.internal",
+        ]);
+        assert_eq!(config.cors_origins, ["https://a.example", "http://localhost:5173", "https://b.example"]);
+        assert_eq!(config.allowed_hosts, ["agent.internal"]);
+        assert!(Config::try_parse_from(["agent-service", "--cors-origin", "*"]).is_err());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! serves the `autopilot.v1` contract over native gRPC and gRPC-web on one port.
 //!
 //! Layout:
-//! - [`config`]: flags and environment.
-//! - [`server`]: the one listener serving gRPC, gRPC-web, reflection, health and `/ping`.
+//! - [`config`]: flags and environment; [`absolute_paths`]: every configured path made absolute
+//!   at start.
+//! - [`server`]: the one listener serving gRPC, gRPC-web, reflection, health and `/ping`, for
+//!   the hosts [`host_guard`] allows and the browser origins [`cors`] names.
 //! - [`grpc_api`]: the `Autopilot` service, mapping requests onto the task manager.
 //! - [`frame_server`]: the same service over `ClientFrame`/`ServerFrame`s; [`tunnel`]: tunnel
 //!   mode, serving those frames over a WebSocket this machine opens to the edge.
@@ -18,11 +20,17 @@
 //!   parsed), [`diff_cap`], [`commit_message`] and [`branch_name`] (pure).
 //! - [`agent`]: the agent CLI interface, Claude Code, and its output parser.
 //! - [`process_group`]: children that can be stopped whole; [`redact`]: secrets kept out.
+//! - [`agent_guard`]: the agent's guard, so the agent dies with the service;
+//!   [`leftover_agent`]: what a previous run's agent left, killed on restart; over
+//!   [`proc_table`] (the process table in `/proc`).
 
+pub mod absolute_paths;
 pub mod agent;
+pub mod agent_guard;
 pub mod branch_name;
 pub mod commit_message;
 pub mod config;
+pub mod cors;
 pub mod delivery;
 pub mod diff_cap;
 pub mod event_log;
@@ -33,6 +41,9 @@ pub mod git_credentials;
 pub mod git_diff;
 pub mod git_progress;
 pub mod grpc_api;
+pub mod host_guard;
+pub mod leftover_agent;
+pub mod proc_table;
 pub mod process_group;
 pub mod redact;
 pub mod repo_url;
@@ -50,10 +61,12 @@ use tokio::net::TcpListener;
 
 use crate::{
     agent::claude_code::ClaudeCode,
+    agent_guard::Guard,
     config::{agent_env, Config},
     git_clone::GitSettings,
     git_credentials::GitCredentials,
     grpc_api::AutopilotApi,
+    host_guard::AllowedHosts,
     redact::Redactor,
     task_manager::TaskManager,
     task_runner::RunContext,
@@ -66,6 +79,10 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Runs the whole service on `listener` with `config` until `shutdown` completes; then stops the
 /// running task (its final event recorded and delivered), finishes open requests, and returns.
 ///
+/// `config`'s paths are used as they are: the binary makes them absolute at start
+/// ([`absolute_paths`]). Tasks run their agent under this binary's guard mode
+/// ([`agent_guard`]), so the program calling this must be the agent-service.
+///
 /// # Errors
 /// The work directory could not be prepared, or serving failed.
 pub async fn run(
@@ -74,8 +91,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (api, shutdown) = build(&config, shutdown)?;
-    tracing::info!(addr = %listener.local_addr()?, work_dir = %config.work_dir.display(), "listening");
-    server::run(listener, api, shutdown).await
+    let access = server::Access {
+        cors_origins: config.cors_origins.clone(),
+        allowed_hosts: AllowedHosts::with_own_hostname(&config.allowed_hosts),
+    };
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        work_dir = %config.work_dir.display(),
+        allowed_hosts = %access.allowed_hosts.names().collect::<Vec<_>>().join(","),
+        cors_origins = %access.cors_origins.join(","),
+        "listening"
+    );
+    server::run(listener, api, access, shutdown).await
 }
 
 /// Tunnel mode: runs the same task machinery, reached through the edge over the connection this
@@ -109,8 +136,11 @@ fn build(
     }
     // Read from the environment only, like the API key: never a flag (it would show in `ps`).
     let git_credentials = GitCredentials::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let guard = Guard::this_program()
+        .map_err(|e| format!("cannot find this program's own path, which the agent runs under: {e}"))?;
     let ctx = RunContext {
         agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
+        guard,
         git: GitSettings {
             program: config.git_path.clone(),
             allow_file: config.allow_local_repos,

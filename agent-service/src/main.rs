@@ -1,5 +1,7 @@
-//! `agent-service`: parses flags, starts logging, binds and runs the service (or, with `connect`,
-//! connects out to the edge in tunnel mode) until SIGTERM or SIGINT. Everything else lives in the library.
+//! `agent-service`: parses flags, makes every configured path absolute, starts logging, binds and
+//! runs the service (or, with `connect`, connects out to the edge in tunnel mode) until SIGTERM or
+//! SIGINT. Run as `agent-guard` (by the service itself), it is the agent's guard instead.
+//! Everything else lives in the library.
 
 use clap::Parser;
 use tokio::{
@@ -9,18 +11,23 @@ use tokio::{
 use tracing_subscriber::EnvFilter;
 
 use agent_service::{
+    absolute_paths, agent_guard,
     config::{Command, Config},
     tunnel::TunnelSettings,
 };
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    // The guard is a plain single-threaded process: it must not start the runtime, and stays
+    // dumpable so a restarted service can check what it is through /proc.
+    if let Some(Command::AgentGuard(args)) = &config.command {
+        agent_guard::run(args);
+    }
     // Not dumpable: the agent runs as the same user, and must not read this process's memory or
     // its environment (the model API key, git credentials) through /proc.
     if let Err(error) = nix::sys::prctl::set_dumpable(false) {
         eprintln!("agent-service: could not make the process undumpable: {error}");
     }
-    let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.log_format == "json" {
@@ -28,6 +35,28 @@ async fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
+    // Once, before any other thread starts: the environment is rewritten here too.
+    let config = match absolute_paths::current_dir().and_then(|cwd| {
+        absolute_paths::resolve_environment(&cwd);
+        absolute_paths::resolve_config(config, &cwd)
+    }) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "agent-service cannot start");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "agent-service cannot start its runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> std::process::ExitCode {
     let result = match config.command.clone() {
         None => {
             async {
@@ -42,6 +71,7 @@ async fn main() -> std::process::ExitCode {
             let settings = TunnelSettings { edge: args.edge, token: args.token, ping_interval: args.ping_interval };
             agent_service::connect(config, settings, shutdown_signal()).await
         }
+        Some(Command::AgentGuard(_)) => unreachable!("the guard never reaches the runtime"),
     };
     match result {
         Ok(()) => {

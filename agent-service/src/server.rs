@@ -1,7 +1,9 @@
 //! One listener, every protocol: native gRPC (HTTP/2 cleartext, for grpcurl and generated
-//! clients), gRPC-web over HTTP/1.1 (for the edge worker and browsers, with CORS), gRPC
-//! reflection (v1 and v1alpha, as grpcurl 1.8 only speaks v1alpha), the standard health service,
-//! and a plain `GET /ping` that the edge polls for readiness.
+//! clients), gRPC-web over HTTP/1.1 (for the edge worker, and browsers of origins the operator
+//! named: [`crate::cors`]), gRPC reflection (v1 and v1alpha, as grpcurl 1.8 only speaks
+//! v1alpha), the standard health service, and a plain `GET /ping` that the edge polls for
+//! readiness. Every request but `/ping` must be addressed to a host the service answers to
+//! ([`crate::host_guard`]).
 //!
 //! `/ping` is added to the axum router after the gRPC-web layer: tonic-web answers every HTTP/1
 //! request that is not gRPC-web with 400, so the route must not sit behind it.
@@ -13,14 +15,17 @@ use axum::{http::StatusCode, routing::get, serve::ListenerExt};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_web::GrpcWebLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::grpc_api::AutopilotApi;
+use crate::{cors::cors_layer, grpc_api::AutopilotApi, host_guard::AllowedHosts};
 
-/// Headers a gRPC-web client sends and must be allowed to read back, for CORS.
-const GRPC_WEB_REQUEST_HEADERS: [&str; 5] =
-    ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout", "authorization"];
-const GRPC_WEB_RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+/// Who may reach the service over HTTP.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Browser origins allowed by CORS (none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// Host names requests may be addressed to.
+    pub allowed_hosts: AllowedHosts,
+}
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes open requests.
 ///
@@ -32,6 +37,7 @@ const GRPC_WEB_RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "gr
 pub async fn run(
     listener: TcpListener,
     api: Arc<AutopilotApi>,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -47,26 +53,25 @@ pub async fn run(
         .build_v1alpha()?;
 
     let api = AutopilotServer::from_arc(api);
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([axum::http::Method::POST, axum::http::Method::GET, axum::http::Method::OPTIONS])
-        .allow_headers(GRPC_WEB_REQUEST_HEADERS.map(axum::http::HeaderName::from_static))
-        .expose_headers(GRPC_WEB_RESPONSE_HEADERS.map(axum::http::HeaderName::from_static));
-
-    let router = Routes::new(api)
+    let mut router = Routes::new(api)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .prepare()
         .into_axum_router()
-        .layer(GrpcWebLayer::new())
-        .layer(cors)
+        .layer(GrpcWebLayer::new());
+    if let Some(cors) = cors_layer(&access.cors_origins) {
+        router = router.layer(cors);
+    }
+    let router = router
         .route("/ping", get(|| async { "ok" }))
         // Also outside the gRPC-web layer, so an unknown path is a plain 404 rather than
         // tonic-web's 400; gRPC clients read HTTP 404 as UNIMPLEMENTED, as the spec maps it.
         .fallback(|| async {
             (StatusCode::NOT_FOUND, "not found: this service answers gRPC, gRPC-web and GET /ping\n")
-        });
+        })
+        // Outermost, over the fallback too; it lets /ping through itself.
+        .layer(axum::middleware::from_fn_with_state(Arc::new(access.allowed_hosts), crate::host_guard::guard));
 
     // Without TCP_NODELAY, Nagle's algorithm holds back small stream frames (~5x slower streams).
     let listener = listener.tap_io(|tcp| {

@@ -73,7 +73,7 @@ impl Task {
     }
 
     /// Reloads a task from its directory after a restart. A task that had not finished is ended
-    /// FAILED: whatever ran it is gone.
+    /// FAILED: whatever ran it is gone (what is left of its agent is killed first).
     ///
     /// # Errors
     /// The directory does not hold a readable task.
@@ -85,6 +85,8 @@ impl Task {
         })?;
         let task = Self::assemble(dir, snapshot, log, redactor);
         if !task.state().is_final() {
+            // Its agent may still be running, if its guard could not take it down.
+            crate::leftover_agent::kill_leftovers(&task.id, &task.dir);
             task.finish(
                 TaskState::Failed,
                 String::new(),

@@ -15,9 +15,10 @@ use autopilot_contract::v1::{
 use crate::{
     agent::{
         outcome::decide,
-        process::{run_agent, RunEnd},
+        process::{run_agent, Owner, RunEnd},
         AgentCli, AgentInvocation, AgentMessage,
     },
+    agent_guard::Guard,
     delivery::{deliver, save_clean_git_config, DeliveryContext},
     git_clone::{clone_repo, GitSettings},
     git_command::GitError,
@@ -29,6 +30,8 @@ use crate::{
 /// What every task run shares: the agent CLI, git settings and the agent's environment.
 pub struct RunContext {
     pub agent: Arc<dyn AgentCli>,
+    /// What the agent runs under, so that it dies with the service.
+    pub guard: Guard,
     pub git: GitSettings,
     /// How git authenticates to push (also in `git.credentials_env`); used for error hints.
     pub git_credentials: GitCredentials,
@@ -115,7 +118,8 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         env: ctx.agent_env.clone(),
     };
     let mut num_turns = 0;
-    let end = run_agent(ctx.agent.as_ref(), &invocation, task.stop_token(), ctx.grace, |message| {
+    let owner = Owner { task_id: task.id(), task_dir: task.dir() };
+    let end = run_agent(ctx.agent.as_ref(), &invocation, &ctx.guard, owner, task.stop_token(), ctx.grace, |message| {
         if let AgentMessage::Finished(result) = &message {
             num_turns = result.num_turns;
         }

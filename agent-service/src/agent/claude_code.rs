@@ -4,9 +4,7 @@
 
 use std::path::PathBuf;
 
-use tokio::process::Command;
-
-use super::{stream_json::StreamJsonParser, AgentCli, AgentInvocation, OutputParser};
+use super::{stream_json::StreamJsonParser, AgentCli, AgentCommand, AgentInvocation, OutputParser};
 
 /// Runs the Claude Code CLI found at `program`.
 #[derive(Debug, Clone)]
@@ -19,14 +17,18 @@ impl AgentCli for ClaudeCode {
         "claude-code"
     }
 
-    fn command(&self, invocation: &AgentInvocation) -> Command {
-        let mut command = Command::new(&self.program);
-        command.args(claude_args(invocation));
-        command.current_dir(&invocation.workdir).env_clear().envs(invocation.env.iter().cloned());
+    fn command(&self, invocation: &AgentInvocation) -> AgentCommand {
+        let mut env = invocation.env.clone();
         // Claude Code refuses to bypass permissions as root unless told it runs in a sandbox;
         // the container (or the developer's own checkout, in tunnel mode) is that sandbox.
-        command.env("IS_SANDBOX", "1");
-        command
+        env.retain(|(name, _)| name != "IS_SANDBOX");
+        env.push(("IS_SANDBOX".into(), "1".into()));
+        AgentCommand {
+            program: self.program.clone(),
+            args: claude_args(invocation),
+            cwd: invocation.workdir.clone(),
+            env,
+        }
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

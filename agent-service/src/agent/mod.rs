@@ -9,7 +9,8 @@
 //! - [`claude_code`]: the Claude Code command line.
 //! - [`stream_json`]: the parser for Claude Code's `--output-format stream-json`.
 //! - [`outcome`]: success or failure, decided from the result message and the exit status.
-//! - [`process`]: spawning, reading and stopping the CLI (the only part that touches tokio).
+//! - [`process`]: spawning (under [`crate::agent_guard`]), reading and stopping the CLI (the
+//!   only part that touches tokio).
 
 pub mod claude_code;
 pub mod outcome;
@@ -19,7 +20,6 @@ pub mod stream_json;
 use std::path::PathBuf;
 
 use autopilot_contract::v1::Usage;
-use tokio::process::Command;
 
 /// Everything one run of the agent needs.
 #[derive(Debug, Clone)]
@@ -38,13 +38,26 @@ pub struct AgentInvocation {
     pub env: Vec<(String, String)>,
 }
 
+/// One run of an agent CLI as a process, before it is spawned (the service spawns it under its
+/// guard, [`crate::agent_guard`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCommand {
+    /// The CLI: a path, or a name looked up on the `PATH` of `env`.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Where it runs: the clone.
+    pub cwd: PathBuf,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+}
+
 /// A coding-agent CLI the service can run.
 pub trait AgentCli: Send + Sync + 'static {
     /// A short name for logs and errors, e.g. "claude-code".
     fn name(&self) -> &str;
     /// The command for one run: program, arguments, working directory and environment.
     /// The prompt is written to its stdin.
-    fn command(&self, invocation: &AgentInvocation) -> Command;
+    fn command(&self, invocation: &AgentInvocation) -> AgentCommand;
     /// A fresh parser for one run's stdout.
     fn parser(&self) -> Box<dyn OutputParser>;
 }

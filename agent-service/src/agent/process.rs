@@ -1,8 +1,9 @@
-//! Runs an [`AgentCli`] as a child process group: writes the prompt to its stdin, turns each
-//! stdout line into messages as it arrives, keeps the tail of stderr for error reports, and stops
-//! the whole group when told to.
+//! Runs an [`AgentCli`] as a child process group led by its guard ([`crate::agent_guard`], so it
+//! dies with the service): writes the prompt to its stdin, turns each stdout line into messages
+//! as it arrives, keeps the tail of stderr for error reports, and stops the whole of it when told
+//! to. While it runs, its group is recorded in the task's directory ([`crate::leftover_agent`]).
 
-use std::{collections::VecDeque, process::Stdio, time::Duration};
+use std::{collections::VecDeque, path::Path, process::Stdio, time::Duration};
 
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +13,11 @@ use tokio_util::{
 };
 
 use super::{outcome::AgentExit, AgentCli, AgentInvocation, AgentMessage, NotJson};
-use crate::process_group::{kill_leftovers, spawn_group, terminate_group};
+use crate::{
+    agent_guard::{self, Guard},
+    leftover_agent,
+    process_group::{kill_leftovers, spawn_group},
+};
 
 /// Longest stdout line read; longer lines are skipped (a tool result can be large, not unbounded).
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -27,22 +32,50 @@ pub enum RunEnd {
     Stopped,
 }
 
-/// Runs the agent until it exits or `stop` fires, calling `on_message` for every message.
+/// Whose agent it is, for its guard and the record of its process group.
+pub struct Owner<'a> {
+    pub task_id: &'a str,
+    /// The task's directory, where the group is recorded while the agent runs.
+    pub task_dir: &'a Path,
+}
+
+/// Runs the agent under `guard` until it exits or `stop` fires, calling `on_message` for every
+/// message.
 ///
 /// # Errors
-/// The CLI could not be started (e.g. not installed at the configured path).
+/// The guard could not be started, or reading the agent's output failed. (An agent CLI that
+/// cannot be started makes the guard exit with code 126 and say why on stderr.)
 pub async fn run_agent(
     cli: &dyn AgentCli,
     invocation: &AgentInvocation,
+    guard: &Guard,
+    owner: Owner<'_>,
+    stop: &CancellationToken,
+    grace: Duration,
+    on_message: impl FnMut(AgentMessage),
+) -> std::io::Result<RunEnd> {
+    let mut command = guard.command(&cli.command(invocation), owner.task_id);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = spawn_group(&mut command)?;
+    let pgid = child.id();
+    if let Some(pgid) = pgid {
+        leftover_agent::record(owner.task_dir, pgid);
+    }
+    let end = follow(cli, invocation, child, stop, grace, on_message).await;
+    kill_leftovers(pgid);
+    leftover_agent::forget(owner.task_dir);
+    end
+}
+
+/// Feeds the prompt to the running agent `child` and reads it to its end.
+async fn follow(
+    cli: &dyn AgentCli,
+    invocation: &AgentInvocation,
+    mut child: tokio::process::Child,
     stop: &CancellationToken,
     grace: Duration,
     mut on_message: impl FnMut(AgentMessage),
 ) -> std::io::Result<RunEnd> {
-    let mut command = cli.command(invocation);
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = spawn_group(&mut command)?;
-    let pgid = child.id();
-
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let prompt = invocation.prompt.clone();
     tokio::spawn(async move {
@@ -60,7 +93,7 @@ pub async fn run_agent(
         let line = tokio::select! {
             line = lines.next() => line,
             () = stop.cancelled() => {
-                terminate_group(&mut child, grace).await?;
+                agent_guard::stop(&mut child, grace).await?;
                 return Ok(RunEnd::Stopped);
             }
         };
@@ -89,11 +122,10 @@ pub async fn run_agent(
     let status = tokio::select! {
         status = child.wait() => status?,
         () = stop.cancelled() => {
-            terminate_group(&mut child, grace).await?;
+            agent_guard::stop(&mut child, grace).await?;
             return Ok(RunEnd::Stopped);
         }
     };
-    kill_leftovers(pgid);
     exit.status = status.to_string();
     exit.success = status.success();
     exit.stderr_tail = stderr_tail.await.unwrap_or_default();
