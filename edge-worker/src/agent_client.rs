@@ -122,7 +122,7 @@ impl AgentClient {
         let mut retries = backoff(Duration::from_millis(50), Duration::from_secs(1), NOT_LISTENING_BUDGET);
         loop {
             match self.call_once(method, request).await {
-                Err(status) if IDEMPOTENT.contains(&method) && is_not_listening(&status.message) => {
+                Err(status) if IDEMPOTENT.contains(&method) && self.may_retry(&status) => {
                     match retries.next() {
                         Some(delay) => Delay::from(delay).await,
                         None => return Err(status),
@@ -130,6 +130,17 @@ impl AgentClient {
                 }
                 result => return result,
             }
+        }
+    }
+
+    /// Whether a failed idempotent call may be sent again: nothing listened on the container's
+    /// port, or (local mode) the service's URL could not be reached at all; workerd words a
+    /// refused connection to a URL as a lost one, and a service restarting on the developer's
+    /// machine (or the tunnel's) is back within moments.
+    fn may_retry(&self, status: &GrpcStatus) -> bool {
+        match self.endpoint {
+            Endpoint::Container(_) => is_not_listening(&status.message),
+            Endpoint::Url(_) => status.message.starts_with(UNREACHABLE),
         }
     }
 
@@ -161,8 +172,11 @@ impl AgentClient {
     }
 }
 
+/// How a call that never got an answer (the transport failed) is worded.
+const UNREACHABLE: &str = "could not reach the agent-service";
+
 fn unavailable(error: worker::Error) -> GrpcStatus {
-    GrpcStatus::new(Code::Unavailable, format!("could not reach the agent-service: {error}"))
+    GrpcStatus::new(Code::Unavailable, format!("{UNREACHABLE}: {error}"))
 }
 
 /// The messages of a gRPC-web response body, read as its chunks arrive.
