@@ -166,6 +166,35 @@ impl Service {
         Service { addr: addr.parse().unwrap(), work_dir, process, logs, _home: home, _work: work }
     }
 
+    /// Kills the service as a crash would (SIGKILL: no final events, open streams cut) and
+    /// starts it again on the same address, with the same work directory and HOME, as the
+    /// platform restarts a container's service. Tasks it was running come back FAILED with their
+    /// final event recorded. `options` should be those it was started with (the work directory
+    /// and listen address are this service's own). The logs kept from now on are the new
+    /// process's. Answers once the new process listens.
+    pub async fn restart_after_crash(&mut self, model_api: &FakeModelApi, options: &ServiceOptions) {
+        let _ = self.process.0.kill();
+        let _ = self.process.wait(Duration::from_secs(10)).await.expect("the killed agent-service exited");
+        let mut command = agent_command(model_api, options, self._home.path(), &self.work_dir);
+        command.arg("--listen").arg(self.addr.to_string());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (process, logs) = spawn_logged(&mut command, move |line| {
+            if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+                if json["fields"]["message"] == "listening" {
+                    let _ = addr_tx.send(json["fields"]["addr"].as_str().unwrap_or_default().to_string());
+                }
+            }
+        });
+        // Dropping the old process here reaps it (it is already dead).
+        self.process = process;
+        self.logs = logs;
+        let addr = tokio::task::spawn_blocking(move || addr_rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("the restarted agent-service did not listen on {}", self.addr));
+        assert_eq!(addr.parse::<std::net::SocketAddr>().unwrap(), self.addr, "restarted on the same address");
+    }
+
     /// A native gRPC (HTTP/2) connection, for any of the service's gRPC services.
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connecting over gRPC")
