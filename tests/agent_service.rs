@@ -10,7 +10,8 @@ use std::{
 };
 
 use autopilot_contract::v1::{
-    event::Payload, AgentOptions, CancelRequest, StartRequest, StatusRequest, StreamEventsRequest, TaskState,
+    autopilot_client::AutopilotClient, event::Payload, AgentOptions, CancelRequest, StartRequest, StatusRequest,
+    StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
     events::{collect, finished, first_tool_result, kind, milestones, seqs, stream_all, LIST_FILES_MILESTONES},
@@ -447,6 +448,81 @@ async fn ping_answers_over_http1() {
 }
 
 #[tokio::test]
+async fn no_web_page_may_call_the_service_unless_its_origin_is_named() {
+    let preflight = |origin| {
+        [
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "x-grpc-web"),
+        ]
+    };
+    let closed = setup().await;
+    let addr = closed.service.addr;
+    let (status, headers, _) = grpc_web_status(addr, &[("Origin", "https://evil.example")]);
+    assert_eq!((status, header(&headers, "access-control-allow-origin")), (200, None), "{headers:?}");
+    let (_, headers, _) =
+        http_send(addr, "OPTIONS", "/autopilot.v1.Autopilot/Status", &preflight("https://evil.example"), &[]);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None, "a preflight gets no CORS either: {headers:?}");
+
+    let open = setup_with(ServiceOptions {
+        extra_args: vec!["--cors-origin".into(), "https://ok.example".into()],
+        ..Default::default()
+    })
+    .await;
+    let addr = open.service.addr;
+    let (status, headers, _) = grpc_web_status(addr, &[("Origin", "https://ok.example")]);
+    assert_eq!((status, header(&headers, "access-control-allow-origin")), (200, Some("https://ok.example")));
+    assert!(header(&headers, "access-control-expose-headers").is_some_and(|h| h.contains("grpc-status")));
+    let (_, headers, _) =
+        http_send(addr, "OPTIONS", "/autopilot.v1.Autopilot/Status", &preflight("https://ok.example"), &[]);
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some("https://ok.example"), "{headers:?}");
+    let (_, headers, _) = grpc_web_status(addr, &[("Origin", "https://evil.example")]);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None, "{headers:?}");
+    let (_, headers, _) =
+        http_send(addr, "OPTIONS", "/autopilot.v1.Autopilot/Status", &preflight("https://evil.example"), &[]);
+    assert_eq!(header(&headers, "access-control-allow-origin"), None, "{headers:?}");
+}
+
+#[tokio::test]
+async fn requests_for_a_host_the_service_does_not_answer_to_are_refused() {
+    let setup = setup().await;
+    let addr = setup.service.addr;
+    // DNS rebinding: a page on evil.example whose name now points at this machine.
+    let (status, _, body) = grpc_web_status(addr, &[("Host", "evil.example:8080")]);
+    assert_eq!(status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "host evil.example is not allowed here; start the service with --allowed-host evil.example to serve it\n"
+    );
+    // Over HTTP/2 the name is the :authority; the 403 carries a gRPC status for gRPC clients.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .origin("http://evil.example".parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let refused = AutopilotClient::new(channel).status(StatusRequest::default()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("start the service with --allowed-host evil.example"), "{refused:?}");
+    // Health checks may use any name; the names the service is known by pass, on any port.
+    assert_eq!(http_send(addr, "GET", "/ping", &[("Host", "evil.example")], &[]).0, 200);
+    for host in ["localhost", "localhost:8080", "127.0.0.1", &addr.to_string(), "[::1]:9"] {
+        let (status, headers, _) = grpc_web_status(addr, &[("Host", host)]);
+        assert_eq!((status, header(&headers, "grpc-status")), (200, Some("5")), "{host}: NOT_FOUND, no task yet");
+    }
+    let mut client = setup.service.client().await;
+    assert_eq!(client.status(StatusRequest::default()).await.unwrap_err().code(), Code::NotFound, "still serving");
+
+    let named = setup_with(ServiceOptions {
+        extra_args: vec!["--allowed-host".into(), "evil.example".into()],
+        ..Default::default()
+    })
+    .await;
+    let (status, headers, _) = grpc_web_status(named.service.addr, &[("Host", "evil.example")]);
+    assert_eq!((status, header(&headers, "grpc-status")), (200, Some("5")), "{headers:?}");
+}
+
+#[tokio::test]
 async fn reflection_lists_the_service_in_v1_and_v1alpha() {
     use tonic_reflection::pb::{v1, v1alpha};
     let setup = setup().await;
@@ -572,10 +648,7 @@ async fn secrets_never_appear_in_events_status_errors_or_logs() {
 
 /// A raw HTTP/1.1 GET: (status, body).
 fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let (status, _, body) = http_request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes(),
-    );
+    let (status, _, body) = http_send(addr, "GET", path, &[], &[]);
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -586,13 +659,45 @@ fn http_post(
     content_type: &str,
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    http_send(addr, "POST", path, &[("Content-Type", content_type), ("X-Grpc-Web", "1")], body)
+}
+
+/// A raw HTTP/1.1 request with `headers` (`Host: localhost` unless they name one): (status,
+/// headers, body).
+fn http_send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    let mut request = head.into_bytes();
     request.extend_from_slice(body);
     http_request(addr, &request)
+}
+
+/// A gRPC-web Status call for the latest task, over HTTP/1.1 with `headers` added: (status,
+/// headers, body).
+fn grpc_web_status(addr: std::net::SocketAddr, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let message = StatusRequest::default().encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let mut all = vec![("Content-Type", "application/grpc-web+proto"), ("X-Grpc-Web", "1")];
+    all.extend_from_slice(headers);
+    http_send(addr, "POST", "/autopilot.v1.Autopilot/Status", &all, &frame)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// Sends one request and reads the whole response (headers and any trailers frame included:

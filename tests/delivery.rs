@@ -11,9 +11,10 @@ use autopilot_contract::v1::{
 };
 use autopilot_tests::{
     events::{finished, first_tool_result, kind, stream_all},
+    fake_model_api::FakeModelApi,
     git_fixture::{git, GitFixture},
     grpc_web::grpc_web_client,
-    service::{Service, ServiceFixture, ServiceOptions, CANARY_API_KEY},
+    service::{claude_cli, Service, ServiceFixture, ServiceOptions, CANARY_API_KEY},
 };
 use tonic::Code;
 
@@ -201,6 +202,39 @@ async fn the_agents_own_commits_and_every_kind_of_change_reach_the_pushed_branch
     );
     let clone = clone_dir(&setup, &id);
     assert_eq!(git(&clone, &["status", "--porcelain", "--ignored"]), "!! build/", "the ignored file stays out");
+}
+
+/// `make dev` runs the service with `--work-dir .dev/work`: git, which runs inside the clone,
+/// must still find the commit message the delivery writes under it, and a relative agent CLI
+/// path must still name the CLI.
+#[tokio::test]
+async fn a_service_given_relative_paths_from_another_directory_commits_and_pushes() {
+    let start_dir = tempfile::tempdir().unwrap();
+    // The CLI, named relative to the directory the service starts in.
+    let up = "../".repeat(start_dir.path().components().count() - 1);
+    let claude = PathBuf::from(up).join(claude_cli().strip_prefix("/").unwrap());
+    let model_api = FakeModelApi::start().await.unwrap();
+    let options = ServiceOptions {
+        current_dir: Some(start_dir.path().to_path_buf()),
+        work_dir: Some(".dev/work".into()),
+        claude_path: Some(claude),
+        ..Default::default()
+    };
+    let service = Service::start(&model_api, options).await;
+    assert_eq!(service.work_dir, start_dir.path().join(".dev/work"));
+    let setup = ServiceFixture { model_api, repo: GitFixture::new(), service };
+
+    let (id, events, task) = run(&setup, request(&setup.repo, "Say hello\nSCENARIO:edit-and-create", push())).await;
+    assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
+    assert_eq!(
+        milestones(&events),
+        ["agent_text", "diff", "committed", "branch_pushed", "state:SUCCEEDED", "task_finished:SUCCEEDED"]
+    );
+    let delivery = task.delivery.unwrap();
+    assert!(delivery.pushed);
+    assert_eq!(setup.repo.rev_parse(&format!("refs/heads/autopilot/{id}")), delivery.commit);
+    let message = git(&clone_dir(&setup, &id), &["log", "-1", "--format=%s", &delivery.commit]);
+    assert_eq!(message, "Say hello");
 }
 
 #[tokio::test]

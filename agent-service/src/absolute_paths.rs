@@ -29,7 +29,10 @@ const PATH_VARIABLES: [&str; 5] = ["HOME", "TMPDIR", "SSH_AUTH_SOCK", "CLAUDE_CO
 /// It cannot be read (e.g. it was deleted), so no relative path can be resolved.
 pub fn current_dir() -> Result<PathBuf, String> {
     std::env::current_dir().map_err(|e| {
-        format!("cannot read the current directory to make configured paths absolute ({e}); start the service from an existing directory or give absolute paths")
+        format!(
+            "cannot read the current directory, which relative paths are taken from ({e}); \
+             start the service from an existing directory"
+        )
     })
 }
 

@@ -8,8 +8,9 @@
 //! host, as health checks from platforms use whatever name they like and it reveals nothing.
 //!
 //! The name checked is the HTTP/1 `Host` header and the HTTP/2 `:authority` (hyper puts it in
-//! the request's URI); a request naming no host is refused too. Matching ([`host_name`],
-//! [`AllowedHosts`]) is pure and unit-tested here.
+//! the request's URI); a request naming no host is refused too. The refusal is a 403 with a
+//! plain message naming the flag to use, and the same words as a gRPC status (PERMISSION_DENIED)
+//! for gRPC clients. Matching ([`host_name`], [`AllowedHosts`]) is pure and unit-tested here.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -115,8 +116,24 @@ pub async fn guard(State(allowed): State<Arc<AllowedHosts>>, request: Request, n
     next.run(request).await
 }
 
+/// 403 with `message` as plain text, and also as a gRPC status (PERMISSION_DENIED, in the
+/// headers, as a trailers-only response carries it), so gRPC and gRPC-web clients report the
+/// same words rather than failing to read a text body.
 fn refuse(message: &str) -> Response {
-    (StatusCode::FORBIDDEN, [("content-type", "text/plain; charset=utf-8")], message.to_string()).into_response()
+    let grpc_message = percent_encode(message.trim_end());
+    let headers = [
+        ("content-type", "text/plain; charset=utf-8".to_string()),
+        ("grpc-status", (tonic::Code::PermissionDenied as i32).to_string()),
+        ("grpc-message", grpc_message),
+    ];
+    (StatusCode::FORBIDDEN, headers, message.to_string()).into_response()
+}
+
+/// `text` as gRPC wants a `grpc-message` value: bytes outside printable ASCII, and `%`, as `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if (0x20..0x7f).contains(&b) && b != b'%' { char::from(b).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 #[cfg(test)]
@@ -147,6 +164,12 @@ mod tests {
         for host in ["evil.example", "evil.example:8080", "127.0.0.2", "localhost.evil.example", "", "[::2]"] {
             assert!(!allowed.allows(host), "{host}");
         }
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(percent_encode("host a.b is not allowed; 100%"), "host a.b is not allowed; 100%25");
+        assert_eq!(percent_encode("é\n"), "%C3%A9%0A");
     }
 
     #[test]

@@ -62,8 +62,13 @@ pub struct ServiceOptions {
     pub api_key: Option<String>,
     pub allow_local_repos: bool,
     pub extra_args: Vec<String>,
-    /// Reuse this work directory (to test restarts) instead of a fresh one.
+    /// Reuse this work directory (to test restarts) instead of a fresh one. A relative one is
+    /// passed as it is, relative to `current_dir`.
     pub work_dir: Option<PathBuf>,
+    /// The directory the service starts in (default: the test's own).
+    pub current_dir: Option<PathBuf>,
+    /// The Claude Code CLI to pass as `--claude-path`, as it is (default: [`claude_cli`]).
+    pub claude_path: Option<PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -73,6 +78,8 @@ impl Default for ServiceOptions {
             allow_local_repos: true,
             extra_args: vec![],
             work_dir: None,
+            current_dir: None,
+            claude_path: None,
         }
     }
 }
@@ -80,19 +87,24 @@ impl Default for ServiceOptions {
 /// The agent-service command line and environment every test uses (JSON logs on stderr, the
 /// pinned Claude Code CLI against `model_api`, a private HOME), before the mode's own flags.
 pub fn agent_command(model_api: &FakeModelApi, options: &ServiceOptions, home: &Path, work_dir: &Path) -> Command {
+    command_for(&model_api.base_url, options, home, work_dir)
+}
+
+/// [`agent_command`] against the model API at `model_api_url`.
+fn command_for(model_api_url: &str, options: &ServiceOptions, home: &Path, work_dir: &Path) -> Command {
     let mut command = Command::new(agent_service_binary());
     command
         .args(["--log-format", "json", "--stop-grace", "2s"])
         .arg("--work-dir")
         .arg(work_dir)
         .arg("--claude-path")
-        .arg(claude_cli())
+        .arg(options.claude_path.clone().unwrap_or_else(claude_cli))
         .args(&options.extra_args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
         .env("RUST_LOG", "info")
-        .env("ANTHROPIC_BASE_URL", &model_api.base_url)
+        .env("ANTHROPIC_BASE_URL", model_api_url)
         .env("DISABLE_TELEMETRY", "1")
         .env("DISABLE_ERROR_REPORTING", "1")
         .env("DISABLE_AUTOUPDATER", "1")
@@ -105,6 +117,9 @@ pub fn agent_command(model_api: &FakeModelApi, options: &ServiceOptions, home: &
     }
     if let Some(key) = &options.api_key {
         command.env("ANTHROPIC_API_KEY", key);
+    }
+    if let Some(dir) = &options.current_dir {
+        command.current_dir(dir);
     }
     command
 }
@@ -140,6 +155,12 @@ pub struct Service {
 impl Service {
     /// Starts the service against `model_api`, waiting until it listens.
     pub async fn start(model_api: &FakeModelApi, options: ServiceOptions) -> Service {
+        Service::start_against(&model_api.base_url, options).await
+    }
+
+    /// Starts the service against the model API at `model_api_url` (another fake than
+    /// [`FakeModelApi`], say), waiting until it listens.
+    pub async fn start_against(model_api_url: &str, options: ServiceOptions) -> Service {
         let home = tempfile::tempdir().unwrap();
         let (work, work_dir) = match &options.work_dir {
             Some(dir) => (None, dir.clone()),
@@ -149,7 +170,12 @@ impl Service {
                 (Some(work), dir)
             }
         };
-        let mut command = agent_command(model_api, &options, home.path(), &work_dir);
+        let mut command = command_for(model_api_url, &options, home.path(), &work_dir);
+        // The test finds the service's files through an absolute path, whatever it was given.
+        let work_dir = match &options.current_dir {
+            Some(cwd) if work_dir.is_relative() => cwd.join(work_dir),
+            _ => work_dir,
+        };
         command.args(["--listen", "127.0.0.1:0"]);
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (process, logs) = spawn_logged(&mut command, move |line| {
