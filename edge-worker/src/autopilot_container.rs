@@ -309,6 +309,7 @@ impl worker::DurableObject for AutopilotContainer {
             (Method::Post, "/internal/grant") => self.grant_route(req).await,
             (Method::Post, "/internal/alarm") => <Self as worker::DurableObject>::alarm(self).await,
             (Method::Get, "/internal/storage") => self.storage_route().await,
+            (Method::Post, "/internal/adopt-task") => self.adopt_task_route(req).await,
             _ => not_found(&path),
         };
         if uses_container {
@@ -613,6 +614,17 @@ impl AutopilotContainer {
             return Ok(());
         }
         self.schedule_alarm(Duration::from_millis(due_ms.saturating_sub(now_ms()))).await
+    }
+
+    /// Bench only (see the admin route): `{"taskId"}` recorded as this user's task.
+    async fn adopt_task_route(&self, mut req: Request) -> worker::Result<Response> {
+        let body: serde_json::Value = req.json().await.unwrap_or_default();
+        let task_id = body["taskId"].as_str().unwrap_or_default();
+        if task_id.is_empty() || task_id.len() > 64 || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return error_response(&GrpcStatus::new(Code::InvalidArgument, "taskId must be a task id"));
+        }
+        self.record_own_task(task_id).await;
+        Response::from_json(&serde_json::json!({"taskId": task_id}))
     }
 
     /// Operator's view of what this object stores: `{"sessions", "tickets", "tasks"}` counts.

@@ -116,6 +116,16 @@ async fn main() {
     let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
     let repo = GitFixture::new();
     let token = edge.user("bench", 1_000_000).await;
+    // The recorded task went straight into the service's work directory: record it as the user's
+    // (the edge serves a user only the tasks their object started).
+    let adopted = reqwest::Client::new()
+        .post(format!("{}/api/admin/tasks", edge.base_url))
+        .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
+        .json(&serde_json::json!({"userId": "bench", "taskId": RECORDED_TASK}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(adopted.status(), 200, "recording the bench's task as the user's");
     // A session to open the bridge with: start (and finish) a short real task.
     let started = edge
         .post_json(
@@ -247,6 +257,8 @@ async fn main() {
         );
     }
 
+    socket_flood(&edge, &token, &session_id, &repo).await;
+
     // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
     let start = ClientFrame {
         request_id: "live-start".into(),
@@ -291,4 +303,85 @@ async fn main() {
         ms(percentile(&mut delays, 0.5)),
         ms(percentile(&mut delays, 0.99))
     );
+}
+
+/// One socket floods the bridge: 1,000 subscriptions to a running task, then a burst of 2,000
+/// Status frames, as fast as it can send. Each socket holds at most 8 subscriptions and 16
+/// requests in flight (the rest are refused with RESOURCE_EXHAUSTED); prints workerd's resident
+/// memory before the flood, right after it, and once the socket closed.
+async fn socket_flood(edge: &Edge, token: &str, session_id: &str, repo: &GitFixture) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(edge.ws_ticket_url(token, session_id).await).await.unwrap();
+    let start = ClientFrame {
+        request_id: "flood-start".into(),
+        request: Some(ClientRequest::Start(StartRequest {
+            repository_url: repo.url(),
+            prompt: "SCENARIO:hang".into(),
+            ..Default::default()
+        })),
+    };
+    socket.send(Message::Binary(start.encode_to_vec().into())).await.unwrap();
+    let task_id = loop {
+        if let Some(Ok(Message::Binary(bytes))) = socket.next().await {
+            if let Some(Frame::Start(started)) = ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+                break started.task_id;
+            }
+        }
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = edge.workerd_rss_kib();
+    let (subscriptions, statuses) = (1_000, 2_000);
+    let frames = (0..subscriptions)
+        .map(|i| ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.clone(), from_seq: 1 }).with_id(format!("sub-{i}")))
+        .chain((0..statuses).map(|i| ClientRequest::Status(StatusRequest { task_id: task_id.clone() }).with_id(format!("st-{i}"))));
+    for frame in frames {
+        socket.feed(Message::Binary(frame.encode_to_vec().into())).await.unwrap();
+    }
+    socket.flush().await.unwrap();
+    // Every Status and every refused subscription gets one reply; accepted subscriptions stream.
+    let (mut answered, mut refused, mut replies) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while replies < statuses + subscriptions - 8 && Instant::now() < deadline {
+        let Ok(Some(Ok(Message::Binary(bytes)))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await else {
+            break;
+        };
+        let frame = ServerFrame::decode(bytes.as_ref()).unwrap();
+        match frame.frame {
+            Some(Frame::Status(_)) => (answered, replies) = (answered + 1, replies + 1),
+            Some(Frame::Error(e)) if e.code == 8 => (refused, replies) = (refused + 1, replies + 1),
+            _ => {}
+        }
+    }
+    let during = edge.workerd_rss_kib();
+    let cancel = ClientRequest::Cancel(autopilot_contract::v1::CancelRequest { task_id, reason: String::new() });
+    socket.send(Message::Binary(cancel.with_id("flood-cancel".into()).encode_to_vec().into())).await.unwrap();
+    // The next section starts a task: this one must have ended first.
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+        if let Message::Binary(bytes) = message {
+            if ServerFrame::decode(bytes.as_ref()).unwrap().request_id == "flood-cancel" {
+                break;
+            }
+        }
+    }
+    drop(socket);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = edge.workerd_rss_kib();
+    println!(
+        "socket flood ({subscriptions} subscriptions + {statuses} Status frames on one socket): {answered} answered, \
+         {refused} refused (RESOURCE_EXHAUSTED); workerd RSS {:.0} MB before, {:.0} MB after the flood, {:.0} MB once \
+         the socket closed",
+        before as f64 / 1024.0,
+        during as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+}
+
+/// A client frame of `request` under `request_id`.
+trait WithId {
+    fn with_id(self, request_id: String) -> ClientFrame;
+}
+
+impl WithId for ClientRequest {
+    fn with_id(self, request_id: String) -> ClientFrame {
+        ClientFrame { request_id, request: Some(self) }
+    }
 }
