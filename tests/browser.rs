@@ -3,8 +3,12 @@
 //! Debian's Chromium by playwright-core (`web/tests/browser.e2e.mjs`). This test starts the
 //! servers and a signed-up user; the script signs in through the page and checks what a person
 //! would see. Screenshots land in `tests/artifacts/`.
+//!
+//! The script can ask this test to crash and restart the agent-service mid-task (`POST
+//! $CONTROL_URL/restart-service`): the same work directory and port, as the platform restarts a
+//! container's service, so the page must resubscribe and finish the task's timeline.
 
-use std::process::Command;
+use std::{process::Command, sync::Arc};
 
 use autopilot_tests::{
     edge::Edge,
@@ -21,10 +25,12 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: `apt-get install chromium` (.ci/run does)"
     );
-    let model_api = FakeModelApi::start().await.unwrap();
+    let model_api = Arc::new(FakeModelApi::start().await.unwrap());
     let service = Service::start(&model_api, ServiceOptions::default()).await;
     let repo = GitFixture::new();
     let edge = Edge::start(&format!("http://{}", service.addr)).await;
+    let service = Arc::new(tokio::sync::Mutex::new(service));
+    let control_url = control_server(Arc::clone(&service), Arc::clone(&model_api)).await;
     let token = edge.user("pat", 100_000).await;
     edge.user("broke", 0).await;
     let broke_token = edge.create_token("broke", None).await["token"].as_str().unwrap().to_string();
@@ -48,6 +54,7 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
             .env("REPO_URL", repo.url())
             .env("CHROMIUM", chromium)
             .env("ARTIFACTS", &artifacts)
+            .env("CONTROL_URL", &control_url)
             .output()
             .map(|out| (out, edge))
     })
@@ -63,4 +70,23 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
         machine.logs().join("\n")
     );
     println!("{report}");
+}
+
+/// What the script may ask of the test while it runs, on a loopback port: `POST /restart-service`
+/// crashes the agent-service and starts it again (see [`Service::restart_after_crash`]),
+/// answering once it listens. Answers the base URL.
+async fn control_server(service: Arc<tokio::sync::Mutex<Service>>, model_api: Arc<FakeModelApi>) -> String {
+    let restart = move || {
+        let (service, model_api) = (Arc::clone(&service), Arc::clone(&model_api));
+        async move {
+            let began = std::time::Instant::now();
+            service.lock().await.restart_after_crash(&model_api, &ServiceOptions::default()).await;
+            format!("restarted in {:?}\n", began.elapsed())
+        }
+    };
+    let router = axum::Router::new().route("/restart-service", axum::routing::post(restart));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
 }

@@ -1,8 +1,10 @@
 // One task's live stream over the WebSocket bridge: subscribes from the next seq it needs,
 // reconnects with backoff when the socket drops (asking for a fresh single-use ticket), and
-// resubscribes from the last seq it has, so the timeline never misses or repeats an event. In
-// tunnel mode the user's machine may drop off while its task goes on: the edge then ends the
-// subscription with UNAVAILABLE, and the page reconnects the same way until the machine is back.
+// resubscribes from the last seq it has, so the timeline never misses or repeats an event. A
+// subscription the edge ends with UNAVAILABLE is treated the same way, in every mode: the
+// service restarted or the network blipped (container and local mode), or the user's machine
+// dropped off while its task goes on (tunnel mode). Resubscribing from the last seq recovers
+// everything once the service answers again; only other errors fail the stream.
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ClientFrameSchema, ServerFrameSchema, type Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
@@ -17,8 +19,9 @@ export interface ConnectionHandlers {
   onReply?(kind: string, message: string): void;
 }
 
-/** gRPC's UNAVAILABLE: in tunnel mode, the user's machine is not connected right now. */
-const UNAVAILABLE = 14;
+/** gRPC's UNAVAILABLE: the service (or, in tunnel mode, the user's machine) cannot be reached
+ * right now; the same request may succeed later. */
+export const UNAVAILABLE = 14;
 
 let nextRequestId = 1;
 const requestId = (prefix: string) => `${prefix}-${nextRequestId++}`;
@@ -41,9 +44,12 @@ export class TaskConnection {
 
   /** Connects with `url` (which carries a ticket) or, without one, asks for a fresh ticket. */
   async connect(url?: string): Promise<void> {
+    // A reconnect scheduled before close() (another task opened meanwhile) must not come back.
+    if (this.closedByUs) return;
     this.handlers.onLink(this.attempt === 0 ? "connecting" : "reconnecting");
     try {
       const socketUrl = url ?? (await this.freshTicketUrl());
+      if (this.closedByUs) return;
       this.open(socketUrl);
     } catch (error) {
       this.scheduleReconnect(String(error));
@@ -93,8 +99,10 @@ export class TaskConnection {
         case "error": {
           const { code, message } = frame.frame.value;
           const ours = frame.requestId === this.subscription;
-          if (ours && this.mode === "tunnel" && code === UNAVAILABLE) {
-            socket.close(4000, "machine unavailable"); // onclose reconnects and resubscribes
+          if (ours && code === UNAVAILABLE) {
+            // Passes by itself: reconnect with backoff and resubscribe from the last seq held.
+            this.abandon(socket, "service unavailable");
+            this.scheduleReconnect(message);
             break;
           }
           this.handlers.onReply?.("error", message);
@@ -111,6 +119,14 @@ export class TaskConnection {
     socket.onclose = () => {
       if (this.socket === socket && !this.closedByUs) this.scheduleReconnect("the connection dropped");
     };
+  }
+
+  /** Stops listening to `socket` and closes it; its late frames and close are ignored. */
+  private abandon(socket: WebSocket, reason: string) {
+    if (this.socket === socket) this.socket = undefined;
+    socket.onmessage = null;
+    socket.onclose = null;
+    socket.close(4000, reason);
   }
 
   private scheduleReconnect(detail: string) {

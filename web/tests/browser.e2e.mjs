@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
-const { EDGE_URL, TOKEN, BROKE_TOKEN, TUNNEL_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS } = process.env;
+const { EDGE_URL, TOKEN, BROKE_TOKEN, TUNNEL_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS, CONTROL_URL } = process.env;
 const LONG = 60_000;
 let browser;
 let page;
@@ -55,10 +55,7 @@ test("signing in shows the balance", async () => {
 });
 
 test("a task streams its tool calls and final answer, and survives a dropped socket", async () => {
-  await page.evaluate(() => {
-    window.__linkStates = [];
-    new MutationObserver(() => window.__linkStates.push(document.getElementById("link").dataset.state)).observe(document.getElementById("link"), { attributes: true });
-  });
+  await watchLinkStates();
   await startTask("SCENARIO:slow-tools:6 walk through the steps");
   await page.locator("#timeline li.tool").nth(1).waitFor({ timeout: LONG });
   await page.evaluate(() => window.autopilot.dropSocket());
@@ -169,6 +166,43 @@ test("tunnel mode shows whether the machine is connected and runs a task on it f
   assert.equal(await tess.locator("#recent-list .badge").first().textContent(), "on your machine");
   await tess.screenshot({ path: `${ARTIFACTS}/tunnel.png`, fullPage: true });
   await tess.close();
+});
+
+/** Records every state the page's link indicator takes from now on (window.__linkStates). */
+async function watchLinkStates() {
+  await page.evaluate(() => {
+    window.__linkStates = [];
+    new MutationObserver(() => window.__linkStates.push(document.getElementById("link").dataset.state)).observe(document.getElementById("link"), { attributes: true });
+  });
+}
+
+test("a restart of the agent-service mid-task: the page resubscribes and finishes the timeline", async () => {
+  await watchLinkStates();
+  await startTask("SCENARIO:slow-tools:12 walk through many steps");
+  const taskId = await page.locator("#task-id").textContent();
+  await page.locator("#timeline li.tool").nth(1).waitFor({ timeout: LONG });
+  const before = await seqs();
+  // The service crashes and comes back on the same port and work directory; the task it was
+  // running ends FAILED with its final event, which the page must show once.
+  const restart = await fetch(`${CONTROL_URL}/restart-service`, { method: "POST" });
+  assert.equal(restart.status, 200, await restart.text());
+  await finished("failed");
+  await page.getByText("the service stopped while the task was running").first().waitFor();
+  const after = await seqs();
+  assertNoDuplicates(after);
+  assert.deepEqual(after.slice(0, before.length), before, "what was shown before the restart stays");
+  const states = await page.evaluate(() => window.__linkStates);
+  console.log(`link states across the restart: ${states.join(" → ")}`);
+  assert.ok(states.includes("reconnecting"), `the page showed it was reconnecting: ${states}`);
+  assert.ok(!states.includes("failed"), `the page never gave up: ${states}`);
+  assert.equal(states.at(-1), "ended", `the stream ended normally: ${states}`);
+  // The last entry is the task's last event, as the service recorded it.
+  const status = await (await fetch(`${EDGE_URL}/api/container/status?taskId=${taskId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  assert.equal(status.task?.state, "TASK_STATE_FAILED", JSON.stringify(status));
+  assert.equal(after.at(-1), Number(status.task.lastSeq), "the timeline ends with the task's last event");
+  await page.locator("#timeline li.entry.finished").waitFor();
+  assert.equal(await page.locator("#timeline li.entry.finished").count(), 1, "one final entry");
+  await page.screenshot({ path: `${ARTIFACTS}/restart.png`, fullPage: true });
 });
 
 test("the page fits a phone's width", async () => {
