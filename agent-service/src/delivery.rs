@@ -100,7 +100,7 @@ pub async fn deliver(
     let numstat = parse_numstat(numstat.as_bytes()).map_err(|e| failed(e.to_string()))?;
     let patches = patch.as_deref().map(split_patch);
     let mut diff = build_diff(base_commit, names, numstat, patches).map_err(|e| failed(e.to_string()))?;
-    redact_diff(task.redactor(), &mut diff);
+    task.redactor().redact_diff(&mut diff);
     let diff = cap(&diff, usize::MAX, STORED_MAX_PATCH_BYTES);
     write_diff(dir, &diff).map_err(|e| failed(format!("could not keep the diff: {e}")))?;
     task.record(Payload::Diff(for_event(&diff)));
@@ -255,15 +255,6 @@ fn read_patch(path: &Path) -> io::Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     std::fs::read(path).map(Some)
-}
-
-/// Masks secrets in every text of `diff`.
-pub fn redact_diff(redactor: &Redactor, diff: &mut Diff) {
-    for file in &mut diff.files {
-        redactor.redact_in_place(&mut file.path);
-        redactor.redact_in_place(&mut file.old_path);
-        redactor.redact_in_place(&mut file.patch);
-    }
 }
 
 /// Writes `diff.pb` whole or not at all (a reader never sees half a file).

@@ -1,5 +1,6 @@
-//! The `autopilot.v1.Autopilot` gRPC service: validates requests, maps them onto the task
-//! manager, and maps its answers onto gRPC statuses. No task logic lives here.
+//! The `autopilot.v1.Autopilot` gRPC service: validates requests ([`crate::validate`]), maps them
+//! onto the task manager, and maps its answers onto gRPC statuses. No task logic and no request
+//! rule lives here.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -16,17 +17,13 @@ use crate::{
     delivery::read_diff,
     task::Task,
     task_manager::{StartError, TaskManager},
-    validate::{validate_start, Limits},
+    validate::{validate_cancel_reason, validate_start, validate_task_id, FieldError, Limits},
 };
 
 /// Events read from the log per message on the internal channel.
 const STREAM_BATCH: usize = 256;
 /// Batches buffered per stream before the reader waits for the client.
 const STREAM_BUFFER: usize = 4;
-/// Longest cancel reason accepted.
-const MAX_CANCEL_REASON_LEN: usize = 500;
-/// Longest task id accepted (ids are UUIDs, 36 characters).
-const MAX_TASK_ID_LEN: usize = 64;
 
 /// The gRPC face of a [`TaskManager`].
 pub struct AutopilotApi {
@@ -41,9 +38,7 @@ impl AutopilotApi {
 
     /// The task a request names (empty: the running or most recent one).
     fn task(&self, task_id: &str) -> Result<Arc<Task>, Status> {
-        if task_id.len() > MAX_TASK_ID_LEN || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Status::invalid_argument("task_id is not a task id (task ids are UUIDs)"));
-        }
+        validate_task_id(task_id).map_err(invalid)?;
         self.manager.find(task_id).ok_or_else(|| match task_id {
             "" => Status::not_found("no task has run on this service yet"),
             id => Status::not_found(format!("no task with id {id}")),
@@ -56,8 +51,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEventsResponse, Status
 #[tonic::async_trait]
 impl Autopilot for AutopilotApi {
     async fn start(&self, request: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
-        let spec =
-            validate_start(request.get_ref(), &self.limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let spec = validate_start(request.get_ref(), &self.limits).map_err(invalid)?;
         let task = self.manager.start(spec).map_err(|e| match e {
             StartError::Busy(_) => Status::failed_precondition(e.to_string()),
             StartError::ShuttingDown => Status::unavailable(e.to_string()),
@@ -108,11 +102,7 @@ impl Autopilot for AutopilotApi {
 
     async fn cancel(&self, request: Request<CancelRequest>) -> Result<Response<CancelResponse>, Status> {
         let task_id = &request.get_ref().task_id;
-        let reason = request.get_ref().reason.trim();
-        if reason.len() > MAX_CANCEL_REASON_LEN {
-            return Err(Status::invalid_argument(format!("reason is longer than {MAX_CANCEL_REASON_LEN} bytes")));
-        }
-        let reason = (!reason.is_empty()).then(|| reason.to_string());
+        let reason = validate_cancel_reason(&request.get_ref().reason).map_err(invalid)?;
         let task = self.task(task_id)?;
         if task_id.is_empty() && task.state().is_final() {
             return Err(Status::failed_precondition("no task is running"));
@@ -147,4 +137,9 @@ impl Autopilot for AutopilotApi {
             ))),
         }
     }
+}
+
+/// A rejected field as the gRPC status that says so.
+fn invalid(error: FieldError) -> Status {
+    Status::invalid_argument(error.to_string())
 }

@@ -3,6 +3,9 @@
 //! serves the `autopilot.v1` contract over native gRPC and gRPC-web on one port.
 //!
 //! Layout:
+//! - [`service`]: the wiring: the task manager and the API built from the configuration, served
+//!   by [`run`] on a listener or by [`connect`] in tunnel mode (re-exported here, for `main.rs`,
+//!   tests and benches).
 //! - [`config`]: flags and environment; [`absolute_paths`]: every configured path made absolute
 //!   at start.
 //! - [`server`]: the one listener serving gRPC, gRPC-web, reflection, health and `/ping`, for
@@ -10,7 +13,7 @@
 //! - [`grpc_api`]: the `Autopilot` service, mapping requests onto the task manager.
 //! - [`frame_server`]: the same service over `ClientFrame`/`ServerFrame`s; [`tunnel`]: tunnel
 //!   mode, serving those frames over a WebSocket this machine opens to the edge.
-//! - [`validate`], [`repo_url`]: what a request may ask for (pure).
+//! - [`validate`]: every check a request must pass, over [`repo_url`] and [`branch_name`] (pure).
 //! - [`task_manager`]: one running task at a time, a bounded history, recovery after restart.
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
 //! - [`event_log`]: the on-disk, replayable log of a task's events, with live subscriptions.
@@ -19,7 +22,8 @@
 //! - [`delivery`]: diff, commit and push of the agent's work, over [`git_diff`] (git's output
 //!   parsed), [`diff_cap`], [`commit_message`] and [`branch_name`] (pure).
 //! - [`agent`]: the agent CLI interface, Claude Code, and its output parser.
-//! - [`process_group`]: children that can be stopped whole; [`redact`]: secrets kept out.
+//! - [`process_group`]: children that can be stopped whole.
+//! - [`redact`]: secrets kept out of events, diffs, errors and logs; the only place that masks.
 //! - [`agent_guard`]: the agent's guard, so the agent dies with the service;
 //!   [`leftover_agent`]: what a previous run's agent left, killed on restart; over
 //!   [`proc_table`] (the process table in `/proc`).
@@ -48,6 +52,7 @@ pub mod process_group;
 pub mod redact;
 pub mod repo_url;
 pub mod server;
+pub mod service;
 pub mod task;
 pub mod task_manager;
 pub mod task_runner;
@@ -55,147 +60,4 @@ pub mod task_state;
 pub mod tunnel;
 pub mod validate;
 
-use std::{future::Future, sync::Arc, time::Duration};
-
-use tokio::net::TcpListener;
-
-use crate::{
-    agent::claude_code::ClaudeCode,
-    agent_guard::Guard,
-    config::{agent_env, Config},
-    git_clone::GitSettings,
-    git_credentials::GitCredentials,
-    grpc_api::AutopilotApi,
-    host_guard::AllowedHosts,
-    redact::Redactor,
-    task_manager::TaskManager,
-    task_runner::RunContext,
-    validate::Limits,
-};
-
-/// Error type of the service's entry points.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs the whole service on `listener` with `config` until `shutdown` completes; then stops the
-/// running task (its final event recorded and delivered), finishes open requests, and returns.
-///
-/// `config`'s paths are used as they are: the binary makes them absolute at start
-/// ([`absolute_paths`]). Tasks run their agent under this binary's guard mode
-/// ([`agent_guard`]), so the program calling this must be the agent-service.
-///
-/// # Errors
-/// The work directory could not be prepared, or serving failed.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let (api, shutdown) = build(&config, shutdown)?;
-    let access = server::Access {
-        cors_origins: config.cors_origins.clone(),
-        allowed_hosts: AllowedHosts::with_own_hostname(&config.allowed_hosts),
-    };
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        work_dir = %config.work_dir.display(),
-        allowed_hosts = %access.allowed_hosts.names().collect::<Vec<_>>().join(","),
-        cors_origins = %access.cors_origins.join(","),
-        "listening"
-    );
-    server::run(listener, api, access, shutdown).await
-}
-
-/// Tunnel mode: runs the same task machinery, reached through the edge over the connection this
-/// machine opens to it ([`tunnel`]) instead of a listener, until `shutdown` completes.
-///
-/// # Errors
-/// The work directory could not be prepared, or the edge refused this machine for good (a
-/// rejected token, or another machine replaced this one).
-pub async fn connect(
-    config: Config,
-    settings: tunnel::TunnelSettings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let (api, shutdown) = build(&config, shutdown)?;
-    tracing::info!(edge = %settings.edge, work_dir = %config.work_dir.display(), "tunnel mode");
-    tunnel::run(api, settings, shutdown).await
-}
-
-/// The service's API over its task manager, and a shutdown that stops the running task first,
-/// so that streams following it deliver its final event and end by themselves.
-fn build(
-    config: &Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(Arc<AutopilotApi>, impl Future<Output = ()> + Send + 'static), Error> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
-    let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
-    if api_key.is_none() {
-        tracing::warn!(
-            "ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key"
-        );
-    }
-    // Read from the environment only, like the API key: never a flag (it would show in `ps`).
-    let git_credentials = GitCredentials::from_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let guard = Guard::this_program()
-        .map_err(|e| format!("cannot find this program's own path, which the agent runs under: {e}"))?;
-    let ctx = RunContext {
-        agent: Arc::new(ClaudeCode { program: config.claude_path.clone() }),
-        guard,
-        git: GitSettings {
-            program: config.git_path.clone(),
-            allow_file: config.allow_local_repos,
-            timeout: config.clone_timeout,
-            grace: config.stop_grace,
-            credentials_env: git_credentials.git_env(),
-        },
-        git_credentials: git_credentials.clone(),
-        grace: config.stop_grace,
-        agent_env: agent_env(env),
-        has_api_key: api_key.is_some(),
-        agent_problem: Arc::default(),
-    };
-    // Asking the CLI its version takes longer than the service needs to start answering /ping,
-    // so it runs beside serving; a pinned version that does not match fails every task.
-    tokio::spawn(check_agent_version(config.clone(), Arc::clone(&ctx.agent_problem)));
-    let redactor = Redactor::new(api_key.into_iter().chain(git_credentials.secrets()));
-    let manager = TaskManager::new(config.work_dir.clone(), config.history, ctx, redactor)?;
-    let limits = Limits {
-        allow_local_repos: config.allow_local_repos,
-        default_timeout: config.default_timeout,
-        max_timeout: config.max_timeout,
-    };
-    let stopping = Arc::clone(&manager);
-    let shutdown = async move {
-        shutdown.await;
-        tracing::info!("shutting down: stopping the running task");
-        stopping.shutdown().await;
-    };
-    Ok((Arc::new(AutopilotApi::new(manager, limits)), shutdown))
-}
-
-/// Logs the agent CLI's version and, when the operator pinned one that does not match, records
-/// the mismatch as the reason every task will fail.
-async fn check_agent_version(config: Config, problem: Arc<std::sync::OnceLock<String>>) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::process::Command::new(&config.claude_path).arg("--version").kill_on_drop(true).output(),
-    )
-    .await;
-    let reported = match output {
-        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(Ok(out)) => format!("(--version failed: {})", out.status),
-        Ok(Err(e)) => format!("(not runnable: {e})"),
-        Err(_) => "(--version timed out)".to_string(),
-    };
-    tracing::info!(cli = %config.claude_path.display(), version = %reported, "agent CLI");
-    if let Some(expected) = &config.claude_version {
-        if !reported.split_whitespace().any(|word| word == expected) {
-            let message = format!(
-                "the agent CLI at {} reports {reported:?}, but version {expected} is required",
-                config.claude_path.display()
-            );
-            tracing::error!("{message}");
-            let _ = problem.set(message);
-        }
-    }
-}
+pub use service::{connect, run, Error};

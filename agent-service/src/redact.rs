@@ -3,6 +3,13 @@
 //! Two kinds of secret are known: the values the service itself holds (the model API key) and
 //! credentials a user embedded in a repository URL (`https://user:token@host/...`). Both are
 //! replaced by `***` wherever they appear, including inside git's and the agent's own output.
+//!
+//! Every masking rule lives here, including which texts of an event and of a diff are masked
+//! ([`Redactor::redact_payload`], [`Redactor::redact_diff`]), so that recording an event
+//! ([`crate::task`]) and delivering a diff ([`crate::delivery`]) both depend on this module and
+//! not on each other. Pure: no I/O.
+
+use autopilot_contract::v1::{event::Payload, Diff};
 
 /// What replaces a secret.
 pub const MASK: &str = "***";
@@ -60,6 +67,36 @@ impl Redactor {
         self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
 
+    /// Masks secrets in every text an event carries.
+    pub fn redact_payload(&self, payload: &mut Payload) {
+        match payload {
+            Payload::StateChanged(p) => self.redact_in_place(&mut p.reason),
+            Payload::GitProgress(p) => self.redact_in_place(&mut p.message),
+            Payload::AgentText(p) => self.redact_in_place(&mut p.text),
+            Payload::ToolStarted(p) => self.redact_in_place(&mut p.input_json),
+            Payload::ToolFinished(p) => self.redact_in_place(&mut p.output),
+            Payload::TaskFinished(p) => {
+                self.redact_in_place(&mut p.result);
+                self.redact_in_place(&mut p.error);
+            }
+            Payload::Diff(diff) => self.redact_diff(diff),
+            Payload::BranchPushed(p) => self.redact_in_place(&mut p.remote_url),
+            Payload::AgentStarted(_)
+            | Payload::UsageUpdate(_)
+            | Payload::RepositoryReady(_)
+            | Payload::Committed(_) => {}
+        }
+    }
+
+    /// Masks secrets in every text of `diff`.
+    pub fn redact_diff(&self, diff: &mut Diff) {
+        for file in &mut diff.files {
+            self.redact_in_place(&mut file.path);
+            self.redact_in_place(&mut file.old_path);
+            self.redact_in_place(&mut file.patch);
+        }
+    }
+
     fn needs_redaction(&self, text: &str) -> bool {
         text.contains("://") || self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
@@ -112,5 +149,36 @@ mod tests {
         assert_eq!(text, "ANTHROPIC_API_KEY=***");
         assert!(redactor.contains_secret("+key=sk-ant-canary-123456"));
         assert!(!redactor.contains_secret("abc https://u:p@h/"));
+    }
+
+    #[test]
+    fn every_text_of_an_event_and_a_diff_is_masked() {
+        use autopilot_contract::v1::{AgentText, FileDiff, TaskFinished};
+        let redactor = Redactor::new(["sk-ant-canary-123456"]);
+        let mut text = Payload::AgentText(AgentText { text: "sk-ant-canary-123456".into() });
+        redactor.redact_payload(&mut text);
+        assert_eq!(text, Payload::AgentText(AgentText { text: MASK.into() }));
+        let mut finished = Payload::TaskFinished(TaskFinished {
+            result: "key sk-ant-canary-123456".into(),
+            error: "git: https://u:p@h/r.git".into(),
+            ..Default::default()
+        });
+        redactor.redact_payload(&mut finished);
+        let Payload::TaskFinished(finished) = finished else { unreachable!() };
+        assert_eq!((finished.result.as_str(), finished.error.as_str()), ("key ***", "git: https://***@h/r.git"));
+        let file = FileDiff {
+            path: "sk-ant-canary-123456.txt".into(),
+            old_path: "old/sk-ant-canary-123456".into(),
+            patch: "+ANTHROPIC_API_KEY=sk-ant-canary-123456".into(),
+            ..Default::default()
+        };
+        let mut diff = Payload::Diff(Diff { files: vec![file], ..Default::default() });
+        redactor.redact_payload(&mut diff);
+        let Payload::Diff(diff) = diff else { unreachable!() };
+        let file = &diff.files[0];
+        assert_eq!(
+            (file.path.as_str(), file.old_path.as_str(), file.patch.as_str()),
+            ("***.txt", "old/***", "+ANTHROPIC_API_KEY=***")
+        );
     }
 }

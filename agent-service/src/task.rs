@@ -140,7 +140,7 @@ impl Task {
     /// Records one event: masks secrets, appends it to the log, applies it to the snapshot.
     /// A failed write is logged; the event is then not recorded anywhere.
     pub fn record(&self, mut payload: Payload) {
-        redact_payload(&self.redactor, &mut payload);
+        self.redactor.redact_payload(&mut payload);
         let mut snapshot = self.lock_snapshot();
         match self.log.append(payload) {
             Ok(event) => task_state::apply(&mut snapshot, &event),
@@ -205,23 +205,5 @@ impl Task {
 
     fn lock_snapshot(&self) -> MutexGuard<'_, TaskSnapshot> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Masks secrets in every text an event carries.
-fn redact_payload(redactor: &Redactor, payload: &mut Payload) {
-    match payload {
-        Payload::StateChanged(p) => redactor.redact_in_place(&mut p.reason),
-        Payload::GitProgress(p) => redactor.redact_in_place(&mut p.message),
-        Payload::AgentText(p) => redactor.redact_in_place(&mut p.text),
-        Payload::ToolStarted(p) => redactor.redact_in_place(&mut p.input_json),
-        Payload::ToolFinished(p) => redactor.redact_in_place(&mut p.output),
-        Payload::TaskFinished(p) => {
-            redactor.redact_in_place(&mut p.result);
-            redactor.redact_in_place(&mut p.error);
-        }
-        Payload::Diff(diff) => crate::delivery::redact_diff(redactor, diff),
-        Payload::BranchPushed(p) => redactor.redact_in_place(&mut p.remote_url),
-        Payload::AgentStarted(_) | Payload::UsageUpdate(_) | Payload::RepositoryReady(_) | Payload::Committed(_) => {}
     }
 }

@@ -23,7 +23,6 @@ use url::Url;
 use crate::{
     frame_server::{self, FrameServer},
     grpc_api::AutopilotApi,
-    Error,
 };
 
 /// Close code with which the edge replaces this machine by another of the same user.
@@ -83,7 +82,7 @@ pub async fn run(
     api: Arc<AutopilotApi>,
     settings: TunnelSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let url = connect_url(&settings.edge)?;
     let backoff = || {
         ExponentialBuilder::default()

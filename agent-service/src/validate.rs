@@ -1,5 +1,8 @@
-//! Turns a `StartRequest` into a `TaskSpec` the task machinery can trust, or says which field is
-//! wrong and why. Pure: no I/O, so every rule is unit-tested here.
+//! Every check a request must pass before the service acts on it, in one place, whichever
+//! transport it came by (gRPC and gRPC-web in [`crate::grpc_api`], frames through it in
+//! [`crate::frame_server`]): a `StartRequest` becomes a `TaskSpec` the task machinery can trust,
+//! a task id and a cancel reason are checked, or the error says which field is wrong and why.
+//! Pure: no I/O, so every rule is unit-tested here.
 //!
 //! Limits (documented in the contract and README):
 //! - prompt: 1..=100_000 bytes;
@@ -10,6 +13,9 @@
 //! - delivery.branch: empty (default `autopilot/<task id>`) or a name [`crate::branch_name`]
 //!   accepts; delivery.author_name: at most 128 bytes, no control characters, `<` or `>`;
 //!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
+//! - task_id (Status, StreamEvents, Cancel, GetDiff): empty (the running or most recent task) or
+//!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs);
+//! - cancel reason: at most 500 bytes once trimmed (empty: none given).
 
 use std::time::Duration;
 
@@ -27,6 +33,10 @@ pub const MAX_TURNS: i32 = 1000;
 pub const MAX_BUDGET_USD: f64 = 1000.0;
 pub const MAX_AUTHOR_NAME_LEN: usize = 128;
 pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
+/// Longest task id accepted (ids are UUIDs, 36 characters).
+pub const MAX_TASK_ID_LEN: usize = 64;
+/// Longest cancel reason accepted.
+pub const MAX_CANCEL_REASON_LEN: usize = 500;
 /// The commit author when the request names none.
 pub const DEFAULT_AUTHOR_NAME: &str = "Autopilot";
 /// The commit author's email when the request names none.
@@ -159,6 +169,29 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
         max_budget_usd: budget,
         timeout,
     })
+}
+
+/// Checks the form of a request's task id; empty names the running or most recent task.
+///
+/// # Errors
+/// `task_id` cannot be a task id.
+pub fn validate_task_id(task_id: &str) -> Result<(), FieldError> {
+    if task_id.len() > MAX_TASK_ID_LEN || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(reject("task_id", "is not a task id (task ids are UUIDs)"));
+    }
+    Ok(())
+}
+
+/// A cancel request's reason, trimmed; `None` when none was given.
+///
+/// # Errors
+/// The reason is longer than [`MAX_CANCEL_REASON_LEN`] bytes.
+pub fn validate_cancel_reason(reason: &str) -> Result<Option<String>, FieldError> {
+    let reason = reason.trim();
+    if reason.len() > MAX_CANCEL_REASON_LEN {
+        return Err(reject("reason", format!("is longer than {MAX_CANCEL_REASON_LEN} bytes")));
+    }
+    Ok((!reason.is_empty()).then(|| reason.to_string()))
 }
 
 fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldError> {
@@ -370,6 +403,28 @@ mod tests {
             let options = DeliveryOptions { author_email: email.into(), ..Default::default() };
             assert_eq!(field_of(with(options)), "delivery.author_email", "{email:?}");
         }
+    }
+
+    #[test]
+    fn task_ids_are_uuids_or_empty() {
+        for id in ["", "3f2c8a4e-9b1d-4e6f-8a2b-1c3d5e7f9a0b", "ABC-123", &"a".repeat(MAX_TASK_ID_LEN)] {
+            assert_eq!(validate_task_id(id), Ok(()), "{id:?}");
+        }
+        for id in ["../etc", "a b", "id\n", "x/y", "é", &"a".repeat(MAX_TASK_ID_LEN + 1)] {
+            let err = validate_task_id(id).unwrap_err();
+            assert_eq!(err.to_string(), "task_id is not a task id (task ids are UUIDs)", "{id:?}");
+        }
+    }
+
+    #[test]
+    fn cancel_reasons_are_trimmed_and_bounded() {
+        assert_eq!(validate_cancel_reason(""), Ok(None));
+        assert_eq!(validate_cancel_reason("  \n "), Ok(None));
+        assert_eq!(validate_cancel_reason("  wrong repo "), Ok(Some("wrong repo".into())));
+        let longest = "r".repeat(MAX_CANCEL_REASON_LEN);
+        assert_eq!(validate_cancel_reason(&format!(" {longest} ")), Ok(Some(longest)));
+        let err = validate_cancel_reason(&"r".repeat(MAX_CANCEL_REASON_LEN + 1)).unwrap_err();
+        assert_eq!(err.to_string(), "reason is longer than 500 bytes");
     }
 
     #[test]
