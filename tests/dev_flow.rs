@@ -60,7 +60,10 @@ async fn make_dev_offline_runs_a_file_changing_task_with_push_to_succeeded() {
         .expect("running make dev-offline");
     let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (token_tx, token_rx) = mpsc::channel();
-    for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
         let (output, token_tx) = (output.clone(), token_tx.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {

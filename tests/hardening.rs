@@ -43,7 +43,8 @@ async fn get(edge: &Edge, path: &str, token: &str) -> (u16, Value) {
 
 /// Starts a task through the JSON route; the reply (`taskId`, `sessionId`, ...).
 async fn start(edge: &Edge, token: &str, repo: &GitFixture, prompt: &str) -> Value {
-    let reply = edge.post_json("/api/container/start", token, json!({"repositoryUrl": repo.url(), "prompt": prompt})).await;
+    let reply =
+        edge.post_json("/api/container/start", token, json!({"repositoryUrl": repo.url(), "prompt": prompt})).await;
     assert!(reply["taskId"].is_string(), "Start failed: {reply}");
     reply
 }
@@ -54,7 +55,9 @@ async fn until_ended(edge: &Edge, token: &str, task_id: &str) -> Value {
     loop {
         let (_, status) = get(edge, &format!("/api/container/status?taskId={task_id}"), token).await;
         let state = status["task"]["state"].as_str().unwrap_or_default();
-        if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"].contains(&state) {
+        if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
+            .contains(&state)
+        {
             return status;
         }
         assert!(Instant::now() < deadline, "task {task_id} did not end: {status}");
@@ -113,7 +116,11 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
         assert_eq!((code, body["error"]["message"].as_str().unwrap()), (404, format!("no task with id {id}").as_str()));
     }
     let (code, latest) = get(&edge, "/api/container/status", &bob).await;
-    assert_eq!((code, latest["task"]["taskId"].as_str()), (200, Some(bobs_task.as_str())), "an empty id is bob's own latest");
+    assert_eq!(
+        (code, latest["task"]["taskId"].as_str()),
+        (200, Some(bobs_task.as_str())),
+        "an empty id is bob's own latest"
+    );
     let (code, none) = get(&edge, "/api/container/status", &carol).await;
     assert_eq!(code, 404, "carol has no task: {none}");
 
@@ -137,13 +144,18 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     let theirs = || alices_task.clone();
     let status = web.status(with_token(&bob, StatusRequest { task_id: theirs() })).await.unwrap_err();
     let diff = web.get_diff(with_token(&bob, GetDiffRequest { task_id: theirs() })).await.unwrap_err();
-    let cancel = web.cancel(with_token(&bob, CancelRequest { task_id: theirs(), reason: String::new() })).await.unwrap_err();
-    let stream = match web.stream_events(with_token(&bob, StreamEventsRequest { task_id: theirs(), from_seq: 1 })).await {
+    let cancel =
+        web.cancel(with_token(&bob, CancelRequest { task_id: theirs(), reason: String::new() })).await.unwrap_err();
+    let stream = match web.stream_events(with_token(&bob, StreamEventsRequest { task_id: theirs(), from_seq: 1 })).await
+    {
         Err(status) => status,
         Ok(mut stream) => stream.get_mut().message().await.unwrap_err(),
     };
     for refusal in [status, diff, cancel, stream] {
-        assert_eq!((refusal.code(), refusal.message()), (tonic::Code::NotFound, format!("no task with id {alices_task}").as_str()));
+        assert_eq!(
+            (refusal.code(), refusal.message()),
+            (tonic::Code::NotFound, format!("no task with id {alices_task}").as_str())
+        );
     }
 
     // A Start refused because alice's task runs names no task, and leaves carol no open run.
@@ -161,7 +173,8 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     let (_, balance) = get(&edge, "/api/billing/balance", &carol).await;
     assert!(balance["containerRunningSinceMs"].is_null(), "a refused Start left a run open: {balance}");
     let (_, ledger) = get(&edge, "/api/billing/ledger", &carol).await;
-    let debits: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["credits"].as_i64() < Some(0)).collect();
+    let debits: Vec<&Value> =
+        ledger["entries"].as_array().unwrap().iter().filter(|e| e["credits"].as_i64() < Some(0)).collect();
     assert!(debits.len() <= 1, "at most the refused start's moment is charged: {ledger}");
 
     // --- A cookie does not let a foreign page act. ---
@@ -198,7 +211,13 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
 
     // --- Bad requests get the right answer; nothing is reported as the service being down. ---
     let huge = json!({"repositoryUrl": repo.url(), "prompt": "x".repeat(2 << 20)}).to_string();
-    let reply = http.post(format!("{}/api/container/start", edge.base_url)).bearer_auth(&bob).body(huge.clone()).send().await.unwrap();
+    let reply = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .bearer_auth(&bob)
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reply.status(), 413);
     let body: Value = reply.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("1048576"), "{body}");
@@ -220,7 +239,11 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     let long_id = format!(r#"{{"requestId":"{}","start":{{"prompt":42}}}}"#, "i".repeat(400_000));
     ws.send(Message::Text(long_id.into())).await.unwrap();
     let error = receive(&mut ws, Encoding::Json).await;
-    assert!(error.request_id.len() <= 128 && matches!(error.frame, Some(Frame::Error(_))), "{}", error.request_id.len());
+    assert!(
+        error.request_id.len() <= 128 && matches!(error.frame, Some(Frame::Error(_))),
+        "{}",
+        error.request_id.len()
+    );
     let spoofed: Value = http
         .post(format!("{}/api/container/ws-ticket", edge.base_url))
         .bearer_auth(&bob)
@@ -245,7 +268,12 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     let mut ws2 = connect(&edge.ws_ticket_url(&alice, alices["sessionId"].as_str().unwrap()).await).await;
     let burst = 64;
     for i in 0..burst {
-        send(&mut ws2, &frame(&format!("s{i}"), ClientRequest::Status(StatusRequest { task_id: alices_task.clone() })), Encoding::Binary).await;
+        send(
+            &mut ws2,
+            &frame(&format!("s{i}"), ClientRequest::Status(StatusRequest { task_id: alices_task.clone() })),
+            Encoding::Binary,
+        )
+        .await;
     }
     let (mut answered, mut bounded) = (0, 0);
     for _ in 0..burst {
@@ -255,9 +283,15 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
             other => panic!("unexpected reply in the burst: {other:?}"),
         }
     }
-    println!("a burst of {burst} Status frames on one socket: {answered} answered, {bounded} refused (limit 16 in flight)");
+    println!(
+        "a burst of {burst} Status frames on one socket: {answered} answered, {bounded} refused (limit 16 in flight)"
+    );
     assert_eq!(answered + bounded, burst, "every frame got exactly one reply");
-    assert_eq!(until_ended(&edge, &alice, &alices_task).await["task"]["state"], "TASK_STATE_SUCCEEDED", "bob's probes changed nothing");
+    assert_eq!(
+        until_ended(&edge, &alice, &alices_task).await["task"]["state"],
+        "TASK_STATE_SUCCEEDED",
+        "bob's probes changed nothing"
+    );
     drop((ws, ws2));
 
     // --- A restarting service is waited for, not reported down. ---

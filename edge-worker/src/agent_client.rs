@@ -122,12 +122,10 @@ impl AgentClient {
         let mut retries = backoff(Duration::from_millis(50), Duration::from_secs(1), NOT_LISTENING_BUDGET);
         loop {
             match self.call_once(method, request).await {
-                Err(status) if IDEMPOTENT.contains(&method) && self.may_retry(&status) => {
-                    match retries.next() {
-                        Some(delay) => Delay::from(delay).await,
-                        None => return Err(status),
-                    }
-                }
+                Err(status) if IDEMPOTENT.contains(&method) && self.may_retry(&status) => match retries.next() {
+                    Some(delay) => Delay::from(delay).await,
+                    None => return Err(status),
+                },
                 result => return result,
             }
         }

@@ -4,9 +4,12 @@
 //! user's own machine over the socket it opened (tunnel mode).
 //!
 //! Layout:
-//! - [`routes`]: the route table, the mode's backend, and the authentication gate (the only thing
-//!   the entry point calls); [`auth`]: tokens, sessions, sign-in, admin token routes.
-//! - [`autopilot_container`]: the container mode's object: lifecycle, RPCs, WebSocket bridge.
+//! - [`route`] (pure): every path spelled once, parsed into a route value the Worker and both
+//!   objects match on; [`internal`]: the headers and settings the Worker hands an object.
+//! - [`routes`]: the Worker's entry and authentication gate (the only thing the entry point
+//!   calls); [`auth`]: tokens, sessions, sign-in, admin token routes.
+//! - [`container`]: the container mode's object, one file per concept (record, runtime,
+//!   metering, idle policy, bridge calls, loss, HTTP routes, settings).
 //! - [`tunnel_relay`]: the tunnel mode's object; [`relay_route`] (pure): where a relayed answer goes.
 //! - [`sessions`]: WebSocket sessions and tickets, for both objects; [`socket`]: their messages.
 //! - Pure, host-tested rules of who may do what: [`site`] (the site's origin, what a
@@ -25,17 +28,19 @@
 pub mod agent_client;
 pub mod api_error;
 pub mod auth;
-pub mod autopilot_container;
 pub mod billing;
 pub mod bridge;
+pub mod container;
 pub mod container_errors;
 pub mod container_start;
 pub mod credentials;
 pub mod entropy;
 pub mod grpc_web;
+pub mod internal;
 pub mod lifecycle;
 pub mod readiness;
 pub mod relay_route;
+pub mod route;
 pub mod routes;
 pub mod sessions;
 pub mod site;
@@ -44,7 +49,7 @@ pub mod task_scope;
 pub mod ticket;
 pub mod tunnel_relay;
 
-pub use autopilot_container::AutopilotContainer;
+pub use container::AutopilotContainer;
 pub use tunnel_relay::TunnelRelay;
 
 #[worker::event(fetch)]

@@ -164,6 +164,17 @@ mod tests {
     }
 
     #[test]
+    fn a_container_stopped_while_it_started_is_not_made_ready_by_its_late_ping() {
+        let mut life = Lifecycle::default();
+        let generation = life.begin_start(100).unwrap();
+        life.mark_stopped(200);
+        assert!(!life.mark_ready(generation, 250, 251), "the start was overtaken: its caller fails");
+        assert_eq!(life.state, ContainerState::Stopped);
+        let next = life.begin_start(300).unwrap();
+        assert!(next > generation, "the next start is a new generation");
+    }
+
+    #[test]
     fn every_transition_is_stamped() {
         let mut life = Lifecycle::default();
         let generation = life.begin_start(10).unwrap();

@@ -1,8 +1,8 @@
-//! The Worker's route table and its authentication gate. Every route but `/health` (and, later,
-//! the page's static files) needs a user: an API token, a session cookie, or, for WebSockets, a
-//! single-use ticket. The Worker names the authenticated user to the user's Durable Object in
-//! [`USER_HEADER`], having removed any such header the client sent; the object trusts it because
-//! only the Worker can reach it.
+//! The Worker's entry: parses each request into a [`Route`] and applies the authentication gate.
+//! Every route but `/health` (and the page's static files) needs a user: an API token, a session
+//! cookie, or, for WebSockets, a single-use ticket. The Worker names the authenticated user to
+//! the user's Durable Object in [`USER_HEADER`], having removed any such header the client sent;
+//! the object trusts it because only the Worker can reach it.
 
 use worker::{Date, Env, Method, Request, RequestInit, Response};
 
@@ -11,40 +11,36 @@ use crate::{
     auth::{self, authenticate, unauthenticated},
     credentials::bearer,
     grpc_web::{Code, GrpcStatus},
+    internal::{
+        public_origin, ticket_secret, INTERNAL_HEADERS, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER,
+    },
+    route::{AdminRoute, Backend, Internal, Route},
     site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
     ticket,
 };
 
-/// The header carrying the authenticated user's id from the Worker to the user's object.
-pub const USER_HEADER: &str = "x-autopilot-user";
-/// Headers carrying a verified ticket's nonce and session to the user's object.
-pub const TICKET_NONCE_HEADER: &str = "x-autopilot-ticket-nonce";
-pub const TICKET_SESSION_HEADER: &str = "x-autopilot-ticket-session";
-/// The gRPC-web path prefix of the contract's service.
-const GRPC_SERVICE_PREFIX: &str = "/autopilot.v1.Autopilot/";
-/// Headers only the Worker may set; removed from every incoming request.
-const INTERNAL_HEADERS: [&str; 3] = [USER_HEADER, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER];
-
 /// Routes one request.
 pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
     let path = req.path();
-    match (req.method(), path.as_str()) {
-        (Method::Get, "/health") => Response::ok("ok"),
-        (Method::Post, "/api/auth/signin") => auth::sign_in(req, &env).await,
-        (Method::Post, "/api/auth/signout") => auth::sign_out(&req, &env).await,
-        (_, p) if p.starts_with("/api/admin/") => admin(req, &env).await,
-        (Method::Get, "/bench/echo") if bench_routes_enabled(&env) => echo_websocket(),
-        (Method::Get, p) if p.starts_with("/api/container/ws/") => websocket(req, &env, Backend::Container).await,
-        (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => websocket(req, &env, Backend::Tunnel).await,
-        (method, p) if is_user_route(&method, p) => user_route(req, &env, method, p).await,
-        _ => not_found(&path),
+    let Some(route) = Route::parse(&req.method(), &path) else {
+        return not_found(&path);
+    };
+    match route {
+        Route::Health => Response::ok("ok"),
+        Route::SignIn => auth::sign_in(req, &env).await,
+        Route::SignOut => auth::sign_out(&req, &env).await,
+        Route::Admin(admin_route) => admin(req, &env, admin_route).await,
+        Route::BenchEcho if bench_routes_enabled(&env) => echo_websocket(),
+        Route::BenchEcho => not_found(&path),
+        Route::Socket(backend, _) => websocket(req, &env, backend).await,
+        route => user_route(req, &env, route).await,
     }
 }
 
 /// A route of the signed-in user: authenticated, checked as a browser request if a cookie proved
 /// the user, its body capped, then handed to the user's object of the route's mode.
-async fn user_route(req: Request, env: &Env, method: Method, path: &str) -> worker::Result<Response> {
-    let grpc = path.starts_with(GRPC_SERVICE_PREFIX);
+async fn user_route(req: Request, env: &Env, route: Route) -> worker::Result<Response> {
+    let grpc = matches!(route, Route::Grpc(_));
     let refuse = |status: GrpcStatus, http: u16| {
         if grpc {
             grpc_web_error(&status, http)
@@ -54,7 +50,7 @@ async fn user_route(req: Request, env: &Env, method: Method, path: &str) -> work
     };
     // A machine proves itself with its API token only: a browser's session cookie must not
     // let a page (or a cross-site request) stand in for the user's machine.
-    if path == "/api/tunnel/connect" && bearer(req.headers().get("authorization")?.as_deref()).is_none() {
+    if route == Route::TunnelConnect && bearer(req.headers().get("authorization")?.as_deref()).is_none() {
         return unauthenticated("a machine connects with Authorization: Bearer <API token>");
     }
     let Some((user, proof)) = authenticate(&req, env).await? else {
@@ -65,7 +61,7 @@ async fn user_route(req: Request, env: &Env, method: Method, path: &str) -> work
             unauthenticated("sign in, or send Authorization: Bearer <token>")
         };
     };
-    let kind = match method {
+    let kind = match req.method() {
         Method::Get | Method::Head if is_upgrade(&req)? => RequestKind::Upgrade,
         Method::Get | Method::Head => RequestKind::Read,
         _ if grpc => RequestKind::GrpcWeb,
@@ -74,14 +70,14 @@ async fn user_route(req: Request, env: &Env, method: Method, path: &str) -> work
     if let Err(refusal) = check_browser(&req, env, proof, kind)? {
         return refuse(GrpcStatus::new(Code::PermissionDenied, refusal), 403);
     }
-    if path == "/api/auth/me" {
+    let Some(backend) = route.backend() else {
+        // The one user route no object serves.
         return Response::from_json(&serde_json::json!({"userId": user}));
-    }
+    };
     let req = match capped(req).await? {
         Ok(req) => req,
         Err(status) => return refuse(status, 413),
     };
-    let backend = if path.starts_with("/api/tunnel/") { Backend::Tunnel } else { Backend::Container };
     forward(req, env, backend, &user, &[]).await
 }
 
@@ -123,63 +119,17 @@ fn check_browser(req: &Request, env: &Env, proof: Proof, kind: RequestKind) -> w
         Err(message) => return Ok(Err(message)),
     };
     let headers = req.headers();
-    Ok(check_browser_request(proof, kind, headers.get("origin")?.as_deref(), headers.get("content-type")?.as_deref(), &site))
-}
-
-/// The configured `PUBLIC_ORIGIN`, if any.
-pub fn public_origin(env: &Env) -> Option<String> {
-    env.var("PUBLIC_ORIGIN").ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
+    Ok(check_browser_request(
+        proof,
+        kind,
+        headers.get("origin")?.as_deref(),
+        headers.get("content-type")?.as_deref(),
+        &site,
+    ))
 }
 
 fn is_upgrade(req: &Request) -> worker::Result<bool> {
     Ok(req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")))
-}
-
-/// The two modes a user chooses between, each served by its own Durable Object per user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    /// Paid: the agent runs in the user's container (`AutopilotContainer`).
-    Container,
-    /// Free: the agent runs on the user's own machine, connected out to `TunnelRelay`.
-    Tunnel,
-}
-
-impl Backend {
-    /// Where a browser of this mode asks for a fresh WebSocket ticket.
-    fn ticket_path(self) -> &'static str {
-        match self {
-            Backend::Container => "/api/container/ws-ticket",
-            Backend::Tunnel => "/api/tunnel/ws-ticket",
-        }
-    }
-
-    fn binding(self) -> &'static str {
-        match self {
-            Backend::Container => "AUTOPILOT_CONTAINER",
-            Backend::Tunnel => "TUNNEL_RELAY",
-        }
-    }
-}
-
-fn is_user_route(method: &Method, path: &str) -> bool {
-    // Every method of the contract's service passes through (the service answers UNIMPLEMENTED
-    // for one it does not have), so an RPC added to the contract needs no route here.
-    if *method == Method::Post && path.starts_with(GRPC_SERVICE_PREFIX) {
-        return true;
-    }
-    matches!(
-        (method, path),
-        (Method::Get, "/api/auth/me")
-            | (Method::Post, "/api/container/start")
-            | (Method::Get, "/api/container/status")
-            | (Method::Post, "/api/container/ws-ticket")
-            | (Method::Get, "/api/billing/balance")
-            | (Method::Get, "/api/billing/ledger")
-            | (Method::Get, "/api/tunnel/connect")
-            | (Method::Get, "/api/tunnel/status")
-            | (Method::Post, "/api/tunnel/start")
-            | (Method::Post, "/api/tunnel/ws-ticket")
-    )
 }
 
 /// `GET /api/{container,tunnel}/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves
@@ -215,61 +165,36 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
     }
 }
 
-/// The secret that signs WebSocket tickets.
-pub fn ticket_secret(env: &Env) -> worker::Result<String> {
-    env.secret("TICKET_SECRET")
-        .map(|s| s.to_string())
-        .ok()
-        .filter(|s| s.len() >= 16)
-        .ok_or_else(|| worker::Error::RustError("TICKET_SECRET is not set (at least 16 characters)".into()))
-}
-
 /// Admin routes: guarded by the admin secret.
-async fn admin(mut req: Request, env: &Env) -> worker::Result<Response> {
+async fn admin(mut req: Request, env: &Env, route: AdminRoute) -> worker::Result<Response> {
     if !auth::is_admin(&req, env)? {
         return unauthenticated("admin routes need Authorization: Bearer <ADMIN_SECRET>");
     }
-    let path = req.path();
-    match (req.method(), path.as_str()) {
-        (Method::Post, "/api/admin/tokens") => auth::create_token(req, env).await,
-        (Method::Delete, p) if p.starts_with("/api/admin/tokens/") => {
-            auth::revoke_token(p.trim_start_matches("/api/admin/tokens/"), env).await
-        }
+    let internal = match route {
+        AdminRoute::CreateToken => return auth::create_token(req, env).await,
+        AdminRoute::RevokeToken(token_id) => return auth::revoke_token(&token_id, env).await,
+        AdminRoute::GrantCredits => Internal::Grant,
+        AdminRoute::RunMeter => Internal::Alarm,
+        AdminRoute::Storage => Internal::Storage,
         // Benchmarks replay a task recorded straight into the service's work directory: this
         // records it as the user's, which only a start through the edge does otherwise.
-        (Method::Post, "/api/admin/tasks") if bench_routes_enabled(env) => {
-            let body: serde_json::Value = req.json().await.unwrap_or_default();
-            let Some(user) = body["userId"].as_str().filter(|u| crate::credentials::valid_user_id(u)) else {
-                return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
-            };
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(body.to_string().into()));
-            let forwarded = Request::new_with_init("https://user-object/internal/adopt-task", &init)?;
-            forward(forwarded, env, Backend::Container, &user.to_string(), &[]).await
-        }
-        (Method::Get, "/api/admin/storage") => {
-            let user = req.url()?.query_pairs().find(|(k, _)| k == "userId").map(|(_, v)| v.into_owned());
-            let Some(user) = user.filter(|u| crate::credentials::valid_user_id(u)) else {
-                return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
-            };
-            let forwarded = Request::new("https://user-object/internal/storage", Method::Get)?;
-            forward(forwarded, env, Backend::Container, &user, &[]).await
-        }
-        (Method::Post, "/api/admin/credits") | (Method::Post, "/api/admin/meter") => {
-            let body: serde_json::Value = req.json().await.unwrap_or_default();
-            let Some(user) =
-                body["userId"].as_str().filter(|u| crate::credentials::valid_user_id(u)).map(str::to_string)
-            else {
-                return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
-            };
-            let internal = if path.ends_with("/credits") { "/internal/grant" } else { "/internal/alarm" };
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(body.to_string().into()));
-            let forwarded = Request::new_with_init(&format!("https://user-object{internal}"), &init)?;
-            forward(forwarded, env, Backend::Container, &user, &[]).await
-        }
-        _ => not_found(&path),
-    }
+        AdminRoute::AdoptTask if bench_routes_enabled(env) => Internal::AdoptTask,
+        AdminRoute::AdoptTask => return not_found(&req.path()),
+    };
+    let (user, init) = if internal == Internal::Storage {
+        let user = req.url()?.query_pairs().find(|(k, _)| k == "userId").map(|(_, v)| v.into_owned());
+        (user, RequestInit::new())
+    } else {
+        let body: serde_json::Value = req.json().await.unwrap_or_default();
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.to_string().into()));
+        (body["userId"].as_str().map(str::to_string), init)
+    };
+    let Some(user) = user.filter(|u| crate::credentials::valid_user_id(u)) else {
+        return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
+    };
+    let forwarded = Request::new_with_init(&internal.url(), &init)?;
+    forward(forwarded, env, Backend::Container, &user, &[]).await
 }
 
 /// Sends the request to `user`'s Durable Object of `backend`, naming the user (and any verified

@@ -13,7 +13,8 @@ use crate::{
     auth::unauthenticated,
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
-    routes::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
+    internal::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
+    route::Backend,
     site::{site_origin, websocket_url},
     ticket::{self, Ticket, TICKET_TTL_MS},
 };
@@ -30,13 +31,12 @@ struct Session {
     created_ms: u64,
 }
 
-/// The sessions of one object, whose WebSockets are served under `ws_path` (e.g.
-/// `/api/container/ws/`) and whose reconnect tickets come from `ticket_path`.
+/// The sessions of one object, whose WebSockets and reconnect tickets are served on the routes
+/// of its `backend`.
 pub struct Sessions<'a> {
     pub state: &'a State,
     pub env: &'a Env,
-    pub ws_path: &'static str,
-    pub ticket_path: &'static str,
+    pub backend: Backend,
 }
 
 impl Sessions<'_> {
@@ -88,7 +88,7 @@ impl Sessions<'_> {
             if !self.state.storage().delete(&format!("{TICKET_PREFIX}{nonce}")).await? {
                 return Ok(Err(unauthenticated(&format!(
                     "the ticket was already used; ask POST {} for a new one",
-                    self.ticket_path
+                    self.backend.ticket_path()
                 ))?));
             }
         }
@@ -112,7 +112,8 @@ impl Sessions<'_> {
         };
         self.state.storage().put(&format!("{TICKET_PREFIX}{}", ticket.nonce), ticket.expires_at_ms).await?;
         let text = ticket::issue(ticket_secret(self.env)?.as_bytes(), &ticket);
-        let websocket_url = websocket_url(&site, &format!("{}{session_id}?ticket={text}", self.ws_path));
+        let websocket_url =
+            websocket_url(&site, &format!("{}{session_id}?ticket={text}", self.backend.socket_prefix()));
         Ok((text, websocket_url))
     }
 

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn websocket_urls_follow_the_sites_scheme() {
-        assert_eq!(websocket_url(SITE, "/api/container/ws/s?ticket=t"), "wss://autopilot.example/api/container/ws/s?ticket=t");
+        assert_eq!(
+            websocket_url(SITE, "/api/container/ws/s?ticket=t"),
+            "wss://autopilot.example/api/container/ws/s?ticket=t"
+        );
         assert_eq!(websocket_url("http://127.0.0.1:8787", "/w"), "ws://127.0.0.1:8787/w");
     }
 
@@ -157,7 +160,13 @@ mod tests {
 
     #[test]
     fn a_cookie_websocket_upgrade_needs_the_sites_origin() {
-        let other = check_browser_request(Proof::Cookie, RequestKind::Upgrade, Some("https://sub.autopilot.example"), None, SITE);
+        let other = check_browser_request(
+            Proof::Cookie,
+            RequestKind::Upgrade,
+            Some("https://sub.autopilot.example"),
+            None,
+            SITE,
+        );
         assert!(other.is_err());
         assert!(check_browser_request(Proof::Cookie, RequestKind::Upgrade, Some(SITE), None, SITE).is_ok());
     }
@@ -165,6 +174,8 @@ mod tests {
     #[test]
     fn token_clients_and_reads_are_unaffected() {
         assert!(check_browser_request(Proof::Token, RequestKind::Json, None, Some("text/plain"), SITE).is_ok());
-        assert!(check_browser_request(Proof::Cookie, RequestKind::Read, Some("https://evil.example"), None, SITE).is_ok());
+        assert!(
+            check_browser_request(Proof::Cookie, RequestKind::Read, Some("https://evil.example"), None, SITE).is_ok()
+        );
     }
 }

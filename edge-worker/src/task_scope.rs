@@ -24,8 +24,7 @@ pub fn resolve(requested: &str, latest_own: Option<&str>, owned: bool) -> Result
 /// What a task id that is not the user's gets: the service's answer for an id it never saw.
 pub fn unknown_task(task_id: &str) -> GrpcStatus {
     // Only ids of the task id alphabet are echoed, and never more than a task id's length.
-    let shown: String =
-        task_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(TASK_ID_LEN).collect();
+    let shown: String = task_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(TASK_ID_LEN).collect();
     GrpcStatus::new(Code::NotFound, format!("no task with id {shown}"))
 }
 

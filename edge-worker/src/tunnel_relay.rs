@@ -20,8 +20,7 @@ use futures::{channel::oneshot, future::Either};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, Date, Delay, Env, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
+    durable_object, Date, Delay, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::{
@@ -32,8 +31,9 @@ use crate::{
     },
     entropy::random_id,
     grpc_web::{Code, GrpcStatus},
+    internal::USER_HEADER,
     relay_route::Route,
-    routes::USER_HEADER,
+    route::Backend,
     sessions::Sessions,
     socket::{incoming, send},
 };
@@ -94,14 +94,13 @@ impl worker::DurableObject for TunnelRelay {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let user = req.headers().get(USER_HEADER)?.unwrap_or_default();
         let path = req.path();
-        match (req.method(), path.as_str()) {
-            (Method::Get, "/api/tunnel/connect") => self.connect_route(&req).await,
-            (Method::Get, "/api/tunnel/status") => self.status_route().await,
-            (Method::Post, "/api/tunnel/start") => self.start_route(req, &user).await,
-            (Method::Post, "/api/tunnel/ws-ticket") => self.sessions().ticket_route(req, &user).await,
-            (Method::Get, p) if p.starts_with("/api/tunnel/ws/") => {
-                self.browser_route(&req, p.trim_start_matches("/api/tunnel/ws/")).await
-            }
+        use crate::route::Route;
+        match Route::parse(&req.method(), &path) {
+            Some(Route::TunnelConnect) => self.connect_route(&req).await,
+            Some(Route::Status(Backend::Tunnel)) => self.status_route().await,
+            Some(Route::Start(Backend::Tunnel)) => self.start_route(req, &user).await,
+            Some(Route::Ticket(Backend::Tunnel)) => self.sessions().ticket_route(req, &user).await,
+            Some(Route::Socket(Backend::Tunnel, session_id)) => self.browser_route(&req, &session_id).await,
             _ => not_found(&path),
         }
     }
@@ -126,12 +125,7 @@ impl worker::DurableObject for TunnelRelay {
 
 impl TunnelRelay {
     fn sessions(&self) -> Sessions<'_> {
-        Sessions {
-            state: &self.state,
-            env: &self.env,
-            ws_path: "/api/tunnel/ws/",
-            ticket_path: "/api/tunnel/ws-ticket",
-        }
+        Sessions { state: &self.state, env: &self.env, backend: Backend::Tunnel }
     }
 
     /// `GET /api/tunnel/connect`: the user's machine connects; any machine before it is replaced.

@@ -331,8 +331,14 @@ async fn socket_flood(edge: &Edge, token: &str, session_id: &str, repo: &GitFixt
     let before = edge.workerd_rss_kib();
     let (subscriptions, statuses) = (1_000, 2_000);
     let frames = (0..subscriptions)
-        .map(|i| ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.clone(), from_seq: 1 }).with_id(format!("sub-{i}")))
-        .chain((0..statuses).map(|i| ClientRequest::Status(StatusRequest { task_id: task_id.clone() }).with_id(format!("st-{i}"))));
+        .map(|i| {
+            ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.clone(), from_seq: 1 })
+                .with_id(format!("sub-{i}"))
+        })
+        .chain(
+            (0..statuses)
+                .map(|i| ClientRequest::Status(StatusRequest { task_id: task_id.clone() }).with_id(format!("st-{i}"))),
+        );
     for frame in frames {
         socket.feed(Message::Binary(frame.encode_to_vec().into())).await.unwrap();
     }
@@ -341,7 +347,8 @@ async fn socket_flood(edge: &Edge, token: &str, session_id: &str, repo: &GitFixt
     let (mut answered, mut refused, mut replies) = (0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
     while replies < statuses + subscriptions - 8 && Instant::now() < deadline {
-        let Ok(Some(Ok(Message::Binary(bytes)))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await else {
+        let Ok(Some(Ok(Message::Binary(bytes)))) = tokio::time::timeout(Duration::from_secs(10), socket.next()).await
+        else {
             break;
         };
         let frame = ServerFrame::decode(bytes.as_ref()).unwrap();

@@ -65,7 +65,8 @@ impl Edge {
         let state = tempfile::tempdir().unwrap();
         let (port, inspector) = (free_port(), free_port());
         let own_url = format!("http://127.0.0.1:{port}");
-        let vars: Vec<(&str, String)> = vars.iter().map(|(name, value)| (*name, value.replace("{edge}", &own_url))).collect();
+        let vars: Vec<(&str, String)> =
+            vars.iter().map(|(name, value)| (*name, value.replace("{edge}", &own_url))).collect();
         let mut command = Command::new(wrangler);
         command
             .current_dir(repo_root())

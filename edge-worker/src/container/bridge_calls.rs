@@ -1,0 +1,232 @@
+//! The WebSocket bridge's calls: each `ClientFrame` of a user's socket becomes one RPC to the
+//! agent-service, its reply a `ServerFrame` tagged with the frame's request id; a subscription
+//! streams a task's events in the background until the task ends, the socket closes or the
+//! container dies. The JSON and gRPC-web routes start tasks and scope task ids through the same
+//! functions, so every path applies the same rules: credits, and a user reaches only the tasks
+//! their object started.
+
+use std::{cell::Cell, rc::Rc};
+
+use autopilot_contract::v1::{
+    server_frame::Frame, CancelResponse, ServerFrame, StartRequest, StartResponse, StatusResponse, StreamEventsRequest,
+};
+use futures::future::{AbortHandle, Abortable};
+use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
+
+use super::{
+    live::{socket_id, SocketFrame, Subscription},
+    now_ms,
+    runtime::stopped_running,
+    AutopilotContainer,
+};
+use crate::{
+    agent_client::AgentClient,
+    bridge::{
+        decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc,
+        MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
+    },
+    grpc_web::{Code, GrpcStatus},
+    socket::{incoming, send, try_send},
+    task_scope,
+};
+
+/// Storage key prefix of the tasks this object started (followed by the task id): the only
+/// tasks its user's requests may reach.
+pub const TASK_PREFIX: &str = "task:";
+
+impl AutopilotContainer {
+    /// One frame from a user's socket: read, bounded per socket, answered.
+    pub(super) async fn socket_frame(&self, ws: &WebSocket, message: WebSocketIncomingMessage) {
+        match decode_client_frame(&incoming(message)) {
+            Ok(call) => match SocketFrame::begin(&self.live, socket_id(ws)) {
+                Some(_in_flight) => self.handle_call(ws, call).await,
+                None => {
+                    let status = GrpcStatus::new(
+                        Code::ResourceExhausted,
+                        format!("at most {MAX_IN_FLIGHT_PER_SOCKET} requests in flight per socket: wait for replies"),
+                    );
+                    send(ws, encode_server_frame(&error_frame(call.request_id, status), call.encoding))
+                }
+            },
+            Err(reply) => send(ws, reply),
+        }
+    }
+
+    async fn handle_call(&self, ws: &WebSocket, call: Call) {
+        let Call { request_id, rpc, encoding } = call;
+        let reply = |frame: Frame| ServerFrame { request_id: request_id.clone(), frame: Some(frame) };
+        let frame = match rpc {
+            Rpc::Start(request) => self.start_task(&request).await.map(|started| reply(Frame::Start(started))),
+            Rpc::Status(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s))),
+                Err(status) => Err(status),
+            },
+            Rpc::Cancel(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c))),
+                Err(status) => Err(status),
+            },
+            Rpc::Subscribe(mut request) => match self.scoped(&mut request.task_id).await {
+                Ok(client) => return self.subscribe(ws, client, request_id, request, encoding),
+                Err(status) => Err(status),
+            },
+            Rpc::Unsubscribe(subscription) => return self.unsubscribe(ws, &subscription),
+        };
+        let frame = frame.unwrap_or_else(|status| error_frame(request_id.clone(), status));
+        send(ws, encode_server_frame(&frame, encoding));
+    }
+
+    /// Starts a task for this user on every path (JSON route, bridge frame, gRPC-web): checks the
+    /// credits, brings up the container, and records the task as this user's. A Start the
+    /// service refuses names no other user's task, and leaves no metering run open that was
+    /// opened for it.
+    pub(super) async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
+        self.check_credits()?;
+        let had_run = self.live.account.borrow().run_started_ms.is_some();
+        let client = self.ready_client().await?;
+        match client.unary::<StartResponse>("Start", request).await {
+            Ok(started) => {
+                self.live.remember_task(&started.task_id, started.state);
+                self.record_own_task(&started.task_id).await;
+                Ok(started)
+            }
+            Err(status) => {
+                let opened_for_this = !had_run && self.live.account.borrow().run_started_ms.is_some();
+                let nothing_else = !self.live.record.borrow().task_running()
+                    && self.live.active_streams.get() == 0
+                    && self.live.requests_in_use.get() <= 1;
+                if opened_for_this && nothing_else {
+                    if let Err(e) = self.stop_container().await {
+                        worker::console_warn!("closing the run of a refused start failed: {e}");
+                    }
+                }
+                let current = self.live.record.borrow().current_task_id.clone();
+                let own = self.live.own_tasks.borrow();
+                Err(task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id)))
+            }
+        }
+    }
+
+    /// Points `task_id` at the user's own task (their latest when empty) and answers a client
+    /// of the ready service; NOT_FOUND, as for a task that never existed, if it is not theirs.
+    pub(super) async fn scoped(&self, task_id: &mut String) -> Result<AgentClient, GrpcStatus> {
+        let latest = self.live.record.borrow().current_task_id.clone();
+        let owned = !task_id.is_empty() && self.owns_task(task_id).await;
+        *task_id = task_scope::resolve(task_id, latest.as_deref(), owned)?;
+        self.ready_client().await
+    }
+
+    /// Whether this object started `task_id`.
+    pub(super) async fn owns_task(&self, task_id: &str) -> bool {
+        if self.live.own_tasks.borrow().contains(task_id) {
+            return true;
+        }
+        // Task ids are UUIDs; anything longer is nobody's (and is not made a storage key).
+        if task_id.len() > 64 {
+            return false;
+        }
+        let stored: Option<u64> = self.state.storage().get(&format!("{TASK_PREFIX}{task_id}")).await.ok().flatten();
+        if stored.is_some() {
+            self.live.own_tasks.borrow_mut().insert(task_id.to_string());
+        }
+        stored.is_some()
+    }
+
+    pub(super) async fn record_own_task(&self, task_id: &str) {
+        self.live.own_tasks.borrow_mut().insert(task_id.to_string());
+        if let Err(e) = self.state.storage().put(&format!("{TASK_PREFIX}{task_id}"), now_ms()).await {
+            worker::console_warn!("recording task {task_id} as the user's failed: {e}");
+        }
+    }
+
+    /// Streams a task's events to the socket in the background until the task ends, the socket
+    /// closes or the stream fails.
+    fn subscribe(
+        &self,
+        ws: &WebSocket,
+        client: AgentClient,
+        request_id: String,
+        request: StreamEventsRequest,
+        encoding: crate::bridge::Encoding,
+    ) {
+        let socket = socket_id(ws);
+        let open = self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).count();
+        if open >= MAX_SUBSCRIPTIONS_PER_SOCKET {
+            let status = GrpcStatus::new(
+                Code::ResourceExhausted,
+                format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
+            );
+            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+        }
+        let (abort, registration) = AbortHandle::new_pair();
+        let id = self.live.next_subscription.get();
+        self.live.next_subscription.set(id + 1);
+        let last_seq = Rc::new(Cell::new(request.from_seq.saturating_sub(1)));
+        let subscription = Subscription {
+            socket_id: socket,
+            ws: ws.clone(),
+            request_id: request_id.clone(),
+            encoding,
+            abort,
+            task_id: request.task_id.clone(),
+            last_seq: Rc::clone(&last_seq),
+        };
+        self.live.subscriptions.borrow_mut().insert(id, subscription);
+        let live = Rc::clone(&self.live);
+        let ws = ws.clone();
+        let container = self.state.container();
+        live.active_streams.set(live.active_streams.get() + 1);
+        spawn_local(async move {
+            let forward = async {
+                let mut stream = match client.stream_events(&request).await {
+                    Ok(stream) => stream,
+                    Err(status) => return send(&ws, encode_server_frame(&error_frame(request_id, status), encoding)),
+                };
+                loop {
+                    let frame = match stream.next().await {
+                        Some(Ok(event)) => {
+                            live.note_event(&event);
+                            last_seq.set(event.seq);
+                            event_frame(request_id.clone(), event)
+                        }
+                        Some(Err(status)) => {
+                            // A stream that breaks because the container died may break before
+                            // the exit watch hears of it: then this is the news, and followers
+                            // get the task's FAILED end rather than a bare transport error.
+                            if let Some(container) = &container {
+                                if status.code == Code::Unavailable as i32 && stopped_running(container).await {
+                                    let generation = live.record.borrow().lifecycle.current_generation();
+                                    if let Some(generation) = generation {
+                                        live.lose(generation, crate::lifecycle::LOST, now_ms());
+                                        break;
+                                    }
+                                }
+                            }
+                            break send(&ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                        }
+                        None => break send(&ws, encode_server_frame(&end_frame(request_id), encoding)),
+                    };
+                    // A failed send means the socket is gone: stop reading for it.
+                    if try_send(&ws, encode_server_frame(&frame, encoding)).is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = Abortable::new(forward, registration).await;
+            live.subscriptions.borrow_mut().remove(&id);
+            live.active_streams.set(live.active_streams.get().saturating_sub(1));
+        });
+    }
+
+    /// Stops one of this socket's subscriptions; the socket stays open.
+    fn unsubscribe(&self, ws: &WebSocket, request_id: &str) {
+        let socket = socket_id(ws);
+        let subscriptions = self.live.subscriptions.borrow();
+        let mine = subscriptions.values().filter(|s| s.socket_id == socket && s.request_id == request_id);
+        mine.for_each(|s| s.abort.abort());
+    }
+
+    pub(super) fn forget_socket(&self, ws: &WebSocket) {
+        let socket = socket_id(ws);
+        self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).for_each(|s| s.abort.abort());
+    }
+}

@@ -1,0 +1,228 @@
+//! The idle policy and the heartbeat that applies it. A container costs its user while it runs,
+//! so the object stops it once nothing has used it for `IDLE_TIMEOUT_SECONDS`; the alarm is that
+//! heartbeat: it charges container time, stops the container when credits run out or the idle
+//! period passed, prunes lapsed tickets and sessions, and re-arms itself while there is anything
+//! to watch. The decisions (busy or not, stop or wait, when to run next) are pure and tested
+//! here; the glue around them is the object's alarm.
+
+use std::time::Duration;
+
+use autopilot_contract::v1::{StatusRequest, StatusResponse};
+use worker::Response;
+
+use super::{now_ms, AutopilotContainer};
+use crate::agent_client::AgentClient;
+
+/// The shortest wait before the next heartbeat (a deadline already past still waits this long).
+const MIN_ALARM_DELAY: Duration = Duration::from_millis(100);
+
+/// What keeps a container from being idle right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Use {
+    /// Subscriptions streaming events to sockets.
+    pub streams: u32,
+    /// Requests and frames for the container being handled.
+    pub requests: u32,
+    /// Browser sockets open on the object.
+    pub sockets: usize,
+    pub task_running: bool,
+    pub start_in_flight: bool,
+}
+
+impl Use {
+    /// Busy containers are never stopped for idleness: an open socket, a stream, a request in
+    /// flight, a running task or a start under way all count.
+    pub fn busy(&self) -> bool {
+        self.streams > 0 || self.requests > 0 || self.sockets > 0 || self.task_running || self.start_in_flight
+    }
+}
+
+/// What a heartbeat does about idleness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// In use: the idle period starts again.
+    Busy,
+    /// Unused, but not for long enough yet.
+    Waiting,
+    /// Unused for the whole idle period while it runs: stop it.
+    Stop,
+    /// Nothing runs.
+    Idle,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Busy => "busy",
+            Verdict::Waiting => "waiting",
+            Verdict::Stop => "stopped",
+            Verdict::Idle => "idle",
+        }
+    }
+}
+
+/// Whether the container should be stopped, having been unused for `idle_for`.
+pub fn verdict(busy: bool, idle_for: Duration, idle_timeout: Duration, run_open: bool) -> Verdict {
+    match (busy, idle_for >= idle_timeout, run_open) {
+        (true, _, _) => Verdict::Busy,
+        (false, false, _) => Verdict::Waiting,
+        (false, true, true) => Verdict::Stop,
+        (false, true, false) => Verdict::Idle,
+    }
+}
+
+/// When the heartbeat should next run: at the next metering while the container runs (or when
+/// the idle period ends, if sooner), the idle period from now while something is busy, and not
+/// at all when nothing runs and nothing waits.
+pub fn next_alarm(
+    busy: bool,
+    idle_for: Duration,
+    run_open: bool,
+    idle_timeout: Duration,
+    meter_interval: Duration,
+) -> Option<Duration> {
+    let until_idle = if busy { idle_timeout } else { idle_timeout.saturating_sub(idle_for) };
+    match (run_open, busy) {
+        (true, _) => Some(until_idle.min(meter_interval).max(MIN_ALARM_DELAY)),
+        (false, true) => Some(idle_timeout),
+        (false, false) => None,
+    }
+}
+
+impl AutopilotContainer {
+    /// The alarm: charges container time, stops the container for credits or idleness, prunes
+    /// lapsed tickets and sessions, and re-arms itself while anything is left to watch.
+    pub(super) async fn heartbeat(&self) -> worker::Result<Response> {
+        self.live.alarm_scheduled.set(false);
+        self.meter_now().await?;
+        if self.live.run_open() && self.live.account.borrow().balance <= 0 {
+            self.stop_for_credits().await?;
+        }
+        self.refresh_task_state().await;
+        let running_task = self.live.record.borrow().running_task().map(str::to_string);
+        let prune_due = self.sessions().prune(now_ms(), running_task.as_deref()).await?;
+        let idle_for = Duration::from_millis(now_ms().saturating_sub(self.live.last_activity_ms.get()));
+        let usage = Use {
+            streams: self.live.active_streams.get(),
+            requests: self.live.requests_in_use.get(),
+            sockets: self.state.get_websockets().len(),
+            task_running: self.live.record.borrow().task_running(),
+            start_in_flight: self.live.starting.borrow().is_some(),
+        };
+        let settings = &self.settings;
+        let verdict = verdict(usage.busy(), idle_for, settings.idle_timeout, self.live.run_open());
+        if verdict == Verdict::Stop {
+            self.stop_container().await?;
+            worker::console_log!("container stopped after the idle period");
+        }
+        self.persist().await?;
+        let next =
+            next_alarm(usage.busy(), idle_for, self.live.run_open(), settings.idle_timeout, settings.meter_interval);
+        if let Some(delay) = next {
+            self.schedule_alarm(delay).await?;
+        }
+        if let Some(due) = prune_due {
+            self.alarm_by(due).await?;
+        }
+        Response::ok(verdict.as_str())
+    }
+
+    /// Renews the idle deadline, `IDLE_TIMEOUT_SECONDS` after this activity. Only the time is
+    /// noted: the alarm, once scheduled, re-arms itself for the remainder when it fires early, so
+    /// a busy socket costs no storage write per frame.
+    pub(super) async fn touch(&self) -> worker::Result<()> {
+        self.live.last_activity_ms.set(now_ms());
+        if self.live.alarm_scheduled.get() {
+            return Ok(());
+        }
+        let settings = &self.settings;
+        let delay =
+            next_alarm(true, Duration::ZERO, self.live.run_open(), settings.idle_timeout, settings.meter_interval)
+                .unwrap_or(settings.idle_timeout);
+        self.schedule_alarm(delay).await
+    }
+
+    /// Makes sure the alarm runs by `due_ms` (an earlier one is kept): stored entries that lapse
+    /// then (unused tickets, old sessions) are pruned by it.
+    pub(super) async fn alarm_by(&self, due_ms: u64) -> worker::Result<()> {
+        let scheduled = self.state.storage().get_alarm().await?;
+        if scheduled.is_some_and(|at| at >= 0 && at as u64 <= due_ms) {
+            return Ok(());
+        }
+        self.schedule_alarm(Duration::from_millis(due_ms.saturating_sub(now_ms()))).await
+    }
+
+    async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
+        self.state.storage().set_alarm(after).await?;
+        self.live.alarm_scheduled.set(true);
+        Ok(())
+    }
+
+    /// Asks the service how the current task stands when nobody is following it, so a task that
+    /// ended unwatched (the user closed the page) does not keep the container awake.
+    async fn refresh_task_state(&self) {
+        let task_id = self.live.record.borrow().running_task().map(str::to_string);
+        let ready = self.live.record.borrow().lifecycle.is_ready();
+        if let (Some(task_id), true, 0) = (task_id, ready, self.live.active_streams.get()) {
+            if let Ok(endpoint) = self.endpoint() {
+                let (client, request) = (AgentClient::new(endpoint), StatusRequest { task_id });
+                let status = client.unary::<StatusResponse>("Status", &request).await;
+                if let Some(task) = status.ok().and_then(|status| status.task) {
+                    self.live.remember_task(&task.task_id, task.state);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(300);
+    const METER: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn an_open_socket_a_stream_a_request_a_task_or_a_start_keeps_the_container() {
+        assert!(!Use::default().busy());
+        let each = [
+            Use { streams: 1, ..Default::default() },
+            Use { requests: 1, ..Default::default() },
+            Use { sockets: 1, ..Default::default() },
+            Use { task_running: true, ..Default::default() },
+            Use { start_in_flight: true, ..Default::default() },
+        ];
+        assert!(each.iter().all(Use::busy));
+        assert_eq!(verdict(true, IDLE * 10, IDLE, true), Verdict::Busy, "busy for any idle time");
+    }
+
+    #[test]
+    fn the_alarm_stops_a_running_container_only_after_the_whole_idle_period() {
+        assert_eq!(verdict(false, IDLE - Duration::from_millis(1), IDLE, true), Verdict::Waiting);
+        assert_eq!(verdict(false, IDLE, IDLE, true), Verdict::Stop);
+        assert_eq!(verdict(false, IDLE, IDLE, false), Verdict::Idle, "nothing runs: nothing to stop");
+    }
+
+    #[test]
+    fn a_running_container_is_metered_at_least_every_interval() {
+        assert_eq!(next_alarm(true, Duration::ZERO, true, IDLE, METER), Some(METER));
+        let short_idle = Duration::from_secs(4);
+        assert_eq!(
+            next_alarm(false, Duration::ZERO, true, short_idle, METER),
+            Some(short_idle),
+            "the stop comes first"
+        );
+        assert_eq!(next_alarm(false, Duration::from_secs(3), true, short_idle, METER), Some(Duration::from_secs(1)));
+        assert_eq!(
+            next_alarm(false, IDLE * 2, true, IDLE, METER),
+            Some(MIN_ALARM_DELAY),
+            "a deadline past still waits a moment"
+        );
+    }
+
+    #[test]
+    fn the_alarm_rearms_while_busy_and_goes_quiet_when_nothing_runs_or_waits() {
+        assert_eq!(next_alarm(true, Duration::ZERO, false, IDLE, METER), Some(IDLE));
+        assert_eq!(next_alarm(false, Duration::from_secs(10), false, IDLE, METER), None);
+    }
+}

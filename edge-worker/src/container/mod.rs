@@ -1,0 +1,171 @@
+//! The Durable Object `AutopilotContainer`, one per user (`id_from_name(user_id)`). It owns that
+//! user's container: starts it lazily (one shared start at a time), polls `GET /ping` until it is
+//! ready, watches it exit, stops it when idle, meters its time against the user's credits, and
+//! keeps its record in the object's SQLite storage. It speaks the contract to the agent-service
+//! over gRPC-web and bridges the user's WebSockets (hibernatable) to it.
+//!
+//! Local development: workerd has no containers without a Docker engine, so when
+//! `state.container()` is absent the object reaches the agent-service at `AGENT_SERVICE_URL`.
+//! Only the way to obtain the endpoint differs; polling, RPCs and bridging are the same code.
+//!
+//! This file is the entry points' glue; each concept has its own file:
+//! - [`record`] (pure): what the object remembers; [`live`]: what an instance holds in memory.
+//! - [`runtime`]: start, readiness, exit watch, resync with the platform, stop.
+//! - [`metering`]: credits, runs, ledger, and their routes.
+//! - [`idle`]: the idle policy (pure) and the heartbeat alarm.
+//! - [`bridge_calls`]: WebSocket frames to RPCs and back; task scope on every path.
+//! - [`loss`] (pure): what followers get when the container dies under their task.
+//! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
+//! - [`settings`] (pure): the vars, read once per wake-up.
+
+mod bridge_calls;
+mod http_routes;
+mod idle;
+mod live;
+mod loss;
+mod metering;
+mod record;
+mod runtime;
+mod settings;
+
+use std::rc::Rc;
+
+use worker::{durable_object, Date, Env, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage};
+
+use self::{
+    live::{ContainerUse, Live},
+    metering::ACCOUNT_KEY,
+    record::{Record, RECORD_KEY},
+    settings::Settings,
+};
+use crate::{
+    api_error::not_found,
+    billing::Account,
+    internal::USER_HEADER,
+    route::{Backend, Internal, Route},
+    sessions::Sessions,
+};
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+#[durable_object]
+pub struct AutopilotContainer {
+    state: State,
+    env: Env,
+    /// Read from the vars when the object wakes.
+    settings: Settings,
+    live: Rc<Live>,
+}
+
+impl worker::DurableObject for AutopilotContainer {
+    fn new(state: State, env: Env) -> Self {
+        let settings = Settings::read(|name| env.var(name).ok().map(|v| v.to_string()));
+        AutopilotContainer { state, env, settings, live: Rc::new(Live::default()) }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        self.wake().await?;
+        if let Some(user) = req.headers().get(USER_HEADER)? {
+            if self.live.record.borrow().user_id.as_deref() != Some(user.as_str()) {
+                self.live.update(|record| record.user_id = Some(user));
+            }
+        }
+        let path = req.path();
+        if let Some(internal) = Internal::parse(&path) {
+            let response = match internal {
+                Internal::Grant => self.grant_route(req).await,
+                Internal::Alarm => self.heartbeat().await,
+                Internal::Storage => self.storage_route().await,
+                Internal::AdoptTask => self.adopt_task_route(req).await,
+            };
+            self.persist().await?;
+            return response;
+        }
+        let Some(route) = Route::parse(&req.method(), &path) else { return not_found(&path) };
+        let uses_container = route.uses_container();
+        let _in_use = uses_container.then(|| ContainerUse::begin(&self.live));
+        let response = match route {
+            Route::Start(Backend::Container) => self.start_route(req).await,
+            Route::Status(Backend::Container) => self.status_route(&req).await,
+            Route::Ticket(Backend::Container) => {
+                let reply = self.sessions().ticket_route(req, &self.user_id()).await;
+                self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
+                reply
+            }
+            Route::Socket(Backend::Container, session_id) => self.websocket_route(&req, &session_id).await,
+            Route::Grpc(_) if req.method() == Method::Post => self.grpc_web_passthrough(req).await,
+            Route::Balance => self.balance_route(),
+            Route::Ledger => self.ledger_route().await,
+            _ => not_found(&path),
+        };
+        if uses_container {
+            self.touch().await?;
+        }
+        self.persist().await?;
+        response
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.wake().await?;
+        self.heartbeat().await
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        self.wake().await?;
+        let _in_use = ContainerUse::begin(&self.live);
+        self.socket_frame(&ws, message).await;
+        self.touch().await?;
+        self.persist().await
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.forget_socket(&ws);
+        self.touch().await
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.forget_socket(&ws);
+        Ok(())
+    }
+}
+
+impl AutopilotContainer {
+    /// Every entry (request, frame, alarm) first loads what the object stored, then checks the
+    /// record against the platform (see `resync`).
+    async fn wake(&self) -> worker::Result<()> {
+        self.load().await?;
+        self.resync().await
+    }
+
+    async fn load(&self) -> worker::Result<()> {
+        if !self.live.loaded.get() {
+            let stored: Option<Record> = self.state.storage().get(RECORD_KEY).await?;
+            *self.live.record.borrow_mut() = stored.unwrap_or_default();
+            let account: Option<Account> = self.state.storage().get(ACCOUNT_KEY).await?;
+            *self.live.account.borrow_mut() = account.unwrap_or_default();
+            self.live.loaded.set(true);
+            // The time of the last activity is not stored: waking up counts as activity, so a
+            // restarted object never stops a container at once for an idleness it cannot know.
+            self.live.last_activity_ms.set(now_ms());
+        }
+        Ok(())
+    }
+
+    async fn persist(&self) -> worker::Result<()> {
+        if self.live.dirty.replace(false) {
+            let snapshot = self.live.record.borrow().clone();
+            self.state.storage().put(RECORD_KEY, snapshot).await?;
+        }
+        Ok(())
+    }
+
+    fn sessions(&self) -> Sessions<'_> {
+        Sessions { state: &self.state, env: &self.env, backend: Backend::Container }
+    }
+
+    fn user_id(&self) -> String {
+        self.live.record.borrow().user_id.clone().unwrap_or_default()
+    }
+}

@@ -1,0 +1,225 @@
+//! The edge's route table, as plain Rust: every path is spelled here once, parsed once into a
+//! [`Route`] that the Worker and both Durable Objects match on, so a path cannot drift between
+//! the router and the object that serves it. Also the internal paths the Worker uses to reach a
+//! user's object on an admin's behalf ([`Internal`]), which no client can reach.
+
+use worker::Method;
+
+/// The two modes a user chooses between, each served by its own Durable Object per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Paid: the agent runs in the user's container (`AutopilotContainer`).
+    Container,
+    /// Free: the agent runs on the user's own machine, connected out to `TunnelRelay`.
+    Tunnel,
+}
+
+impl Backend {
+    /// The Durable Object binding of the mode (wrangler.toml).
+    pub fn binding(self) -> &'static str {
+        match self {
+            Backend::Container => "AUTOPILOT_CONTAINER",
+            Backend::Tunnel => "TUNNEL_RELAY",
+        }
+    }
+
+    /// Where a browser of this mode asks for a fresh WebSocket ticket.
+    pub fn ticket_path(self) -> &'static str {
+        match self {
+            Backend::Container => "/api/container/ws-ticket",
+            Backend::Tunnel => "/api/tunnel/ws-ticket",
+        }
+    }
+
+    /// The prefix of this mode's WebSocket paths; the session id follows it.
+    pub fn socket_prefix(self) -> &'static str {
+        match self {
+            Backend::Container => "/api/container/ws/",
+            Backend::Tunnel => "/api/tunnel/ws/",
+        }
+    }
+}
+
+/// Admin routes (`Authorization: Bearer $ADMIN_SECRET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRoute {
+    CreateToken,
+    RevokeToken(String),
+    GrantCredits,
+    RunMeter,
+    Storage,
+    /// Bench only: records a task as a user's.
+    AdoptTask,
+}
+
+/// A request the edge serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    SignIn,
+    SignOut,
+    Me,
+    Admin(AdminRoute),
+    /// The benchmark's plain WebSocket echo (only with `BENCH_ROUTES=true`).
+    BenchEcho,
+    Start(Backend),
+    /// Container status; the tunnel's says whether the machine is connected.
+    Status(Backend),
+    Ticket(Backend),
+    /// A browser's WebSocket to one of the user's sessions.
+    Socket(Backend, String),
+    /// Tunnel mode: the user's machine connects.
+    TunnelConnect,
+    Balance,
+    Ledger,
+    /// A gRPC-web call of the contract's service: the method's name.
+    Grpc(String),
+}
+
+/// The gRPC-web path prefix of the contract's service.
+pub const GRPC_SERVICE_PREFIX: &str = "/autopilot.v1.Autopilot/";
+
+impl Route {
+    /// The route `method` and `path` ask for; `None` if the edge serves no such route.
+    pub fn parse(method: &Method, path: &str) -> Option<Route> {
+        use Backend::{Container, Tunnel};
+        let route = match (method, path) {
+            (Method::Get, "/health") => Route::Health,
+            (Method::Post, "/api/auth/signin") => Route::SignIn,
+            (Method::Post, "/api/auth/signout") => Route::SignOut,
+            (Method::Get, "/api/auth/me") => Route::Me,
+            (Method::Post, "/api/admin/tokens") => Route::Admin(AdminRoute::CreateToken),
+            (Method::Delete, p) if p.starts_with("/api/admin/tokens/") => {
+                Route::Admin(AdminRoute::RevokeToken(p["/api/admin/tokens/".len()..].to_string()))
+            }
+            (Method::Post, "/api/admin/credits") => Route::Admin(AdminRoute::GrantCredits),
+            (Method::Post, "/api/admin/meter") => Route::Admin(AdminRoute::RunMeter),
+            (Method::Get, "/api/admin/storage") => Route::Admin(AdminRoute::Storage),
+            (Method::Post, "/api/admin/tasks") => Route::Admin(AdminRoute::AdoptTask),
+            (Method::Get, "/bench/echo") => Route::BenchEcho,
+            (Method::Post, "/api/container/start") => Route::Start(Container),
+            (Method::Post, "/api/tunnel/start") => Route::Start(Tunnel),
+            (Method::Get, "/api/container/status") => Route::Status(Container),
+            (Method::Get, "/api/tunnel/status") => Route::Status(Tunnel),
+            (Method::Post, "/api/container/ws-ticket") => Route::Ticket(Container),
+            (Method::Post, "/api/tunnel/ws-ticket") => Route::Ticket(Tunnel),
+            (Method::Get, "/api/tunnel/connect") => Route::TunnelConnect,
+            (Method::Get, "/api/billing/balance") => Route::Balance,
+            (Method::Get, "/api/billing/ledger") => Route::Ledger,
+            // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
+            // for one it does not serve.
+            (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {
+                Route::Grpc(p[GRPC_SERVICE_PREFIX.len()..].to_string())
+            }
+            (Method::Get, p) => {
+                let socket = |backend: Backend| {
+                    p.strip_prefix(backend.socket_prefix()).map(|session| Route::Socket(backend, session.to_string()))
+                };
+                return socket(Container).or_else(|| socket(Tunnel));
+            }
+            _ => return None,
+        };
+        Some(route)
+    }
+
+    /// The mode whose object serves this route for the signed-in user, if one does.
+    pub fn backend(&self) -> Option<Backend> {
+        match self {
+            Route::Start(backend) | Route::Status(backend) | Route::Ticket(backend) | Route::Socket(backend, _) => {
+                Some(*backend)
+            }
+            Route::TunnelConnect => Some(Backend::Tunnel),
+            Route::Balance | Route::Ledger | Route::Grpc(_) => Some(Backend::Container),
+            _ => None,
+        }
+    }
+
+    /// Whether serving this route uses the user's container, and so counts as activity that
+    /// keeps it from the idle stop. Reading one's balance or ledger, asking for a ticket, or an
+    /// admin call must not keep an idle container alive.
+    pub fn uses_container(&self) -> bool {
+        matches!(
+            self,
+            Route::Start(Backend::Container)
+                | Route::Status(Backend::Container)
+                | Route::Socket(Backend::Container, _)
+                | Route::Grpc(_)
+        )
+    }
+}
+
+/// The paths on which the Worker reaches a user's object on an admin's behalf. Only the Worker
+/// builds requests to them; no client route leads there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Internal {
+    Grant,
+    Alarm,
+    Storage,
+    AdoptTask,
+}
+
+impl Internal {
+    const ALL: [Internal; 4] = [Internal::Grant, Internal::Alarm, Internal::Storage, Internal::AdoptTask];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Internal::Grant => "/internal/grant",
+            Internal::Alarm => "/internal/alarm",
+            Internal::Storage => "/internal/storage",
+            Internal::AdoptTask => "/internal/adopt-task",
+        }
+    }
+
+    /// The internal route at `path`.
+    pub fn parse(path: &str) -> Option<Internal> {
+        Internal::ALL.into_iter().find(|internal| internal.path() == path)
+    }
+
+    /// The URL the Worker sends an internal request to (the host is the object's, not a network's).
+    pub fn url(self) -> String {
+        format!("https://user-object{}", self.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_parses_to_its_route_and_mode() {
+        assert_eq!(Route::parse(&Method::Post, "/api/container/start"), Some(Route::Start(Backend::Container)));
+        assert_eq!(Route::parse(&Method::Post, "/api/tunnel/start"), Some(Route::Start(Backend::Tunnel)));
+        assert_eq!(Route::parse(&Method::Get, "/api/container/start"), None, "the method matters");
+        assert_eq!(
+            Route::parse(&Method::Get, "/api/tunnel/ws/abc"),
+            Some(Route::Socket(Backend::Tunnel, "abc".into()))
+        );
+        assert_eq!(
+            Route::parse(&Method::Delete, "/api/admin/tokens/ff00"),
+            Some(Route::Admin(AdminRoute::RevokeToken("ff00".into())))
+        );
+        assert_eq!(Route::parse(&Method::Post, "/autopilot.v1.Autopilot/GetDiff"), Some(Route::Grpc("GetDiff".into())));
+        assert_eq!(Route::parse(&Method::Get, "/internal/alarm"), None, "internal paths are no client's route");
+        assert_eq!(Route::Grpc("Status".into()).backend(), Some(Backend::Container));
+        assert_eq!(Route::TunnelConnect.backend(), Some(Backend::Tunnel));
+        assert_eq!(Route::Admin(AdminRoute::Storage).backend(), None);
+    }
+
+    #[test]
+    fn only_uses_of_the_container_count_as_its_activity() {
+        let active = ["/api/container/status", "/api/container/ws/s1"].map(|p| Route::parse(&Method::Get, p).unwrap());
+        assert!(active.iter().all(Route::uses_container));
+        assert!(Route::Start(Backend::Container).uses_container() && Route::Grpc("Cancel".into()).uses_container());
+        let idle = [Route::Ticket(Backend::Container), Route::Balance, Route::Ledger, Route::Start(Backend::Tunnel)];
+        assert!(idle.iter().all(|route| !route.uses_container()), "a ticket, the balance or the ledger is not use");
+    }
+
+    #[test]
+    fn internal_paths_round_trip() {
+        for internal in Internal::ALL {
+            assert_eq!(Internal::parse(internal.path()), Some(internal));
+            assert!(internal.url().ends_with(internal.path()));
+        }
+        assert_eq!(Internal::parse("/internal/other"), None);
+    }
+}
