@@ -84,7 +84,7 @@ impl Api<'_> {
             if balance["containerRunningSinceMs"].is_null() {
                 return balance;
             }
-            assert!(Instant::now() < deadline, "the container was not stopped: {balance}");
+            assert!(Instant::now() < deadline, "the container was not stopped: {balance}\n{}", self.edge.log());
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -111,9 +111,17 @@ impl Api<'_> {
 
 /// Opens a WebSocket, optionally with a cookie; the HTTP status of a refused upgrade, or 101.
 async fn ws_status(url: &str, cookie: Option<&str>) -> u16 {
+    ws_status_from(url, cookie, None).await
+}
+
+/// [`ws_status`] for a page at `origin` (browsers send their page's origin with every upgrade).
+async fn ws_status_from(url: &str, cookie: Option<&str>, origin: Option<&str>) -> u16 {
     let mut request = url.into_client_request().unwrap();
     if let Some(cookie) = cookie {
         request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request.headers_mut().insert("origin", origin.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok(_) => 101,
@@ -293,7 +301,12 @@ async fn accounts_authenticate_isolate_and_meter_every_route() {
         .await
         .unwrap();
     assert_eq!(me["userId"], "alice");
-    assert_eq!(ws_status(&other_session, Some(&cookie)).await, 101, "a same-origin cookie opens the socket too");
+    assert_eq!(
+        ws_status_from(&other_session, Some(&cookie), Some(&edge.base_url)).await,
+        101,
+        "a same-origin cookie opens the socket too"
+    );
+    assert_eq!(ws_status(&other_session, Some(&cookie)).await, 403, "a cookie without the site's Origin does not");
     let signout =
         api.http.post(format!("{}/api/auth/signout", edge.base_url)).header("cookie", &cookie).send().await.unwrap();
     assert!(signout.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));

@@ -230,11 +230,9 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 413, "a gRPC-web body over the cap");
-    let plain_get = http
-        .get(format!("{}/api/container/ws/{}?ticket=x", edge.base_url, bobs["sessionId"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
+    // A plain GET with a valid ticket: the caller is known, the request is no upgrade.
+    let ticket_url = edge.ws_ticket_url(&bob, bobs["sessionId"].as_str().unwrap()).await;
+    let plain_get = http.get(ticket_url.replacen("ws://", "http://", 1)).send().await.unwrap();
     assert_eq!(plain_get.status(), 426, "a WebSocket route without Upgrade");
     let long_id = format!(r#"{{"requestId":"{}","start":{{"prompt":42}}}}"#, "i".repeat(400_000));
     ws.send(Message::Text(long_id.into())).await.unwrap();

@@ -136,32 +136,32 @@ fn is_upgrade(req: &Request) -> worker::Result<bool> {
 /// the user; the user's object then checks the session is theirs and burns the ticket, before
 /// upgrading.
 async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<Response> {
-    if !is_upgrade(&req)? {
-        return Ok(error_response(&GrpcStatus::new(
-            Code::FailedPrecondition,
-            "this route is a WebSocket: send Upgrade: websocket",
-        ))?
-        .with_status(426));
-    }
     let url = req.url()?;
     let ticket_text = url.query_pairs().find(|(k, _)| k == "ticket").map(|(_, v)| v.into_owned());
-    if let Some(text) = ticket_text {
+    let (user, ticket) = if let Some(text) = ticket_text {
         let secret = ticket_secret(env)?;
-        return match ticket::verify(secret.as_bytes(), &text, Date::now().as_millis()) {
-            Ok(ticket) => {
-                let headers =
-                    [(TICKET_NONCE_HEADER, ticket.nonce.as_str()), (TICKET_SESSION_HEADER, ticket.session_id.as_str())];
-                forward(req, env, backend, &ticket.user_id, &headers).await
+        match ticket::verify(secret.as_bytes(), &text, Date::now().as_millis()) {
+            Ok(ticket) => (ticket.user_id.clone(), Some(ticket)),
+            Err(error) => {
+                return unauthenticated(&format!("{error}; ask POST {} for a new one", backend.ticket_path()))
             }
-            Err(error) => unauthenticated(&format!("{error}; ask POST {} for a new one", backend.ticket_path())),
-        };
-    }
-    match authenticate(&req, env).await? {
-        Some((user, proof)) => match check_browser(&req, env, proof, RequestKind::Upgrade)? {
-            Ok(()) => forward(req, env, backend, &user, &[]).await,
-            Err(refusal) => error_response(&GrpcStatus::new(Code::PermissionDenied, refusal)),
-        },
-        None => unauthenticated("a WebSocket needs ?ticket= (from start or ws-ticket) or a session cookie"),
+        }
+    } else {
+        match authenticate(&req, env).await? {
+            Some((user, proof)) => match check_browser(&req, env, proof, RequestKind::Upgrade)? {
+                Ok(()) => (user, None),
+                Err(refusal) => return error_response(&GrpcStatus::new(Code::PermissionDenied, refusal)),
+            },
+            None => return unauthenticated("a WebSocket needs ?ticket= (from start or ws-ticket) or a session cookie"),
+        }
+    };
+    match ticket {
+        Some(ticket) => {
+            let headers =
+                [(TICKET_NONCE_HEADER, ticket.nonce.as_str()), (TICKET_SESSION_HEADER, ticket.session_id.as_str())];
+            forward(req, env, backend, &user, &headers).await
+        }
+        None => forward(req, env, backend, &user, &[]).await,
     }
 }
 

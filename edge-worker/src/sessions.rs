@@ -74,12 +74,20 @@ impl Sessions<'_> {
         )
     }
 
-    /// Whether a WebSocket may open on `session_id`: the session must be this object's, and a
-    /// ticket must name it and be unused (its nonce is burned here). `Err` is the refusal.
+    /// Whether a WebSocket may open on `session_id`: the session must be this object's, the
+    /// request an upgrade (426 otherwise), and a ticket must name it and be unused (its nonce is
+    /// burned here). `Err` is the refusal.
     pub async fn admit(&self, req: &Request, session_id: &str) -> worker::Result<Result<(), Response>> {
         let not_found = || error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
         if !self.exists(session_id).await? {
             return Ok(Err(not_found()?));
+        }
+        // After the session check (another user's session is only ever "not found"), before a
+        // ticket is burned: a plain GET does not use it up.
+        if !req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            let status =
+                GrpcStatus::new(Code::FailedPrecondition, "this route is a WebSocket: send Upgrade: websocket");
+            return Ok(Err(error_response(&status)?.with_status(426)));
         }
         if let Some(nonce) = req.headers().get(TICKET_NONCE_HEADER)? {
             if req.headers().get(TICKET_SESSION_HEADER)?.as_deref() != Some(session_id) {

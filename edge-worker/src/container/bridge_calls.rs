@@ -91,7 +91,7 @@ impl AutopilotContainer {
             }
             Err(status) => {
                 let opened_for_this = !had_run && self.live.account.borrow().run_started_ms.is_some();
-                let nothing_else = !self.live.record.borrow().task_running()
+                let nothing_else = !self.live.task_running()
                     && self.live.active_streams.get() == 0
                     && self.live.requests_in_use.get() <= 1;
                 if opened_for_this && nothing_else {

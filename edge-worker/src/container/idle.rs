@@ -89,11 +89,17 @@ pub fn next_alarm(
     }
 }
 
+/// Whether an alarm at `scheduled_ms` (none: `None`) runs by `due_ms`. A later one would not: an
+/// alarm set for a ticket's expiry must not put off the idle stop, nor the other way round.
+pub fn alarm_due_by(scheduled_ms: Option<u64>, due_ms: u64) -> bool {
+    scheduled_ms.is_some_and(|at| at <= due_ms)
+}
+
 impl AutopilotContainer {
     /// The alarm: charges container time, stops the container for credits or idleness, prunes
     /// lapsed tickets and sessions, and re-arms itself while anything is left to watch.
     pub(super) async fn heartbeat(&self) -> worker::Result<Response> {
-        self.live.alarm_scheduled.set(false);
+        self.live.alarm_at_ms.set(None);
         self.meter_now().await?;
         if self.live.run_open() && self.live.account.borrow().balance <= 0 {
             self.stop_for_credits().await?;
@@ -106,11 +112,12 @@ impl AutopilotContainer {
             streams: self.live.active_streams.get(),
             requests: self.live.requests_in_use.get(),
             sockets: self.state.get_websockets().len(),
-            task_running: self.live.record.borrow().task_running(),
+            task_running: self.live.task_running(),
             start_in_flight: self.live.starting.borrow().is_some(),
         };
         let settings = &self.settings;
         let verdict = verdict(usage.busy(), idle_for, settings.idle_timeout, self.live.run_open());
+        worker::console_log!("heartbeat: {} after {} ms unused ({usage:?})", verdict.as_str(), idle_for.as_millis());
         if verdict == Verdict::Stop {
             self.stop_container().await?;
             worker::console_log!("container stopped after the idle period");
@@ -128,25 +135,30 @@ impl AutopilotContainer {
     }
 
     /// Renews the idle deadline, `IDLE_TIMEOUT_SECONDS` after this activity. Only the time is
-    /// noted: the alarm, once scheduled, re-arms itself for the remainder when it fires early, so
-    /// a busy socket costs no storage write per frame.
+    /// noted while an alarm is due by then: the alarm re-arms itself for the remainder when it
+    /// fires early, so a busy socket costs no storage write per frame.
     pub(super) async fn touch(&self) -> worker::Result<()> {
         self.live.last_activity_ms.set(now_ms());
-        if self.live.alarm_scheduled.get() {
-            return Ok(());
-        }
         let settings = &self.settings;
         let delay =
             next_alarm(true, Duration::ZERO, self.live.run_open(), settings.idle_timeout, settings.meter_interval)
                 .unwrap_or(settings.idle_timeout);
+        if alarm_due_by(self.live.alarm_at_ms.get(), now_ms() + delay.as_millis() as u64) {
+            return Ok(());
+        }
         self.schedule_alarm(delay).await
     }
 
     /// Makes sure the alarm runs by `due_ms` (an earlier one is kept): stored entries that lapse
     /// then (unused tickets, old sessions) are pruned by it.
     pub(super) async fn alarm_by(&self, due_ms: u64) -> worker::Result<()> {
-        let scheduled = self.state.storage().get_alarm().await?;
-        if scheduled.is_some_and(|at| at >= 0 && at as u64 <= due_ms) {
+        if alarm_due_by(self.live.alarm_at_ms.get(), due_ms) {
+            return Ok(());
+        }
+        // An alarm set by an evicted instance is only in storage.
+        let stored = self.state.storage().get_alarm().await?.and_then(|at| u64::try_from(at).ok());
+        if alarm_due_by(stored, due_ms) {
+            self.live.alarm_at_ms.set(stored);
             return Ok(());
         }
         self.schedule_alarm(Duration::from_millis(due_ms.saturating_sub(now_ms()))).await
@@ -154,7 +166,7 @@ impl AutopilotContainer {
 
     async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
         self.state.storage().set_alarm(after).await?;
-        self.live.alarm_scheduled.set(true);
+        self.live.alarm_at_ms.set(Some(now_ms() + after.as_millis() as u64));
         Ok(())
     }
 
@@ -218,6 +230,14 @@ mod tests {
             Some(MIN_ALARM_DELAY),
             "a deadline past still waits a moment"
         );
+    }
+
+    #[test]
+    fn a_later_alarm_never_stands_in_for_an_earlier_deadline() {
+        // A ticket's expiry (61 s) was scheduled first; the idle stop is due in 4 s.
+        assert!(!alarm_due_by(Some(61_000), 4_000), "the idle stop would wait for the ticket's alarm");
+        assert!(alarm_due_by(Some(4_000), 61_000), "an earlier alarm serves a later deadline");
+        assert!(!alarm_due_by(None, 61_000));
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub struct Live {
     /// When this instance last saw the platform say the container runs (an exit nobody watched
     /// is charged up to here).
     pub last_seen_running_ms: Cell<u64>,
-    /// Whether this instance has an alarm scheduled (so activity need not write one each time).
-    pub alarm_scheduled: Cell<bool>,
+    /// When the alarm this instance scheduled will run (so activity need not write one each
+    /// time); `None` once it ran, or in a fresh instance.
+    pub alarm_at_ms: Cell<Option<u64>>,
     /// Task ids known to be this user's (a cache of the `task:` entries in storage).
     pub own_tasks: RefCell<HashSet<String>>,
     /// Frames being handled per socket id, bounded by [`MAX_IN_FLIGHT_PER_SOCKET`].
@@ -112,6 +113,12 @@ impl Live {
         if self.record.borrow_mut().remember_task(task_id, state) {
             self.dirty.set(true);
         }
+    }
+
+    /// Whether the current task is still running, as far as the record knows. (A method, so the
+    /// record's borrow ends here: held across an `if let` it would outlive the check.)
+    pub fn task_running(&self) -> bool {
+        self.record.borrow().task_running()
     }
 
     /// Whether a metering run is open (the container is being charged for).

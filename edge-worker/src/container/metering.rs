@@ -92,9 +92,7 @@ impl AutopilotContainer {
     /// Credits ran out: cancels the running task with a reason that says so, then stops.
     pub(super) async fn stop_for_credits(&self) -> worker::Result<()> {
         let task_id = self.live.record.borrow().current_task_id.clone();
-        if let (Some(task_id), true, Ok(endpoint)) =
-            (task_id, self.live.record.borrow().task_running(), self.endpoint())
-        {
+        if let (Some(task_id), true, Ok(endpoint)) = (task_id, self.live.task_running(), self.endpoint()) {
             let request = CancelRequest { task_id, reason: CREDITS_EXHAUSTED.into() };
             match AgentClient::new(endpoint).unary::<CancelResponse>("Cancel", &request).await {
                 Ok(reply) => {
