@@ -109,6 +109,11 @@ test("recent tasks can be reopened and replayed", async () => {
   assert.ok((await items.count()) >= 3, "the tasks started here are listed");
   await items.last().click();
   await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
+  // The page decides the task is over from the stream's end, which follows the replay at once.
+  await page.locator("#timeline li.entry.finished").waitFor({ timeout: LONG });
+  const replayed = Date.now();
+  await page.locator('#link[data-state="ended"]').waitFor({ timeout: 5_000 });
+  console.log(`the replay's end reached the page ${Date.now() - replayed} ms after its last entry`);
   assertNoDuplicates(await seqs());
 });
 
