@@ -28,7 +28,7 @@ PY_CLIENT_VENV := clients/python/.venv
 WRANGLER_ENV := WRANGLER_SEND_METRICS=false CI=true
 
 .PHONY: dev dev-offline dev-container local-containers test tools wasm-tools worker web web-deps lint build bench clean hadolint musl image image-test
-.PHONY: contract-release grpcurl python-client ts-client ts-client-deps ts-client-gen clients test-clients
+.PHONY: unit contract-release grpcurl python-client ts-client ts-client-deps ts-client-gen clients test-clients
 
 ## Pinned npm tools (Claude Code CLI, buf), project-local under tools/node_modules.
 tools: $(TOOLS)/.installed
@@ -217,6 +217,12 @@ test: tools lint hadolint clients worker web local-containers
 	cargo build -p agent-service
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test --workspace
 	AUTOPILOT_AGENT_SERVICE_BIN=$(abspath $(MUSL_SERVICE)) cargo test -p autopilot-tests --test agent_service
+
+## The host-only tests of every crate and the page: no servers, no browser, for the inner loop
+## (under two minutes once built). `make test` runs these and everything else.
+unit: web-deps ts-client-gen
+	cargo test -p autopilot-contract -p agent-service -p edge-worker -p local-containers
+	cd web && npm test
 
 ## Benchmarks that print figures (release builds): the agent-service's streams, replay, parsing
 ## and start-up; then the WebSocket bridge through wrangler dev against a plain echo.
