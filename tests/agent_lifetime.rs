@@ -7,7 +7,7 @@
 //! these tests check every process working in the task's workspace, not only the group.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -18,6 +18,7 @@ use std::{
 use autopilot_contract::v1::{StartRequest, StatusRequest, TaskState};
 use autopilot_tests::{
     git_fixture::GitFixture,
+    processes::processes_under,
     service::{Service, ServiceOptions},
 };
 use axum::{body::Body, http::StatusCode, response::Response, routing::any, routing::post, Router};
@@ -92,26 +93,7 @@ fn reply(body: &str) -> Response {
         ("message_stop", json!({"type": "message_stop"})),
     ];
     let sse: String = events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect();
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from(sse))
-        .unwrap()
-}
-
-/// Pids of running processes whose working directory lies under `dir`, with their command lines.
-fn processes_under(dir: &Path) -> Vec<(u32, String)> {
-    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
-            cwd.starts_with(&dir).then_some((pid, cmdline))
-        })
-        .collect()
+    Response::builder().header("content-type", "text/event-stream").body(Body::from(sse)).unwrap()
 }
 
 /// Waits (at most `limit`) until `done` holds; whether it did.

@@ -18,6 +18,7 @@ use autopilot_tests::{
     fake_model_api::{FakeModelApi, API_ERROR_MESSAGE},
     git_fixture::GitFixture,
     grpc_web::grpc_web_client,
+    processes::processes_under,
     service::{Service, ServiceOptions, CANARY_API_KEY},
 };
 use prost::Message;
@@ -69,19 +70,6 @@ async fn wait_for_kind(setup: &Setup, task_id: &str, wanted: &str) -> Vec<autopi
     };
     tokio::time::timeout(Duration::from_secs(60), wait).await.expect("waiting for an event");
     seen
-}
-
-/// Pids of processes whose working directory lies under `dir`.
-fn processes_under(dir: &std::path::Path) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
-            cwd.starts_with(dir).then_some(pid)
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -237,7 +225,7 @@ async fn cancel_stops_the_agent_and_its_process_group() {
     let end = finished(&events);
     assert_eq!(end.state(), TaskState::Cancelled);
     assert_eq!(end.error, "cancelled by request");
-    assert_eq!(processes_under(&repo_dir), Vec::<u32>::new(), "no process of the task survives");
+    assert_eq!(processes_under(&repo_dir), Vec::<(u32, String)>::new(), "no process of the task survives");
 
     // Cancelling again changes nothing; cancelling with no running task is refused.
     let again = client

@@ -12,8 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use autopilot_tests::{git_fixture::GitFixture, service::repo_root};
-use serde_json::{json, Value};
+use autopilot_tests::{
+    edge::{get_json, post_json},
+    git_fixture::GitFixture,
+    service::repo_root,
+};
+use serde_json::json;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -84,21 +88,12 @@ async fn make_dev_offline_runs_a_file_changing_task_with_push_to_succeeded() {
 
     let repo = GitFixture::new();
     let edge = format!("http://127.0.0.1:{edge_port}");
-    let http = reqwest::Client::new();
-    let started: Value = http
-        .post(format!("{edge}/api/container/start"))
-        .bearer_auth(&token)
-        .json(&json!({
-            "repositoryUrl": repo.url(),
-            "prompt": "Write the notes SCENARIO:write-file",
-            "delivery": {"branch": "dev-flow/notes", "push": true},
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({
+        "repositoryUrl": repo.url(),
+        "prompt": "Write the notes SCENARIO:write-file",
+        "delivery": {"branch": "dev-flow/notes", "push": true},
+    });
+    let started = post_json(&edge, "/api/container/start", &token, body).await;
     let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("no task in {started}\n{}", log())).to_string();
     assert!(
         started["websocketUrl"].as_str().unwrap().starts_with(&format!("ws://127.0.0.1:{edge_port}/")),
@@ -107,15 +102,7 @@ async fn make_dev_offline_runs_a_file_changing_task_with_push_to_succeeded() {
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
-        let status: Value = http
-            .get(format!("{edge}/api/container/status?taskId={task_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = get_json(&edge, &format!("/api/container/status?taskId={task_id}"), &token).await;
         let state = status["task"]["state"].as_str().unwrap_or_default().to_string();
         if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
             .contains(&state.as_str())

@@ -220,20 +220,12 @@ impl Edge {
 
     /// GETs `path` with `token`; answers the reply's JSON.
     pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
-        let reply = reqwest::Client::new().get(format!("{}{path}", self.base_url)).bearer_auth(token).send().await;
-        reply.unwrap().json().await.unwrap()
+        get_json(&self.base_url, path, token).await
     }
 
     /// POSTs `body` as JSON to `path` with `token`; answers the reply's JSON.
     pub async fn post_json(&self, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
-        let reply = reqwest::Client::new()
-            .post(format!("{}{path}", self.base_url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        reply.json().await.unwrap()
+        post_json(&self.base_url, path, token, body).await
     }
 
     /// A WebSocket URL with a fresh single-use ticket for `session_id` (tickets cannot be reused,
@@ -291,6 +283,18 @@ impl Edge {
     pub fn ws_base(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
     }
+}
+
+/// GETs `path` of the edge at `base_url` with `token`; answers the reply's JSON.
+pub async fn get_json(base_url: &str, path: &str, token: &str) -> serde_json::Value {
+    let reply = reqwest::Client::new().get(format!("{base_url}{path}")).bearer_auth(token).send().await;
+    reply.unwrap().json().await.unwrap()
+}
+
+/// POSTs `body` as JSON to `path` of the edge at `base_url` with `token`; answers the reply's JSON.
+pub async fn post_json(base_url: &str, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
+    let reply = reqwest::Client::new().post(format!("{base_url}{path}")).bearer_auth(token).json(&body).send().await;
+    reply.unwrap().json().await.unwrap()
 }
 
 impl Drop for Edge {
