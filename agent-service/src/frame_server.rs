@@ -55,6 +55,9 @@ impl FrameServer {
             Some(FrameRequest::Cancel(r)) => answer(replies, async move {
                 reply(api.cancel(Request::new(r)).await.map(|r| Frame::Cancel(r.into_inner())))
             }),
+            Some(FrameRequest::ListTasks(r)) => answer(replies, async move {
+                reply(api.list_tasks(Request::new(r)).await.map(|r| Frame::ListTasks(r.into_inner())))
+            }),
             Some(FrameRequest::StreamEvents(r)) => {
                 let stream = async move {
                     let mut events = match api.stream_events(Request::new(r)).await {

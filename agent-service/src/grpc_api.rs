@@ -5,8 +5,8 @@
 use std::{pin::Pin, sync::Arc};
 
 use autopilot_contract::v1::{
-    autopilot_server::Autopilot, CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, StartRequest,
-    StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, StreamEventsResponse,
+    autopilot_server::Autopilot, CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, ListTasksRequest,
+    ListTasksResponse, StartRequest, StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, StreamEventsResponse,
 };
 use futures::{stream, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -136,6 +136,10 @@ impl Autopilot for AutopilotApi {
                 task.id()
             ))),
         }
+    }
+
+    async fn list_tasks(&self, _request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        Err(Status::unimplemented("ListTasks is not implemented yet"))
     }
 }
 
