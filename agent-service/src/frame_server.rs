@@ -1,8 +1,9 @@
 //! The contract over frames: serves `ClientFrame`s by calling the very same [`AutopilotApi`] the
 //! gRPC server runs (validation, statuses and streams included) and answers with `ServerFrame`s.
 //! Tunnel mode uses it on the socket the machine opens to the edge; any other frame transport
-//! could. One implementation of Start/Status/StreamEvents/Cancel (plus Unsubscribe, which only
-//! frames need), two transports. GetDiff has no frame: it is served over gRPC and gRPC-web.
+//! could. One implementation of Start/Status/StreamEvents/Cancel/ListTasks (plus Unsubscribe,
+//! which only frames need), two transports. GetDiff has no frame: it is served over gRPC and
+//! gRPC-web.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -93,7 +94,7 @@ impl FrameServer {
             }
             None => answer(replies, async move {
                 reply(Err(Status::invalid_argument(
-                    "ClientFrame names no request (one of start, status, streamEvents, cancel, unsubscribe)",
+                    "ClientFrame names no request (one of start, status, streamEvents, cancel, unsubscribe, listTasks)",
                 )))
             }),
         }

@@ -6,7 +6,8 @@ use std::{pin::Pin, sync::Arc};
 
 use autopilot_contract::v1::{
     autopilot_server::Autopilot, CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, ListTasksRequest,
-    ListTasksResponse, StartRequest, StartResponse, StatusRequest, StatusResponse, StreamEventsRequest, StreamEventsResponse,
+    ListTasksResponse, StartRequest, StartResponse, StatusRequest, StatusResponse, StreamEventsRequest,
+    StreamEventsResponse,
 };
 use futures::{stream, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -17,7 +18,7 @@ use crate::{
     delivery::read_diff,
     task::Task,
     task_manager::{StartError, TaskManager},
-    validate::{validate_cancel_reason, validate_start, validate_task_id, FieldError, Limits},
+    validate::{validate_cancel_reason, validate_list_tasks, validate_start, validate_task_id, FieldError, Limits},
 };
 
 /// Events read from the log per message on the internal channel.
@@ -138,8 +139,9 @@ impl Autopilot for AutopilotApi {
         }
     }
 
-    async fn list_tasks(&self, _request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
-        Err(Status::unimplemented("ListTasks is not implemented yet"))
+    async fn list_tasks(&self, request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        let page = validate_list_tasks(request.get_ref()).map_err(invalid)?;
+        Ok(Response::new(self.manager.list(&page)))
     }
 }
 

@@ -2,25 +2,33 @@
 //!
 //! [`Task::record`] is the only way anything about a task changes: it masks secrets in the
 //! event, appends it to the log and applies it to the snapshot under one lock, so Status never
-//! shows a state the log does not have, and the log never holds a secret.
+//! shows a state the log does not have, and the log never holds a secret. A task also has a
+//! title (its prompt's first line, masked: [`crate::task_list::title`]) for the task list, kept
+//! in its own file since the snapshot has no field for it.
 
 use std::{
-    io,
+    io::{self, Read},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
-use autopilot_contract::v1::{event::Payload, StateChanged, Task as TaskSnapshot, TaskFinished, TaskState};
+use autopilot_contract::v1::{
+    event::Payload, StateChanged, Task as TaskSnapshot, TaskFinished, TaskState, TaskSummary,
+};
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::{event_log::EventLog, redact::Redactor, task_state};
+use crate::{event_log::EventLog, redact::Redactor, task_list, task_state};
 
 /// The file in a task's directory holding its initial snapshot (what was asked for).
 pub const SPEC_FILE: &str = "task.pb";
 /// The file in a task's directory holding its event log.
 pub const LOG_FILE: &str = "events.log";
+/// The file in a task's directory holding its title (UTF-8, masked when written).
+pub const TITLE_FILE: &str = "title.txt";
+/// Most of a title file read back after a restart (a title is at most 200 characters).
+const MAX_TITLE_FILE_BYTES: u64 = 4096;
 
 /// Why a task is being stopped before it finished by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +61,8 @@ pub struct Task {
     dir: PathBuf,
     log: Arc<EventLog>,
     snapshot: Mutex<TaskSnapshot>,
+    /// The task list's title of the task, masked.
+    title: String,
     redactor: Redactor,
     /// Fired when the task must stop early; the running step terminates its process group.
     stop: CancellationToken,
@@ -61,15 +71,32 @@ pub struct Task {
 }
 
 impl Task {
-    /// Creates the task's directory content: the spec file and an empty log.
+    /// Creates the task's directory content: the spec file and an empty log, and no title.
     ///
     /// # Errors
     /// The files could not be written.
     pub fn create(dir: PathBuf, snapshot: TaskSnapshot, redactor: Redactor) -> io::Result<Arc<Task>> {
+        Self::create_with_title(dir, snapshot, String::new(), redactor)
+    }
+
+    /// [`Task::create`] with the task's title, which must already be masked
+    /// ([`task_list::title`]); it is kept in [`TITLE_FILE`].
+    ///
+    /// # Errors
+    /// The files could not be written.
+    pub fn create_with_title(
+        dir: PathBuf,
+        snapshot: TaskSnapshot,
+        title: String,
+        redactor: Redactor,
+    ) -> io::Result<Arc<Task>> {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join(SPEC_FILE), snapshot.encode_to_vec())?;
+        if !title.is_empty() {
+            std::fs::write(dir.join(TITLE_FILE), &title)?;
+        }
         let log = EventLog::create(snapshot.task_id.clone(), dir.join(LOG_FILE))?;
-        Ok(Self::assemble(dir, snapshot, log, redactor))
+        Ok(Self::assemble(dir, snapshot, log, title, redactor))
     }
 
     /// Reloads a task from its directory after a restart. A task that had not finished is ended
@@ -83,7 +110,8 @@ impl Task {
         let log = EventLog::open(snapshot.task_id.clone(), dir.join(LOG_FILE), |event| {
             task_state::apply(&mut snapshot, event)
         })?;
-        let task = Self::assemble(dir, snapshot, log, redactor);
+        let title = read_title(&dir, &redactor)?;
+        let task = Self::assemble(dir, snapshot, log, title, redactor);
         if !task.state().is_final() {
             // Its agent may still be running, if its guard could not take it down.
             crate::leftover_agent::kill_leftovers(&task.id, &task.dir);
@@ -99,12 +127,19 @@ impl Task {
         Ok(task)
     }
 
-    fn assemble(dir: PathBuf, snapshot: TaskSnapshot, log: Arc<EventLog>, redactor: Redactor) -> Arc<Task> {
+    fn assemble(
+        dir: PathBuf,
+        snapshot: TaskSnapshot,
+        log: Arc<EventLog>,
+        title: String,
+        redactor: Redactor,
+    ) -> Arc<Task> {
         Arc::new(Task {
             id: snapshot.task_id.clone(),
             dir,
             log,
             snapshot: Mutex::new(snapshot),
+            title,
             redactor,
             stop: CancellationToken::new(),
             stop_reason: Mutex::new(None),
@@ -135,6 +170,16 @@ impl Task {
 
     pub fn state(&self) -> TaskState {
         self.lock_snapshot().state()
+    }
+
+    /// The task list's title of the task (masked; empty for a task recorded without one).
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// What the task list shows of the task now.
+    pub fn summary(&self) -> TaskSummary {
+        task_list::summary(&self.lock_snapshot(), &self.title)
     }
 
     /// Records one event: masks secrets, appends it to the log, applies it to the snapshot.
@@ -206,4 +251,18 @@ impl Task {
     fn lock_snapshot(&self) -> MutexGuard<'_, TaskSnapshot> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The title a task directory holds, held to the title's rules again (the directory is within the
+/// agent's reach, so the file is read bounded and masked anew); empty when there is none (a task
+/// recorded before titles were kept).
+fn read_title(dir: &Path, redactor: &Redactor) -> io::Result<String> {
+    let file = match std::fs::File::open(dir.join(TITLE_FILE)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_TITLE_FILE_BYTES).read_to_end(&mut bytes)?;
+    Ok(task_list::title(&redactor.redact(&String::from_utf8_lossy(&bytes))))
 }

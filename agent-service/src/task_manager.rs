@@ -10,13 +10,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use autopilot_contract::v1::{Task as TaskSnapshot, TaskState};
+use autopilot_contract::v1::{ListTasksResponse, Task as TaskSnapshot, TaskState};
 use tokio_util::task::TaskTracker;
 
 use crate::{
     branch_name::default_branch,
     redact::Redactor,
     task::{StopReason, Task},
+    task_list::{self, PageRequest},
     task_runner::{run_task, RunContext},
     validate::TaskSpec,
 };
@@ -115,7 +116,8 @@ impl TaskManager {
             ..Default::default()
         };
         let redactor = self.redactor.with(spec.repo.secrets.iter().cloned());
-        let task = Task::create(self.tasks_dir.join(&id), snapshot, redactor)?;
+        let title = task_list::title(&redactor.redact(&spec.prompt));
+        let task = Task::create_with_title(self.tasks_dir.join(&id), snapshot, title, redactor)?;
         task.move_to(TaskState::Pending, "");
         registry.tasks.push_back(Arc::clone(&task));
         self.trim_history(&mut registry);
@@ -132,6 +134,12 @@ impl TaskManager {
             return registry.tasks.iter().rev().find(|t| !t.state().is_final()).or(registry.tasks.back()).cloned();
         }
         registry.tasks.iter().find(|t| t.id() == id).cloned()
+    }
+
+    /// A page of the tasks this service has (running and ended), newest first.
+    pub fn list(&self, request: &PageRequest) -> ListTasksResponse {
+        let tasks: Vec<Arc<Task>> = self.lock().tasks.iter().cloned().collect();
+        task_list::page(tasks.iter().map(|task| task.summary()), request)
     }
 
     /// Stops a task and waits until it has ended (at most its grace period plus a margin).

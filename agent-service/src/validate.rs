@@ -15,15 +15,18 @@
 //!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
 //! - task_id (Status, StreamEvents, Cancel, GetDiff): empty (the running or most recent task) or
 //!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs);
-//! - cancel reason: at most 500 bytes once trimmed (empty: none given).
+//! - cancel reason: at most 500 bytes once trimmed (empty: none given);
+//! - ListTasks page_size: 0 (20) or 1..=100; page_token: empty (from the newest task) or a token
+//!   this service handed out ([`crate::task_list::Position::token`]), at most 256 characters.
 
 use std::time::Duration;
 
-use autopilot_contract::v1::{AgentOptions, DeliveryOptions, StartRequest};
+use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest};
 
 use crate::{
     branch_name::check_branch_name,
     repo_url::{parse_repo_url, RepoUrl},
+    task_list::{PageRequest, Position},
 };
 
 pub const MAX_PROMPT_BYTES: usize = 100_000;
@@ -37,6 +40,12 @@ pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
 pub const MAX_TASK_ID_LEN: usize = 64;
 /// Longest cancel reason accepted.
 pub const MAX_CANCEL_REASON_LEN: usize = 500;
+/// ListTasks' page size when the request names none.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+/// Largest ListTasks page size.
+pub const MAX_PAGE_SIZE: i32 = 100;
+/// Longest page token accepted (the service's own are under 100 characters).
+pub const MAX_PAGE_TOKEN_LEN: usize = 256;
 /// The commit author when the request names none.
 pub const DEFAULT_AUTHOR_NAME: &str = "Autopilot";
 /// The commit author's email when the request names none.
@@ -192,6 +201,35 @@ pub fn validate_cancel_reason(reason: &str) -> Result<Option<String>, FieldError
         return Err(reject("reason", format!("is longer than {MAX_CANCEL_REASON_LEN} bytes")));
     }
     Ok((!reason.is_empty()).then(|| reason.to_string()))
+}
+
+/// The page a ListTasks request asks for.
+///
+/// # Errors
+/// `page_size` is out of range, or `page_token` is not one this service handed out.
+pub fn validate_list_tasks(request: &ListTasksRequest) -> Result<PageRequest, FieldError> {
+    let size = match request.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        size @ 1..=MAX_PAGE_SIZE => size,
+        size => {
+            return Err(reject(
+                "page_size",
+                format!("must be between 1 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}); got {size}"),
+            ))
+        }
+    };
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => {
+            let position = Some(token)
+                .filter(|token| token.len() <= MAX_PAGE_TOKEN_LEN)
+                .and_then(Position::from_token)
+                .filter(|p| !p.task_id().is_empty() && validate_task_id(p.task_id()).is_ok())
+                .ok_or_else(|| reject("page_token", "is not one this service handed out"))?;
+            Some(position)
+        }
+    };
+    Ok(PageRequest { size: size as usize, after })
 }
 
 fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldError> {
@@ -425,6 +463,42 @@ mod tests {
         assert_eq!(validate_cancel_reason(&format!(" {longest} ")), Ok(Some(longest)));
         let err = validate_cancel_reason(&"r".repeat(MAX_CANCEL_REASON_LEN + 1)).unwrap_err();
         assert_eq!(err.to_string(), "reason is longer than 500 bytes");
+    }
+
+    #[test]
+    fn list_pages_are_bounded_and_tokens_are_the_services_own() {
+        let list = |page_size: i32, page_token: &str| {
+            validate_list_tasks(&ListTasksRequest { page_size, page_token: page_token.into() })
+        };
+        assert_eq!(list(0, ""), Ok(PageRequest { size: 20, after: None }));
+        assert_eq!(list(1, "").unwrap().size, 1);
+        assert_eq!(list(100, "").unwrap().size, 100);
+        for size in [-1, 101, i32::MIN, i32::MAX] {
+            let err = list(size, "").unwrap_err();
+            assert_eq!(err.field, "page_size", "{size}");
+            assert_eq!(err.to_string(), format!("page_size must be between 1 and 100 (0: 20); got {size}"));
+        }
+        let summary = autopilot_contract::v1::TaskSummary {
+            task_id: "3f2c8a4e-9b1d-4e6f-8a2b-1c3d5e7f9a0b".into(),
+            create_time: Some(pbjson_types::Timestamp { seconds: 1_760_000_000, nanos: 5 }),
+            ..Default::default()
+        };
+        let token = Position::of(&summary).token();
+        assert_eq!(list(2, &token).unwrap().after, Some(Position::of(&summary)));
+        let forged = |id: &str| {
+            Position::of(&autopilot_contract::v1::TaskSummary { task_id: id.into(), ..summary.clone() }).token()
+        };
+        for bad in [
+            "xyz".to_string(),
+            "a".repeat(10_000),
+            forged(""),
+            forged("../etc"),
+            forged(&"a".repeat(65)),
+            format!(" {token}"),
+        ] {
+            let err = list(0, &bad).unwrap_err();
+            assert_eq!(err.to_string(), "page_token is not one this service handed out", "{bad:?}");
+        }
     }
 
     #[test]
