@@ -1,7 +1,8 @@
 //! End-to-end tests of the agent-service: the real binary on a loopback port, real git on local
 //! bare repositories, the real Claude Code CLI, and real clients (native gRPC and gRPC-web).
 //! Only the model API is fake (`support/fake_model_api.rs`); each test picks its script with a
-//! `SCENARIO:` marker in the prompt.
+//! `SCENARIO:` marker in the prompt. Tunnel mode's frames are driven through a stand-in edge
+//! (a WebSocket server the real `agent-service connect` connects out to).
 
 use std::{
     io::{Read, Write},
@@ -10,8 +11,9 @@ use std::{
 };
 
 use autopilot_contract::v1::{
-    autopilot_client::AutopilotClient, event::Payload, AgentOptions, CancelRequest, StartRequest, StatusRequest,
-    StreamEventsRequest, TaskState,
+    autopilot_client::AutopilotClient, client_frame::Request as FrameRequest, event::Payload, server_frame::Frame,
+    AgentOptions, CancelRequest, ClientFrame, ListTasksRequest, ListTasksResponse, ServerFrame, ServerFrameBatch,
+    StartRequest, StatusRequest, StreamEventsRequest, TaskState,
 };
 use autopilot_tests::{
     events::{collect, finished, first_tool_result, kind, milestones, seqs, stream_all, LIST_FILES_MILESTONES},
@@ -20,7 +22,9 @@ use autopilot_tests::{
     grpc_web::grpc_web_client,
     processes::processes_under,
     service::{Service, ServiceOptions, CANARY_API_KEY},
+    tunnel_machine::Machine,
 };
+use futures::{SinkExt, StreamExt};
 use prost::Message;
 use tonic::Code;
 
@@ -631,6 +635,183 @@ async fn secrets_never_appear_in_events_status_errors_or_logs() {
     for secret in [CANARY_API_KEY, "hunter2-token"] {
         let leaks: Vec<&String> = everything.iter().filter(|text| text.contains(secret)).collect();
         assert!(leaks.is_empty(), "{secret} leaked: {leaks:?}");
+    }
+}
+
+/// Runs a task to its end; answers its id.
+async fn run_to_end(setup: &Setup, prompt: &str) -> String {
+    let mut client = setup.service.client().await;
+    let started = client.start(start_request(&setup.repo, prompt)).await.unwrap().into_inner();
+    let end = finished(&stream_all(&mut client, &started.task_id, 1).await);
+    assert_eq!(end.state(), TaskState::Succeeded, "{prompt}: {}", end.error);
+    started.task_id
+}
+
+async fn list(setup: &Setup, page_size: i32, page_token: &str) -> Result<ListTasksResponse, tonic::Status> {
+    let request = ListTasksRequest { page_size, page_token: page_token.into() };
+    setup.service.client().await.list_tasks(request).await.map(tonic::Response::into_inner)
+}
+
+fn listed_ids(page: &ListTasksResponse) -> Vec<&str> {
+    page.tasks.iter().map(|t| t.task_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn list_tasks_pages_the_history_newest_first_with_masked_titles() {
+    let options = ServiceOptions::default();
+    let mut setup = setup_with(options.clone()).await;
+    let empty = list(&setup, 0, "").await.unwrap();
+    assert_eq!((empty.tasks.len(), empty.next_page_token.as_str()), (0, ""), "no task has run yet");
+
+    let first = run_to_end(&setup, "  SCENARIO:answer Summarise the repository  \nin three bullet points").await;
+    let second = run_to_end(
+        &setup,
+        &format!("SCENARIO:answer Use {CANARY_API_KEY} and https://bob:hunter2-token@example.com/r.git\nnothing else"),
+    )
+    .await;
+    let long_line = format!("SCENARIO:answer {}", "é".repeat(300));
+    // The third is listed while it runs, then again once it has ended.
+    let mut client = setup.service.client().await;
+    let third = client.start(start_request(&setup.repo, &long_line)).await.unwrap().into_inner().task_id;
+    let running = list(&setup, 1, "").await.unwrap();
+    assert_eq!(listed_ids(&running), [third.as_str()]);
+    assert!(!running.tasks[0].state().is_final() && running.tasks[0].end_time.is_none(), "{:?}", running.tasks[0]);
+    assert!(!running.next_page_token.is_empty());
+    assert_eq!(finished(&stream_all(&mut client, &third, 1).await).state(), TaskState::Succeeded);
+
+    let page_one = list(&setup, 2, "").await.unwrap();
+    assert_eq!(listed_ids(&page_one), [third.as_str(), second.as_str()], "the newest two");
+    assert!(!page_one.next_page_token.is_empty());
+    let page_two = list(&setup, 2, &page_one.next_page_token).await.unwrap();
+    assert_eq!(listed_ids(&page_two), [first.as_str()]);
+    assert_eq!(page_two.next_page_token, "", "the last page has no next token");
+
+    let titles: Vec<&str> = page_one.tasks.iter().chain(&page_two.tasks).map(|t| t.title.as_str()).collect();
+    let expected_long: String = long_line.chars().take(200).collect();
+    assert_eq!(
+        titles,
+        [
+            expected_long.as_str(),
+            "SCENARIO:answer Use *** and https://***@example.com/r.git",
+            "SCENARIO:answer Summarise the repository",
+        ]
+    );
+    for summary in page_one.tasks.iter().chain(&page_two.tasks) {
+        assert_eq!(summary.state(), TaskState::Succeeded);
+        assert_eq!((summary.repository_url.as_str(), summary.git_ref.as_str()), (setup.repo.url().as_str(), ""));
+        let (created, ended) = (summary.create_time.unwrap(), summary.end_time.unwrap());
+        assert!((ended.seconds, ended.nanos) >= (created.seconds, created.nanos), "{summary:?}");
+        assert!(summary.usage.unwrap().input_tokens > 0, "{summary:?}");
+        assert_eq!((summary.branch.as_str(), summary.commit.as_str()), ("", ""), "the answers changed nothing");
+    }
+    let everything = list(&setup, 100, "").await.unwrap();
+    assert_eq!(listed_ids(&everything), [third.as_str(), second.as_str(), first.as_str()]);
+    assert_eq!(everything.next_page_token, "");
+    let shown = format!("{everything:?}");
+    assert!(!shown.contains(CANARY_API_KEY) && !shown.contains("hunter2-token"), "a secret leaked: {shown}");
+
+    // The list, titles included, survives a restart; an earlier token still continues it.
+    setup.service.restart_after_crash(&setup._model_api, &options).await;
+    assert_eq!(list(&setup, 100, "").await.unwrap(), everything);
+    assert_eq!(list(&setup, 2, &page_one.next_page_token).await.unwrap(), page_two);
+}
+
+#[tokio::test]
+async fn list_tasks_refuses_hostile_page_sizes_and_tokens() {
+    let setup = setup().await;
+    for page_size in [-1, 101, i32::MIN, i32::MAX] {
+        let status = list(&setup, page_size, "").await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{page_size}: {status:?}");
+        assert!(status.message().starts_with("page_size must be between 1 and 100"), "{}", status.message());
+    }
+    // The service's encoding and shape, but a task id no task has: "v1:1:0:../../etc".
+    let forged = "djE6MTowOi4uLy4uL2V0Yw";
+    for token in ["xyz", &"a".repeat(10_000), forged, "%%%", "dj E6MTow"] {
+        let status = list(&setup, 0, &token).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{token:?}: {status:?}");
+        assert_eq!(status.message(), "page_token is not one this service handed out");
+    }
+    assert_eq!(list(&setup, 100, "").await.unwrap(), ListTasksResponse::default(), "the service still answers");
+}
+
+/// The edge's side of tunnel mode, as little of it as the machine needs: a WebSocket server the
+/// machine connects out to, sending `ClientFrame`s and reading the `ServerFrame`s of its batches.
+struct StandInEdge {
+    socket: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    received: std::collections::VecDeque<ServerFrame>,
+}
+
+impl StandInEdge {
+    /// Listens on loopback; `connect` starts the machine against the URL, then the edge accepts it.
+    async fn accept(connect: impl FnOnce(&str) -> Machine) -> (StandInEdge, Machine) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let machine = connect(&format!("http://{}", listener.local_addr().unwrap()));
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+            .await
+            .expect("the machine connects")
+            .unwrap();
+        let socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        (StandInEdge { socket, received: Default::default() }, machine)
+    }
+
+    async fn send(&mut self, request_id: &str, request: FrameRequest) {
+        let frame = ClientFrame { request_id: request_id.into(), request: Some(request) };
+        self.socket.send(tokio_tungstenite::tungstenite::Message::Binary(frame.encode_to_vec().into())).await.unwrap();
+    }
+
+    /// The next frame the machine sent (pings are answered by the socket itself).
+    async fn receive(&mut self) -> ServerFrame {
+        while self.received.is_empty() {
+            let message = tokio::time::timeout(Duration::from_secs(60), self.socket.next())
+                .await
+                .expect("a frame within 60s")
+                .expect("the machine is connected")
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Binary(bytes) = message {
+                self.received.extend(ServerFrameBatch::decode(bytes.as_ref()).unwrap().frames);
+            }
+        }
+        self.received.pop_front().unwrap()
+    }
+
+    /// The answer to a unary request.
+    async fn call(&mut self, request_id: &str, request: FrameRequest) -> Frame {
+        self.send(request_id, request).await;
+        let reply = self.receive().await;
+        assert_eq!(reply.request_id, request_id, "{reply:?}");
+        reply.frame.expect("a frame")
+    }
+}
+
+#[tokio::test]
+async fn tunnel_mode_answers_list_tasks_frames_as_the_rpc_does() {
+    let model_api = FakeModelApi::start().await.unwrap();
+    let repo = GitFixture::new();
+    let (mut edge, _machine) = StandInEdge::accept(|url| Machine::connect(&model_api, url, "ap_test-token")).await;
+
+    let start =
+        FrameRequest::Start(start_request(&repo, &format!("SCENARIO:answer Through the tunnel {CANARY_API_KEY}")));
+    let Frame::Start(started) = edge.call("s", start).await else { panic!("expected a start reply") };
+    edge.send("e", FrameRequest::StreamEvents(StreamEventsRequest { task_id: started.task_id.clone(), from_seq: 1 }))
+        .await;
+    while !matches!(edge.receive().await.frame, Some(Frame::EndOfStream(_))) {}
+
+    let Frame::ListTasks(listed) = edge.call("l", FrameRequest::ListTasks(ListTasksRequest::default())).await else {
+        panic!("expected a list_tasks reply")
+    };
+    assert_eq!(listed_ids(&listed), [started.task_id.as_str()]);
+    assert_eq!(listed.tasks[0].title, "SCENARIO:answer Through the tunnel ***");
+    assert_eq!((listed.tasks[0].state(), listed.next_page_token.as_str()), (TaskState::Succeeded, ""));
+
+    for (request, field) in [
+        (ListTasksRequest { page_size: 101, ..Default::default() }, "page_size"),
+        (ListTasksRequest { page_token: "xyz".into(), ..Default::default() }, "page_token"),
+    ] {
+        let Frame::Error(error) = edge.call("bad", FrameRequest::ListTasks(request)).await else {
+            panic!("expected an error")
+        };
+        assert_eq!(error.code, Code::InvalidArgument as i32, "{error:?}");
+        assert!(error.message.starts_with(field), "{error:?}");
     }
 }
 
