@@ -1,7 +1,8 @@
 //! The operator's path: grpcurl (pinned in tools/requirements.txt, installed by `make grpcurl`)
 //! against the real agent-service, knowing nothing but what reflection tells it. Lists, describes
-//! (with the contract's comments), starts, follows from a seq, checks status, cancels, and asks
-//! the health service, with the same commands the README gives operators.
+//! (with the contract's comments), starts, follows from a seq, checks status, lists tasks a page
+//! at a time, cancels, and asks the health service, with the same commands the README gives
+//! operators.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -90,7 +91,7 @@ async fn reflection_lists_the_services_and_describes_the_contract_with_its_comme
         assert!(services.contains(&wanted), "{wanted} missing from `list`: {services:?}");
     }
     let methods = setup.grpcurl(None, &["list", "autopilot.v1.Autopilot"]).await.stdout;
-    for method in ["Start", "Status", "StreamEvents", "Cancel"] {
+    for method in ["Start", "Status", "StreamEvents", "Cancel", "GetDiff", "ListTasks"] {
         assert!(methods.lines().any(|l| l == format!("autopilot.v1.Autopilot.{method}")), "{method} in {methods}");
     }
 
@@ -134,6 +135,16 @@ async fn start_stream_from_a_seq_status_and_health_by_reflection_alone() {
     assert_eq!(task["commit"], setup.repo.rev_parse("main"));
     assert_eq!(task["result"], "Ran 2 steps.");
 
+    // The task list, a page at a time: one task, so no next page (proto3 JSON leaves it out).
+    let listed = setup.call("autopilot.v1.Autopilot/ListTasks", json!({"pageSize": 1})).await;
+    let summary = &listed[0]["tasks"][0];
+    assert_eq!(summary["taskId"], task_id.as_str(), "{}", listed[0]);
+    assert_eq!(summary["state"], "TASK_STATE_SUCCEEDED");
+    assert_eq!(summary["title"], "Run some steps SCENARIO:many-tools:2");
+    assert_eq!(summary["repositoryUrl"], setup.repo.url());
+    assert!(summary["createTime"].is_string() && summary["endTime"].is_string(), "{summary}");
+    assert_eq!(listed[0].get("nextPageToken"), None, "{}", listed[0]);
+
     let health = setup.grpcurl(None, &["grpc.health.v1.Health/Check"]).await;
     assert!(health.success, "{}", health.stderr);
     let health: Value = serde_json::from_str(&health.stdout).unwrap();
@@ -172,4 +183,10 @@ async fn bad_input_is_refused_with_the_field_named() {
     assert!(!run.success, "an empty prompt was accepted: {}", run.stdout);
     assert!(run.stderr.contains("Code: InvalidArgument"), "{}", run.stderr);
     assert!(run.stderr.contains("prompt"), "the message names the field: {}", run.stderr);
+
+    for (body, field) in [(json!({"pageSize": 101}), "page_size"), (json!({"pageToken": "xyz"}), "page_token")] {
+        let run = setup.grpcurl(Some(body.clone()), &["autopilot.v1.Autopilot/ListTasks"]).await;
+        assert!(!run.success, "{body} was accepted: {}", run.stdout);
+        assert!(run.stderr.contains("Code: InvalidArgument") && run.stderr.contains(field), "{}", run.stderr);
+    }
 }
