@@ -3,8 +3,8 @@
 //! carry proto3 JSON). Bad frames become error frames; nothing here can fail the socket.
 
 use autopilot_contract::v1::{
-    client_frame::Request, server_frame::Frame, CancelRequest, ClientFrame, EndOfStream, Error, Event, ServerFrame,
-    StartRequest, StatusRequest, StreamEventsRequest, Unsubscribe,
+    client_frame::Request, server_frame::Frame, CancelRequest, ClientFrame, EndOfStream, Error, Event,
+    ListTasksRequest, ServerFrame, StartRequest, StatusRequest, StreamEventsRequest, Unsubscribe,
 };
 use prost::Message;
 
@@ -45,6 +45,7 @@ pub enum Rpc {
     Status(StatusRequest),
     Subscribe(StreamEventsRequest),
     Cancel(CancelRequest),
+    ListTasks(ListTasksRequest),
     /// Stop the subscription opened by the frame with this request id.
     Unsubscribe(String),
 }
@@ -90,6 +91,7 @@ pub fn decode_client_frame(message: &WsMessage) -> Result<Call, WsMessage> {
         Some(Request::Status(r)) => Rpc::Status(r),
         Some(Request::StreamEvents(r)) => Rpc::Subscribe(r),
         Some(Request::Cancel(r)) => Rpc::Cancel(r),
+        Some(Request::ListTasks(r)) => Rpc::ListTasks(r),
         Some(Request::Unsubscribe(r)) => Rpc::Unsubscribe(r.subscription_request_id),
         Some(Request::Error(_)) => {
             return Err(refuse(frame.request_id, "error frames are sent by the edge, not to it".into()))
@@ -97,7 +99,8 @@ pub fn decode_client_frame(message: &WsMessage) -> Result<Call, WsMessage> {
         None => {
             return Err(refuse(
                 frame.request_id,
-                "ClientFrame names no request (one of start, status, streamEvents, cancel, unsubscribe)".into(),
+                "ClientFrame names no request (one of start, status, streamEvents, cancel, listTasks, unsubscribe)"
+                    .into(),
             ))
         }
     };
@@ -111,6 +114,7 @@ pub fn client_frame(request_id: String, rpc: Rpc) -> ClientFrame {
         Rpc::Status(r) => Request::Status(r),
         Rpc::Subscribe(r) => Request::StreamEvents(r),
         Rpc::Cancel(r) => Request::Cancel(r),
+        Rpc::ListTasks(r) => Request::ListTasks(r),
         Rpc::Unsubscribe(subscription_request_id) => Request::Unsubscribe(Unsubscribe { subscription_request_id }),
     };
     ClientFrame { request_id, request: Some(request) }

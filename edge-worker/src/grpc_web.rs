@@ -122,11 +122,17 @@ pub fn encode_request(message: &impl Message) -> Vec<u8> {
 /// the edge answers when it makes a call on a gRPC-web client's behalf).
 pub fn encode_reply(message: &impl Message) -> Vec<u8> {
     let mut body = encode_request(message);
-    let trailers = b"grpc-status: 0\r\n";
-    body.push(TRAILERS_FLAG);
-    body.extend_from_slice(&(trailers.len() as u32).to_be_bytes());
-    body.extend_from_slice(trailers);
+    body.extend(encode_reply_end());
     body
+}
+
+/// The trailers frame that ends an OK reply (status 0), after its messages.
+pub fn encode_reply_end() -> Vec<u8> {
+    let trailers = b"grpc-status: 0\r\n";
+    let mut frame = vec![TRAILERS_FLAG];
+    frame.extend_from_slice(&(trailers.len() as u32).to_be_bytes());
+    frame.extend_from_slice(trailers);
+    frame
 }
 
 /// The first message of a gRPC-web request body (a unary or server-streaming call has one).

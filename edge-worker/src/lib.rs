@@ -8,6 +8,8 @@
 //!   objects match on; [`internal`]: the headers and settings the Worker hands an object.
 //! - [`routes`]: the Worker's entry and authentication gate (the only thing the entry point
 //!   calls); [`auth`]: tokens, sessions, sign-in, admin token routes.
+//! - [`archive`]: every task of a user, its events, end and diff, in the object's SQLite storage;
+//!   [`task_list`] (pure): pages, tokens and titles of the task list.
 //! - [`container`]: the container mode's object, one file per concept (record, runtime,
 //!   metering, idle policy, bridge calls, loss, HTTP routes, settings).
 //! - [`tunnel_relay`]: the tunnel mode's object; [`relay_route`] (pure): where a relayed answer goes.
@@ -26,6 +28,7 @@
 //! - [`api_error`]: the JSON error scheme.
 
 pub mod agent_client;
+pub mod archive;
 pub mod api_error;
 pub mod auth;
 pub mod billing;
@@ -45,6 +48,7 @@ pub mod routes;
 pub mod sessions;
 pub mod site;
 pub mod socket;
+pub mod task_list;
 pub mod task_scope;
 pub mod ticket;
 pub mod tunnel_relay;

@@ -72,6 +72,8 @@ pub enum Route {
     TunnelConnect,
     Balance,
     Ledger,
+    /// The user's task list (container mode's archive).
+    Tasks,
     /// A gRPC-web call of the contract's service: the method's name.
     Grpc(String),
 }
@@ -106,6 +108,7 @@ impl Route {
             (Method::Get, "/api/tunnel/connect") => Route::TunnelConnect,
             (Method::Get, "/api/billing/balance") => Route::Balance,
             (Method::Get, "/api/billing/ledger") => Route::Ledger,
+            (Method::Get, "/api/tasks") => Route::Tasks,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
             (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {
@@ -129,7 +132,7 @@ impl Route {
                 Some(*backend)
             }
             Route::TunnelConnect => Some(Backend::Tunnel),
-            Route::Balance | Route::Ledger | Route::Grpc(_) => Some(Backend::Container),
+            Route::Balance | Route::Ledger | Route::Tasks | Route::Grpc(_) => Some(Backend::Container),
             _ => None,
         }
     }
@@ -210,7 +213,13 @@ mod tests {
         let active = ["/api/container/status", "/api/container/ws/s1"].map(|p| Route::parse(&Method::Get, p).unwrap());
         assert!(active.iter().all(Route::uses_container));
         assert!(Route::Start(Backend::Container).uses_container() && Route::Grpc("Cancel".into()).uses_container());
-        let idle = [Route::Ticket(Backend::Container), Route::Balance, Route::Ledger, Route::Start(Backend::Tunnel)];
+        let idle = [
+            Route::Ticket(Backend::Container),
+            Route::Balance,
+            Route::Ledger,
+            Route::Tasks,
+            Route::Start(Backend::Tunnel),
+        ];
         assert!(idle.iter().all(|route| !route.uses_container()), "a ticket, the balance or the ledger is not use");
     }
 

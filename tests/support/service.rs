@@ -221,6 +221,16 @@ impl Service {
         assert_eq!(addr.parse::<std::net::SocketAddr>().unwrap(), self.addr, "restarted on the same address");
     }
 
+    /// Replaces the service as a new container would: killed, then started on the same address
+    /// with an empty work directory, so its task history is gone.
+    pub async fn replace_with_empty_work_dir(&mut self, model_api: &FakeModelApi, options: &ServiceOptions) {
+        let work = tempfile::tempdir().unwrap();
+        self.work_dir = work.path().to_path_buf();
+        let old = self._work.replace(work);
+        self.restart_after_crash(model_api, options).await;
+        drop(old);
+    }
+
     /// A native gRPC (HTTP/2) connection, for any of the service's gRPC services.
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connecting over gRPC")

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::{
     agent_client::AgentClient,
+    archive::Entry,
     bridge::{
         decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc,
         MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
@@ -29,10 +30,6 @@ use crate::{
     socket::{incoming, send, try_send},
     task_scope,
 };
-
-/// Storage key prefix of the tasks this object started (followed by the task id): the only
-/// tasks its user's requests may reach.
-pub const TASK_PREFIX: &str = "task:";
 
 impl AutopilotContainer {
     /// One frame from a user's socket: read, bounded per socket, answered.
@@ -57,18 +54,41 @@ impl AutopilotContainer {
         let reply = |frame: Frame| ServerFrame { request_id: request_id.clone(), frame: Some(frame) };
         let frame = match rpc {
             Rpc::Start(request) => self.start_task(&request).await.map(|started| reply(Frame::Start(started))),
-            Rpc::Status(mut request) => match self.scoped(&mut request.task_id).await {
-                Ok(client) => client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s))),
+            Rpc::Status(mut request) => match self.scope(&mut request.task_id).await {
+                Ok(Some(ended)) => Ok(reply(Frame::Status(StatusResponse { task: ended.task }))),
+                Ok(None) => match self.ready_client().await {
+                    Ok(client) => {
+                        client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s)))
+                    }
+                    Err(status) => Err(status),
+                },
                 Err(status) => Err(status),
             },
-            Rpc::Cancel(mut request) => match self.scoped(&mut request.task_id).await {
-                Ok(client) => client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c))),
+            Rpc::Cancel(mut request) => match self.scope(&mut request.task_id).await {
+                // Cancelling a task that has ended changes nothing and answers its final state.
+                Ok(Some(ended)) => Ok(reply(Frame::Cancel(CancelResponse {
+                    task_id: request.task_id.clone(),
+                    state: ended.summary.state,
+                }))),
+                Ok(None) => match self.ready_client().await {
+                    Ok(client) => {
+                        client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c)))
+                    }
+                    Err(status) => Err(status),
+                },
                 Err(status) => Err(status),
             },
-            Rpc::Subscribe(mut request) => match self.scoped(&mut request.task_id).await {
-                Ok(client) => return self.subscribe(ws, client, request_id, request, encoding),
+            Rpc::Subscribe(mut request) => match self.scope(&mut request.task_id).await {
+                Ok(Some(_)) => {
+                    return self.replay_archived(ws, request_id, request.task_id, request.from_seq, encoding)
+                }
+                Ok(None) => match self.ready_client().await {
+                    Ok(client) => return self.subscribe(ws, client, request_id, request, encoding),
+                    Err(status) => Err(status),
+                },
                 Err(status) => Err(status),
             },
+            Rpc::ListTasks(request) => self.list_tasks(&request).map(|page| reply(Frame::ListTasks(page))),
             Rpc::Unsubscribe(subscription) => return self.unsubscribe(ws, &subscription),
         };
         let frame = frame.unwrap_or_else(|status| error_frame(request_id.clone(), status));
@@ -86,7 +106,8 @@ impl AutopilotContainer {
         match client.unary::<StartResponse>("Start", request).await {
             Ok(started) => {
                 self.live.remember_task(&started.task_id, started.state);
-                self.record_own_task(&started.task_id).await;
+                self.archive_started(&started.task_id, started.state, request);
+                self.follow_into_archive(client, started.task_id.clone());
                 Ok(started)
             }
             Err(status) => {
@@ -106,36 +127,28 @@ impl AutopilotContainer {
         }
     }
 
-    /// Points `task_id` at the user's own task (their latest when empty) and answers a client
-    /// of the ready service; NOT_FOUND, as for a task that never existed, if it is not theirs.
-    pub(super) async fn scoped(&self, task_id: &mut String) -> Result<AgentClient, GrpcStatus> {
+    /// Points `task_id` at the user's own task (their latest when empty); NOT_FOUND, as for a
+    /// task that never existed, if it is not theirs. Answers what the archive holds of it when
+    /// it has ended there: then nothing needs the container.
+    pub(super) async fn scope(&self, task_id: &mut String) -> Result<Option<Entry>, GrpcStatus> {
         let latest = self.live.record.borrow().current_task_id.clone();
-        let owned = !task_id.is_empty() && self.owns_task(task_id).await;
+        let owned = !task_id.is_empty() && self.owns_task(task_id);
         *task_id = task_scope::resolve(task_id, latest.as_deref(), owned)?;
-        self.ready_client().await
+        Ok(self.archived_end(task_id))
     }
 
-    /// Whether this object started `task_id`.
-    pub(super) async fn owns_task(&self, task_id: &str) -> bool {
+    /// Whether this object started `task_id` (the archive holds it).
+    pub(super) fn owns_task(&self, task_id: &str) -> bool {
         if self.live.own_tasks.borrow().contains(task_id) {
             return true;
         }
-        // Task ids are UUIDs; anything longer is nobody's (and is not made a storage key).
-        if task_id.len() > 64 {
-            return false;
-        }
-        let stored: Option<u64> = self.state.storage().get(&format!("{TASK_PREFIX}{task_id}")).await.ok().flatten();
-        if stored.is_some() {
+        // Task ids are UUIDs; anything longer is nobody's.
+        let held = task_id.len() <= 64
+            && self.live.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false));
+        if held {
             self.live.own_tasks.borrow_mut().insert(task_id.to_string());
         }
-        stored.is_some()
-    }
-
-    pub(super) async fn record_own_task(&self, task_id: &str) {
-        self.live.own_tasks.borrow_mut().insert(task_id.to_string());
-        if let Err(e) = self.state.storage().put(&format!("{TASK_PREFIX}{task_id}"), now_ms()).await {
-            worker::console_warn!("recording task {task_id} as the user's failed: {e}");
-        }
+        held
     }
 
     /// Streams a task's events to the socket in the background until the task ends, the socket

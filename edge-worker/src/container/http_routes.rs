@@ -4,14 +4,16 @@
 //! storage report. Each is thin: the rules live in the modules they call.
 
 use autopilot_contract::v1::{
-    CancelRequest, GetDiffRequest, StartRequest, StatusRequest, StatusResponse, StreamEventsRequest, TaskState,
+    CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, ListTasksRequest, StartRequest, StatusRequest,
+    StatusResponse, StreamEventsRequest, StreamEventsResponse, TaskState,
 };
-use worker::{js_sys, ListOptions, Method, Request, RequestInit, Response, WebSocketPair};
+use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
-use super::{bridge_calls::TASK_PREFIX, live::SocketInfo, now_ms, AutopilotContainer};
+use super::{live::SocketInfo, now_ms, AutopilotContainer};
 use crate::{
     agent_client::AgentClient,
     api_error::{error_response, grpc_web_error},
+    archive::REPLAY_CHUNK,
     entropy::random_id,
     grpc_web::{self, Code, GrpcStatus},
     internal::USER_HEADER,
@@ -51,7 +53,7 @@ impl AutopilotContainer {
         let requested =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
         let latest = self.live.record.borrow().current_task_id.clone();
-        let owned = !requested.is_empty() && self.owns_task(&requested).await;
+        let owned = !requested.is_empty() && self.owns_task(&requested);
         let task_id = match task_scope::resolve(&requested, latest.as_deref(), owned) {
             Ok(task_id) => task_id,
             Err(status) => return error_response(&status),
@@ -59,6 +61,13 @@ impl AutopilotContainer {
         let lifecycle = self.live.record.borrow().lifecycle.clone();
         let container = serde_json::to_value(&lifecycle.state).unwrap_or_default();
         let container_changed_ms = lifecycle.changed_ms;
+        if let Some(ended) = self.archived_end(&task_id) {
+            let mut body = serde_json::to_value(StatusResponse { task: ended.task })
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            body["container"] = container;
+            body["containerChangedMs"] = container_changed_ms.into();
+            return Response::from_json(&body);
+        }
         // `wake` has already checked "ready" against the platform's `running()`.
         if !lifecycle.is_ready() {
             let answer = self.live.record.borrow().status_without_container(&task_id);
@@ -105,38 +114,25 @@ impl AutopilotContainer {
     }
 
     /// Serves a gRPC-web call, so generated clients can use the contract through the edge. Start
-    /// is made here (credits, the user's task record); the calls that name a task are passed on
-    /// once the task is known to be this user's, the reply streaming back unchanged. A method the
-    /// edge does not know is UNIMPLEMENTED: it could not tell whose task it would reach.
+    /// and ListTasks are answered here (credits, the user's archive); the calls that name a task
+    /// are answered from the archive when it has ended there, and otherwise passed on once the
+    /// task is known to be this user's, the reply streaming back unchanged. A method the edge
+    /// does not know is UNIMPLEMENTED: it could not tell whose task it would reach.
     pub(super) async fn grpc_web_passthrough(&self, mut req: Request) -> worker::Result<Response> {
         let path = req.path();
         let method = path.trim_start_matches("/autopilot.v1.Autopilot/").to_string();
         let body = req.bytes().await?;
-        let message = match grpc_web::request_message(&body) {
-            Ok(message) => message,
+        let answer = match grpc_web::request_message(&body) {
+            Ok(message) => self.grpc_web_answer(&method, &message).await,
+            Err(status) => Err(status),
+        };
+        let body = match answer {
+            Ok(Answer::Here(response)) => return response,
+            Ok(Answer::Service(body)) => body,
             Err(status) => return grpc_web_error(&status, 200),
         };
-        let scoped = match method.as_str() {
-            "Start" => {
-                return match decode::<StartRequest>(&message) {
-                    Ok(request) => match self.start_task(&request).await {
-                        Ok(started) => grpc_web_reply(&started),
-                        Err(status) => grpc_web_error(&status, 200),
-                    },
-                    Err(status) => grpc_web_error(&status, 200),
-                }
-            }
-            "Status" => self.rescope(&message, |r: &mut StatusRequest| &mut r.task_id).await,
-            "StreamEvents" => self.rescope(&message, |r: &mut StreamEventsRequest| &mut r.task_id).await,
-            "Cancel" => self.rescope(&message, |r: &mut CancelRequest| &mut r.task_id).await,
-            "GetDiff" => self.rescope(&message, |r: &mut GetDiffRequest| &mut r.task_id).await,
-            other => {
-                let status = GrpcStatus::new(Code::Unimplemented, format!("the edge does not serve {other}"));
-                return grpc_web_error(&status, 200);
-            }
-        };
-        let (client, body) = match scoped {
-            Ok(scoped) => scoped,
+        let client = match self.ready_client().await {
+            Ok(client) => client,
             Err(status) => return grpc_web_error(&status, 200),
         };
         // The user's credentials and the Worker's internal headers stay at the edge: the
@@ -158,16 +154,104 @@ impl AutopilotContainer {
         }
     }
 
-    /// A gRPC-web request of type `M` pointed at the user's own task (see [`Self::scoped`]),
-    /// framed again, with a client of the ready service to send it to.
-    async fn rescope<M: prost::Message + Default>(
-        &self,
-        message: &[u8],
-        task_id: fn(&mut M) -> &mut String,
-    ) -> Result<(AgentClient, Vec<u8>), GrpcStatus> {
-        let mut request = decode::<M>(message)?;
-        let client = self.scoped(task_id(&mut request)).await?;
-        Ok((client, grpc_web::encode_request(&request)))
+    /// How the edge answers `method` with request `message`: itself, or by passing the request
+    /// (its task id scoped to the user) on to the service.
+    async fn grpc_web_answer(&self, method: &str, message: &[u8]) -> Result<Answer, GrpcStatus> {
+        let here = |response: worker::Result<Response>| Ok(Answer::Here(response));
+        match method {
+            "Start" => here(grpc_web_reply(&self.start_task(&decode::<StartRequest>(message)?).await?)),
+            "ListTasks" => here(grpc_web_reply(&self.list_tasks(&decode::<ListTasksRequest>(message)?)?)),
+            "Status" => {
+                let mut request = decode::<StatusRequest>(message)?;
+                match self.scope(&mut request.task_id).await? {
+                    Some(ended) => here(grpc_web_reply(&StatusResponse { task: ended.task })),
+                    None => Ok(Answer::Service(grpc_web::encode_request(&request))),
+                }
+            }
+            "StreamEvents" => {
+                let mut request = decode::<StreamEventsRequest>(message)?;
+                match self.scope(&mut request.task_id).await? {
+                    Some(_) => here(self.archived_stream(&request)),
+                    None => Ok(Answer::Service(grpc_web::encode_request(&request))),
+                }
+            }
+            "Cancel" => {
+                let mut request = decode::<CancelRequest>(message)?;
+                match self.scope(&mut request.task_id).await? {
+                    Some(ended) => here(grpc_web_reply(&CancelResponse {
+                        task_id: request.task_id.clone(),
+                        state: ended.summary.state,
+                    })),
+                    None => Ok(Answer::Service(grpc_web::encode_request(&request))),
+                }
+            }
+            "GetDiff" => {
+                let mut request = decode::<GetDiffRequest>(message)?;
+                match self.scope(&mut request.task_id).await? {
+                    Some(ended) => {
+                        let archive = self.live.archive.as_ref();
+                        match archive.and_then(|a| a.diff(&request.task_id).ok().flatten()) {
+                            Some(diff) => here(grpc_web_reply(&GetDiffResponse { diff: Some(diff) })),
+                            None => Err(GrpcStatus::new(
+                                Code::NotFound,
+                                format!(
+                                    "task {} has no diff: it ended {} before its agent's work was delivered",
+                                    request.task_id,
+                                    TaskState::try_from(ended.summary.state)
+                                        .unwrap_or_default()
+                                        .as_str_name()
+                                        .trim_start_matches("TASK_STATE_")
+                                ),
+                            )),
+                        }
+                    }
+                    None => Ok(Answer::Service(grpc_web::encode_request(&request))),
+                }
+            }
+            other => Err(GrpcStatus::new(Code::Unimplemented, format!("the edge does not serve {other}"))),
+        }
+    }
+
+    /// An ended task's events from the archive, as a whole gRPC-web StreamEvents reply.
+    fn archived_stream(&self, request: &StreamEventsRequest) -> worker::Result<Response> {
+        let mut body = Vec::new();
+        if let Some(archive) = &self.live.archive {
+            let mut next = request.from_seq.max(1);
+            loop {
+                let events = archive.events(&request.task_id, next, REPLAY_CHUNK)?;
+                let done = events.len() < REPLAY_CHUNK;
+                for event in events {
+                    next = event.seq + 1;
+                    body.extend(grpc_web::encode_request(&StreamEventsResponse { event: Some(event) }));
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        body.extend(grpc_web::encode_reply_end());
+        let headers = worker::Headers::new();
+        headers.set("content-type", grpc_web::CONTENT_TYPE)?;
+        Ok(Response::from_bytes(body)?.with_headers(headers))
+    }
+
+    /// `GET /api/tasks?pageSize=&pageToken=`: a page of the user's task list, newest first, as
+    /// proto3 JSON (`{"tasks": [...], "nextPageToken": ...}`).
+    pub(super) fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
+        let url = req.url()?;
+        let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let page_size = match query("pageSize").map(|size| size.parse::<i32>()) {
+            None => 0,
+            Some(Ok(size)) => size,
+            Some(Err(_)) => {
+                return error_response(&GrpcStatus::new(Code::InvalidArgument, "pageSize must be a whole number"))
+            }
+        };
+        let request = ListTasksRequest { page_size, page_token: query("pageToken").unwrap_or_default() };
+        match self.list_tasks(&request) {
+            Ok(page) => Response::from_json(&page),
+            Err(status) => error_response(&status),
+        }
     }
 
     /// Bench only (see the admin route): `{"taskId"}` recorded as this user's task.
@@ -177,16 +261,25 @@ impl AutopilotContainer {
         if task_id.is_empty() || task_id.len() > 64 || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return error_response(&GrpcStatus::new(Code::InvalidArgument, "taskId must be a task id"));
         }
-        self.record_own_task(task_id).await;
+        let recorded = StartRequest { prompt: "a recorded task".into(), ..Default::default() };
+        self.archive_started(task_id, TaskState::Succeeded as i32, &recorded);
         Response::from_json(&serde_json::json!({"taskId": task_id}))
     }
 
     /// Operator's view of what this object stores: `{"sessions", "tickets", "tasks"}` counts.
     pub(super) async fn storage_route(&self) -> worker::Result<Response> {
         let (sessions, tickets) = self.sessions().counts().await?;
-        let tasks = self.state.storage().list_with_options(ListOptions::new().prefix(TASK_PREFIX)).await?.size();
+        let tasks = self.live.archive.as_ref().map(|archive| archive.count()).transpose()?.unwrap_or(0);
         Response::from_json(&serde_json::json!({"sessions": sessions, "tickets": tickets, "tasks": tasks}))
     }
+}
+
+/// How the edge answers a gRPC-web call.
+enum Answer {
+    /// Made here (or from the archive).
+    Here(worker::Result<Response>),
+    /// The service answers this request body (its task id scoped to the user).
+    Service(Vec<u8>),
 }
 
 /// A request message of the contract.

@@ -105,6 +105,7 @@ impl AutopilotContainer {
             self.stop_for_credits().await?;
         }
         self.refresh_task_state().await;
+        self.keep_archive_following();
         let running_task = self.live.record.borrow().running_task().map(str::to_string);
         let prune_due = self.sessions().prune(now_ms(), running_task.as_deref()).await?;
         let idle_for = Duration::from_millis(now_ms().saturating_sub(self.live.last_activity_ms.get()));
@@ -119,6 +120,7 @@ impl AutopilotContainer {
         let verdict = verdict(usage.busy(), idle_for, settings.idle_timeout, self.live.run_open());
         worker::console_log!("heartbeat: {} after {} ms unused ({usage:?})", verdict.as_str(), idle_for.as_millis());
         if verdict == Verdict::Stop {
+            self.catch_up_archive().await;
             self.stop_container().await?;
             worker::console_log!("container stopped after the idle period");
         }
@@ -168,6 +170,16 @@ impl AutopilotContainer {
         self.state.storage().set_alarm(after).await?;
         self.live.alarm_at_ms.set(Some(now_ms() + after.as_millis() as u64));
         Ok(())
+    }
+
+    /// The archive follows the running task even after the instance that started it was
+    /// evicted: each heartbeat resumes the follow from the archive's last seq if need be.
+    fn keep_archive_following(&self) {
+        let running = self.live.record.borrow().running_task().map(str::to_string);
+        let ready = self.live.record.borrow().lifecycle.is_ready();
+        if let (Some(task_id), true, Ok(endpoint)) = (running, ready, self.endpoint()) {
+            self.follow_into_archive(AgentClient::new(endpoint), task_id);
+        }
     }
 
     /// Asks the service how the current task stands when nobody is following it, so a task that

@@ -20,6 +20,7 @@ use super::{
     record::Record,
 };
 use crate::{
+    archive::Archive,
     billing::Account,
     bridge::{encode_server_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
     grpc_web::GrpcStatus,
@@ -93,6 +94,11 @@ pub struct Live {
     pub own_tasks: RefCell<HashSet<String>>,
     /// Frames being handled per socket id, bounded by [`MAX_IN_FLIGHT_PER_SOCKET`].
     pub frames_in_flight: RefCell<HashMap<String, u32>>,
+    /// The user's task archive (see [`crate::archive`]); `None` only if storage refused it.
+    pub archive: Option<Archive>,
+    /// Tasks this instance follows into the archive, each with the events it has received but
+    /// not written yet (a loss writes them before the task's end).
+    pub following: RefCell<HashMap<String, Rc<RefCell<Vec<Event>>>>>,
 }
 
 impl Live {
@@ -147,6 +153,10 @@ impl Live {
     /// The container died under its task: the task is recorded FAILED with `reason`, and every
     /// subscription gets the task's final event and its end (see [`final_frames`]).
     fn fail_running_task(&self, reason: &str) {
+        let running = self.record.borrow().running_task().map(str::to_string);
+        if let Some(task_id) = running {
+            self.archive_loss(&task_id, reason);
+        }
         self.update(|record| record.fail_running_task(reason));
         let current_task = self.record.borrow().current_task_id.clone().unwrap_or_default();
         for subscription in self.subscriptions.borrow().values() {

@@ -103,6 +103,7 @@ impl AutopilotContainer {
             }
         }
         worker::console_log!("credits exhausted: stopping the container");
+        self.catch_up_archive().await;
         self.stop_container().await
     }
 

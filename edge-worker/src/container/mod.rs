@@ -14,11 +14,13 @@
 //! - [`metering`]: credits, runs, ledger, and their routes.
 //! - [`idle`]: the idle policy (pure) and the heartbeat alarm.
 //! - [`bridge_calls`]: WebSocket frames to RPCs and back; task scope on every path.
+//! - [`history`]: the task archive: following tasks into it, serving ended tasks from it.
 //! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 
 mod bridge_calls;
+mod history;
 mod http_routes;
 mod idle;
 mod live;
@@ -40,6 +42,7 @@ use self::{
 };
 use crate::{
     api_error::not_found,
+    archive::Archive,
     billing::Account,
     internal::USER_HEADER,
     route::{Backend, Internal, Route},
@@ -62,7 +65,15 @@ pub struct AutopilotContainer {
 impl worker::DurableObject for AutopilotContainer {
     fn new(state: State, env: Env) -> Self {
         let settings = Settings::read(|name| env.var(name).ok().map(|v| v.to_string()));
-        AutopilotContainer { state, env, settings, live: Rc::new(Live::default()) }
+        let archive = match Archive::open(state.storage().sql(), settings.archive_max_events) {
+            Ok(archive) => Some(archive),
+            Err(e) => {
+                worker::console_error!("the task archive could not be opened: {e}");
+                None
+            }
+        };
+        let live = Live { archive, ..Default::default() };
+        AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -96,6 +107,7 @@ impl worker::DurableObject for AutopilotContainer {
             }
             Route::Socket(Backend::Container, session_id) => self.websocket_route(&req, &session_id).await,
             Route::Grpc(_) if req.method() == Method::Post => self.grpc_web_passthrough(req).await,
+            Route::Tasks => self.tasks_route(&req),
             Route::Balance => self.balance_route(),
             Route::Ledger => self.ledger_route().await,
             _ => not_found(&path),

@@ -29,6 +29,10 @@ pub struct Settings {
     pub agent_service_url: Option<String>,
     /// Sends the agent to another Messages API endpoint (a gateway, or a fake in development).
     pub anthropic_base_url: Option<String>,
+    /// Tasks the archive keeps whole per user (`HISTORY_TASKS`).
+    pub history_tasks: usize,
+    /// Events the archive keeps per task (`ARCHIVE_MAX_EVENTS`).
+    pub archive_max_events: u64,
 }
 
 impl Settings {
@@ -50,6 +54,13 @@ impl Settings {
             minimum_to_start: var("MIN_CREDITS_TO_START").and_then(|s| s.parse().ok()).unwrap_or(1),
             agent_service_url: var("AGENT_SERVICE_URL").map(|url| url.trim_end_matches('/').to_string()),
             anthropic_base_url: var("ANTHROPIC_BASE_URL").filter(|url| !url.is_empty()),
+            history_tasks: var("HISTORY_TASKS")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(crate::archive::DEFAULT_HISTORY_TASKS),
+            archive_max_events: var("ARCHIVE_MAX_EVENTS")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(crate::archive::DEFAULT_MAX_EVENTS),
         }
     }
 }
@@ -72,6 +83,7 @@ mod tests {
         assert_eq!((settings.rate.millicredits_per_second, settings.rate_text.as_str()), (1000, "1"));
         assert_eq!(settings.minimum_to_start, 1);
         assert_eq!((settings.agent_service_url, settings.anthropic_base_url), (None, None));
+        assert_eq!((settings.history_tasks, settings.archive_max_events), (200, 20_000));
     }
 
     #[test]

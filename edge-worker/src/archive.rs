@@ -1,0 +1,258 @@
+//! The task archive: every task a user's object started, its events, its final Task and its
+//! diff, kept in the object's own SQLite storage. A container's disk goes with every idle stop,
+//! crash and redeploy, and the agent-service's history with it; the archive is what makes a task
+//! outlive its container: an ended task is answered from here (Status, its whole timeline, its
+//! diff, the task list) with no container started and nothing charged. It also records which
+//! tasks are the user's: a task id the archive does not hold is nobody's here.
+//!
+//! Limits: the newest `HISTORY_TASKS` tasks (default [`DEFAULT_HISTORY_TASKS`]) are kept whole,
+//! older ones are deleted whole; one task keeps at most `ARCHIVE_MAX_EVENTS` events (default
+//! [`DEFAULT_MAX_EVENTS`]): past it the archive keeps only the final event, and says it was
+//! truncated; the task itself never fails for it.
+
+use autopilot_contract::v1::{Diff, Event, Task, TaskState, TaskSummary};
+use prost::Message;
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::task_list::{encode_token, Cursor};
+
+/// Tasks kept per user unless `HISTORY_TASKS` says otherwise.
+pub const DEFAULT_HISTORY_TASKS: usize = 200;
+/// Events kept per task unless `ARCHIVE_MAX_EVENTS` says otherwise.
+pub const DEFAULT_MAX_EVENTS: u64 = 20_000;
+/// Rows read per query when a timeline is replayed.
+pub const REPLAY_CHUNK: usize = 500;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS archived_tasks (
+  task_id TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL,
+  summary BLOB NOT NULL,
+  task BLOB,
+  diff BLOB,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  events INTEGER NOT NULL DEFAULT 0,
+  ended INTEGER NOT NULL DEFAULT 0,
+  truncated INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS archived_tasks_newest ON archived_tasks (created_ms DESC, task_id DESC);
+CREATE TABLE IF NOT EXISTS archived_events (
+  task_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  event BLOB NOT NULL,
+  PRIMARY KEY (task_id, seq)
+);";
+
+/// What the archive holds of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub summary: TaskSummary,
+    /// The final Task, once the task ended.
+    pub task: Option<Task>,
+    pub last_seq: u64,
+    pub ended: bool,
+    pub truncated: bool,
+}
+
+/// The archive of one object.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    sql: SqlStorage,
+    max_events: u64,
+}
+
+fn int(value: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value as i64)
+}
+
+fn text(value: &str) -> SqlStorageValue {
+    SqlStorageValue::String(value.to_string())
+}
+
+fn as_u64(value: &SqlStorageValue) -> u64 {
+    match value {
+        SqlStorageValue::Integer(i) => *i as u64,
+        SqlStorageValue::Float(f) => *f as u64,
+        _ => 0,
+    }
+}
+
+fn as_blob(value: &SqlStorageValue) -> Option<&[u8]> {
+    match value {
+        SqlStorageValue::Blob(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+impl Archive {
+    /// The archive in `sql`, its tables created if need be.
+    ///
+    /// # Errors
+    /// The storage refused the schema.
+    pub fn open(sql: SqlStorage, max_events: u64) -> worker::Result<Archive> {
+        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql.exec(statement, None)?;
+        }
+        Ok(Archive { sql, max_events: max_events.max(2) })
+    }
+
+    fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
+        self.sql.exec(query, bindings)?.raw().collect()
+    }
+
+    /// Records a task the object just started (nothing if it is already there).
+    pub fn add(&self, summary: &TaskSummary, created_ms: u64) -> worker::Result<()> {
+        self.sql.exec(
+            "INSERT OR IGNORE INTO archived_tasks (task_id, created_ms, summary) VALUES (?, ?, ?)",
+            vec![text(&summary.task_id), int(created_ms), SqlStorageValue::Blob(summary.encode_to_vec())],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the archive holds `task_id` (the user's task).
+    pub fn holds(&self, task_id: &str) -> worker::Result<bool> {
+        Ok(!self.rows("SELECT 1 FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?.is_empty())
+    }
+
+    /// How many tasks the archive holds.
+    pub fn count(&self) -> worker::Result<u64> {
+        let rows = self.rows("SELECT COUNT(*) FROM archived_tasks", vec![])?;
+        Ok(rows.first().and_then(|row| row.first()).map(as_u64).unwrap_or(0))
+    }
+
+    /// What the archive holds of `task_id`.
+    pub fn entry(&self, task_id: &str) -> worker::Result<Option<Entry>> {
+        let rows = self.rows(
+            "SELECT summary, task, last_seq, ended, truncated FROM archived_tasks WHERE task_id = ?",
+            vec![text(task_id)],
+        )?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        let summary = as_blob(&row[0]).and_then(|b| TaskSummary::decode(b).ok()).unwrap_or_default();
+        let task = as_blob(&row[1]).and_then(|b| Task::decode(b).ok());
+        Ok(Some(Entry {
+            summary,
+            task,
+            last_seq: as_u64(&row[2]),
+            ended: as_u64(&row[3]) != 0,
+            truncated: as_u64(&row[4]) != 0,
+        }))
+    }
+
+    /// Appends events of `task_id` received in order (one storage transaction). Events at or
+    /// below the archived last seq are already there; past the cap only the final one is kept.
+    pub fn append(&self, task_id: &str, events: &[Event]) -> worker::Result<()> {
+        let Some(entry) = self.entry(task_id)? else { return Ok(()) };
+        let kept_rows = self.rows("SELECT events FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+        let mut kept = kept_rows.first().and_then(|r| r.first()).map(as_u64).unwrap_or(0);
+        let (mut last_seq, mut truncated) = (entry.last_seq, entry.truncated);
+        for event in events.iter().filter(|e| e.seq > entry.last_seq) {
+            last_seq = last_seq.max(event.seq);
+            let is_final = matches!(event.payload, Some(autopilot_contract::v1::event::Payload::TaskFinished(_)));
+            if kept + 1 >= self.max_events && !is_final {
+                truncated = true;
+                continue;
+            }
+            self.sql.exec(
+                "INSERT OR IGNORE INTO archived_events (task_id, seq, event) VALUES (?, ?, ?)",
+                vec![text(task_id), int(event.seq), SqlStorageValue::Blob(event.encode_to_vec())],
+            )?;
+            kept += 1;
+        }
+        self.sql.exec(
+            "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ? WHERE task_id = ?",
+            vec![int(last_seq), int(kept), int(truncated as u64), text(task_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Records the task's end: its final Task and, if it delivered one, its diff; the summary
+    /// takes the end's state, time, usage and delivery.
+    pub fn finish(&self, task: &Task, diff: Option<&Diff>) -> worker::Result<()> {
+        let Some(entry) = self.entry(&task.task_id)? else { return Ok(()) };
+        let delivery = task.delivery.clone().unwrap_or_default();
+        let summary = TaskSummary {
+            state: task.state,
+            end_time: task.end_time.or(entry.summary.end_time),
+            usage: task.usage.clone().or(entry.summary.usage.clone()),
+            branch: delivery.branch,
+            commit: delivery.commit,
+            ..entry.summary
+        };
+        let ended = TaskState::try_from(task.state).map(TaskState::is_final).unwrap_or(false);
+        self.sql.exec(
+            "UPDATE archived_tasks SET summary = ?, task = ?, diff = COALESCE(?, diff), ended = ? WHERE task_id = ?",
+            vec![
+                SqlStorageValue::Blob(summary.encode_to_vec()),
+                SqlStorageValue::Blob(task.encode_to_vec()),
+                diff.map(|d| SqlStorageValue::Blob(d.encode_to_vec())).unwrap_or(SqlStorageValue::Null),
+                int(ended as u64),
+                text(&task.task_id),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The archived events of `task_id` with seq >= `from_seq`, at most `limit`, in order.
+    pub fn events(&self, task_id: &str, from_seq: u64, limit: usize) -> worker::Result<Vec<Event>> {
+        let rows = self.rows(
+            "SELECT event FROM archived_events WHERE task_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            vec![text(task_id), int(from_seq), int(limit as u64)],
+        )?;
+        Ok(rows.iter().filter_map(|row| as_blob(&row[0]).and_then(|b| Event::decode(b).ok())).collect())
+    }
+
+    /// The archived diff of `task_id`, if it delivered one.
+    pub fn diff(&self, task_id: &str) -> worker::Result<Option<Diff>> {
+        let rows = self.rows("SELECT diff FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+        Ok(rows.first().and_then(|row| as_blob(&row[0])).and_then(|b| Diff::decode(b).ok()))
+    }
+
+    /// A page of the task list, newest first, after `cursor`; and the token of the next page.
+    pub fn list(&self, cursor: Option<&Cursor>, page_size: usize) -> worker::Result<(Vec<TaskSummary>, String)> {
+        let fetch = int(page_size as u64 + 1);
+        let rows = match cursor {
+            None => self.rows(
+                "SELECT summary, created_ms, task_id FROM archived_tasks ORDER BY created_ms DESC, task_id DESC LIMIT ?",
+                vec![fetch],
+            )?,
+            Some(cursor) => self.rows(
+                "SELECT summary, created_ms, task_id FROM archived_tasks \
+                 WHERE created_ms < ? OR (created_ms = ? AND task_id < ?) \
+                 ORDER BY created_ms DESC, task_id DESC LIMIT ?",
+                vec![int(cursor.created_ms), int(cursor.created_ms), text(&cursor.task_id), fetch],
+            )?,
+        };
+        let more = rows.len() > page_size;
+        let page: Vec<&Vec<SqlStorageValue>> = rows.iter().take(page_size).collect();
+        let next = match (more, page.last()) {
+            (true, Some(last)) => encode_token(&Cursor {
+                created_ms: as_u64(&last[1]),
+                task_id: match &last[2] {
+                    SqlStorageValue::String(id) => id.clone(),
+                    _ => String::new(),
+                },
+            }),
+            _ => String::new(),
+        };
+        let tasks = page.iter().filter_map(|row| as_blob(&row[0]).and_then(|b| TaskSummary::decode(b).ok())).collect();
+        Ok((tasks, next))
+    }
+
+    /// Deletes, whole, the ended tasks beyond the newest `keep` (running ones are never pruned).
+    pub fn prune(&self, keep: usize) -> worker::Result<()> {
+        let rows = self.rows(
+            "SELECT task_id FROM archived_tasks ORDER BY created_ms DESC, task_id DESC LIMIT -1 OFFSET ?",
+            vec![int(keep as u64)],
+        )?;
+        for row in rows {
+            let SqlStorageValue::String(task_id) = &row[0] else { continue };
+            let ended = self.rows("SELECT ended FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+            if ended.first().map(|r| as_u64(&r[0]) != 0) != Some(true) {
+                continue;
+            }
+            self.sql.exec("DELETE FROM archived_events WHERE task_id = ?", vec![text(task_id)])?;
+            self.sql.exec("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The container object's side of the task archive ([`crate::archive`]): it records each task it
+//! starts, follows each running task itself into the archive (so the archive does not depend on a
+//! browser being connected), makes the archive whole before it stops a container, and serves an
+//! ended task from the archive: no container is started and nothing is charged for it.
+
+use std::{cell::RefCell, rc::Rc, time::Duration};
+
+use autopilot_contract::v1::{
+    event::Payload, Event, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest,
+    StatusRequest, StatusResponse, StreamEventsRequest, Task, TaskSummary,
+};
+use futures::future::{self, Either};
+use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
+
+use super::{live::Live, now_ms, record::final_failed_event, AutopilotContainer};
+use crate::{
+    agent_client::AgentClient,
+    archive::{Archive, Entry, REPLAY_CHUNK},
+    bridge::{encode_server_frame, end_frame, event_frame, Encoding},
+    grpc_web::{Code, GrpcStatus},
+    socket::try_send,
+    task_list::{decode_token, masked_url, page_size, title},
+};
+
+/// Events the follower gathers before it writes them in one go (the end is written at once).
+const ARCHIVE_BATCH: usize = 64;
+/// How long a stop waits for the current task's archive to be made whole.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
+
+impl AutopilotContainer {
+    /// Records a task just started as the user's, with what a task list shows of it.
+    pub(super) fn archive_started(&self, task_id: &str, state: i32, request: &StartRequest) {
+        self.live.own_tasks.borrow_mut().insert(task_id.to_string());
+        let Some(archive) = &self.live.archive else { return };
+        let key = self.env.secret("ANTHROPIC_API_KEY").map(|k| k.to_string()).unwrap_or_default();
+        let now = now_ms();
+        let summary = TaskSummary {
+            task_id: task_id.to_string(),
+            state,
+            repository_url: masked_url(&request.repository_url),
+            git_ref: request.git_ref.clone(),
+            title: title(&request.prompt, &[key.as_str()]),
+            create_time: Some(autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(now))),
+            ..Default::default()
+        };
+        if let Err(e) = archive.add(&summary, now) {
+            worker::console_warn!("archiving task {task_id} failed: {e}");
+        }
+    }
+
+    /// Follows `task_id` into the archive in the background, unless this instance already does
+    /// or the archive holds its end.
+    pub(super) fn follow_into_archive(&self, client: AgentClient, task_id: String) {
+        if self.live.following.borrow().contains_key(&task_id) || self.archived_end(&task_id).is_some() {
+            return;
+        }
+        let live = Rc::clone(&self.live);
+        let history = self.settings.history_tasks;
+        spawn_local(async move {
+            follow(live, client, task_id, history).await;
+        });
+    }
+
+    /// Before the object stops the container: the current task's archive is made whole (its
+    /// remaining events, end and diff), within [`CATCH_UP_LIMIT`].
+    pub(super) async fn catch_up_archive(&self) {
+        let task_id = self.live.record.borrow().current_task_id.clone();
+        let ready = self.live.record.borrow().lifecycle.is_ready();
+        let (Some(task_id), true) = (task_id, ready) else { return };
+        let deadline = now_ms() + CATCH_UP_LIMIT.as_millis() as u64;
+        // A follower of this instance may be writing the end right now: let it finish.
+        while self.live.following.borrow().contains_key(&task_id) && now_ms() < deadline {
+            Delay::from(Duration::from_millis(50)).await;
+        }
+        if self.archived_end(&task_id).is_some() {
+            return;
+        }
+        let Ok(endpoint) = self.endpoint() else { return };
+        let history = self.settings.history_tasks;
+        let catch_up = std::pin::pin!(follow(Rc::clone(&self.live), AgentClient::new(endpoint), task_id, history));
+        let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+        if let Either::Right(_) = future::select(catch_up, Delay::from(left)).await {
+            worker::console_warn!("the archive could not catch up before the stop");
+        }
+    }
+
+    /// What the archive holds of `task_id`, if the task has ended there.
+    pub(super) fn archived_end(&self, task_id: &str) -> Option<Entry> {
+        let archive = self.live.archive.as_ref()?;
+        archive.entry(task_id).ok().flatten().filter(|entry| entry.ended)
+    }
+
+    /// Replays an ended task's archived events with seq >= `from_seq` to the socket, then ends.
+    pub(super) fn replay_archived(
+        &self,
+        ws: &WebSocket,
+        request_id: String,
+        task_id: String,
+        from_seq: u64,
+        encoding: Encoding,
+    ) {
+        let Some(archive) = self.live.archive.clone() else { return };
+        let ws = ws.clone();
+        spawn_local(async move {
+            let mut next = from_seq.max(1);
+            loop {
+                let Ok(events) = archive.events(&task_id, next, REPLAY_CHUNK) else { break };
+                let done = events.len() < REPLAY_CHUNK;
+                for event in events {
+                    next = event.seq + 1;
+                    if try_send(&ws, encode_server_frame(&event_frame(request_id.clone(), event), encoding)).is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    break;
+                }
+                // Let the socket's other frames through between chunks.
+                Delay::from(Duration::ZERO).await;
+            }
+            let _ = try_send(&ws, encode_server_frame(&end_frame(request_id), encoding));
+        });
+    }
+
+    /// A page of the user's task list, from the archive.
+    pub(super) fn list_tasks(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
+        let size = page_size(i64::from(request.page_size))?;
+        let cursor = decode_token(&request.page_token)?;
+        let Some(archive) = &self.live.archive else { return Ok(ListTasksResponse::default()) };
+        let (tasks, next_page_token) = archive
+            .list(cursor.as_ref(), size)
+            .map_err(|e| GrpcStatus::new(Code::Internal, format!("reading the task list failed: {e}")))?;
+        Ok(ListTasksResponse { tasks, next_page_token })
+    }
+}
+
+impl Live {
+    /// The container died under `task_id`: the archive gets what the follower had not written
+    /// yet, then the FAILED end this object makes (the service that would send it is gone).
+    pub fn archive_loss(&self, task_id: &str, reason: &str) {
+        let Some(archive) = &self.archive else { return };
+        let pending: Vec<Event> = self
+            .following
+            .borrow()
+            .get(task_id)
+            .map(|pending| pending.borrow_mut().drain(..).collect())
+            .unwrap_or_default();
+        let Ok(Some(entry)) = archive.entry(task_id).map(|e| e.filter(|e| !e.ended)) else { return };
+        let last_seq = pending.iter().map(|e| e.seq).max().unwrap_or(0).max(entry.last_seq);
+        let end = final_failed_event(task_id.to_string(), last_seq, reason, now_ms());
+        let task = Task {
+            task_id: task_id.to_string(),
+            state: autopilot_contract::v1::TaskState::Failed as i32,
+            repository_url: entry.summary.repository_url.clone(),
+            git_ref: entry.summary.git_ref.clone(),
+            create_time: entry.summary.create_time,
+            end_time: end.time,
+            last_seq: end.seq,
+            error: reason.to_string(),
+            ..Default::default()
+        };
+        let written = archive.append(task_id, &pending).and_then(|()| archive.append(task_id, &[end]));
+        if let Err(e) = written.and_then(|()| archive.finish(&task, None)) {
+            worker::console_warn!("archiving the loss of task {task_id} failed: {e}");
+        }
+    }
+}
+
+/// Follows `task_id` from the archive's last seq to its end, writing events in batches, then
+/// its final Task and diff. A broken stream stops it (a later catch-up resumes from the archive).
+async fn follow(live: Rc<Live>, client: AgentClient, task_id: String, history: usize) {
+    let Some(archive) = live.archive.clone() else { return };
+    let pending = Rc::new(RefCell::new(Vec::<Event>::new()));
+    if live.following.borrow_mut().insert(task_id.clone(), Rc::clone(&pending)).is_some() {
+        return;
+    }
+    let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
+    let ended = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
+        Ok(mut stream) => loop {
+            match stream.next().await {
+                Some(Ok(event)) => {
+                    let finished = matches!(event.payload, Some(Payload::TaskFinished(_)));
+                    pending.borrow_mut().push(event);
+                    if pending.borrow().len() >= ARCHIVE_BATCH || finished {
+                        write(&archive, &task_id, &pending);
+                    }
+                    if finished {
+                        break true;
+                    }
+                }
+                Some(Err(_)) | None => break false,
+            }
+        },
+        Err(_) => false,
+    };
+    write(&archive, &task_id, &pending);
+    if ended {
+        archive_end(&archive, &client, &task_id, history).await;
+    }
+    live.following.borrow_mut().remove(&task_id);
+}
+
+fn write(archive: &Archive, task_id: &str, pending: &Rc<RefCell<Vec<Event>>>) {
+    let batch: Vec<Event> = pending.borrow_mut().drain(..).collect();
+    if let Err(e) = archive.append(task_id, &batch) {
+        worker::console_warn!("archiving events of task {task_id} failed: {e}");
+    }
+}
+
+/// The task ended: its final Task and its diff (when it delivered one) go to the archive, and
+/// tasks beyond the history's length are pruned.
+async fn archive_end(archive: &Archive, client: &AgentClient, task_id: &str, history: usize) {
+    let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await;
+    let Some(task) = status.ok().and_then(|status| status.task) else { return };
+    let diff = match task.delivery {
+        Some(_) => {
+            let request = GetDiffRequest { task_id: task_id.to_string() };
+            client.unary::<GetDiffResponse>("GetDiff", &request).await.ok().and_then(|reply| reply.diff)
+        }
+        None => None,
+    };
+    let finished = archive.finish(&task, diff.as_ref()).and_then(|()| archive.prune(history));
+    if let Err(e) = finished {
+        worker::console_warn!("archiving the end of task {task_id} failed: {e}");
+    }
+}

@@ -1,0 +1,146 @@
+//! The task list's rules, as plain Rust: page sizes, the opaque page token (where the next page
+//! starts: the last listed task's creation time and id, newest first), and the summary a list
+//! shows of a task (its first prompt line as a title). A token the edge did not hand out, or a
+//! page size out of range, is the client's mistake: INVALID_ARGUMENT, never a server fault.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+
+use crate::grpc_web::{Code, GrpcStatus};
+
+/// The page size when the request names none.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// The largest page a request may ask for.
+pub const MAX_PAGE_SIZE: usize = 100;
+/// The longest title kept (characters).
+pub const MAX_TITLE_CHARS: usize = 200;
+/// A token longer than this was not made here (ours are under 80 bytes).
+const MAX_TOKEN_LEN: usize = 128;
+
+/// Where a page starts: after the task created at `created_ms` with id `task_id` (newest first,
+/// ties by id descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_ms: u64,
+    pub task_id: String,
+}
+
+/// The page size to use for `requested` (0 means the default).
+///
+/// # Errors
+/// INVALID_ARGUMENT outside 0..=[`MAX_PAGE_SIZE`].
+pub fn page_size(requested: i64) -> Result<usize, GrpcStatus> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1..=100 => Ok(requested as usize),
+        _ => Err(GrpcStatus::new(
+            Code::InvalidArgument,
+            format!("page_size must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE}), not {requested}"),
+        )),
+    }
+}
+
+/// The token that continues after `cursor`.
+pub fn encode_token(cursor: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}.{}", cursor.created_ms, cursor.task_id))
+}
+
+/// Where the page of `token` starts; `None` for the first page (an empty token).
+///
+/// # Errors
+/// INVALID_ARGUMENT for a token this edge did not hand out.
+pub fn decode_token(token: &str) -> Result<Option<Cursor>, GrpcStatus> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let refuse = || GrpcStatus::new(Code::InvalidArgument, "page_token is not one this service handed out");
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(refuse());
+    }
+    let text = URL_SAFE_NO_PAD.decode(token).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(refuse)?;
+    let (created, task_id) = text.split_once('.').ok_or_else(refuse)?;
+    let created_ms = created.parse::<u64>().map_err(|_| refuse())?;
+    let id_ok =
+        !task_id.is_empty() && task_id.len() <= 64 && task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !id_ok {
+        return Err(refuse());
+    }
+    Ok(Some(Cursor { created_ms, task_id: task_id.to_string() }))
+}
+
+/// A task's title: the prompt's first non-empty line, trimmed, at most [`MAX_TITLE_CHARS`]
+/// characters, with each of `secrets` masked.
+pub fn title(prompt: &str, secrets: &[&str]) -> String {
+    let line = prompt.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
+    let mut title = line.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 8) {
+        title = title.replace(secret, "***");
+    }
+    title.chars().take(MAX_TITLE_CHARS).collect()
+}
+
+/// `url` with any credentials in it (`https://user:token@host/...`) replaced by `***`, as the
+/// agent-service shows repository URLs.
+pub fn masked_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split('/').next().and_then(|authority| authority.rsplit_once('@')) {
+            Some((_, host)) => {
+                let path = &rest[rest.find('/').unwrap_or(rest.len())..];
+                format!("{scheme}://***@{host}{path}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_and_refuse_out_of_range() {
+        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(100).unwrap(), 100);
+        for bad in [-1, 101, i64::MAX] {
+            let refused = page_size(bad).unwrap_err();
+            assert_eq!(refused.code, Code::InvalidArgument as i32);
+            assert!(refused.message.contains("page_size"), "{}", refused.message);
+        }
+    }
+
+    #[test]
+    fn a_token_round_trips_and_only_our_tokens_are_accepted() {
+        let cursor = Cursor { created_ms: 1_795_000_000_123, task_id: "0f8c2a9e-4b1d-4f3e-9a77-2c5d1e6b8f01".into() };
+        assert_eq!(decode_token(&encode_token(&cursor)).unwrap(), Some(cursor));
+        assert_eq!(decode_token("").unwrap(), None, "no token: the first page");
+        let forged = [
+            "xyz".to_string(),
+            "a".repeat(10_000),
+            URL_SAFE_NO_PAD.encode("notanumber.abc"),
+            URL_SAFE_NO_PAD.encode("12.../etc/passwd"),
+            URL_SAFE_NO_PAD.encode("12."),
+            URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+        ];
+        for token in forged {
+            let refused = decode_token(&token).unwrap_err();
+            assert_eq!(refused.code, Code::InvalidArgument as i32, "{token}");
+            assert!(refused.message.contains("page_token"));
+        }
+    }
+
+    #[test]
+    fn credentials_in_a_repository_url_are_masked() {
+        assert_eq!(masked_url("https://x:ghp_secret@github.com/a/b.git"), "https://***@github.com/a/b.git");
+        assert_eq!(masked_url("https://github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(masked_url("file:///tmp/repo.git"), "file:///tmp/repo.git");
+        assert_eq!(masked_url("git@github.com:a/b.git"), "git@github.com:a/b.git", "an scp-like URL has no secret");
+    }
+
+    #[test]
+    fn the_title_is_the_first_line_short_and_masked() {
+        assert_eq!(title("\n  Fix the tests  \nand more", &[]), "Fix the tests");
+        assert_eq!(title(&"é".repeat(500), &[]).chars().count(), MAX_TITLE_CHARS);
+        assert_eq!(title("use key sk-ant-canary-123 now", &["sk-ant-canary-123"]), "use key *** now");
+        assert_eq!(title("", &[]), "");
+    }
+}
