@@ -1,5 +1,5 @@
 """The `autopilot` console command against the real agent-service: events are printed as they
-arrive (not when the task ends), and status / events / cancel do what their help says."""
+arrive (not when the task ends), and status / events / cancel / list do what their help says."""
 
 from __future__ import annotations
 
@@ -64,6 +64,19 @@ def test_status_events_and_cancel(address: str, repository_url: str, main_commit
     cancelled = autopilot(address, "cancel", task_id)
     assert cancelled.stdout.strip() == f"task {task_id}: SUCCEEDED", "an ended task keeps its state"
 
+    again = autopilot(address, "start", repository_url, "Hello again\nand more")
+    assert again.returncode == 0, again.stderr
+    listed = autopilot(address, "list", "--page-size", "1")
+    assert listed.returncode == 0, listed.stderr
+    newest, more = listed.stdout.splitlines()
+    assert newest.startswith(again.stdout.split()[1] + "  SUCCEEDED  "), newest
+    assert newest.endswith("Z  Hello again"), newest
+    assert more.startswith("more: autopilot list --page-token "), more
+    following = autopilot(address, "--json", "list", "--page-size", "1", "--page-token", more.split()[-1])
+    page = json.loads(following.stdout)
+    assert [t["taskId"] for t in page["tasks"]] == [task_id], page
+    assert page["tasks"][0]["title"] == "Hello" and page["tasks"][0]["state"] == "TASK_STATE_SUCCEEDED"
+
 
 def test_refusals_exit_2_with_the_reason(address: str, repository_url: str) -> None:
     refused = autopilot(address, "start", repository_url, "")
@@ -71,6 +84,8 @@ def test_refusals_exit_2_with_the_reason(address: str, repository_url: str) -> N
     assert refused.stderr.startswith("autopilot: INVALID_ARGUMENT:") and "prompt" in refused.stderr
     missing = autopilot(address, "status", "no-such-task")
     assert missing.returncode == 2 and "NOT_FOUND" in missing.stderr
+    too_many = autopilot(address, "list", "--page-size", "101")
+    assert too_many.returncode == 2 and "INVALID_ARGUMENT" in too_many.stderr and "page_size" in too_many.stderr
 
 
 def test_a_task_that_fails_exits_1(address: str, repository_url: str) -> None:

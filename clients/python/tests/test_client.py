@@ -1,5 +1,6 @@
 """The convenience layer against the real agent-service over native gRPC: run a task and follow
-it, resume from a seq, status, cancel, and the errors a program sees for bad input."""
+it, resume from a seq, status, cancel, list the tasks a page at a time, and the errors a program
+sees for bad input."""
 
 from __future__ import annotations
 
@@ -70,6 +71,41 @@ def test_cancel_stops_a_running_task(client: Client, repository_url: str) -> Non
     assert client.status(started.task_id).error == "cancelled: changed my mind"
     # Cancelling again changes nothing and answers the final state.
     assert client.cancel(started.task_id).state == TaskState.TASK_STATE_CANCELLED
+
+
+def test_list_tasks_pages_newest_first(client: Client, repository_url: str) -> None:
+    events = list(client.run(repository_url, "List me\nSCENARIO:answer"))
+    task_id = events[0].task_id
+
+    newest = client.list_tasks(page_size=1)
+    assert [t.task_id for t in newest.tasks] == [task_id]
+    summary = newest.tasks[0]
+    assert (summary.state, summary.title, summary.repository_url) == (
+        TaskState.TASK_STATE_SUCCEEDED,
+        "List me",
+        repository_url,
+    )
+    assert summary.HasField("create_time") and summary.HasField("end_time")
+
+    # Every page in turn: each task once, newest first, and no token after the last page.
+    listed, token = [], ""
+    while True:
+        page = client.list_tasks(page_size=2, page_token=token)
+        listed.extend(page.tasks)
+        token = page.next_page_token
+        if not token:
+            break
+    assert listed[0].task_id == task_id
+    assert len({t.task_id for t in listed}) == len(listed)
+    times = [(t.create_time.seconds, t.create_time.nanos) for t in listed]
+    assert times == sorted(times, reverse=True)
+    assert [t.task_id for t in client.list_tasks(page_size=100).tasks] == [t.task_id for t in listed]
+
+    for bad in ({"page_size": 101}, {"page_token": "xyz"}):
+        with pytest.raises(AutopilotError) as refused:
+            client.list_tasks(**bad)  # type: ignore[arg-type]
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert next(iter(bad)) in refused.value.message
 
 
 def test_bad_input_raises_with_the_status_and_the_field(client: Client, repository_url: str) -> None:

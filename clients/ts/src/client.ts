@@ -10,6 +10,7 @@ import {
   Autopilot,
   type CancelResponse,
   type Event,
+  type ListTasksResponse,
   type StartRequestSchema,
   type StartResponse,
   type Task,
@@ -92,5 +93,14 @@ export class AutopilotClient {
   /** Stops the task (without an id, the running one); answers the state it ended in. */
   cancel(taskId = "", reason = "", signal?: AbortSignal): Promise<CancelResponse> {
     return this.rpc.cancel({ taskId, reason }, { signal });
+  }
+
+  /**
+   * A page of the tasks, newest first: a summary of each (id, state, repository, title, times,
+   * usage, delivered branch and commit). `pageSize` 1 to 100, 0 for 20; pass the reply's
+   * `nextPageToken` as `pageToken` for the next page (empty on the last page).
+   */
+  listTasks(pageSize = 0, pageToken = "", signal?: AbortSignal): Promise<ListTasksResponse> {
+    return this.rpc.listTasks({ pageSize, pageToken }, { signal });
   }
 }

@@ -2,7 +2,7 @@
 //
 // Layout:
 // - client.ts: `AutopilotClient`, the convenience layer (start a task and iterate its events,
-//   resume from a seq, status, cancel) over connect's generated-service client.
+//   resume from a seq, status, cancel, list the tasks) over connect's generated-service client.
 // - describe.ts: one line of text per event, for people.
 // - gen/: the protocol code generated from proto/ by protoc-gen-es (`make ts-client`); the
 //   browser page (web/) imports it from here, so it is generated once.

@@ -1,5 +1,6 @@
 // The checks every way of reaching the service must pass (directly, through the edge, over native
-// gRPC): run a task to its end, resume from a seq, cancel a running task, refuse bad input.
+// gRPC): run a task to its end, resume from a seq, cancel a running task, refuse bad input; and
+// the task list, a page at a time (`listing`, registered where the service's own list is served).
 
 import assert from "node:assert/strict";
 import { AutopilotClient, Code, ConnectError, TaskState, describe } from "../dist/index.js";
@@ -63,6 +64,42 @@ export function behaviour(test, makeClient) {
     });
     await assert.rejects(client.status("no-such-task"), (error) => error.code === Code.NotFound);
     await assert.rejects(collect(client.events("no-such-task")), (error) => error.code === Code.NotFound);
+  });
+}
+
+/** Registers the task list's checks for `makeClient` with node:test's `test`. */
+export function listing(test, makeClient) {
+  test("listTasks pages the tasks newest first", { timeout: 60_000 }, async () => {
+    const client = makeClient();
+    const events = await collect(client.run({ repositoryUrl: env.repository, prompt: "Listed\nSCENARIO:answer" }));
+    const taskId = events[0].taskId;
+
+    const newest = await client.listTasks(1);
+    assert.deepEqual(newest.tasks.map((t) => t.taskId), [taskId]);
+    const [summary] = newest.tasks;
+    assert.deepEqual([summary.state, summary.title, summary.repositoryUrl], [TaskState.SUCCEEDED, "Listed", env.repository]);
+    assert.ok(summary.createTime && summary.endTime, "created and ended");
+
+    const listed = [];
+    let token = "";
+    do {
+      const page = await client.listTasks(2, token);
+      listed.push(...page.tasks);
+      token = page.nextPageToken;
+    } while (token);
+    assert.equal(listed[0].taskId, taskId);
+    assert.equal(new Set(listed.map((t) => t.taskId)).size, listed.length, "each task once");
+    const all = await client.listTasks(100);
+    assert.deepEqual(all.tasks.map((t) => t.taskId), listed.map((t) => t.taskId));
+    assert.equal(all.nextPageToken, "");
+
+    for (const [pageSize, pageToken, field] of [[101, "", /page_size/], [0, "xyz", /page_token/]]) {
+      await assert.rejects(client.listTasks(pageSize, pageToken), (error) => {
+        assert.equal(error.code, Code.InvalidArgument);
+        assert.match(error.rawMessage, field);
+        return true;
+      });
+    }
   });
 }
 

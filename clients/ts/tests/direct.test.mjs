@@ -3,19 +3,22 @@
 
 import { after, describe as suite, test } from "node:test";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { AutopilotClient, behaviour } from "./behaviour.mjs";
+import { AutopilotClient, behaviour, listing } from "./behaviour.mjs";
 import { env } from "./env.mjs";
 
 suite("directly, gRPC-web", () => {
   behaviour(test, () => new AutopilotClient({ baseUrl: env.serviceUrl }));
+  listing(test, () => new AutopilotClient({ baseUrl: env.serviceUrl }));
 });
 
 suite("directly, native gRPC", () => {
   // One HTTP/2 connection for the suite, closed at its end (an open one keeps node running).
   const sessionManager = new Http2SessionManager(env.serviceUrl);
   after(() => sessionManager.abort());
-  behaviour(test, () => {
+  const makeClient = () => {
     const transport = createGrpcTransport({ baseUrl: env.serviceUrl, httpVersion: "2", sessionManager });
     return new AutopilotClient({ transport });
-  });
+  };
+  behaviour(test, makeClient);
+  listing(test, makeClient);
 });

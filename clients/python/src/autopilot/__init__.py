@@ -2,7 +2,7 @@
 
 Layout:
 - `client`: `Client`, the typed convenience layer over the generated stubs (start a task and
-  iterate its events, resume from a seq, status, cancel) and `AutopilotError`.
+  iterate its events, resume from a seq, status, cancel, list the tasks) and `AutopilotError`.
 - `describe`: one line of text per event, for people.
 - `cli`: the `autopilot` console command.
 - `v1`: the stubs generated from proto/ when the package was built (`autopilot_pb2`,
@@ -14,9 +14,11 @@ from autopilot.describe import describe, state_name
 from autopilot.v1.autopilot_pb2 import (
     CancelResponse,
     Event,
+    ListTasksResponse,
     StartResponse,
     Task,
     TaskState,
+    TaskSummary,
 )
 
 __all__ = [
@@ -25,9 +27,11 @@ __all__ = [
     "CancelResponse",
     "Client",
     "Event",
+    "ListTasksResponse",
     "StartResponse",
     "Task",
     "TaskState",
+    "TaskSummary",
     "describe",
     "state_name",
 ]

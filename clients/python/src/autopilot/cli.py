@@ -1,5 +1,5 @@
 """The `autopilot` console command: start a task, follow its events as they arrive, ask its
-status, cancel it. Exit codes: 0 done (a followed task SUCCEEDED), 1 a followed task ended
+status, cancel it, list the service's tasks. Exit codes: 0 done (a followed task SUCCEEDED), 1 a followed task ended
 otherwise, 2 the service refused the call or could not be reached."""
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="stop a task (default: the running one)")
     cancel.add_argument("task_id", nargs="?", default="")
     cancel.add_argument("--reason", default="")
+
+    listing = commands.add_parser("list", help="the service's tasks, newest first, a page at a time")
+    listing.add_argument("--page-size", type=int, default=0, help="1 to 100 (default: 20)")
+    listing.add_argument("--page-token", default="", help="where to continue: the token a previous page printed")
     return parser
 
 
@@ -74,6 +78,17 @@ def _status_lines(task: pb.Task) -> list[str]:
     return lines
 
 
+def _list_lines(page: pb.ListTasksResponse) -> list[str]:
+    """One line per task (id, state, when it was created, title), then how to get the next page."""
+    lines = []
+    for task in page.tasks:
+        created = task.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%SZ") if task.HasField("create_time") else "-"
+        lines.append(f"{task.task_id}  {state_name(task.state):<9}  {created}  {task.title}")
+    if page.next_page_token:
+        lines.append(f"more: autopilot list --page-token {page.next_page_token}")
+    return lines
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """The command with `argv`; answers the exit code."""
     args = _parser().parse_args(argv)
@@ -96,6 +111,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             if args.command == "status":
                 task = client.status(args.task_id)
                 print(_json(task) if args.json else "\n".join(_status_lines(task)))
+                return 0
+            if args.command == "list":
+                page = client.list_tasks(args.page_size, args.page_token)
+                output = _json(page) if args.json else "\n".join(_list_lines(page))
+                if output:
+                    print(output)
                 return 0
             cancelled = client.cancel(args.task_id, args.reason)
             print(_json(cancelled) if args.json else f"task {cancelled.task_id}: {state_name(cancelled.state)}")

@@ -130,6 +130,17 @@ class Client:
         except grpc.RpcError as error:
             raise AutopilotError.from_rpc(error) from None
 
+    def list_tasks(self, page_size: int = 0, page_token: str = "") -> pb.ListTasksResponse:
+        """A page of the service's tasks, newest first: a summary of each (id, state, repository,
+        title, times, usage, delivered branch and commit). `page_size` 1..=100, 0 for 20; pass the
+        reply's `next_page_token` as `page_token` for the next page (empty on the last page)."""
+        try:
+            request = pb.ListTasksRequest(page_size=page_size, page_token=page_token)
+            reply: pb.ListTasksResponse = self._stub.ListTasks(request)
+            return reply
+        except grpc.RpcError as error:
+            raise AutopilotError.from_rpc(error) from None
+
     def close(self) -> None:
         self._channel.close()
 
