@@ -94,7 +94,7 @@ impl FrameServer {
             }
             None => answer(replies, async move {
                 reply(Err(Status::invalid_argument(
-                    "ClientFrame names no request (one of start, status, streamEvents, cancel, unsubscribe, listTasks)",
+                    "ClientFrame names no request (one of start, status, streamEvents, cancel, listTasks, unsubscribe)",
                 )))
             }),
         }
