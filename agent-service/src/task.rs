@@ -110,7 +110,7 @@ impl Task {
         let log = EventLog::open(snapshot.task_id.clone(), dir.join(LOG_FILE), |event| {
             task_state::apply(&mut snapshot, event)
         })?;
-        let title = read_title(&dir, &redactor)?;
+        let title = read_title(&dir, &redactor);
         let task = Self::assemble(dir, snapshot, log, title, redactor);
         if !task.state().is_final() {
             // Its agent may still be running, if its guard could not take it down.
@@ -253,16 +253,58 @@ impl Task {
     }
 }
 
-/// The title a task directory holds, held to the title's rules again (the directory is within the
-/// agent's reach, so the file is read bounded and masked anew); empty when there is none (a task
-/// recorded before titles were kept).
-fn read_title(dir: &Path, redactor: &Redactor) -> io::Result<String> {
-    let file = match std::fs::File::open(dir.join(TITLE_FILE)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(e),
+/// The title a task directory holds, held to the title's rules again; empty when there is none
+/// (a task recorded before titles were kept) or it cannot be read. The directory is within the
+/// agent's reach, so the file is read as a regular file only (not through a symlink, never
+/// waiting on a FIFO), bounded, and masked anew.
+fn read_title(dir: &Path, redactor: &Redactor) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(TITLE_FILE);
+    let read = || -> io::Result<Vec<u8>> {
+        let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+        let file = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits()).open(&path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_TITLE_FILE_BYTES).read_to_end(&mut bytes)?;
+        Ok(bytes)
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_TITLE_FILE_BYTES).read_to_end(&mut bytes)?;
-    Ok(task_list::title(&redactor.redact(&String::from_utf8_lossy(&bytes))))
+    match read() {
+        Ok(bytes) => task_list::title(&redactor.redact(&String::from_utf8_lossy(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "could not read a task's title; it is listed without one");
+            String::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_title_comes_back_after_a_restart_and_only_from_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = TaskSnapshot { task_id: "t1".into(), ..Default::default() };
+        let task = Task::create_with_title(dir.path().join("t1"), snapshot, "Fix it".into(), Redactor::default());
+        assert_eq!(task.unwrap().title(), "Fix it");
+        assert_eq!(Task::recover(dir.path().join("t1"), Redactor::default()).unwrap().title(), "Fix it");
+
+        // What the agent may have put there instead: a longer text with a secret, a FIFO, a symlink.
+        let redactor = Redactor::new(["sk-ant-canary-123456"]);
+        let title = dir.path().join("t1").join(TITLE_FILE);
+        std::fs::write(&title, format!("key sk-ant-canary-123456 {}\nsecond", "x".repeat(5000))).unwrap();
+        let planted = read_title(&dir.path().join("t1"), &redactor);
+        assert!(planted.starts_with("key *** x") && planted.chars().count() == task_list::MAX_TITLE_CHARS);
+        std::fs::remove_file(&title).unwrap();
+        nix::unistd::mkfifo(&title, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_title(&dir.path().join("t1"), &redactor), "", "a FIFO is not waited on");
+        std::fs::remove_file(&title).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &title).unwrap();
+        assert_eq!(read_title(&dir.path().join("t1"), &redactor), "", "a symlink is not followed");
+        std::fs::remove_file(&title).unwrap();
+        assert_eq!(read_title(&dir.path().join("t1"), &redactor), "", "no file: no title");
+    }
 }
