@@ -117,6 +117,15 @@ async fn an_ended_task_is_served_from_the_edge_after_its_service_is_gone() {
     assert_eq!(seqs(&resumed), seqs(&live_events[2..]), "a resume from seq 3 over gRPC-web");
     assert!(encoded(&resumed) == encoded(&live_events[2..]), "the same events, byte for byte");
 
+    // Another device, with no session of the task: a ticket by task id opens its timeline.
+    let by_task = edge.post_json("/api/container/ws-ticket", &alice, json!({"taskId": task_a})).await;
+    let mut ws = connect(by_task["websocketUrl"].as_str().unwrap_or_else(|| panic!("{by_task}"))).await;
+    send(&mut ws, &subscribe("device-2", &task_a, 1), Encoding::Binary).await;
+    let (elsewhere, _) = read_subscription(&mut ws, "device-2", Encoding::Binary, None).await;
+    assert_eq!(seqs(&elsewhere), seqs(&live_events), "the timeline from another device");
+    let refused = edge.post_json("/api/container/ws-ticket", &bob, json!({"taskId": task_a})).await;
+    assert_eq!(refused["error"]["code"], "NOT_FOUND", "bob gets no session on alice's task: {refused}");
+
     // The task list: JSON route, gRPC-web and a bridge frame; another user sees nothing.
     let listed = web.list_tasks(with_token(&alice, ListTasksRequest::default())).await.unwrap().into_inner();
     assert_eq!(listed.tasks.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), vec![task_a.as_str()]);

@@ -65,10 +65,16 @@ impl Sessions<'_> {
     pub async fn ticket_route(&self, mut req: Request, user_id: &str) -> worker::Result<Response> {
         let body: serde_json::Value = req.json().await.unwrap_or_default();
         let session_id = body["sessionId"].as_str().unwrap_or_default().to_string();
+        self.ticket_reply(&req, user_id, &session_id).await
+    }
+
+    /// A fresh ticket for a reconnect to `session_id` (NOT_FOUND unless it is this object's).
+    pub async fn ticket_reply(&self, req: &Request, user_id: &str, session_id: &str) -> worker::Result<Response> {
+        let session_id = session_id.to_string();
         if session_id.is_empty() || !self.exists(&session_id).await? {
             return error_response(&GrpcStatus::new(Code::NotFound, "no such session"));
         }
-        let (ticket, websocket_url) = self.issue_ticket(&req, user_id, &session_id).await?;
+        let (ticket, websocket_url) = self.issue_ticket(req, user_id, &session_id).await?;
         Response::from_json(
             &serde_json::json!({"sessionId": session_id, "ticket": ticket, "websocketUrl": websocket_url}),
         )

@@ -46,6 +46,28 @@ impl AutopilotContainer {
         reply
     }
 
+    /// `POST /api/container/ws-ticket`: `{"sessionId"}` → a fresh ticket for a reconnect; or
+    /// `{"taskId"}` (one of the user's tasks) → a new session on it and its first ticket, so any
+    /// device can open any of the user's timelines (e.g. from the task list).
+    pub(super) async fn ticket_route(&self, mut req: Request) -> worker::Result<Response> {
+        let body: serde_json::Value = req.json().await.unwrap_or_default();
+        let user_id = self.user_id();
+        if let Some(session_id) = body["sessionId"].as_str() {
+            return self.sessions().ticket_reply(&req, &user_id, session_id).await;
+        }
+        let mut task_id = body["taskId"].as_str().unwrap_or_default().to_string();
+        if task_id.is_empty() {
+            return error_response(&GrpcStatus::new(Code::InvalidArgument, "send {\"sessionId\"} or {\"taskId\"}"));
+        }
+        let state = match self.scope(&mut task_id).await {
+            Ok(Some(ended)) => ended.summary.state,
+            Ok(None) => self.live.record.borrow().current_task_state,
+            Err(status) => return error_response(&status),
+        };
+        let state_name = TaskState::try_from(state).unwrap_or_default().as_str_name();
+        self.sessions().start_reply(&req, &user_id, &task_id, state_name).await
+    }
+
     /// `GET /api/container/status[?taskId=]`. Asks the running container; a stopped container
     /// is not started just to answer (its tasks left with it): the object answers from what it
     /// remembers of its current task, or NOT_FOUND.

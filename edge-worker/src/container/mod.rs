@@ -101,7 +101,7 @@ impl worker::DurableObject for AutopilotContainer {
             Route::Start(Backend::Container) => self.start_route(req).await,
             Route::Status(Backend::Container) => self.status_route(&req).await,
             Route::Ticket(Backend::Container) => {
-                let reply = self.sessions().ticket_route(req, &self.user_id()).await;
+                let reply = self.ticket_route(req).await;
                 self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
                 reply
             }
