@@ -21,10 +21,19 @@ anchor=autopilot-bridge-anchor
 command -v podman >/dev/null || { echo "setup.sh: podman is missing (.ci/run installs podman and runc)" >&2; exit 1; }
 local-containers/podman-conf.sh
 
+# A service started from a directory that was deleted since (a scratch checkout) still answers
+# _ping but fails every container start ("write child: broken pipe"): replace it.
+for pid in $(pgrep -f "podman system service --time=0 unix://$socket" || true); do
+  if readlink "/proc/$pid/cwd" 2>/dev/null | grep -q ' (deleted)$'; then
+    kill "$pid" 2>/dev/null || true
+    sleep 1
+  fi
+done
 if ! curl -fsS --max-time 2 --unix-socket "$socket" http://podman/_ping >/dev/null 2>&1; then
   rm -f "$socket"
   log=${TMPDIR:-/tmp}/autopilot-podman-service.log
-  setsid nohup podman system service --time=0 "unix://$socket" >"$log" 2>&1 </dev/null &
+  # Started from / so that no checkout's removal can pull the directory out from under it.
+  (cd / && setsid nohup podman system service --time=0 "unix://$socket" >"$log" 2>&1 </dev/null &)
   for _ in $(seq 1 100); do
     curl -fsS --max-time 2 --unix-socket "$socket" http://podman/_ping >/dev/null 2>&1 && break
     sleep 0.1
