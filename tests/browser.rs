@@ -2,7 +2,9 @@
 //! Worker, the agent-service with the real Claude Code CLI, the fake model API) driven in
 //! Debian's Chromium by playwright-core (`web/tests/browser.e2e.mjs`). This test starts the
 //! servers and a signed-up user; the script signs in through the page and checks what a person
-//! would see. Screenshots land in `tests/artifacts/`.
+//! would see, last in a second browser signed in as the same user (the task list is the edge's,
+//! so it lists the same tasks and opens any of their timelines). Screenshots land in
+//! `tests/artifacts/`.
 //!
 //! The script can ask this test to crash and restart the agent-service mid-task (`POST
 //! $CONTROL_URL/restart-service`): the same work directory and port, as the platform restarts a

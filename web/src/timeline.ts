@@ -37,6 +37,9 @@ export interface Usage {
 
 export const stateName = (state: TaskState): string => TaskState[state] ?? "UNSPECIFIED";
 
+/** A model cost as the page shows it, on the timeline and in the task list: "$0.0123". */
+export const formatCost = (usd: number): string => `$${usd.toFixed(4)}`;
+
 /** A one-line summary of a tool call's input: the command, the file, or the first value. */
 export function summarizeToolInput(name: string, inputJson: string): string {
   let input: Record<string, unknown> = {};

@@ -32,6 +32,7 @@ async function signedInPage(token, viewport = { width: 1100, height: 900 }) {
 
 /** Starts a task through the form; answers once the page follows the new task. */
 async function startTask(prompt) {
+  started.push(prompt);
   const previous = await page.locator("#task-id").textContent();
   await page.getByLabel("Repository URL").fill(REPO_URL);
   await page.getByLabel("What should the agent do?").fill(prompt);
@@ -42,8 +43,11 @@ async function startTask(prompt) {
   }, previous);
 }
 
-const finished = (state) => page.locator(`#timeline li.entry.finished.final-${state}`).waitFor({ timeout: LONG });
-const seqs = () => page.$$eval("#timeline li", (items) => items.map((item) => Number(item.dataset.seq)));
+const finished = (state, on = page) => on.locator(`#timeline li.entry.finished.final-${state}`).waitFor({ timeout: LONG });
+// The timeline's own entries (a diff's file list nests more items).
+const seqs = (on = page) => on.$$eval("#timeline > li", (items) => items.map((item) => Number(item.dataset.seq)));
+/** The prompts this script starts as `TOKEN`'s user, oldest first: their first lines are the titles. */
+const started = [];
 
 function assertNoDuplicates(list) {
   assert.equal(new Set(list).size, list.length, `duplicate entries: ${list}`);
@@ -105,9 +109,12 @@ test("a task that changes files ends with its diff and the commit on its branch"
 });
 
 test("recent tasks can be reopened and replayed", async () => {
-  const items = page.locator("#recent-list li button");
-  assert.ok((await items.count()) >= 3, "the tasks started here are listed");
-  await items.last().click();
+  assert.ok((await page.locator("#recent-list li").count()) >= 3, "the tasks started here are listed");
+  const entry = page.locator("#recent-list li", { hasText: "walk through the steps" });
+  await entry.locator('.task-state[data-state="SUCCEEDED"]').waitFor();
+  const meta = await entry.locator(".task-meta").textContent();
+  assert.match(meta, /^Succeeded · \$\d+\.\d{4} · \S/, `its state, model cost and creation time: ${meta}`);
+  await entry.getByRole("button").click();
   await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
   // The page decides the task is over from the stream's end, which follows the replay at once.
   await page.locator("#timeline li.entry.finished").waitFor({ timeout: LONG });
@@ -168,7 +175,9 @@ test("tunnel mode shows whether the machine is connected and runs a task on it f
   await tess.locator("#timeline li.entry.finished.final-succeeded").waitFor({ timeout: LONG });
   await tess.locator("#timeline .tool-name", { hasText: "Bash" }).first().waitFor();
   await tess.getByText("0 credits").waitFor();
-  assert.equal(await tess.locator("#recent-list .badge").first().textContent(), "on your machine");
+  // The edge lists container tasks only: tunnel tasks stay remembered in the browser that started them.
+  assert.equal(await tess.locator("#tunnel-list .badge").first().textContent(), "on your machine");
+  assert.equal(await tess.locator("#recent-list li").count(), 0, "tess ran nothing in the cloud");
   await tess.screenshot({ path: `${ARTIFACTS}/tunnel.png`, fullPage: true });
   await tess.close();
 });
@@ -212,9 +221,88 @@ test("a restart of the agent-service mid-task: the page resubscribes and finishe
 
 test("the page fits a phone's width", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.locator("#recent-list li button").last().click();
+  await wholeList(page);
+  await page.locator("#recent-list li", { hasText: "walk through the steps" }).getByRole("button").click();
   await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
   await page.screenshot({ path: `${ARTIFACTS}/narrow.png`, fullPage: true });
+});
+
+/** Clicks "More" until the whole task list shows; answers its entries and how many pages it took. */
+async function wholeList(on) {
+  await on.locator("#recent-list li").first().waitFor();
+  let pages = 1;
+  while (await on.locator("#recent-more").isVisible()) {
+    const shown = await on.locator("#recent-list li").count();
+    await on.locator("#recent-more").click();
+    await on.waitForFunction((n) => document.querySelectorAll("#recent-list li").length > n, shown, { timeout: LONG });
+    pages++;
+  }
+  const entries = await on.$$eval("#recent-list li", (items) =>
+    items.map((item) => ({
+      taskId: item.dataset.taskId,
+      state: item.dataset.state,
+      title: item.querySelector(".task-title").textContent,
+      meta: item.querySelector(".task-meta").textContent,
+    })),
+  );
+  return { pages, entries };
+}
+
+const FINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"];
+
+test("a second browser signed in as the same user lists the same tasks and opens any of their timelines", async () => {
+  const first = await wholeList(page);
+  const listed = await (await fetch(`${EDGE_URL}/api/tasks?pageSize=100`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  const second = await signedInPage(TOKEN);
+  assert.equal(await second.locator("#task").isHidden(), true, "the new browser opens no task by itself");
+  const other = await wholeList(second);
+  console.log(`the second browser lists ${other.entries.length} tasks in ${other.pages} pages:\n${other.entries.map((e) => `  ${e.title} — ${e.meta}`).join("\n")}`);
+  await second.screenshot({ path: `${ARTIFACTS}/second-browser.png`, fullPage: true });
+
+  const titles = [...started].reverse().map((prompt) => prompt.split("\n")[0]);
+  assert.deepEqual(other.entries.map((e) => e.title), titles, "every task this user started, newest first");
+  assert.ok(other.pages > 1, `the list comes a page at a time (${other.pages} pages)`);
+  assert.deepEqual(other.entries.map((e) => e.taskId), listed.tasks.map((t) => t.taskId), "as the edge lists them");
+  assert.deepEqual(other.entries.map((e) => [e.taskId, e.title]), first.entries.map((e) => [e.taskId, e.title]), "the same tasks in the same order as the first browser");
+  for (const [i, entry] of other.entries.entries()) {
+    const edgeState = listed.tasks[i].state.replace("TASK_STATE_", "");
+    if (FINAL.includes(edgeState)) {
+      assert.equal(entry.state, edgeState, `${entry.title}: the second browser shows the edge's state`);
+      assert.equal(first.entries[i].state, edgeState, `${entry.title}: both browsers show the same state`);
+    } else {
+      console.log(`NOTE: the edge still lists "${entry.title}" as ${edgeState}; the first browser, which followed it to its end, shows ${first.entries[i].state}, the second ${entry.state}`);
+    }
+  }
+  const states = other.entries.map((e) => e.state);
+  for (const expected of ["SUCCEEDED", "CANCELLED"]) assert.ok(states.includes(expected), `a ${expected} task is listed: ${states}`);
+
+  // Every task's timeline opens here, though this browser started none of them: an ended one is
+  // replayed from the edge's archive to its final state. One the edge still lists as unfinished
+  // is followed to its end, which its entry then shows.
+  const unsettled = other.entries.filter((e) => !FINAL.includes(e.state));
+  for (const entry of [...other.entries.filter((e) => FINAL.includes(e.state)), ...unsettled]) {
+    const previous = await second.locator("#task-id").textContent();
+    const began = Date.now();
+    await second.locator(`#recent-list li[data-task-id="${entry.taskId}"] button`).click();
+    await second.waitForFunction(([id, old]) => document.getElementById("task-id").textContent === id && id !== old, [entry.taskId, previous]);
+    if (unsettled.includes(entry)) {
+      await second.locator("#timeline li.entry.finished").waitFor({ timeout: LONG });
+      const end = (await second.locator("#timeline li.entry.finished").getAttribute("class")).match(/final-(\S+)/)[1].toUpperCase();
+      const row = second.locator(`#recent-list li[data-task-id="${entry.taskId}"]`);
+      await second.waitForFunction(([id, state]) => document.querySelector(`#recent-list li[data-task-id="${id}"]`)?.dataset.state === state, [entry.taskId, end]);
+      console.log(`"${entry.title}", listed as ${entry.state}, ended ${end}; its entry now reads: ${await row.locator(".task-meta").textContent()}`);
+      entry.state = end;
+    }
+    await finished(entry.state.toLowerCase(), second);
+    await second.locator('#link[data-state="ended"]').waitFor({ timeout: LONG });
+    assertNoDuplicates(await seqs(second));
+    assert.equal(await second.locator("#timeline li.entry.finished").count(), 1, `${entry.title}: one final entry`);
+    assert.equal(await second.locator(`#recent-list li[data-task-id="${entry.taskId}"]`).getAttribute("aria-current"), "true", "the open task is marked in the list");
+    console.log(`replayed "${entry.title}" (${entry.state}, ${(await seqs(second)).length} entries) in ${Date.now() - began} ms`);
+    if (entry.title.includes("edit-and-create")) await second.locator("#timeline li.entry.diff").getByText(/Changed 2 files/).waitFor();
+    if (entry.title.includes("slow-tools:6")) await second.getByText("Ran 6 slow steps.").waitFor();
+  }
+  await second.context().close();
 });

@@ -1,0 +1,146 @@
+// The user's task list as the edge serves it (GET /api/tasks: newest first, a page at a time),
+// and what each entry shows. Pure: no DOM and no fetch, so it is unit-tested in Node.
+//
+// The edge's summary of a running task keeps the state it had when it started until the task's
+// end is archived, so a task this page has followed (its open timeline) shows what the page saw
+// of it instead, until the list itself says the task ended.
+
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { ListTasksResponseSchema, type TaskSummary } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { formatCost, stateName } from "./timeline.js";
+
+/** Tasks per page of the list; "More" asks for the next one. */
+export const PAGE_SIZE = 5;
+/** The largest page the edge serves (a refresh asks for everything shown, up to this). */
+export const MAX_PAGE_SIZE = 100;
+
+export interface TaskPage {
+  tasks: TaskSummary[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/** What this page saw of a task it followed: its latest state and model cost. */
+export interface Seen {
+  state: string;
+  costUsd: number;
+}
+
+/** One entry of the list, ready to show. */
+export interface TaskEntry {
+  taskId: string;
+  /** The prompt's first line, or the repository when the task has no title. */
+  title: string;
+  /** The state's short name ("SUCCEEDED"), as the timeline names it. */
+  state: string;
+  stateLabel: string;
+  ended: boolean;
+  /** "$0.0123"; empty while a task's cost is not known yet. */
+  cost: string;
+  createdMs: number;
+  created: string;
+  /** The repository and ref, for a tooltip. */
+  repository: string;
+}
+
+const FINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+
+const LABELS: Record<string, string> = {
+  PENDING: "Starting",
+  CLONING: "Cloning",
+  RUNNING: "Running",
+  SUCCEEDED: "Succeeded",
+  FAILED: "Failed",
+  CANCELLED: "Cancelled",
+  TIMED_OUT: "Timed out",
+};
+
+export const isFinal = (state: string): boolean => FINAL.has(state);
+
+/** A GET /api/tasks reply (ListTasksResponse in proto3 JSON); fields it does not know are skipped. */
+export function parseTaskPage(json: unknown): TaskPage {
+  const page = fromJson(ListTasksResponseSchema, json as JsonValue, { ignoreUnknownFields: true });
+  return { tasks: page.tasks, nextPageToken: page.nextPageToken };
+}
+
+/** The list entry of `summary`; `seen` (what this page followed of it) wins until the task ended. */
+export function describeTask(
+  summary: TaskSummary,
+  seen?: Seen,
+  formatTime: (ms: number) => string = (ms) => new Date(ms).toLocaleString(),
+): TaskEntry {
+  const listed = stateName(summary.state);
+  const live = seen && !isFinal(listed) ? seen : undefined;
+  const state = live?.state ?? listed;
+  const ended = isFinal(state);
+  const costUsd = live?.costUsd ?? summary.usage?.costUsd;
+  // A task that ended without reporting usage cost nothing; a running one may not have said yet.
+  const cost = costUsd !== undefined || ended ? formatCost(costUsd ?? 0) : "";
+  const createdMs = summary.createTime ? timestampMs(summary.createTime) : 0;
+  const repository = summary.gitRef ? `${summary.repositoryUrl} @ ${summary.gitRef}` : summary.repositoryUrl;
+  return {
+    taskId: summary.taskId,
+    title: summary.title.trim() || summary.repositoryUrl,
+    state,
+    stateLabel: LABELS[state] ?? state,
+    ended,
+    cost,
+    createdMs,
+    created: createdMs ? formatTime(createdMs) : "",
+    repository,
+  };
+}
+
+/** The tasks listed so far: the first pages, in order, each task once. */
+export class TaskList {
+  tasks: TaskSummary[] = [];
+  nextPageToken = "";
+  /** Whether a page has arrived (before that, "no tasks" is not known). */
+  loaded = false;
+
+  /** The first page(s) again, replacing what was listed (after a task started or ended). */
+  replace(page: TaskPage) {
+    this.tasks = dedupe(page.tasks);
+    this.nextPageToken = page.nextPageToken;
+    this.loaded = true;
+  }
+
+  /** Forgets the list (the user signed out). */
+  clear() {
+    this.tasks = [];
+    this.nextPageToken = "";
+    this.loaded = false;
+  }
+
+  /** The next page, after what is listed; a task already listed (the list moved) stays put. */
+  append(page: TaskPage) {
+    this.tasks = dedupe([...this.tasks, ...page.tasks]);
+    this.nextPageToken = page.nextPageToken;
+  }
+
+  get(taskId: string): TaskSummary | undefined {
+    return this.tasks.find((t) => t.taskId === taskId);
+  }
+
+  get hasMore(): boolean {
+    return this.nextPageToken !== "";
+  }
+
+  /** The page size a refresh asks for, so as many tasks stay listed as "More" had shown. */
+  refreshSize(): number {
+    return Math.min(Math.max(this.tasks.length, PAGE_SIZE), MAX_PAGE_SIZE);
+  }
+}
+
+function dedupe(tasks: TaskSummary[]): TaskSummary[] {
+  const seen = new Set<string>();
+  return tasks.filter((t) => !seen.has(t.taskId) && Boolean(seen.add(t.taskId)));
+}
+
+/** The query of a page of the list. */
+export function pageQuery(pageSize: number, pageToken = ""): string {
+  const query = new URLSearchParams({ pageSize: String(pageSize) });
+  if (pageToken) query.set("pageToken", pageToken);
+  return `/api/tasks?${query}`;
+}
