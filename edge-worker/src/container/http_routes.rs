@@ -110,6 +110,11 @@ impl AutopilotContainer {
             Ok(status) => {
                 if let Some(task) = &status.task {
                     self.live.remember_task(&task.task_id, task.state);
+                    // The service knows the task ended: make sure its end reaches the archive
+                    // (a follow broken by a restart would otherwise wait for the heartbeat).
+                    if TaskState::try_from(task.state).is_ok_and(TaskState::is_final) {
+                        self.follow_into_archive(client.clone(), task.task_id.clone());
+                    }
                     if task.task_id == self.live.record.borrow().current_task_id.clone().unwrap_or_default() {
                         let error = task.error.clone();
                         self.live.update(|p| p.current_task_error = error);

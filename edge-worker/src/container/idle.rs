@@ -172,12 +172,14 @@ impl AutopilotContainer {
         Ok(())
     }
 
-    /// The archive follows the running task even after the instance that started it was
-    /// evicted: each heartbeat resumes the follow from the archive's last seq if need be.
+    /// The archive follows the current task until its end is archived, even after the instance
+    /// that started it was evicted or its follow broke (the service restarted under it): each
+    /// heartbeat resumes the follow from the archive's last seq while the service is there.
     fn keep_archive_following(&self) {
-        let running = self.live.record.borrow().running_task().map(str::to_string);
+        let current = self.live.record.borrow().current_task_id.clone();
         let ready = self.live.record.borrow().lifecycle.is_ready();
-        if let (Some(task_id), true, Ok(endpoint)) = (running, ready, self.endpoint()) {
+        if let (Some(task_id), true, Ok(endpoint)) = (current, ready, self.endpoint()) {
+            // `follow_into_archive` does nothing for a task whose end is archived already.
             self.follow_into_archive(AgentClient::new(endpoint), task_id);
         }
     }
