@@ -18,18 +18,11 @@ use autopilot_tests::{
     events::seqs,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    grpc_web::grpc_web_client,
+    grpc_web::{grpc_web_client, with_token},
     service::{Service, ServiceOptions},
 };
 use prost::Message;
 use serde_json::{json, Value};
-
-/// A gRPC request carrying the user's API token.
-fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 /// Starts a task; answers its id and session.
 async fn start(edge: &Edge, token: &str, repo: &GitFixture, prompt: &str) -> (String, String) {

@@ -15,19 +15,12 @@ use autopilot_tests::{
     events::{kind, seqs},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    grpc_web::grpc_web_client,
+    grpc_web::{grpc_web_client, with_token},
     service::{Service, ServiceOptions},
 };
 use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-/// A gRPC request carrying the user's API token.
-fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 #[tokio::test]
 async fn the_edge_bridges_browsers_and_programs_to_the_agent_service() {

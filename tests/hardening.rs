@@ -17,7 +17,7 @@ use autopilot_tests::{
     edge::Edge,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    grpc_web::grpc_web_client,
+    grpc_web::{grpc_web_client, with_token},
     service::{Service, ServiceOptions},
 };
 use futures::SinkExt;
@@ -27,13 +27,6 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 /// Codes of the contract's errors as the bridge carries them.
 const NOT_FOUND: i32 = 5;
 const RESOURCE_EXHAUSTED: i32 = 8;
-
-/// A gRPC request carrying the user's API token.
-fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 /// GETs `path` with `token`: the HTTP status and the JSON body.
 async fn get(edge: &Edge, path: &str, token: &str) -> (u16, Value) {
