@@ -8,19 +8,21 @@
 use std::{cell::Cell, rc::Rc};
 
 use autopilot_contract::v1::{
-    server_frame::Frame, CancelResponse, ServerFrame, StartRequest, StartResponse, StatusResponse, StreamEventsRequest,
+    server_frame::Frame, CancelResponse, Event, ServerFrame, StartRequest, StartResponse, StatusResponse,
+    StreamEventsRequest,
 };
 use futures::future::{AbortHandle, Abortable};
 use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
 
 use super::{
+    fan_out::Subscriber,
     live::{socket_id, SocketFrame, Subscription},
     now_ms,
     runtime::stopped_running,
     AutopilotContainer,
 };
 use crate::{
-    agent_client::AgentClient,
+    agent_client::{AgentClient, EventStream},
     archive::Entry,
     bridge::{
         decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc,
@@ -188,11 +190,19 @@ impl AutopilotContainer {
         let ws = ws.clone();
         let container = self.state.container();
         live.active_streams.set(live.active_streams.get() + 1);
+        // One upstream stream per task: this socket joins the task's follow; only without an
+        // archive does it stream from the service itself.
+        let fanned = self.fan_out(client.clone(), &request.task_id, request.from_seq);
         spawn_local(async move {
             let forward = async {
-                let mut stream = match client.stream_events(&request).await {
-                    Ok(stream) => stream,
-                    Err(status) => return send(&ws, encode_server_frame(&error_frame(request_id, status), encoding)),
+                let mut stream = match fanned {
+                    Some(subscriber) => Events::Fanned(subscriber),
+                    None => match client.stream_events(&request).await {
+                        Ok(stream) => Events::Direct(stream),
+                        Err(status) => {
+                            return send(&ws, encode_server_frame(&error_frame(request_id, status), encoding))
+                        }
+                    },
                 };
                 loop {
                     let frame = match stream.next().await {
@@ -241,5 +251,20 @@ impl AutopilotContainer {
     pub(super) fn forget_socket(&self, ws: &WebSocket) {
         let socket = socket_id(ws);
         self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).for_each(|s| s.abort.abort());
+    }
+}
+
+/// A subscription's source: the task's one follow, or (without an archive) the service itself.
+enum Events {
+    Fanned(Subscriber),
+    Direct(EventStream),
+}
+
+impl Events {
+    async fn next(&mut self) -> Option<Result<Event, GrpcStatus>> {
+        match self {
+            Events::Fanned(subscriber) => subscriber.next().await,
+            Events::Direct(stream) => stream.next().await,
+        }
     }
 }

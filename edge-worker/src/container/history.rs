@@ -3,7 +3,7 @@
 //! browser being connected), makes the archive whole before it stops a container, and serves an
 //! ended task from the archive: no container is started and nothing is charged for it.
 
-use std::{cell::RefCell, rc::Rc, time::Duration};
+use std::{rc::Rc, time::Duration};
 
 use autopilot_contract::v1::{
     event::Payload, Event, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest,
@@ -12,7 +12,13 @@ use autopilot_contract::v1::{
 use futures::future::{self, Either};
 use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
 
-use super::{live::Live, now_ms, record::final_failed_event, AutopilotContainer};
+use super::{
+    fan_out::{Follow, Subscriber},
+    live::Live,
+    now_ms,
+    record::final_failed_event,
+    AutopilotContainer,
+};
 use crate::{
     agent_client::AgentClient,
     archive::{Archive, Entry, REPLAY_CHUNK},
@@ -51,14 +57,35 @@ impl AutopilotContainer {
     /// Follows `task_id` into the archive in the background, unless this instance already does
     /// or the archive holds its end.
     pub(super) fn follow_into_archive(&self, client: AgentClient, task_id: String) {
-        if self.live.following.borrow().contains_key(&task_id) || self.archived_end(&task_id).is_some() {
-            return;
-        }
+        let Some(follow) = self.begin_follow(&task_id) else { return };
         let live = Rc::clone(&self.live);
         let history = self.settings.history_tasks;
         spawn_local(async move {
-            follow(live, client, task_id, history).await;
+            follow_task(live, client, task_id, history, follow).await;
         });
+    }
+
+    /// Registers a follow of `task_id` (at once, so subscribers can join it before it has sent
+    /// anything); `None` when this instance already follows it or the archive holds its end.
+    fn begin_follow(&self, task_id: &str) -> Option<Rc<Follow>> {
+        if self.live.following.borrow().contains_key(task_id) || self.archived_end(task_id).is_some() {
+            return None;
+        }
+        self.live.archive.as_ref()?.entry(task_id).ok().flatten()?;
+        let follow = Rc::new(Follow::default());
+        self.live.following.borrow_mut().insert(task_id.to_string(), Rc::clone(&follow));
+        Some(follow)
+    }
+
+    /// A subscription to a running task through its one follow (started if need be), from
+    /// `from_seq`; `None` when the archive cannot serve it (then the caller streams directly).
+    pub(super) fn fan_out(&self, client: AgentClient, task_id: &str, from_seq: u64) -> Option<Subscriber> {
+        if !self.live.following.borrow().contains_key(task_id) {
+            self.follow_into_archive(client, task_id.to_string());
+        }
+        let follow = self.live.following.borrow().get(task_id).cloned()?;
+        let archive = self.live.archive.as_ref()?;
+        follow.subscribe(archive, task_id, from_seq).ok()
     }
 
     /// Before the object stops the container: the current task's archive is made whole (its
@@ -75,9 +102,10 @@ impl AutopilotContainer {
         if self.archived_end(&task_id).is_some() {
             return;
         }
-        let Ok(endpoint) = self.endpoint() else { return };
+        let (Ok(endpoint), Some(follow)) = (self.endpoint(), self.begin_follow(&task_id)) else { return };
         let history = self.settings.history_tasks;
-        let catch_up = std::pin::pin!(follow(Rc::clone(&self.live), AgentClient::new(endpoint), task_id, history));
+        let client = AgentClient::new(endpoint);
+        let catch_up = std::pin::pin!(follow_task(Rc::clone(&self.live), client, task_id, history, follow));
         let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
         if let Either::Right(_) = future::select(catch_up, Delay::from(left)).await {
             worker::console_warn!("the archive could not catch up before the stop");
@@ -143,7 +171,7 @@ impl Live {
             .following
             .borrow()
             .get(task_id)
-            .map(|pending| pending.borrow_mut().drain(..).collect())
+            .map(|follow| follow.pending.borrow_mut().drain(..).collect())
             .unwrap_or_default();
         let Ok(Some(entry)) = archive.entry(task_id).map(|e| e.filter(|e| !e.ended)) else { return };
         let last_seq = pending.iter().map(|e| e.seq).max().unwrap_or(0).max(entry.last_seq);
@@ -166,42 +194,53 @@ impl Live {
     }
 }
 
-/// Follows `task_id` from the archive's last seq to its end, writing events in batches, then
-/// its final Task and diff. A broken stream stops it (a later catch-up resumes from the archive).
-async fn follow(live: Rc<Live>, client: AgentClient, task_id: String, history: usize) {
+/// Follows `task_id` from the archive's last seq to its end: each event goes to the follow's
+/// subscribers and, in batches, to the archive; then the final Task and diff. A broken stream
+/// stops it and tells the subscribers (a later follow resumes from the archive).
+async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, history: usize, follow: Rc<Follow>) {
     let Some(archive) = live.archive.clone() else { return };
-    let pending = Rc::new(RefCell::new(Vec::<Event>::new()));
-    if live.following.borrow_mut().insert(task_id.clone(), Rc::clone(&pending)).is_some() {
-        return;
-    }
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
     let ended = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
         Ok(mut stream) => loop {
             match stream.next().await {
                 Some(Ok(event)) => {
                     let finished = matches!(event.payload, Some(Payload::TaskFinished(_)));
-                    pending.borrow_mut().push(event);
-                    if pending.borrow().len() >= ARCHIVE_BATCH || finished {
-                        write(&archive, &task_id, &pending);
+                    live.note_event(&event);
+                    follow.receive(event);
+                    if follow.pending.borrow().len() >= ARCHIVE_BATCH || finished {
+                        write(&archive, &task_id, &follow);
                     }
                     if finished {
                         break true;
                     }
                 }
-                Some(Err(_)) | None => break false,
+                Some(Err(status)) => {
+                    follow.broke(status);
+                    break false;
+                }
+                None => {
+                    follow.broke(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe"));
+                    break false;
+                }
             }
         },
-        Err(_) => false,
+        Err(status) => {
+            follow.broke(status);
+            false
+        }
     };
-    write(&archive, &task_id, &pending);
+    write(&archive, &task_id, &follow);
     if ended {
         archive_end(&archive, &client, &task_id, history).await;
     }
-    live.following.borrow_mut().remove(&task_id);
+    let mut following = live.following.borrow_mut();
+    if following.get(&task_id).is_some_and(|current| Rc::ptr_eq(current, &follow)) {
+        following.remove(&task_id);
+    }
 }
 
-fn write(archive: &Archive, task_id: &str, pending: &Rc<RefCell<Vec<Event>>>) {
-    let batch: Vec<Event> = pending.borrow_mut().drain(..).collect();
+fn write(archive: &Archive, task_id: &str, follow: &Follow) {
+    let batch: Vec<Event> = follow.pending.borrow_mut().drain(..).collect();
     if let Err(e) = archive.append(task_id, &batch) {
         worker::console_warn!("archiving events of task {task_id} failed: {e}");
     }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use worker::WebSocket;
 
 use super::{
+    fan_out::Follow,
     loss::{final_frames, Follower},
     now_ms,
     record::Record,
@@ -98,7 +99,7 @@ pub struct Live {
     pub archive: Option<Archive>,
     /// Tasks this instance follows into the archive, each with the events it has received but
     /// not written yet (a loss writes them before the task's end).
-    pub following: RefCell<HashMap<String, Rc<RefCell<Vec<Event>>>>>,
+    pub following: RefCell<HashMap<String, Rc<Follow>>>,
 }
 
 impl Live {

@@ -1,0 +1,176 @@
+//! One upstream stream per running task, fanned out to every socket that follows it. The
+//! object's own follow of a task (which feeds the archive) is the only StreamEvents call to the
+//! service for that task; each subscription reads the archive from its `from_seq`, then what the
+//! follow holds but has not written yet, then each new event as the follow receives it. The
+//! subscriber registers before it reads, so nothing falls between the archive and the live
+//! events; a seq it already sent is skipped, so nothing comes twice. (Before, 200 followers
+//! meant 200 upstream streams, and their latency grew with their number.)
+
+use std::{cell::RefCell, collections::VecDeque};
+
+use autopilot_contract::v1::{event::Payload, Event};
+use futures::{
+    channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender},
+    StreamExt,
+};
+
+use crate::{
+    archive::Archive,
+    grpc_web::{Code, GrpcStatus},
+};
+
+/// What a follow tells its subscribers: an event, or why its stream broke.
+pub type News = Result<Event, GrpcStatus>;
+
+/// One task's follow, as its subscribers and the loss path see it.
+#[derive(Default)]
+pub struct Follow {
+    /// Events received but not written to the archive yet.
+    pub pending: RefCell<Vec<Event>>,
+    /// The subscribers' channels; one that is closed is dropped at the next event.
+    subscribers: RefCell<Vec<UnboundedSender<News>>>,
+}
+
+impl Follow {
+    /// A received event: kept for the archive and passed to every subscriber.
+    pub fn receive(&self, event: Event) {
+        self.subscribers.borrow_mut().retain(|subscriber| subscriber.unbounded_send(Ok(event.clone())).is_ok());
+        self.pending.borrow_mut().push(event);
+    }
+
+    /// The stream broke: every subscriber hears why (the page resubscribes from its last seq).
+    pub fn broke(&self, status: GrpcStatus) {
+        for subscriber in self.subscribers.borrow_mut().drain(..) {
+            let _ = subscriber.unbounded_send(Err(status.clone()));
+        }
+    }
+
+    /// A subscription from `from_seq`: the archive's events and the pending ones now, then the
+    /// live ones.
+    pub fn subscribe(&self, archive: &Archive, task_id: &str, from_seq: u64) -> worker::Result<Subscriber> {
+        let (sender, receiver) = unbounded();
+        self.subscribers.borrow_mut().push(sender);
+        let mut backlog: VecDeque<Event> = archive.events(task_id, from_seq, usize::MAX >> 1)?.into();
+        backlog.extend(self.pending.borrow().iter().filter(|event| event.seq >= from_seq).cloned());
+        Ok(Subscriber { backlog, live: receiver, next_seq: from_seq.max(1), ended: false })
+    }
+}
+
+/// One subscription's events, each once and in order.
+pub struct Subscriber {
+    backlog: VecDeque<Event>,
+    live: UnboundedReceiver<News>,
+    next_seq: u64,
+    ended: bool,
+}
+
+impl Subscriber {
+    /// The next event; `None` once the task's final event was given; `Some(Err)` when the
+    /// stream broke.
+    pub async fn next(&mut self) -> Option<News> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let news = match self.backlog.pop_front() {
+                Some(event) => Ok(event),
+                None => match self.live.next().await {
+                    Some(news) => news,
+                    None => Err(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe")),
+                },
+            };
+            match news {
+                // Already given (the backlog and the live channel may overlap at the seam).
+                Ok(event) if event.seq < self.next_seq => continue,
+                Ok(event) => {
+                    self.next_seq = event.seq + 1;
+                    self.ended = matches!(event.payload, Some(Payload::TaskFinished(_)));
+                    return Some(Ok(event));
+                }
+                Err(status) => {
+                    self.ended = true;
+                    return Some(Err(status));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_contract::v1::{AgentText, TaskFinished};
+
+    fn event(seq: u64) -> Event {
+        Event {
+            task_id: "t".into(),
+            seq,
+            payload: Some(Payload::AgentText(AgentText::default())),
+            ..Default::default()
+        }
+    }
+
+    fn end(seq: u64) -> Event {
+        Event { seq, payload: Some(Payload::TaskFinished(TaskFinished::default())), ..event(seq) }
+    }
+
+    fn subscription(backlog: Vec<Event>, from_seq: u64) -> (UnboundedSender<News>, Subscriber) {
+        let (sender, live) = unbounded();
+        (sender, Subscriber { backlog: backlog.into(), live, next_seq: from_seq, ended: false })
+    }
+
+    fn seqs(subscriber: &mut Subscriber) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Some(Ok(event)) = futures::executor::block_on(subscriber.next()) {
+            seqs.push(event.seq);
+        }
+        seqs
+    }
+
+    #[test]
+    fn the_seam_between_backlog_and_live_events_has_no_gap_and_no_duplicate() {
+        // The follow received 4 and 5 after the subscriber registered, while they were also
+        // still in its pending backlog.
+        let (live, mut subscriber) = subscription(vec![event(2), event(3), event(4), event(5)], 2);
+        for news in [event(4), event(5), event(6), end(7)] {
+            live.unbounded_send(Ok(news)).unwrap();
+        }
+        assert_eq!(seqs(&mut subscriber), vec![2, 3, 4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn a_subscription_ends_after_the_tasks_final_event() {
+        let (live, mut subscriber) = subscription(vec![end(3)], 1);
+        live.unbounded_send(Ok(event(9))).unwrap();
+        assert_eq!(seqs(&mut subscriber), vec![3]);
+        assert!(futures::executor::block_on(subscriber.next()).is_none());
+    }
+
+    #[test]
+    fn a_broken_or_abandoned_follow_is_news_the_subscriber_can_resubscribe_from() {
+        let (live, mut subscriber) = subscription(vec![], 1);
+        live.unbounded_send(Ok(event(1))).unwrap();
+        live.unbounded_send(Err(GrpcStatus::new(Code::Unavailable, "broken"))).unwrap();
+        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap().seq, 1);
+        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap_err().code, Code::Unavailable as i32);
+        assert!(futures::executor::block_on(subscriber.next()).is_none());
+
+        let (live, mut abandoned) = subscription(vec![], 1);
+        drop(live);
+        let news = futures::executor::block_on(abandoned.next()).unwrap();
+        assert_eq!(news.unwrap_err().code, Code::Unavailable as i32, "a follow gone without an end");
+    }
+
+    #[test]
+    fn every_subscriber_gets_every_event_and_a_gone_one_is_dropped() {
+        let follow = Follow::default();
+        let (first, mut first_rx) = unbounded();
+        let (gone, gone_rx) = unbounded();
+        follow.subscribers.borrow_mut().extend([first, gone]);
+        drop(gone_rx);
+        follow.receive(event(1));
+        assert_eq!(follow.subscribers.borrow().len(), 1);
+        assert_eq!(futures::executor::block_on(first_rx.next()).unwrap().unwrap().seq, 1);
+        assert_eq!(follow.pending.borrow().len(), 1, "kept for the archive too");
+    }
+}
