@@ -20,6 +20,8 @@ use crate::task_list::{encode_token, Cursor};
 pub const DEFAULT_HISTORY_TASKS: usize = 200;
 /// Events kept per task unless `ARCHIVE_MAX_EVENTS` says otherwise.
 pub const DEFAULT_MAX_EVENTS: u64 = 20_000;
+/// Events written per statement (three bound values each; a statement takes at most 100).
+const ROWS_PER_INSERT: usize = 32;
 /// Rows read per query when a timeline is replayed.
 pub const REPLAY_CHUNK: usize = 500;
 
@@ -141,10 +143,14 @@ impl Archive {
     /// Appends events of `task_id` received in order (one storage transaction). Events at or
     /// below the archived last seq are already there; past the cap only the final one is kept.
     pub fn append(&self, task_id: &str, events: &[Event]) -> worker::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
         let Some(entry) = self.entry(task_id)? else { return Ok(()) };
         let kept_rows = self.rows("SELECT events FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
         let mut kept = kept_rows.first().and_then(|r| r.first()).map(as_u64).unwrap_or(0);
         let (mut last_seq, mut truncated) = (entry.last_seq, entry.truncated);
+        let mut rows = Vec::new();
         for event in events.iter().filter(|e| e.seq > entry.last_seq) {
             last_seq = last_seq.max(event.seq);
             let is_final = matches!(event.payload, Some(autopilot_contract::v1::event::Payload::TaskFinished(_)));
@@ -152,11 +158,21 @@ impl Archive {
                 truncated = true;
                 continue;
             }
-            self.sql.exec(
-                "INSERT OR IGNORE INTO archived_events (task_id, seq, event) VALUES (?, ?, ?)",
-                vec![text(task_id), int(event.seq), SqlStorageValue::Blob(event.encode_to_vec())],
-            )?;
+            rows.push(event);
             kept += 1;
+        }
+        // Many rows per statement: one statement per event made the archive cost most of a
+        // stream's time.
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            let bindings = chunk
+                .iter()
+                .flat_map(|event| [text(task_id), int(event.seq), SqlStorageValue::Blob(event.encode_to_vec())])
+                .collect::<Vec<_>>();
+            self.sql.exec(
+                &format!("INSERT OR IGNORE INTO archived_events (task_id, seq, event) VALUES {placeholders}"),
+                bindings,
+            )?;
         }
         self.sql.exec(
             "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ? WHERE task_id = ?",

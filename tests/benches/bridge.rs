@@ -258,6 +258,18 @@ async fn main() {
     }
 
     socket_flood(&edge, &token, &session_id, &repo).await;
+    let one = followers_latency(&edge, &token, &session_id, &repo, 1).await;
+    let many = followers_latency(&edge, &token, &session_id, &repo, 200).await;
+    println!(
+        "followers of one live task (one upstream stream per task): 1 follower p50 {:.2} ms p99 {:.2} ms; \
+         200 followers p50 {:.2} ms p99 {:.2} ms ({} deliveries); p50 ratio 200/1 {:.2}",
+        one.0,
+        one.1,
+        many.0,
+        many.1,
+        many.2,
+        many.0 / one.0
+    );
 
     // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
     let start = ClientFrame {
@@ -391,4 +403,75 @@ impl WithId for ClientRequest {
     fn with_id(self, request_id: String) -> ClientFrame {
         ClientFrame { request_id, request: Some(self) }
     }
+}
+
+/// `count` sockets follow one live task (a real one, whose slow steps leave time to subscribe
+/// them all); the service-to-client delay of every event recorded after the last subscription,
+/// over all followers: p50 and p99 (ms) and how many deliveries were measured.
+async fn followers_latency(
+    edge: &Edge,
+    token: &str,
+    session_id: &str,
+    repo: &GitFixture,
+    count: usize,
+) -> (f64, f64, usize) {
+    let started = edge
+        .post_json(
+            "/api/container/start",
+            token,
+            serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:slow-tools:8"}),
+        )
+        .await;
+    let task_id = started["taskId"].as_str().expect("a task").to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..count {
+        let (socket, _) = tokio_tungstenite::connect_async(edge.ws_ticket_url(token, session_id).await).await.unwrap();
+        sockets.push(socket);
+    }
+    for socket in &mut sockets {
+        let follow = ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.clone(), from_seq: 1 });
+        socket.send(Message::Binary(follow.with_id("follow".into()).encode_to_vec().into())).await.unwrap();
+    }
+    // Measured from when every follower has its first frame (the subscriptions are in place):
+    // the steady state, not the burst of 200 subscriptions arriving at once.
+    let (first_frames, mut firsts) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let first_frames = first_frames.clone();
+            tokio::spawn(async move {
+                let (mut received, mut told) = (Vec::new(), false);
+                while let Some(Ok(message)) = socket.next().await {
+                    let Message::Binary(bytes) = message else { continue };
+                    if !std::mem::replace(&mut told, true) {
+                        let _ = first_frames.send(());
+                    }
+                    match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+                        Some(Frame::Event(event)) => {
+                            let time = event.time.unwrap();
+                            let at = std::time::UNIX_EPOCH + Duration::new(time.seconds as u64, time.nanos as u32);
+                            received.push((at, std::time::SystemTime::now().duration_since(at).unwrap_or_default()));
+                        }
+                        Some(Frame::EndOfStream(_)) | Some(Frame::Error(_)) => break,
+                        _ => {}
+                    }
+                }
+                received
+            })
+        })
+        .collect();
+    drop(first_frames);
+    for _ in 0..count {
+        if firsts.recv().await.is_none() {
+            break;
+        }
+    }
+    let ready_at = std::time::SystemTime::now();
+    let mut delays = Vec::new();
+    for reader in readers {
+        delays.extend(reader.await.unwrap().into_iter().filter(|(at, _)| *at > ready_at).map(|(_, delay)| delay));
+    }
+    let measured = delays.len();
+    assert!(measured > 0, "no live event reached the {count} followers");
+    (ms(percentile(&mut delays, 0.5)), ms(percentile(&mut delays, 0.99)), measured)
 }
