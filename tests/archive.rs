@@ -172,6 +172,20 @@ async fn an_ended_task_is_served_from_the_edge_after_its_service_is_gone() {
     assert!(live_d.len() > 30, "the long task has more events than the cap: {}", live_d.len());
     assert!(ended && capped.len() == 30, "30 events kept of {}: {}", live_d.len(), capped.len());
     assert_eq!(capped.last().map(Message::encode_to_vec), live_d.last().map(Message::encode_to_vec), "the end is kept");
+    // A running task shows in the list as it goes (its state), before its end is archived.
+    let (task_e, _) = start(&edge, &alice, &repo, "Slow SCENARIO:slow-tools:8").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = edge.get_json("/api/tasks", &alice).await;
+        let entry = page["tasks"].as_array().unwrap().iter().find(|t| t["taskId"] == task_e.as_str()).cloned();
+        let entry = entry.unwrap_or_else(|| panic!("the running task is listed: {page}"));
+        if entry["state"] == "TASK_STATE_RUNNING" && entry.get("endTime").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the list never showed the task running: {entry}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    until_archived(&edge, &alice, &task_e).await;
     println!(
         "archive: task A {} events replayed identically after its service was replaced; task D {} events capped to {}",
         live_events.len(),

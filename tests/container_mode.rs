@@ -239,6 +239,10 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     assert_eq!(status["task"]["state"], "TASK_STATE_FAILED", "{status}");
     assert!(status["task"]["error"].as_str().unwrap().contains("container"), "{status}");
     let killed_at = status["containerChangedMs"].as_u64().unwrap();
+    // The archive holds every event the object received, then the FAILED end it made.
+    let archived = replay_by_task(&world, &token, &task_id).await;
+    assert_eq!(seqs(&archived), seqs(&early), "the archive has what the followers got");
+    assert_eq!(kind(archived.last().unwrap()), "task_finished:FAILED");
 
     // The next Start brings up a fresh container, which runs the task to the end.
     let again = world.start_task(&token, "SCENARIO:list-files again").await;
@@ -277,6 +281,11 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     assert!(status["container"]["Ready"]["generation"].as_u64().unwrap() > generation, "{status}");
     let balance = world.edge.get_json("/api/billing/balance", &token).await;
     assert!(balance["containerRunningSinceMs"].is_u64(), "the new container is metered: {balance}");
+    // The history survived the edge's restart: the killed task's whole timeline, from its archive.
+    let listed = world.edge.get_json("/api/tasks", &token).await;
+    let ids: Vec<&str> = listed["tasks"].as_array().unwrap().iter().filter_map(|t| t["taskId"].as_str()).collect();
+    assert!(ids.contains(&task_id.as_str()) && ids.len() >= 4, "{listed}");
+    assert_eq!(seqs(&replay_by_task(&world, &token, &task_id).await), seqs(&archived));
 }
 
 #[tokio::test]
@@ -338,6 +347,44 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
          podman saw the container run {ran:.2} s"
     );
     assert!((metered - ran).abs() < 1.0, "metered {metered:.2} s, ran {ran:.2} s: {ledger}");
+
+    // The container is gone: the task's whole timeline, its Status and the task list answer from
+    // the edge's archive, with no container created and no run opened.
+    let before_replay = podman_now();
+    let events = replay_by_task(&world, &token, task_id).await;
+    assert_eq!(seqs(&events), (1..=events.len() as u64).collect::<Vec<_>>(), "every event, once");
+    assert_eq!(kind(events.last().unwrap()), "task_finished:SUCCEEDED");
+    assert_eq!(world.status(&token, task_id).await["task"]["state"], "TASK_STATE_SUCCEEDED");
+    let listed = world.edge.get_json("/api/tasks", &token).await;
+    assert_eq!(listed["tasks"][0]["taskId"], task_id, "{listed}");
+    let creates = podman_ok(&[
+        "events",
+        "--stream=false",
+        "--since",
+        &before_replay,
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert!(!creates.lines().any(|n| n.starts_with(&prefix)), "no container for an archived task: {creates}");
+    let after = world.edge.get_json("/api/billing/ledger", &token).await;
+    assert_eq!(after["entries"], ledger["entries"], "nothing charged for an archived task");
+    let balance = world.edge.get_json("/api/billing/balance", &token).await;
+    assert!(balance["containerRunningSinceMs"].is_null(), "no run opened: {balance}");
+}
+
+/// The whole timeline of `task_id` as another device sees it: a ticket by task id (no session of
+/// its own), a subscription from seq 1, read to its end.
+async fn replay_by_task(world: &World, token: &str, task_id: &str) -> Vec<autopilot_contract::v1::Event> {
+    let ticket = world.edge.post_json("/api/container/ws-ticket", token, json!({"taskId": task_id})).await;
+    let mut ws = connect(ticket["websocketUrl"].as_str().unwrap_or_else(|| panic!("{ticket}"))).await;
+    autopilot_tests::bridge_client::send(&mut ws, &subscribe("replay", task_id, 1), Encoding::Binary).await;
+    let (events, ended) = read_subscription(&mut ws, "replay", Encoding::Binary, None).await;
+    assert!(ended, "the replay of {task_id} ends");
+    events
 }
 
 /// Now, as podman's `--since` reads it.

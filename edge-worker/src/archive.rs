@@ -10,7 +10,7 @@
 //! [`DEFAULT_MAX_EVENTS`]): past it the archive keeps only the final event, and says it was
 //! truncated; the task itself never fails for it.
 
-use autopilot_contract::v1::{Diff, Event, Task, TaskState, TaskSummary};
+use autopilot_contract::v1::{event::Payload, Diff, Event, Task, TaskState, TaskSummary};
 use prost::Message;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -153,7 +153,7 @@ impl Archive {
         let mut rows = Vec::new();
         for event in events.iter().filter(|e| e.seq > entry.last_seq) {
             last_seq = last_seq.max(event.seq);
-            let is_final = matches!(event.payload, Some(autopilot_contract::v1::event::Payload::TaskFinished(_)));
+            let is_final = matches!(event.payload, Some(Payload::TaskFinished(_)));
             if kept + 1 >= self.max_events && !is_final {
                 truncated = true;
                 continue;
@@ -174,9 +174,24 @@ impl Archive {
                 bindings,
             )?;
         }
+        // The list shows a running task as it goes: its latest state and usage.
+        let mut summary = entry.summary.clone();
+        for event in events.iter().filter(|e| e.seq > entry.last_seq) {
+            match &event.payload {
+                Some(Payload::StateChanged(changed)) => summary.state = changed.to,
+                Some(Payload::UsageUpdate(update)) => summary.usage = update.usage.clone().or(summary.usage.take()),
+                _ => {}
+            }
+        }
         self.sql.exec(
-            "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ? WHERE task_id = ?",
-            vec![int(last_seq), int(kept), int(truncated as u64), text(task_id)],
+            "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ?, summary = ? WHERE task_id = ?",
+            vec![
+                int(last_seq),
+                int(kept),
+                int(truncated as u64),
+                SqlStorageValue::Blob(summary.encode_to_vec()),
+                text(task_id),
+            ],
         )?;
         Ok(())
     }

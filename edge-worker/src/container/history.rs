@@ -205,9 +205,11 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
             match stream.next().await {
                 Some(Ok(event)) => {
                     let finished = matches!(event.payload, Some(Payload::TaskFinished(_)));
+                    // A new state or usage is written at once, so the task list shows it.
+                    let news = matches!(event.payload, Some(Payload::StateChanged(_) | Payload::UsageUpdate(_)));
                     live.note_event(&event);
                     follow.receive(event);
-                    if follow.pending.borrow().len() >= ARCHIVE_BATCH || finished {
+                    if follow.pending.borrow().len() >= ARCHIVE_BATCH || finished || news {
                         write(&archive, &task_id, &follow);
                     }
                     if finished {
