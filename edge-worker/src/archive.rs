@@ -20,8 +20,6 @@ use crate::task_list::{encode_token, Cursor};
 pub const DEFAULT_HISTORY_TASKS: usize = 200;
 /// Events kept per task unless `ARCHIVE_MAX_EVENTS` says otherwise.
 pub const DEFAULT_MAX_EVENTS: u64 = 20_000;
-/// Events written per statement (three bound values each; a statement takes at most 100).
-const ROWS_PER_INSERT: usize = 32;
 /// Rows read per query when a timeline is replayed.
 pub const REPLAY_CHUNK: usize = 500;
 
@@ -38,12 +36,13 @@ CREATE TABLE IF NOT EXISTS archived_tasks (
   truncated INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS archived_tasks_newest ON archived_tasks (created_ms DESC, task_id DESC);
-CREATE TABLE IF NOT EXISTS archived_events (
+CREATE TABLE IF NOT EXISTS archived_event_chunks (
   task_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  event BLOB NOT NULL,
-  PRIMARY KEY (task_id, seq)
-);";
+  first_seq INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL,
+  events BLOB NOT NULL,
+  PRIMARY KEY (task_id, first_seq)
+)";
 
 /// What the archive holds of one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,17 +160,16 @@ impl Archive {
             rows.push(event);
             kept += 1;
         }
-        // Many rows per statement: one statement per event made the archive cost most of a
-        // stream's time.
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-            let bindings = chunk
-                .iter()
-                .flat_map(|event| [text(task_id), int(event.seq), SqlStorageValue::Blob(event.encode_to_vec())])
-                .collect::<Vec<_>>();
+        // One row per batch, the events length-delimited in one blob: a row (or a bound value)
+        // per event made the archive cost most of a stream's time.
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let mut blob = Vec::new();
+            for event in &rows {
+                event.encode_length_delimited(&mut blob).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            }
             self.sql.exec(
-                &format!("INSERT OR IGNORE INTO archived_events (task_id, seq, event) VALUES {placeholders}"),
-                bindings,
+                "INSERT OR IGNORE INTO archived_event_chunks (task_id, first_seq, last_seq, events) VALUES (?, ?, ?, ?)",
+                vec![text(task_id), int(first.seq), int(last.seq), SqlStorageValue::Blob(blob)],
             )?;
         }
         // The list shows a running task as it goes: its latest state and usage.
@@ -225,11 +223,29 @@ impl Archive {
 
     /// The archived events of `task_id` with seq >= `from_seq`, at most `limit`, in order.
     pub fn events(&self, task_id: &str, from_seq: u64, limit: usize) -> worker::Result<Vec<Event>> {
-        let rows = self.rows(
-            "SELECT event FROM archived_events WHERE task_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
-            vec![text(task_id), int(from_seq), int(limit as u64)],
-        )?;
-        Ok(rows.iter().filter_map(|row| as_blob(&row[0]).and_then(|b| Event::decode(b).ok())).collect())
+        let mut events = Vec::new();
+        let mut after = from_seq;
+        while events.len() < limit {
+            let rows = self.rows(
+                "SELECT events, last_seq FROM archived_event_chunks WHERE task_id = ? AND last_seq >= ? \
+                 ORDER BY first_seq LIMIT 16",
+                vec![text(task_id), int(after)],
+            )?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let mut blob = as_blob(&row[0]).unwrap_or_default();
+                while !blob.is_empty() && events.len() < limit {
+                    let Ok(event) = Event::decode_length_delimited(&mut blob) else { break };
+                    if event.seq >= from_seq {
+                        events.push(event);
+                    }
+                }
+                after = as_u64(&row[1]) + 1;
+            }
+        }
+        Ok(events)
     }
 
     /// The archived diff of `task_id`, if it delivered one.
@@ -281,7 +297,7 @@ impl Archive {
             if ended.first().map(|r| as_u64(&r[0]) != 0) != Some(true) {
                 continue;
             }
-            self.sql.exec("DELETE FROM archived_events WHERE task_id = ?", vec![text(task_id)])?;
+            self.sql.exec("DELETE FROM archived_event_chunks WHERE task_id = ?", vec![text(task_id)])?;
             self.sql.exec("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
         }
         Ok(())
