@@ -75,6 +75,15 @@ impl World {
         started
     }
 
+    /// The names of this edge's app containers (not their sidecars) podman created since `since`.
+    fn app_containers_created_since(&self, since: &str) -> Vec<String> {
+        let format = "{{.Name}}";
+        let filters = ["--filter", "type=container", "--filter", "event=create", "--format", format];
+        let creates = podman_ok(&[&["events", "--stream=false", "--since", since][..], &filters[..]].concat());
+        let prefix = format!("workerd-{}-", self.edge.worker_name.as_deref().unwrap());
+        creates.lines().filter(|n| n.starts_with(&prefix) && !n.ends_with("-proxy")).map(str::to_string).collect()
+    }
+
     async fn status(&self, token: &str, task_id: &str) -> Value {
         self.edge.get_json(&format!("/api/container/status?taskId={task_id}"), token).await
     }
@@ -307,20 +316,7 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
     for refused in replies.iter().filter(|r| !r["taskId"].is_string()) {
         assert_eq!(refused["error"]["code"], "FAILED_PRECONDITION", "{refused}");
     }
-    let creates = podman_ok(&[
-        "events",
-        "--stream=false",
-        "--since",
-        &since,
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Name}}",
-    ]);
-    let prefix = format!("workerd-{}-", world.edge.worker_name.as_deref().unwrap());
-    let created: Vec<&str> = creates.lines().filter(|n| n.starts_with(&prefix) && !n.ends_with("-proxy")).collect();
+    let created = world.app_containers_created_since(&since);
     assert_eq!(created.len(), 1, "exactly one container created: {created:?}");
     let container = world.running_container();
 
@@ -357,19 +353,8 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
     assert_eq!(world.status(&token, task_id).await["task"]["state"], "TASK_STATE_SUCCEEDED");
     let listed = world.edge.get_json("/api/tasks", &token).await;
     assert_eq!(listed["tasks"][0]["taskId"], task_id, "{listed}");
-    let creates = podman_ok(&[
-        "events",
-        "--stream=false",
-        "--since",
-        &before_replay,
-        "--filter",
-        "type=container",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Name}}",
-    ]);
-    assert!(!creates.lines().any(|n| n.starts_with(&prefix)), "no container for an archived task: {creates}");
+    let created = world.app_containers_created_since(&before_replay);
+    assert!(created.is_empty(), "no container for an archived task: {created:?}");
     let after = world.edge.get_json("/api/billing/ledger", &token).await;
     assert_eq!(after["entries"], ledger["entries"], "nothing charged for an archived task");
     let balance = world.edge.get_json("/api/billing/balance", &token).await;
