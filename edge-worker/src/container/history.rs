@@ -28,8 +28,11 @@ use crate::{
     task_list::{decode_token, masked_url, page_size, title},
 };
 
-/// Events the follower gathers before it writes them in one go (the end is written at once).
-const ARCHIVE_BATCH: usize = 64;
+/// Events the follower gathers before it writes them in one go (a new state or usage, and the
+/// end, are written at once). Each write costs about as much as a few hundred events' streaming
+/// (measured under wrangler dev: 64 per write streamed at 31k events/s, storing nothing at 51k),
+/// and what is not written yet is still served to subscribers from memory and written on a loss.
+const ARCHIVE_BATCH: usize = 256;
 /// How long a stop waits for the current task's archive to be made whole.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
