@@ -10,7 +10,9 @@
 //! [`DEFAULT_MAX_EVENTS`]): past it the archive keeps only the final event, and says it was
 //! truncated; the task itself never fails for it.
 
-use autopilot_contract::v1::{event::Payload, Diff, Event, Task, TaskState, TaskSummary};
+use autopilot_contract::v1::{
+    event::Payload, CancelResponse, Diff, Event, StatusResponse, Task, TaskState, TaskSummary,
+};
 use prost::Message;
 use worker::{SqlStorage, SqlStorageValue};
 
@@ -51,8 +53,22 @@ pub struct Entry {
     /// The final Task, once the task ended.
     pub task: Option<Task>,
     pub last_seq: u64,
+    /// How many of its events are stored (at most the cap).
+    pub kept_events: u64,
     pub ended: bool,
     pub truncated: bool,
+}
+
+impl Entry {
+    /// Status of the ended task, as the service answered it last.
+    pub fn status_response(self) -> StatusResponse {
+        StatusResponse { task: self.task }
+    }
+
+    /// Cancel's answer for the ended task `task_id`: nothing changes, its final state.
+    pub fn cancel_response(&self, task_id: &str) -> CancelResponse {
+        CancelResponse { task_id: task_id.to_string(), state: self.summary.state }
+    }
 }
 
 /// The archive of one object.
@@ -124,7 +140,7 @@ impl Archive {
     /// What the archive holds of `task_id`.
     pub fn entry(&self, task_id: &str) -> worker::Result<Option<Entry>> {
         let rows = self.rows(
-            "SELECT summary, task, last_seq, ended, truncated FROM archived_tasks WHERE task_id = ?",
+            "SELECT summary, task, last_seq, events, ended, truncated FROM archived_tasks WHERE task_id = ?",
             vec![text(task_id)],
         )?;
         let Some(row) = rows.into_iter().next() else { return Ok(None) };
@@ -134,8 +150,9 @@ impl Archive {
             summary,
             task,
             last_seq: as_u64(&row[2]),
-            ended: as_u64(&row[3]) != 0,
-            truncated: as_u64(&row[4]) != 0,
+            kept_events: as_u64(&row[3]),
+            ended: as_u64(&row[4]) != 0,
+            truncated: as_u64(&row[5]) != 0,
         }))
     }
 
@@ -146,12 +163,17 @@ impl Archive {
             return Ok(());
         }
         let Some(entry) = self.entry(task_id)? else { return Ok(()) };
-        let kept_rows = self.rows("SELECT events FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
-        let mut kept = kept_rows.first().and_then(|r| r.first()).map(as_u64).unwrap_or(0);
-        let (mut last_seq, mut truncated) = (entry.last_seq, entry.truncated);
+        let (mut last_seq, mut kept, mut truncated) = (entry.last_seq, entry.kept_events, entry.truncated);
+        // The list shows a running task as it goes: its latest state and usage.
+        let mut summary = entry.summary;
         let mut rows = Vec::new();
         for event in events.iter().filter(|e| e.seq > entry.last_seq) {
             last_seq = last_seq.max(event.seq);
+            match &event.payload {
+                Some(Payload::StateChanged(changed)) => summary.state = changed.to,
+                Some(Payload::UsageUpdate(update)) => summary.usage = update.usage.clone().or(summary.usage.take()),
+                _ => {}
+            }
             let is_final = matches!(event.payload, Some(Payload::TaskFinished(_)));
             if kept + 1 >= self.max_events && !is_final {
                 truncated = true;
@@ -171,15 +193,6 @@ impl Archive {
                 "INSERT OR IGNORE INTO archived_event_chunks (task_id, first_seq, last_seq, events) VALUES (?, ?, ?, ?)",
                 vec![text(task_id), int(first.seq), int(last.seq), SqlStorageValue::Blob(blob)],
             )?;
-        }
-        // The list shows a running task as it goes: its latest state and usage.
-        let mut summary = entry.summary.clone();
-        for event in events.iter().filter(|e| e.seq > entry.last_seq) {
-            match &event.payload {
-                Some(Payload::StateChanged(changed)) => summary.state = changed.to,
-                Some(Payload::UsageUpdate(update)) => summary.usage = update.usage.clone().or(summary.usage.take()),
-                _ => {}
-            }
         }
         self.sql.exec(
             "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ?, summary = ? WHERE task_id = ?",
@@ -248,6 +261,12 @@ impl Archive {
         Ok(events)
     }
 
+    /// The archived events of `task_id` from `from_seq` on, in order, [`REPLAY_CHUNK`] at a time
+    /// (a replay need not hold a whole timeline in memory).
+    pub fn replay(&self, task_id: &str, from_seq: u64) -> Replay<'_> {
+        Replay { archive: self, task_id: task_id.to_string(), next_seq: from_seq.max(1), done: false }
+    }
+
     /// The archived diff of `task_id`, if it delivered one.
     pub fn diff(&self, task_id: &str) -> worker::Result<Option<Diff>> {
         let rows = self.rows("SELECT diff FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
@@ -288,18 +307,42 @@ impl Archive {
     /// Deletes, whole, the ended tasks beyond the newest `keep` (running ones are never pruned).
     pub fn prune(&self, keep: usize) -> worker::Result<()> {
         let rows = self.rows(
-            "SELECT task_id FROM archived_tasks ORDER BY created_ms DESC, task_id DESC LIMIT -1 OFFSET ?",
+            "SELECT task_id, ended FROM archived_tasks ORDER BY created_ms DESC, task_id DESC LIMIT -1 OFFSET ?",
             vec![int(keep as u64)],
         )?;
         for row in rows {
-            let SqlStorageValue::String(task_id) = &row[0] else { continue };
-            let ended = self.rows("SELECT ended FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
-            if ended.first().map(|r| as_u64(&r[0]) != 0) != Some(true) {
-                continue;
-            }
+            let (SqlStorageValue::String(task_id), true) = (&row[0], as_u64(&row[1]) != 0) else { continue };
             self.sql.exec("DELETE FROM archived_event_chunks WHERE task_id = ?", vec![text(task_id)])?;
             self.sql.exec("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
         }
         Ok(())
+    }
+}
+
+/// The chunks of a replay (see [`Archive::replay`]).
+pub struct Replay<'a> {
+    archive: &'a Archive,
+    task_id: String,
+    next_seq: u64,
+    done: bool,
+}
+
+impl Iterator for Replay<'_> {
+    type Item = worker::Result<Vec<Event>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let events = match self.archive.events(&self.task_id, self.next_seq, REPLAY_CHUNK) {
+            Ok(events) => events,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        self.done = events.len() < REPLAY_CHUNK;
+        self.next_seq = events.last()?.seq + 1;
+        Some(Ok(events))
     }
 }

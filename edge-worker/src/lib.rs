@@ -28,8 +28,8 @@
 //! - [`api_error`]: the JSON error scheme.
 
 pub mod agent_client;
-pub mod archive;
 pub mod api_error;
+pub mod archive;
 pub mod auth;
 pub mod billing;
 pub mod bridge;

@@ -16,6 +16,7 @@ use crate::{
     },
     route::{AdminRoute, Backend, Internal, Route},
     site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
+    socket::is_websocket_upgrade,
     ticket,
 };
 
@@ -62,7 +63,7 @@ async fn user_route(req: Request, env: &Env, route: Route) -> worker::Result<Res
         };
     };
     let kind = match req.method() {
-        Method::Get | Method::Head if is_upgrade(&req)? => RequestKind::Upgrade,
+        Method::Get | Method::Head if is_websocket_upgrade(&req)? => RequestKind::Upgrade,
         Method::Get | Method::Head => RequestKind::Read,
         _ if grpc => RequestKind::GrpcWeb,
         _ => RequestKind::Json,
@@ -126,10 +127,6 @@ fn check_browser(req: &Request, env: &Env, proof: Proof, kind: RequestKind) -> w
         headers.get("content-type")?.as_deref(),
         &site,
     ))
-}
-
-fn is_upgrade(req: &Request) -> worker::Result<bool> {
-    Ok(req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")))
 }
 
 /// `GET /api/{container,tunnel}/ws/{session}`: a ticket (`?ticket=`) or a session cookie proves

@@ -16,6 +16,7 @@ use crate::{
     internal::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
     route::Backend,
     site::{site_origin, websocket_url},
+    socket::{is_websocket_upgrade, upgrade_required},
     ticket::{self, Ticket, TICKET_TTL_MS},
 };
 
@@ -90,10 +91,8 @@ impl Sessions<'_> {
         }
         // After the session check (another user's session is only ever "not found"), before a
         // ticket is burned: a plain GET does not use it up.
-        if !req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-            let status =
-                GrpcStatus::new(Code::FailedPrecondition, "this route is a WebSocket: send Upgrade: websocket");
-            return Ok(Err(error_response(&status)?.with_status(426)));
+        if !is_websocket_upgrade(req)? {
+            return Ok(Err(upgrade_required("this route is a WebSocket: send Upgrade: websocket")?));
         }
         if let Some(nonce) = req.headers().get(TICKET_NONCE_HEADER)? {
             if req.headers().get(TICKET_SESSION_HEADER)?.as_deref() != Some(session_id) {

@@ -1,9 +1,24 @@
 //! Bridge messages on the Durable Objects' WebSockets: what arrives, read as a [`WsMessage`], and
-//! what goes out, in the frame type the message is. Both objects (container and tunnel) use it.
+//! what goes out, in the frame type the message is; and whether a request asks for a WebSocket at
+//! all. The Worker and both objects (container and tunnel) use it.
 
-use worker::{WebSocket, WebSocketIncomingMessage};
+use worker::{Request, Response, WebSocket, WebSocketIncomingMessage};
 
-use crate::bridge::WsMessage;
+use crate::{
+    api_error::error_response,
+    bridge::WsMessage,
+    grpc_web::{Code, GrpcStatus},
+};
+
+/// Whether `req` asks for a WebSocket (`Upgrade: websocket`).
+pub fn is_websocket_upgrade(req: &Request) -> worker::Result<bool> {
+    Ok(req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")))
+}
+
+/// The 426 a WebSocket route answers a plain request with; `message` says how to ask.
+pub fn upgrade_required(message: &str) -> worker::Result<Response> {
+    Ok(error_response(&GrpcStatus::new(Code::FailedPrecondition, message))?.with_status(426))
+}
 
 /// A message a socket received.
 pub fn incoming(message: WebSocketIncomingMessage) -> WsMessage {

@@ -35,7 +35,7 @@ use crate::{
     relay_route::Route,
     route::Backend,
     sessions::Sessions,
-    socket::{incoming, send},
+    socket::{incoming, is_websocket_upgrade, send, upgrade_required},
 };
 
 /// Tag of the machine's socket.
@@ -130,9 +130,8 @@ impl TunnelRelay {
 
     /// `GET /api/tunnel/connect`: the user's machine connects; any machine before it is replaced.
     async fn connect_route(&self, req: &Request) -> worker::Result<Response> {
-        if !req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-            let status = GrpcStatus::new(Code::FailedPrecondition, "connect with a WebSocket (Upgrade: websocket)");
-            return Ok(error_response(&status)?.with_status(426));
+        if !is_websocket_upgrade(req)? {
+            return upgrade_required("connect with a WebSocket (Upgrade: websocket)");
         }
         for old in self.state.get_websockets_with_tag(MACHINE_TAG) {
             let _ = old.close(Some(REPLACED_CLOSE_CODE), Some(REPLACED_REASON));

@@ -8,8 +8,7 @@
 use std::{cell::Cell, rc::Rc};
 
 use autopilot_contract::v1::{
-    server_frame::Frame, CancelResponse, Event, ServerFrame, StartRequest, StartResponse, StatusResponse,
-    StreamEventsRequest,
+    server_frame::Frame, Event, ServerFrame, StartRequest, StartResponse, StreamEventsRequest,
 };
 use futures::future::{AbortHandle, Abortable};
 use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
@@ -57,29 +56,18 @@ impl AutopilotContainer {
         let frame = match rpc {
             Rpc::Start(request) => self.start_task(&request).await.map(|started| reply(Frame::Start(started))),
             Rpc::Status(mut request) => match self.scope(&mut request.task_id).await {
-                Ok(Some(ended)) => Ok(reply(Frame::Status(StatusResponse { task: ended.task }))),
-                Ok(None) => match self.ready_client().await {
-                    Ok(client) => {
-                        client.unary::<StatusResponse>("Status", &request).await.map(|s| reply(Frame::Status(s)))
-                    }
-                    Err(status) => Err(status),
-                },
+                Ok(Some(ended)) => Ok(ended.status_response()),
+                Ok(None) => self.ask_service("Status", &request).await,
                 Err(status) => Err(status),
-            },
+            }
+            .map(|status| reply(Frame::Status(status))),
             Rpc::Cancel(mut request) => match self.scope(&mut request.task_id).await {
                 // Cancelling a task that has ended changes nothing and answers its final state.
-                Ok(Some(ended)) => Ok(reply(Frame::Cancel(CancelResponse {
-                    task_id: request.task_id.clone(),
-                    state: ended.summary.state,
-                }))),
-                Ok(None) => match self.ready_client().await {
-                    Ok(client) => {
-                        client.unary::<CancelResponse>("Cancel", &request).await.map(|c| reply(Frame::Cancel(c)))
-                    }
-                    Err(status) => Err(status),
-                },
+                Ok(Some(ended)) => Ok(ended.cancel_response(&request.task_id)),
+                Ok(None) => self.ask_service("Cancel", &request).await,
                 Err(status) => Err(status),
-            },
+            }
+            .map(|cancel| reply(Frame::Cancel(cancel))),
             Rpc::Subscribe(mut request) => match self.scope(&mut request.task_id).await {
                 Ok(Some(_)) => {
                     return self.replay_archived(ws, request_id, request.task_id, request.from_seq, encoding)
@@ -95,6 +83,15 @@ impl AutopilotContainer {
         };
         let frame = frame.unwrap_or_else(|status| error_frame(request_id.clone(), status));
         send(ws, encode_server_frame(&frame, encoding));
+    }
+
+    /// A unary call to the ready service (started first if need be).
+    async fn ask_service<R: prost::Message + Default>(
+        &self,
+        method: &str,
+        request: &impl prost::Message,
+    ) -> Result<R, GrpcStatus> {
+        self.ready_client().await?.unary(method, request).await
     }
 
     /// Starts a task for this user on every path (JSON route, bridge frame, gRPC-web): checks the

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     agent_client::AgentClient,
-    archive::{Archive, Entry, REPLAY_CHUNK},
+    archive::{Archive, Entry},
     bridge::{encode_server_frame, end_frame, event_frame, Encoding},
     grpc_web::{Code, GrpcStatus},
     socket::try_send,
@@ -133,18 +133,12 @@ impl AutopilotContainer {
         let Some(archive) = self.live.archive.clone() else { return };
         let ws = ws.clone();
         spawn_local(async move {
-            let mut next = from_seq.max(1);
-            loop {
-                let Ok(events) = archive.events(&task_id, next, REPLAY_CHUNK) else { break };
-                let done = events.len() < REPLAY_CHUNK;
+            for chunk in archive.replay(&task_id, from_seq) {
+                let Ok(events) = chunk else { break };
                 for event in events {
-                    next = event.seq + 1;
                     if try_send(&ws, encode_server_frame(&event_frame(request_id.clone(), event), encoding)).is_err() {
                         return;
                     }
-                }
-                if done {
-                    break;
                 }
                 // Let the socket's other frames through between chunks.
                 Delay::from(Duration::ZERO).await;

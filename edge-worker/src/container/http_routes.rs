@@ -4,8 +4,8 @@
 //! storage report. Each is thin: the rules live in the modules they call.
 
 use autopilot_contract::v1::{
-    CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, ListTasksRequest, StartRequest, StatusRequest,
-    StatusResponse, StreamEventsRequest, StreamEventsResponse, TaskState,
+    CancelRequest, GetDiffRequest, GetDiffResponse, ListTasksRequest, StartRequest, StatusRequest, StatusResponse,
+    StreamEventsRequest, StreamEventsResponse, TaskState,
 };
 use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
@@ -13,11 +13,9 @@ use super::{live::SocketInfo, now_ms, AutopilotContainer};
 use crate::{
     agent_client::AgentClient,
     api_error::{error_response, grpc_web_error},
-    archive::REPLAY_CHUNK,
     entropy::random_id,
     grpc_web::{self, Code, GrpcStatus},
     internal::USER_HEADER,
-    task_scope,
 };
 
 impl AutopilotContainer {
@@ -72,61 +70,45 @@ impl AutopilotContainer {
     /// is not started just to answer (its tasks left with it): the object answers from what it
     /// remembers of its current task, or NOT_FOUND.
     pub(super) async fn status_route(&self, req: &Request) -> worker::Result<Response> {
-        let requested =
+        let mut task_id =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
-        let latest = self.live.record.borrow().current_task_id.clone();
-        let owned = !requested.is_empty() && self.owns_task(&requested);
-        let task_id = match task_scope::resolve(&requested, latest.as_deref(), owned) {
-            Ok(task_id) => task_id,
+        let answer = match self.scope(&mut task_id).await {
+            Ok(Some(ended)) => serde_json::to_value(ended.status_response()).map_err(|e| e.to_string()),
+            Ok(None) => match self.status_of(task_id).await {
+                Ok(answer) => Ok(answer),
+                Err(status) => return error_response(&status),
+            },
             Err(status) => return error_response(&status),
         };
+        let mut body = answer.map_err(worker::Error::RustError)?;
         let lifecycle = self.live.record.borrow().lifecycle.clone();
-        let container = serde_json::to_value(&lifecycle.state).unwrap_or_default();
-        let container_changed_ms = lifecycle.changed_ms;
-        if let Some(ended) = self.archived_end(&task_id) {
-            let mut body = serde_json::to_value(StatusResponse { task: ended.task })
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
-            body["container"] = container;
-            body["containerChangedMs"] = container_changed_ms.into();
-            return Response::from_json(&body);
-        }
+        body["container"] = serde_json::to_value(&lifecycle.state).unwrap_or_default();
+        body["containerChangedMs"] = lifecycle.changed_ms.into();
+        Response::from_json(&body)
+    }
+
+    /// Status of one of the user's tasks that has not ended in the archive: from the running
+    /// service, or from the record when no container runs.
+    async fn status_of(&self, task_id: String) -> Result<serde_json::Value, GrpcStatus> {
         // `wake` has already checked "ready" against the platform's `running()`.
-        if !lifecycle.is_ready() {
-            let answer = self.live.record.borrow().status_without_container(&task_id);
-            return match answer {
-                Ok(mut body) => {
-                    body["container"] = container;
-                    body["containerChangedMs"] = container_changed_ms.into();
-                    Response::from_json(&body)
-                }
-                Err(status) => error_response(&status),
-            };
+        if !self.live.record.borrow().lifecycle.is_ready() {
+            return self.live.record.borrow().status_without_container(&task_id);
         }
-        let client = match self.endpoint() {
-            Ok(endpoint) => AgentClient::new(endpoint),
-            Err(status) => return error_response(&status),
-        };
-        match client.unary::<StatusResponse>("Status", &StatusRequest { task_id }).await {
-            Ok(status) => {
-                if let Some(task) = &status.task {
-                    self.live.remember_task(&task.task_id, task.state);
-                    // The service knows the task ended: make sure its end reaches the archive
-                    // (a follow broken by a restart would otherwise wait for the heartbeat).
-                    if TaskState::try_from(task.state).is_ok_and(TaskState::is_final) {
-                        self.follow_into_archive(client.clone(), task.task_id.clone());
-                    }
-                    if task.task_id == self.live.record.borrow().current_task_id.clone().unwrap_or_default() {
-                        let error = task.error.clone();
-                        self.live.update(|p| p.current_task_error = error);
-                    }
-                }
-                let mut body = serde_json::to_value(&status).map_err(|e| worker::Error::RustError(e.to_string()))?;
-                body["container"] = container;
-                body["containerChangedMs"] = container_changed_ms.into();
-                Response::from_json(&body)
+        let client = AgentClient::new(self.endpoint()?);
+        let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id }).await?;
+        if let Some(task) = &status.task {
+            self.live.remember_task(&task.task_id, task.state);
+            // The service knows the task ended: make sure its end reaches the archive (a follow
+            // broken by a restart would otherwise wait for the heartbeat).
+            if TaskState::try_from(task.state).is_ok_and(TaskState::is_final) {
+                self.follow_into_archive(client.clone(), task.task_id.clone());
             }
-            Err(status) => error_response(&status),
+            if task.task_id == self.live.record.borrow().current_task_id.clone().unwrap_or_default() {
+                let error = task.error.clone();
+                self.live.update(|p| p.current_task_error = error);
+            }
         }
+        serde_json::to_value(&status).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))
     }
 
     /// Upgrades to a WebSocket on one of this user's sessions (see [`Sessions::admit`]).
@@ -191,7 +173,7 @@ impl AutopilotContainer {
             "Status" => {
                 let mut request = decode::<StatusRequest>(message)?;
                 match self.scope(&mut request.task_id).await? {
-                    Some(ended) => here(grpc_web_reply(&StatusResponse { task: ended.task })),
+                    Some(ended) => here(grpc_web_reply(&ended.status_response())),
                     None => Ok(Answer::Service(grpc_web::encode_request(&request))),
                 }
             }
@@ -205,10 +187,7 @@ impl AutopilotContainer {
             "Cancel" => {
                 let mut request = decode::<CancelRequest>(message)?;
                 match self.scope(&mut request.task_id).await? {
-                    Some(ended) => here(grpc_web_reply(&CancelResponse {
-                        task_id: request.task_id.clone(),
-                        state: ended.summary.state,
-                    })),
+                    Some(ended) => here(grpc_web_reply(&ended.cancel_response(&request.task_id))),
                     None => Ok(Answer::Service(grpc_web::encode_request(&request))),
                 }
             }
@@ -243,23 +222,14 @@ impl AutopilotContainer {
     fn archived_stream(&self, request: &StreamEventsRequest) -> worker::Result<Response> {
         let mut body = Vec::new();
         if let Some(archive) = &self.live.archive {
-            let mut next = request.from_seq.max(1);
-            loop {
-                let events = archive.events(&request.task_id, next, REPLAY_CHUNK)?;
-                let done = events.len() < REPLAY_CHUNK;
-                for event in events {
-                    next = event.seq + 1;
+            for chunk in archive.replay(&request.task_id, request.from_seq) {
+                for event in chunk? {
                     body.extend(grpc_web::encode_request(&StreamEventsResponse { event: Some(event) }));
-                }
-                if done {
-                    break;
                 }
             }
         }
         body.extend(grpc_web::encode_reply_end());
-        let headers = worker::Headers::new();
-        headers.set("content-type", grpc_web::CONTENT_TYPE)?;
-        Ok(Response::from_bytes(body)?.with_headers(headers))
+        grpc_web_response(body)
     }
 
     /// `GET /api/tasks?pageSize=&pageToken=`: a page of the user's task list, newest first, as
@@ -316,7 +286,12 @@ fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Result<M, GrpcStatus> {
 
 /// A gRPC-web OK reply carrying `message`.
 fn grpc_web_reply(message: &impl prost::Message) -> worker::Result<Response> {
+    grpc_web_response(grpc_web::encode_reply(message))
+}
+
+/// A gRPC-web response with `body` (its messages and trailers).
+fn grpc_web_response(body: Vec<u8>) -> worker::Result<Response> {
     let headers = worker::Headers::new();
     headers.set("content-type", grpc_web::CONTENT_TYPE)?;
-    Ok(Response::from_bytes(grpc_web::encode_reply(message))?.with_headers(headers))
+    Ok(Response::from_bytes(body)?.with_headers(headers))
 }
