@@ -16,10 +16,9 @@ use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding},
     edge::Edge,
     events::seqs,
-    fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
-    service::{Service, ServiceOptions},
+    service::{ServiceFixture, ServiceOptions},
 };
 use prost::Message;
 use serde_json::{json, Value};
@@ -55,10 +54,9 @@ async fn replay(edge: &Edge, token: &str, session_id: &str, task_id: &str) -> (V
 
 #[tokio::test]
 async fn an_ended_task_is_served_from_the_edge_after_its_service_is_gone() {
-    let model_api = FakeModelApi::start().await.unwrap();
+    let ServiceFixture { model_api, repo, mut service } = ServiceFixture::start().await;
+    // What the service was started with, to start it again the same way.
     let options = ServiceOptions::default();
-    let mut service = Service::start(&model_api, options.clone()).await;
-    let repo = GitFixture::new();
     let edge = Edge::start_with_vars(
         &format!("http://{}", service.addr),
         &[("HISTORY_TASKS", "3"), ("ARCHIVE_MAX_EVENTS", "30")],

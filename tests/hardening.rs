@@ -15,10 +15,9 @@ use autopilot_contract::v1::{
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
     edge::Edge,
-    fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
-    service::{Service, ServiceOptions},
+    service::{ServiceFixture, ServiceOptions},
 };
 use futures::SinkExt;
 use serde_json::{json, Value};
@@ -80,10 +79,9 @@ fn frame(request_id: &str, request: ClientRequest) -> ClientFrame {
 
 #[tokio::test]
 async fn the_edge_refuses_what_it_must_and_keeps_serving() {
-    let model_api = FakeModelApi::start().await.unwrap();
+    let ServiceFixture { model_api, repo, mut service } = ServiceFixture::start().await;
+    // What the service was started with, to start it again the same way.
     let options = ServiceOptions::default();
-    let mut service = Service::start(&model_api, options.clone()).await;
-    let repo = GitFixture::new();
     let edge = Edge::start_with_vars(
         &format!("http://{}", service.addr),
         &[("PUBLIC_ORIGIN", "{edge}"), ("TICKET_TTL_SECONDS", "3"), ("SESSION_RETENTION_SECONDS", "40")],
