@@ -253,24 +253,10 @@ impl Edge {
     /// The resident memory (KiB) of the workerd processes this edge runs (wrangler's
     /// descendants named `workerd`), from `/proc`.
     pub fn workerd_rss_kib(&self) -> u64 {
-        let parent_of = |pid: u32| -> Option<u32> {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name is in parentheses and may hold spaces: fields follow the last ')'.
-            stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
-        };
-        let descends_from_edge = |mut pid: u32| {
-            while let Some(parent) = parent_of(pid).filter(|p| *p > 1) {
-                if parent == self.child.id() {
-                    return true;
-                }
-                pid = parent;
-            }
-            false
-        };
-        let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten();
-        pids.filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        use agent_service::proc_table::{descendants, snapshot};
+        descendants(&snapshot(), self.child.id() as i32)
+            .into_iter()
             .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "workerd"))
-            .filter(|pid| descends_from_edge(*pid))
             .filter_map(|pid| {
                 let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
                 let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
