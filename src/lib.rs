@@ -10,6 +10,7 @@
 //!   features (the wasm edge worker builds neither).
 //! - [`grpc_web_client`] (feature `grpc-web-client`): a gRPC-web client over HTTP/1.1.
 //! - [`time`]: std time to and from the contract's Timestamp and Duration.
+//! - [`task_list`]: the rules of ListTasks both halves apply (page sizes, titles).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
 /// Messages and services of package `autopilot.v1`.
@@ -122,5 +123,59 @@ mod tests {
         .filter(|s| s.is_final())
         .collect();
         assert_eq!(finals, [TaskState::Succeeded, TaskState::Failed, TaskState::Cancelled, TaskState::TimedOut]);
+    }
+}
+
+/// The rules of ListTasks that both halves apply — the agent-service over its own history, the
+/// edge over its archive — so a page size and a title mean the same whichever answers.
+pub mod task_list {
+    /// The page size when a request names none (`page_size` 0).
+    pub const DEFAULT_PAGE_SIZE: i32 = 20;
+    /// The largest page a request may ask for.
+    pub const MAX_PAGE_SIZE: i32 = 100;
+    /// Longest title, in characters (Unicode scalar values).
+    pub const MAX_TITLE_CHARS: usize = 200;
+
+    /// The page size `requested` asks for (0: [`DEFAULT_PAGE_SIZE`]).
+    ///
+    /// # Errors
+    /// Why the size is refused (the caller names the field `page_size`).
+    pub fn page_size(requested: i32) -> Result<usize, String> {
+        match requested {
+            0 => Ok(DEFAULT_PAGE_SIZE as usize),
+            size @ 1..=MAX_PAGE_SIZE => Ok(size as usize),
+            size => Err(format!("must be between 1 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}); got {size}")),
+        }
+    }
+
+    /// A task's title: the first line of its prompt that is not blank, trimmed, control
+    /// characters turned into spaces, cut to [`MAX_TITLE_CHARS`] characters. `masked_prompt` must
+    /// already have its secrets masked: masking after the cut could miss a secret the cut
+    /// shortened.
+    pub fn title(masked_prompt: &str) -> String {
+        let line = masked_prompt.trim().lines().next().unwrap_or_default().trim();
+        let cut: String = line.chars().take(MAX_TITLE_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+        cut.trim_end().to_string()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn page_sizes_default_and_refuse_out_of_range() {
+            assert_eq!(page_size(0), Ok(20));
+            assert_eq!(page_size(100), Ok(100));
+            assert_eq!(page_size(101).unwrap_err(), "must be between 1 and 100 (0: 20); got 101");
+            assert!(page_size(-1).is_err() && page_size(i32::MIN).is_err());
+        }
+
+        #[test]
+        fn a_title_is_the_first_line_trimmed_cut_and_without_control_characters() {
+            assert_eq!(title("\n  Fix the tests  \nand more"), "Fix the tests");
+            assert_eq!(title(&"é".repeat(500)).chars().count(), MAX_TITLE_CHARS);
+            assert_eq!(title("a\tb"), "a b");
+            assert_eq!(title(""), "");
+        }
     }
 }

@@ -15,8 +15,7 @@ use std::cmp::Reverse;
 use autopilot_contract::v1::{ListTasksResponse, Task as TaskSnapshot, TaskSummary};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
-/// Longest title, in characters (Unicode scalar values).
-pub const MAX_TITLE_CHARS: usize = 200;
+pub use autopilot_contract::task_list::{title, MAX_TITLE_CHARS};
 
 /// What a page token encodes before base64, ahead of its fields: the version of its form.
 const TOKEN_VERSION: &str = "v1";
@@ -106,16 +105,6 @@ pub fn summary(task: &TaskSnapshot, title: &str) -> TaskSummary {
         branch: delivery.map(|d| d.branch.clone()).unwrap_or_default(),
         commit: delivery.map(|d| d.commit.clone()).unwrap_or_default(),
     }
-}
-
-/// A task's title: the first line of its prompt that is not blank, trimmed, control characters
-/// turned into spaces, cut to [`MAX_TITLE_CHARS`] characters. `masked_prompt` must already have
-/// its secrets masked ([`crate::redact::Redactor::redact`]): masking after the cut could miss a
-/// secret the cut shortened.
-pub fn title(masked_prompt: &str) -> String {
-    let line = masked_prompt.trim().lines().next().unwrap_or_default().trim();
-    let cut: String = line.chars().take(MAX_TITLE_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
-    cut.trim_end().to_string()
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@
 
 use std::time::Duration;
 
-use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest};
+use autopilot_contract::{
+    task_list::page_size,
+    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest},
+};
 
 use crate::{
     branch_name::check_branch_name,
@@ -40,10 +43,7 @@ pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
 pub const MAX_TASK_ID_LEN: usize = 64;
 /// Longest cancel reason accepted.
 pub const MAX_CANCEL_REASON_LEN: usize = 500;
-/// ListTasks' page size when the request names none.
-pub const DEFAULT_PAGE_SIZE: i32 = 20;
-/// Largest ListTasks page size.
-pub const MAX_PAGE_SIZE: i32 = 100;
+pub use autopilot_contract::task_list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 /// Longest page token accepted (the service's own are under 100 characters).
 pub const MAX_PAGE_TOKEN_LEN: usize = 256;
 /// The commit author when the request names none.
@@ -208,16 +208,7 @@ pub fn validate_cancel_reason(reason: &str) -> Result<Option<String>, FieldError
 /// # Errors
 /// `page_size` is out of range, or `page_token` is not one this service handed out.
 pub fn validate_list_tasks(request: &ListTasksRequest) -> Result<PageRequest, FieldError> {
-    let size = match request.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        size @ 1..=MAX_PAGE_SIZE => size,
-        size => {
-            return Err(reject(
-                "page_size",
-                format!("must be between 1 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}); got {size}"),
-            ))
-        }
-    };
+    let size = page_size(request.page_size).map_err(|why| reject("page_size", why))?;
     let after = match request.page_token.as_str() {
         "" => None,
         token => {
@@ -229,7 +220,7 @@ pub fn validate_list_tasks(request: &ListTasksRequest) -> Result<PageRequest, Fi
             Some(position)
         }
     };
-    Ok(PageRequest { size: size as usize, after })
+    Ok(PageRequest { size, after })
 }
 
 fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldError> {

@@ -1,18 +1,13 @@
-//! The task list's rules, as plain Rust: page sizes, the opaque page token (where the next page
-//! starts: the last listed task's creation time and id, newest first), and the summary a list
-//! shows of a task (its first prompt line as a title). A token the edge did not hand out, or a
-//! page size out of range, is the client's mistake: INVALID_ARGUMENT, never a server fault.
+//! The edge's side of the task list's rules, as plain Rust: the opaque page token over its
+//! archive (where the next page starts: the last listed task's creation time and id, newest
+//! first), and what a list shows of a task. Page sizes and titles follow the rules the service
+//! applies too ([`autopilot_contract::task_list`]). A token the edge did not hand out, or a page
+//! size out of range, is the client's mistake: INVALID_ARGUMENT, never a server fault.
 
+use autopilot_contract::task_list;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::grpc_web::{Code, GrpcStatus};
-
-/// The page size when the request names none.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-/// The largest page a request may ask for.
-pub const MAX_PAGE_SIZE: usize = 100;
-/// The longest title kept (characters).
-pub const MAX_TITLE_CHARS: usize = 200;
 /// A token longer than this was not made here (ours are under 80 bytes).
 const MAX_TOKEN_LEN: usize = 128;
 
@@ -27,16 +22,9 @@ pub struct Cursor {
 /// The page size to use for `requested` (0 means the default).
 ///
 /// # Errors
-/// INVALID_ARGUMENT outside 0..=[`MAX_PAGE_SIZE`].
-pub fn page_size(requested: i64) -> Result<usize, GrpcStatus> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        1..=100 => Ok(requested as usize),
-        _ => Err(GrpcStatus::new(
-            Code::InvalidArgument,
-            format!("page_size must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE}), not {requested}"),
-        )),
-    }
+/// INVALID_ARGUMENT naming `page_size` outside 0..=[`task_list::MAX_PAGE_SIZE`].
+pub fn page_size(requested: i32) -> Result<usize, GrpcStatus> {
+    task_list::page_size(requested).map_err(|why| GrpcStatus::new(Code::InvalidArgument, format!("page_size {why}")))
 }
 
 /// The token that continues after `cursor`.
@@ -67,15 +55,14 @@ pub fn decode_token(token: &str) -> Result<Option<Cursor>, GrpcStatus> {
     Ok(Some(Cursor { created_ms, task_id: task_id.to_string() }))
 }
 
-/// A task's title: the prompt's first non-empty line, trimmed, at most [`MAX_TITLE_CHARS`]
-/// characters, with each of `secrets` masked.
+/// A task's title ([`task_list::title`]) with each of `secrets` masked first.
 pub fn title(prompt: &str, secrets: &[&str]) -> String {
-    let line = prompt.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or_default();
-    let mut title = line.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 8) {
-        title = title.replace(secret, "***");
-    }
-    title.chars().take(MAX_TITLE_CHARS).collect()
+    let first_line = prompt.trim().lines().next().unwrap_or_default();
+    let masked = secrets
+        .iter()
+        .filter(|s| s.len() >= 8)
+        .fold(first_line.to_string(), |line, secret| line.replace(secret, "***"));
+    task_list::title(&masked)
 }
 
 /// `url` with any credentials in it (`https://user:token@host/...`) replaced by `***`, as the
@@ -99,9 +86,9 @@ mod tests {
 
     #[test]
     fn page_sizes_default_and_refuse_out_of_range() {
-        assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(0).unwrap(), 20);
         assert_eq!(page_size(100).unwrap(), 100);
-        for bad in [-1, 101, i64::MAX] {
+        for bad in [-1, 101, i32::MAX] {
             let refused = page_size(bad).unwrap_err();
             assert_eq!(refused.code, Code::InvalidArgument as i32);
             assert!(refused.message.contains("page_size"), "{}", refused.message);
@@ -139,7 +126,7 @@ mod tests {
     #[test]
     fn the_title_is_the_first_line_short_and_masked() {
         assert_eq!(title("\n  Fix the tests  \nand more", &[]), "Fix the tests");
-        assert_eq!(title(&"é".repeat(500), &[]).chars().count(), MAX_TITLE_CHARS);
+        assert_eq!(title(&"é".repeat(500), &[]).chars().count(), task_list::MAX_TITLE_CHARS);
         assert_eq!(title("use key sk-ant-canary-123 now", &["sk-ant-canary-123"]), "use key *** now");
         assert_eq!(title("", &[]), "");
     }

@@ -149,7 +149,7 @@ impl AutopilotContainer {
 
     /// A page of the user's task list, from the archive.
     pub(super) fn list_tasks(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
-        let size = page_size(i64::from(request.page_size))?;
+        let size = page_size(request.page_size)?;
         let cursor = decode_token(&request.page_token)?;
         let Some(archive) = &self.live.archive else { return Ok(ListTasksResponse::default()) };
         let (tasks, next_page_token) = archive
