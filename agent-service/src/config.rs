@@ -47,6 +47,10 @@ pub struct Config {
     /// How long a stopped agent or git gets between SIGTERM and SIGKILL.
     #[arg(long, global = true, env = "AUTOPILOT_STOP_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stop_grace: Duration,
+    /// Tasks that may run at once, each in its own workspace with its own agent; one more Start
+    /// is refused with RESOURCE_EXHAUSTED until one ends.
+    #[arg(long, global = true, env = "AUTOPILOT_MAX_TASKS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_tasks: u32,
     /// Ended tasks kept (with their workspaces and logs); older ones are deleted.
     #[arg(long, global = true, env = "AUTOPILOT_HISTORY", default_value_t = 50)]
     pub history: usize,
@@ -167,6 +171,8 @@ mod tests {
         assert!(config.command.is_none());
         assert!(config.cors_origins.is_empty(), "no web page may call the service unless named");
         assert!(config.allowed_hosts.is_empty());
+        assert_eq!(config.max_tasks, 3);
+        assert!(Config::try_parse_from(["agent-service", "--max-tasks", "0"]).is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl Autopilot for AutopilotApi {
     async fn start(&self, request: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
         let spec = validate_start(request.get_ref(), &self.limits).map_err(invalid)?;
         let task = self.manager.start(spec).map_err(|e| match e {
-            StartError::Busy(_) => Status::failed_precondition(e.to_string()),
+            StartError::AtLimit(_) => Status::resource_exhausted(e.to_string()),
             StartError::ShuttingDown => Status::unavailable(e.to_string()),
             StartError::Io(_) => {
                 tracing::error!(error = %e, "could not start a task");

@@ -14,7 +14,7 @@
 //! - [`frame_server`]: the same service over `ClientFrame`/`ServerFrame`s; [`tunnel`]: tunnel
 //!   mode, serving those frames over a WebSocket this machine opens to the edge.
 //! - [`validate`]: every check a request must pass, over [`repo_url`] and [`branch_name`] (pure).
-//! - [`task_manager`]: one running task at a time, a bounded history, recovery after restart;
+//! - [`task_manager`]: up to `--max-tasks` running at once, a bounded history, recovery after restart;
 //!   [`task_list`]: the history as ListTasks pages it (order, page tokens, summaries; pure).
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
 //! - [`event_log`]: the on-disk, replayable log of a task's events, with live subscriptions.

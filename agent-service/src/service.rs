@@ -4,7 +4,7 @@
 //! ([`run`], through [`crate::server`]) or through the edge in tunnel mode ([`connect`], through
 //! [`crate::tunnel`]). It exists so that the binary only parses flags, starts logging and binds
 //! (`main.rs`), and the library's root only lists modules; tests and benches call [`run`] to get
-//! the very service the binary runs. Shutdown stops the running task before serving ends.
+//! the very service the binary runs. Shutdown stops the running tasks before serving ends.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -74,8 +74,8 @@ pub async fn connect(
     tunnel::run(api, settings, shutdown).await
 }
 
-/// The service's API over its task manager, and a shutdown that stops the running task first,
-/// so that streams following it deliver its final event and end by themselves.
+/// The service's API over its task manager, and a shutdown that stops the running tasks first,
+/// so that streams following them deliver their final events and end by themselves.
 fn build(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -111,7 +111,7 @@ fn build(
     // so it runs beside serving; a pinned version that does not match fails every task.
     tokio::spawn(check_agent_version(config.clone(), Arc::clone(&ctx.agent_problem)));
     let redactor = Redactor::new(api_key.into_iter().chain(git_credentials.secrets()));
-    let manager = TaskManager::new(config.work_dir.clone(), config.history, ctx, redactor)?;
+    let manager = TaskManager::new(config.work_dir.clone(), config.history, config.max_tasks as usize, ctx, redactor)?;
     let limits = Limits {
         allow_local_repos: config.allow_local_repos,
         default_timeout: config.default_timeout,
@@ -120,7 +120,7 @@ fn build(
     let stopping = Arc::clone(&manager);
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: stopping the running task");
+        tracing::info!("shutting down: stopping the running tasks");
         stopping.shutdown().await;
     };
     Ok((Arc::new(AutopilotApi::new(manager, limits)), shutdown))

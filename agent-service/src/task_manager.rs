@@ -1,6 +1,7 @@
-//! The tasks of this service: at most one running (the container belongs to one user), and a
-//! bounded history of ended ones, kept on disk under `<work_dir>/tasks/<task_id>/` and reloaded
-//! after a restart.
+//! The tasks of this service: up to `--max-tasks` running at once (each in its own directory,
+//! with its own workspace and agent process, stopped on its own by Cancel, its timeout or
+//! shutdown), and a bounded history of ended ones, kept on disk under
+//! `<work_dir>/tasks/<task_id>/` and reloaded after a restart.
 
 use std::{
     collections::VecDeque,
@@ -25,18 +26,30 @@ use crate::{
 /// Why Start was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("task {0} is still running; cancel it or wait for it to end")]
-    Busy(String),
+    /// As many tasks as the limit allows are running (the limit is the number).
+    #[error("{}", at_limit_message(*.0))]
+    AtLimit(usize),
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("could not create the task's directory: {0}")]
     Io(#[from] io::Error),
 }
 
+/// The refusal of a Start past the limit, e.g. "3 tasks are running, the limit; wait for one to
+/// end or cancel one".
+fn at_limit_message(limit: usize) -> String {
+    match limit {
+        1 => "1 task is running, the limit; wait for it to end or cancel it".into(),
+        n => format!("{n} tasks are running, the limit; wait for one to end or cancel one"),
+    }
+}
+
 /// Owns every task.
 pub struct TaskManager {
     tasks_dir: PathBuf,
     history_limit: usize,
+    /// Most tasks running at once (at least 1).
+    max_running: usize,
     ctx: Arc<RunContext>,
     redactor: Redactor,
     registry: Mutex<Registry>,
@@ -58,6 +71,7 @@ impl TaskManager {
     pub fn new(
         work_dir: PathBuf,
         history_limit: usize,
+        max_running: usize,
         ctx: RunContext,
         redactor: Redactor,
     ) -> io::Result<Arc<TaskManager>> {
@@ -77,6 +91,7 @@ impl TaskManager {
         let manager = TaskManager {
             tasks_dir,
             history_limit: history_limit.max(1),
+            max_running: max_running.max(1),
             ctx: Arc::new(ctx),
             redactor,
             registry: Mutex::new(Registry { tasks: recovered.into(), shutting_down: false }),
@@ -92,14 +107,15 @@ impl TaskManager {
     /// Creates a task for `spec` and starts running it in the background.
     ///
     /// # Errors
-    /// [`StartError::Busy`] while another task runs; shutting down; directory creation failed.
+    /// [`StartError::AtLimit`] while `max_running` tasks run; shutting down; directory creation
+    /// failed.
     pub fn start(&self, mut spec: TaskSpec) -> Result<Arc<Task>, StartError> {
         let mut registry = self.lock();
         if registry.shutting_down {
             return Err(StartError::ShuttingDown);
         }
-        if let Some(running) = registry.tasks.iter().rev().find(|t| !t.state().is_final()) {
-            return Err(StartError::Busy(running.id().to_string()));
+        if registry.tasks.iter().filter(|t| !t.state().is_final()).count() >= self.max_running {
+            return Err(StartError::AtLimit(self.max_running));
         }
         let id = uuid::Uuid::new_v4().to_string();
         if spec.delivery.branch.is_empty() {
@@ -127,7 +143,8 @@ impl TaskManager {
         Ok(task)
     }
 
-    /// The task with `id`; for an empty id, the running task or else the most recent one.
+    /// The task with `id`; for an empty id, the most recent running task, or else the most recent
+    /// one.
     pub fn find(&self, id: &str) -> Option<Arc<Task>> {
         let registry = self.lock();
         if id.is_empty() {
@@ -150,7 +167,7 @@ impl TaskManager {
         task.state()
     }
 
-    /// Refuses new tasks, stops the running one and waits until its final event is recorded.
+    /// Refuses new tasks, stops every running one and waits until their final events are recorded.
     pub async fn shutdown(&self) {
         let running: Vec<Arc<Task>> = {
             let mut registry = self.lock();
@@ -181,5 +198,19 @@ impl TaskManager {
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_at_the_limit_names_the_limit() {
+        assert_eq!(
+            StartError::AtLimit(3).to_string(),
+            "3 tasks are running, the limit; wait for one to end or cancel one"
+        );
+        assert_eq!(StartError::AtLimit(1).to_string(), "1 task is running, the limit; wait for it to end or cancel it");
     }
 }
