@@ -1,5 +1,6 @@
-// The user's task list as the edge serves it (GET /api/tasks: newest first, a page at a time),
-// and what each entry shows. Pure: no DOM and no fetch, so it is unit-tested in Node.
+// The user's task lists as the edge serves them (GET /api/tasks for the container's tasks, GET
+// /api/tunnel/tasks for those that ran on the user's machine; both newest first, a page at a
+// time), and what each entry shows. Pure: no DOM and no fetch, so it is unit-tested in Node.
 //
 // The edge's summary of a running task keeps the state it had when it started until the task's
 // end is archived, so a task this page has followed (its open timeline) shows what the page saw
@@ -9,6 +10,10 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ListTasksResponseSchema, type TaskSummary } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { formatCost, stateName } from "./timeline.js";
+
+/** Where a task runs: a container at the edge (paid), or the user's own machine (tunnel, free).
+ * Each has its own list, and its tasks open through its own routes. */
+export type Mode = "container" | "tunnel";
 
 /** Tasks per page of the list; "More" asks for the next one. */
 export const PAGE_SIZE = 5;
@@ -40,6 +45,8 @@ export interface TaskEntry {
   cost: string;
   createdMs: number;
   created: string;
+  /** When the task ended (0 while it runs, or when the edge does not say). */
+  endedMs: number;
   /** The repository and ref, for a tooltip. */
   repository: string;
 }
@@ -78,6 +85,7 @@ export function describeTask(
   // A task that ended without reporting usage cost nothing; a running one may not have said yet.
   const cost = costUsd !== undefined || ended ? formatCost(costUsd ?? 0) : "";
   const createdMs = summary.createTime ? timestampMs(summary.createTime) : 0;
+  const endedMs = ended && summary.endTime ? timestampMs(summary.endTime) : 0;
   const repository = summary.gitRef ? `${summary.repositoryUrl} @ ${summary.gitRef}` : summary.repositoryUrl;
   return {
     taskId: summary.taskId,
@@ -88,6 +96,7 @@ export function describeTask(
     cost,
     createdMs,
     created: createdMs ? formatTime(createdMs) : "",
+    endedMs,
     repository,
   };
 }
@@ -138,9 +147,33 @@ function dedupe(tasks: TaskSummary[]): TaskSummary[] {
   return tasks.filter((t) => !seen.has(t.taskId) && Boolean(seen.add(t.taskId)));
 }
 
-/** The query of a page of the list. */
-export function pageQuery(pageSize: number, pageToken = ""): string {
+/** The query of a page of `mode`'s list. */
+export function pageQuery(mode: Mode, pageSize: number, pageToken = ""): string {
   const query = new URLSearchParams({ pageSize: String(pageSize) });
   if (pageToken) query.set("pageToken", pageToken);
-  return `/api/tasks?${query}`;
+  return `${mode === "tunnel" ? "/api/tunnel/tasks" : "/api/tasks"}?${query}`;
+}
+
+/** A span of time as the list shows it: "0.4 s", "42 s", "3 min 05 s", "2 h 07 min". */
+export function formatElapsed(ms: number): string {
+  const seconds = Math.max(0, ms) / 1000;
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  const whole = Math.floor(seconds);
+  if (whole < 60) return `${whole} s`;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${pad(whole % 60)} s`;
+  return `${Math.floor(whole / 3600)} h ${pad(Math.floor((whole % 3600) / 60))} min`;
+}
+
+/** How long the task of `entry` has run (by `nowMs`), or ran once ended; empty when unknown. */
+export function elapsedOf(entry: Pick<TaskEntry, "createdMs" | "ended" | "endedMs">, nowMs: number): string {
+  if (!entry.createdMs) return "";
+  if (!entry.ended) return formatElapsed(nowMs - entry.createdMs);
+  return entry.endedMs ? formatElapsed(entry.endedMs - entry.createdMs) : "";
+}
+
+/** Whether any of `tasks` is still running, as far as `seen` or the list knows (the list is then
+ * polled, so every running task's state shows live). */
+export function anyRunning(tasks: TaskSummary[], seen: Map<string, Seen>): boolean {
+  return tasks.some((t) => !describeTask(t, seen.get(t.taskId)).ended);
 }

@@ -175,11 +175,31 @@ test("tunnel mode shows whether the machine is connected and runs a task on it f
   await tess.locator("#timeline li.entry.finished.final-succeeded").waitFor({ timeout: LONG });
   await tess.locator("#timeline .tool-name", { hasText: "Bash" }).first().waitFor();
   await tess.getByText("0 credits").waitFor();
-  // The edge lists container tasks only: tunnel tasks stay remembered in the browser that started them.
-  assert.equal(await tess.locator("#tunnel-list .badge").first().textContent(), "on your machine");
+  // The relay lists the tasks that ran on her machine, as the edge lists the container's.
+  const listed = tess.locator("#tunnel-list li", { hasText: "what is here?" });
+  await listed.locator('.task-state[data-state="SUCCEEDED"]').waitFor({ timeout: LONG });
+  assert.match(await listed.locator(".task-meta").textContent(), /^Succeeded · \$\d+\.\d{4} · \S/);
+  assert.equal(await listed.getAttribute("aria-current"), "true", "the open task is marked in the list");
   assert.equal(await tess.locator("#recent-list li").count(), 0, "tess ran nothing in the cloud");
   await tess.screenshot({ path: `${ARTIFACTS}/tunnel.png`, fullPage: true });
+  const taskId = await tess.locator("#task-id").textContent();
   await tess.close();
+
+  // Her machine goes offline; another browser (nothing remembered) still lists the task and
+  // replays its timeline, from the relay's archive.
+  const stopped = await fetch(`${CONTROL_URL}/stop-machine`, { method: "POST" });
+  assert.equal(stopped.status, 200, await stopped.text());
+  const elsewhere = await signedInPage(TUNNEL_TOKEN);
+  const entry = elsewhere.locator(`#tunnel-list li[data-task-id="${taskId}"]`);
+  await entry.locator('.task-state[data-state="SUCCEEDED"]').waitFor({ timeout: LONG });
+  await entry.getByRole("button").click();
+  await finished("succeeded", elsewhere);
+  await elsewhere.locator('#link[data-state="ended"]').waitFor({ timeout: LONG });
+  await elsewhere.locator("#timeline .tool-name", { hasText: "Bash" }).first().waitFor();
+  assertNoDuplicates(await seqs(elsewhere));
+  assert.equal(await elsewhere.locator("#task-id").textContent(), taskId);
+  await elsewhere.screenshot({ path: `${ARTIFACTS}/tunnel-offline.png`, fullPage: true });
+  await elsewhere.close();
 });
 
 /** Records every state the page's link indicator takes from now on (window.__linkStates). */

@@ -2,7 +2,7 @@
 // paging and refreshing.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { describeTask, MAX_PAGE_SIZE, PAGE_SIZE, pageQuery, parseTaskPage, TaskList, type TaskPage } from "../src/tasks.js";
+import { anyRunning, describeTask, elapsedOf, formatElapsed, MAX_PAGE_SIZE, PAGE_SIZE, pageQuery, parseTaskPage, TaskList, type TaskPage } from "../src/tasks.js";
 
 const at = (iso: string) => Date.parse(iso);
 const utc = (ms: number) => new Date(ms).toISOString();
@@ -111,7 +111,34 @@ test("a refresh asks for as many tasks as are shown, within the edge's page size
   assert.deepEqual([list.tasks.length, list.hasMore, list.loaded], [0, false, false]);
 });
 
-test("a page's query carries its size and the edge's token, encoded", () => {
-  assert.equal(pageQuery(5), "/api/tasks?pageSize=5");
-  assert.equal(pageQuery(5, "abc+/="), "/api/tasks?pageSize=5&pageToken=abc%2B%2F%3D");
+test("a page's query carries its size and the edge's token, encoded, on its mode's route", () => {
+  assert.equal(pageQuery("container", 5), "/api/tasks?pageSize=5");
+  assert.equal(pageQuery("container", 5, "abc+/="), "/api/tasks?pageSize=5&pageToken=abc%2B%2F%3D");
+  assert.equal(pageQuery("tunnel", 5), "/api/tunnel/tasks?pageSize=5", "tunnel tasks: the relay's list");
+  assert.equal(pageQuery("tunnel", 20, "x"), "/api/tunnel/tasks?pageSize=20&pageToken=x");
+});
+
+test("elapsed time reads at a glance at every scale", () => {
+  assert.deepEqual([0, 420, 9_949, 10_000, 42_700, 59_999].map(formatElapsed), ["0.0 s", "0.4 s", "9.9 s", "10 s", "42 s", "59 s"]);
+  assert.deepEqual([60_000, 185_000, 3_599_000, 3_600_000, 7_620_000].map(formatElapsed), ["1 min 00 s", "3 min 05 s", "59 min 59 s", "1 h 00 min", "2 h 07 min"]);
+  assert.equal(formatElapsed(-5), "0.0 s", "a clock a little behind the edge's is not negative");
+});
+
+test("a running task shows how long it has run; an ended one how long it took", () => {
+  const [running, succeeded, failed] = parseTaskPage(reply).tasks;
+  const now = at("2025-03-04T10:00:42Z");
+  assert.equal(elapsedOf(describeTask(running), now), "42 s");
+  assert.equal(elapsedOf(describeTask(succeeded), now), "4 min 59 s", "from creation to its end, whatever the time now");
+  assert.equal(elapsedOf(describeTask(failed), now), "", "an end the edge does not say is not made up");
+  assert.equal(elapsedOf(describeTask(running, { state: "SUCCEEDED", costUsd: 0 }), now), "", "ended as seen here; its end time is not known yet");
+  const [undated] = parseTaskPage({ tasks: [{ taskId: "u", state: "TASK_STATE_RUNNING" }] }).tasks;
+  assert.equal(elapsedOf(describeTask(undated), now), "");
+});
+
+test("the list is polled while any task in it runs, as far as the list or the page knows", () => {
+  const [running, succeeded] = parseTaskPage(reply).tasks;
+  assert.equal(anyRunning([succeeded], new Map()), false);
+  assert.equal(anyRunning([succeeded, running], new Map()), true);
+  assert.equal(anyRunning([running], new Map([["t3", { state: "CANCELLED", costUsd: 0 }]])), false, "followed to its end here");
+  assert.equal(anyRunning([], new Map()), false);
 });
