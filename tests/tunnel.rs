@@ -198,6 +198,28 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     drop(intruder);
     wait_until_connected(&edge, &alice, false).await;
 
+    // No machine now, yet the edge answers for the ended task from its archive: the task list,
+    // its status, and its whole timeline, the same events that streamed live.
+    let listed = get_json(&edge, "/api/tunnel/tasks", &alice).await;
+    let tasks = listed["tasks"].as_array().unwrap_or_else(|| panic!("no tasks in {listed}"));
+    assert_eq!(tasks.len(), 1, "{listed}");
+    assert_eq!(tasks[0]["taskId"], task_id.as_str());
+    assert_eq!(tasks[0]["state"], "TASK_STATE_SUCCEEDED", "{listed}");
+    assert_eq!(tasks[0]["title"], "SCENARIO:slow-tools:10 count");
+    let others = get_json(&edge, "/api/tunnel/tasks", &bob).await;
+    assert_eq!(others["tasks"].as_array().map_or(0, Vec::len), 0, "bob sees none of alice's: {others}");
+    let hostile = get_json(&edge, "/api/tunnel/tasks?pageToken=bm90LW91cnM", &alice).await;
+    assert_eq!(hostile["error"]["code"], "INVALID_ARGUMENT", "{hostile}");
+    let mut offline = connect(&edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &alice, &session).await).await;
+    send(&mut offline, &subscribe("replay", &task_id, 1), Encoding::Binary).await;
+    let (replayed, ended) = read_subscription(&mut offline, "replay", Encoding::Binary, None).await;
+    assert!(ended, "an archived timeline ends");
+    assert_eq!(replayed, events, "the archive replays exactly what streamed live");
+    send(&mut offline, &ClientFrame { request_id: "s2".into(), ..status_frame.clone() }, Encoding::Binary).await;
+    let reply = receive(&mut offline, Encoding::Binary).await;
+    let Some(Frame::Status(status)) = reply.frame else { panic!("expected a status, got {reply:?}") };
+    assert_eq!(status.task.unwrap().state, TaskState::Succeeded as i32);
+
     // SIGTERM on the machine mid-task: the task is stopped and its final event still reaches
     // the browser before the machine goes.
     let mut last_machine = Machine::connect(&model_api, &edge.base_url, &alice);
@@ -220,6 +242,15 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert_eq!(finished(&events).state, TaskState::Cancelled as i32, "{:?}", finished(&events));
     let exit = last_machine.process.wait(Duration::from_secs(20)).await.expect("the machine exits on SIGTERM");
     assert!(exit.success(), "{exit:?}");
+    // The task the machine ended on its way out is archived as CANCELLED; the list pages.
+    let first = get_json(&edge, "/api/tunnel/tasks?pageSize=1", &alice).await;
+    assert_eq!(first["tasks"][0]["taskId"], task_id.as_str(), "newest first: {first}");
+    assert_eq!(first["tasks"][0]["state"], "TASK_STATE_CANCELLED", "{first}");
+    let token = first["nextPageToken"].as_str().unwrap_or_default();
+    assert!(!token.is_empty(), "{first}");
+    let second = get_json(&edge, &format!("/api/tunnel/tasks?pageSize=1&pageToken={token}"), &alice).await;
+    assert_eq!(second["tasks"][0]["state"], "TASK_STATE_SUCCEEDED", "{second}");
+    assert_eq!(second["nextPageToken"].as_str().unwrap_or_default(), "", "{second}");
 
     // Container mode still works in the same edge once alice has credits.
     edge.grant("alice", 1000).await;

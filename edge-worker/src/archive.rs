@@ -11,12 +11,16 @@
 //! truncated; the task itself never fails for it.
 
 use autopilot_contract::v1::{
-    event::Payload, CancelResponse, Diff, Event, StatusResponse, Task, TaskState, TaskSummary,
+    event::Payload, CancelResponse, Diff, Event, ListTasksRequest, ListTasksResponse, StatusResponse, Task, TaskState,
+    TaskSummary,
 };
 use prost::Message;
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::task_list::{encode_token, Cursor};
+use crate::{
+    grpc_web::{Code, GrpcStatus},
+    task_list::{decode_token, encode_token, page_size, Cursor},
+};
 
 /// Tasks kept per user unless `HISTORY_TASKS` says otherwise.
 pub const DEFAULT_HISTORY_TASKS: usize = 200;
@@ -65,9 +69,49 @@ impl Entry {
         StatusResponse { task: self.task }
     }
 
+    /// The task as its final event tells it, for when the service's own final Task cannot be
+    /// asked for (the machine went right after it): state, result, error, usage and end time.
+    pub fn task_ended_by(&self, end: &Event) -> Option<Task> {
+        let Some(Payload::TaskFinished(finished)) = &end.payload else { return None };
+        Some(Task {
+            task_id: end.task_id.clone(),
+            state: finished.state,
+            repository_url: self.summary.repository_url.clone(),
+            git_ref: self.summary.git_ref.clone(),
+            create_time: self.summary.create_time,
+            end_time: end.time,
+            last_seq: end.seq,
+            usage: finished.usage.clone(),
+            result: finished.result.clone(),
+            error: finished.error.clone(),
+            num_turns: finished.num_turns,
+            ..Default::default()
+        })
+    }
+
     /// Cancel's answer for the ended task `task_id`: nothing changes, its final state.
     pub fn cancel_response(&self, task_id: &str) -> CancelResponse {
         CancelResponse { task_id: task_id.to_string(), state: self.summary.state }
+    }
+}
+
+/// How much the archive keeps, from the Worker's vars (`HISTORY_TASKS`, `ARCHIVE_MAX_EVENTS`);
+/// unreadable values fall back to the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub history_tasks: usize,
+    pub max_events: u64,
+}
+
+impl Retention {
+    pub fn read(var: impl Fn(&str) -> Option<String>) -> Retention {
+        Retention {
+            history_tasks: var("HISTORY_TASKS")
+                .and_then(|n| n.trim().parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_HISTORY_TASKS),
+            max_events: var("ARCHIVE_MAX_EVENTS").and_then(|n| n.trim().parse().ok()).unwrap_or(DEFAULT_MAX_EVENTS),
+        }
     }
 }
 
@@ -129,6 +173,18 @@ impl Archive {
     /// Whether the archive holds `task_id` (the user's task).
     pub fn holds(&self, task_id: &str) -> worker::Result<bool> {
         Ok(!self.rows("SELECT 1 FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?.is_empty())
+    }
+
+    /// The tasks whose end the archive does not hold yet, with their last archived seq.
+    pub fn unended(&self) -> worker::Result<Vec<(String, u64)>> {
+        let rows = self.rows("SELECT task_id, last_seq FROM archived_tasks WHERE ended = 0", vec![])?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match &row[0] {
+                SqlStorageValue::String(id) => Some((id.clone(), as_u64(&row[1]))),
+                _ => None,
+            })
+            .collect())
     }
 
     /// How many tasks the archive holds.
@@ -271,6 +327,19 @@ impl Archive {
     pub fn diff(&self, task_id: &str) -> worker::Result<Option<Diff>> {
         let rows = self.rows("SELECT diff FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
         Ok(rows.first().and_then(|row| as_blob(&row[0])).and_then(|b| Diff::decode(b).ok()))
+    }
+
+    /// The page of the task list `request` asks for.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a page size or token out of the rules; INTERNAL if storage failed.
+    pub fn page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
+        let size = page_size(request.page_size)?;
+        let cursor = decode_token(&request.page_token)?;
+        let (tasks, next_page_token) = self
+            .list(cursor.as_ref(), size)
+            .map_err(|e| GrpcStatus::new(Code::Internal, format!("reading the task list failed: {e}")))?;
+        Ok(ListTasksResponse { tasks, next_page_token })
     }
 
     /// A page of the task list, newest first, after `cursor`; and the token of the next page.

@@ -30,6 +30,7 @@
 pub mod agent_client;
 pub mod api_error;
 pub mod archive;
+pub mod archive_replay;
 pub mod auth;
 pub mod billing;
 pub mod bridge;
@@ -41,6 +42,8 @@ pub mod entropy;
 pub mod grpc_web;
 pub mod internal;
 pub mod lifecycle;
+pub mod model_credential;
+pub mod model_usage;
 pub mod readiness;
 pub mod relay_route;
 pub mod route;

@@ -13,6 +13,10 @@ pub enum Route {
     Socket { socket_id: String, encoding: Encoding, request_id: String },
     /// An HTTP request of the edge itself (e.g. `POST /api/tunnel/start`), waiting in memory.
     Http { call_id: String },
+    /// The relay's own follow of a task into its archive: the task's events.
+    ArchiveEvents { task_id: String },
+    /// The relay's own follow of a task into its archive: the task's final Status.
+    ArchiveEnd { task_id: String },
 }
 
 impl Route {
@@ -27,6 +31,8 @@ impl Route {
                 format!("s/{socket_id}/{encoding}/{request_id}")
             }
             Route::Http { call_id } => format!("h/{call_id}"),
+            Route::ArchiveEvents { task_id } => format!("a/{task_id}"),
+            Route::ArchiveEnd { task_id } => format!("e/{task_id}"),
         }
     }
 
@@ -34,6 +40,17 @@ impl Route {
     pub fn parse(request_id: &str) -> Option<Route> {
         if let Some(call_id) = request_id.strip_prefix("h/") {
             return (!call_id.is_empty()).then(|| Route::Http { call_id: call_id.to_string() });
+        }
+        // Task ids are the service's (UUIDs).
+        let task_id = |id: &str| {
+            let ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            ok.then(|| id.to_string())
+        };
+        if let Some(id) = request_id.strip_prefix("a/") {
+            return task_id(id).map(|task_id| Route::ArchiveEvents { task_id });
+        }
+        if let Some(id) = request_id.strip_prefix("e/") {
+            return task_id(id).map(|task_id| Route::ArchiveEnd { task_id });
         }
         let rest = request_id.strip_prefix("s/")?;
         let (socket_id, rest) = rest.split_once('/')?;
@@ -66,11 +83,18 @@ mod tests {
         let http = Route::Http { call_id: "c9".into() };
         assert_eq!(http.to_request_id(), "h/c9");
         assert_eq!(Route::parse("h/c9"), Some(http));
+        for route in
+            [Route::ArchiveEvents { task_id: "7c1e-42".into() }, Route::ArchiveEnd { task_id: "7c1e-42".into() }]
+        {
+            assert_eq!(Route::parse(&route.to_request_id()), Some(route));
+        }
     }
 
     #[test]
     fn ids_the_relay_never_issued_route_nowhere() {
-        for id in ["", "events-1", "h/", "s/", "s/abc", "s/abc/x/r1", "s//b/r1", "s/a_b/b/r1", "x/abc/b/r1"] {
+        for id in
+            ["", "events-1", "h/", "s/", "s/abc", "s/abc/x/r1", "s//b/r1", "s/a_b/b/r1", "x/abc/b/r1", "a/", "e/x/y"]
+        {
             assert_eq!(Route::parse(id), None, "{id:?}");
         }
     }

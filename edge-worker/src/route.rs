@@ -72,8 +72,8 @@ pub enum Route {
     TunnelConnect,
     Balance,
     Ledger,
-    /// The user's task list (container mode's archive).
-    Tasks,
+    /// The user's task list, from the archive of the mode's object.
+    Tasks(Backend),
     /// A gRPC-web call of the contract's service: the method's name.
     Grpc(String),
 }
@@ -108,7 +108,8 @@ impl Route {
             (Method::Get, "/api/tunnel/connect") => Route::TunnelConnect,
             (Method::Get, "/api/billing/balance") => Route::Balance,
             (Method::Get, "/api/billing/ledger") => Route::Ledger,
-            (Method::Get, "/api/tasks") => Route::Tasks,
+            (Method::Get, "/api/tasks") => Route::Tasks(Container),
+            (Method::Get, "/api/tunnel/tasks") => Route::Tasks(Tunnel),
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
             (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {
@@ -128,11 +129,13 @@ impl Route {
     /// The mode whose object serves this route for the signed-in user, if one does.
     pub fn backend(&self) -> Option<Backend> {
         match self {
-            Route::Start(backend) | Route::Status(backend) | Route::Ticket(backend) | Route::Socket(backend, _) => {
-                Some(*backend)
-            }
+            Route::Start(backend)
+            | Route::Status(backend)
+            | Route::Ticket(backend)
+            | Route::Socket(backend, _)
+            | Route::Tasks(backend) => Some(*backend),
             Route::TunnelConnect => Some(Backend::Tunnel),
-            Route::Balance | Route::Ledger | Route::Tasks | Route::Grpc(_) => Some(Backend::Container),
+            Route::Balance | Route::Ledger | Route::Grpc(_) => Some(Backend::Container),
             _ => None,
         }
     }
@@ -205,6 +208,7 @@ mod tests {
         assert_eq!(Route::parse(&Method::Get, "/internal/alarm"), None, "internal paths are no client's route");
         assert_eq!(Route::Grpc("Status".into()).backend(), Some(Backend::Container));
         assert_eq!(Route::TunnelConnect.backend(), Some(Backend::Tunnel));
+        assert_eq!(Route::parse(&Method::Get, "/api/tunnel/tasks").and_then(|r| r.backend()), Some(Backend::Tunnel));
         assert_eq!(Route::Admin(AdminRoute::Storage).backend(), None);
     }
 
@@ -217,7 +221,7 @@ mod tests {
             Route::Ticket(Backend::Container),
             Route::Balance,
             Route::Ledger,
-            Route::Tasks,
+            Route::Tasks(Backend::Container),
             Route::Start(Backend::Tunnel),
         ];
         assert!(idle.iter().all(|route| !route.uses_container()), "a ticket, the balance or the ledger is not use");

@@ -4,7 +4,12 @@
 //! applies too ([`autopilot_contract::task_list`]). A token the edge did not hand out, or a page
 //! size out of range, is the client's mistake: INVALID_ARGUMENT, never a server fault.
 
-use autopilot_contract::task_list;
+use std::time::{Duration, UNIX_EPOCH};
+
+use autopilot_contract::{
+    task_list,
+    v1::{ListTasksRequest, StartRequest, TaskSummary},
+};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::grpc_web::{Code, GrpcStatus};
@@ -53,6 +58,39 @@ pub fn decode_token(token: &str) -> Result<Option<Cursor>, GrpcStatus> {
         return Err(refuse());
     }
     Ok(Some(Cursor { created_ms, task_id: task_id.to_string() }))
+}
+
+/// The list request of `GET .../tasks?pageSize=&pageToken=` (both optional).
+///
+/// # Errors
+/// INVALID_ARGUMENT for a page size that is not a whole number (the range is checked later).
+pub fn request_from_query(url: &worker::Url) -> Result<ListTasksRequest, GrpcStatus> {
+    let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let page_size = match query("pageSize").map(|size| size.parse::<i32>()) {
+        None => 0,
+        Some(Ok(size)) => size,
+        Some(Err(_)) => return Err(GrpcStatus::new(Code::InvalidArgument, "pageSize must be a whole number")),
+    };
+    Ok(ListTasksRequest { page_size, page_token: query("pageToken").unwrap_or_default() })
+}
+
+/// What the list shows of a task just started by `request` (its title with `secrets` masked).
+pub fn started_summary(
+    task_id: &str,
+    state: i32,
+    request: &StartRequest,
+    created_ms: u64,
+    secrets: &[&str],
+) -> TaskSummary {
+    TaskSummary {
+        task_id: task_id.to_string(),
+        state,
+        repository_url: masked_url(&request.repository_url),
+        git_ref: request.git_ref.clone(),
+        title: title(&request.prompt, secrets),
+        create_time: Some(autopilot_contract::time::timestamp(UNIX_EPOCH + Duration::from_millis(created_ms))),
+        ..Default::default()
+    }
 }
 
 /// A task's title ([`task_list::title`]) with each of `secrets` masked first.

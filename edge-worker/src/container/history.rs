@@ -7,7 +7,7 @@ use std::{rc::Rc, time::Duration};
 
 use autopilot_contract::v1::{
     event::Payload, Event, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest,
-    StatusRequest, StatusResponse, StreamEventsRequest, Task, TaskSummary,
+    StatusRequest, StatusResponse, StreamEventsRequest, Task,
 };
 use futures::future::{self, Either};
 use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
@@ -22,10 +22,10 @@ use super::{
 use crate::{
     agent_client::AgentClient,
     archive::{Archive, Entry},
-    bridge::{encode_server_frame, end_frame, event_frame, Encoding},
+    archive_replay::{replay_to_socket, Replayed},
+    bridge::{end_frame, Encoding},
     grpc_web::{Code, GrpcStatus},
-    socket::try_send,
-    task_list::{decode_token, masked_url, page_size, title},
+    task_list::started_summary,
 };
 
 /// Events the follower gathers before it writes them in one go (a new state or usage, and the
@@ -43,15 +43,7 @@ impl AutopilotContainer {
         let Some(archive) = &self.live.archive else { return };
         let key = self.env.secret("ANTHROPIC_API_KEY").map(|k| k.to_string()).unwrap_or_default();
         let now = now_ms();
-        let summary = TaskSummary {
-            task_id: task_id.to_string(),
-            state,
-            repository_url: masked_url(&request.repository_url),
-            git_ref: request.git_ref.clone(),
-            title: title(&request.prompt, &[key.as_str()]),
-            create_time: Some(autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(now))),
-            ..Default::default()
-        };
+        let summary = started_summary(task_id, state, request, now, &[key.as_str()]);
         if let Err(e) = archive.add(&summary, now) {
             worker::console_warn!("archiving task {task_id} failed: {e}");
         }
@@ -131,31 +123,16 @@ impl AutopilotContainer {
         encoding: Encoding,
     ) {
         let Some(archive) = self.live.archive.clone() else { return };
-        let ws = ws.clone();
-        spawn_local(async move {
-            for chunk in archive.replay(&task_id, from_seq) {
-                let Ok(events) = chunk else { break };
-                for event in events {
-                    if try_send(&ws, encode_server_frame(&event_frame(request_id.clone(), event), encoding)).is_err() {
-                        return;
-                    }
-                }
-                // Let the socket's other frames through between chunks.
-                Delay::from(Duration::ZERO).await;
-            }
-            let _ = try_send(&ws, encode_server_frame(&end_frame(request_id), encoding));
-        });
+        let end = end_frame(request_id.clone());
+        replay_to_socket(archive, ws.clone(), Replayed { request_id, task_id, from_seq, encoding, end });
     }
 
     /// A page of the user's task list, from the archive.
     pub(super) fn list_tasks(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
-        let size = page_size(request.page_size)?;
-        let cursor = decode_token(&request.page_token)?;
-        let Some(archive) = &self.live.archive else { return Ok(ListTasksResponse::default()) };
-        let (tasks, next_page_token) = archive
-            .list(cursor.as_ref(), size)
-            .map_err(|e| GrpcStatus::new(Code::Internal, format!("reading the task list failed: {e}")))?;
-        Ok(ListTasksResponse { tasks, next_page_token })
+        match &self.live.archive {
+            Some(archive) => archive.page(request),
+            None => Ok(ListTasksResponse::default()),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{
     entropy::random_id,
     grpc_web::{self, Code, GrpcStatus},
     internal::USER_HEADER,
+    task_list::request_from_query,
 };
 
 impl AutopilotContainer {
@@ -235,17 +236,7 @@ impl AutopilotContainer {
     /// `GET /api/tasks?pageSize=&pageToken=`: a page of the user's task list, newest first, as
     /// proto3 JSON (`{"tasks": [...], "nextPageToken": ...}`).
     pub(super) fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
-        let url = req.url()?;
-        let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
-        let page_size = match query("pageSize").map(|size| size.parse::<i32>()) {
-            None => 0,
-            Some(Ok(size)) => size,
-            Some(Err(_)) => {
-                return error_response(&GrpcStatus::new(Code::InvalidArgument, "pageSize must be a whole number"))
-            }
-        };
-        let request = ListTasksRequest { page_size, page_token: query("pageToken").unwrap_or_default() };
-        match self.list_tasks(&request) {
+        match request_from_query(&req.url()?).and_then(|request| self.list_tasks(&request)) {
             Ok(page) => Response::from_json(&page),
             Err(status) => error_response(&status),
         }

@@ -109,7 +109,7 @@ impl worker::DurableObject for AutopilotContainer {
             }
             Route::Socket(Backend::Container, session_id) => self.websocket_route(&req, &session_id).await,
             Route::Grpc(_) if req.method() == Method::Post => self.grpc_web_passthrough(req).await,
-            Route::Tasks => self.tasks_route(&req),
+            Route::Tasks(Backend::Container) => self.tasks_route(&req),
             Route::Balance => self.balance_route(),
             Route::Ledger => self.ledger_route().await,
             _ => not_found(&path),

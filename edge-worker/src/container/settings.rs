@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::billing::Rate;
+use crate::{archive::Retention, billing::Rate};
 
 /// Port the agent-service listens on in the container (the `CONTAINER_PORT` var overrides).
 const DEFAULT_CONTAINER_PORT: u16 = 8080;
@@ -41,6 +41,7 @@ impl Settings {
     pub fn read(var: impl Fn(&str) -> Option<String>) -> Settings {
         let seconds = |name: &str| var(name).and_then(|s| s.trim().parse::<u64>().ok()).map(Duration::from_secs);
         let rate = var("CREDITS_PER_CONTAINER_SECOND").and_then(|s| Rate::parse(&s));
+        let retention = Retention::read(&var);
         Settings {
             container_port: var("CONTAINER_PORT").and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_CONTAINER_PORT),
             idle_timeout: seconds("IDLE_TIMEOUT_SECONDS").unwrap_or(DEFAULT_IDLE_TIMEOUT),
@@ -54,13 +55,8 @@ impl Settings {
             minimum_to_start: var("MIN_CREDITS_TO_START").and_then(|s| s.parse().ok()).unwrap_or(1),
             agent_service_url: var("AGENT_SERVICE_URL").map(|url| url.trim_end_matches('/').to_string()),
             anthropic_base_url: var("ANTHROPIC_BASE_URL").filter(|url| !url.is_empty()),
-            history_tasks: var("HISTORY_TASKS")
-                .and_then(|n| n.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(crate::archive::DEFAULT_HISTORY_TASKS),
-            archive_max_events: var("ARCHIVE_MAX_EVENTS")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(crate::archive::DEFAULT_MAX_EVENTS),
+            history_tasks: retention.history_tasks,
+            archive_max_events: retention.max_events,
         }
     }
 }

@@ -5,10 +5,15 @@
 //! ([`Route`]) and each `ServerFrame` the machine answers with back to the socket that asked, in
 //! that socket's encoding. Nothing is started and nothing is charged: the machine is the user's.
 //!
+//! Tasks started through the relay are archived as the container object archives its own
+//! ([`history`]): an ended task, and the task list, are answered at the edge, machine or not.
+//!
 //! All sockets are hibernatable; what a socket is (the machine, or a browser with its open
 //! subscriptions) travels in its attachment, so the relay keeps no state in memory but the HTTP
 //! calls it is waiting on. Only one machine per user is connected: a new one replaces the old,
 //! which is told why and closed.
+
+mod history;
 
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
@@ -23,10 +28,13 @@ use worker::{
     durable_object, Date, Delay, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
+use self::history::ArchiveBatch;
 use crate::{
     api_error::{error_response, not_found},
+    archive::{Archive, Retention},
+    archive_replay::{replay_to_socket, Replayed},
     bridge::{
-        client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage,
+        client_frame, decode_client_frame, encode_server_frame, end_frame, error_frame, Call, Encoding, Rpc, WsMessage,
         MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     entropy::random_id,
@@ -36,6 +44,7 @@ use crate::{
     route::Backend,
     sessions::Sessions,
     socket::{incoming, is_websocket_upgrade, send, upgrade_required},
+    task_list::request_from_query,
 };
 
 /// Tag of the machine's socket.
@@ -84,11 +93,18 @@ pub struct TunnelRelay {
     /// The stored machine record, read once per wake-up (every frame needs it; storage would
     /// cost a read per frame). `None`: not read yet.
     connected: RefCell<Option<Option<ConnectedMachine>>>,
+    /// The user's tunnel tasks (see [`history`]); `None` only if storage refused it.
+    archive: Option<Archive>,
+    retention: Retention,
 }
 
 impl worker::DurableObject for TunnelRelay {
     fn new(state: State, env: Env) -> Self {
-        TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default() }
+        let retention = Retention::read(|name| env.var(name).ok().map(|v| v.to_string()));
+        let archive = Archive::open(state.storage().sql(), retention.max_events)
+            .map_err(|e| worker::console_error!("the tunnel's task archive could not be opened: {e}"))
+            .ok();
+        TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default(), archive, retention }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -101,6 +117,7 @@ impl worker::DurableObject for TunnelRelay {
             Some(Route::Start(Backend::Tunnel)) => self.start_route(req, &user).await,
             Some(Route::Ticket(Backend::Tunnel)) => self.sessions().ticket_route(req, &user).await,
             Some(Route::Socket(Backend::Tunnel, session_id)) => self.browser_route(&req, &session_id).await,
+            Some(Route::Tasks(Backend::Tunnel)) => self.tasks_route(&req),
             _ => not_found(&path),
         }
     }
@@ -146,6 +163,7 @@ impl TunnelRelay {
         self.state.storage().put(MACHINE_KEY, &machine).await?;
         *self.connected.borrow_mut() = Some(Some(machine));
         worker::console_log!("tunnel: a machine connected");
+        self.follow_unended(&pair.server);
         Response::from_websocket(pair.client)
     }
 
@@ -168,20 +186,24 @@ impl TunnelRelay {
                 return error_response(&GrpcStatus::new(Code::InvalidArgument, message));
             }
         };
-        let reply = match self.ask_machine(ClientRequest::Start(request)).await? {
-            Ok(reply) => reply,
-            Err(status) => return error_response(&status),
-        };
-        match reply.frame {
-            Some(Frame::Start(started)) => {
+        match self.start_task(request).await? {
+            Ok(started) => {
                 let state = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
                 self.sessions().start_reply(&req, user, &started.task_id, state).await
             }
-            Some(Frame::Error(e)) => error_response(&GrpcStatus { code: e.code, message: e.message }),
-            other => error_response(&GrpcStatus::new(
-                Code::Internal,
-                format!("the machine answered Start with an unexpected frame: {other:?}"),
-            )),
+            Err(status) => error_response(&status),
+        }
+    }
+
+    /// `GET /api/tunnel/tasks?pageSize=&pageToken=`: the user's tunnel tasks, from the archive.
+    fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
+        let page = request_from_query(&req.url()?).and_then(|request| match &self.archive {
+            Some(archive) => archive.page(&request),
+            None => Ok(Default::default()),
+        });
+        match page {
+            Ok(page) => Response::from_json(&page),
+            Err(status) => error_response(&status),
         }
     }
 
@@ -263,7 +285,12 @@ impl TunnelRelay {
                 return Ok(());
             }
         };
-        let Some((machine, _)) = self.machine().await? else {
+        let machine = self.machine().await?.map(|(machine, _)| machine);
+        let rpc = match self.answer_here(ws, &request_id, rpc, encoding, machine.is_some()).await? {
+            Some(rpc) => rpc,
+            None => return Ok(()),
+        };
+        let Some(machine) = machine else {
             let status = GrpcStatus::new(Code::Unavailable, NOT_CONNECTED);
             send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
             return Ok(());
@@ -308,6 +335,59 @@ impl TunnelRelay {
         Ok(())
     }
 
+    /// Answers at the edge what needs no machine: Start (to archive it), the task list, and an
+    /// ended task's Status, Cancel and events; with no machine connected, a running task's
+    /// archived events and then why the rest cannot follow. `Some(rpc)`: the machine answers.
+    async fn answer_here(
+        &self,
+        ws: &WebSocket,
+        request_id: &str,
+        rpc: Rpc,
+        encoding: Encoding,
+        machine_connected: bool,
+    ) -> worker::Result<Option<Rpc>> {
+        let reply = |frame: Frame| ServerFrame { request_id: request_id.to_string(), frame: Some(frame) };
+        let frame = match rpc {
+            Rpc::Start(request) => self.start_task(request).await?.map(|started| reply(Frame::Start(started))),
+            Rpc::ListTasks(request) => match &self.archive {
+                Some(archive) => archive.page(&request).map(|page| reply(Frame::ListTasks(page))),
+                None => return Ok(Some(Rpc::ListTasks(request))),
+            },
+            Rpc::Status(request) => match self.archived_end(&request.task_id) {
+                Some(ended) => Ok(reply(Frame::Status(ended.status_response()))),
+                None => return Ok(Some(Rpc::Status(request))),
+            },
+            Rpc::Cancel(request) => match self.archived_end(&request.task_id) {
+                Some(ended) => Ok(reply(Frame::Cancel(ended.cancel_response(&request.task_id)))),
+                None => return Ok(Some(Rpc::Cancel(request))),
+            },
+            Rpc::Subscribe(request) => {
+                let end = match self.archived_end(&request.task_id) {
+                    Some(_) => end_frame(request_id.to_string()),
+                    None if !machine_connected && self.archive_holds(&request.task_id) => {
+                        error_frame(request_id.to_string(), GrpcStatus::new(Code::Unavailable, NOT_CONNECTED))
+                    }
+                    None => return Ok(Some(Rpc::Subscribe(request))),
+                };
+                if let Some(archive) = self.archive.clone() {
+                    let replayed = Replayed {
+                        request_id: request_id.to_string(),
+                        task_id: request.task_id,
+                        from_seq: request.from_seq,
+                        encoding,
+                        end,
+                    };
+                    replay_to_socket(archive, ws.clone(), replayed);
+                }
+                return Ok(None);
+            }
+            rpc => return Ok(Some(rpc)),
+        };
+        let frame = frame.unwrap_or_else(|status| error_frame(request_id.to_string(), status));
+        send(ws, encode_server_frame(&frame, encoding));
+        Ok(None)
+    }
+
     /// A machine's message: a batch of frames, each delivered where it is routed.
     async fn relay_machine_frame(&self, ws: &WebSocket, machine_id: &str, message: WsMessage) -> worker::Result<()> {
         let current = self.connected_machine().await?.is_some_and(|m| m.machine_id == machine_id);
@@ -322,7 +402,12 @@ impl TunnelRelay {
         match batch {
             Ok(batch) => {
                 let mut browsers = HashMap::new();
-                batch.frames.into_iter().try_for_each(|frame| self.route_machine_frame(ws, frame, &mut browsers))
+                let mut archived = ArchiveBatch::new();
+                for frame in batch.frames {
+                    self.route_machine_frame(ws, frame, &mut browsers, &mut archived)?;
+                }
+                self.write_archive_batch(ws, archived);
+                Ok(())
             }
             Err(message) => tell_machine(ws, String::new(), &message),
         }
@@ -335,6 +420,7 @@ impl TunnelRelay {
         ws: &WebSocket,
         mut frame: ServerFrame,
         browsers: &mut HashMap<String, Option<WebSocket>>,
+        archived: &mut ArchiveBatch,
     ) -> worker::Result<()> {
         let ends_request = matches!(frame.frame, Some(Frame::Error(_)) | Some(Frame::EndOfStream(_)));
         match Route::parse(&frame.request_id) {
@@ -358,6 +444,12 @@ impl TunnelRelay {
                     forget_subscription(browser, &request_id)?;
                 }
                 send(browser, encode_server_frame(&frame, encoding));
+                Ok(())
+            }
+            Some(route @ (Route::ArchiveEvents { .. } | Route::ArchiveEnd { .. })) => {
+                if let Some(frame) = frame.frame {
+                    self.archive_frame(route, frame, archived);
+                }
                 Ok(())
             }
             None => {

@@ -1,0 +1,140 @@
+//! The tunnel relay's side of the task archive ([`crate::archive`], the same store the container
+//! object keeps): each task started through the relay is recorded as the user's, followed into
+//! the archive by the relay's own subscription on the user's machine (resumed whenever the
+//! machine reconnects), and answered from the archive once it has ended. So a tunnel task's
+//! timeline, and the task list, stay readable while the user's machine is off.
+//!
+//! The follow keeps nothing in memory between frames (the relay hibernates): its events are
+//! written once per machine message (the machine batches frames), and where a reply goes is
+//! named by its routed request id ([`Route::ArchiveEvents`], [`Route::ArchiveEnd`]).
+
+use std::collections::HashMap;
+
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, StartRequest,
+    StartResponse, StatusRequest, StreamEventsRequest,
+};
+use prost::Message;
+use worker::{Date, WebSocket};
+
+use super::TunnelRelay;
+use crate::{
+    archive::Entry,
+    grpc_web::{Code, GrpcStatus},
+    relay_route::Route,
+    task_list::started_summary,
+};
+
+/// The events of one machine message for the archive, by task.
+pub(super) type ArchiveBatch = HashMap<String, Vec<Event>>;
+
+impl TunnelRelay {
+    /// Starts a task on the user's machine (every path: the JSON route and a browser's frame)
+    /// and records it as the user's, followed into the archive from now on.
+    pub(super) async fn start_task(&self, request: StartRequest) -> worker::Result<Result<StartResponse, GrpcStatus>> {
+        let reply = match self.ask_machine(ClientRequest::Start(request.clone())).await? {
+            Ok(reply) => reply,
+            Err(status) => return Ok(Err(status)),
+        };
+        Ok(match reply.frame {
+            Some(Frame::Start(started)) => {
+                self.archive_started(&started, &request).await?;
+                Ok(started)
+            }
+            Some(Frame::Error(e)) => Err(GrpcStatus { code: e.code, message: e.message }),
+            other => Err(GrpcStatus::new(
+                Code::Internal,
+                format!("the machine answered Start with an unexpected frame: {other:?}"),
+            )),
+        })
+    }
+
+    async fn archive_started(&self, started: &StartResponse, request: &StartRequest) -> worker::Result<()> {
+        let Some(archive) = &self.archive else { return Ok(()) };
+        let now = Date::now().as_millis();
+        let summary = started_summary(&started.task_id, started.state, request, now, &[]);
+        if let Err(e) = archive.add(&summary, now) {
+            worker::console_warn!("archiving tunnel task {} failed: {e}", started.task_id);
+            return Ok(());
+        }
+        if let Some((machine, _)) = self.machine().await? {
+            follow(&machine, &started.task_id, 1);
+        }
+        Ok(())
+    }
+
+    /// A machine just connected: every task whose end the archive lacks is followed again from
+    /// its last archived event (events already archived are not stored twice).
+    pub(super) fn follow_unended(&self, machine: &WebSocket) {
+        let Some(archive) = &self.archive else { return };
+        match archive.unended() {
+            Ok(tasks) => tasks.iter().for_each(|(task_id, last_seq)| follow(machine, task_id, last_seq + 1)),
+            Err(e) => worker::console_warn!("reading the tunnel archive failed: {e}"),
+        }
+    }
+
+    /// What the archive holds of `task_id` once it has ended (an empty id: the machine's latest,
+    /// which only the machine knows).
+    pub(super) fn archived_end(&self, task_id: &str) -> Option<Entry> {
+        if task_id.is_empty() {
+            return None;
+        }
+        self.archive.as_ref()?.entry(task_id).ok().flatten().filter(|entry| entry.ended)
+    }
+
+    /// Whether the archive holds `task_id` at all (ended or not).
+    pub(super) fn archive_holds(&self, task_id: &str) -> bool {
+        self.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false))
+    }
+
+    /// One of the machine's frames for the relay's own follow: events gather in `batch`; the
+    /// final Status ends the task's archive.
+    pub(super) fn archive_frame(&self, route: Route, frame: Frame, batch: &mut ArchiveBatch) {
+        match (route, frame) {
+            (Route::ArchiveEvents { task_id }, Frame::Event(event)) => batch.entry(task_id).or_default().push(event),
+            (Route::ArchiveEnd { task_id }, Frame::Status(status)) => {
+                let (Some(archive), Some(task)) = (&self.archive, status.task) else { return };
+                let finished = archive.finish(&task, None).and_then(|()| archive.prune(self.retention.history_tasks));
+                if let Err(e) = finished {
+                    worker::console_warn!("archiving the end of tunnel task {task_id} failed: {e}");
+                }
+            }
+            // The follow ended (the machine's stream closed, or it forgot the task): the next
+            // connection follows again what has not ended.
+            _ => {}
+        }
+    }
+
+    /// Writes a machine message's events, one storage write per task. A task whose final event
+    /// arrived is ended in the archive at once, as that event tells it, and its final Status
+    /// (its delivery too) is asked for to replace that.
+    pub(super) fn write_archive_batch(&self, machine: &WebSocket, batch: ArchiveBatch) {
+        let Some(archive) = &self.archive else { return };
+        for (task_id, events) in batch {
+            let end = events.iter().find(|e| matches!(e.payload, Some(Payload::TaskFinished(_))));
+            let ended = archive.append(&task_id, &events).and_then(|()| {
+                let told = archive.entry(&task_id)?.and_then(|entry| end.and_then(|end| entry.task_ended_by(end)));
+                told.map_or(Ok(()), |task| archive.finish(&task, None))
+            });
+            if let Err(e) = ended {
+                worker::console_warn!("archiving events of tunnel task {task_id} failed: {e}");
+            }
+            if end.is_some() {
+                let frame = ClientFrame {
+                    request_id: Route::ArchiveEnd { task_id: task_id.clone() }.to_request_id(),
+                    request: Some(ClientRequest::Status(StatusRequest { task_id })),
+                };
+                let _ = machine.send_with_bytes(frame.encode_to_vec());
+            }
+        }
+    }
+}
+
+/// Subscribes the relay itself to `task_id`'s events on the machine, from `from_seq`.
+fn follow(machine: &WebSocket, task_id: &str, from_seq: u64) {
+    let frame = ClientFrame {
+        request_id: Route::ArchiveEvents { task_id: task_id.to_string() }.to_request_id(),
+        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.to_string(), from_seq })),
+    };
+    let _ = machine.send_with_bytes(frame.encode_to_vec());
+}
