@@ -1,10 +1,13 @@
 //! A fake of the paid model API: a small server speaking the Anthropic Messages API (streaming
 //! SSE), so the real Claude Code CLI can run offline in tests. It is the only fake in the system.
 //!
-//! The test picks a script through its prompt: the first `SCENARIO:<name>` token found in a
-//! request selects one of [`Scenario`]'s scripts. Each script is a list of steps; the step to play
-//! is the number of tool results already in the conversation, so a tool call is answered by the
-//! next step. Requests without tools (the CLI's side requests, such as titles) get a short text.
+//! The test picks a script through its prompt: the `SCENARIO:<name>` token of the latest user
+//! turn that has one (in a single-turn conversation, the first in the request) selects one of
+//! [`Scenario`]'s scripts. Each script is a list of steps; the step to play is the number of
+//! tool results since that turn, so a tool call is answered by the next step, and a follow-up
+//! turn (a resumed conversation) plays its own script from its start. Requests without tools
+//! (the CLI's side requests, such as titles) get a short text. Every request with tools is
+//! recorded, so a test can see what conversation reached the model.
 
 use std::{
     collections::BTreeSet,
@@ -64,6 +67,9 @@ pub enum Scenario {
     /// Write BIG.txt (the numbers 1 to 60000, one a line: a patch over the diff event's cap)
     /// and SMALL.txt (one line) with the Bash tool, then answer.
     BigChange,
+    /// Print AGENT_NOTES.md (what `WriteFile` wrote) and append a line to it with the Bash tool,
+    /// then answer with what it printed: a follow-up that sees its parent's work and adds to it.
+    ReadAndExtend,
 }
 
 /// The message the `ApiError` scenario refuses with.
@@ -91,6 +97,7 @@ impl Scenario {
             "write-env" => Scenario::WriteEnv,
             "tamper-git" => Scenario::TamperGit,
             "big-change" => Scenario::BigChange,
+            "read-and-extend" => Scenario::ReadAndExtend,
             other => {
                 let count = |prefix: &str| other.strip_prefix(prefix).and_then(|n| n.parse().ok());
                 match (count("many-tools:"), count("slow-tools:")) {
@@ -120,6 +127,9 @@ pub const TAMPER_GIT_COMMAND: &str = "printf 'changed\\n' > CHANGED.md \
     && printf '#!/bin/sh\\ntouch ../hook-ran\\n' > .git/hooks/pre-push && chmod +x .git/hooks/pre-push \
     && cp .git/hooks/pre-push .git/hooks/pre-commit \
     && git config --get url.file:///nowhere/.insteadOf";
+
+/// The `read-and-extend` scenario's shell command.
+pub const READ_AND_EXTEND_COMMAND: &str = "cat AGENT_NOTES.md && printf 'more from the follow-up\\n' >> AGENT_NOTES.md";
 
 /// One reply of the fake.
 enum Step {
@@ -171,6 +181,13 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             input: json!({"command": "seq 1 60000 > BIG.txt && echo small > SMALL.txt"}),
         },
         Scenario::BigChange => Step::Text("I wrote BIG.txt and SMALL.txt.".into()),
+        Scenario::ReadAndExtend if done == 0 => {
+            Step::ToolUse { name: "Bash", input: json!({"command": READ_AND_EXTEND_COMMAND}) }
+        }
+        Scenario::ReadAndExtend => Step::Text(format!(
+            "The notes said: {}. I added a line.",
+            tool_results.last().map(|s| s.trim()).unwrap_or_default()
+        )),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
         Scenario::PrintEnv => {
             Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))
@@ -194,9 +211,12 @@ pub struct FakeModelApi {
     /// The API keys (`x-api-key`) the Messages endpoint was called with, so a test can tell
     /// which key reached the agent.
     api_keys: ApiKeys,
+    /// The body of every Messages request with tools (the agent's turns), in order.
+    requests: Requests,
 }
 
 type ApiKeys = Arc<Mutex<BTreeSet<String>>>;
+type Requests = Arc<Mutex<Vec<Value>>>;
 
 impl FakeModelApi {
     /// Serves the fake on an ephemeral loopback port, in the background of the current runtime.
@@ -204,8 +224,15 @@ impl FakeModelApi {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let api_keys = ApiKeys::default();
-        tokio::spawn(serve_recording(listener, api_keys.clone()));
-        Ok(FakeModelApi { base_url: format!("http://{addr}"), api_keys })
+        let requests = Requests::default();
+        tokio::spawn(serve_recording(listener, api_keys.clone(), requests.clone()));
+        Ok(FakeModelApi { base_url: format!("http://{addr}"), api_keys, requests })
+    }
+
+    /// The bodies of the Messages requests with tools so far whose text contains `marker`.
+    pub fn requests_containing(&self, marker: &str) -> Vec<Value> {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|r| r.to_string().contains(marker)).cloned().collect()
     }
 
     /// The port it listens on.
@@ -221,10 +248,10 @@ impl FakeModelApi {
 
 /// Serves the fake on `listener` until the process ends.
 pub async fn serve(listener: TcpListener) {
-    serve_recording(listener, ApiKeys::default()).await
+    serve_recording(listener, ApiKeys::default(), Requests::default()).await
 }
 
-async fn serve_recording(listener: TcpListener, api_keys: ApiKeys) {
+async fn serve_recording(listener: TcpListener, api_keys: ApiKeys, requests: Requests) {
     let app = Router::new()
         .route(
             "/v1/messages",
@@ -232,7 +259,7 @@ async fn serve_recording(listener: TcpListener, api_keys: ApiKeys) {
                 if let Some(key) = headers.get("x-api-key").and_then(|k| k.to_str().ok()) {
                     api_keys.lock().unwrap().insert(key.to_string());
                 }
-                messages(body)
+                messages(body, requests.clone())
             }),
         )
         .route("/v1/messages/count_tokens", post(count_tokens))
@@ -249,18 +276,21 @@ async fn count_tokens() -> Json<Value> {
     Json(json!({"input_tokens": 100}))
 }
 
-async fn messages(body: String) -> Response {
+async fn messages(body: String, requests: Requests) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let has_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
     let model = request["model"].as_str().unwrap_or("claude-fake").to_string();
     let streaming = request["stream"].as_bool().unwrap_or(false);
-    let scenario = if has_tools { Scenario::find_in(&body) } else { Scenario::Answer };
+    let (scenario, tool_results) = if has_tools { current_turn(&request, &body) } else { (Scenario::Answer, vec![]) };
+    if has_tools {
+        requests.lock().unwrap().push(request.clone());
+    }
 
     if scenario == Scenario::ApiError {
         let error = json!({"type": "error", "error": {"type": "invalid_request_error", "message": API_ERROR_MESSAGE}});
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
-    let step = if has_tools { step_for(&scenario, &tool_results(&request)) } else { Step::Text("Fake title".into()) };
+    let step = if has_tools { step_for(&scenario, &tool_results) } else { Step::Text("Fake title".into()) };
     if !streaming {
         return Json(whole_message(&model, &step)).into_response();
     }
@@ -286,10 +316,47 @@ fn sse_response(body: Body) -> Response {
         .unwrap()
 }
 
+/// The scenario of the latest user turn naming one, and the tool results since that turn; with
+/// no turn naming one, the first marker anywhere in `body` and every tool result.
+fn current_turn(request: &Value, body: &str) -> (Scenario, Vec<String>) {
+    let messages = request["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let turn = messages.iter().enumerate().rev().find_map(|(index, message)| {
+        let text = user_text(message);
+        text.contains("SCENARIO:").then(|| (index, Scenario::find_in(&text)))
+    });
+    match turn {
+        Some((index, scenario)) => (scenario, tool_results_in(&messages[index + 1..])),
+        None => (Scenario::find_in(body), tool_results_in(messages)),
+    }
+}
+
+/// The text a user message carries (not its tool results).
+fn user_text(message: &Value) -> String {
+    if message["role"] != "user" {
+        return String::new();
+    }
+    match &message["content"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
 /// The text of every tool_result block in the conversation, in order.
+#[cfg(test)]
 fn tool_results(request: &Value) -> Vec<String> {
+    tool_results_in(request["messages"].as_array().map(Vec::as_slice).unwrap_or_default())
+}
+
+/// The text of every tool_result block in `messages`, in order.
+fn tool_results_in(messages: &[Value]) -> Vec<String> {
     let mut results = Vec::new();
-    for message in request["messages"].as_array().into_iter().flatten() {
+    for message in messages {
         for block in message["content"].as_array().into_iter().flatten() {
             if block["type"] == "tool_result" {
                 results.push(match &block["content"] {
@@ -397,5 +464,20 @@ mod tests {
             Step::Text(text) => assert!(text.contains("README.md")),
             Step::ToolUse { .. } => panic!("expected the final answer"),
         }
+    }
+
+    #[test]
+    fn a_follow_up_turn_plays_its_own_script_from_its_start() {
+        let request = json!({"messages": [
+            {"role": "user", "content": [{"type": "text", "text": "first\nSCENARIO:write-file"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "SCENARIO:x"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "I wrote it."}]},
+            {"role": "user", "content": "again\nSCENARIO:read-and-extend"}
+        ]});
+        let (scenario, results) = current_turn(&request, &request.to_string());
+        assert_eq!((scenario, results.len()), (Scenario::ReadAndExtend, 0));
+        let single = json!({"messages": [{"role": "user", "content": "SCENARIO:list-files"}]});
+        assert_eq!(current_turn(&single, &single.to_string()).0, Scenario::ListFiles);
     }
 }
