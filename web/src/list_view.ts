@@ -2,12 +2,26 @@
 // or "On your machine" for tunnel tasks), as the edge lists them. It loads the first page, then
 // more with "More"; it loads the list again while any task in it runs, so every running task's
 // state and elapsed time show live whichever timeline is open; a click opens a task's timeline.
-// The list's logic is tasks.ts's (pure, unit-tested); this file is its DOM and its loads.
+// A conversation's turns show as one thread (threads.ts): each follow-up indented under the task
+// it continues. The list's logic is tasks.ts's and threads.ts's (pure, unit-tested); this file
+// is its DOM and its loads.
 
 import { api, errorText } from "./api.js";
 import { $, element } from "./dom.js";
-import { anyRunning, describeTask, elapsedOf, isFinal, pageQuery, PAGE_SIZE, parseTaskPage, TaskList, type Mode, type Seen, type TaskPage } from "./tasks.js";
+import type { TaskSummary } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { anyRunning, describeTask, elapsedOf, isFinal, pageQuery, PAGE_SIZE, parentOf, parseTaskPage, TaskList, type Mode, type Seen, type TaskPage } from "./tasks.js";
+import { threadRows, type ThreadRow } from "./threads.js";
 import { stateName } from "./timeline.js";
+
+/** A listed task as threads.ts groups it. */
+interface Listed {
+  taskId: string;
+  parentTaskId: string;
+  summary: TaskSummary;
+}
+
+/** How deep a follow-up is drawn at most: a long conversation must still fit a phone. */
+const MAX_DRAWN_DEPTH = 4;
 
 /** How often a list with a running task in it is loaded again. The edge writes a running task's
  * state and usage to its list as they change, so this is how late the list can be. */
@@ -39,6 +53,8 @@ export class TaskListView {
   private epoch = 0;
   private poll: number | undefined;
   private clock: number | undefined;
+  /** Each listed task's place in its thread, as last drawn. */
+  private rows = new Map<string, ThreadRow<Listed>>();
 
   constructor(
     readonly mode: Mode,
@@ -135,7 +151,9 @@ export class TaskListView {
     const list = $(this.ids.list);
     // The entries are made anew: keep the keyboard's place on the one it was on.
     const focused = document.activeElement?.closest<HTMLElement>(`#${this.ids.list} li`)?.dataset.taskId;
-    list.replaceChildren(...this.list.tasks.map((summary) => this.renderTask(summary.taskId)!));
+    const rows = threadRows(this.list.tasks.map((summary) => ({ taskId: summary.taskId, parentTaskId: parentOf(summary), summary })));
+    this.rows = new Map(rows.map((row) => [row.task.taskId, row]));
+    list.replaceChildren(...rows.map((row) => this.renderTask(row.task.taskId)!));
     if (focused) list.querySelector<HTMLElement>(`li[data-task-id="${CSS.escape(focused)}"] button`)?.focus();
     $<HTMLButtonElement>(this.ids.more).hidden = !this.list.hasMore;
     this.showSection();
@@ -173,10 +191,24 @@ export class TaskListView {
     item.dataset.taskId = entry.taskId;
     item.dataset.state = entry.state;
     if (this.hooks.currentTaskId() === entry.taskId) item.setAttribute("aria-current", "true");
+    const row = this.rows.get(taskId);
+    const parentId = parentOf(summary);
+    if (parentId) item.dataset.parentId = parentId;
+    item.dataset.depth = String(row?.depth ?? 0);
+    item.style.setProperty("--depth", String(Math.min(row?.depth ?? 0, MAX_DRAWN_DEPTH)));
     const button = element("button", "link task-title", entry.title) as HTMLButtonElement;
     button.type = "button";
     button.title = entry.repository;
     button.addEventListener("click", () => this.hooks.open(entry.taskId, this.mode));
+    if (parentId) {
+      // A follow-up: marked as one, and said so to a screen reader.
+      const parentTitle = this.titleOf(parentId);
+      const mark = element("span", "task-follow-up", "↳ ");
+      mark.setAttribute("aria-hidden", "true");
+      button.setAttribute("aria-label", `${entry.title} (follow-up of ${parentTitle ?? "an earlier task"})`);
+      if (row?.unlistedParentId) button.title = `${entry.repository}\nA follow-up of an earlier task (More lists it)`;
+      item.append(mark);
+    }
     const meta = element("div", "task-meta");
     const state = element("span", "badge task-state", entry.stateLabel);
     state.dataset.state = entry.state;
@@ -197,6 +229,12 @@ export class TaskListView {
     if (entry.ended && took) meta.append(" · ", element("span", "task-took", `took ${took}`));
     item.append(button, meta);
     return item;
+  }
+
+  /** The title of a listed task (its prompt's first line), if listed. */
+  titleOf(taskId: string): string | undefined {
+    const summary = this.list.get(taskId);
+    return summary ? describeTask(summary).title : undefined;
   }
 
   /** Brings the running entries' elapsed times up to date, every second while one runs. */

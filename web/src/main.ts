@@ -1,15 +1,17 @@
 // The page: sign in, start a task, watch its timeline live, cancel it, come back to it later
 // from the task lists (the edge's, so every browser of the user shows the same ones).
 // DOM glue only; the logic lives in validate.ts, timeline.ts, tasks.ts, connection.ts and
-// markdown.ts, the views in entry_view.ts and list_view.ts.
+// markdown.ts, threads.ts and follow_up.ts; the views in entry_view.ts, list_view.ts and
+// follow_up_form.ts. Several tasks may run at once: the lists show each live, one timeline is open.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { api, errorText } from "./api.js";
 import { TaskConnection, type LinkState } from "./connection.js";
 import { $ } from "./dom.js";
 import { refreshToolOutput, renderEntry, STATE_LABELS } from "./entry_view.js";
+import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
-import { describeTask, type Mode, type Seen } from "./tasks.js";
+import { describeTask, parentOf, type Mode, type Seen } from "./tasks.js";
 import { formatCost, Timeline } from "./timeline.js";
 import { fieldOfServiceError, validateStartForm, type StartForm } from "./validate.js";
 
@@ -25,6 +27,8 @@ interface TaskRef {
   sessionId: string;
   repositoryUrl: string;
   startedAtMs: number;
+  /** The task this one follows up, when the page knows it without the list (it started it). */
+  parentTaskId?: string;
 }
 
 let connection: TaskConnection | undefined;
@@ -33,11 +37,15 @@ let timeline = new Timeline();
 let current: TaskRef | undefined;
 /** What this page saw of the tasks it followed (their list entries lag), and the two lists. */
 const seen = new Map<string, Seen>();
-const listHooks = { currentTaskId: () => current?.taskId, open: (id: string, mode: Mode) => void openListed(id, mode), rendered: renderEmpty };
+const listHooks = { currentTaskId: () => current?.taskId, open: (id: string, mode: Mode) => void openListed(id, mode), rendered: listsRendered };
 const lists: Record<Mode, TaskListView> = {
   container: new TaskListView("container", { section: "recent", list: "recent-list", status: "recent-status", more: "recent-more" }, seen, listHooks),
   tunnel: new TaskListView("tunnel", { section: "tunnel-recent", list: "tunnel-list", status: "tunnel-recent-status", more: "tunnel-more" }, seen, listHooks, true),
 };
+const followUp = new FollowUpForm(followUpStarted);
+/** The sessions this page knows, by task (the tasks it started or opened): a task whose ticket by
+ * id is refused (an edge that does not issue those for tunnel tasks) still opens by its session. */
+const sessions = new Map<string, string>();
 /** Numbers the tasks opened: only the latest one opens. */
 let opening = 0;
 let clock: number | undefined;
@@ -112,19 +120,15 @@ async function start(event: SubmitEvent) {
   if (!request) return;
   const button = $("start") as HTMLButtonElement;
   button.disabled = true;
-  // The previous task's timeline gives way at once, so nothing stale is mistaken for the new one
-  // (nor is a task being opened from the list meanwhile).
-  opening++;
-  connection?.close();
-  connection = undefined;
-  current = undefined;
-  $("task").hidden = true;
-  $("timeline").replaceChildren();
+  // The open timeline (maybe of a task still running) stays until the new task has started: a
+  // refused start leaves it as it was. One opened from the list meanwhile wins over the new task.
+  const mine = ++opening;
   const mode = selectedMode();
   setStatus(mode === "tunnel" ? "Starting on your machine…" : "Starting the container…");
   const { ok, body, status } = await api(`/api/${mode}/start`, { method: "POST", body: JSON.stringify(request) });
   button.disabled = false;
   setStatus("");
+  void lists[mode].refresh();
   if (!ok) {
     const message = errorText(body, status);
     const field = fieldOfServiceError(message);
@@ -134,15 +138,39 @@ async function start(event: SubmitEvent) {
     await refreshBalance();
     return;
   }
+  if (mine !== opening) return; // the list shows it
   const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId, repositoryUrl: request.repositoryUrl, startedAtMs: Date.now() };
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   openTask(task, body.websocketUrl);
-  void lists[mode].refresh();
 }
 
-/** The page's "no tasks yet" line: once both lists arrived, and both are empty. */
-function renderEmpty() {
+/** A follow-up of the open task started: its timeline opens (unless the user moved on). */
+function followUpStarted(started: StartedFollowUp, stillShown: boolean) {
+  void lists[started.mode].refresh();
+  if (!stillShown) return;
+  opening++;
+  const { mode, taskId, sessionId, parentTaskId } = started;
+  const task: TaskRef = { mode, taskId, sessionId, parentTaskId, repositoryUrl: current?.repositoryUrl ?? "", startedAtMs: Date.now() };
+  localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
+  openTask(task, started.websocketUrl);
+}
+
+/** A list was drawn: the page's "no tasks yet" line (once both lists arrived, and both are
+ * empty) and the open timeline's link to the task it follows up may change. */
+function listsRendered() {
   $("recent-empty").hidden = !(lists.container.empty && lists.tunnel.empty);
+  renderParentLink();
+}
+
+/** "A follow-up of <its parent>" above the open timeline, which opens the parent. */
+function renderParentLink() {
+  const view = current && lists[current.mode ?? "container"];
+  const parentId = current?.parentTaskId || parentOf(view?.list.get(current?.taskId ?? ""));
+  $("task-parent").hidden = !parentId;
+  if (!parentId || !view) return;
+  const link = $("task-parent-link");
+  link.textContent = view.titleOf(parentId) ?? `task ${parentId}`;
+  link.dataset.taskId = parentId;
 }
 
 /** Opens a listed task's timeline, whichever browser started it: a new session on the task (from
@@ -151,13 +179,16 @@ async function openListed(taskId: string, mode: Mode) {
   const mine = ++opening;
   const view = lists[mode];
   view.setStatus("Opening the task…");
-  const { ok, body, status } = await api(`/api/${mode}/ws-ticket`, { method: "POST", body: JSON.stringify({ taskId }) });
+  const ticket = (ask: object) => api(`/api/${mode}/ws-ticket`, { method: "POST", body: JSON.stringify(ask) });
+  let { ok, body, status } = await ticket({ taskId });
+  const known = sessions.get(taskId);
+  if (!ok && known && mine === opening) ({ ok, body, status } = await ticket({ sessionId: known }));
   if (mine !== opening) return; // another task was opened or started meanwhile
   if (!ok) return view.setStatus(`The task could not be opened: ${errorText(body, status)}`, true);
   view.setStatus("");
   const summary = view.list.get(taskId);
   const createdMs = summary ? describeTask(summary).createdMs : 0;
-  const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId, repositoryUrl: summary?.repositoryUrl ?? "", startedAtMs: createdMs };
+  const task: TaskRef = { mode, taskId, sessionId: body.sessionId, repositoryUrl: summary?.repositoryUrl ?? "", startedAtMs: createdMs };
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   openTask(task, body.websocketUrl);
   $("task").scrollIntoView({ block: "start" });
@@ -184,12 +215,15 @@ function setStatus(text: string, isError = false) {
 function openTask(task: TaskRef, websocketUrl?: string) {
   connection?.close();
   current = task;
+  sessions.set(task.taskId, task.sessionId);
   timeline = new Timeline();
   $("timeline").replaceChildren();
   $("task").hidden = false;
   for (const view of Object.values(lists)) view.markCurrent(task.taskId);
   $("task-id").textContent = task.taskId;
   ($("cancel") as HTMLButtonElement).disabled = false;
+  renderParentLink();
+  followUp.show({ mode: task.mode ?? "container", taskId: task.taskId }, false);
   renderSummary();
   connection = new TaskConnection(task.mode ?? "container", task.sessionId, task.taskId, {
     onEvent: (event) => {
@@ -235,6 +269,7 @@ function applyEvent(event: Event) {
   noteSeen();
   if (timeline.ended && !wasEnded) {
     ($("cancel") as HTMLButtonElement).disabled = true;
+    if (current) followUp.show({ mode: current.mode ?? "container", taskId: current.taskId }, true);
     window.clearInterval(clock);
     void refreshBalance();
     if (current) void refreshAfterEnd(current.taskId, lists[current.mode ?? "container"]);
@@ -289,6 +324,10 @@ async function main() {
     void renderTunnel();
     void refreshBalance();
   });
+  $("task-parent-link").addEventListener("click", (e) => {
+    const parentId = (e.currentTarget as HTMLElement).dataset.taskId;
+    if (parentId && current) void openListed(parentId, current.mode ?? "container");
+  });
   $("cancel").addEventListener("click", () => {
     connection?.cancel();
     setStatus("Cancelling…");
@@ -297,11 +336,13 @@ async function main() {
     connection?.close();
     connection = undefined;
     current = undefined;
+    followUp.show(undefined, false);
     opening++;
     await api("/api/auth/signout", { method: "POST" });
     localStorage.removeItem(CURRENT_KEY);
     // The next user must not see this one's lists, nor a load of them still on its way.
     seen.clear();
+    sessions.clear();
     for (const view of Object.values(lists)) view.clear();
     $("task").hidden = true;
     show("signin");
