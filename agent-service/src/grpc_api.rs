@@ -5,9 +5,9 @@
 use std::{pin::Pin, sync::Arc};
 
 use autopilot_contract::v1::{
-    autopilot_server::Autopilot, CancelRequest, CancelResponse, GetDiffRequest, GetDiffResponse, ListTasksRequest,
-    ListTasksResponse, StartRequest, StartResponse, StatusRequest, StatusResponse, StreamEventsRequest,
-    StreamEventsResponse,
+    autopilot_server::Autopilot, CancelRequest, CancelResponse, ExportWorkspaceRequest, ExportWorkspaceResponse,
+    GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest, StartResponse, StatusRequest,
+    StatusResponse, StreamEventsRequest, StreamEventsResponse,
 };
 use futures::{stream, Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -19,6 +19,7 @@ use crate::{
     task::Task,
     task_manager::{StartError, TaskManager},
     validate::{validate_cancel_reason, validate_list_tasks, validate_start, validate_task_id, FieldError, Limits},
+    workspace::ExportError,
 };
 
 /// Events read from the log per message on the internal channel.
@@ -56,6 +57,10 @@ impl Autopilot for AutopilotApi {
         let task = self.manager.start(spec).map_err(|e| match e {
             StartError::AtLimit(_) => Status::resource_exhausted(e.to_string()),
             StartError::ShuttingDown => Status::unavailable(e.to_string()),
+            // Word for word what any unknown id gets (the edge relies on it to retry with a restore).
+            StartError::UnknownParent(_) => Status::not_found(e.to_string()),
+            StartError::ParentRunning(_) | StartError::NoWorkspace(_) => Status::failed_precondition(e.to_string()),
+            StartError::Invalid(error) => invalid(error),
             StartError::Io(_) => {
                 tracing::error!(error = %e, "could not start a task");
                 Status::internal(e.to_string())
@@ -137,6 +142,25 @@ impl Autopilot for AutopilotApi {
                 task.id()
             ))),
         }
+    }
+
+    async fn export_workspace(
+        &self,
+        request: Request<ExportWorkspaceRequest>,
+    ) -> Result<Response<ExportWorkspaceResponse>, Status> {
+        let task_id = &request.get_ref().task_id;
+        if task_id.is_empty() {
+            return Err(Status::invalid_argument("task_id is required"));
+        }
+        let task = self.task(task_id)?;
+        let snapshot = self.manager.export(&task).await.map_err(|e| match e {
+            ExportError::Refused(why) => Status::failed_precondition(why),
+            ExportError::Failed(why) => {
+                tracing::error!(task_id = task.id(), error = %why, "could not export a task's workspace");
+                Status::internal(format!("could not export the task's workspace: {why}"))
+            }
+        })?;
+        Ok(Response::new(ExportWorkspaceResponse { snapshot: Some(snapshot) }))
     }
 
     async fn list_tasks(&self, request: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {

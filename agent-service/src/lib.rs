@@ -17,6 +17,9 @@
 //! - [`task_manager`]: up to `--max-tasks` running at once, a bounded history, recovery after restart;
 //!   [`task_list`]: the history as ListTasks pages it (order, page tokens, summaries; pure).
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
+//! - [`follow_up`]: what a follow-up turn continues from (pure); [`workspace`]: its workspace
+//!   made from its parent's or from a snapshot, and ExportWorkspace's snapshots, whose rules
+//!   live in [`workspace_snapshot`] (pure).
 //! - [`event_log`]: the on-disk, replayable log of a task's events, with live subscriptions.
 //! - [`git_command`]: the one hardened way git runs; [`git_credentials`]: how it authenticates.
 //! - [`git_clone`], [`git_progress`]: the hardened clone and its progress events.
@@ -39,6 +42,7 @@ pub mod cors;
 pub mod delivery;
 pub mod diff_cap;
 pub mod event_log;
+pub mod follow_up;
 pub mod frame_server;
 pub mod git_clone;
 pub mod git_command;
@@ -61,5 +65,7 @@ pub mod task_runner;
 pub mod task_state;
 pub mod tunnel;
 pub mod validate;
+pub mod workspace;
+pub mod workspace_snapshot;
 
 pub use service::{connect, run, Error};

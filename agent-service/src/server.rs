@@ -18,6 +18,11 @@ use tonic_web::GrpcWebLayer;
 
 use crate::{cors::cors_layer, grpc_api::AutopilotApi, host_guard::AllowedHosts};
 
+/// Largest request accepted: a Start carrying a 16 MiB workspace snapshot, with room for the rest.
+const MAX_REQUEST_BYTES: usize = crate::workspace_snapshot::MAX_SNAPSHOT_BYTES + 1024 * 1024;
+/// Largest reply sent: GetDiff's 64 MiB of patch text, with room for the rest.
+const MAX_REPLY_BYTES: usize = 65 * 1024 * 1024;
+
 /// Who may reach the service over HTTP.
 #[derive(Debug, Clone)]
 pub struct Access {
@@ -52,7 +57,11 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let api = AutopilotServer::from_arc(api);
+    // A follow-up's Start may carry a workspace snapshot (16 MiB at most) and ExportWorkspace
+    // answers one; GetDiff answers up to 64 MiB of patches.
+    let api = AutopilotServer::from_arc(api)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REPLY_BYTES);
     let mut router = Routes::new(api)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -104,6 +104,7 @@ pub fn summary(task: &TaskSnapshot, title: &str) -> TaskSummary {
         usage: task.usage,
         branch: delivery.map(|d| d.branch.clone()).unwrap_or_default(),
         commit: delivery.map(|d| d.commit.clone()).unwrap_or_default(),
+        parent_task_id: task.parent_task_id.clone(),
     }
 }
 

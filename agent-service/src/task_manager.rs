@@ -1,26 +1,30 @@
 //! The tasks of this service: up to `--max-tasks` running at once (each in its own directory,
 //! with its own workspace and agent process, stopped on its own by Cancel, its timeout or
 //! shutdown), and a bounded history of ended ones, kept on disk under
-//! `<work_dir>/tasks/<task_id>/` and reloaded after a restart.
+//! `<work_dir>/tasks/<task_id>/` and reloaded after a restart. A follow-up's parent is looked up
+//! and checked here, under the same lock as the limit ([`crate::follow_up`] decides the rest);
+//! a task that a running follow-up is made from is never evicted from the history under it.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     io,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime},
 };
 
-use autopilot_contract::v1::{ListTasksResponse, Task as TaskSnapshot, TaskState};
+use autopilot_contract::v1::{ListTasksResponse, Task as TaskSnapshot, TaskState, WorkspaceSnapshot};
 use tokio_util::task::TaskTracker;
 
 use crate::{
     branch_name::default_branch,
+    follow_up::{self, Refusal, Resolved},
     redact::Redactor,
     task::{StopReason, Task},
     task_list::{self, PageRequest},
     task_runner::{run_task, RunContext},
-    validate::TaskSpec,
+    validate::{FieldError, StartSpec},
+    workspace::{self, ExportError},
 };
 
 /// Why Start was refused.
@@ -31,6 +35,18 @@ pub enum StartError {
     AtLimit(usize),
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// A follow-up's parent is not a task of this service (and no restore brings it).
+    #[error("no task with id {0}")]
+    UnknownParent(String),
+    /// A follow-up's parent has not ended.
+    #[error("task {0} is still running; wait for it to end or cancel it")]
+    ParentRunning(String),
+    /// A follow-up's parent has nothing to continue from.
+    #[error("{0}")]
+    NoWorkspace(String),
+    /// A follow-up disagrees with its parent (its repository or ref).
+    #[error("{0}")]
+    Invalid(FieldError),
     #[error("could not create the task's directory: {0}")]
     Io(#[from] io::Error),
 }
@@ -109,7 +125,7 @@ impl TaskManager {
     /// # Errors
     /// [`StartError::AtLimit`] while `max_running` tasks run; shutting down; directory creation
     /// failed.
-    pub fn start(&self, mut spec: TaskSpec) -> Result<Arc<Task>, StartError> {
+    pub fn start(&self, mut start: StartSpec) -> Result<Arc<Task>, StartError> {
         let mut registry = self.lock();
         if registry.shutting_down {
             return Err(StartError::ShuttingDown);
@@ -117,6 +133,44 @@ impl TaskManager {
         if registry.tasks.iter().filter(|t| !t.state().is_final()).count() >= self.max_running {
             return Err(StartError::AtLimit(self.max_running));
         }
+        let mut spec = match start.parent.take() {
+            None => {
+                let repo = start.repo.take().expect("validation requires a repository without a parent");
+                let git_ref = start.git_ref.clone();
+                start.into_task(repo, git_ref, None)
+            }
+            Some(parent) => {
+                let known = registry.tasks.iter().find(|t| t.id() == parent.task_id).cloned();
+                let resolved = match (known, &parent.restore) {
+                    (Some(task), _) if !task.state().is_final() => {
+                        return Err(StartError::ParentRunning(parent.task_id));
+                    }
+                    (Some(task), _) => {
+                        let base = workspace::read_base(task.dir());
+                        follow_up::from_parent(&task.snapshot(), task.dir().to_path_buf(), base, &start)
+                    }
+                    (None, Some(restore)) => follow_up::from_restore(restore, &start),
+                    (None, None) => return Err(StartError::UnknownParent(parent.task_id)),
+                };
+                let Resolved { repo, git_ref, branch, follow_up } = resolved.map_err(|refusal| match refusal {
+                    Refusal::Invalid(error) => StartError::Invalid(error),
+                    Refusal::NoWorkspace(why) => StartError::NoWorkspace(why),
+                })?;
+                start.delivery.branch = branch;
+                if start.model.is_empty() {
+                    // The conversation keeps its model unless the follow-up names another.
+                    if let Some(model) = registry
+                        .tasks
+                        .iter()
+                        .find(|t| t.id() == follow_up.parent_id)
+                        .and_then(|t| t.snapshot().options.map(|o| o.model))
+                    {
+                        start.model = model;
+                    }
+                }
+                start.into_task(repo, git_ref, Some(follow_up))
+            }
+        };
         let id = uuid::Uuid::new_v4().to_string();
         if spec.delivery.branch.is_empty() {
             spec.delivery.branch = default_branch(&id);
@@ -129,6 +183,7 @@ impl TaskManager {
             options: Some(spec.options()),
             delivery_options: Some(spec.delivery.options()),
             create_time: Some(autopilot_contract::time::timestamp(SystemTime::now())),
+            parent_task_id: spec.follow_up.as_ref().map(|f| f.parent_id.clone()).unwrap_or_default(),
             ..Default::default()
         };
         let redactor = self.redactor.with(spec.repo.secrets.iter().cloned());
@@ -159,6 +214,16 @@ impl TaskManager {
         task_list::page(tasks.iter().map(|task| task.summary()), request)
     }
 
+    /// The snapshot of `task`'s workspace and conversation (ExportWorkspace).
+    ///
+    /// # Errors
+    /// See [`workspace::export`].
+    pub async fn export(&self, task: &Task) -> Result<WorkspaceSnapshot, ExportError> {
+        let ctx = &self.ctx;
+        workspace::export(&task.snapshot(), task.dir(), ctx.agent.as_ref(), &ctx.agent_env, &ctx.git, task.redactor())
+            .await
+    }
+
     /// Stops a task and waits until it has ended (at most its grace period plus a margin).
     /// A task that already ended is left as it is. Returns the task's state afterwards.
     pub async fn cancel(&self, task: &Task, reason: Option<String>) -> TaskState {
@@ -182,8 +247,17 @@ impl TaskManager {
     }
 
     fn trim_history(&self, registry: &mut Registry) {
+        // A running follow-up may still be making its workspace from its parent's.
+        let parents: HashSet<String> = registry
+            .tasks
+            .iter()
+            .filter(|t| !t.state().is_final())
+            .map(|t| t.snapshot().parent_task_id)
+            .filter(|id| !id.is_empty())
+            .collect();
         while registry.tasks.len() > self.history_limit {
-            let Some(position) = registry.tasks.iter().position(|t| t.state().is_final()) else {
+            let Some(position) = registry.tasks.iter().position(|t| t.state().is_final() && !parents.contains(t.id()))
+            else {
                 break;
             };
             let evicted = registry.tasks.remove(position).expect("position is in range");

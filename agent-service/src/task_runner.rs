@@ -1,7 +1,10 @@
-//! Runs one task from PENDING to its final state: clone, then the agent, then the delivery of
-//! its work ([`crate::delivery`]: diff, commit, push), each step recorded as events. A stop
-//! (cancel, timeout, shutdown) reaches whichever step is running, which stops its process group;
-//! the task then ends in the state its stop reason names.
+//! Runs one task from PENDING to its final state: its workspace (a clone, or for a follow-up one
+//! made from its parent's, [`crate::workspace`], in CLONING), then the agent (resuming the
+//! parent's session for a follow-up), then the delivery of its work ([`crate::delivery`]: diff,
+//! commit, push), each step recorded as events. Once its agent has run, the task keeps a copy of
+//! the agent's session transcript, for follow-ups. A stop (cancel, timeout, shutdown) reaches
+//! whichever step is running, which stops its process group; the task then ends in the state
+//! its stop reason names.
 
 use std::{
     sync::Arc,
@@ -20,11 +23,13 @@ use crate::{
     },
     agent_guard::Guard,
     delivery::{deliver, save_clean_git_config, DeliveryContext},
+    follow_up::{FollowUp, WorkspaceSource},
     git_clone::{clone_repo, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
     task::{StopReason, Task},
     validate::TaskSpec,
+    workspace,
 };
 
 /// What every task run shares: the agent CLI, git settings and the agent's environment.
@@ -98,12 +103,24 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     }
     task.move_to(TaskState::Cloning, "");
     let repo_dir = task.dir().join("repo");
-    let commit =
-        clone_repo(&spec.repo, &spec.git_ref, &repo_dir, &ctx.git, task.redactor(), task.stop_token(), |progress| {
-            task.record(Payload::GitProgress(progress));
-        })
-        .await
-        .map_err(step_error)?;
+    let commit = match &spec.follow_up {
+        None => {
+            let commit = clone_repo(
+                &spec.repo,
+                &spec.git_ref,
+                &repo_dir,
+                &ctx.git,
+                task.redactor(),
+                task.stop_token(),
+                |progress| task.record(Payload::GitProgress(progress)),
+            )
+            .await
+            .map_err(step_error)?;
+            write_base(task, &commit)?;
+            commit
+        }
+        Some(follow_up) => continue_workspace(task, spec, follow_up, ctx).await?,
+    };
     let clean_git_config = save_clean_git_config(task.dir())
         .map_err(|e| StepError::Failed(format!("could not keep a copy of the clone's git config: {e}")))?;
     task.record(Payload::RepositoryReady(RepositoryReady { commit: commit.clone() }));
@@ -116,6 +133,7 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         max_turns: spec.max_turns,
         max_budget_usd: spec.max_budget_usd,
         env: ctx.agent_env.clone(),
+        resume_session: spec.follow_up.as_ref().and_then(|f| f.resume_session.clone()),
     };
     let mut num_turns = 0;
     let owner = Owner { task_id: task.id(), task_dir: task.dir() };
@@ -128,7 +146,9 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         }
     })
     .await
-    .map_err(|e| StepError::Failed(format!("could not run the agent ({}): {e}", ctx.agent.name())))?;
+    .map_err(|e| StepError::Failed(format!("could not run the agent ({}): {e}", ctx.agent.name())));
+    keep_transcript(task, &invocation, ctx);
+    let end = end?;
     let result = match end {
         RunEnd::Stopped => return Err(StepError::Stopped),
         RunEnd::Exited(exit) => decide(&exit).map_err(|e| StepError::Failed(task.redactor().redact(&e)))?,
@@ -137,6 +157,89 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials, clean_git_config: &clean_git_config };
     deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
     Ok(Finished { result, num_turns })
+}
+
+/// Makes a follow-up's workspace from its parent's (or from the snapshot it brought), and puts
+/// the parent's session transcript where the agent resumes it; answers the commit it starts from.
+async fn continue_workspace(
+    task: &Task,
+    spec: &TaskSpec,
+    follow_up: &FollowUp,
+    ctx: &RunContext,
+) -> Result<String, StepError> {
+    let repo_dir = task.dir().join("repo");
+    let parent = &follow_up.parent_id;
+    let branch = &spec.delivery.branch;
+    let (base, transcript) = match &follow_up.source {
+        WorkspaceSource::Parent { task_dir, commit, base_commit } => {
+            workspace::from_parent(task_dir, commit, branch, &repo_dir, &ctx.git, task.redactor(), task.stop_token())
+                .await
+                .map_err(|e| match e {
+                    GitError::Stopped => StepError::Stopped,
+                    GitError::Failed(why) => {
+                        StepError::Failed(format!("could not make the workspace from task {parent}'s: {why}"))
+                    }
+                })?;
+            let transcript = match &follow_up.resume_session {
+                None => None,
+                Some(session) => Some(
+                    workspace::read_transcript(ctx.agent.as_ref(), task_dir, session, &ctx.agent_env).map_err(|e| {
+                        StepError::Failed(format!(
+                            "task {parent}'s conversation (session {session}) is no longer on this machine: {e}"
+                        ))
+                    })?,
+                ),
+            };
+            (base_commit.clone(), transcript)
+        }
+        WorkspaceSource::Restore(snapshot) => {
+            let restored = workspace::from_snapshot(
+                snapshot,
+                &spec.repo,
+                &repo_dir,
+                task.dir(),
+                &ctx.git,
+                task.redactor(),
+                task.stop_token(),
+                |progress| task.record(Payload::GitProgress(progress)),
+            )
+            .await;
+            restored.map_err(|e| match e {
+                GitError::Stopped => StepError::Stopped,
+                GitError::Failed(why) => {
+                    StepError::Failed(format!("could not restore the workspace of task {parent}: {why}"))
+                }
+            })?;
+            let transcript = Some(snapshot.session_transcript.clone()).filter(|t| !t.is_empty());
+            (snapshot.base_commit.clone(), transcript)
+        }
+    };
+    if let (Some(session), Some(transcript)) = (&follow_up.resume_session, transcript) {
+        workspace::install_transcript(ctx.agent.as_ref(), &repo_dir, session, &ctx.agent_env, &transcript)
+            .map_err(|e| StepError::Failed(format!("could not hand task {parent}'s conversation to the agent: {e}")))?;
+    }
+    write_base(task, &base)?;
+    Ok(follow_up.start_commit().to_string())
+}
+
+/// Records where the task's workspace history starts (what ExportWorkspace bundles from).
+fn write_base(task: &Task, commit: &str) -> Result<(), StepError> {
+    workspace::write_base(task.dir(), commit)
+        .map_err(|e| StepError::Failed(format!("could not record the workspace's base commit: {e}")))
+}
+
+/// Keeps a copy of the agent's session transcript with the task, for follow-ups and exports.
+/// Best effort: a task whose transcript is missing only cannot be followed up.
+fn keep_transcript(task: &Task, invocation: &AgentInvocation, ctx: &RunContext) {
+    let session = task.snapshot().session_id;
+    if session.is_empty() {
+        return;
+    }
+    let kept =
+        workspace::keep_transcript(ctx.agent.as_ref(), &invocation.workdir, &session, &ctx.agent_env, task.dir());
+    if let Err(error) = kept {
+        tracing::warn!(task_id = task.id(), %session, %error, "could not keep the agent's session transcript");
+    }
 }
 
 fn step_error(error: GitError) -> StepError {

@@ -15,6 +15,9 @@
 //!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
 //! - task_id (Status, StreamEvents, Cancel, GetDiff): empty (the running or most recent task) or
 //!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs);
+//! - parent_task_id (a follow-up): empty, or a task id as above; then repository_url may be
+//!   empty (the parent's); restore only with a parent_task_id equal to its task_id, and held to
+//!   [`crate::workspace_snapshot::check`] (16 MiB at most, ids and commits well formed);
 //! - cancel reason: at most 500 bytes once trimmed (empty: none given);
 //! - ListTasks page_size: 0 (20) or 1..=100; page_token: empty (from the newest task) or a token
 //!   this service handed out ([`crate::task_list::Position::token`]), at most 256 characters.
@@ -23,13 +26,15 @@ use std::time::Duration;
 
 use autopilot_contract::{
     task_list::page_size,
-    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest},
+    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest, WorkspaceSnapshot},
 };
 
 use crate::{
     branch_name::check_branch_name,
+    follow_up::FollowUp,
     repo_url::{parse_repo_url, RepoUrl},
     task_list::{PageRequest, Position},
+    workspace_snapshot,
 };
 
 pub const MAX_PROMPT_BYTES: usize = 100_000;
@@ -70,6 +75,58 @@ pub struct TaskSpec {
     pub max_budget_usd: f64,
     pub timeout: Duration,
     pub delivery: DeliverySpec,
+    /// A follow-up turn: the parent and the workspace it continues from.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// A validated Start request. It becomes a [`TaskSpec`] once its repository is known: the
+/// request's own, or for a follow-up its parent's ([`crate::follow_up`]).
+#[derive(Debug, Clone)]
+pub struct StartSpec {
+    /// The request's repository; `None` only for a follow-up that names none.
+    pub repo: Option<RepoUrl>,
+    pub git_ref: String,
+    pub prompt: String,
+    pub model: String,
+    pub max_turns: u32,
+    pub max_budget_usd: f64,
+    pub timeout: Duration,
+    pub delivery: DeliverySpec,
+    /// The task this one follows up on.
+    pub parent: Option<ParentRequest>,
+}
+
+/// The parent a follow-up names.
+#[derive(Debug, Clone)]
+pub struct ParentRequest {
+    pub task_id: String,
+    /// The parent's workspace from another service, for when this one does not know the parent.
+    pub restore: Option<Restore>,
+}
+
+/// A checked `StartRequest.restore`, with the repository it names.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub snapshot: Box<WorkspaceSnapshot>,
+    /// `snapshot.repository_url` (a display form, so without credentials), checked.
+    pub repo: RepoUrl,
+}
+
+impl StartSpec {
+    /// The task's spec, on `repo` at `git_ref`.
+    pub fn into_task(self, repo: RepoUrl, git_ref: String, follow_up: Option<FollowUp>) -> TaskSpec {
+        TaskSpec {
+            repo,
+            git_ref,
+            prompt: self.prompt,
+            model: self.model,
+            max_turns: self.max_turns,
+            max_budget_usd: self.max_budget_usd,
+            timeout: self.timeout,
+            delivery: self.delivery,
+            follow_up,
+        }
+    }
 }
 
 /// Where the task's changes go, validated; defaults filled in except the branch, whose default
@@ -128,9 +185,12 @@ fn reject(field: &'static str, message: impl Into<String>) -> FieldError {
 ///
 /// # Errors
 /// The first field that breaks a rule.
-pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpec, FieldError> {
-    let repo =
-        parse_repo_url(&request.repository_url, limits.allow_local_repos).map_err(|m| reject("repository_url", m))?;
+pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSpec, FieldError> {
+    let parent = validate_parent(request, limits)?;
+    let repo = match request.repository_url.as_str() {
+        "" if parent.is_some() => None,
+        url => Some(parse_repo_url(url, limits.allow_local_repos).map_err(|m| reject("repository_url", m))?),
+    };
     validate_ref(&request.git_ref)?;
     validate_prompt(&request.prompt)?;
     let options = request.options.clone().unwrap_or_default();
@@ -168,7 +228,7 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
         }
     };
     let delivery = validate_delivery(request.delivery.clone().unwrap_or_default())?;
-    Ok(TaskSpec {
+    Ok(StartSpec {
         delivery,
         repo,
         git_ref: request.git_ref.clone(),
@@ -177,7 +237,36 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<TaskSpe
         max_turns: options.max_turns as u32,
         max_budget_usd: budget,
         timeout,
+        parent,
     })
+}
+
+/// The parent a follow-up names, and the restore it brings, checked.
+fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<ParentRequest>, FieldError> {
+    let parent_id = request.parent_task_id.as_str();
+    if parent_id.is_empty() {
+        return match request.restore {
+            Some(_) => Err(reject("restore", "is only for a follow-up: set parent_task_id to its task_id")),
+            None => Ok(None),
+        };
+    }
+    validate_task_id(parent_id).map_err(|_| reject("parent_task_id", "is not a task id (task ids are UUIDs)"))?;
+    let restore = match &request.restore {
+        None => None,
+        Some(snapshot) => {
+            if snapshot.task_id != parent_id {
+                return Err(reject("restore.task_id", "must equal parent_task_id"));
+            }
+            workspace_snapshot::check(snapshot).map_err(|(field, why)| reject(field, why))?;
+            let repo = parse_repo_url(
+                &crate::follow_up::without_credentials(&snapshot.repository_url),
+                limits.allow_local_repos,
+            )
+            .map_err(|m| reject("restore.repository_url", m))?;
+            Some(Restore { snapshot: Box::new(snapshot.clone()), repo })
+        }
+    };
+    Ok(Some(ParentRequest { task_id: parent_id.to_string(), restore }))
 }
 
 /// Checks the form of a request's task id; empty names the running or most recent task.
@@ -330,8 +419,7 @@ mod tests {
             repository_url: "https://example.com/r.git".into(),
             git_ref: String::new(),
             prompt: "fix the bug".into(),
-            options: None,
-            delivery: None,
+            ..Default::default()
         }
     }
 
@@ -344,7 +432,8 @@ mod tests {
         let spec = validate_start(&request(), &limits()).unwrap();
         assert_eq!(spec.timeout, Duration::from_secs(1800));
         assert_eq!(spec.max_turns, 0);
-        assert_eq!(spec.options().timeout.unwrap().seconds, 1800);
+        let task = spec.clone().into_task(spec.repo.clone().unwrap(), spec.git_ref.clone(), None);
+        assert_eq!(task.options().timeout.unwrap().seconds, 1800);
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! The Claude Code CLI, run headless: `claude -p --output-format stream-json --verbose` with the
 //! prompt on stdin, permissions bypassed (the container is the sandbox), and the task's model,
-//! turn and budget limits as flags.
+//! turn and budget limits as flags. A follow-up turn adds `--resume <session> --fork-session`.
+//!
+//! Where Claude Code keeps a session (checked on the pinned 2.1.332): the transcript is
+//! `<config>/projects/<project>/<session id>.jsonl`, where `<config>` is `$CLAUDE_CONFIG_DIR`
+//! or `$HOME/.claude`, and `<project>` is the run's working directory with every character but
+//! ASCII letters and digits replaced by `-` (longer than 200 characters, the CLI shortens it
+//! with a hash the service does not reproduce: such workspaces cannot be resumed, and say so).
+//! `--resume` finds a session only under the current directory's project, so a follow-up in a
+//! new workspace gets a copy of its parent's transcript there first; `--fork-session` then
+//! writes the continued conversation under a new session id.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{stream_json::StreamJsonParser, AgentCli, AgentCommand, AgentInvocation, OutputParser};
 
@@ -34,6 +43,24 @@ impl AgentCli for ClaudeCode {
     fn parser(&self) -> Box<dyn OutputParser> {
         Box::new(StreamJsonParser::default())
     }
+
+    fn transcript_path(&self, workdir: &Path, session_id: &str, env: &[(String, String)]) -> Option<PathBuf> {
+        let var = |name: &str| env.iter().find(|(n, v)| n == name && !v.is_empty()).map(|(_, v)| PathBuf::from(v));
+        let config = var("CLAUDE_CONFIG_DIR").or_else(|| var("HOME").map(|home| home.join(".claude")))?;
+        let project = project_dir_name(workdir)?;
+        Some(config.join("projects").join(project).join(format!("{session_id}.jsonl")))
+    }
+}
+
+/// Longest project directory name Claude Code uses as it is (longer ones get a hash suffix).
+const MAX_PROJECT_NAME: usize = 200;
+
+/// The directory name under `<config>/projects` of the sessions run in `workdir`; `None` when
+/// the CLI would shorten it.
+pub fn project_dir_name(workdir: &Path) -> Option<String> {
+    let name: String =
+        workdir.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    (name.len() <= MAX_PROJECT_NAME).then_some(name)
 }
 
 /// The CLI's arguments for a run. The prompt is not among them: it goes to stdin, so it is neither
@@ -52,6 +79,9 @@ pub fn claude_args(invocation: &AgentInvocation) -> Vec<String> {
     if invocation.max_budget_usd > 0.0 {
         args.extend(["--max-budget-usd".into(), invocation.max_budget_usd.to_string()]);
     }
+    if let Some(session) = &invocation.resume_session {
+        args.extend(["--resume".into(), session.clone(), "--fork-session".into()]);
+    }
     args
 }
 
@@ -68,6 +98,7 @@ mod tests {
             max_turns: 5,
             max_budget_usd: 0.25,
             env: vec![],
+            resume_session: None,
         };
         let args = claude_args(&invocation);
         assert_eq!(
@@ -90,5 +121,27 @@ mod tests {
         assert!(!args.iter().any(|a| a.contains("secret")));
         let defaults = AgentInvocation { model: String::new(), max_turns: 0, max_budget_usd: 0.0, ..invocation };
         assert_eq!(claude_args(&defaults).len(), 6);
+        let follow_up = AgentInvocation { resume_session: Some("0af0cfd0-15f0".into()), ..defaults };
+        assert_eq!(claude_args(&follow_up)[6..], ["--resume", "0af0cfd0-15f0", "--fork-session"]);
+    }
+
+    #[test]
+    fn transcripts_live_under_the_config_dir_by_working_directory() {
+        let env =
+            |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let cli = ClaudeCode { program: "claude".into() };
+        let workdir = Path::new("/tmp/work/tasks/3f2a-b1/repo");
+        assert_eq!(
+            cli.transcript_path(workdir, "s-1", &env(&[("HOME", "/home/agent")])).unwrap(),
+            Path::new("/home/agent/.claude/projects/-tmp-work-tasks-3f2a-b1-repo/s-1.jsonl")
+        );
+        let configured = env(&[("HOME", "/home/agent"), ("CLAUDE_CONFIG_DIR", "/etc/claude")]);
+        assert_eq!(
+            cli.transcript_path(workdir, "s-1", &configured).unwrap(),
+            Path::new("/etc/claude/projects/-tmp-work-tasks-3f2a-b1-repo/s-1.jsonl")
+        );
+        assert_eq!(cli.transcript_path(workdir, "s-1", &[]), None, "no HOME, no transcript");
+        assert_eq!(project_dir_name(Path::new("/a_b.c/d é")).unwrap(), "-a-b-c-d--");
+        assert_eq!(project_dir_name(&Path::new("/").join("x".repeat(200))), None);
     }
 }

@@ -36,6 +36,10 @@ pub struct AgentInvocation {
     pub max_budget_usd: f64,
     /// Environment given to the CLI (model API key and base URL, HOME, PATH...).
     pub env: Vec<(String, String)>,
+    /// A follow-up turn: the session to resume (its transcript already where the CLI looks for
+    /// it, [`AgentCli::transcript_path`]). The run continues it under a session id of its own,
+    /// so sibling follow-ups of one parent never write to the same transcript.
+    pub resume_session: Option<String>,
 }
 
 /// One run of an agent CLI as a process, before it is spawned (the service spawns it under its
@@ -60,6 +64,10 @@ pub trait AgentCli: Send + Sync + 'static {
     fn command(&self, invocation: &AgentInvocation) -> AgentCommand;
     /// A fresh parser for one run's stdout.
     fn parser(&self) -> Box<dyn OutputParser>;
+    /// Where the CLI keeps the transcript of `session_id` for a run in `workdir` with `env`
+    /// (it resumes a session from there); `None` when it keeps none the service can find.
+    fn transcript_path(&self, workdir: &std::path::Path, session_id: &str, env: &[(String, String)])
+        -> Option<PathBuf>;
 }
 
 /// Turns the CLI's stdout, line by line, into messages.
