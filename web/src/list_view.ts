@@ -13,13 +13,6 @@ import { anyRunning, describeTask, elapsedOf, isFinal, pageQuery, PAGE_SIZE, par
 import { threadRows, type ThreadRow } from "./threads.js";
 import { stateName } from "./timeline.js";
 
-/** A listed task as threads.ts groups it. */
-interface Listed {
-  taskId: string;
-  parentTaskId: string;
-  summary: TaskSummary;
-}
-
 /** How deep a follow-up is drawn at most: a long conversation must still fit a phone. */
 const MAX_DRAWN_DEPTH = 4;
 
@@ -54,7 +47,7 @@ export class TaskListView {
   private poll: number | undefined;
   private clock: number | undefined;
   /** Each listed task's place in its thread, as last drawn. */
-  private rows = new Map<string, ThreadRow<Listed>>();
+  private rows = new Map<string, ThreadRow<TaskSummary>>();
 
   constructor(
     readonly mode: Mode,
@@ -151,7 +144,7 @@ export class TaskListView {
     const list = $(this.ids.list);
     // The entries are made anew: keep the keyboard's place on the one it was on.
     const focused = document.activeElement?.closest<HTMLElement>(`#${this.ids.list} li`)?.dataset.taskId;
-    const rows = threadRows(this.list.tasks.map((summary) => ({ taskId: summary.taskId, parentTaskId: parentOf(summary), summary })));
+    const rows = threadRows(this.list.tasks);
     this.rows = new Map(rows.map((row) => [row.task.taskId, row]));
     list.replaceChildren(...rows.map((row) => this.renderTask(row.task.taskId)!));
     if (focused) list.querySelector<HTMLElement>(`li[data-task-id="${CSS.escape(focused)}"] button`)?.focus();

@@ -147,10 +147,8 @@ function dedupe(tasks: TaskSummary[]): TaskSummary[] {
   return tasks.filter((t) => !seen.has(t.taskId) && Boolean(seen.add(t.taskId)));
 }
 
-/** The task `summary` follows up (empty: none). Read loosely so the page also reads an edge
- * older than follow-ups, whose summaries have no such field. */
-export const parentOf = (summary: TaskSummary | undefined): string =>
-  (summary as (TaskSummary & { parentTaskId?: string }) | undefined)?.parentTaskId ?? "";
+/** The task `summary` follows up (empty: none, or not listed). */
+export const parentOf = (summary: TaskSummary | undefined): string => summary?.parentTaskId ?? "";
 
 /** The query of a page of `mode`'s list. */
 export function pageQuery(mode: Mode, pageSize: number, pageToken = ""): string {

@@ -2,7 +2,7 @@
 // paging and refreshing.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { anyRunning, describeTask, elapsedOf, formatElapsed, MAX_PAGE_SIZE, PAGE_SIZE, pageQuery, parseTaskPage, TaskList, type TaskPage } from "../src/tasks.js";
+import { anyRunning, describeTask, parentOf, elapsedOf, formatElapsed, MAX_PAGE_SIZE, PAGE_SIZE, pageQuery, parseTaskPage, TaskList, type TaskPage } from "../src/tasks.js";
 
 const at = (iso: string) => Date.parse(iso);
 const utc = (ms: number) => new Date(ms).toISOString();
@@ -141,4 +141,11 @@ test("the list is polled while any task in it runs, as far as the list or the pa
   assert.equal(anyRunning([succeeded, running], new Map()), true);
   assert.equal(anyRunning([running], new Map([["t3", { state: "CANCELLED", costUsd: 0 }]])), false, "followed to its end here");
   assert.equal(anyRunning([], new Map()), false);
+});
+
+test("a follow-up's summary names its parent; other tasks and unlisted ones name none", () => {
+  const [child, root] = parseTaskPage({ tasks: [{ taskId: "b", parentTaskId: "a" }, { taskId: "a" }] }).tasks;
+  assert.equal(parentOf(child), "a");
+  assert.equal(parentOf(root), "");
+  assert.equal(parentOf(undefined), "");
 });
