@@ -92,3 +92,19 @@ def test_a_task_that_fails_exits_1(address: str, repository_url: str) -> None:
     failed = autopilot(address, "start", repository_url, "Fail SCENARIO:api-error")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert " finished FAILED: " in failed.stdout.splitlines()[-1]
+
+
+def test_a_follow_up_continues_an_ended_task(client: Client, address: str, repository_url: str) -> None:
+    parent = list(client.run(repository_url, "Write some notes\nSCENARIO:write-file"))
+    parent_id = parent[0].task_id
+
+    followed = autopilot(address, "start", "--follow-up", parent_id, "Now extend them\nSCENARIO:read-and-extend")
+    assert followed.returncode == 0, followed.stderr
+    task = client.status(followed.stdout.splitlines()[0].split()[1])
+    assert task.parent_task_id == parent_id
+    assert "hello from the agent" in task.result, "it read the file its parent wrote"
+    assert task.delivery.branch == client.status(parent_id).delivery.branch, "on its parent's branch"
+    assert task.delivery.base_commit == client.status(parent_id).delivery.commit, "on top of its parent's commit"
+
+    refused = autopilot(address, "start", "Hello")
+    assert refused.returncode == 2 and "needs a repository_url" in refused.stderr

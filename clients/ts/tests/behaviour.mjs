@@ -103,4 +103,22 @@ export function listing(test, makeClient) {
   });
 }
 
+/** Registers the follow-up check (a task continuing an ended one) where the service is reached directly. */
+export function followUps(test, makeClient) {
+  test("a follow-up continues an ended task on its branch", { timeout: 60_000 }, async () => {
+    const client = makeClient();
+    const parent = await collect(client.run({ repositoryUrl: env.repository, prompt: "Write notes\nSCENARIO:write-file" }));
+    const parentTaskId = parent[0].taskId;
+    const events = await collect(client.run({ parentTaskId, prompt: "Extend them\nSCENARIO:read-and-extend" }));
+    const last = events.at(-1);
+    assert.equal(last.payload.value.state, TaskState.SUCCEEDED, last.payload.value.error);
+    assert.match(last.payload.value.result, /hello from the agent/, "it read the file its parent wrote");
+    const task = await client.status(events[0].taskId);
+    const parentTask = await client.status(parentTaskId);
+    assert.equal(task.parentTaskId, parentTaskId);
+    assert.equal(task.delivery?.branch, parentTask.delivery?.branch, "on its parent's branch");
+    assert.equal(task.delivery?.baseCommit, parentTask.delivery?.commit, "on top of its parent's commit");
+  });
+}
+
 export { AutopilotClient };

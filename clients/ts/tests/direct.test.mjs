@@ -3,12 +3,13 @@
 
 import { after, describe as suite, test } from "node:test";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { AutopilotClient, behaviour, listing } from "./behaviour.mjs";
+import { AutopilotClient, behaviour, followUps, listing } from "./behaviour.mjs";
 import { env } from "./env.mjs";
 
 suite("directly, gRPC-web", () => {
   behaviour(test, () => new AutopilotClient({ baseUrl: env.serviceUrl }));
   listing(test, () => new AutopilotClient({ baseUrl: env.serviceUrl }));
+  followUps(test, () => new AutopilotClient({ baseUrl: env.serviceUrl }));
 });
 
 suite("directly, native gRPC", () => {

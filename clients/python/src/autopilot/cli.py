@@ -26,9 +26,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print proto3 JSON, one message per line")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    start = commands.add_parser("start", help="start a task and follow its events")
-    start.add_argument("repository_url")
+    start = commands.add_parser(
+        "start",
+        help="start a task and follow its events",
+        usage="%(prog)s [options] repository_url prompt | %(prog)s --follow-up TASK_ID [options] prompt",
+    )
+    start.add_argument("repository_url", nargs="?", default="", help="(a follow-up's is its parent's)")
     start.add_argument("prompt")
+    start.add_argument(
+        "--follow-up",
+        metavar="TASK_ID",
+        default="",
+        help="continue this ended task's conversation and workspace, on its branch",
+    )
     start.add_argument("--ref", default="", help="branch, tag or commit (default: the remote's default)")
     start.add_argument("--model", default="")
     start.add_argument("--max-turns", type=int, default=0)
@@ -95,6 +105,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     with Client(args.address) as client:
         try:
             if args.command == "start":
+                if not args.repository_url and not args.follow_up:
+                    print("autopilot: start needs a repository_url (or --follow-up TASK_ID)", file=sys.stderr)
+                    return 2
                 started = client.start(
                     args.repository_url,
                     args.prompt,
@@ -103,6 +116,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                     max_turns=args.max_turns,
                     max_budget_usd=args.max_budget_usd,
                     timeout=None if args.timeout is None else timedelta(seconds=args.timeout),
+                    parent_task_id=args.follow_up,
                 )
                 print(_json(started) if args.json else f"task {started.task_id}", flush=True)
                 return 0 if args.detach else _follow(client.events(started.task_id), args.json)

@@ -65,14 +65,25 @@ class Client:
         max_turns: int = 0,
         max_budget_usd: float = 0.0,
         timeout: timedelta | None = None,
+        parent_task_id: str = "",
     ) -> pb.StartResponse:
-        """Starts a task; answers its id and state at once. Zero/empty options mean the defaults."""
+        """Starts a task; answers its id and state at once. Zero/empty options mean the defaults.
+
+        With `parent_task_id`, the task is a follow-up turn of that ended task: it continues its
+        conversation and workspace on its branch, and `repository_url` may be empty (the
+        parent's)."""
         options = pb.AgentOptions(model=model, max_turns=max_turns, max_budget_usd=max_budget_usd)
         if timeout is not None:
             duration = Duration()
             duration.FromTimedelta(timeout)
             options.timeout.CopyFrom(duration)
-        request = pb.StartRequest(repository_url=repository_url, git_ref=git_ref, prompt=prompt, options=options)
+        request = pb.StartRequest(
+            repository_url=repository_url,
+            git_ref=git_ref,
+            prompt=prompt,
+            options=options,
+            parent_task_id=parent_task_id,
+        )
         try:
             reply: pb.StartResponse = self._stub.Start(request)
             return reply
@@ -80,7 +91,7 @@ class Client:
             raise AutopilotError.from_rpc(error) from None
 
     def status(self, task_id: str = "") -> pb.Task:
-        """The task's snapshot; without an id, the running task or else the latest one."""
+        """The task's snapshot; without an id, the latest running task or else the latest one."""
         try:
             reply: pb.StatusResponse = self._stub.Status(pb.StatusRequest(task_id=task_id))
             return reply.task
@@ -109,8 +120,10 @@ class Client:
         max_turns: int = 0,
         max_budget_usd: float = 0.0,
         timeout: timedelta | None = None,
+        parent_task_id: str = "",
     ) -> Iterator[pb.Event]:
-        """Starts a task (options as for `start`) and iterates its events to the end."""
+        """Starts a task (options as for `start`, a follow-up with `parent_task_id`) and iterates
+        its events to the end."""
         started = self.start(
             repository_url,
             prompt,
@@ -119,6 +132,7 @@ class Client:
             max_turns=max_turns,
             max_budget_usd=max_budget_usd,
             timeout=timeout,
+            parent_task_id=parent_task_id,
         )
         return self.events(started.task_id)
 
