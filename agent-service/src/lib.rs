@@ -52,6 +52,7 @@ pub mod git_progress;
 pub mod grpc_api;
 pub mod host_guard;
 pub mod leftover_agent;
+pub mod model_access;
 pub mod proc_table;
 pub mod process_group;
 pub mod redact;

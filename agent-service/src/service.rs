@@ -84,7 +84,8 @@ fn build(
     let api_key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY").map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     if api_key.is_none() {
         tracing::warn!(
-            "ANTHROPIC_API_KEY is not set: the service runs, but every task will fail until it is given a key"
+            "ANTHROPIC_API_KEY is not set: only tasks started with their own model access (an edge's model \
+             gateway) can run; others fail until the service is given a key"
         );
     }
     // Read from the environment only, like the API key: never a flag (it would show in `ps`).

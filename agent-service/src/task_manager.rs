@@ -186,7 +186,8 @@ impl TaskManager {
             parent_task_id: spec.follow_up.as_ref().map(|f| f.parent_id.clone()).unwrap_or_default(),
             ..Default::default()
         };
-        let redactor = self.redactor.with(spec.repo.secrets.iter().cloned());
+        let task_key = spec.model_access.as_ref().map(|access| access.api_key.clone());
+        let redactor = self.redactor.with(spec.repo.secrets.iter().cloned().chain(task_key));
         let title = task_list::title(&redactor.redact(&spec.prompt));
         let task = Task::create_with_title(self.tasks_dir.join(&id), snapshot, title, redactor)?;
         task.move_to(TaskState::Pending, "");

@@ -27,6 +27,7 @@ use crate::{
     git_clone::{clone_repo, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
+    model_access,
     task::{StopReason, Task},
     validate::TaskSpec,
     workspace,
@@ -88,7 +89,7 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
 }
 
 async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Finished, StepError> {
-    if !ctx.has_api_key {
+    if !ctx.has_api_key && spec.model_access.is_none() {
         return Err(StepError::Failed(
             "ANTHROPIC_API_KEY is not set on the agent-service, so the agent cannot call the model; \
              restart the service with ANTHROPIC_API_KEY in its environment"
@@ -132,7 +133,7 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         model: spec.model.clone(),
         max_turns: spec.max_turns,
         max_budget_usd: spec.max_budget_usd,
-        env: ctx.agent_env.clone(),
+        env: model_access::agent_env(&ctx.agent_env, spec.model_access.as_ref()),
         resume_session: spec.follow_up.as_ref().and_then(|f| f.resume_session.clone()),
     };
     let mut num_turns = 0;

@@ -26,12 +26,13 @@ use std::time::Duration;
 
 use autopilot_contract::{
     task_list::page_size,
-    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, StartRequest, WorkspaceSnapshot},
+    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, ModelAccess, StartRequest, WorkspaceSnapshot},
 };
 
 use crate::{
     branch_name::check_branch_name,
     follow_up::FollowUp,
+    model_access,
     repo_url::{parse_repo_url, RepoUrl},
     task_list::{PageRequest, Position},
     workspace_snapshot,
@@ -77,6 +78,8 @@ pub struct TaskSpec {
     pub delivery: DeliverySpec,
     /// A follow-up turn: the parent and the workspace it continues from.
     pub follow_up: Option<FollowUp>,
+    /// The task's own way to the model ([`crate::model_access`]); `None`: the service's key.
+    pub model_access: Option<ModelAccess>,
 }
 
 /// A validated Start request. It becomes a [`TaskSpec`] once its repository is known: the
@@ -94,6 +97,7 @@ pub struct StartSpec {
     pub delivery: DeliverySpec,
     /// The task this one follows up on.
     pub parent: Option<ParentRequest>,
+    pub model_access: Option<ModelAccess>,
 }
 
 /// The parent a follow-up names.
@@ -125,6 +129,7 @@ impl StartSpec {
             timeout: self.timeout,
             delivery: self.delivery,
             follow_up,
+            model_access: self.model_access,
         }
     }
 }
@@ -228,7 +233,11 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSp
         }
     };
     let delivery = validate_delivery(request.delivery.clone().unwrap_or_default())?;
+    if let Some(access) = &request.model_access {
+        model_access::check(access).map_err(|(field, why)| reject(field, why))?;
+    }
     Ok(StartSpec {
+        model_access: request.model_access.clone(),
         delivery,
         repo,
         git_ref: request.git_ref.clone(),

@@ -81,7 +81,7 @@ impl Entry {
             create_time: self.summary.create_time,
             end_time: end.time,
             last_seq: end.seq,
-            usage: finished.usage.clone(),
+            usage: finished.usage,
             result: finished.result.clone(),
             error: finished.error.clone(),
             num_turns: finished.num_turns,
@@ -227,7 +227,7 @@ impl Archive {
             last_seq = last_seq.max(event.seq);
             match &event.payload {
                 Some(Payload::StateChanged(changed)) => summary.state = changed.to,
-                Some(Payload::UsageUpdate(update)) => summary.usage = update.usage.clone().or(summary.usage.take()),
+                Some(Payload::UsageUpdate(update)) => summary.usage = update.usage.or(summary.usage.take()),
                 _ => {}
             }
             let is_final = matches!(event.payload, Some(Payload::TaskFinished(_)));
@@ -271,7 +271,7 @@ impl Archive {
         let summary = TaskSummary {
             state: task.state,
             end_time: task.end_time.or(entry.summary.end_time),
-            usage: task.usage.clone().or(entry.summary.usage.clone()),
+            usage: task.usage.or(entry.summary.usage),
             branch: delivery.branch,
             commit: delivery.commit,
             ..entry.summary

@@ -43,6 +43,7 @@ pub mod grpc_web;
 pub mod internal;
 pub mod lifecycle;
 pub mod model_credential;
+pub mod model_grants;
 pub mod model_usage;
 pub mod readiness;
 pub mod relay_route;

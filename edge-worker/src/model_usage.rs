@@ -11,11 +11,14 @@ const MAX_WHOLE_REPLY: usize = 4 << 20;
 
 /// Tokens of one call, or of a task's calls added up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Tokens {
+    #[serde(rename = "inputTokens")]
     pub input: u64,
+    #[serde(rename = "outputTokens")]
     pub output: u64,
+    #[serde(rename = "cacheReadTokens")]
     pub cache_read: u64,
+    #[serde(rename = "cacheCreationTokens")]
     pub cache_creation: u64,
 }
 
@@ -128,7 +131,8 @@ mod tests {
     #[test]
     fn a_whole_reply_counts_its_usage() {
         let mut meter = UsageMeter::new("application/json");
-        let reply = br#"{"type":"message","usage":{"input_tokens":12,"output_tokens":34,"cache_creation_input_tokens":5}}"#;
+        let reply =
+            br#"{"type":"message","usage":{"input_tokens":12,"output_tokens":34,"cache_creation_input_tokens":5}}"#;
         reply.chunks(10).for_each(|chunk| meter.feed(chunk));
         assert_eq!(meter.finish(), Tokens { input: 12, output: 34, cache_read: 0, cache_creation: 5 });
     }

@@ -76,6 +76,9 @@ pub enum Route {
     Tasks(Backend),
     /// A gRPC-web call of the contract's service: the method's name.
     Grpc(String),
+    /// The model gateway (`/model/...`, any method): a task's agent calling the model with its
+    /// task credential, which also names the object that answers.
+    Model,
 }
 
 /// The gRPC-web path prefix of the contract's service.
@@ -110,6 +113,7 @@ impl Route {
             (Method::Get, "/api/billing/ledger") => Route::Ledger,
             (Method::Get, "/api/tasks") => Route::Tasks(Container),
             (Method::Get, "/api/tunnel/tasks") => Route::Tasks(Tunnel),
+            (_, p) if p.starts_with("/model/") => Route::Model,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
             (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {

@@ -9,11 +9,13 @@ use worker::{Date, Env, Method, Request, RequestInit, Response};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     auth::{self, authenticate, unauthenticated},
+    container::model_error,
     credentials::bearer,
     grpc_web::{Code, GrpcStatus},
     internal::{
         public_origin, ticket_secret, INTERNAL_HEADERS, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER,
     },
+    model_credential,
     route::{AdminRoute, Backend, Internal, Route},
     site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
     socket::is_websocket_upgrade,
@@ -34,6 +36,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::BenchEcho if bench_routes_enabled(&env) => echo_websocket(),
         Route::BenchEcho => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
+        Route::Model => model_gateway(req, &env).await,
         route => user_route(req, &env, route).await,
     }
 }
@@ -160,6 +163,27 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
         }
         None => forward(req, env, backend, &user, &[]).await,
     }
+}
+
+/// `/model/...`: a task's agent calling the model. Its task credential is its only proof, and
+/// names the user's object that minted it, which checks it and relays the call.
+async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
+    let headers = req.headers();
+    let credential =
+        model_credential::read(headers.get("x-api-key")?.as_deref(), headers.get("authorization")?.as_deref());
+    let credential = match credential {
+        Ok(credential) => credential,
+        Err(why) => return model_error(401, "authentication_error", why),
+    };
+    let namespace = env.durable_object(Backend::Container.binding())?;
+    let Ok(id) = namespace.id_from_string(&credential.object_id) else {
+        return model_error(401, "authentication_error", "this task credential is unknown");
+    };
+    let mut forwarded = req.clone_mut()?;
+    for name in INTERNAL_HEADERS {
+        forwarded.headers_mut()?.delete(name)?;
+    }
+    id.get_stub()?.fetch_with_request(forwarded).await
 }
 
 /// Admin routes: guarded by the admin secret.

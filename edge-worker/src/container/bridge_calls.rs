@@ -97,12 +97,20 @@ impl AutopilotContainer {
     /// Starts a task for this user on every path (JSON route, bridge frame, gRPC-web): checks the
     /// credits, brings up the container, and records the task as this user's. A Start the
     /// service refuses names no other user's task, and leaves no metering run open that was
-    /// opened for it.
+    /// opened for it. The task's agent gets a model credential of its own (see
+    /// [`super::model_gateway`]); whatever `model_access` the client sent is replaced.
     pub(super) async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
         self.check_credits()?;
         let had_run = self.live.account.borrow().run_started_ms.is_some();
         let client = self.ready_client().await?;
-        match client.unary::<StartResponse>("Start", request).await {
+        let minted = self.mint_model_access()?;
+        let request =
+            &StartRequest { model_access: minted.as_ref().map(|(access, _)| access.clone()), ..request.clone() };
+        let answer = client.unary::<StartResponse>("Start", request).await;
+        if let Some((_, hash)) = &minted {
+            self.settle_model_access(hash, answer.as_ref().ok().map(|started| started.task_id.as_str()));
+        }
+        match answer {
             Ok(started) => {
                 self.live.remember_task(&started.task_id, started.state);
                 self.archive_started(&started.task_id, started.state, request);

@@ -187,6 +187,8 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
                         write(&archive, &task_id, &follow);
                     }
                     if finished {
+                        // The task's model credential ends with it, whatever else follows.
+                        live.revoke_model_access(Some(&task_id));
                         break true;
                     }
                 }

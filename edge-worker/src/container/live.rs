@@ -17,6 +17,7 @@ use worker::WebSocket;
 use super::{
     fan_out::Follow,
     loss::{final_frames, Follower},
+    model_gateway::ModelCall,
     now_ms,
     record::Record,
 };
@@ -25,6 +26,7 @@ use crate::{
     billing::Account,
     bridge::{encode_server_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
     grpc_web::GrpcStatus,
+    model_grants::ModelGrants,
     socket::send,
 };
 
@@ -100,6 +102,10 @@ pub struct Live {
     /// Tasks this instance follows into the archive, each with the events it has received but
     /// not written yet (a loss writes them before the task's end).
     pub following: RefCell<HashMap<String, Rc<Follow>>>,
+    /// The model credentials this object minted (see [`crate::model_grants`]).
+    pub grants: Option<ModelGrants>,
+    /// Model calls being relayed now, ended when their credential is revoked.
+    pub model_calls: RefCell<Vec<Rc<ModelCall>>>,
 }
 
 impl Live {
@@ -146,6 +152,7 @@ impl Live {
     /// be charged up to `gone_at_ms`, and the task fails with `reason`.
     pub fn record_loss(&self, reason: &str, gone_at_ms: u64) {
         worker::console_warn!("{reason}");
+        self.revoke_model_access(None);
         self.dirty.set(true);
         self.exited_at_ms.set(Some(gone_at_ms));
         self.fail_running_task(reason);

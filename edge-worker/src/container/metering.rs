@@ -119,7 +119,8 @@ impl AutopilotContainer {
         }))
     }
 
-    /// `GET /api/billing/ledger`: every debit and grant, oldest first.
+    /// `GET /api/billing/ledger`: every debit and grant, oldest first, and the model tokens of
+    /// each task whose agent called the model through the gateway (`modelUsage`, newest first).
     pub(super) async fn ledger_route(&self) -> worker::Result<Response> {
         let entries = self.state.storage().list_with_options(ListOptions::new().prefix(LEDGER_PREFIX)).await?;
         let mut ledger: Vec<LedgerEntry> = Vec::new();
@@ -127,7 +128,12 @@ impl AutopilotContainer {
             ledger.push(serde_wasm_bindgen::from_value(value?)?);
         }
         ledger.sort_by_key(|e| e.seq);
-        Response::from_json(&serde_json::json!({"entries": ledger}))
+        // Beside the container time: each task's model tokens, as the gateway counted them.
+        let model_usage = match &self.live.grants {
+            Some(grants) => grants.usage_by_task()?,
+            None => Vec::new(),
+        };
+        Response::from_json(&serde_json::json!({"entries": ledger, "modelUsage": model_usage}))
     }
 
     /// Admin: `{"credits": N, "note"?}` granted to this user.

@@ -18,6 +18,7 @@
 //!   [`fan_out`]: one upstream stream per running task, shared by every socket following it.
 //! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
+//! - [`model_gateway`]: each task's model credential, and the model calls made with it.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 
 mod bridge_calls;
@@ -28,9 +29,12 @@ mod idle;
 mod live;
 mod loss;
 mod metering;
+mod model_gateway;
 mod record;
 mod runtime;
 mod settings;
+
+pub use model_gateway::model_error;
 
 use std::rc::Rc;
 
@@ -74,11 +78,16 @@ impl worker::DurableObject for AutopilotContainer {
                 None
             }
         };
-        let live = Live { archive, ..Default::default() };
+        let grants = model_gateway::open_grants(state.storage().sql());
+        let live = Live { archive, grants, ..Default::default() };
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        // A model call needs the credentials and the archive only, not the container's state.
+        if matches!(Route::parse(&req.method(), &req.path()), Some(Route::Model)) {
+            return self.model_call(req).await;
+        }
         self.wake().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {
             if self.live.record.borrow().user_id.as_deref() != Some(user.as_str()) {

@@ -139,18 +139,10 @@ impl AutopilotContainer {
         result.map(|()| AgentClient::new(endpoint))
     }
 
-    /// The environment the container starts with. The API key comes from a Worker secret and is
-    /// handed to the runtime only; it is never logged. `ANTHROPIC_BASE_URL`, when set, sends the
-    /// agent to another Messages API endpoint (a gateway, or a local fake in development).
+    /// The environment the container starts with. No model key: the agent of each task gets
+    /// its own credential for the edge's model gateway, with the Start that creates the task.
     fn container_env(&self) -> Vec<(String, String)> {
-        let mut env = vec![("PORT".to_string(), self.settings.container_port.to_string())];
-        if let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") {
-            env.push(("ANTHROPIC_API_KEY".into(), key.to_string()));
-        }
-        if let Some(url) = &self.settings.anthropic_base_url {
-            env.push(("ANTHROPIC_BASE_URL".into(), url.clone()));
-        }
-        env
+        vec![("PORT".to_string(), self.settings.container_port.to_string())]
     }
 
     /// Stops the container (SIGTERM in container mode) and closes its metering run.
@@ -162,6 +154,7 @@ impl AutopilotContainer {
             }
         }
         self.live.update(|p| p.lifecycle.mark_stopped(now_ms()));
+        self.revoke_model_access(None);
         self.meter(|account, rate| account.stop_run(now_ms(), rate)).await
     }
 }

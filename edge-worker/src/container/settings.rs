@@ -12,6 +12,8 @@ const DEFAULT_CONTAINER_PORT: u16 = 8080;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often container time is charged while it runs (the `METER_INTERVAL_SECONDS` var overrides).
 const DEFAULT_METER_INTERVAL: Duration = Duration::from_secs(60);
+/// The Messages API the gateway relays to unless `MODEL_API_URL` says otherwise.
+const DEFAULT_MODEL_API_URL: &str = "https://api.anthropic.com";
 /// One credit per second of container time unless `CREDITS_PER_CONTAINER_SECOND` says otherwise.
 const DEFAULT_RATE: Rate = Rate { millicredits_per_second: 1000 };
 
@@ -27,8 +29,11 @@ pub struct Settings {
     pub minimum_to_start: i64,
     /// Local mode: the agent-service the object reaches where there is no container runtime.
     pub agent_service_url: Option<String>,
-    /// Sends the agent to another Messages API endpoint (a gateway, or a fake in development).
-    pub anthropic_base_url: Option<String>,
+    /// The Messages API the model gateway relays to (`MODEL_API_URL`).
+    pub model_api_url: String,
+    /// Where a task's agent reaches the gateway (`MODEL_GATEWAY_URL`, else `PUBLIC_ORIGIN` +
+    /// `/model`); `None`: neither is set.
+    pub model_gateway_url: Option<String>,
     /// Tasks the archive keeps whole per user (`HISTORY_TASKS`).
     pub history_tasks: usize,
     /// Events the archive keeps per task (`ARCHIVE_MAX_EVENTS`).
@@ -54,7 +59,16 @@ impl Settings {
             rate: rate.unwrap_or(DEFAULT_RATE),
             minimum_to_start: var("MIN_CREDITS_TO_START").and_then(|s| s.parse().ok()).unwrap_or(1),
             agent_service_url: var("AGENT_SERVICE_URL").map(|url| url.trim_end_matches('/').to_string()),
-            anthropic_base_url: var("ANTHROPIC_BASE_URL").filter(|url| !url.is_empty()),
+            model_api_url: var("MODEL_API_URL")
+                .map(|url| url.trim().trim_end_matches('/').to_string())
+                .filter(|url| !url.is_empty())
+                .unwrap_or_else(|| DEFAULT_MODEL_API_URL.to_string()),
+            model_gateway_url: var("MODEL_GATEWAY_URL")
+                .filter(|url| !url.trim().is_empty())
+                .or_else(|| {
+                    var("PUBLIC_ORIGIN").filter(|o| !o.trim().is_empty()).map(|o| format!("{}/model", o.trim()))
+                })
+                .map(|url| url.trim().trim_end_matches('/').to_string()),
             history_tasks: retention.history_tasks,
             archive_max_events: retention.max_events,
         }
@@ -78,7 +92,8 @@ mod tests {
         assert_eq!(settings.meter_interval, Duration::from_secs(60));
         assert_eq!((settings.rate.millicredits_per_second, settings.rate_text.as_str()), (1000, "1"));
         assert_eq!(settings.minimum_to_start, 1);
-        assert_eq!((settings.agent_service_url, settings.anthropic_base_url), (None, None));
+        assert_eq!((settings.agent_service_url, settings.model_gateway_url), (None, None));
+        assert_eq!(settings.model_api_url, "https://api.anthropic.com");
         assert_eq!((settings.history_tasks, settings.archive_max_events), (200, 20_000));
     }
 
@@ -90,12 +105,18 @@ mod tests {
             ("METER_INTERVAL_SECONDS", "soon"),
             ("CREDITS_PER_CONTAINER_SECOND", "0.5"),
             ("AGENT_SERVICE_URL", "http://127.0.0.1:8080/"),
-            ("ANTHROPIC_BASE_URL", ""),
+            ("MODEL_API_URL", "http://127.0.0.1:9/"),
+            ("MODEL_GATEWAY_URL", ""),
+            ("PUBLIC_ORIGIN", "https://autopilot.example"),
         ]);
         assert_eq!((settings.container_port, settings.idle_timeout), (9000, Duration::from_secs(4)));
         assert_eq!(settings.meter_interval, Duration::from_secs(60), "an unreadable interval keeps the default");
         assert_eq!((settings.rate.millicredits_per_second, settings.rate_text.as_str()), (500, "0.5"));
         assert_eq!(settings.agent_service_url.as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(settings.anthropic_base_url, None, "an empty URL is no URL");
+        assert_eq!(settings.model_api_url, "http://127.0.0.1:9");
+        let gateway = settings.model_gateway_url.as_deref();
+        assert_eq!(gateway, Some("https://autopilot.example/model"), "an empty URL is no URL: the site's is used");
+        let named = from(&[("MODEL_GATEWAY_URL", "http://127.0.0.1:8787/model/"), ("PUBLIC_ORIGIN", "https://x")]);
+        assert_eq!(named.model_gateway_url.as_deref(), Some("http://127.0.0.1:8787/model"));
     }
 }

@@ -1,0 +1,238 @@
+//! The model gateway, the user's object's side: the real model key stays a Worker secret, and a
+//! task's agent calls the model through here with the credential the object minted for that
+//! task ([`crate::model_credential`], kept in [`crate::model_grants`]). Each call is checked
+//! (known, not revoked, its task not ended), relayed to `MODEL_API_URL` with the real key, and
+//! its reply streamed back as it arrives (server-sent events are not buffered), its tokens
+//! counted on the way ([`crate::model_usage`]). Revoking a task's credential ends its calls in
+//! flight.
+
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+};
+
+use autopilot_contract::v1::ModelAccess;
+use futures::StreamExt;
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
+
+use super::{now_ms, AutopilotContainer};
+use crate::{
+    entropy::random_bytes,
+    grpc_web::{Code, GrpcStatus},
+    model_credential::{self, hash},
+    model_grants::ModelGrants,
+    model_usage::UsageMeter,
+};
+
+/// The path prefix the gateway is served under; what follows is the Messages API's own path.
+pub const GATEWAY_PREFIX: &str = "/model";
+/// Largest request body relayed (a long conversation is a few MiB).
+const MAX_CALL_BYTES: usize = 32 << 20;
+/// Request headers not relayed: the caller's credential, and what the runtime sets itself.
+const NOT_RELAYED: [&str; 7] =
+    ["x-api-key", "authorization", "host", "content-length", "cookie", "connection", "accept-encoding"];
+
+/// A call in flight, so that revoking its credential ends it.
+pub struct ModelCall {
+    pub task_id: Option<String>,
+    pub revoked: Rc<Cell<bool>>,
+    pub abort: RefCell<Option<AbortController>>,
+}
+
+impl ModelCall {
+    fn revoke(&self) {
+        self.revoked.set(true);
+        if let Some(abort) = self.abort.borrow_mut().take() {
+            abort.abort();
+        }
+    }
+}
+
+/// What a refused call hears: 401 (or the status given) with an error in the Messages API's
+/// shape, so the CLI shows the message.
+pub fn model_error(status: u16, kind: &str, message: &str) -> worker::Result<Response> {
+    let body = serde_json::json!({"type": "error", "error": {"type": kind, "message": message}});
+    Ok(Response::from_json(&body)?.with_status(status))
+}
+
+impl AutopilotContainer {
+    /// A credential for the task a Start is about to create, with where the agent reaches the
+    /// gateway; `None` when the Worker holds no model key (the service then uses its own).
+    pub(super) fn mint_model_access(&self) -> Result<Option<(ModelAccess, String)>, GrpcStatus> {
+        let (Some(grants), Ok(_)) = (&self.live.grants, self.env.secret("ANTHROPIC_API_KEY")) else {
+            return Ok(None);
+        };
+        let Some(base_url) = self.settings.model_gateway_url.clone() else {
+            return Err(GrpcStatus::new(
+                Code::FailedPrecondition,
+                "the edge holds the model key but knows no URL its gateway is reached at: set MODEL_GATEWAY_URL \
+                 or PUBLIC_ORIGIN",
+            ));
+        };
+        let internal = |e: worker::Error| GrpcStatus::new(Code::Internal, format!("minting a model credential: {e}"));
+        let credential = model_credential::mint(&self.state.id().to_string(), &random_bytes(32).map_err(internal)?);
+        let hash = hash(&credential);
+        grants.mint(&hash, now_ms()).map_err(internal)?;
+        Ok(Some((ModelAccess { base_url, api_key: credential }, hash)))
+    }
+
+    /// The Start the credential `hash` was minted for answered: bound to its task, or revoked.
+    pub(super) fn settle_model_access(&self, hash: &str, task_id: Option<&str>) {
+        let Some(grants) = &self.live.grants else { return };
+        let settled = match task_id {
+            Some(task_id) => grants.bind(hash, task_id),
+            None => grants.revoke(hash, now_ms()),
+        };
+        if let Err(e) = settled {
+            worker::console_warn!("recording a model credential failed: {e}");
+        }
+    }
+
+    /// `/model/...`: one model call of a task's agent.
+    pub(super) async fn model_call(&self, mut req: Request) -> worker::Result<Response> {
+        let headers = req.headers();
+        let presented =
+            model_credential::read(headers.get("x-api-key")?.as_deref(), headers.get("authorization")?.as_deref());
+        let credential = match presented {
+            Ok(credential) => credential,
+            Err(why) => return model_error(401, "authentication_error", why),
+        };
+        let Some(grants) = self.live.grants.clone() else {
+            return model_error(401, "authentication_error", "this task credential is unknown");
+        };
+        let grant = grants.lookup(&credential.hash)?;
+        let Some(grant) = grant.filter(|grant| grant.usable(now_ms())) else {
+            return model_error(
+                401,
+                "authentication_error",
+                "this task credential is unknown or revoked (a credential ends with its task)",
+            );
+        };
+        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
+            self.revoke_model_access(Some(task_id));
+            return model_error(401, "authentication_error", "this task credential is revoked: its task has ended");
+        }
+        let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") else {
+            return model_error(503, "api_error", "the edge holds no model key (ANTHROPIC_API_KEY)");
+        };
+        let body = req.bytes().await?;
+        if body.len() > MAX_CALL_BYTES {
+            return model_error(413, "request_too_large", "the model call is larger than the gateway's 32 MiB limit");
+        }
+        let url = req.url()?;
+        let path = url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path());
+        let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let upstream_url = format!("{}{path}{query}", self.settings.model_api_url);
+        let relayed = Headers::new();
+        for (name, value) in req.headers().entries() {
+            if !NOT_RELAYED.contains(&name.as_str()) && !name.starts_with("cf-") && !name.starts_with("x-forwarded") {
+                relayed.set(&name, &value)?;
+            }
+        }
+        relayed.set("x-api-key", &key.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(req.method()).with_headers(relayed);
+        if !matches!(req.method(), Method::Get | Method::Head) {
+            init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+        }
+        let call = Rc::new(ModelCall {
+            task_id: grant.task_id.clone(),
+            revoked: Rc::new(Cell::new(false)),
+            abort: RefCell::new(Some(AbortController::default())),
+        });
+        let signal = call.abort.borrow().as_ref().map(AbortController::signal);
+        self.live.model_calls.borrow_mut().push(Rc::clone(&call));
+        let upstream = Request::new_with_init(&upstream_url, &init)?;
+        let sent = match signal {
+            Some(signal) => Fetch::Request(upstream).send_with_signal(&signal).await,
+            None => Fetch::Request(upstream).send().await,
+        };
+        let mut reply = match sent {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.forget_model_call(&call);
+                return model_error(502, "api_error", &format!("the model API could not be reached: {e}"));
+            }
+        };
+        let content_type = reply.headers().get("content-type")?.unwrap_or_default();
+        let mut meter = Some(UsageMeter::new(&content_type));
+        let status = reply.status_code();
+        let reply_headers = Headers::new();
+        for (name, value) in reply.headers().entries() {
+            if !matches!(name.as_str(), "content-length" | "content-encoding" | "set-cookie" | "transfer-encoding") {
+                reply_headers.set(&name, &value)?;
+            }
+        }
+        let live = Rc::clone(&self.live);
+        let hash = credential.hash;
+        let upstream_body = reply.stream()?;
+        let relayed = upstream_body
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .map(move |chunk| {
+                if call.revoked.get() {
+                    return Some(Err(worker::Error::RustError("the task's model credential was revoked".into())));
+                }
+                match chunk {
+                    Some(Ok(bytes)) => {
+                        if let Some(meter) = meter.as_mut() {
+                            meter.feed(&bytes);
+                        }
+                        Some(Ok(bytes))
+                    }
+                    Some(Err(e)) => Some(Err(e)),
+                    None => {
+                        // The reply passed whole: its tokens are the task's.
+                        if let (Some(meter), Some(grants)) = (meter.take(), &live.grants) {
+                            if let Err(e) = grants.add_usage(&hash, meter.finish()) {
+                                worker::console_warn!("counting a model call's tokens failed: {e}");
+                            }
+                        }
+                        live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, &call));
+                        None
+                    }
+                }
+            })
+            .take_while(|item| futures::future::ready(item.is_some()))
+            .filter_map(futures::future::ready);
+        Ok(Response::from_stream(relayed)?.with_status(status).with_headers(reply_headers))
+    }
+
+    fn forget_model_call(&self, call: &Rc<ModelCall>) {
+        self.live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, call));
+    }
+
+    /// Revokes the credentials of `task_id` (it ended), or of every task (`None`: the container
+    /// stopped or was lost), and ends their calls in flight.
+    pub(super) fn revoke_model_access(&self, task_id: Option<&str>) {
+        self.live.revoke_model_access(task_id);
+    }
+}
+
+impl super::live::Live {
+    /// See [`AutopilotContainer::revoke_model_access`].
+    pub fn revoke_model_access(&self, task_id: Option<&str>) {
+        if let Some(grants) = &self.grants {
+            let revoked = match task_id {
+                Some(task_id) => grants.revoke_task(task_id, now_ms()),
+                None => grants.revoke_all(now_ms()),
+            };
+            if let Err(e) = revoked {
+                worker::console_warn!("revoking model credentials failed: {e}");
+            }
+        }
+        let mut calls = self.model_calls.borrow_mut();
+        calls.retain(|call| {
+            let ends = task_id.is_none() || call.task_id.is_none() || call.task_id.as_deref() == task_id;
+            if ends {
+                call.revoke();
+            }
+            !ends
+        });
+    }
+}
+
+/// Opens the object's credential store; `None` (logged) if storage refused it.
+pub fn open_grants(sql: worker::SqlStorage) -> Option<ModelGrants> {
+    ModelGrants::open(sql).map_err(|e| worker::console_error!("the model credentials could not be opened: {e}")).ok()
+}

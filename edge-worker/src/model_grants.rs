@@ -1,0 +1,197 @@
+//! The model credentials a user's object has handed out (see [`crate::model_credential`]), kept
+//! in the object's SQLite storage as hashes: which task each is for, whether it is revoked, and
+//! the tokens its calls used. A credential is good only between its task's start and its end:
+//! the object revokes it the moment the task ends however it ends, and every credential when
+//! the container stops.
+
+use serde::Serialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+use crate::model_usage::Tokens;
+
+/// How long a credential minted for a Start may go unbound to a task (the Start's reply binds
+/// it at once; one that never comes must not leave a usable credential).
+pub const UNBOUND_LIFETIME_MS: u64 = 120_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS model_grants (
+  hash TEXT PRIMARY KEY,
+  task_id TEXT,
+  minted_ms INTEGER NOT NULL,
+  revoked_ms INTEGER,
+  calls INTEGER NOT NULL DEFAULT 0,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+  cache_creation_tokens INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS model_grants_by_task ON model_grants (task_id)";
+
+/// One credential, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `None` until the Start it was minted for answered.
+    pub task_id: Option<String>,
+    pub minted_ms: u64,
+    pub revoked: bool,
+}
+
+impl Grant {
+    /// Whether a call may use it at `now_ms` (its task's end is checked by the caller).
+    pub fn usable(&self, now_ms: u64) -> bool {
+        !self.revoked && (self.task_id.is_some() || now_ms < self.minted_ms + UNBOUND_LIFETIME_MS)
+    }
+}
+
+/// What one task's model calls used, for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskTokens {
+    pub task_id: String,
+    pub calls: u64,
+    #[serde(flatten)]
+    pub tokens: Tokens,
+}
+
+/// The credentials of one object.
+#[derive(Clone, Debug)]
+pub struct ModelGrants {
+    sql: SqlStorage,
+}
+
+fn text(value: &str) -> SqlStorageValue {
+    SqlStorageValue::String(value.to_string())
+}
+
+fn int(value: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value as i64)
+}
+
+fn as_u64(value: &SqlStorageValue) -> u64 {
+    match value {
+        SqlStorageValue::Integer(n) => (*n).max(0) as u64,
+        SqlStorageValue::Float(f) => *f as u64,
+        _ => 0,
+    }
+}
+
+impl ModelGrants {
+    /// The credentials in `sql`, their table created if need be.
+    ///
+    /// # Errors
+    /// The storage refused the schema.
+    pub fn open(sql: SqlStorage) -> worker::Result<ModelGrants> {
+        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql.exec(statement, None)?;
+        }
+        Ok(ModelGrants { sql })
+    }
+
+    /// Records a credential minted for a Start (by its hash).
+    pub fn mint(&self, hash: &str, now_ms: u64) -> worker::Result<()> {
+        self.sql.exec("INSERT INTO model_grants (hash, minted_ms) VALUES (?, ?)", vec![text(hash), int(now_ms)])?;
+        Ok(())
+    }
+
+    /// Binds the credential to the task its Start created.
+    pub fn bind(&self, hash: &str, task_id: &str) -> worker::Result<()> {
+        self.sql.exec("UPDATE model_grants SET task_id = ? WHERE hash = ?", vec![text(task_id), text(hash)])?;
+        Ok(())
+    }
+
+    pub fn lookup(&self, hash: &str) -> worker::Result<Option<Grant>> {
+        let rows: Vec<Vec<SqlStorageValue>> = self
+            .sql
+            .exec("SELECT task_id, minted_ms, revoked_ms FROM model_grants WHERE hash = ?", vec![text(hash)])?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        Ok(rows.into_iter().next().map(|row| Grant {
+            task_id: match &row[0] {
+                SqlStorageValue::String(id) => Some(id.clone()),
+                _ => None,
+            },
+            minted_ms: as_u64(&row[1]),
+            revoked: !matches!(row[2], SqlStorageValue::Null),
+        }))
+    }
+
+    /// Revokes the credential `hash` (a Start that failed).
+    pub fn revoke(&self, hash: &str, now_ms: u64) -> worker::Result<()> {
+        self.sql.exec(
+            "UPDATE model_grants SET revoked_ms = ? WHERE hash = ? AND revoked_ms IS NULL",
+            vec![int(now_ms), text(hash)],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes the credentials of `task_id` (it ended).
+    pub fn revoke_task(&self, task_id: &str, now_ms: u64) -> worker::Result<()> {
+        self.sql.exec(
+            "UPDATE model_grants SET revoked_ms = ? WHERE task_id = ? AND revoked_ms IS NULL",
+            vec![int(now_ms), text(task_id)],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes every credential still good (the container stopped or was lost).
+    pub fn revoke_all(&self, now_ms: u64) -> worker::Result<()> {
+        self.sql.exec("UPDATE model_grants SET revoked_ms = ? WHERE revoked_ms IS NULL", vec![int(now_ms)])?;
+        Ok(())
+    }
+
+    /// Adds one relayed call's tokens to its credential.
+    pub fn add_usage(&self, hash: &str, tokens: Tokens) -> worker::Result<()> {
+        self.sql.exec(
+            "UPDATE model_grants SET calls = calls + 1, input_tokens = input_tokens + ?, \
+             output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, \
+             cache_creation_tokens = cache_creation_tokens + ? WHERE hash = ?",
+            vec![int(tokens.input), int(tokens.output), int(tokens.cache_read), int(tokens.cache_creation), text(hash)],
+        )?;
+        Ok(())
+    }
+
+    /// The tokens of every task whose agent called the model, newest first.
+    pub fn usage_by_task(&self) -> worker::Result<Vec<TaskTokens>> {
+        let rows: Vec<Vec<SqlStorageValue>> = self
+            .sql
+            .exec(
+                "SELECT task_id, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), \
+                 SUM(cache_creation_tokens), MAX(minted_ms) AS newest FROM model_grants \
+                 WHERE task_id IS NOT NULL AND calls > 0 GROUP BY task_id ORDER BY newest DESC",
+                None,
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let SqlStorageValue::String(task_id) = &row[0] else { return None };
+                Some(TaskTokens {
+                    task_id: task_id.clone(),
+                    calls: as_u64(&row[1]),
+                    tokens: Tokens {
+                        input: as_u64(&row[2]),
+                        output: as_u64(&row[3]),
+                        cache_read: as_u64(&row[4]),
+                        cache_creation: as_u64(&row[5]),
+                    },
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_is_usable_until_revoked_and_unbound_only_briefly() {
+        let bound = Grant { task_id: Some("t1".into()), minted_ms: 0, revoked: false };
+        assert!(bound.usable(10 * UNBOUND_LIFETIME_MS));
+        assert!(!Grant { revoked: true, ..bound.clone() }.usable(1));
+        let unbound = Grant { task_id: None, ..bound };
+        assert!(unbound.usable(UNBOUND_LIFETIME_MS - 1));
+        assert!(!unbound.usable(UNBOUND_LIFETIME_MS));
+    }
+}
