@@ -5,7 +5,8 @@
 
 import { api } from "./api.js";
 import { $ } from "./dom.js";
-import { canFollowUp, followUpRefusal, followUpRequest } from "./follow_up.js";
+import { canFollowUp, followUpRequest } from "./follow_up.js";
+import { refusal } from "./refusals.js";
 import type { Mode } from "./tasks.js";
 
 /** The task a follow-up continues. */
@@ -71,7 +72,7 @@ export class FollowUpForm {
     button.disabled = false;
     const stillShown = mine === this.shown;
     if (!ok) {
-      if (stillShown) this.say(followUpRefusal(status, body, parent.mode));
+      if (stillShown) this.say(refusal(status, body, parent.mode, "follow-up"));
       return;
     }
     if (stillShown) $<HTMLTextAreaElement>("follow-up-prompt").value = "";

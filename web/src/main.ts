@@ -11,6 +11,7 @@ import { $ } from "./dom.js";
 import { refreshToolOutput, renderEntry, STATE_LABELS } from "./entry_view.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
+import { refusal } from "./refusals.js";
 import { describeTask, parentOf, type Mode, type Seen } from "./tasks.js";
 import { formatCost, Timeline } from "./timeline.js";
 import { fieldOfServiceError, validateStartForm, type StartForm } from "./validate.js";
@@ -130,11 +131,9 @@ async function start(event: SubmitEvent) {
   setStatus("");
   void lists[mode].refresh();
   if (!ok) {
-    const message = errorText(body, status);
-    const field = fieldOfServiceError(message);
-    if (field) showFieldErrors({ [field]: message });
-    const unavailable = mode === "tunnel" ? `Your machine is not reachable: ${message}` : `The container failed to start: ${message}`;
-    setStatus(status === 402 ? `No credits: ${message}` : status === 503 ? unavailable : message, true);
+    const field = fieldOfServiceError(errorText(body, status));
+    if (field) showFieldErrors({ [field]: errorText(body, status) });
+    setStatus(refusal(status, body, mode, "start"), true);
     await refreshBalance();
     return;
   }

@@ -185,6 +185,24 @@ test("tunnel mode shows whether the machine is connected and runs a task on it f
   const taskId = await tess.locator("#task-id").textContent();
   const shown = await seqs(tess);
 
+  // She asks for changes: the follow-up runs on her machine too, listed under its parent; its
+  // timeline's link goes back to the parent.
+  await tess.getByLabel("Ask for changes").fill("SCENARIO:list-files and once more");
+  await tess.getByRole("button", { name: "Send follow-up" }).click();
+  await tess.waitForFunction((old) => document.getElementById("task-id").textContent !== old, taskId);
+  const followUpId = await tess.locator("#task-id").textContent();
+  await finished("succeeded", tess);
+  const followUpEntry = tess.locator(`#tunnel-list li[data-task-id="${followUpId}"]`);
+  await followUpEntry.locator('.task-state[data-state="SUCCEEDED"]').waitFor({ timeout: LONG });
+  assert.equal(await followUpEntry.getAttribute("data-parent-id"), taskId);
+  assert.deepEqual(await tess.$$eval("#tunnel-list li", (items) => items.map((item) => item.dataset.taskId)), [taskId, followUpId], "one thread, the first turn first");
+  assert.equal(await tess.locator("#task-parent-link").textContent(), "SCENARIO:list-files what is here?");
+  await tess.screenshot({ path: `${ARTIFACTS}/tunnel-follow-up.png`, fullPage: true });
+  await tess.locator("#task-parent-link").click();
+  await tess.waitForFunction((id) => document.getElementById("task-id").textContent === id, taskId);
+  await finished("succeeded", tess);
+  await tess.locator('#link[data-state="ended"]').waitFor({ timeout: LONG });
+
   // Her machine goes offline. A reload re-attaches to the task and replays its whole timeline
   // from the relay's archive; another browser (nothing remembered) lists it too.
   const stopped = await fetch(`${CONTROL_URL}/stop-machine`, { method: "POST" });
