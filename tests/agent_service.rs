@@ -785,7 +785,7 @@ impl StandInEdge {
 }
 
 #[tokio::test]
-async fn tunnel_mode_answers_list_tasks_frames_as_the_rpc_does() {
+async fn tunnel_mode_answers_list_tasks_and_follow_up_frames_as_the_rpc_does() {
     let model_api = FakeModelApi::start().await.unwrap();
     let repo = GitFixture::new();
     let (mut edge, _machine) = StandInEdge::accept(|url| Machine::connect(&model_api, url, "ap_test-token")).await;
@@ -814,6 +814,34 @@ async fn tunnel_mode_answers_list_tasks_frames_as_the_rpc_does() {
         assert_eq!(error.code, Code::InvalidArgument as i32, "{error:?}");
         assert!(error.message.starts_with(field), "{error:?}");
     }
+
+    // Follow-ups through frames: the same task machinery, the same refusals.
+    let follow_up = StartRequest {
+        parent_task_id: started.task_id.clone(),
+        prompt: "Once more\nSCENARIO:answer".into(),
+        ..Default::default()
+    };
+    let Frame::Start(continued) = edge.call("f", FrameRequest::Start(follow_up.clone())).await else {
+        panic!("expected a start reply")
+    };
+    edge.send(
+        "fe",
+        FrameRequest::StreamEvents(StreamEventsRequest { task_id: continued.task_id.clone(), from_seq: 1 }),
+    )
+    .await;
+    let mut last = None;
+    loop {
+        match edge.receive().await.frame {
+            Some(Frame::EndOfStream(_)) => break,
+            Some(Frame::Event(event)) => last = Some(event),
+            _ => {}
+        }
+    }
+    assert_eq!(finished(&[last.expect("events")]).state(), TaskState::Succeeded);
+    let unknown = StartRequest { parent_task_id: "7d3c0c1e-0000-4000-8000-000000000000".into(), ..follow_up };
+    let Frame::Error(error) = edge.call("u", FrameRequest::Start(unknown)).await else { panic!("expected an error") };
+    assert_eq!(error.code, Code::NotFound as i32, "{error:?}");
+    assert_eq!(error.message, "no task with id 7d3c0c1e-0000-4000-8000-000000000000");
 }
 
 /// A raw HTTP/1.1 GET: (status, body).
