@@ -17,7 +17,8 @@
 //!   parent's is used with its (masked) credentials removed, so the service's own git
 //!   credentials apply.
 //! - Its branch is the parent's unless `delivery.branch` names another; it commits on top of the
-//!   parent's commit, so a pushed branch simply moves forward.
+//!   parent's commit, so a pushed branch simply moves forward. Its other options are the
+//!   request's, but an empty model keeps the parent's (when the parent is a task of this service).
 //! - Its agent resumes the parent's session (Claude Code: `--resume --fork-session`, so each
 //!   follow-up gets a session id of its own and siblings never share a transcript). A parent
 //!   whose agent never started has no session: the follow-up's agent starts a new one.
