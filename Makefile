@@ -66,34 +66,43 @@ web: tools web-deps ts-client-gen
 ## (workerd) on 127.0.0.1:$(EDGE_PORT), the Durable Object in local mode. Ctrl-C stops both.
 ## Local secrets live in .dev.vars (generated once); a development account "dev" is created and
 ## its API token printed.
-## Give the agent a key with ANTHROPIC_API_KEY=... make dev; without one it starts and says so.
+## The model key is the Worker's alone: ANTHROPIC_API_KEY=... make dev keeps it in .dev.vars
+## (later runs reuse it); the agent-service runs without one, and each task's agent reaches the
+## model through the edge's gateway (/model) with a credential of its own. Without a key
+## everything starts, and says so.
 dev: tools build worker web
 	@mkdir -p $(DEV_DIR)/work $(DEV_DIR)/wrangler
-	@if [ -z "$$ANTHROPIC_API_KEY" ]; then \
-	  echo "make dev: ANTHROPIC_API_KEY is not set. Everything starts, but tasks will fail until you run"; \
-	  echo "          ANTHROPIC_API_KEY=sk-ant-... make dev   (or: make dev-offline, to use the fake model API)"; \
-	fi
-	@test -f .dev.vars || { \
+	@test -f .dev.vars || { umask 077; \
 	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
+	@if [ -n "$$ANTHROPIC_API_KEY" ] && [ -z "$(DEV_MODEL_VARS)" ]; then umask 077; \
+	  grep -v '^ANTHROPIC_API_KEY=' .dev.vars > .dev.vars.new || true; \
+	  echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY" >> .dev.vars.new; mv .dev.vars.new .dev.vars; fi
+	@if [ -z "$(DEV_MODEL_VARS)" ] && ! grep -q '^ANTHROPIC_API_KEY=.' .dev.vars; then \
+	  echo "make dev: no model key. Everything starts, but tasks will fail until you run"; \
+	  echo "          ANTHROPIC_API_KEY=sk-ant-... make dev   (or: make dev-offline, to use the fake model API)"; \
+	fi
 	@echo "make dev: agent-service on 127.0.0.1:$(DEV_PORT), edge on http://127.0.0.1:$(EDGE_PORT); Ctrl-C stops both"
 	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
+	env -u ANTHROPIC_API_KEY -u ANTHROPIC_AUTH_TOKEN \
 	./target/debug/agent-service --listen 127.0.0.1:$(DEV_PORT) --work-dir $(DEV_DIR)/work \
 	  --claude-path $(CLAUDE) --allow-local-repos & \
 	$(WRANGLER_ENV) $(WRANGLER) dev --local --ip 127.0.0.1 --port $(EDGE_PORT) --inspector-ip 127.0.0.1 \
 	  --persist-to $(DEV_DIR)/wrangler --show-interactive-dev-session=false \
-	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) --var PUBLIC_ORIGIN:http://127.0.0.1:$(EDGE_PORT) & \
+	  --var AGENT_SERVICE_URL:http://127.0.0.1:$(DEV_PORT) --var PUBLIC_ORIGIN:http://127.0.0.1:$(EDGE_PORT) \
+	  $(DEV_MODEL_VARS) & \
 	scripts/dev-account.sh http://127.0.0.1:$(EDGE_PORT) "$$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars)" & \
 	wait
 
-## Like dev, but the agent talks to the fake model API of the tests (no key, no cost).
+## Like dev, but the edge's gateway relays to the fake model API of the tests (MODEL_API_URL;
+## a fake key, no cost).
 dev-offline:
 	cargo build -p autopilot-tests --bin fake-model-api
 	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
-	ANTHROPIC_API_KEY=offline-fake-key ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT) \
 	CLAUDE_CODE_MAX_RETRIES=0 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-	$(MAKE) dev & \
+	$(MAKE) dev DEV_MODEL_VARS="--var ANTHROPIC_API_KEY:offline-fake-key \
+	  --var MODEL_API_URL:http://127.0.0.1:$(FAKE_MODEL_PORT)" & \
 	wait
 
 ## The container image. `musl` builds the service as the Dockerfile's builder stage does (a static
@@ -132,7 +141,8 @@ dev-container: tools worker web local-containers
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@rm -f $(DEV_DIR)/container.vars; umask 077; { cat .dev.vars; \
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
-	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "ANTHROPIC_BASE_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
+	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "MODEL_API_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
+	  echo "MODEL_GATEWAY_URL=http://127.0.0.1:$(EDGE_PORT)/model"; \
 	} > $(DEV_DIR)/container.vars
 	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	if [ -z "$$ANTHROPIC_API_KEY" ]; then \
@@ -140,7 +150,7 @@ dev-container: tools worker web local-containers
 	  ./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
 	fi; \
 	local-containers/wrangler-dev.sh --port $(EDGE_PORT) --state $(DEV_DIR)/container \
-	  --dev-vars $(DEV_DIR)/container.vars --loopback-ports $(FAKE_MODEL_PORT) & \
+	  --dev-vars $(DEV_DIR)/container.vars --loopback-ports $(FAKE_MODEL_PORT),$(EDGE_PORT) & \
 	scripts/dev-account.sh http://127.0.0.1:$(EDGE_PORT) "$$(sed -n 's/^ADMIN_SECRET=//p' .dev.vars)" & \
 	wait
 

@@ -53,8 +53,10 @@ impl World {
             loopback_ports: vec![model_api.port(), git.port()],
             ca_cert_pem: Some(ca.cert_pem()),
             vars: vec![
+                // The key is the Worker's; the containers reach its gateway on the edge's port.
                 ("ANTHROPIC_API_KEY".into(), CANARY_KEY.into()),
-                ("ANTHROPIC_BASE_URL".into(), model_api.base_url.clone()),
+                ("MODEL_API_URL".into(), model_api.base_url.clone()),
+                ("MODEL_GATEWAY_URL".into(), "{edge}/model".into()),
             ],
         };
         options.vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -199,26 +201,30 @@ async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked
         start_reply.as_millis()
     );
 
-    // The key reached the agent inside the container: the model API was called with it, and it
-    // is in the agent-service's environment there.
+    // The model API was called with the key, by the edge's gateway: the key is in no process of
+    // the container, whose agent-service has no model key at all.
     assert_eq!(world.model_api.api_keys(), vec![CANARY_KEY.to_string()]);
-    let service_env = podman_ok(&[
-        "exec",
-        "--privileged",
-        "--user",
-        "0",
-        &container,
-        "sh",
-        "-c",
-        "tr '\\0' '\\n' </proc/$(pidof agent-service)/environ",
-    ]);
-    assert!(service_env.lines().any(|l| l == format!("ANTHROPIC_API_KEY={CANARY_KEY}")), "{service_env}");
+    let environs = model_environment(&container);
+    assert!(!environs.contains(CANARY_KEY), "the key is in the container: {environs}");
+    assert!(
+        environs.contains("agent-service:") && !environs.contains("agent-service: ANTHROPIC_API_KEY"),
+        "{environs}"
+    );
     // ... and is in no event, no log of the edge, the shim or the containers.
     let events_json = serde_json::to_string(&events).unwrap();
     assert!(!events_json.contains(CANARY_KEY), "the key leaked into the events");
     let logs = world.all_logs();
     assert!(logs.contains("listening"), "the container logs were read: {logs}");
     assert!(!logs.contains(CANARY_KEY), "the key leaked into a log");
+}
+
+/// The model variables (`ANTHROPIC_*`) of every process in `container`, a line each as
+/// `<process name>: NAME=value`.
+fn model_environment(container: &str) -> String {
+    let script = "for p in /proc/[0-9]*; do n=$(cat $p/comm 2>/dev/null); \
+                  tr '\\0' '\\n' < $p/environ 2>/dev/null | grep '^ANTHROPIC_' | sed \"s|^|$n: |\"; \
+                  echo \"$n:\"; done";
+    podman_ok(&["exec", "--privileged", "--user", "0", container, "sh", "-c", script])
 }
 
 #[tokio::test]
@@ -233,6 +239,13 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     let first = world.running_container();
     let (mut early, mut ws_a) = follow(&world, &token, &started, Some(4)).await;
     let (_, mut ws_b) = follow(&world, &token, &started, Some(4)).await;
+    // The agent at work holds its task's credential for the gateway, and nothing else.
+    let environs = model_environment(&first);
+    let credential = environs
+        .lines()
+        .find_map(|line| line.split_once(": ANTHROPIC_API_KEY=").map(|(_, key)| key.to_string()))
+        .unwrap_or_else(|| panic!("no agent with a credential in the container: {environs}"));
+    assert!(credential.starts_with("apmc_") && !environs.contains(CANARY_KEY), "{environs}");
     podman_ok(&["kill", &first]);
     let (rest_a, ended_a) = read_subscription(&mut ws_a, "follow", Encoding::Binary, None).await;
     early.extend(rest_a);
@@ -248,6 +261,15 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     assert_eq!(status["task"]["state"], "TASK_STATE_FAILED", "{status}");
     assert!(status["task"]["error"].as_str().unwrap().contains("container"), "{status}");
     let killed_at = status["containerChangedMs"].as_u64().unwrap();
+    // The container is lost: its task's credential is refused by the gateway.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/model/v1/messages", world.edge.base_url))
+        .header("x-api-key", &credential)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "a lost container's credential is revoked");
     // The archive holds every event the object received, then the FAILED end it made.
     let archived = replay_by_task(&world, &token, &task_id).await;
     assert_eq!(seqs(&archived), seqs(&early), "the archive has what the followers got");

@@ -43,7 +43,8 @@ pub struct ContainerOptions {
     pub loopback_ports: Vec<u16>,
     /// A CA certificate (PEM) the image also trusts.
     pub ca_cert_pem: Option<String>,
-    /// Secrets and vars, written to the run's `.dev.vars` (never on a command line).
+    /// Secrets and vars, written to the run's `.dev.vars` (never on a command line); `{edge}` in
+    /// a value stands for the edge's own base URL, which the containers can reach.
     pub vars: Vec<(String, String)>,
 }
 
@@ -101,12 +102,14 @@ impl Edge {
         let state = tempfile::tempdir().unwrap();
         let (port, inspector) = (free_port(), free_port());
         let worker_name = format!("aptest-{port}");
+        let own_url = format!("http://127.0.0.1:{port}");
         let mut dev_vars = format!("ADMIN_SECRET={ADMIN_SECRET}\nTICKET_SECRET={TICKET_SECRET}\n");
         for (name, value) in &options.vars {
-            dev_vars.push_str(&format!("{name}={value}\n"));
+            dev_vars.push_str(&format!("{name}={}\n", value.replace("{edge}", &own_url)));
         }
         std::fs::write(state.path().join("dev.vars"), dev_vars).unwrap();
-        let ports: Vec<String> = options.loopback_ports.iter().map(u16::to_string).collect();
+        // The containers reach the edge itself too (its model gateway).
+        let ports: Vec<String> = options.loopback_ports.iter().chain([&port]).map(u16::to_string).collect();
         let mut argv: Vec<OsString> = vec![script.into()];
         argv.extend(
             ["--port", &port.to_string(), "--name", &worker_name, "--loopback-ports", &ports.join(",")]
