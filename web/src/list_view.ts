@@ -70,7 +70,7 @@ export class TaskListView {
   refresh(): Promise<void> {
     return this.queue(async () => {
       if (!this.list.loaded) this.setStatus("Loading your tasks…");
-      await this.load(this.list.refreshSize(), "", "The task list", (page) => this.list.replace(page));
+      await this.load(this.list.refreshSize(), "", "The task list", (page) => this.list.refresh(page));
     });
   }
 

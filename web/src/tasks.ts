@@ -115,6 +115,18 @@ export class TaskList {
     this.loaded = true;
   }
 
+  /** The first page(s) again, as large as what is listed ([`refreshSize`]): newer tasks and
+   * every listed task's news come in, and the tasks they pushed past the page's end stay listed
+   * (with the token after them), so "More" the user clicked is not undone by tasks started since.
+   * A page that reaches the end of the list is the whole list: a task missing from it is gone. */
+  refresh(page: TaskPage) {
+    if (!this.loaded || page.nextPageToken === "") return this.replace(page);
+    const fresh = new Set(page.tasks.map((t) => t.taskId));
+    const pushedOut = this.tasks.filter((t) => !fresh.has(t.taskId));
+    this.tasks = dedupe([...page.tasks, ...pushedOut]);
+    if (pushedOut.length === 0) this.nextPageToken = page.nextPageToken;
+  }
+
   /** Forgets the list (the user signed out). */
   clear() {
     this.tasks = [];

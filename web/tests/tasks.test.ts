@@ -149,3 +149,20 @@ test("a follow-up's summary names its parent; other tasks and unlisted ones name
   assert.equal(parentOf(root), "");
   assert.equal(parentOf(undefined), "");
 });
+
+test("a refresh brings newer tasks in and keeps the older ones More had listed, with their token", () => {
+  const list = new TaskList();
+  list.refresh(page(["e", "d"], "after-d"));
+  list.append(page(["c", "b"], "after-b"));
+  // Two tasks started since: the refresh (as large as what is shown) ends at c, past which b went.
+  list.refresh(page(["g", "f", "e", "d"], "after-d2"));
+  assert.deepEqual(list.tasks.map((t) => t.taskId), ["g", "f", "e", "d", "c", "b"]);
+  assert.equal(list.nextPageToken, "after-b", "More goes on after the last task shown");
+  // Nothing new: the same tasks, the page's own token.
+  list.refresh(page(["g", "f", "e", "d", "c", "b"], "after-b2"));
+  assert.equal(list.nextPageToken, "after-b2");
+  // A page that reaches the end is the whole list: a task pruned meanwhile goes.
+  list.refresh(page(["g", "f", "e", "d", "c"]));
+  assert.deepEqual(list.tasks.map((t) => t.taskId), ["g", "f", "e", "d", "c"]);
+  assert.equal(list.hasMore, false);
+});
