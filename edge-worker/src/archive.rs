@@ -269,6 +269,9 @@ impl Archive {
         let Some(entry) = self.entry(&task.task_id)? else { return Ok(()) };
         let delivery = task.delivery.clone().unwrap_or_default();
         let summary = TaskSummary {
+            // A follow-up's request may name no repository: its Task does.
+            repository_url: task.repository_url.clone(),
+            git_ref: task.git_ref.clone(),
             state: task.state,
             end_time: task.end_time.or(entry.summary.end_time),
             usage: task.usage.or(entry.summary.usage),
@@ -373,18 +376,21 @@ impl Archive {
         Ok((tasks, next))
     }
 
-    /// Deletes, whole, the ended tasks beyond the newest `keep` (running ones are never pruned).
-    pub fn prune(&self, keep: usize) -> worker::Result<()> {
+    /// Deletes, whole, the ended tasks beyond the newest `keep` (running ones are never pruned);
+    /// answers their ids.
+    pub fn prune(&self, keep: usize) -> worker::Result<Vec<String>> {
         let rows = self.rows(
             "SELECT task_id, ended FROM archived_tasks ORDER BY created_ms DESC, task_id DESC LIMIT -1 OFFSET ?",
             vec![int(keep as u64)],
         )?;
+        let mut pruned = Vec::new();
         for row in rows {
             let (SqlStorageValue::String(task_id), true) = (&row[0], as_u64(&row[1]) != 0) else { continue };
             self.sql.exec("DELETE FROM archived_event_chunks WHERE task_id = ?", vec![text(task_id)])?;
             self.sql.exec("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+            pruned.push(task_id.clone());
         }
-        Ok(())
+        Ok(pruned)
     }
 }
 

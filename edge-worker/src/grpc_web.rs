@@ -10,8 +10,9 @@ use prost::Message;
 
 /// Size of a frame header: flag byte + 4-byte length.
 pub const FRAME_HEADER_LEN: usize = 5;
-/// Largest message accepted from the service (the service's own largest event is far smaller).
-pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// Largest message accepted from the service: a workspace snapshot (at most 16 MiB of bundle and
+/// transcript, see ExportWorkspace) and its other fields; events are far smaller.
+pub const MAX_MESSAGE_LEN: usize = 17 * 1024 * 1024;
 const TRAILERS_FLAG: u8 = 0x80;
 const COMPRESSED_FLAG: u8 = 0x01;
 

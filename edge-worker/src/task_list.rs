@@ -88,6 +88,7 @@ pub fn started_summary(
         repository_url: masked_url(&request.repository_url),
         git_ref: request.git_ref.clone(),
         title: title(&request.prompt, secrets),
+        parent_task_id: request.parent_task_id.clone(),
         create_time: Some(autopilot_contract::time::timestamp(UNIX_EPOCH + Duration::from_millis(created_ms))),
         ..Default::default()
     }

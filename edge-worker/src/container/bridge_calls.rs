@@ -18,6 +18,7 @@ use super::{
     live::{socket_id, SocketFrame, Subscription},
     now_ms,
     runtime::stopped_running,
+    workspaces::kept_workspace,
     AutopilotContainer,
 };
 use crate::{
@@ -99,14 +100,27 @@ impl AutopilotContainer {
     /// service refuses names no other user's task, and leaves no metering run open that was
     /// opened for it. The task's agent gets a model credential of its own (see
     /// [`super::model_gateway`]); whatever `model_access` the client sent is replaced.
+    ///
+    /// A follow-up names a parent of this user's (NOT_FOUND otherwise, as for any unknown id); a
+    /// container that does not know the parent (a new one) gets the parent's kept workspace.
     pub(super) async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
+        let parent = request.parent_task_id.as_str();
+        if !parent.is_empty() && !self.owns_task(parent) {
+            return Err(GrpcStatus::new(Code::NotFound, format!("no task with id {parent}")));
+        }
         self.check_credits()?;
         let had_run = self.live.account.borrow().run_started_ms.is_some();
         let client = self.ready_client().await?;
         let minted = self.mint_model_access()?;
         let request =
             &StartRequest { model_access: minted.as_ref().map(|(access, _)| access.clone()), ..request.clone() };
-        let answer = client.unary::<StartResponse>("Start", request).await;
+        let mut answer = client.unary::<StartResponse>("Start", request).await;
+        if !parent.is_empty() && matches!(&answer, Err(status) if status.code == Code::NotFound as i32) {
+            if let Some(snapshot) = kept_workspace(&self.live, parent).await {
+                let restoring = StartRequest { restore: Some(snapshot), ..request.clone() };
+                answer = client.unary::<StartResponse>("Start", &restoring).await;
+            }
+        }
         if let Some((_, hash)) = &minted {
             self.settle_model_access(hash, answer.as_ref().ok().map(|started| started.task_id.as_str()));
         }

@@ -17,6 +17,7 @@ use super::{
     live::Live,
     now_ms,
     record::final_failed_event,
+    workspaces::{forget_workspaces, keep_workspace},
     AutopilotContainer,
 };
 use crate::{
@@ -83,27 +84,32 @@ impl AutopilotContainer {
         follow.subscribe(archive, task_id, from_seq).ok()
     }
 
-    /// Before the object stops the container: the current task's archive is made whole (its
-    /// remaining events, end and diff), within [`CATCH_UP_LIMIT`].
+    /// Before the object stops the container: the archive of every task it ran is made whole
+    /// (remaining events, end and diff), within [`CATCH_UP_LIMIT`] in all; what is still running
+    /// then dies with the container and is archived as lost.
     pub(super) async fn catch_up_archive(&self) {
-        let task_id = self.live.record.borrow().current_task_id.clone();
         let ready = self.live.record.borrow().lifecycle.is_ready();
-        let (Some(task_id), true) = (task_id, ready) else { return };
-        let deadline = now_ms() + CATCH_UP_LIMIT.as_millis() as u64;
-        // A follower of this instance may be writing the end right now: let it finish.
-        while self.live.following.borrow().contains_key(&task_id) && now_ms() < deadline {
-            Delay::from(Duration::from_millis(50)).await;
-        }
-        if self.archived_end(&task_id).is_some() {
+        if !ready {
             return;
         }
-        let (Ok(endpoint), Some(follow)) = (self.endpoint(), self.begin_follow(&task_id)) else { return };
-        let history = self.settings.history_tasks;
-        let client = AgentClient::new(endpoint);
-        let catch_up = std::pin::pin!(follow_task(Rc::clone(&self.live), client, task_id, history, follow));
-        let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
-        if let Either::Right(_) = future::select(catch_up, Delay::from(left)).await {
-            worker::console_warn!("the archive could not catch up before the stop");
+        let deadline = now_ms() + CATCH_UP_LIMIT.as_millis() as u64;
+        for task_id in self.live.unended_tasks() {
+            // A follower of this instance may be writing the end right now: let it finish.
+            while self.live.following.borrow().contains_key(&task_id) && now_ms() < deadline {
+                Delay::from(Duration::from_millis(50)).await;
+            }
+            if self.archived_end(&task_id).is_some() {
+                continue;
+            }
+            let (Ok(endpoint), Some(follow)) = (self.endpoint(), self.begin_follow(&task_id)) else { continue };
+            let history = self.settings.history_tasks;
+            let client = AgentClient::new(endpoint);
+            let catch_up = std::pin::pin!(follow_task(Rc::clone(&self.live), client, task_id, history, follow));
+            let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+            if let Either::Right(_) = future::select(catch_up, Delay::from(left)).await {
+                worker::console_warn!("the archive could not catch up before the stop");
+                break;
+            }
         }
     }
 
@@ -209,7 +215,9 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     };
     write(&archive, &task_id, &follow);
     if ended {
-        archive_end(&archive, &client, &task_id, history).await;
+        if let Some(task) = archive_end(&live, &client, &task_id, history).await {
+            keep_workspace(&live, &client, &task).await;
+        }
     }
     let mut following = live.following.borrow_mut();
     if following.get(&task_id).is_some_and(|current| Rc::ptr_eq(current, &follow)) {
@@ -225,10 +233,11 @@ fn write(archive: &Archive, task_id: &str, follow: &Follow) {
 }
 
 /// The task ended: its final Task and its diff (when it delivered one) go to the archive, and
-/// tasks beyond the history's length are pruned.
-async fn archive_end(archive: &Archive, client: &AgentClient, task_id: &str, history: usize) {
+/// tasks beyond the history's length are pruned (their kept workspaces too). The final Task.
+async fn archive_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) -> Option<Task> {
+    let archive = live.archive.as_ref()?;
     let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await;
-    let Some(task) = status.ok().and_then(|status| status.task) else { return };
+    let task = status.ok().and_then(|status| status.task)?;
     let diff = match task.delivery {
         Some(_) => {
             let request = GetDiffRequest { task_id: task_id.to_string() };
@@ -237,7 +246,9 @@ async fn archive_end(archive: &Archive, client: &AgentClient, task_id: &str, his
         None => None,
     };
     let finished = archive.finish(&task, diff.as_ref()).and_then(|()| archive.prune(history));
-    if let Err(e) = finished {
-        worker::console_warn!("archiving the end of task {task_id} failed: {e}");
+    match finished {
+        Ok(pruned) => forget_workspaces(live, pruned),
+        Err(e) => worker::console_warn!("archiving the end of task {task_id} failed: {e}"),
     }
+    Some(task)
 }

@@ -11,7 +11,7 @@ use autopilot_contract::v1::{StatusRequest, StatusResponse};
 use worker::Response;
 
 use super::{now_ms, AutopilotContainer};
-use crate::agent_client::AgentClient;
+use crate::{agent_client::AgentClient, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).
 const MIN_ALARM_DELAY: Duration = Duration::from_millis(100);
@@ -172,30 +172,50 @@ impl AutopilotContainer {
         Ok(())
     }
 
-    /// The archive follows the current task until its end is archived, even after the instance
-    /// that started it was evicted or its follow broke (the service restarted under it): each
-    /// heartbeat resumes the follow from the archive's last seq while the service is there.
+    /// The archive follows each running task until its end is archived, even after the
+    /// instance that started it was evicted or its follow broke (the service restarted under
+    /// it): each heartbeat resumes the follow from the archive's last seq while the service is
+    /// there.
     fn keep_archive_following(&self) {
-        let current = self.live.record.borrow().current_task_id.clone();
         let ready = self.live.record.borrow().lifecycle.is_ready();
-        if let (Some(task_id), true, Ok(endpoint)) = (current, ready, self.endpoint()) {
-            // `follow_into_archive` does nothing for a task whose end is archived already.
-            self.follow_into_archive(AgentClient::new(endpoint), task_id);
+        let Ok(endpoint) = self.endpoint() else { return };
+        if !ready {
+            return;
+        }
+        for task_id in self.live.unended_tasks() {
+            // `follow_into_archive` does nothing for a task followed already.
+            self.follow_into_archive(AgentClient::new(endpoint.clone()), task_id);
         }
     }
 
-    /// Asks the service how the current task stands when nobody is following it, so a task that
-    /// ended unwatched (the user closed the page) does not keep the container awake.
+    /// Asks the service how each running task stands when nobody is following it, so a task
+    /// that ended unwatched does not keep the container awake, and one the service no longer
+    /// knows (it restarted with an empty disk) is archived as lost rather than running forever.
     async fn refresh_task_state(&self) {
-        let task_id = self.live.record.borrow().running_task().map(str::to_string);
         let ready = self.live.record.borrow().lifecycle.is_ready();
-        if let (Some(task_id), true, 0) = (task_id, ready, self.live.active_streams.get()) {
-            if let Ok(endpoint) = self.endpoint() {
-                let (client, request) = (AgentClient::new(endpoint), StatusRequest { task_id });
-                let status = client.unary::<StatusResponse>("Status", &request).await;
-                if let Some(task) = status.ok().and_then(|status| status.task) {
-                    self.live.remember_task(&task.task_id, task.state);
+        let Ok(endpoint) = self.endpoint() else { return };
+        if !ready {
+            return;
+        }
+        let current = self.live.record.borrow().running_task().map(str::to_string);
+        let mut running = self.live.unended_tasks();
+        running.extend(current.clone().filter(|id| !running.contains(id)));
+        for task_id in running {
+            if self.live.following.borrow().contains_key(&task_id) {
+                continue;
+            }
+            let client = AgentClient::new(endpoint.clone());
+            let request = StatusRequest { task_id: task_id.clone() };
+            match client.unary::<StatusResponse>("Status", &request).await {
+                Ok(status) => {
+                    if let Some(task) = status.task.filter(|task| current.as_deref() == Some(task.task_id.as_str())) {
+                        self.live.remember_task(&task.task_id, task.state);
+                    }
                 }
+                Err(status) if status.code == Code::NotFound as i32 => {
+                    self.live.archive_loss(&task_id, "the agent-service no longer knows this task (it restarted)");
+                }
+                Err(_) => {}
             }
         }
     }

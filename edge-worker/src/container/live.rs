@@ -106,6 +106,9 @@ pub struct Live {
     pub grants: Option<ModelGrants>,
     /// Model calls being relayed now, ended when their credential is revoked.
     pub model_calls: RefCell<Vec<Rc<ModelCall>>>,
+    /// Where ended tasks' workspaces are kept for follow-ups (R2 `WORKSPACES`; see
+    /// [`super::workspaces`]); `None` when the binding is absent.
+    pub workspaces: Option<worker::Bucket>,
 }
 
 impl Live {
@@ -128,10 +131,17 @@ impl Live {
         }
     }
 
-    /// Whether the current task is still running, as far as the record knows. (A method, so the
-    /// record's borrow ends here: held across an `if let` it would outlive the check.)
+    /// Whether any of the user's tasks is still running: the record's current one, or any
+    /// whose end the archive does not hold yet (several run at once). (A method, so the record's
+    /// borrow ends here: held across an `if let` it would outlive the check.)
     pub fn task_running(&self) -> bool {
-        self.record.borrow().task_running()
+        self.record.borrow().task_running() || !self.unended_tasks().is_empty()
+    }
+
+    /// The tasks this object started whose end the archive does not hold yet, oldest first.
+    pub fn unended_tasks(&self) -> Vec<String> {
+        let Some(archive) = &self.archive else { return Vec::new() };
+        archive.unended().map(|tasks| tasks.into_iter().map(|(id, _)| id).collect()).unwrap_or_default()
     }
 
     /// Whether a metering run is open (the container is being charged for).
@@ -161,8 +171,8 @@ impl Live {
     /// The container died under its task: the task is recorded FAILED with `reason`, and every
     /// subscription gets the task's final event and its end (see [`final_frames`]).
     fn fail_running_task(&self, reason: &str) {
-        let running = self.record.borrow().running_task().map(str::to_string);
-        if let Some(task_id) = running {
+        // Every task the container ran dies with it.
+        for task_id in self.unended_tasks() {
             self.archive_loss(&task_id, reason);
         }
         self.update(|record| record.fail_running_task(reason));

@@ -89,16 +89,20 @@ impl AutopilotContainer {
         ))
     }
 
-    /// Credits ran out: cancels the running task with a reason that says so, then stops.
+    /// Credits ran out: cancels every running task with a reason that says so, then stops.
     pub(super) async fn stop_for_credits(&self) -> worker::Result<()> {
-        let task_id = self.live.record.borrow().current_task_id.clone();
-        if let (Some(task_id), true, Ok(endpoint)) = (task_id, self.live.task_running(), self.endpoint()) {
+        let current = self.live.record.borrow().running_task().map(str::to_string);
+        let mut running = self.live.unended_tasks();
+        running.extend(current.clone().filter(|id| !running.contains(id)));
+        for task_id in running {
+            let Ok(endpoint) = self.endpoint() else { break };
             let request = CancelRequest { task_id, reason: CREDITS_EXHAUSTED.into() };
             match AgentClient::new(endpoint).unary::<CancelResponse>("Cancel", &request).await {
-                Ok(reply) => {
+                Ok(reply) if current.as_deref() == Some(reply.task_id.as_str()) => {
                     self.live.remember_task(&reply.task_id, reply.state);
                     self.live.update(|p| p.current_task_error = format!("cancelled: {CREDITS_EXHAUSTED}"));
                 }
+                Ok(_) => {}
                 Err(status) => worker::console_warn!("cancelling for credits failed: {status}"),
             }
         }

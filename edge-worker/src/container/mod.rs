@@ -19,6 +19,7 @@
 //! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
 //! - [`model_gateway`]: each task's model credential, and the model calls made with it.
+//! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 
 mod bridge_calls;
@@ -33,6 +34,7 @@ mod model_gateway;
 mod record;
 mod runtime;
 mod settings;
+mod workspaces;
 
 pub use model_gateway::model_error;
 
@@ -79,7 +81,8 @@ impl worker::DurableObject for AutopilotContainer {
             }
         };
         let grants = model_gateway::open_grants(state.storage().sql());
-        let live = Live { archive, grants, ..Default::default() };
+        let workspaces = env.bucket("WORKSPACES").ok();
+        let live = Live { archive, grants, workspaces, ..Default::default() };
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 

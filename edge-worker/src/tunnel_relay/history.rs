@@ -94,7 +94,8 @@ impl TunnelRelay {
             (Route::ArchiveEvents { task_id }, Frame::Event(event)) => batch.entry(task_id).or_default().push(event),
             (Route::ArchiveEnd { task_id }, Frame::Status(status)) => {
                 let (Some(archive), Some(task)) = (&self.archive, status.task) else { return };
-                let finished = archive.finish(&task, None).and_then(|()| archive.prune(self.retention.history_tasks));
+                let finished =
+                    archive.finish(&task, None).and_then(|()| archive.prune(self.retention.history_tasks).map(drop));
                 if let Err(e) = finished {
                     worker::console_warn!("archiving the end of tunnel task {task_id} failed: {e}");
                 }
