@@ -455,4 +455,9 @@ test("asking for changes continues a task as a follow-up, shown as one thread", 
   await finished("succeeded");
   assert.equal(await (await openEntry()).getAttribute("aria-current"), "true");
   await page.screenshot({ path: `${ARTIFACTS}/thread.png`, fullPage: true });
+  // The thread still fits a phone.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
+  await page.screenshot({ path: `${ARTIFACTS}/thread-narrow.png`, fullPage: true });
 });
