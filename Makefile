@@ -240,6 +240,7 @@ bench: tools worker
 	cargo bench -p agent-service --bench throughput
 	cargo build --release -p agent-service
 	cargo bench -p autopilot-tests --bench bridge
+	cargo bench -p autopilot-tests --bench gateway
 
 clean:
 	cargo clean
