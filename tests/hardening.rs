@@ -79,9 +79,9 @@ fn frame(request_id: &str, request: ClientRequest) -> ClientFrame {
 
 #[tokio::test]
 async fn the_edge_refuses_what_it_must_and_keeps_serving() {
-    let ServiceFixture { model_api, repo, mut service } = ServiceFixture::start().await;
-    // What the service was started with, to start it again the same way.
-    let options = ServiceOptions::default();
+    // One task at a time, so that one user's running task refuses another's Start.
+    let options = ServiceOptions { extra_args: vec!["--max-tasks".into(), "1".into()], ..ServiceOptions::default() };
+    let ServiceFixture { model_api, repo, mut service } = ServiceFixture::start_with(options.clone()).await;
     let edge = Edge::start_with_vars(
         &format!("http://{}", service.addr),
         &[("PUBLIC_ORIGIN", "{edge}"), ("TICKET_TTL_SECONDS", "3"), ("SESSION_RETENTION_SECONDS", "40")],
@@ -157,10 +157,10 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
         .send()
         .await
         .unwrap();
-    assert_eq!(reply.status(), 409);
+    assert_eq!(reply.status(), 429);
     let body: Value = reply.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(!message.contains(&alices_task) && message.contains("another task is running"), "{message}");
+    assert!(!message.contains(&alices_task) && message.contains("1 task is running, the limit"), "{message}");
     let (_, balance) = get(&edge, "/api/billing/balance", &carol).await;
     assert!(balance["containerRunningSinceMs"].is_null(), "a refused Start left a run open: {balance}");
     let (_, ledger) = get(&edge, "/api/billing/ledger", &carol).await;
@@ -185,7 +185,7 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     assert!(foreign["error"]["message"].as_str().unwrap().contains("must come from"), "{foreign}");
     assert_eq!(cookie_post(&edge.base_url, "text/plain").await.unwrap().status(), 403, "a simple content type");
     let own = cookie_post(&edge.base_url, "application/json").await.unwrap().status();
-    assert!(own == 409 || own == 200, "the site's own page may start (alice's task still runs: 409), got {own}");
+    assert!(own == 429 || own == 200, "the site's own page may start (alice's task still runs: 429), got {own}");
     let upgrade = |origin: &str| {
         let mut request = format!("{}/api/container/ws/{}", edge.ws_base(), alices["sessionId"].as_str().unwrap())
             .into_client_request()

@@ -1,15 +1,15 @@
 //! One error scheme for the JSON routes: a gRPC status becomes an HTTP status (see
-//! [`crate::grpc_web::http_status`]) and the body `{"error": {"code": "NOT_FOUND", "message": ...}}`.
+//! [`crate::grpc_web::http_status_of`]) and the body `{"error": {"code": "NOT_FOUND", "message": ...}}`.
 //! On gRPC-web routes the same status travels the gRPC way, as a trailers-only response.
 
 use worker::Response;
 
-use crate::grpc_web::{code_name, http_status, Code, GrpcStatus};
+use crate::grpc_web::{code_name, http_status_of, Code, GrpcStatus};
 
 /// The JSON error response for `status`.
 pub fn error_response(status: &GrpcStatus) -> worker::Result<Response> {
     let body = serde_json::json!({"error": {"code": code_name(status.code), "message": status.message}});
-    Ok(Response::from_json(&body)?.with_status(http_status(status.code)))
+    Ok(Response::from_json(&body)?.with_status(http_status_of(status)))
 }
 
 /// A 404 for paths no route serves.

@@ -89,8 +89,20 @@ pub fn code_name(code: i32) -> &'static str {
     usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
 }
 
-/// The HTTP status the JSON routes answer for a gRPC code. RESOURCE_EXHAUSTED is 402 Payment
-/// Required: the one resource a user can exhaust here is credits.
+/// What a refusal for want of credits says first (see [`http_status_of`]).
+pub const INSUFFICIENT_CREDITS: &str = "insufficient credits";
+
+/// The HTTP status the JSON routes answer for `status`: as [`http_status`], except that running
+/// out of credits is 402 Payment Required (other exhausted resources, such as the running-task
+/// limit, are 429 Too Many Requests).
+pub fn http_status_of(status: &GrpcStatus) -> u16 {
+    match status.code {
+        8 if status.message.starts_with(INSUFFICIENT_CREDITS) => 402,
+        code => http_status(code),
+    }
+}
+
+/// The HTTP status the JSON routes answer for a gRPC code.
 pub fn http_status(code: i32) -> u16 {
     match code {
         0 => 200,
@@ -100,7 +112,7 @@ pub fn http_status(code: i32) -> u16 {
         5 => 404,
         6 | 10 => 409,
         7 => 403,
-        8 => 402,
+        8 => 429,
         9 => 409,
         12 => 501,
         14 => 503,
@@ -374,7 +386,9 @@ mod tests {
     fn codes_map_to_http_statuses_and_names() {
         assert_eq!((http_status(3), code_name(3)), (400, "INVALID_ARGUMENT"));
         assert_eq!((http_status(5), http_status(9), http_status(14), http_status(16)), (404, 409, 503, 401));
-        assert_eq!(http_status(8), 402, "out of credits is Payment Required");
+        assert_eq!(http_status(8), 429, "an exhausted resource is Too Many Requests...");
+        let broke = GrpcStatus::new(Code::ResourceExhausted, format!("{INSUFFICIENT_CREDITS}: the balance is 0"));
+        assert_eq!(http_status_of(&broke), 402, "...but out of credits is Payment Required");
         assert_eq!(code_name(99), "UNKNOWN");
     }
 }

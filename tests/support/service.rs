@@ -135,8 +135,13 @@ pub struct ServiceFixture {
 impl ServiceFixture {
     /// Starts the fake model API and the service with default options, and makes a repository.
     pub async fn start() -> ServiceFixture {
+        ServiceFixture::start_with(ServiceOptions::default()).await
+    }
+
+    /// [`ServiceFixture::start`] with the service's `options`.
+    pub async fn start_with(options: ServiceOptions) -> ServiceFixture {
         let model_api = FakeModelApi::start().await.unwrap();
-        let service = Service::start(&model_api, ServiceOptions::default()).await;
+        let service = Service::start(&model_api, options).await;
         ServiceFixture { model_api, repo: GitFixture::new(), service }
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     agent_client::AgentClient,
     api_error::error_response,
     billing::{Account, LedgerEntry, Rate},
-    grpc_web::{Code, GrpcStatus},
+    grpc_web::{Code, GrpcStatus, INSUFFICIENT_CREDITS},
 };
 
 /// Storage key of the user's credits and metering state.
@@ -85,7 +85,7 @@ impl AutopilotContainer {
         }
         Err(GrpcStatus::new(
             Code::ResourceExhausted,
-            format!("insufficient credits: the balance is {balance}, and starting needs at least {}", minimum.max(1)),
+            format!("{INSUFFICIENT_CREDITS}: the balance is {balance}, and starting needs at least {}", minimum.max(1)),
         ))
     }
 
