@@ -12,7 +12,8 @@ import { refreshToolOutput, renderEntry, STATE_LABELS } from "./entry_view.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
-import { describeTask, parentOf, type Mode, type Seen } from "./tasks.js";
+import { describeTask, type Mode, type Seen } from "./tasks.js";
+import { renderThreadLinks } from "./thread_links.js";
 import { formatCost, Timeline } from "./timeline.js";
 import { fieldOfServiceError, validateStartForm, type StartForm } from "./validate.js";
 
@@ -155,21 +156,16 @@ function followUpStarted(started: StartedFollowUp, stillShown: boolean) {
 }
 
 /** A list was drawn: the page's "no tasks yet" line (once both lists arrived, and both are
- * empty) and the open timeline's link to the task it follows up may change. */
+ * empty) and the open timeline's links to the turns before and after it may change. */
 function listsRendered() {
   $("recent-empty").hidden = !(lists.container.empty && lists.tunnel.empty);
-  renderParentLink();
+  showThreadLinks();
 }
 
-/** "A follow-up of <its parent>" above the open timeline, which opens the parent. */
-function renderParentLink() {
-  const view = current && lists[current.mode ?? "container"];
-  const parentId = current?.parentTaskId || parentOf(view?.list.get(current?.taskId ?? ""));
-  $("task-parent").hidden = !parentId;
-  if (!parentId || !view) return;
-  const link = $("task-parent-link");
-  link.textContent = view.titleOf(parentId) ?? `task ${parentId}`;
-  link.dataset.taskId = parentId;
+/** The open timeline's links to the turns before and after it in its conversation. */
+function showThreadLinks() {
+  const mode = current?.mode ?? "container";
+  renderThreadLinks(current, current && lists[mode], (taskId) => void openListed(taskId, mode));
 }
 
 /** Opens a listed task's timeline, whichever browser started it: a new session on the task (from
@@ -221,7 +217,7 @@ function openTask(task: TaskRef, websocketUrl?: string) {
   for (const view of Object.values(lists)) view.markCurrent(task.taskId);
   $("task-id").textContent = task.taskId;
   ($("cancel") as HTMLButtonElement).disabled = false;
-  renderParentLink();
+  showThreadLinks();
   followUp.show({ mode: task.mode ?? "container", taskId: task.taskId }, false);
   renderSummary();
   connection = new TaskConnection(task.mode ?? "container", task.sessionId, task.taskId, {
@@ -322,10 +318,6 @@ async function main() {
   for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener("change", () => {
     void renderTunnel();
     void refreshBalance();
-  });
-  $("task-parent-link").addEventListener("click", (e) => {
-    const parentId = (e.currentTarget as HTMLElement).dataset.taskId;
-    if (parentId && current) void openListed(parentId, current.mode ?? "container");
   });
   $("cancel").addEventListener("click", () => {
     connection?.cancel();

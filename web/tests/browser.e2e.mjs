@@ -455,6 +455,12 @@ test("asking for changes continues a task as a follow-up, shown as one thread", 
   await finished("succeeded");
   assert.equal(await (await openEntry()).getAttribute("aria-current"), "true");
   await page.screenshot({ path: `${ARTIFACTS}/thread.png`, fullPage: true });
+  // ...and that turn's timeline links on to the turn after it.
+  const next = page.locator("#task-children-links button");
+  assert.deepEqual(await next.allTextContents(), ["SCENARIO:read-and-extend once more"]);
+  await next.click();
+  await page.waitForFunction((id) => document.getElementById("task-id").textContent === id, grandchildId);
+  await finished("succeeded");
   // The thread still fits a phone.
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
