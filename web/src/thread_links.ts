@@ -25,11 +25,17 @@ export function renderThreadLinks(open: OpenTurn | undefined, view: TaskListView
   // The list is newest first: its follow-ups read oldest first.
   const children = open && view ? view.list.tasks.filter((t) => parentOf(t) === open.taskId).reverse() : [];
   $("task-children").hidden = children.length === 0;
+  // The lists are drawn again every few seconds while a task runs: links unchanged stay (and
+  // so does the keyboard's place on one).
+  const holder = $("task-children-links");
+  const key = JSON.stringify(children.map((child) => [child.taskId, view?.titleOf(child.taskId)]));
+  if (holder.dataset.key === key) return;
+  holder.dataset.key = key;
   const links = children.map((child, i) => {
     const link = element("button", "link", view?.titleOf(child.taskId) ?? child.taskId) as HTMLButtonElement;
     link.type = "button";
     link.onclick = () => go(child.taskId);
     return i === 0 ? [link] : [", ", link];
   });
-  $("task-children-links").replaceChildren(...links.flat());
+  holder.replaceChildren(...links.flat());
 }
