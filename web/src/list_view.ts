@@ -46,6 +46,8 @@ export class TaskListView {
   private epoch = 0;
   private poll: number | undefined;
   private clock: number | undefined;
+  /** Whether the status line says what a load said (the next good load clears it). */
+  private loadSaid = false;
   /** Each listed task's place in its thread, as last drawn. */
   private rows = new Map<string, ThreadRow<TaskSummary>>();
 
@@ -69,7 +71,7 @@ export class TaskListView {
   /** Loads the list's first page again, as long as what is shown (after a task started or ended). */
   refresh(): Promise<void> {
     return this.queue(async () => {
-      if (!this.list.loaded) this.setStatus("Loading your tasks…");
+      if (!this.list.loaded) this.setStatus("Loading your tasks…", false, true);
       await this.load(this.list.refreshSize(), "", "The task list", (page) => this.list.refresh(page));
     });
   }
@@ -105,13 +107,14 @@ export class TaskListView {
     const { ok, body, status } = await api(pageQuery(this.mode, size, token));
     if (epoch !== this.epoch) return;
     this.schedulePoll();
-    if (!ok) return this.setStatus(`${what} could not be loaded: ${errorText(body, status)}`, true);
+    if (!ok) return this.setStatus(`${what} could not be loaded: ${errorText(body, status)}`, true, true);
     try {
       use(parseTaskPage(body));
     } catch (error) {
-      return this.setStatus(`${what} could not be read: ${error}`, true);
+      return this.setStatus(`${what} could not be read: ${error}`, true, true);
     }
-    this.setStatus("");
+    // A load clears what a load said, not what the page said about a task (say, why it did not open).
+    if (this.loadSaid) this.setStatus("");
     this.render();
     this.schedulePoll();
   }
@@ -126,12 +129,18 @@ export class TaskListView {
     }, POLL_MS);
   }
 
-  /** Says something about the list (or a task of it) under its title. */
-  setStatus(text: string, isError = false) {
+  /** Says something about the list (or a task of it) under its title; `byLoad`: a load said it. */
+  setStatus(text: string, isError = false, byLoad = false) {
+    this.loadSaid = byLoad;
     const status = $(this.ids.status);
     status.textContent = text;
     status.classList.toggle("error", isError);
     this.showSection();
+  }
+
+  /** Takes back `text` if the status line still says it (what it was about was overtaken). */
+  unsay(text: string) {
+    if ($(this.ids.status).textContent === text) this.setStatus("");
   }
 
   /** A section that hides while empty shows once it lists a task or has something to say. */

@@ -173,12 +173,13 @@ function showThreadLinks() {
 async function openListed(taskId: string, mode: Mode) {
   const mine = ++opening;
   const view = lists[mode];
-  view.setStatus("Opening the task…");
+  const opensNow = "Opening the task…";
+  view.setStatus(opensNow);
   const ticket = (ask: object) => api(`/api/${mode}/ws-ticket`, { method: "POST", body: JSON.stringify(ask) });
   let { ok, body, status } = await ticket({ taskId });
   const known = sessions.get(taskId);
   if (!ok && known && mine === opening) ({ ok, body, status } = await ticket({ sessionId: known }));
-  if (mine !== opening) return; // another task was opened or started meanwhile
+  if (mine !== opening) return view.unsay(opensNow); // another task was opened or started meanwhile
   if (!ok) return view.setStatus(`The task could not be opened: ${errorText(body, status)}`, true);
   view.setStatus("");
   const summary = view.list.get(taskId);
