@@ -25,7 +25,8 @@ use autopilot_tests::{
 };
 use serde_json::{json, Value};
 
-/// The model API key the edge hands to containers: a canary that must arrive and never leak.
+/// The edge's model API key: a canary that must reach the model API, through the gateway, and no
+/// container, event or log.
 const CANARY_KEY: &str = "sk-ant-canary-4f1c9e27b8d35a60";
 
 /// One test's world: the fake model API, a repository over HTTPS, and the edge in container mode.
@@ -166,7 +167,7 @@ async fn follow(
 }
 
 #[tokio::test]
-async fn a_task_runs_in_a_real_container_with_the_key_delivered_and_never_leaked() {
+async fn a_task_runs_in_a_real_container_whose_model_key_stays_at_the_edge() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let world = World::start(&[]).await;
     let token = world.edge.user("carol", 1_000_000).await;
@@ -386,6 +387,39 @@ async fn ten_concurrent_first_requests_start_one_container_and_idle_sleep_charge
     assert_eq!(after["entries"], ledger["entries"], "nothing charged for an archived task");
     let balance = world.edge.get_json("/api/billing/balance", &token).await;
     assert!(balance["containerRunningSinceMs"].is_null(), "no run opened: {balance}");
+
+    // A follow-up of that task, its container gone: a new container, the parent's workspace and
+    // conversation restored from what the edge kept in R2, and the turn carries on from them.
+    let parent_title = listed["tasks"].as_array().unwrap().iter().find(|t| t["taskId"] == task_id).unwrap()["title"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before_follow_up = podman_now();
+    let body = json!({"parentTaskId": task_id, "prompt": "SCENARIO:list-files FOLLOW-UP-7c2e"});
+    let follow_up = world.edge.post_json("/api/container/start", &token, body).await;
+    let follow_up_id = follow_up["taskId"].as_str().unwrap_or_else(|| {
+        panic!(
+            "{follow_up}
+{}",
+            world.edge.log()
+        )
+    });
+    let status = world.wait_for_end(&token, follow_up_id).await;
+    assert_eq!(
+        status["task"]["state"],
+        "TASK_STATE_SUCCEEDED",
+        "{status}
+{}",
+        world.all_logs()
+    );
+    assert_eq!(status["task"]["parentTaskId"], task_id, "{status}");
+    assert!(status["task"]["result"].as_str().unwrap().contains("README.md"), "it works in the restored clone");
+    let turns = world.model_api.requests_containing("FOLLOW-UP-7c2e");
+    assert!(
+        !turns.is_empty() && turns.iter().all(|r| r.to_string().contains(&parent_title)),
+        "the conversation went on"
+    );
+    assert_eq!(world.app_containers_created_since(&before_follow_up).len(), 1, "one new container");
 }
 
 /// The whole timeline of `task_id` as another device sees it: a ticket by task id (no session of
