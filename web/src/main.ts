@@ -12,7 +12,7 @@ import { refreshToolOutput, renderEntry, STATE_LABELS } from "./entry_view.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
-import { describeTask, type Mode, type Seen } from "./tasks.js";
+import type { Mode, Seen } from "./tasks.js";
 import { renderThreadLinks } from "./thread_links.js";
 import { formatCost, Timeline } from "./timeline.js";
 import { fieldOfServiceError, validateStartForm, type StartForm } from "./validate.js";
@@ -27,8 +27,6 @@ interface TaskRef {
   mode?: Mode;
   taskId: string;
   sessionId: string;
-  repositoryUrl: string;
-  startedAtMs: number;
   /** The task this one follows up, when the page knows it without the list (it started it). */
   parentTaskId?: string;
 }
@@ -139,7 +137,7 @@ async function start(event: SubmitEvent) {
     return;
   }
   if (mine !== opening) return; // the list shows it
-  const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId, repositoryUrl: request.repositoryUrl, startedAtMs: Date.now() };
+  const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId };
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   openTask(task, body.websocketUrl);
 }
@@ -150,7 +148,7 @@ function followUpStarted(started: StartedFollowUp, stillShown: boolean) {
   if (!stillShown) return;
   opening++;
   const { mode, taskId, sessionId, parentTaskId } = started;
-  const task: TaskRef = { mode, taskId, sessionId, parentTaskId, repositoryUrl: current?.repositoryUrl ?? "", startedAtMs: Date.now() };
+  const task: TaskRef = { mode, taskId, sessionId, parentTaskId };
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   openTask(task, started.websocketUrl);
 }
@@ -182,9 +180,7 @@ async function openListed(taskId: string, mode: Mode) {
   if (mine !== opening) return view.unsay(opensNow); // another task was opened or started meanwhile
   if (!ok) return view.setStatus(`The task could not be opened: ${errorText(body, status)}`, true);
   view.setStatus("");
-  const summary = view.list.get(taskId);
-  const createdMs = summary ? describeTask(summary).createdMs : 0;
-  const task: TaskRef = { mode, taskId, sessionId: body.sessionId, repositoryUrl: summary?.repositoryUrl ?? "", startedAtMs: createdMs };
+  const task: TaskRef = { mode, taskId, sessionId: body.sessionId };
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   openTask(task, body.websocketUrl);
   $("task").scrollIntoView({ block: "start" });
