@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use autopilot_contract::v1::{CancelRequest, GetDiffRequest, StatusRequest, StreamEventsRequest, TaskState};
 use autopilot_tests::{
-    edge::Edge,
+    edge::{Edge, ADMIN_SECRET},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
@@ -99,7 +99,12 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     let service = Service::start(&model_api, ServiceOptions { api_key: None, ..ServiceOptions::default() }).await;
     let edge = Edge::start_with_vars(
         &format!("http://{}", service.addr),
-        &[("ANTHROPIC_API_KEY", EDGE_KEY), ("MODEL_API_URL", &model_api.base_url), ("PUBLIC_ORIGIN", "{edge}")],
+        &[
+            ("ANTHROPIC_API_KEY", EDGE_KEY),
+            ("MODEL_API_URL", &model_api.base_url),
+            ("PUBLIC_ORIGIN", "{edge}"),
+            ("CREDITS_PER_MILLION_TOKENS", "1000"),
+        ],
     )
     .await;
     let alice = edge.user("alice", 10_000).await;
@@ -169,6 +174,25 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
         first_task["inputTokens"].as_u64().unwrap() > 0 && first_task["outputTokens"].as_u64().unwrap() > 0,
         "{ledger}"
     );
+    // At a token rate (1000 credits per million here), the heartbeat charges an ended task's
+    // tokens once: ceil(tokens / 1000) credits, in a debit naming the task.
+    let metered = reqwest::Client::new()
+        .post(format!("{}/api/admin/meter", edge.base_url))
+        .bearer_auth(ADMIN_SECRET)
+        .json(&json!({"userId": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(metered.status().is_success(), "{}", metered.text().await.unwrap());
+    let tokens: u64 = ["inputTokens", "outputTokens", "cacheReadTokens", "cacheCreationTokens"]
+        .iter()
+        .map(|field| first_task[field].as_u64().unwrap_or(0))
+        .sum();
+    let ledger = edge.get_json("/api/billing/ledger", &alice).await;
+    let charged: Vec<&Value> =
+        ledger["entries"].as_array().unwrap().iter().filter(|e| e["taskId"] == task_id.as_str()).collect();
+    assert_eq!(charged.len(), 1, "{ledger}");
+    assert_eq!(charged[0]["credits"].as_i64().unwrap(), -(tokens.div_ceil(1000) as i64), "{ledger}");
 
     // Neither secret shows in the edge's log, the service's, or the task's events and status.
     let status = client.status(with_token(&alice, StatusRequest { task_id: task_id.clone() })).await.unwrap();

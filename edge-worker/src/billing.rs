@@ -72,6 +72,9 @@ pub struct LedgerEntry {
     pub from_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_ms: Option<u64>,
+    /// For a debit of model tokens: the task whose agent used them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
     pub note: String,
 }
 
@@ -119,6 +122,25 @@ impl Account {
         self.entry("grant", credits as i64, now_ms, None, note)
     }
 
+    /// Charges `tokens` model tokens of `task_id` at `millicredits_per_million` (thousandths of a
+    /// credit per million tokens): `ceil(tokens x rate / 1e6)` credits, nothing when that is 0.
+    pub fn charge_tokens(
+        &mut self,
+        task_id: &str,
+        tokens: u64,
+        millicredits_per_million: u64,
+        now_ms: u64,
+    ) -> Option<LedgerEntry> {
+        let credits = (u128::from(tokens) * u128::from(millicredits_per_million)).div_ceil(1_000_000_000) as u64;
+        if credits == 0 {
+            return None;
+        }
+        self.balance -= credits as i64;
+        let mut entry = self.entry("debit", -(credits as i64), now_ms, None, &format!("model tokens ({tokens})"));
+        entry.task_id = Some(task_id.to_string());
+        Some(entry)
+    }
+
     /// Whether the balance allows starting work.
     pub fn can_start(&self, minimum: i64) -> bool {
         self.balance >= minimum.max(1)
@@ -136,6 +158,7 @@ impl Account {
             run_started_ms: None,
             from_ms: span.map(|s| s.0),
             to_ms: span.map(|s| s.1),
+            task_id: None,
             note: note.into(),
         }
     }
@@ -226,5 +249,15 @@ mod tests {
         assert!(account.can_start(50));
         assert!(!account.can_start(51));
         assert_eq!(account.next_entry, 1);
+    }
+
+    #[test]
+    fn model_tokens_are_charged_at_their_rate_rounded_up_and_free_without_one() {
+        let mut account = Account { balance: 100, ..Account::default() };
+        // 1.5 credits per million tokens: 1_000_001 tokens cost ceil(1.5000015) = 2 credits.
+        let entry = account.charge_tokens("t1", 1_000_001, 1_500, 7).unwrap();
+        assert_eq!((entry.credits, entry.balance_after, entry.task_id.as_deref()), (-2, 98, Some("t1")));
+        assert_eq!(account.charge_tokens("t2", 5_000, 0, 8), None, "no rate, no charge");
+        assert_eq!(account.balance, 98);
     }
 }

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS model_grants (
   input_tokens INTEGER NOT NULL DEFAULT 0,
   output_tokens INTEGER NOT NULL DEFAULT 0,
   cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-  cache_creation_tokens INTEGER NOT NULL DEFAULT 0
+  cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+  billed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS model_grants_by_task ON model_grants (task_id)";
 
@@ -84,6 +85,8 @@ impl ModelGrants {
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sql.exec(statement, None)?;
         }
+        // A table made before billing had no `billed` column; adding it again fails harmlessly.
+        let _ = sql.exec("ALTER TABLE model_grants ADD COLUMN billed INTEGER NOT NULL DEFAULT 0", None);
         Ok(ModelGrants { sql })
     }
 
@@ -147,6 +150,34 @@ impl ModelGrants {
              cache_creation_tokens = cache_creation_tokens + ? WHERE hash = ?",
             vec![int(tokens.input), int(tokens.output), int(tokens.cache_read), int(tokens.cache_creation), text(hash)],
         )?;
+        Ok(())
+    }
+
+    /// The tasks whose credentials are all revoked (the task ended) and whose tokens are not
+    /// billed yet, with their tokens in all.
+    pub fn unbilled(&self) -> worker::Result<Vec<(String, u64)>> {
+        let rows: Vec<Vec<SqlStorageValue>> = self
+            .sql
+            .exec(
+                "SELECT task_id, SUM(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) \
+                 FROM model_grants WHERE task_id IS NOT NULL GROUP BY task_id \
+                 HAVING MIN(billed) = 0 AND COUNT(revoked_ms) = COUNT(*)",
+                None,
+            )?
+            .raw()
+            .collect::<worker::Result<_>>()?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match &row[0] {
+                SqlStorageValue::String(id) => Some((id.clone(), as_u64(&row[1]))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Records that `task_id`'s tokens are billed.
+    pub fn mark_billed(&self, task_id: &str) -> worker::Result<()> {
+        self.sql.exec("UPDATE model_grants SET billed = 1 WHERE task_id = ?", vec![text(task_id)])?;
         Ok(())
     }
 

@@ -101,6 +101,7 @@ impl AutopilotContainer {
     pub(super) async fn heartbeat(&self) -> worker::Result<Response> {
         self.live.alarm_at_ms.set(None);
         self.meter_now().await?;
+        self.bill_model_tokens().await?;
         if self.live.run_open() && self.live.account.borrow().balance <= 0 {
             self.stop_for_credits().await?;
         }

@@ -54,6 +54,18 @@ impl AutopilotContainer {
         self.meter(|account, rate| account.meter(now_ms(), rate)).await
     }
 
+    /// Charges the model tokens of each task that has ended since the last heartbeat, at the
+    /// token rate (nothing at the default 0; the tokens are shown in the ledger either way).
+    pub(super) async fn bill_model_tokens(&self) -> worker::Result<()> {
+        let Some(grants) = self.live.grants.clone() else { return Ok(()) };
+        let rate = self.settings.token_rate_millicredits;
+        for (task_id, tokens) in grants.unbilled()? {
+            self.meter(|account, _| account.charge_tokens(&task_id, tokens, rate, now_ms())).await?;
+            grants.mark_billed(&task_id)?;
+        }
+        Ok(())
+    }
+
     /// A metering run is open only while the record has a container (starting or ready): one
     /// that exited, failed or was lost is charged up to when it went (the exit seen, or else
     /// the record's last change) and closed.

@@ -31,6 +31,9 @@ pub struct Settings {
     pub agent_service_url: Option<String>,
     /// The Messages API the model gateway relays to (`MODEL_API_URL`).
     pub model_api_url: String,
+    /// Thousandths of a credit charged per million model tokens (`CREDITS_PER_MILLION_TOKENS`,
+    /// decimals allowed); 0, the default: tokens are shown, not charged.
+    pub token_rate_millicredits: u64,
     /// Where a task's agent reaches the gateway (`MODEL_GATEWAY_URL`, else `PUBLIC_ORIGIN` +
     /// `/model`); `None`: neither is set.
     pub model_gateway_url: Option<String>,
@@ -59,6 +62,9 @@ impl Settings {
             rate: rate.unwrap_or(DEFAULT_RATE),
             minimum_to_start: var("MIN_CREDITS_TO_START").and_then(|s| s.parse().ok()).unwrap_or(1),
             agent_service_url: var("AGENT_SERVICE_URL").map(|url| url.trim_end_matches('/').to_string()),
+            token_rate_millicredits: var("CREDITS_PER_MILLION_TOKENS")
+                .and_then(|s| Rate::parse(&s))
+                .map_or(0, |rate| rate.millicredits_per_second),
             model_api_url: var("MODEL_API_URL")
                 .map(|url| url.trim().trim_end_matches('/').to_string())
                 .filter(|url| !url.is_empty())
@@ -94,6 +100,8 @@ mod tests {
         assert_eq!(settings.minimum_to_start, 1);
         assert_eq!((settings.agent_service_url, settings.model_gateway_url), (None, None));
         assert_eq!(settings.model_api_url, "https://api.anthropic.com");
+        assert_eq!(settings.token_rate_millicredits, 0, "tokens are free unless a rate is set");
+        assert_eq!(from(&[("CREDITS_PER_MILLION_TOKENS", "2.5")]).token_rate_millicredits, 2_500);
         assert_eq!((settings.history_tasks, settings.archive_max_events), (200, 20_000));
     }
 
