@@ -210,7 +210,12 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert_eq!(others["tasks"].as_array().map_or(0, Vec::len), 0, "bob sees none of alice's: {others}");
     let hostile = get_json(&edge, "/api/tunnel/tasks?pageToken=bm90LW91cnM", &alice).await;
     assert_eq!(hostile["error"]["code"], "INVALID_ARGUMENT", "{hostile}");
-    let mut offline = connect(&edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &alice, &session).await).await;
+    // Any device of alice's opens it by its id (a new session), none of bob's.
+    let by_id = edge.post_json("/api/tunnel/ws-ticket", &alice, json!({"taskId": task_id})).await;
+    let by_id_url = by_id["websocketUrl"].as_str().unwrap_or_else(|| panic!("{by_id}"));
+    let refused = edge.post_json("/api/tunnel/ws-ticket", &bob, json!({"taskId": task_id})).await;
+    assert_eq!(refused["error"]["code"], "NOT_FOUND", "{refused}");
+    let mut offline = connect(by_id_url).await;
     send(&mut offline, &subscribe("replay", &task_id, 1), Encoding::Binary).await;
     let (replayed, ended) = read_subscription(&mut offline, "replay", Encoding::Binary, None).await;
     assert!(ended, "an archived timeline ends");

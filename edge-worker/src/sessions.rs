@@ -40,6 +40,13 @@ pub struct Sessions<'a> {
     pub backend: Backend,
 }
 
+/// See [`Sessions::ticket_ask`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketAsk {
+    Session(String),
+    Task(String),
+}
+
 impl Sessions<'_> {
     /// Creates a session for `task_id` and its first ticket; the reply body of a Start route.
     pub async fn start_reply(
@@ -62,11 +69,20 @@ impl Sessions<'_> {
         }))
     }
 
-    /// `POST <ticket_path>` `{"sessionId"}`: a fresh ticket for a reconnect.
-    pub async fn ticket_route(&self, mut req: Request, user_id: &str) -> worker::Result<Response> {
+    /// What `POST <ticket_path>` asks for: `{"sessionId"}`, a fresh ticket for a reconnect, or
+    /// `{"taskId"}`, a new session on one of the user's tasks (so any device can open any of the
+    /// user's timelines, e.g. from the task list).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a body with neither.
+    pub async fn ticket_ask(req: &mut Request) -> worker::Result<Result<TicketAsk, GrpcStatus>> {
         let body: serde_json::Value = req.json().await.unwrap_or_default();
-        let session_id = body["sessionId"].as_str().unwrap_or_default().to_string();
-        self.ticket_reply(&req, user_id, &session_id).await
+        let text = |name: &str| body[name].as_str().filter(|value| !value.is_empty()).map(str::to_string);
+        Ok(match (text("sessionId"), text("taskId")) {
+            (Some(session_id), _) => Ok(TicketAsk::Session(session_id)),
+            (None, Some(task_id)) => Ok(TicketAsk::Task(task_id)),
+            (None, None) => Err(GrpcStatus::new(Code::InvalidArgument, "send {\"sessionId\"} or {\"taskId\"}")),
+        })
     }
 
     /// A fresh ticket for a reconnect to `session_id` (NOT_FOUND unless it is this object's).

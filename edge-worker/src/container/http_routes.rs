@@ -16,6 +16,7 @@ use crate::{
     entropy::random_id,
     grpc_web::{self, Code, GrpcStatus},
     internal::USER_HEADER,
+    sessions::{Sessions, TicketAsk},
     task_list::request_from_query,
 };
 
@@ -49,15 +50,14 @@ impl AutopilotContainer {
     /// `{"taskId"}` (one of the user's tasks) → a new session on it and its first ticket, so any
     /// device can open any of the user's timelines (e.g. from the task list).
     pub(super) async fn ticket_route(&self, mut req: Request) -> worker::Result<Response> {
-        let body: serde_json::Value = req.json().await.unwrap_or_default();
         let user_id = self.user_id();
-        if let Some(session_id) = body["sessionId"].as_str() {
-            return self.sessions().ticket_reply(&req, &user_id, session_id).await;
-        }
-        let mut task_id = body["taskId"].as_str().unwrap_or_default().to_string();
-        if task_id.is_empty() {
-            return error_response(&GrpcStatus::new(Code::InvalidArgument, "send {\"sessionId\"} or {\"taskId\"}"));
-        }
+        let mut task_id = match Sessions::ticket_ask(&mut req).await? {
+            Ok(TicketAsk::Session(session_id)) => {
+                return self.sessions().ticket_reply(&req, &user_id, &session_id).await
+            }
+            Ok(TicketAsk::Task(task_id)) => task_id,
+            Err(status) => return error_response(&status),
+        };
         let state = match self.scope(&mut task_id).await {
             Ok(Some(ended)) => ended.summary.state,
             Ok(None) => self.live.record.borrow().current_task_state,

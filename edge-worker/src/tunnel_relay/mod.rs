@@ -42,7 +42,7 @@ use crate::{
     internal::USER_HEADER,
     relay_route::Route,
     route::Backend,
-    sessions::Sessions,
+    sessions::{Sessions, TicketAsk},
     socket::{incoming, is_websocket_upgrade, send, upgrade_required},
     task_list::request_from_query,
 };
@@ -115,7 +115,7 @@ impl worker::DurableObject for TunnelRelay {
             Some(Route::TunnelConnect) => self.connect_route(&req).await,
             Some(Route::Status(Backend::Tunnel)) => self.status_route().await,
             Some(Route::Start(Backend::Tunnel)) => self.start_route(req, &user).await,
-            Some(Route::Ticket(Backend::Tunnel)) => self.sessions().ticket_route(req, &user).await,
+            Some(Route::Ticket(Backend::Tunnel)) => self.ticket_route(req, &user).await,
             Some(Route::Socket(Backend::Tunnel, session_id)) => self.browser_route(&req, &session_id).await,
             Some(Route::Tasks(Backend::Tunnel)) => self.tasks_route(&req),
             _ => not_found(&path),
@@ -193,6 +193,22 @@ impl TunnelRelay {
             }
             Err(status) => error_response(&status),
         }
+    }
+
+    /// `POST /api/tunnel/ws-ticket`: a ticket for a reconnect, or a new session on one of the
+    /// user's tunnel tasks (those the relay archived), machine or not.
+    async fn ticket_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
+        let task_id = match Sessions::ticket_ask(&mut req).await? {
+            Ok(TicketAsk::Session(session_id)) => return self.sessions().ticket_reply(&req, user, &session_id).await,
+            Ok(TicketAsk::Task(task_id)) => task_id,
+            Err(status) => return error_response(&status),
+        };
+        let entry = self.archive.as_ref().and_then(|archive| archive.entry(&task_id).ok().flatten());
+        let Some(entry) = entry else {
+            return error_response(&GrpcStatus::new(Code::NotFound, format!("no task with id {task_id}")));
+        };
+        let state = TaskState::try_from(entry.summary.state).unwrap_or_default().as_str_name();
+        self.sessions().start_reply(&req, user, &task_id, state).await
     }
 
     /// `GET /api/tunnel/tasks?pageSize=&pageToken=`: the user's tunnel tasks, from the archive.
