@@ -12,7 +12,7 @@ use autopilot_tests::{
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
-    processes::processes_under,
+    processes::running_agents_env_var,
     service::{Service, ServiceOptions},
 };
 use serde_json::{json, Value};
@@ -73,25 +73,6 @@ async fn refused_soon(edge: &Edge, credential: &str) -> reqwest::Response {
     }
 }
 
-/// The `ANTHROPIC_API_KEY` in the environment of the agent running in `work_dir`, once it runs.
-async fn running_agents_credential(work_dir: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for (pid, cmdline) in processes_under(work_dir) {
-            if !cmdline.contains("claude") {
-                continue;
-            }
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let environ = String::from_utf8_lossy(&environ).into_owned();
-            if let Some(key) = environ.split('\0').find_map(|var| var.strip_prefix("ANTHROPIC_API_KEY=")) {
-                return key.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "no agent process showed up under {}", work_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_credential() {
     let model_api = FakeModelApi::start().await.unwrap();
@@ -125,7 +106,7 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     // A task runs; its agent's credential is its own (read from the agent process itself).
     let body = json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:slow-tools:6 count"});
     let task_id = start(&edge, &alice, body).await;
-    let credential = running_agents_credential(&service.work_dir).await;
+    let credential = running_agents_env_var(&service.work_dir, "ANTHROPIC_API_KEY").await;
     assert!(credential.starts_with("apmc_"), "the agent holds a task credential, not a key");
     let (state, error) = wait_for_end(&edge, &alice, &task_id).await;
     assert_eq!(state, TaskState::Succeeded, "{error}");
@@ -146,7 +127,7 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     // gateway ends when the task is cancelled, though upstream would go on forever.
     let body = json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:slow-tools:60 count"});
     let running = start(&edge, &alice, body).await;
-    let live_credential = running_agents_credential(&service.work_dir).await;
+    let live_credential = running_agents_env_var(&service.work_dir, "ANTHROPIC_API_KEY").await;
     assert_ne!(live_credential, credential, "each task has its own credential");
     let mut forged = live_credential.clone();
     forged.replace_range(forged.len() - 4.., "0000");

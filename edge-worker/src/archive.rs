@@ -19,6 +19,7 @@ use worker::{SqlStorage, SqlStorageValue};
 
 use crate::{
     grpc_web::{Code, GrpcStatus},
+    sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
     task_list::{decode_token, encode_token, page_size, Cursor},
 };
 
@@ -122,29 +123,6 @@ pub struct Archive {
     max_events: u64,
 }
 
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value as i64)
-}
-
-fn text(value: &str) -> SqlStorageValue {
-    SqlStorageValue::String(value.to_string())
-}
-
-fn as_u64(value: &SqlStorageValue) -> u64 {
-    match value {
-        SqlStorageValue::Integer(i) => *i as u64,
-        SqlStorageValue::Float(f) => *f as u64,
-        _ => 0,
-    }
-}
-
-fn as_blob(value: &SqlStorageValue) -> Option<&[u8]> {
-    match value {
-        SqlStorageValue::Blob(bytes) => Some(bytes),
-        _ => None,
-    }
-}
-
 impl Archive {
     /// The archive in `sql`, its tables created if need be.
     ///
@@ -158,7 +136,7 @@ impl Archive {
     }
 
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
-        self.sql.exec(query, bindings)?.raw().collect()
+        rows(&self.sql, query, bindings)
     }
 
     /// Records a task the object just started (nothing if it is already there).
@@ -178,13 +156,7 @@ impl Archive {
     /// The tasks whose end the archive does not hold yet, with their last archived seq.
     pub fn unended(&self) -> worker::Result<Vec<(String, u64)>> {
         let rows = self.rows("SELECT task_id, last_seq FROM archived_tasks WHERE ended = 0", vec![])?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| match &row[0] {
-                SqlStorageValue::String(id) => Some((id.clone(), as_u64(&row[1]))),
-                _ => None,
-            })
-            .collect())
+        Ok(ids_with_counts(&rows))
     }
 
     /// How many tasks the archive holds.

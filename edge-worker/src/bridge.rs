@@ -148,6 +148,41 @@ pub fn event_frame(request_id: String, event: Event) -> ServerFrame {
     ServerFrame { request_id, frame: Some(Frame::Event(event)) }
 }
 
+/// One event as every subscriber of a task's follow sends it: encoded once, however many
+/// subscribers there are (200 followers cost 200 encodings of each event otherwise).
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub event: Event,
+    encoded: std::cell::OnceCell<Vec<u8>>,
+}
+
+impl SharedEvent {
+    pub fn new(event: Event) -> std::rc::Rc<SharedEvent> {
+        std::rc::Rc::new(SharedEvent { event, encoded: std::cell::OnceCell::new() })
+    }
+
+    /// The event's frame for the subscription `request_id`, in `encoding`. A binary frame is the
+    /// request id's field followed by the event's field with the event's encoding spliced in:
+    /// byte for byte what encoding the whole [`event_frame`] gives (fields in tag order).
+    pub fn frame(&self, request_id: &str, encoding: Encoding) -> WsMessage {
+        use prost::encoding::{encode_key, encode_varint, WireType};
+        if encoding == Encoding::Json {
+            return encode_server_frame(&event_frame(request_id.to_string(), self.event.clone()), encoding);
+        }
+        let event = self.encoded.get_or_init(|| self.event.encode_to_vec());
+        let mut frame = Vec::with_capacity(request_id.len() + event.len() + 12);
+        if !request_id.is_empty() {
+            encode_key(1, WireType::LengthDelimited, &mut frame);
+            encode_varint(request_id.len() as u64, &mut frame);
+            frame.extend_from_slice(request_id.as_bytes());
+        }
+        encode_key(4, WireType::LengthDelimited, &mut frame);
+        encode_varint(event.len() as u64, &mut frame);
+        frame.extend_from_slice(event);
+        WsMessage::Binary(frame)
+    }
+}
+
 /// A frame saying a subscription ended normally.
 pub fn end_frame(request_id: String) -> ServerFrame {
     ServerFrame { request_id, frame: Some(Frame::EndOfStream(EndOfStream {})) }
@@ -250,5 +285,22 @@ mod tests {
         let huge = WsMessage::Text("x".repeat(MAX_CLIENT_FRAME_BYTES + 1));
         assert!(error_of(decode_client_frame(&huge).unwrap_err()).2.contains("limit"));
         assert!(decode_client_frame(&WsMessage::Text("not json".into())).is_err());
+    }
+
+    #[test]
+    fn a_shared_event_makes_the_same_frames_as_encoding_each_whole() {
+        let event = Event {
+            task_id: "t-1".into(),
+            seq: 300,
+            payload: Some(autopilot_contract::v1::event::Payload::AgentText(AgentText { text: "ü".repeat(200) })),
+            ..Default::default()
+        };
+        let shared = SharedEvent::new(event.clone());
+        for request_id in ["", "events-1", &"r".repeat(200)] {
+            for encoding in [Encoding::Binary, Encoding::Json] {
+                let whole = encode_server_frame(&event_frame(request_id.to_string(), event.clone()), encoding);
+                assert_eq!(shared.frame(request_id, encoding), whole, "{request_id:?} {encoding:?}");
+            }
+        }
     }
 }

@@ -52,6 +52,7 @@ pub mod routes;
 pub mod sessions;
 pub mod site;
 pub mod socket;
+pub mod sql_values;
 pub mod task_list;
 pub mod task_scope;
 pub mod ticket;

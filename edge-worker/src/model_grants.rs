@@ -7,7 +7,10 @@
 use serde::Serialize;
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::model_usage::Tokens;
+use crate::{
+    model_usage::Tokens,
+    sql_values::{as_u64, ids_with_counts, int, rows, text},
+};
 
 /// How long a credential minted for a Start may go unbound to a task (the Start's reply binds
 /// it at once; one that never comes must not leave a usable credential).
@@ -60,22 +63,6 @@ pub struct ModelGrants {
     sql: SqlStorage,
 }
 
-fn text(value: &str) -> SqlStorageValue {
-    SqlStorageValue::String(value.to_string())
-}
-
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value as i64)
-}
-
-fn as_u64(value: &SqlStorageValue) -> u64 {
-    match value {
-        SqlStorageValue::Integer(n) => (*n).max(0) as u64,
-        SqlStorageValue::Float(f) => *f as u64,
-        _ => 0,
-    }
-}
-
 impl ModelGrants {
     /// The credentials in `sql`, their table created if need be.
     ///
@@ -103,11 +90,11 @@ impl ModelGrants {
     }
 
     pub fn lookup(&self, hash: &str) -> worker::Result<Option<Grant>> {
-        let rows: Vec<Vec<SqlStorageValue>> = self
-            .sql
-            .exec("SELECT task_id, minted_ms, revoked_ms FROM model_grants WHERE hash = ?", vec![text(hash)])?
-            .raw()
-            .collect::<worker::Result<_>>()?;
+        let rows = rows(
+            &self.sql,
+            "SELECT task_id, minted_ms, revoked_ms FROM model_grants WHERE hash = ?",
+            vec![text(hash)],
+        )?;
         Ok(rows.into_iter().next().map(|row| Grant {
             task_id: match &row[0] {
                 SqlStorageValue::String(id) => Some(id.clone()),
@@ -156,23 +143,14 @@ impl ModelGrants {
     /// The tasks whose credentials are all revoked (the task ended) and whose tokens are not
     /// billed yet, with their tokens in all.
     pub fn unbilled(&self) -> worker::Result<Vec<(String, u64)>> {
-        let rows: Vec<Vec<SqlStorageValue>> = self
-            .sql
-            .exec(
-                "SELECT task_id, SUM(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) \
-                 FROM model_grants WHERE task_id IS NOT NULL GROUP BY task_id \
-                 HAVING MIN(billed) = 0 AND COUNT(revoked_ms) = COUNT(*)",
-                None,
-            )?
-            .raw()
-            .collect::<worker::Result<_>>()?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| match &row[0] {
-                SqlStorageValue::String(id) => Some((id.clone(), as_u64(&row[1]))),
-                _ => None,
-            })
-            .collect())
+        let rows = rows(
+            &self.sql,
+            "SELECT task_id, SUM(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) \
+             FROM model_grants WHERE task_id IS NOT NULL GROUP BY task_id \
+             HAVING MIN(billed) = 0 AND COUNT(revoked_ms) = COUNT(*)",
+            vec![],
+        )?;
+        Ok(ids_with_counts(&rows))
     }
 
     /// Records that `task_id`'s tokens are billed.
@@ -183,16 +161,13 @@ impl ModelGrants {
 
     /// The tokens of every task whose agent called the model, newest first.
     pub fn usage_by_task(&self) -> worker::Result<Vec<TaskTokens>> {
-        let rows: Vec<Vec<SqlStorageValue>> = self
-            .sql
-            .exec(
-                "SELECT task_id, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), \
+        let rows = rows(
+            &self.sql,
+            "SELECT task_id, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), \
                  SUM(cache_creation_tokens), MAX(minted_ms) AS newest FROM model_grants \
                  WHERE task_id IS NOT NULL AND calls > 0 GROUP BY task_id ORDER BY newest DESC",
-                None,
-            )?
-            .raw()
-            .collect::<worker::Result<_>>()?;
+            vec![],
+        )?;
         Ok(rows
             .iter()
             .filter_map(|row| {

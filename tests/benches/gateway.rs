@@ -28,7 +28,7 @@ use autopilot_tests::{
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
-    processes::processes_under,
+    processes::running_agents_env_var,
     service::{Service, ServiceOptions},
 };
 use serde_json::{json, Value};
@@ -143,25 +143,6 @@ async fn measure(direct: &Endpoint<'_>, gateway: &Endpoint<'_>, body: &Value, ca
     (first, last)
 }
 
-/// The `ANTHROPIC_API_KEY` in the environment of the agent running in `work_dir`, once it runs.
-async fn running_agents_credential(work_dir: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        for (pid, cmdline) in processes_under(work_dir) {
-            if !cmdline.contains("claude") {
-                continue;
-            }
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let environ = String::from_utf8_lossy(&environ).into_owned();
-            if let Some(key) = environ.split('\0').find_map(|var| var.strip_prefix("ANTHROPIC_API_KEY=")) {
-                return key.to_string();
-            }
-        }
-        assert!(Instant::now() < deadline, "no agent process showed up under {}", work_dir.display());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The running agent's first model request (the one that hangs), as the fake recorded it.
 async fn agents_request(model_api: &FakeModelApi) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -196,7 +177,7 @@ async fn main() {
         .post_json("/api/container/start", &token, json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:hang"}))
         .await;
     let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("Start failed: {started}")).to_string();
-    let credential = running_agents_credential(&service.work_dir).await;
+    let credential = running_agents_env_var(&service.work_dir, "ANTHROPIC_API_KEY").await;
     assert!(credential.starts_with("apmc_"), "the agent holds a task credential");
     // Its own request, answered normally once its marker is gone: a real turn's size.
     let agents_request = agents_request(&model_api).await;

@@ -18,3 +18,24 @@ pub fn processes_under(dir: &Path) -> Vec<(u32, String)> {
         })
         .collect()
 }
+
+/// The value of `name` in the environment of the agent (Claude Code) running under `work_dir`,
+/// once one runs (within a minute): what a task's agent was given, e.g. its model credential.
+pub async fn running_agents_env_var(work_dir: &Path, name: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let prefix = format!("{name}=");
+    loop {
+        for (pid, cmdline) in processes_under(work_dir) {
+            if !cmdline.contains("claude") {
+                continue;
+            }
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let environ = String::from_utf8_lossy(&environ).into_owned();
+            if let Some(value) = environ.split('\0').find_map(|var| var.strip_prefix(&prefix)) {
+                return value.to_string();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no agent process showed up under {}", work_dir.display());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

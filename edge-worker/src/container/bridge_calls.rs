@@ -7,15 +7,13 @@
 
 use std::{cell::Cell, rc::Rc};
 
-use autopilot_contract::v1::{
-    server_frame::Frame, Event, ServerFrame, StartRequest, StartResponse, StreamEventsRequest,
-};
+use autopilot_contract::v1::{server_frame::Frame, ServerFrame, StartRequest, StartResponse, StreamEventsRequest};
 use futures::future::{AbortHandle, Abortable};
 use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
 
 use super::{
     fan_out::Subscriber,
-    live::{socket_id, SocketFrame, Subscription},
+    live::{socket_id, Live, SocketFrame, Subscription},
     now_ms,
     runtime::stopped_running,
     workspaces::kept_workspace,
@@ -25,7 +23,7 @@ use crate::{
     agent_client::{AgentClient, EventStream},
     archive::Entry,
     bridge::{
-        decode_client_frame, encode_server_frame, end_frame, error_frame, event_frame, Call, Rpc,
+        decode_client_frame, encode_server_frame, end_frame, error_frame, Call, Rpc, SharedEvent,
         MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     grpc_web::{Code, GrpcStatus},
@@ -217,7 +215,7 @@ impl AutopilotContainer {
                 let mut stream = match fanned {
                     Some(subscriber) => Events::Fanned(subscriber),
                     None => match client.stream_events(&request).await {
-                        Ok(stream) => Events::Direct(stream),
+                        Ok(stream) => Events::Direct(stream, Rc::clone(&live)),
                         Err(status) => {
                             return send(&ws, encode_server_frame(&error_frame(request_id, status), encoding))
                         }
@@ -225,10 +223,9 @@ impl AutopilotContainer {
                 };
                 loop {
                     let frame = match stream.next().await {
-                        Some(Ok(event)) => {
-                            live.note_event(&event);
-                            last_seq.set(event.seq);
-                            event_frame(request_id.clone(), event)
+                        Some(Ok(shared)) => {
+                            last_seq.set(shared.event.seq);
+                            shared.frame(&request_id, encoding)
                         }
                         Some(Err(status)) => {
                             // A stream that breaks because the container died may break before
@@ -248,7 +245,7 @@ impl AutopilotContainer {
                         None => break send(&ws, encode_server_frame(&end_frame(request_id), encoding)),
                     };
                     // A failed send means the socket is gone: stop reading for it.
-                    if try_send(&ws, encode_server_frame(&frame, encoding)).is_err() {
+                    if try_send(&ws, frame).is_err() {
                         break;
                     }
                 }
@@ -276,14 +273,21 @@ impl AutopilotContainer {
 /// A subscription's source: the task's one follow, or (without an archive) the service itself.
 enum Events {
     Fanned(Subscriber),
-    Direct(EventStream),
+    Direct(EventStream, Rc<Live>),
 }
 
 impl Events {
-    async fn next(&mut self) -> Option<Result<Event, GrpcStatus>> {
+    async fn next(&mut self) -> Option<Result<Rc<SharedEvent>, GrpcStatus>> {
         match self {
             Events::Fanned(subscriber) => subscriber.next().await,
-            Events::Direct(stream) => stream.next().await,
+            Events::Direct(stream, live) => {
+                // The follow notes the events it fans out; a direct stream notes its own.
+                let event = stream.next().await?;
+                Some(event.map(|event| {
+                    live.note_event(&event);
+                    SharedEvent::new(event)
+                }))
+            }
         }
     }
 }

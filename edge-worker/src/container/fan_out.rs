@@ -6,7 +6,7 @@
 //! events; a seq it already sent is skipped, so nothing comes twice. (Before, 200 followers
 //! meant 200 upstream streams, and their latency grew with their number.)
 
-use std::{cell::RefCell, collections::VecDeque};
+use std::{cell::RefCell, collections::VecDeque, rc::Rc};
 
 use autopilot_contract::v1::{event::Payload, Event};
 use futures::{
@@ -16,11 +16,13 @@ use futures::{
 
 use crate::{
     archive::Archive,
+    bridge::SharedEvent,
     grpc_web::{Code, GrpcStatus},
 };
 
-/// What a follow tells its subscribers: an event, or why its stream broke.
-pub type News = Result<Event, GrpcStatus>;
+/// What a follow tells its subscribers: an event (shared, so that it is encoded once for them
+/// all), or why its stream broke.
+pub type News = Result<Rc<SharedEvent>, GrpcStatus>;
 
 /// One task's follow, as its subscribers and the loss path see it.
 #[derive(Default)]
@@ -34,7 +36,11 @@ pub struct Follow {
 impl Follow {
     /// A received event: kept for the archive and passed to every subscriber.
     pub fn receive(&self, event: Event) {
-        self.subscribers.borrow_mut().retain(|subscriber| subscriber.unbounded_send(Ok(event.clone())).is_ok());
+        let mut subscribers = self.subscribers.borrow_mut();
+        if !subscribers.is_empty() {
+            let shared = SharedEvent::new(event.clone());
+            subscribers.retain(|subscriber| subscriber.unbounded_send(Ok(Rc::clone(&shared))).is_ok());
+        }
         self.pending.borrow_mut().push(event);
     }
 
@@ -52,13 +58,14 @@ impl Follow {
         self.subscribers.borrow_mut().push(sender);
         let mut backlog: VecDeque<Event> = archive.events(task_id, from_seq, usize::MAX >> 1)?.into();
         backlog.extend(self.pending.borrow().iter().filter(|event| event.seq >= from_seq).cloned());
+        let backlog = backlog.into_iter().map(SharedEvent::new).collect();
         Ok(Subscriber { backlog, live: receiver, next_seq: from_seq.max(1), ended: false })
     }
 }
 
 /// One subscription's events, each once and in order.
 pub struct Subscriber {
-    backlog: VecDeque<Event>,
+    backlog: VecDeque<Rc<SharedEvent>>,
     live: UnboundedReceiver<News>,
     next_seq: u64,
     ended: bool,
@@ -81,11 +88,11 @@ impl Subscriber {
             };
             match news {
                 // Already given (the backlog and the live channel may overlap at the seam).
-                Ok(event) if event.seq < self.next_seq => continue,
-                Ok(event) => {
-                    self.next_seq = event.seq + 1;
-                    self.ended = matches!(event.payload, Some(Payload::TaskFinished(_)));
-                    return Some(Ok(event));
+                Ok(shared) if shared.event.seq < self.next_seq => continue,
+                Ok(shared) => {
+                    self.next_seq = shared.event.seq + 1;
+                    self.ended = matches!(shared.event.payload, Some(Payload::TaskFinished(_)));
+                    return Some(Ok(shared));
                 }
                 Err(status) => {
                     self.ended = true;
@@ -116,13 +123,14 @@ mod tests {
 
     fn subscription(backlog: Vec<Event>, from_seq: u64) -> (UnboundedSender<News>, Subscriber) {
         let (sender, live) = unbounded();
-        (sender, Subscriber { backlog: backlog.into(), live, next_seq: from_seq, ended: false })
+        let backlog = backlog.into_iter().map(SharedEvent::new).collect();
+        (sender, Subscriber { backlog, live, next_seq: from_seq, ended: false })
     }
 
     fn seqs(subscriber: &mut Subscriber) -> Vec<u64> {
         let mut seqs = Vec::new();
-        while let Some(Ok(event)) = futures::executor::block_on(subscriber.next()) {
-            seqs.push(event.seq);
+        while let Some(Ok(shared)) = futures::executor::block_on(subscriber.next()) {
+            seqs.push(shared.event.seq);
         }
         seqs
     }
@@ -133,7 +141,7 @@ mod tests {
         // still in its pending backlog.
         let (live, mut subscriber) = subscription(vec![event(2), event(3), event(4), event(5)], 2);
         for news in [event(4), event(5), event(6), end(7)] {
-            live.unbounded_send(Ok(news)).unwrap();
+            live.unbounded_send(Ok(SharedEvent::new(news))).unwrap();
         }
         assert_eq!(seqs(&mut subscriber), vec![2, 3, 4, 5, 6, 7]);
     }
@@ -141,7 +149,7 @@ mod tests {
     #[test]
     fn a_subscription_ends_after_the_tasks_final_event() {
         let (live, mut subscriber) = subscription(vec![end(3)], 1);
-        live.unbounded_send(Ok(event(9))).unwrap();
+        live.unbounded_send(Ok(SharedEvent::new(event(9)))).unwrap();
         assert_eq!(seqs(&mut subscriber), vec![3]);
         assert!(futures::executor::block_on(subscriber.next()).is_none());
     }
@@ -149,9 +157,9 @@ mod tests {
     #[test]
     fn a_broken_or_abandoned_follow_is_news_the_subscriber_can_resubscribe_from() {
         let (live, mut subscriber) = subscription(vec![], 1);
-        live.unbounded_send(Ok(event(1))).unwrap();
+        live.unbounded_send(Ok(SharedEvent::new(event(1)))).unwrap();
         live.unbounded_send(Err(GrpcStatus::new(Code::Unavailable, "broken"))).unwrap();
-        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap().seq, 1);
+        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap().event.seq, 1);
         assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap_err().code, Code::Unavailable as i32);
         assert!(futures::executor::block_on(subscriber.next()).is_none());
 
@@ -170,7 +178,7 @@ mod tests {
         drop(gone_rx);
         follow.receive(event(1));
         assert_eq!(follow.subscribers.borrow().len(), 1);
-        assert_eq!(futures::executor::block_on(first_rx.next()).unwrap().unwrap().seq, 1);
+        assert_eq!(futures::executor::block_on(first_rx.next()).unwrap().unwrap().event.seq, 1);
         assert_eq!(follow.pending.borrow().len(), 1, "kept for the archive too");
     }
 }
