@@ -17,7 +17,7 @@ use std::{
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, subscribe, Encoding},
     container::{podman_logs, podman_ok},
-    edge::{ContainerOptions, Edge},
+    edge::{model_vars, ContainerOptions, Edge},
     events::{kind, seqs},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
@@ -53,12 +53,8 @@ impl World {
         let mut options = ContainerOptions {
             loopback_ports: vec![model_api.port(), git.port()],
             ca_cert_pem: Some(ca.cert_pem()),
-            vars: vec![
-                // The key is the Worker's; the containers reach its gateway on the edge's port.
-                ("ANTHROPIC_API_KEY".into(), CANARY_KEY.into()),
-                ("MODEL_API_URL".into(), model_api.base_url.clone()),
-                ("MODEL_GATEWAY_URL".into(), "{edge}/model".into()),
-            ],
+            // The key is the Worker's; the containers reach its gateway on the edge's port.
+            vars: model_vars(CANARY_KEY, &model_api.base_url),
         };
         options.vars.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let edge = Edge::start_with_containers(options).await;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use autopilot_contract::v1::{server_frame::Frame, Event, StreamEventsRequest};
 use autopilot_tests::{
     bridge_client::{connect, receive, send, subscribe, Encoding, Socket},
-    edge::{ContainerOptions, Edge},
+    edge::{model_vars, ContainerOptions, Edge},
     events::{kind, seqs},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
@@ -218,10 +218,7 @@ async fn in_container_mode_too() {
     let options = ContainerOptions {
         loopback_ports: vec![model_api.port(), git.port()],
         ca_cert_pem: Some(ca.cert_pem()),
-        vars: vec![
-            ("ANTHROPIC_API_KEY".into(), "sk-ant-replay-end-test".into()),
-            ("ANTHROPIC_BASE_URL".into(), model_api.base_url.clone()),
-        ],
+        vars: model_vars("sk-ant-replay-end-test", &model_api.base_url),
     };
     let edge = Edge::start_with_containers(options).await;
     let token = edge.user("rita", 1_000_000).await;

@@ -48,6 +48,17 @@ pub struct ContainerOptions {
     pub vars: Vec<(String, String)>,
 }
 
+/// The edge's model settings when its containers' agents call `model_api_url`: the Worker holds
+/// `key`, its gateway relays to `model_api_url`, and containers reach the gateway on the edge's
+/// own port (the key never enters a container).
+pub fn model_vars(key: &str, model_api_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("ANTHROPIC_API_KEY".into(), key.into()),
+        ("MODEL_API_URL".into(), model_api_url.into()),
+        ("MODEL_GATEWAY_URL".into(), "{edge}/model".into()),
+    ]
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
