@@ -132,6 +132,15 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     let mut forged = live_credential.clone();
     forged.replace_range(forged.len() - 4.., "0000");
     assert_eq!(call(&edge, &forged, "hello").await.status(), 401, "a credential is only good whole");
+    // Only what the agent calls is relayed: no batch (work that would outlive the task).
+    let batch = reqwest::Client::new()
+        .post(format!("{}/model/v1/messages/batches", edge.base_url))
+        .header("x-api-key", &live_credential)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 404, "{}", batch.text().await.unwrap());
     let mut hanging = call(&edge, &live_credential, "SCENARIO:hang").await;
     assert_eq!(hanging.status(), 200);
     assert!(hanging.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));

@@ -32,6 +32,18 @@ const MAX_CALL_BYTES: usize = 32 << 20;
 const NOT_RELAYED: [&str; 7] =
     ["x-api-key", "authorization", "host", "content-length", "cookie", "connection", "accept-encoding"];
 
+/// Whether the gateway relays `method` `path` (the Messages API path, after [`GATEWAY_PREFIX`]):
+/// what the agent CLI calls (messages, streamed or not, token counting, the model list) and
+/// nothing else the key could do (batches, files, ...: work that would outlive the task).
+pub fn relayed(method: &Method, path: &str) -> bool {
+    match (method, path) {
+        (Method::Post, "/v1/messages" | "/v1/messages/count_tokens") => true,
+        (Method::Get, "/v1/models") => true,
+        (Method::Get, p) => p.strip_prefix("/v1/models/").is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        _ => false,
+    }
+}
+
 /// A call in flight, so that revoking its credential ends it.
 pub struct ModelCall {
     pub task_id: Option<String>,
@@ -121,6 +133,14 @@ impl AutopilotContainer {
         }
         let url = req.url()?;
         let path = url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path());
+        if !relayed(&req.method(), path) {
+            let message = format!(
+                "the model gateway relays POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models \
+                 only, not {} {path}",
+                req.method()
+            );
+            return model_error(404, "not_found_error", &message);
+        }
         let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
         let upstream_url = format!("{}{path}{query}", self.settings.model_api_url);
         let relayed = Headers::new();
@@ -235,4 +255,31 @@ impl super::live::Live {
 /// Opens the object's credential store; `None` (logged) if storage refused it.
 pub fn open_grants(sql: worker::SqlStorage) -> Option<ModelGrants> {
     ModelGrants::open(sql).map_err(|e| worker::console_error!("the model credentials could not be opened: {e}")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_the_agent_calls_is_relayed() {
+        for (method, path) in [
+            (Method::Post, "/v1/messages"),
+            (Method::Post, "/v1/messages/count_tokens"),
+            (Method::Get, "/v1/models"),
+            (Method::Get, "/v1/models/claude-sonnet-4-5"),
+        ] {
+            assert!(relayed(&method, path), "{method:?} {path}");
+        }
+        for (method, path) in [
+            (Method::Post, "/v1/messages/batches"),
+            (Method::Get, "/v1/messages"),
+            (Method::Post, "/v1/files"),
+            (Method::Get, "/v1/models/a/b"),
+            (Method::Delete, "/v1/models/x"),
+            (Method::Post, "/v1/organizations/api_keys"),
+        ] {
+            assert!(!relayed(&method, path), "{method:?} {path}");
+        }
+    }
 }
