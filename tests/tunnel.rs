@@ -257,6 +257,38 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     assert_eq!(second["tasks"][0]["state"], "TASK_STATE_SUCCEEDED", "{second}");
     assert_eq!(second["nextPageToken"].as_str().unwrap_or_default(), "", "{second}");
 
+    // A machine killed mid-task comes back without its work directory (a new disk): it no longer
+    // knows the task, which the relay then archives as lost instead of running forever.
+    let doomed = Machine::connect(&model_api, &edge.base_url, &alice);
+    doomed.wait_for_connections(1, Duration::from_secs(30)).await;
+    wait_until_connected(&edge, &alice, true).await;
+    let started = edge.post_json("/api/tunnel/start", &alice, start_body("SCENARIO:slow-tools:40 lost")).await;
+    let lost = started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}")).to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(doomed);
+    wait_until_connected(&edge, &alice, false).await;
+    let fresh = Machine::connect(&model_api, &edge.base_url, &alice);
+    fresh.wait_for_connections(1, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = get_json(&edge, "/api/tunnel/tasks?pageSize=1", &alice).await;
+        assert_eq!(listed["tasks"][0]["taskId"], lost.as_str(), "{listed}");
+        if listed["tasks"][0]["state"] == "TASK_STATE_FAILED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lost task never ended: {listed}\n{}", edge.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut ws =
+        connect(&edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &alice, started["sessionId"].as_str().unwrap()).await)
+            .await;
+    send(&mut ws, &subscribe("lost", &lost, 1), Encoding::Binary).await;
+    let (events, ended) = read_subscription(&mut ws, "lost", Encoding::Binary, None).await;
+    assert!(ended);
+    assert_eq!(finished(&events).state, TaskState::Failed as i32);
+    assert!(finished(&events).error.contains("no longer knows"), "{:?}", finished(&events));
+    drop(fresh);
+
     // Container mode still works in the same edge once alice has credits.
     edge.grant("alice", 1000).await;
     let started = edge.post_json("/api/container/start", &alice, start_body("SCENARIO:list-files")).await;

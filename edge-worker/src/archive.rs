@@ -11,8 +11,8 @@
 //! truncated; the task itself never fails for it.
 
 use autopilot_contract::v1::{
-    event::Payload, CancelResponse, Diff, Event, ListTasksRequest, ListTasksResponse, StatusResponse, Task, TaskState,
-    TaskSummary,
+    event::Payload, CancelResponse, Diff, Event, ListTasksRequest, ListTasksResponse, StatusResponse, Task,
+    TaskFinished, TaskState, TaskSummary,
 };
 use prost::Message;
 use worker::{SqlStorage, SqlStorageValue};
@@ -94,6 +94,14 @@ impl Entry {
     pub fn cancel_response(&self, task_id: &str) -> CancelResponse {
         CancelResponse { task_id: task_id.to_string(), state: self.summary.state }
     }
+}
+
+/// The task's final event that the edge makes when the service that would have sent it is
+/// gone (a lost container, a machine that forgot the task): FAILED with `reason`, numbered right after the last event the follower received.
+pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: u64) -> Event {
+    let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
+    let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
+    Event { task_id, seq: last_seq + 1, time: Some(time), payload: Some(Payload::TaskFinished(finished)) }
 }
 
 /// How much the archive keeps, from the Worker's vars (`HISTORY_TASKS`, `ARCHIVE_MAX_EVENTS`);
@@ -233,6 +241,19 @@ impl Archive {
             ],
         )?;
         Ok(())
+    }
+
+    /// The task was lost before its end reached the archive: `pending` (received, not written
+    /// yet) is added, then the FAILED end the edge makes with `reason`. Nothing for a task whose
+    /// end is archived already.
+    pub fn record_loss(&self, task_id: &str, pending: &[Event], reason: &str, now_ms: u64) -> worker::Result<()> {
+        let Some(entry) = self.entry(task_id)?.filter(|entry| !entry.ended) else { return Ok(()) };
+        let last_seq = pending.iter().map(|e| e.seq).max().unwrap_or(0).max(entry.last_seq);
+        let end = final_failed_event(task_id.to_string(), last_seq, reason, now_ms);
+        let task = entry.task_ended_by(&end).unwrap_or_default();
+        self.append(task_id, pending)?;
+        self.append(task_id, &[end])?;
+        self.finish(&task, None)
     }
 
     /// Records the task's end: its final Task and, if it delivered one, its diff; the summary

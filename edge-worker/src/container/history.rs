@@ -16,7 +16,6 @@ use super::{
     fan_out::{Follow, Subscriber},
     live::Live,
     now_ms,
-    record::final_failed_event,
     workspaces::{forget_workspaces, keep_workspace},
     AutopilotContainer,
 };
@@ -153,22 +152,7 @@ impl Live {
             .get(task_id)
             .map(|follow| follow.pending.borrow_mut().drain(..).collect())
             .unwrap_or_default();
-        let Ok(Some(entry)) = archive.entry(task_id).map(|e| e.filter(|e| !e.ended)) else { return };
-        let last_seq = pending.iter().map(|e| e.seq).max().unwrap_or(0).max(entry.last_seq);
-        let end = final_failed_event(task_id.to_string(), last_seq, reason, now_ms());
-        let task = Task {
-            task_id: task_id.to_string(),
-            state: autopilot_contract::v1::TaskState::Failed as i32,
-            repository_url: entry.summary.repository_url.clone(),
-            git_ref: entry.summary.git_ref.clone(),
-            create_time: entry.summary.create_time,
-            end_time: end.time,
-            last_seq: end.seq,
-            error: reason.to_string(),
-            ..Default::default()
-        };
-        let written = archive.append(task_id, &pending).and_then(|()| archive.append(task_id, &[end]));
-        if let Err(e) = written.and_then(|()| archive.finish(&task, None)) {
+        if let Err(e) = archive.record_loss(task_id, &pending, reason, now_ms()) {
             worker::console_warn!("archiving the loss of task {task_id} failed: {e}");
         }
     }

@@ -3,7 +3,7 @@
 //! last event seq seen). The rules of updating it live here and are tested on the host; writing
 //! it to storage is the object's (see `persist` in `mod.rs`).
 
-use autopilot_contract::v1::{event::Payload, Event, TaskFinished, TaskState};
+use autopilot_contract::v1::{event::Payload, Event, TaskState};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -106,18 +106,12 @@ impl Record {
     }
 }
 
-/// The task's final event that the object makes when the service that would have sent it is
-/// gone: FAILED with `reason`, numbered right after the last event the follower received.
-pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: u64) -> Event {
-    let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
-    let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
-    Event { task_id, seq: last_seq + 1, time: Some(time), payload: Some(Payload::TaskFinished(finished)) }
-}
+pub use crate::archive::final_failed_event;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autopilot_contract::v1::AgentText;
+    use autopilot_contract::v1::{AgentText, TaskFinished};
 
     fn event(task_id: &str, seq: u64, payload: Payload) -> Event {
         Event { task_id: task_id.into(), seq, time: None, payload: Some(payload) }

@@ -100,8 +100,16 @@ impl TunnelRelay {
                     worker::console_warn!("archiving the end of tunnel task {task_id} failed: {e}");
                 }
             }
-            // The follow ended (the machine's stream closed, or it forgot the task): the next
-            // connection follows again what has not ended.
+            // The machine no longer knows the task (its disk was wiped): it will never end there.
+            (Route::ArchiveEvents { task_id }, Frame::Error(e)) if e.code == Code::NotFound as i32 => {
+                let Some(archive) = &self.archive else { return };
+                let reason = "your machine no longer knows this task (its agent-service lost its work directory)";
+                if let Err(e) = archive.record_loss(&task_id, &[], reason, Date::now().as_millis()) {
+                    worker::console_warn!("archiving the loss of tunnel task {task_id} failed: {e}");
+                }
+            }
+            // The follow ended otherwise (the machine's stream closed): the next connection
+            // follows again what has not ended.
             _ => {}
         }
     }
