@@ -110,7 +110,7 @@ impl AgentClient {
     pub async fn stream_events(&self, request: &StreamEventsRequest) -> Result<EventStream, GrpcStatus> {
         let mut response = self.call("StreamEvents", request).await?;
         let stream = response.stream().map_err(unavailable)?;
-        Ok(EventStream { body: MessageStream { stream, deframer: Deframer::default(), done: false } })
+        Ok(EventStream { body: MessageStream { stream, deframer: Deframer::default(), done: false, failure: None } })
     }
 
     /// Sends one call; the response once its headers say it did not fail outright. Idempotent
@@ -182,11 +182,44 @@ pub struct MessageStream {
     stream: ByteStream,
     deframer: Deframer,
     done: bool,
+    /// A failure read behind messages that were handed out first; the next call answers it.
+    failure: Option<GrpcStatus>,
 }
 
 impl MessageStream {
+    /// The messages already received in full after the next one (which it waits for): a chunk
+    /// of the body often holds many, and handing them out together costs one wake-up, not one
+    /// each. `None` after an OK status; `Some(Err)` for a failed call.
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Vec<u8>>, GrpcStatus>> {
+        if let Some(failure) = self.failure.take() {
+            return Some(Err(failure));
+        }
+        let mut batch = match self.next().await? {
+            Ok(first) => vec![first],
+            Err(status) => return Some(Err(status)),
+        };
+        while !self.done {
+            match self.deframer.next_frame() {
+                Ok(Some(Frame::Message(bytes))) => batch.push(bytes),
+                Ok(Some(Frame::Trailers(status))) => {
+                    self.done = true;
+                    self.failure = (!status.is_ok()).then_some(status);
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    self.done = true;
+                    self.failure = Some(status);
+                }
+            }
+        }
+        Some(Ok(batch))
+    }
+
     /// The next message; `None` after an OK status; `Some(Err)` for a failed call.
     pub async fn next(&mut self) -> Option<Result<Vec<u8>, GrpcStatus>> {
+        if let Some(failure) = self.failure.take() {
+            return Some(Err(failure));
+        }
         if self.done {
             return None;
         }
@@ -237,11 +270,18 @@ pub struct EventStream {
 impl EventStream {
     /// The next event; `None` when the task has ended and every event was delivered.
     pub async fn next(&mut self) -> Option<Result<Event, GrpcStatus>> {
-        Some(self.body.next().await?.and_then(|bytes| {
-            StreamEventsResponse::decode(bytes.as_slice())
-                .ok()
-                .and_then(|r| r.event)
-                .ok_or_else(|| GrpcStatus::new(Code::Internal, "a StreamEvents message without an event"))
-        }))
+        Some(self.body.next().await?.and_then(|bytes| decode_event(&bytes)))
     }
+
+    /// The next events already received (see [`MessageStream::next_batch`]).
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Event>, GrpcStatus>> {
+        Some(self.body.next_batch().await?.and_then(|batch| batch.iter().map(|bytes| decode_event(bytes)).collect()))
+    }
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event, GrpcStatus> {
+    StreamEventsResponse::decode(bytes)
+        .ok()
+        .and_then(|r| r.event)
+        .ok_or_else(|| GrpcStatus::new(Code::Internal, "a StreamEvents message without an event"))
 }

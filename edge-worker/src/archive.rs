@@ -132,15 +132,21 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// The archive in `sql`, its tables created if need be.
+    /// The archive in `sql`, its tables created if need be; none when `max_events` is 0:
+    /// `ARCHIVE_MAX_EVENTS=0` turns the archive off (no history and no task list at the edge;
+    /// each socket streams from the service itself), the baseline the bridge benchmark measures
+    /// the archive against.
     ///
     /// # Errors
     /// The storage refused the schema.
-    pub fn open(sql: SqlStorage, max_events: u64) -> worker::Result<Archive> {
+    pub fn open(sql: SqlStorage, max_events: u64) -> worker::Result<Option<Archive>> {
+        if max_events == 0 {
+            return Ok(None);
+        }
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sql.exec(statement, None)?;
         }
-        Ok(Archive { sql, max_events: max_events.max(2) })
+        Ok(Some(Archive { sql, max_events: max_events.max(2) }))
     }
 
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
@@ -194,7 +200,8 @@ impl Archive {
 
     /// Appends events of `task_id` received in order (one storage transaction). Events at or
     /// below the archived last seq are already there; past the cap only the final one is kept.
-    pub fn append(&self, task_id: &str, events: &[Event]) -> worker::Result<()> {
+    pub fn append<'a>(&self, task_id: &str, events: impl IntoIterator<Item = &'a Event>) -> worker::Result<()> {
+        let events: Vec<&Event> = events.into_iter().collect();
         if events.is_empty() {
             return Ok(());
         }

@@ -4,6 +4,12 @@
 //!
 //! - Throughput: a recorded task of `EVENTS` small events (default 50 000) is streamed through the
 //!   bridge; the echo moves as many messages of the same size (pipelined). Target: bridge >= 0.5x.
+//!   Round #0 is the task's first pass (the object follows it into the archive while streaming);
+//!   round #1 replays it from the archive. The archive's cost: three other recorded tasks, each
+//!   streamed for the first time through an edge with the archive off (`ARCHIVE_MAX_EVENTS=0`)
+//!   and through one with it on, in turn; medians compared (target: at most 10%).
+//! - Followers: the latency of live events with 1 and with 200 sockets following one task
+//!   (target: p50 with 200 within 2x of p50 with 1).
 //! - Latency: round trips of a Status request through the bridge against echo round trips of the
 //!   same size, p50/p99 over 300 each; the difference is what the bridge adds (target: p50 < 2 ms).
 //!   Plus the delivery latency of live events (event time at the service -> client receipt).
@@ -29,6 +35,17 @@ use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
 const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
+/// A second recorded task that warms each edge's streaming path up (workerd compiles hot wasm
+/// code again once it is hot) before the archive's cost is measured.
+const WARM_UP_TASK: &str = "00000000-0000-4000-8000-00000000cafe";
+const WARM_UP_EVENTS: u64 = 20_000;
+/// Recorded tasks that each edge streams for the first time, one after the other, archive off
+/// and on in turn: the archive's cost is their medians' ratio (one pair is too noisy here).
+const COMPARED_TASKS: [&str; 3] = [
+    "00000000-0000-4000-8000-0000000000c1",
+    "00000000-0000-4000-8000-0000000000c2",
+    "00000000-0000-4000-8000-0000000000c3",
+];
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -41,16 +58,16 @@ fn ms(d: Duration) -> f64 {
 
 /// Records a finished task of `events` small events under `work_dir`; answers the size of one
 /// of its event frames.
-fn record_task(work_dir: &std::path::Path, events: u64) -> usize {
-    let snapshot = TaskSnapshot { task_id: RECORDED_TASK.into(), ..Default::default() };
-    let task = Task::create(work_dir.join("tasks").join(RECORDED_TASK), snapshot, Redactor::default()).unwrap();
+fn record_task(work_dir: &std::path::Path, task_id: &str, events: u64) -> usize {
+    let snapshot = TaskSnapshot { task_id: task_id.into(), ..Default::default() };
+    let task = Task::create(work_dir.join("tasks").join(task_id), snapshot, Redactor::default()).unwrap();
     task.move_to(TaskState::Pending, "");
     for i in 0..events - 3 {
         task.record(Payload::AgentText(AgentText { text: format!("event {i}") }));
     }
     task.finish(TaskState::Succeeded, "done".into(), String::new(), 1, Duration::from_secs(1));
     let sample = autopilot_contract::v1::Event {
-        task_id: RECORDED_TASK.into(),
+        task_id: task_id.into(),
         seq: events / 2,
         time: Some(autopilot_contract::time::timestamp(std::time::SystemTime::now())),
         payload: Some(Payload::AgentText(AgentText { text: "event 25000".into() })),
@@ -58,12 +75,12 @@ fn record_task(work_dir: &std::path::Path, events: u64) -> usize {
     ServerFrame { request_id: "b".into(), frame: Some(Frame::Event(sample)) }.encoded_len()
 }
 
-/// Streams the recorded task through a bridge socket at `url`; answers events/s.
-async fn stream_recorded_task(url: &str, events: u64) -> f64 {
+/// Streams the recorded task `task_id` through a bridge socket at `url`; answers events/s.
+async fn stream_recorded_task(url: &str, task_id: &str, events: u64) -> f64 {
     let (mut bridge, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let subscribe = ClientFrame {
         request_id: "b".into(),
-        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: RECORDED_TASK.into(), from_seq: 1 })),
+        request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.into(), from_seq: 1 })),
     };
     let started = Instant::now();
     bridge.send(Message::Binary(subscribe.encode_to_vec().into())).await.unwrap();
@@ -100,32 +117,27 @@ async fn status_round_trips(url: &str, count: usize) -> Vec<Duration> {
     samples
 }
 
-#[tokio::main]
-async fn main() {
-    let events: u64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    // The same recorded task in two work directories: the container mode's service and the
-    // tunnel mode's machine each own one.
-    let (work, machine_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let frame_len = record_task(work.path(), events);
-    record_task(machine_work.path(), events);
-
-    let model_api = FakeModelApi::start().await.unwrap();
-    let service =
-        Service::start(&model_api, ServiceOptions { work_dir: Some(work.path().to_path_buf()), ..Default::default() })
-            .await;
-    let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
-    let repo = GitFixture::new();
+/// An edge in front of `service` (archive cap `archive_max_events`; "0" turns it off) with the
+/// bench user, the recorded task recorded as theirs, and a session to open the bridge with.
+async fn bench_edge(service: &Service, repo: &GitFixture, archive_max_events: &str) -> (Edge, String, String) {
+    let edge = Edge::start_with_vars(
+        &format!("http://{}", service.addr),
+        &[("BENCH_ROUTES", "true"), ("ARCHIVE_MAX_EVENTS", archive_max_events)],
+    )
+    .await;
     let token = edge.user("bench", 1_000_000).await;
     // The recorded task went straight into the service's work directory: record it as the user's
     // (the edge serves a user only the tasks their object started).
-    let adopted = reqwest::Client::new()
-        .post(format!("{}/api/admin/tasks", edge.base_url))
-        .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
-        .json(&serde_json::json!({"userId": "bench", "taskId": RECORDED_TASK}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(adopted.status(), 200, "recording the bench's task as the user's");
+    for task_id in [RECORDED_TASK, WARM_UP_TASK].into_iter().chain(COMPARED_TASKS) {
+        let adopted = reqwest::Client::new()
+            .post(format!("{}/api/admin/tasks", edge.base_url))
+            .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
+            .json(&serde_json::json!({"userId": "bench", "taskId": task_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(adopted.status(), 200, "recording the bench's task as the user's");
+    }
     // A session to open the bridge with: start (and finish) a short real task.
     let started = edge
         .post_json(
@@ -135,12 +147,64 @@ async fn main() {
         )
         .await;
     let session_id = started["sessionId"].as_str().expect("a session").to_string();
+    (edge, token, session_id)
+}
+
+#[tokio::main]
+async fn main() {
+    let events: u64 = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    // The same recorded task in two work directories: the container mode's service and the
+    // tunnel mode's machine each own one.
+    let (work, machine_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let frame_len = record_task(work.path(), RECORDED_TASK, events);
+    record_task(work.path(), WARM_UP_TASK, WARM_UP_EVENTS);
+    for task_id in COMPARED_TASKS {
+        record_task(work.path(), task_id, events);
+    }
+    record_task(machine_work.path(), RECORDED_TASK, events);
+
+    let model_api = FakeModelApi::start().await.unwrap();
+    let service =
+        Service::start(&model_api, ServiceOptions { work_dir: Some(work.path().to_path_buf()), ..Default::default() })
+            .await;
+    // The archive keeps the whole recorded task (its default cap is 20 000 events); a second
+    // edge with the archive off is the baseline it is measured against.
+    let repo = GitFixture::new();
+    let cap = (events + 10).to_string();
+    let (edge, token, session_id) = bench_edge(&service, &repo, &cap).await;
+    let (edge_off, token_off, session_off) = bench_edge(&service, &repo, "0").await;
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
 
+    // The archive's cost on a first pass: recorded tasks streamed through an edge without an
+    // archive and, in turn, through one whose object follows each into its archive while
+    // streaming it; both edges warmed up first.
+    for (edge, token, session) in [(&edge, &token, &session_id), (&edge_off, &token_off, &session_off)] {
+        stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
+    }
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for task_id in COMPARED_TASKS {
+        off.push(stream_recorded_task(&edge_off.ws_ticket_url(&token_off, &session_off).await, task_id, events).await);
+        on.push(stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, task_id, events).await);
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let pairs: Vec<String> = off.iter().zip(&on).map(|(off, on)| format!("{off:.0}/{on:.0}")).collect();
+    let (off_median, on_median) = (median(&mut off), median(&mut on));
+    println!(
+        "archive off vs on (first pass of {} tasks of {events} events, in turn): off/on events/s {}; medians \
+         {off_median:.0} vs {on_median:.0}: the archive costs {:.1}% of throughput",
+        COMPARED_TASKS.len(),
+        pairs.join(", "),
+        100.0 * (1.0 - on_median / off_median)
+    );
+
     for round in 0..2 {
         // Bridge throughput: the whole recorded task through the Durable Object.
-        let bridge_rate = stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, events).await;
+        let bridge_rate =
+            stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, RECORDED_TASK, events).await;
 
         // Echo throughput: as many frames of the same size, pipelined through workerd.
         let (echo, _) = tokio_tungstenite::connect_async(&echo_url).await.unwrap();
@@ -219,8 +283,9 @@ async fn main() {
         .await;
     let tunnel_session = started["sessionId"].as_str().expect("a tunnel session").to_string();
     let tunnel_url = || edge.ws_ticket_url_for("/api/tunnel/ws-ticket", &tunnel_token, &tunnel_session);
-    let tunnel_rate = stream_recorded_task(&tunnel_url().await, events).await;
-    let container_rate = stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, events).await;
+    let tunnel_rate = stream_recorded_task(&tunnel_url().await, RECORDED_TASK, events).await;
+    let container_rate =
+        stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, RECORDED_TASK, events).await;
     let mut tunnel_rtt = status_round_trips(&tunnel_url().await, 300).await;
     let mut container_rtt = status_round_trips(&edge.ws_ticket_url(&token, &session_id).await, 300).await;
     println!(

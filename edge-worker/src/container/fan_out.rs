@@ -20,28 +20,31 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
 };
 
-/// What a follow tells its subscribers: an event (shared, so that it is encoded once for them
-/// all), or why its stream broke.
-pub type News = Result<Rc<SharedEvent>, GrpcStatus>;
+/// What a follow tells its subscribers: the events it received together (shared, so that each
+/// is encoded once for them all, and handed over in one message, so that a burst costs each
+/// subscriber one wake-up), or why its stream broke.
+pub type News = Result<Rc<[Rc<SharedEvent>]>, GrpcStatus>;
 
 /// One task's follow, as its subscribers and the loss path see it.
 #[derive(Default)]
 pub struct Follow {
     /// Events received but not written to the archive yet.
-    pub pending: RefCell<Vec<Event>>,
+    pub pending: RefCell<Vec<Rc<SharedEvent>>>,
     /// The subscribers' channels; one that is closed is dropped at the next event.
     subscribers: RefCell<Vec<UnboundedSender<News>>>,
 }
 
 impl Follow {
-    /// A received event: kept for the archive and passed to every subscriber.
-    pub fn receive(&self, event: Event) {
-        let mut subscribers = self.subscribers.borrow_mut();
-        if !subscribers.is_empty() {
-            let shared = SharedEvent::new(event.clone());
-            subscribers.retain(|subscriber| subscriber.unbounded_send(Ok(Rc::clone(&shared))).is_ok());
-        }
-        self.pending.borrow_mut().push(event);
+    /// Events received together: kept for the archive and passed to every subscriber.
+    pub fn receive(&self, events: Vec<Event>) {
+        let shared: Rc<[Rc<SharedEvent>]> = events.into_iter().map(SharedEvent::new).collect();
+        self.subscribers.borrow_mut().retain(|subscriber| subscriber.unbounded_send(Ok(Rc::clone(&shared))).is_ok());
+        self.pending.borrow_mut().extend(shared.iter().cloned());
+    }
+
+    /// The events received and not written yet, handed over (to be written).
+    pub fn take_pending(&self) -> Vec<Rc<SharedEvent>> {
+        std::mem::take(&mut *self.pending.borrow_mut())
     }
 
     /// The stream broke: every subscriber hears why (the page resubscribes from its last seq).
@@ -56,9 +59,9 @@ impl Follow {
     pub fn subscribe(&self, archive: &Archive, task_id: &str, from_seq: u64) -> worker::Result<Subscriber> {
         let (sender, receiver) = unbounded();
         self.subscribers.borrow_mut().push(sender);
-        let mut backlog: VecDeque<Event> = archive.events(task_id, from_seq, usize::MAX >> 1)?.into();
-        backlog.extend(self.pending.borrow().iter().filter(|event| event.seq >= from_seq).cloned());
-        let backlog = backlog.into_iter().map(SharedEvent::new).collect();
+        let mut backlog: VecDeque<Rc<SharedEvent>> =
+            archive.events(task_id, from_seq, usize::MAX >> 1)?.into_iter().map(SharedEvent::new).collect();
+        backlog.extend(self.pending.borrow().iter().filter(|shared| shared.event.seq >= from_seq).cloned());
         Ok(Subscriber { backlog, live: receiver, next_seq: from_seq.max(1), ended: false })
     }
 }
@@ -74,7 +77,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// The next event; `None` once the task's final event was given; `Some(Err)` when the
     /// stream broke.
-    pub async fn next(&mut self) -> Option<News> {
+    pub async fn next(&mut self) -> Option<Result<Rc<SharedEvent>, GrpcStatus>> {
         if self.ended {
             return None;
         }
@@ -82,7 +85,11 @@ impl Subscriber {
             let news = match self.backlog.pop_front() {
                 Some(event) => Ok(event),
                 None => match self.live.next().await {
-                    Some(news) => news,
+                    Some(Ok(batch)) => {
+                        self.backlog.extend(batch.iter().cloned());
+                        continue;
+                    }
+                    Some(Err(status)) => Err(status),
                     None => Err(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe")),
                 },
             };
@@ -140,16 +147,15 @@ mod tests {
         // The follow received 4 and 5 after the subscriber registered, while they were also
         // still in its pending backlog.
         let (live, mut subscriber) = subscription(vec![event(2), event(3), event(4), event(5)], 2);
-        for news in [event(4), event(5), event(6), end(7)] {
-            live.unbounded_send(Ok(SharedEvent::new(news))).unwrap();
-        }
+        live.unbounded_send(Ok(vec![event(4), event(5)].into_iter().map(SharedEvent::new).collect())).unwrap();
+        live.unbounded_send(Ok(vec![event(6), end(7)].into_iter().map(SharedEvent::new).collect())).unwrap();
         assert_eq!(seqs(&mut subscriber), vec![2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
     fn a_subscription_ends_after_the_tasks_final_event() {
         let (live, mut subscriber) = subscription(vec![end(3)], 1);
-        live.unbounded_send(Ok(SharedEvent::new(event(9)))).unwrap();
+        live.unbounded_send(Ok(vec![SharedEvent::new(event(9))].into())).unwrap();
         assert_eq!(seqs(&mut subscriber), vec![3]);
         assert!(futures::executor::block_on(subscriber.next()).is_none());
     }
@@ -157,7 +163,7 @@ mod tests {
     #[test]
     fn a_broken_or_abandoned_follow_is_news_the_subscriber_can_resubscribe_from() {
         let (live, mut subscriber) = subscription(vec![], 1);
-        live.unbounded_send(Ok(SharedEvent::new(event(1)))).unwrap();
+        live.unbounded_send(Ok(vec![SharedEvent::new(event(1))].into())).unwrap();
         live.unbounded_send(Err(GrpcStatus::new(Code::Unavailable, "broken"))).unwrap();
         assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap().event.seq, 1);
         assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap_err().code, Code::Unavailable as i32);
@@ -176,9 +182,10 @@ mod tests {
         let (gone, gone_rx) = unbounded();
         follow.subscribers.borrow_mut().extend([first, gone]);
         drop(gone_rx);
-        follow.receive(event(1));
+        follow.receive(vec![event(1), event(2)]);
         assert_eq!(follow.subscribers.borrow().len(), 1);
-        assert_eq!(futures::executor::block_on(first_rx.next()).unwrap().unwrap().event.seq, 1);
-        assert_eq!(follow.pending.borrow().len(), 1, "kept for the archive too");
+        let batch = futures::executor::block_on(first_rx.next()).unwrap().unwrap();
+        assert_eq!(batch.iter().map(|shared| shared.event.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(follow.pending.borrow().len(), 2, "kept for the archive too");
     }
 }

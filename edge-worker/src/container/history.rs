@@ -28,11 +28,14 @@ use crate::{
     task_list::started_summary,
 };
 
-/// Events the follower gathers before it writes them in one go (a new state or usage, and the
-/// end, are written at once). Each write costs about as much as a few hundred events' streaming
-/// (measured under wrangler dev: 64 per write streamed at 31k events/s, storing nothing at 51k),
-/// and what is not written yet is still served to subscribers from memory and written on a loss.
-const ARCHIVE_BATCH: usize = 256;
+/// When the follower writes what it gathered, in one go: once it holds [`ARCHIVE_BATCH`] events,
+/// or [`ARCHIVE_EVERY`] after its last write (checked as events arrive); a new state or usage,
+/// and the end, at once. Each write costs about as much as a few hundred events' streaming
+/// under wrangler dev, so a burst is written in a few large writes. Holding events longer loses
+/// nothing: they are served to subscribers from memory, written on a loss and before a stop, and
+/// an evicted follower resumes from the archive's last seq while the service still has them.
+const ARCHIVE_BATCH: usize = 4096;
+const ARCHIVE_EVERY: Duration = Duration::from_secs(1);
 /// How long a stop waits for the current task's archive to be made whole.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -150,7 +153,7 @@ impl Live {
             .following
             .borrow()
             .get(task_id)
-            .map(|follow| follow.pending.borrow_mut().drain(..).collect())
+            .map(|follow| follow.take_pending().iter().map(|shared| shared.event.clone()).collect())
             .unwrap_or_default();
         if let Err(e) = archive.record_loss(task_id, &pending, reason, now_ms()) {
             worker::console_warn!("archiving the loss of task {task_id} failed: {e}");
@@ -164,17 +167,22 @@ impl Live {
 async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, history: usize, follow: Rc<Follow>) {
     let Some(archive) = live.archive.clone() else { return };
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
+    let mut written_at = now_ms();
     let ended = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
         Ok(mut stream) => loop {
-            match stream.next().await {
-                Some(Ok(event)) => {
-                    let finished = matches!(event.payload, Some(Payload::TaskFinished(_)));
+            match stream.next_batch().await {
+                Some(Ok(events)) => {
+                    let finished = events.iter().any(|e| matches!(e.payload, Some(Payload::TaskFinished(_))));
                     // A new state or usage is written at once, so the task list shows it.
-                    let news = matches!(event.payload, Some(Payload::StateChanged(_) | Payload::UsageUpdate(_)));
-                    live.note_event(&event);
-                    follow.receive(event);
-                    if follow.pending.borrow().len() >= ARCHIVE_BATCH || finished || news {
+                    let news = events
+                        .iter()
+                        .any(|e| matches!(e.payload, Some(Payload::StateChanged(_) | Payload::UsageUpdate(_))));
+                    events.iter().for_each(|event| live.note_event(event));
+                    follow.receive(events);
+                    let due = now_ms() >= written_at + ARCHIVE_EVERY.as_millis() as u64;
+                    if follow.pending.borrow().len() >= ARCHIVE_BATCH || due || finished || news {
                         write(&archive, &task_id, &follow);
+                        written_at = now_ms();
                     }
                     if finished {
                         // The task's model credential ends with it, whatever else follows.
@@ -210,8 +218,8 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
 }
 
 fn write(archive: &Archive, task_id: &str, follow: &Follow) {
-    let batch: Vec<Event> = follow.pending.borrow_mut().drain(..).collect();
-    if let Err(e) = archive.append(task_id, &batch) {
+    let batch = follow.take_pending();
+    if let Err(e) = archive.append(task_id, batch.iter().map(|shared| &shared.event)) {
         worker::console_warn!("archiving events of task {task_id} failed: {e}");
     }
 }

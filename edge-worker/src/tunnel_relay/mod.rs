@@ -103,7 +103,8 @@ impl worker::DurableObject for TunnelRelay {
         let retention = Retention::read(|name| env.var(name).ok().map(|v| v.to_string()));
         let archive = Archive::open(state.storage().sql(), retention.max_events)
             .map_err(|e| worker::console_error!("the tunnel's task archive could not be opened: {e}"))
-            .ok();
+            .ok()
+            .flatten();
         TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default(), archive, retention }
     }
 
