@@ -230,9 +230,12 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     let world = World::start(&[]).await;
     let token = world.edge.user("dave", 1_000_000).await;
 
-    // Killed mid-task: both clients following the task get it FAILED, with the reason.
+    // Killed mid-task: both clients following the task get it FAILED, with the reason; so does
+    // the task running beside it, which nobody follows.
     let started = world.start_task(&token, "SCENARIO:slow-tools:30 take your time").await;
     let task_id = started["taskId"].as_str().unwrap().to_string();
+    let beside = world.start_task(&token, "SCENARIO:slow-tools:30 beside it").await;
+    let beside_id = beside["taskId"].as_str().unwrap().to_string();
     let first = world.running_container();
     let (mut early, mut ws_a) = follow(&world, &token, &started, Some(4)).await;
     let (_, mut ws_b) = follow(&world, &token, &started, Some(4)).await;
@@ -258,6 +261,10 @@ async fn a_container_killed_or_stopped_behind_the_objects_back_is_replaced() {
     assert_eq!(status["task"]["state"], "TASK_STATE_FAILED", "{status}");
     assert!(status["task"]["error"].as_str().unwrap().contains("container"), "{status}");
     let killed_at = status["containerChangedMs"].as_u64().unwrap();
+    let status = world.wait_for_end(&token, &beside_id).await;
+    assert_eq!(status["task"]["state"], "TASK_STATE_FAILED", "{status}");
+    assert!(status["task"]["error"].as_str().unwrap().contains("container"), "{status}");
+    assert_eq!(kind(replay_by_task(&world, &token, &beside_id).await.last().unwrap()), "task_finished:FAILED");
     // The container is lost: its task's credential is refused by the gateway.
     let refused = reqwest::Client::new()
         .post(format!("{}/model/v1/messages", world.edge.base_url))
