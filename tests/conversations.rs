@@ -97,8 +97,19 @@ async fn conversations_and_several_tasks_at_once_through_the_edge() {
     let listed = edge.get_json("/api/tasks?pageSize=1", &alice).await;
     assert_eq!(listed["tasks"][0]["parentTaskId"], parent.as_str(), "the list links the turns: {listed}");
 
-    // The service loses its disk (a new container's): the next turn is restored from the
+    // The service loses its disk (a new container's) once the edge has archived the second turn
+    // (its end is archived after its workspace is kept): the next turn is restored from the
     // workspace the edge kept in R2, and continues the conversation where it stood.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = edge.get_json("/api/tasks", &alice).await;
+        let entry = listed["tasks"].as_array().unwrap().iter().find(|t| t["taskId"] == second.as_str()).cloned();
+        if entry.is_some_and(|entry| entry["endTime"].is_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second turn's end was never archived: {listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     setup.service.replace_with_empty_work_dir(&setup.model_api, &ServiceOptions::default()).await;
     let third = start(&edge, &alice, follow_up_body(&second)).await.unwrap();
     let third_task = ended(&edge, &alice, &third).await;

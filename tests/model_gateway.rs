@@ -120,7 +120,7 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     assert!(reason["error"]["message"].as_str().unwrap().contains("revoked"), "{reason}");
     for presented in ["", EDGE_KEY, "apmc_0000_1111"] {
         let refused = call(&edge, presented, "hello").await;
-        assert_eq!(refused.status(), 401, "{presented:?}");
+        assert_eq!(refused.status(), 401, "{presented:?}\n{}", edge.log());
     }
 
     // A running task's credential works, for that task's time only: a call streaming through the
@@ -140,7 +140,7 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
         .send()
         .await
         .unwrap();
-    assert_eq!(batch.status(), 404, "{}", batch.text().await.unwrap());
+    assert_eq!(batch.status(), 404, "{}\n{}", batch.text().await.unwrap(), edge.log());
     let mut hanging = call(&edge, &live_credential, "SCENARIO:hang").await;
     assert_eq!(hanging.status(), 200);
     assert!(hanging.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));

@@ -255,10 +255,17 @@ impl Archive {
     /// end is archived already.
     pub fn record_loss(&self, task_id: &str, pending: &[Event], reason: &str, now_ms: u64) -> worker::Result<()> {
         let Some(entry) = self.entry(task_id)?.filter(|entry| !entry.ended) else { return Ok(()) };
+        self.append(task_id, pending)?;
+        // The task's own final event may be here already (its Status was still to come): then
+        // that is its end, not a loss.
+        let last = self.events(task_id, entry.last_seq.max(1), usize::MAX >> 1)?.pop();
+        let own_end = pending.iter().chain(last.as_ref()).find_map(|event| entry.task_ended_by(event));
+        if let Some(task) = own_end {
+            return self.finish(&task, None);
+        }
         let last_seq = pending.iter().map(|e| e.seq).max().unwrap_or(0).max(entry.last_seq);
         let end = final_failed_event(task_id.to_string(), last_seq, reason, now_ms);
         let task = entry.task_ended_by(&end).unwrap_or_default();
-        self.append(task_id, pending)?;
         self.append(task_id, &[end])?;
         self.finish(&task, None)
     }

@@ -32,6 +32,14 @@ pub fn hash(credential: &str) -> String {
     secret_hash(credential)
 }
 
+/// [`read`] from a request's headers.
+///
+/// # Errors
+/// As [`read`]; the outer error only if the headers cannot be read.
+pub fn from_headers(headers: &worker::Headers) -> worker::Result<Result<ModelCredential, &'static str>> {
+    Ok(read(headers.get("x-api-key")?.as_deref(), headers.get("authorization")?.as_deref()))
+}
+
 /// Reads the credential a model call presents: `x-api-key` (what the CLI sends), or
 /// `Authorization: Bearer`.
 ///

@@ -167,18 +167,21 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
 
 /// `/model/...`: a task's agent calling the model. Its task credential is its only proof, and
 /// names the user's object that minted it, which checks it and relays the call.
-async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
-    let headers = req.headers();
-    let credential =
-        model_credential::read(headers.get("x-api-key")?.as_deref(), headers.get("authorization")?.as_deref());
-    let credential = match credential {
-        Ok(credential) => credential,
-        Err(why) => return model_error(401, "authentication_error", why),
-    };
+async fn model_gateway(mut req: Request, env: &Env) -> worker::Result<Response> {
     let namespace = env.durable_object(Backend::Container.binding())?;
-    let Ok(id) = namespace.id_from_string(&credential.object_id) else {
-        return model_error(401, "authentication_error", "this task credential is unknown");
+    let refusal = match model_credential::from_headers(req.headers())? {
+        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
+            Ok(id) => return forward_model_call(req, id).await,
+            Err(_) => "this task credential is unknown",
+        },
+        Err(why) => why,
     };
+    // Read before the refusal, so that it is not left on a kept-alive connection.
+    let _ = req.bytes().await;
+    model_error(401, "authentication_error", refusal)
+}
+
+async fn forward_model_call(req: Request, id: worker::ObjectId<'_>) -> worker::Result<Response> {
     let mut forwarded = req.clone_mut()?;
     for name in INTERNAL_HEADERS {
         forwarded.headers_mut()?.delete(name)?;

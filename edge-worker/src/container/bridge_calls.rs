@@ -99,25 +99,43 @@ impl AutopilotContainer {
     /// opened for it. The task's agent gets a model credential of its own (see
     /// [`super::model_gateway`]); whatever `model_access` the client sent is replaced.
     ///
-    /// A follow-up names a parent of this user's (NOT_FOUND otherwise, as for any unknown id); a
-    /// container that does not know the parent (a new one) gets the parent's kept workspace.
+    /// A follow-up names a task of this user's (NOT_FOUND otherwise, as for any unknown id; the
+    /// service refuses one that still runs); a container that does not know the parent (a new
+    /// one) gets the parent's kept workspace, and without one the refusal says why.
     pub(super) async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
         let parent = request.parent_task_id.as_str();
         if !parent.is_empty() && !self.owns_task(parent) {
             return Err(GrpcStatus::new(Code::NotFound, format!("no task with id {parent}")));
         }
         self.check_credits()?;
-        let had_run = self.live.account.borrow().run_started_ms.is_some();
-        let client = self.ready_client().await?;
         let minted = self.mint_model_access()?;
+        let had_run = self.live.account.borrow().run_started_ms.is_some();
+        let client = match self.ready_client().await {
+            Ok(client) => client,
+            Err(status) => {
+                if let Some((_, hash)) = &minted {
+                    self.settle_model_access(hash, None);
+                }
+                return Err(status);
+            }
+        };
         let request =
             &StartRequest { model_access: minted.as_ref().map(|(access, _)| access.clone()), ..request.clone() };
         let mut answer = client.unary::<StartResponse>("Start", request).await;
         if !parent.is_empty() && matches!(&answer, Err(status) if status.code == Code::NotFound as i32) {
-            if let Some(snapshot) = kept_workspace(&self.live, parent).await {
-                let restoring = StartRequest { restore: Some(snapshot), ..request.clone() };
-                answer = client.unary::<StartResponse>("Start", &restoring).await;
-            }
+            answer = match kept_workspace(&self.live, parent).await {
+                Some(snapshot) => {
+                    let restoring = StartRequest { restore: Some(snapshot), ..request.clone() };
+                    client.unary::<StartResponse>("Start", &restoring).await
+                }
+                None => Err(GrpcStatus::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "the workspace of task {parent} went with its container and none was kept (the task left no \
+                         workspace, or it was over 16 MiB): start a new task instead"
+                    ),
+                )),
+            };
         }
         if let Some((_, hash)) = &minted {
             self.settle_model_access(hash, answer.as_ref().ok().map(|started| started.task_id.as_str()));

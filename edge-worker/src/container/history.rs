@@ -7,7 +7,7 @@ use std::{rc::Rc, time::Duration};
 
 use autopilot_contract::v1::{
     event::Payload, Event, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest,
-    StatusRequest, StatusResponse, StreamEventsRequest, Task,
+    StatusRequest, StatusResponse, StreamEventsRequest,
 };
 use futures::future::{self, Either};
 use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
@@ -165,6 +165,9 @@ impl Live {
 /// subscribers and, in batches, to the archive; then the final Task and diff. A broken stream
 /// stops it and tells the subscribers (a later follow resumes from the archive).
 async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, history: usize, follow: Rc<Follow>) {
+    // However the follow ends (even dropped mid-way by a stop's time limit), it is forgotten,
+    // so that a later one can take over, and its subscribers hear of it.
+    let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
     let Some(archive) = live.archive.clone() else { return };
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
     let mut written_at = now_ms();
@@ -207,13 +210,26 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     };
     write(&archive, &task_id, &follow);
     if ended {
-        if let Some(task) = archive_end(&live, &client, &task_id, history).await {
-            keep_workspace(&live, &client, &task).await;
-        }
+        archive_end(&live, &client, &task_id, history).await;
     }
-    let mut following = live.following.borrow_mut();
-    if following.get(&task_id).is_some_and(|current| Rc::ptr_eq(current, &follow)) {
-        following.remove(&task_id);
+}
+
+/// Forgets a follow when it ends or is dropped (see [`follow_task`]).
+struct Forget {
+    live: Rc<Live>,
+    task_id: String,
+    follow: Rc<Follow>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let mut following = self.live.following.borrow_mut();
+        if following.get(&self.task_id).is_some_and(|current| Rc::ptr_eq(current, &self.follow)) {
+            following.remove(&self.task_id);
+        }
+        drop(following);
+        // A no-op for subscribers that already had the end or the failure.
+        self.follow.broke(GrpcStatus::new(Code::Unavailable, "the task's follow stopped; resubscribe"));
     }
 }
 
@@ -224,12 +240,14 @@ fn write(archive: &Archive, task_id: &str, follow: &Follow) {
     }
 }
 
-/// The task ended: its final Task and its diff (when it delivered one) go to the archive, and
-/// tasks beyond the history's length are pruned (their kept workspaces too). The final Task.
-async fn archive_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) -> Option<Task> {
-    let archive = live.archive.as_ref()?;
+/// The task ended: its workspace is kept for follow-ups, then its final Task and its diff (when
+/// it delivered one) go to the archive (so an archive that shows the end has the workspace
+/// kept), and tasks beyond the history's length are pruned (their kept workspaces too).
+pub(super) async fn archive_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) {
+    let Some(archive) = live.archive.as_ref() else { return };
     let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await;
-    let task = status.ok().and_then(|status| status.task)?;
+    let Some(task) = status.ok().and_then(|status| status.task) else { return };
+    keep_workspace(live, client, &task).await;
     let diff = match task.delivery {
         Some(_) => {
             let request = GetDiffRequest { task_id: task_id.to_string() };
@@ -242,5 +260,4 @@ async fn archive_end(live: &Live, client: &AgentClient, task_id: &str, history: 
         Ok(pruned) => forget_workspaces(live, pruned),
         Err(e) => worker::console_warn!("archiving the end of task {task_id} failed: {e}"),
     }
-    Some(task)
 }

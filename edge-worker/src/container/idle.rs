@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use autopilot_contract::v1::{StatusRequest, StatusResponse};
+use autopilot_contract::v1::{StatusRequest, StatusResponse, TaskState};
 use worker::Response;
 
-use super::{now_ms, AutopilotContainer};
+use super::{history::archive_end, now_ms, AutopilotContainer};
 use crate::{agent_client::AgentClient, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).
@@ -199,9 +199,7 @@ impl AutopilotContainer {
             return;
         }
         let current = self.live.record.borrow().running_task().map(str::to_string);
-        let mut running = self.live.unended_tasks();
-        running.extend(current.clone().filter(|id| !running.contains(id)));
-        for task_id in running {
+        for task_id in self.live.running_tasks() {
             if self.live.following.borrow().contains_key(&task_id) {
                 continue;
             }
@@ -209,8 +207,15 @@ impl AutopilotContainer {
             let request = StatusRequest { task_id: task_id.clone() };
             match client.unary::<StatusResponse>("Status", &request).await {
                 Ok(status) => {
-                    if let Some(task) = status.task.filter(|task| current.as_deref() == Some(task.task_id.as_str())) {
+                    let Some(task) = status.task else { continue };
+                    if current.as_deref() == Some(task.task_id.as_str()) {
                         self.live.remember_task(&task.task_id, task.state);
+                    }
+                    // It ended with nobody following it to the end (an evicted instance, a
+                    // failed last call): the archive gets its end now.
+                    let ended = TaskState::try_from(task.state).is_ok_and(TaskState::is_final);
+                    if ended && self.archived_end(&task_id).is_none() {
+                        archive_end(&self.live, &client, &task_id, self.settings.history_tasks).await;
                     }
                 }
                 Err(status) if status.code == Code::NotFound as i32 => {

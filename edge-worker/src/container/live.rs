@@ -109,6 +109,8 @@ pub struct Live {
     /// Where ended tasks' workspaces are kept for follow-ups (R2 `WORKSPACES`; see
     /// [`super::workspaces`]); `None` when the binding is absent.
     pub workspaces: Option<worker::Bucket>,
+    /// This object's id (hex), which scopes what it keeps outside its own storage (R2).
+    pub object_id: String,
 }
 
 impl Live {
@@ -136,6 +138,15 @@ impl Live {
     /// borrow ends here: held across an `if let` it would outlive the check.)
     pub fn task_running(&self) -> bool {
         self.record.borrow().task_running() || !self.unended_tasks().is_empty()
+    }
+
+    /// Every task that may still run: those whose end the archive lacks, and the record's
+    /// current one while it runs.
+    pub fn running_tasks(&self) -> Vec<String> {
+        let mut running = self.unended_tasks();
+        let current = self.record.borrow().running_task().map(str::to_string);
+        running.extend(current.filter(|id| !running.contains(id)));
+        running
     }
 
     /// The tasks this object started whose end the archive does not hold yet, oldest first.
@@ -171,13 +182,19 @@ impl Live {
     /// The container died under its task: the task is recorded FAILED with `reason`, and every
     /// subscription gets the task's final event and its end (see [`final_frames`]).
     fn fail_running_task(&self, reason: &str) {
-        // Every task the container ran dies with it.
-        for task_id in self.unended_tasks() {
-            self.archive_loss(&task_id, reason);
+        // Every task the container ran dies with it; followers of tasks that had ended already
+        // (still being sent what the archive holds) are not told otherwise.
+        let lost = self.running_tasks();
+        for task_id in &lost {
+            self.archive_loss(task_id, reason);
         }
         self.update(|record| record.fail_running_task(reason));
         let current_task = self.record.borrow().current_task_id.clone().unwrap_or_default();
         for subscription in self.subscriptions.borrow().values() {
+            let task_id = if subscription.task_id.is_empty() { &current_task } else { &subscription.task_id };
+            if !lost.contains(task_id) {
+                continue;
+            }
             subscription.abort.abort();
             let follower = Follower {
                 request_id: subscription.request_id.clone(),

@@ -104,9 +104,7 @@ impl AutopilotContainer {
     /// Credits ran out: cancels every running task with a reason that says so, then stops.
     pub(super) async fn stop_for_credits(&self) -> worker::Result<()> {
         let current = self.live.record.borrow().running_task().map(str::to_string);
-        let mut running = self.live.unended_tasks();
-        running.extend(current.clone().filter(|id| !running.contains(id)));
-        for task_id in running {
+        for task_id in self.live.running_tasks() {
             let Ok(endpoint) = self.endpoint() else { break };
             let request = CancelRequest { task_id, reason: CREDITS_EXHAUSTED.into() };
             match AgentClient::new(endpoint).unary::<CancelResponse>("Cancel", &request).await {

@@ -82,7 +82,7 @@ impl worker::DurableObject for AutopilotContainer {
         };
         let grants = model_gateway::open_grants(state.storage().sql());
         let workspaces = env.bucket("WORKSPACES").ok();
-        let live = Live { archive, grants, workspaces, ..Default::default() };
+        let live = Live { archive, grants, workspaces, object_id: state.id().to_string(), ..Default::default() };
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 

@@ -15,7 +15,7 @@ use autopilot_contract::v1::ModelAccess;
 use futures::StreamExt;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::{now_ms, AutopilotContainer};
+use super::{live::Live, now_ms, AutopilotContainer};
 use crate::{
     entropy::random_bytes,
     grpc_web::{Code, GrpcStatus},
@@ -29,8 +29,19 @@ pub const GATEWAY_PREFIX: &str = "/model";
 /// Largest request body relayed (a long conversation is a few MiB).
 const MAX_CALL_BYTES: usize = 32 << 20;
 /// Request headers not relayed: the caller's credential, and what the runtime sets itself.
-const NOT_RELAYED: [&str; 7] =
-    ["x-api-key", "authorization", "host", "content-length", "cookie", "connection", "accept-encoding"];
+const NOT_RELAYED: [&str; 11] = [
+    "x-api-key",
+    "authorization",
+    "host",
+    "content-length",
+    "cookie",
+    "connection",
+    "accept-encoding",
+    "true-client-ip",
+    "x-real-ip",
+    "forwarded",
+    "via",
+];
 
 /// Whether the gateway relays `method` `path` (the Messages API path, after [`GATEWAY_PREFIX`]):
 /// what the agent CLI calls (messages, streamed or not, token counting, the model list) and
@@ -60,6 +71,26 @@ impl ModelCall {
     }
 }
 
+/// One relayed call's bookkeeping: its tokens go to its credential, and it leaves the calls in
+/// flight, when its reply stream is dropped (ended, cut or revoked).
+struct CallUsage {
+    live: Rc<Live>,
+    hash: String,
+    call: Rc<ModelCall>,
+    meter: Option<UsageMeter>,
+}
+
+impl Drop for CallUsage {
+    fn drop(&mut self) {
+        if let (Some(meter), Some(grants)) = (self.meter.take(), &self.live.grants) {
+            if let Err(e) = grants.add_usage(&self.hash, meter.finish()) {
+                worker::console_warn!("counting a model call's tokens failed: {e}");
+            }
+        }
+        self.live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, &self.call));
+    }
+}
+
 /// What a refused call hears: 401 (or the status given) with an error in the Messages API's
 /// shape, so the CLI shows the message.
 pub fn model_error(status: u16, kind: &str, message: &str) -> worker::Result<Response> {
@@ -70,13 +101,16 @@ pub fn model_error(status: u16, kind: &str, message: &str) -> worker::Result<Res
 impl AutopilotContainer {
     /// A credential for the task a Start is about to create, with where the agent reaches the
     /// gateway; `None` when the Worker holds no model key (the service then uses its own).
+    /// The archive is what tells the object each task's end (when the credential is revoked):
+    /// with the archive off there are no credentials either.
     pub(super) fn mint_model_access(&self) -> Result<Option<(ModelAccess, String)>, GrpcStatus> {
-        let (Some(grants), Ok(_)) = (&self.live.grants, self.env.secret("ANTHROPIC_API_KEY")) else {
+        let key = self.env.secret("ANTHROPIC_API_KEY");
+        let (Some(grants), Some(_), Ok(_)) = (&self.live.grants, &self.live.archive, key) else {
             return Ok(None);
         };
         let Some(base_url) = self.settings.model_gateway_url.clone() else {
             return Err(GrpcStatus::new(
-                Code::FailedPrecondition,
+                Code::Internal,
                 "the edge holds the model key but knows no URL its gateway is reached at: set MODEL_GATEWAY_URL \
                  or PUBLIC_ORIGIN",
             ));
@@ -101,11 +135,18 @@ impl AutopilotContainer {
     }
 
     /// `/model/...`: one model call of a task's agent.
+    /// The call's body is read first, refused or not: a reply before the body is read leaves
+    /// it on a kept-alive connection, to be misread as the next request.
     pub(super) async fn model_call(&self, mut req: Request) -> worker::Result<Response> {
-        let headers = req.headers();
-        let presented =
-            model_credential::read(headers.get("x-api-key")?.as_deref(), headers.get("authorization")?.as_deref());
-        let credential = match presented {
+        let declared = req.headers().get("content-length")?.and_then(|len| len.parse::<usize>().ok());
+        let body = match declared {
+            Some(len) if len > MAX_CALL_BYTES => None,
+            _ => Some(req.bytes().await?).filter(|body| body.len() <= MAX_CALL_BYTES),
+        };
+        let Some(body) = body else {
+            return model_error(413, "request_too_large", "the model call is larger than the gateway's 32 MiB limit");
+        };
+        let credential = match model_credential::from_headers(req.headers())? {
             Ok(credential) => credential,
             Err(why) => return model_error(401, "authentication_error", why),
         };
@@ -127,10 +168,6 @@ impl AutopilotContainer {
         let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") else {
             return model_error(503, "api_error", "the edge holds no model key (ANTHROPIC_API_KEY)");
         };
-        let body = req.bytes().await?;
-        if body.len() > MAX_CALL_BYTES {
-            return model_error(413, "request_too_large", "the model call is larger than the gateway's 32 MiB limit");
-        }
         let url = req.url()?;
         let path = url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path());
         if !relayed(&req.method(), path) {
@@ -175,46 +212,35 @@ impl AutopilotContainer {
             }
         };
         let content_type = reply.headers().get("content-type")?.unwrap_or_default();
-        let mut meter = Some(UsageMeter::new(&content_type));
+        let meter = Some(UsageMeter::new(&content_type));
         let status = reply.status_code();
         let reply_headers = Headers::new();
         for (name, value) in reply.headers().entries() {
-            if !matches!(name.as_str(), "content-length" | "content-encoding" | "set-cookie" | "transfer-encoding") {
+            let hop_or_account = matches!(
+                name.as_str(),
+                "content-length"
+                    | "content-encoding"
+                    | "set-cookie"
+                    | "transfer-encoding"
+                    | "anthropic-organization-id"
+            );
+            if !hop_or_account {
                 reply_headers.set(&name, &value)?;
             }
         }
-        let live = Rc::clone(&self.live);
-        let hash = credential.hash;
-        let upstream_body = reply.stream()?;
-        let relayed = upstream_body
-            .map(Some)
-            .chain(futures::stream::once(async { None }))
-            .map(move |chunk| {
-                if call.revoked.get() {
-                    return Some(Err(worker::Error::RustError("the task's model credential was revoked".into())));
-                }
-                match chunk {
-                    Some(Ok(bytes)) => {
-                        if let Some(meter) = meter.as_mut() {
-                            meter.feed(&bytes);
-                        }
-                        Some(Ok(bytes))
-                    }
-                    Some(Err(e)) => Some(Err(e)),
-                    None => {
-                        // The reply passed whole: its tokens are the task's.
-                        if let (Some(meter), Some(grants)) = (meter.take(), &live.grants) {
-                            if let Err(e) = grants.add_usage(&hash, meter.finish()) {
-                                worker::console_warn!("counting a model call's tokens failed: {e}");
-                            }
-                        }
-                        live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, &call));
-                        None
-                    }
-                }
-            })
-            .take_while(|item| futures::future::ready(item.is_some()))
-            .filter_map(futures::future::ready);
+        // The call's tokens are counted however its reply ends: whole, cut by the agent, or by
+        // a revocation (then as far as it went).
+        let mut usage = CallUsage { live: Rc::clone(&self.live), hash: credential.hash, call, meter };
+        let relayed = reply.stream()?.map(move |chunk| {
+            if usage.call.revoked.get() {
+                return Err(worker::Error::RustError("the task's model credential was revoked".into()));
+            }
+            let bytes = chunk?;
+            if let Some(meter) = usage.meter.as_mut() {
+                meter.feed(&bytes);
+            }
+            Ok(bytes)
+        });
         Ok(Response::from_stream(relayed)?.with_status(status).with_headers(reply_headers))
     }
 
@@ -241,14 +267,16 @@ impl super::live::Live {
                 worker::console_warn!("revoking model credentials failed: {e}");
             }
         }
-        let mut calls = self.model_calls.borrow_mut();
-        calls.retain(|call| {
-            let ends = task_id.is_none() || call.task_id.is_none() || call.task_id.as_deref() == task_id;
-            if ends {
-                call.revoke();
-            }
-            !ends
-        });
+        let ends =
+            |call: &Rc<ModelCall>| task_id.is_none() || call.task_id.is_none() || call.task_id.as_deref() == task_id;
+        // Taken out first: a call's stream, ended by its revocation, leaves this list itself.
+        let ending: Vec<Rc<ModelCall>> = {
+            let mut calls = self.model_calls.borrow_mut();
+            let (ending, going_on) = calls.drain(..).partition(|call| ends(call));
+            *calls = going_on;
+            ending
+        };
+        ending.iter().for_each(|call| call.revoke());
     }
 }
 
