@@ -7,8 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use autopilot_contract::v1::{StatusRequest, StreamEventsRequest, Task, TaskState};
+use autopilot_contract::v1::{
+    client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, StartRequest, StatusRequest,
+    StreamEventsRequest, Task, TaskState,
+};
 use autopilot_tests::{
+    bridge_client::{connect, receive, send, Encoding},
     edge::Edge,
     git_fixture::git,
     grpc_web::{grpc_web_client, with_token},
@@ -117,4 +121,30 @@ async fn conversations_and_several_tasks_at_once_through_the_edge() {
     assert!(third_task.result.contains("more from the follow-up"), "it read the restored file: {}", third_task.result);
     let pushed_again = git(&bare, &["rev-parse", &branch]);
     assert_eq!(git(&bare, &["rev-parse", &format!("{}^", pushed_again.trim())]), pushed, "on top of the second turn");
+
+    // The refusals over the bridge's frames too: a parent still running, and an unknown one.
+    let body = json!({"repositoryUrl": repo_url, "prompt": "SCENARIO:slow-tools:6 still going"});
+    let started = edge.post_json("/api/container/start", &alice, body).await;
+    let running = started["taskId"].as_str().unwrap_or_else(|| panic!("{started}")).to_string();
+    let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
+    let follow_up_frame = |request_id: &str, parent: &str| ClientFrame {
+        request_id: request_id.into(),
+        request: Some(ClientRequest::Start(StartRequest {
+            parent_task_id: parent.into(),
+            prompt: "and more".into(),
+            ..Default::default()
+        })),
+    };
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for (request_id, parent, code, words) in [
+        ("f1", running.as_str(), tonic::Code::FailedPrecondition, "still running".to_string()),
+        ("f2", unknown, tonic::Code::NotFound, format!("no task with id {unknown}")),
+    ] {
+        send(&mut ws, &follow_up_frame(request_id, parent), Encoding::Binary).await;
+        let reply = receive(&mut ws, Encoding::Binary).await;
+        let Some(Frame::Error(error)) = reply.frame else { panic!("expected a refusal, got {reply:?}") };
+        assert_eq!((reply.request_id.as_str(), error.code), (request_id, code as i32), "{}", error.message);
+        assert!(error.message.contains(&words), "{}", error.message);
+    }
+    assert_eq!(ended(&edge, &alice, &running).await.state(), TaskState::Succeeded);
 }
