@@ -110,38 +110,14 @@ impl AutopilotContainer {
         self.check_credits()?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.account.borrow().run_started_ms.is_some();
-        let client = match self.ready_client().await {
-            Ok(client) => client,
-            Err(status) => {
-                if let Some((_, hash)) = &minted {
-                    self.settle_model_access(hash, None);
-                }
-                return Err(status);
-            }
-        };
         let request =
             &StartRequest { model_access: minted.as_ref().map(|(access, _)| access.clone()), ..request.clone() };
-        let mut answer = client.unary::<StartResponse>("Start", request).await;
-        if !parent.is_empty() && matches!(&answer, Err(status) if status.code == Code::NotFound as i32) {
-            answer = match kept_workspace(&self.live, parent).await {
-                Some(snapshot) => {
-                    let restoring = StartRequest { restore: Some(snapshot), ..request.clone() };
-                    client.unary::<StartResponse>("Start", &restoring).await
-                }
-                None => Err(GrpcStatus::new(
-                    Code::FailedPrecondition,
-                    format!(
-                        "the workspace of task {parent} went with its container and none was kept (the task left no \
-                         workspace, or it was over 16 MiB): start a new task instead"
-                    ),
-                )),
-            };
-        }
+        let answer = self.ask_to_start(request).await;
         if let Some((_, hash)) = &minted {
-            self.settle_model_access(hash, answer.as_ref().ok().map(|started| started.task_id.as_str()));
+            self.settle_model_access(hash, answer.as_ref().ok().map(|(_, started)| started.task_id.as_str()));
         }
         match answer {
-            Ok(started) => {
+            Ok((client, started)) => {
                 self.live.remember_task(&started.task_id, started.state);
                 self.archive_started(&started.task_id, started.state, request);
                 self.follow_into_archive(client, started.task_id.clone());
@@ -162,6 +138,32 @@ impl AutopilotContainer {
                 Err(task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id)))
             }
         }
+    }
+
+    /// The ready service's answer to `request`; a follow-up the service cannot place (a new
+    /// container) is asked again with its parent's kept workspace, or refused saying why.
+    async fn ask_to_start(&self, request: &StartRequest) -> Result<(AgentClient, StartResponse), GrpcStatus> {
+        let client = self.ready_client().await?;
+        let parent = request.parent_task_id.as_str();
+        let answer = match client.unary::<StartResponse>("Start", request).await {
+            Err(status) if !parent.is_empty() && status.code == Code::NotFound as i32 => {
+                match kept_workspace(&self.live, parent).await {
+                    Some(snapshot) => {
+                        let restoring = StartRequest { restore: Some(snapshot), ..request.clone() };
+                        client.unary::<StartResponse>("Start", &restoring).await
+                    }
+                    None => Err(GrpcStatus::new(
+                        Code::FailedPrecondition,
+                        format!(
+                            "the workspace of task {parent} went with its container and none was kept (the task \
+                             left no workspace, or it was over 16 MiB): start a new task instead"
+                        ),
+                    )),
+                }
+            }
+            answer => answer,
+        };
+        answer.map(|started| (client, started))
     }
 
     /// Points `task_id` at the user's own task (their latest when empty); NOT_FOUND, as for a

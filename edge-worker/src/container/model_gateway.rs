@@ -6,10 +6,7 @@
 //! counted on the way ([`crate::model_usage`]). Revoking a task's credential ends its calls in
 //! flight.
 
-use std::{
-    cell::{Cell, RefCell},
-    rc::Rc,
-};
+use std::{cell::RefCell, rc::Rc};
 
 use autopilot_contract::v1::ModelAccess;
 use futures::StreamExt;
@@ -58,21 +55,25 @@ pub fn relayed(method: &Method, path: &str) -> bool {
 /// A call in flight, so that revoking its credential ends it.
 pub struct ModelCall {
     pub task_id: Option<String>,
-    pub revoked: Rc<Cell<bool>>,
-    pub abort: RefCell<Option<AbortController>>,
+    /// Aborts the upstream fetch; taken when the call is revoked.
+    abort: RefCell<Option<AbortController>>,
 }
 
 impl ModelCall {
     fn revoke(&self) {
-        self.revoked.set(true);
         if let Some(abort) = self.abort.borrow_mut().take() {
             abort.abort();
         }
     }
+
+    fn revoked(&self) -> bool {
+        self.abort.borrow().is_none()
+    }
 }
 
-/// One relayed call's bookkeeping: its tokens go to its credential, and it leaves the calls in
-/// flight, when its reply stream is dropped (ended, cut or revoked).
+/// One relayed call's bookkeeping: its tokens go to its credential (once its reply began), and
+/// it leaves the calls in flight, when it is dropped (the fetch failed, or its reply stream
+/// ended, was cut or was revoked).
 struct CallUsage {
     live: Rc<Live>,
     hash: String,
@@ -162,7 +163,7 @@ impl AutopilotContainer {
             );
         };
         if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
-            self.revoke_model_access(Some(task_id));
+            self.live.revoke_model_access(Some(task_id));
             return model_error(401, "authentication_error", "this task credential is revoked: its task has ended");
         }
         let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") else {
@@ -180,39 +181,32 @@ impl AutopilotContainer {
         }
         let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
         let upstream_url = format!("{}{path}{query}", self.settings.model_api_url);
-        let relayed = Headers::new();
+        let upstream_headers = Headers::new();
         for (name, value) in req.headers().entries() {
             if !NOT_RELAYED.contains(&name.as_str()) && !name.starts_with("cf-") && !name.starts_with("x-forwarded") {
-                relayed.set(&name, &value)?;
+                upstream_headers.set(&name, &value)?;
             }
         }
-        relayed.set("x-api-key", &key.to_string())?;
+        upstream_headers.set("x-api-key", &key.to_string())?;
         let mut init = RequestInit::new();
-        init.with_method(req.method()).with_headers(relayed);
+        init.with_method(req.method()).with_headers(upstream_headers);
         if !matches!(req.method(), Method::Get | Method::Head) {
             init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
         }
-        let call = Rc::new(ModelCall {
-            task_id: grant.task_id.clone(),
-            revoked: Rc::new(Cell::new(false)),
-            abort: RefCell::new(Some(AbortController::default())),
-        });
-        let signal = call.abort.borrow().as_ref().map(AbortController::signal);
+        let abort = AbortController::default();
+        let signal = abort.signal();
+        let call = Rc::new(ModelCall { task_id: grant.task_id.clone(), abort: RefCell::new(Some(abort)) });
         self.live.model_calls.borrow_mut().push(Rc::clone(&call));
+        // The call's tokens are counted however its reply ends: whole, cut by the agent, or by
+        // a revocation (then as far as it went).
+        let mut usage = CallUsage { live: Rc::clone(&self.live), hash: credential.hash, call, meter: None };
         let upstream = Request::new_with_init(&upstream_url, &init)?;
-        let sent = match signal {
-            Some(signal) => Fetch::Request(upstream).send_with_signal(&signal).await,
-            None => Fetch::Request(upstream).send().await,
-        };
-        let mut reply = match sent {
+        let mut reply = match Fetch::Request(upstream).send_with_signal(&signal).await {
             Ok(reply) => reply,
-            Err(e) => {
-                self.forget_model_call(&call);
-                return model_error(502, "api_error", &format!("the model API could not be reached: {e}"));
-            }
+            Err(e) => return model_error(502, "api_error", &format!("the model API could not be reached: {e}")),
         };
         let content_type = reply.headers().get("content-type")?.unwrap_or_default();
-        let meter = Some(UsageMeter::new(&content_type));
+        usage.meter = Some(UsageMeter::new(&content_type));
         let status = reply.status_code();
         let reply_headers = Headers::new();
         for (name, value) in reply.headers().entries() {
@@ -228,11 +222,8 @@ impl AutopilotContainer {
                 reply_headers.set(&name, &value)?;
             }
         }
-        // The call's tokens are counted however its reply ends: whole, cut by the agent, or by
-        // a revocation (then as far as it went).
-        let mut usage = CallUsage { live: Rc::clone(&self.live), hash: credential.hash, call, meter };
-        let relayed = reply.stream()?.map(move |chunk| {
-            if usage.call.revoked.get() {
+        let reply_body = reply.stream()?.map(move |chunk| {
+            if usage.call.revoked() {
                 return Err(worker::Error::RustError("the task's model credential was revoked".into()));
             }
             let bytes = chunk?;
@@ -241,22 +232,13 @@ impl AutopilotContainer {
             }
             Ok(bytes)
         });
-        Ok(Response::from_stream(relayed)?.with_status(status).with_headers(reply_headers))
-    }
-
-    fn forget_model_call(&self, call: &Rc<ModelCall>) {
-        self.live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, call));
-    }
-
-    /// Revokes the credentials of `task_id` (it ended), or of every task (`None`: the container
-    /// stopped or was lost), and ends their calls in flight.
-    pub(super) fn revoke_model_access(&self, task_id: Option<&str>) {
-        self.live.revoke_model_access(task_id);
+        Ok(Response::from_stream(reply_body)?.with_status(status).with_headers(reply_headers))
     }
 }
 
-impl super::live::Live {
-    /// See [`AutopilotContainer::revoke_model_access`].
+impl Live {
+    /// Revokes the credentials of `task_id` (it ended), or of every task (`None`: the container
+    /// stopped or was lost), and ends their calls in flight.
     pub fn revoke_model_access(&self, task_id: Option<&str>) {
         if let Some(grants) = &self.grants {
             let revoked = match task_id {

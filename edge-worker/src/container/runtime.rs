@@ -154,7 +154,7 @@ impl AutopilotContainer {
             }
         }
         self.live.update(|p| p.lifecycle.mark_stopped(now_ms()));
-        self.revoke_model_access(None);
+        self.live.revoke_model_access(None);
         // What the archive could not see end before the stop ends with it.
         for task_id in self.live.unended_tasks() {
             self.live.archive_loss(&task_id, "the container was stopped before the task ended");
