@@ -4,6 +4,9 @@
 //! machine reconnects), and answered from the archive once it has ended. So a tunnel task's
 //! timeline, and the task list, stay readable while the user's machine is off.
 //!
+//! Answered here from the archive: the task list, tickets by task id, and an ended task's
+//! Status, Cancel and events (or a running one's, with the machine offline).
+//!
 //! The follow keeps nothing in memory between frames (the relay hibernates): its events are
 //! written once per machine message (the machine batches frames), and where a reply goes is
 //! named by its routed request id ([`Route::ArchiveEvents`], [`Route::ArchiveEnd`]).
@@ -11,18 +14,23 @@
 use std::collections::HashMap;
 
 use autopilot_contract::v1::{
-    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, StartRequest,
-    StartResponse, StatusRequest, StreamEventsRequest,
+    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, ServerFrame,
+    StartRequest, StartResponse, StatusRequest, StreamEventsRequest, TaskState,
 };
 use prost::Message;
-use worker::{Date, WebSocket};
+use worker::{Date, Request, Response, WebSocket};
 
-use super::TunnelRelay;
+use super::{TunnelRelay, NOT_CONNECTED};
 use crate::{
+    api_error::error_response,
     archive::Entry,
+    archive_replay::{replay_to_socket, Replayed},
+    bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
     grpc_web::{Code, GrpcStatus},
     relay_route::Route,
-    task_list::started_summary,
+    sessions::{Sessions, TicketAsk},
+    socket::send,
+    task_list::{request_from_query, started_summary},
 };
 
 /// The events of one machine message for the archive, by task.
@@ -85,6 +93,87 @@ impl TunnelRelay {
     /// Whether the archive holds `task_id` at all (ended or not).
     pub(super) fn archive_holds(&self, task_id: &str) -> bool {
         self.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false))
+    }
+
+    /// `POST /api/tunnel/ws-ticket`: a ticket for a reconnect, or a new session on one of the
+    /// user's tunnel tasks (those the relay archived), machine or not.
+    pub(super) async fn ticket_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
+        let task_id = match Sessions::ticket_ask(&mut req).await? {
+            Ok(TicketAsk::Session(session_id)) => return self.sessions().ticket_reply(&req, user, &session_id).await,
+            Ok(TicketAsk::Task(task_id)) => task_id,
+            Err(status) => return error_response(&status),
+        };
+        let entry = self.archive.as_ref().and_then(|archive| archive.entry(&task_id).ok().flatten());
+        let Some(entry) = entry else {
+            return error_response(&GrpcStatus::new(Code::NotFound, format!("no task with id {task_id}")));
+        };
+        let state = TaskState::try_from(entry.summary.state).unwrap_or_default().as_str_name();
+        self.sessions().start_reply(&req, user, &task_id, state).await
+    }
+
+    /// `GET /api/tunnel/tasks?pageSize=&pageToken=`: the user's tunnel tasks, from the archive.
+    pub(super) fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
+        let page = request_from_query(&req.url()?).and_then(|request| match &self.archive {
+            Some(archive) => archive.page(&request),
+            None => Ok(Default::default()),
+        });
+        match page {
+            Ok(page) => Response::from_json(&page),
+            Err(status) => error_response(&status),
+        }
+    }
+
+    /// Answers at the edge what needs no machine: Start (to archive it), the task list, and an
+    /// ended task's Status, Cancel and events; with no machine connected, a running task's
+    /// archived events and then why the rest cannot follow. `Some(rpc)`: the machine answers.
+    pub(super) async fn answer_here(
+        &self,
+        ws: &WebSocket,
+        request_id: &str,
+        rpc: Rpc,
+        encoding: Encoding,
+        machine_connected: bool,
+    ) -> worker::Result<Option<Rpc>> {
+        let reply = |frame: Frame| ServerFrame { request_id: request_id.to_string(), frame: Some(frame) };
+        let frame = match rpc {
+            Rpc::Start(request) => self.start_task(request).await?.map(|started| reply(Frame::Start(started))),
+            Rpc::ListTasks(request) => match &self.archive {
+                Some(archive) => archive.page(&request).map(|page| reply(Frame::ListTasks(page))),
+                None => return Ok(Some(Rpc::ListTasks(request))),
+            },
+            Rpc::Status(request) => match self.archived_end(&request.task_id) {
+                Some(ended) => Ok(reply(Frame::Status(ended.status_response()))),
+                None => return Ok(Some(Rpc::Status(request))),
+            },
+            Rpc::Cancel(request) => match self.archived_end(&request.task_id) {
+                Some(ended) => Ok(reply(Frame::Cancel(ended.cancel_response(&request.task_id)))),
+                None => return Ok(Some(Rpc::Cancel(request))),
+            },
+            Rpc::Subscribe(request) => {
+                let end = match self.archived_end(&request.task_id) {
+                    Some(_) => end_frame(request_id.to_string()),
+                    None if !machine_connected && self.archive_holds(&request.task_id) => {
+                        error_frame(request_id.to_string(), GrpcStatus::new(Code::Unavailable, NOT_CONNECTED))
+                    }
+                    None => return Ok(Some(Rpc::Subscribe(request))),
+                };
+                if let Some(archive) = self.archive.clone() {
+                    let replayed = Replayed {
+                        request_id: request_id.to_string(),
+                        task_id: request.task_id,
+                        from_seq: request.from_seq,
+                        encoding,
+                        end,
+                    };
+                    replay_to_socket(archive, ws.clone(), replayed);
+                }
+                return Ok(None);
+            }
+            rpc => return Ok(Some(rpc)),
+        };
+        let frame = frame.unwrap_or_else(|status| error_frame(request_id.to_string(), status));
+        send(ws, encode_server_frame(&frame, encoding));
+        Ok(None)
     }
 
     /// One of the machine's frames for the relay's own follow: events gather in `batch`; the

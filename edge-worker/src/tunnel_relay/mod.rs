@@ -32,9 +32,8 @@ use self::history::ArchiveBatch;
 use crate::{
     api_error::{error_response, not_found},
     archive::{Archive, Retention},
-    archive_replay::{replay_to_socket, Replayed},
     bridge::{
-        client_frame, decode_client_frame, encode_server_frame, end_frame, error_frame, Call, Encoding, Rpc, WsMessage,
+        client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage,
         MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     entropy::random_id,
@@ -42,9 +41,8 @@ use crate::{
     internal::USER_HEADER,
     relay_route::Route,
     route::Backend,
-    sessions::{Sessions, TicketAsk},
+    sessions::Sessions,
     socket::{incoming, is_websocket_upgrade, send, upgrade_required},
-    task_list::request_from_query,
 };
 
 /// Tag of the machine's socket.
@@ -196,34 +194,6 @@ impl TunnelRelay {
         }
     }
 
-    /// `POST /api/tunnel/ws-ticket`: a ticket for a reconnect, or a new session on one of the
-    /// user's tunnel tasks (those the relay archived), machine or not.
-    async fn ticket_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
-        let task_id = match Sessions::ticket_ask(&mut req).await? {
-            Ok(TicketAsk::Session(session_id)) => return self.sessions().ticket_reply(&req, user, &session_id).await,
-            Ok(TicketAsk::Task(task_id)) => task_id,
-            Err(status) => return error_response(&status),
-        };
-        let entry = self.archive.as_ref().and_then(|archive| archive.entry(&task_id).ok().flatten());
-        let Some(entry) = entry else {
-            return error_response(&GrpcStatus::new(Code::NotFound, format!("no task with id {task_id}")));
-        };
-        let state = TaskState::try_from(entry.summary.state).unwrap_or_default().as_str_name();
-        self.sessions().start_reply(&req, user, &task_id, state).await
-    }
-
-    /// `GET /api/tunnel/tasks?pageSize=&pageToken=`: the user's tunnel tasks, from the archive.
-    fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
-        let page = request_from_query(&req.url()?).and_then(|request| match &self.archive {
-            Some(archive) => archive.page(&request),
-            None => Ok(Default::default()),
-        });
-        match page {
-            Ok(page) => Response::from_json(&page),
-            Err(status) => error_response(&status),
-        }
-    }
-
     /// `GET /api/tunnel/ws/{session}`: a browser's socket on one of this user's sessions.
     async fn browser_route(&self, req: &Request, session_id: &str) -> worker::Result<Response> {
         if let Err(refusal) = self.sessions().admit(req, session_id).await? {
@@ -350,59 +320,6 @@ impl TunnelRelay {
             return Ok(());
         }
         Ok(())
-    }
-
-    /// Answers at the edge what needs no machine: Start (to archive it), the task list, and an
-    /// ended task's Status, Cancel and events; with no machine connected, a running task's
-    /// archived events and then why the rest cannot follow. `Some(rpc)`: the machine answers.
-    async fn answer_here(
-        &self,
-        ws: &WebSocket,
-        request_id: &str,
-        rpc: Rpc,
-        encoding: Encoding,
-        machine_connected: bool,
-    ) -> worker::Result<Option<Rpc>> {
-        let reply = |frame: Frame| ServerFrame { request_id: request_id.to_string(), frame: Some(frame) };
-        let frame = match rpc {
-            Rpc::Start(request) => self.start_task(request).await?.map(|started| reply(Frame::Start(started))),
-            Rpc::ListTasks(request) => match &self.archive {
-                Some(archive) => archive.page(&request).map(|page| reply(Frame::ListTasks(page))),
-                None => return Ok(Some(Rpc::ListTasks(request))),
-            },
-            Rpc::Status(request) => match self.archived_end(&request.task_id) {
-                Some(ended) => Ok(reply(Frame::Status(ended.status_response()))),
-                None => return Ok(Some(Rpc::Status(request))),
-            },
-            Rpc::Cancel(request) => match self.archived_end(&request.task_id) {
-                Some(ended) => Ok(reply(Frame::Cancel(ended.cancel_response(&request.task_id)))),
-                None => return Ok(Some(Rpc::Cancel(request))),
-            },
-            Rpc::Subscribe(request) => {
-                let end = match self.archived_end(&request.task_id) {
-                    Some(_) => end_frame(request_id.to_string()),
-                    None if !machine_connected && self.archive_holds(&request.task_id) => {
-                        error_frame(request_id.to_string(), GrpcStatus::new(Code::Unavailable, NOT_CONNECTED))
-                    }
-                    None => return Ok(Some(Rpc::Subscribe(request))),
-                };
-                if let Some(archive) = self.archive.clone() {
-                    let replayed = Replayed {
-                        request_id: request_id.to_string(),
-                        task_id: request.task_id,
-                        from_seq: request.from_seq,
-                        encoding,
-                        end,
-                    };
-                    replay_to_socket(archive, ws.clone(), replayed);
-                }
-                return Ok(None);
-            }
-            rpc => return Ok(Some(rpc)),
-        };
-        let frame = frame.unwrap_or_else(|status| error_frame(request_id.to_string(), status));
-        send(ws, encode_server_frame(&frame, encoding));
-        Ok(None)
     }
 
     /// A machine's message: a batch of frames, each delivered where it is routed.
