@@ -24,6 +24,7 @@ use autopilot_contract::v1::{
     StartRequest, StatusRequest, StreamEventsRequest, Task as TaskSnapshot, TaskState,
 };
 use autopilot_tests::{
+    bridge_client::Socket,
     edge::Edge,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
@@ -337,22 +338,7 @@ async fn main() {
     );
 
     // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
-    let start = ClientFrame {
-        request_id: "live-start".into(),
-        request: Some(ClientRequest::Start(StartRequest {
-            repository_url: repo.url(),
-            prompt: "SCENARIO:many-tools:20".into(),
-            ..Default::default()
-        })),
-    };
-    bridge.send(Message::Binary(start.encode_to_vec().into())).await.unwrap();
-    let task_id = loop {
-        if let Some(Ok(Message::Binary(bytes))) = bridge.next().await {
-            if let Some(Frame::Start(started)) = ServerFrame::decode(bytes.as_ref()).unwrap().frame {
-                break started.task_id;
-            }
-        }
-    };
+    let task_id = start_over(&mut bridge, &repo, "SCENARIO:many-tools:20").await;
     let live = ClientFrame {
         request_id: "live".into(),
         request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id, from_seq: 1 })),
@@ -382,28 +368,33 @@ async fn main() {
     );
 }
 
+/// Starts a task on `repo` with `prompt` through a bridge socket; its id.
+async fn start_over(socket: &mut Socket, repo: &GitFixture, prompt: &str) -> String {
+    let start = ClientFrame {
+        request_id: "start".into(),
+        request: Some(ClientRequest::Start(StartRequest {
+            repository_url: repo.url(),
+            prompt: prompt.into(),
+            ..Default::default()
+        })),
+    };
+    socket.send(Message::Binary(start.encode_to_vec().into())).await.unwrap();
+    loop {
+        if let Some(Ok(Message::Binary(bytes))) = socket.next().await {
+            if let Some(Frame::Start(started)) = ServerFrame::decode(bytes.as_ref()).unwrap().frame {
+                return started.task_id;
+            }
+        }
+    }
+}
+
 /// One socket floods the bridge: 1,000 subscriptions to a running task, then a burst of 2,000
 /// Status frames, as fast as it can send. Each socket holds at most 8 subscriptions and 16
 /// requests in flight (the rest are refused with RESOURCE_EXHAUSTED); prints workerd's resident
 /// memory before the flood, right after it, and once the socket closed.
 async fn socket_flood(edge: &Edge, token: &str, session_id: &str, repo: &GitFixture) {
     let (mut socket, _) = tokio_tungstenite::connect_async(edge.ws_ticket_url(token, session_id).await).await.unwrap();
-    let start = ClientFrame {
-        request_id: "flood-start".into(),
-        request: Some(ClientRequest::Start(StartRequest {
-            repository_url: repo.url(),
-            prompt: "SCENARIO:hang".into(),
-            ..Default::default()
-        })),
-    };
-    socket.send(Message::Binary(start.encode_to_vec().into())).await.unwrap();
-    let task_id = loop {
-        if let Some(Ok(Message::Binary(bytes))) = socket.next().await {
-            if let Some(Frame::Start(started)) = ServerFrame::decode(bytes.as_ref()).unwrap().frame {
-                break started.task_id;
-            }
-        }
-    };
+    let task_id = start_over(&mut socket, repo, "SCENARIO:hang").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = edge.workerd_rss_kib();
     let (subscriptions, statuses) = (1_000, 2_000);
