@@ -3,14 +3,15 @@
 //! the container's TCP port (Cloudflare Containers) or a plain URL (local development, where
 //! workerd has no container runtime). Everything above it is the same code in both modes.
 
-use autopilot_contract::v1::{Event, StreamEventsRequest, StreamEventsResponse};
+use autopilot_contract::v1::{StreamEventsRequest, StreamEventsResponse};
 use futures::StreamExt;
 use prost::Message;
 use worker::{ByteStream, Delay, Fetch, Fetcher, Headers, Method, Request, RequestInit, Response};
 
-use std::time::Duration;
+use std::{rc::Rc, time::Duration};
 
 use crate::{
+    bridge::SharedEvent,
     container_errors::is_not_listening,
     grpc_web::{self, Code, Deframer, Frame, GrpcStatus},
     readiness::{backoff, NOT_LISTENING_BUDGET},
@@ -269,19 +270,57 @@ pub struct EventStream {
 
 impl EventStream {
     /// The next event; `None` when the task has ended and every event was delivered.
-    pub async fn next(&mut self) -> Option<Result<Event, GrpcStatus>> {
-        Some(self.body.next().await?.and_then(|bytes| decode_event(&bytes)))
+    pub async fn next(&mut self) -> Option<Result<Rc<SharedEvent>, GrpcStatus>> {
+        Some(self.body.next().await?.and_then(decode_event))
     }
 
     /// The next events already received (see [`MessageStream::next_batch`]).
-    pub async fn next_batch(&mut self) -> Option<Result<Vec<Event>, GrpcStatus>> {
-        Some(self.body.next_batch().await?.and_then(|batch| batch.iter().map(|bytes| decode_event(bytes)).collect()))
+    pub async fn next_batch(&mut self) -> Option<Result<Vec<Rc<SharedEvent>>, GrpcStatus>> {
+        Some(self.body.next_batch().await?.and_then(|batch| batch.into_iter().map(decode_event).collect()))
     }
 }
 
-fn decode_event(bytes: &[u8]) -> Result<Event, GrpcStatus> {
-    StreamEventsResponse::decode(bytes)
+/// A StreamEvents message's event, its bytes kept as they came: the message is its one field,
+/// the event (a message with more, from a newer service, is decoded and the event encoded again).
+fn decode_event(message: Vec<u8>) -> Result<Rc<SharedEvent>, GrpcStatus> {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    let missing = || GrpcStatus::new(Code::Internal, "a StreamEvents message without an event");
+    let mut rest = message.as_slice();
+    let only_the_event = matches!(decode_key(&mut rest), Ok((1, WireType::LengthDelimited)))
+        && decode_varint(&mut rest).is_ok_and(|len| len == rest.len() as u64);
+    if only_the_event {
+        let start = message.len() - rest.len();
+        return SharedEvent::decode(message[start..].to_vec()).map_err(|_| missing());
+    }
+    StreamEventsResponse::decode(message.as_slice())
         .ok()
         .and_then(|r| r.event)
-        .ok_or_else(|| GrpcStatus::new(Code::Internal, "a StreamEvents message without an event"))
+        .map(SharedEvent::new)
+        .ok_or_else(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_contract::v1::{event::Payload, AgentText, Event};
+
+    #[test]
+    fn a_streamed_event_keeps_the_bytes_it_came_in() {
+        let event = Event {
+            task_id: "t".into(),
+            seq: 7,
+            payload: Some(Payload::AgentText(AgentText { text: "hello".into() })),
+            ..Default::default()
+        };
+        let message = StreamEventsResponse { event: Some(event.clone()) }.encode_to_vec();
+        let shared = decode_event(message.clone()).unwrap();
+        assert_eq!(shared.event, event);
+        assert_eq!(shared.encoded(), event.encode_to_vec().as_slice());
+
+        // A field this edge does not know, after the event: decoded the long way.
+        let mut newer = message;
+        newer.extend_from_slice(&[0x10, 0x01]);
+        assert_eq!(decode_event(newer).unwrap().event, event);
+        assert_eq!(decode_event(vec![0x10, 0x01]).unwrap_err().code, Code::Internal as i32);
+    }
 }

@@ -149,7 +149,8 @@ pub fn event_frame(request_id: String, event: Event) -> ServerFrame {
 }
 
 /// One event as every subscriber of a task's follow sends it: encoded once, however many
-/// subscribers there are (200 followers cost 200 encodings of each event otherwise).
+/// subscribers there are (200 followers cost 200 encodings of each event otherwise), or not at
+/// all when it came encoded (from the service, the bytes are kept as they came).
 #[derive(Debug)]
 pub struct SharedEvent {
     pub event: Event,
@@ -161,6 +162,17 @@ impl SharedEvent {
         std::rc::Rc::new(SharedEvent { event, encoded: std::cell::OnceCell::new() })
     }
 
+    /// The event `encoded` holds, keeping those bytes as its encoding.
+    pub fn decode(encoded: Vec<u8>) -> Result<std::rc::Rc<SharedEvent>, prost::DecodeError> {
+        let event = Event::decode(encoded.as_slice())?;
+        Ok(std::rc::Rc::new(SharedEvent { event, encoded: encoded.into() }))
+    }
+
+    /// The event's encoding.
+    pub fn encoded(&self) -> &[u8] {
+        self.encoded.get_or_init(|| self.event.encode_to_vec())
+    }
+
     /// The event's frame for the subscription `request_id`, in `encoding`. A binary frame is the
     /// request id's field followed by the event's field with the event's encoding spliced in:
     /// byte for byte what encoding the whole [`event_frame`] gives (fields in tag order).
@@ -169,7 +181,7 @@ impl SharedEvent {
         if encoding == Encoding::Json {
             return encode_server_frame(&event_frame(request_id.to_string(), self.event.clone()), encoding);
         }
-        let event = self.encoded.get_or_init(|| self.event.encode_to_vec());
+        let event = self.encoded();
         let mut frame = Vec::with_capacity(request_id.len() + event.len() + 12);
         if !request_id.is_empty() {
             encode_key(1, WireType::LengthDelimited, &mut frame);
@@ -295,11 +307,13 @@ mod tests {
             payload: Some(autopilot_contract::v1::event::Payload::AgentText(AgentText { text: "ü".repeat(200) })),
             ..Default::default()
         };
-        let shared = SharedEvent::new(event.clone());
-        for request_id in ["", "events-1", &"r".repeat(200)] {
-            for encoding in [Encoding::Binary, Encoding::Json] {
-                let whole = encode_server_frame(&event_frame(request_id.to_string(), event.clone()), encoding);
-                assert_eq!(shared.frame(request_id, encoding), whole, "{request_id:?} {encoding:?}");
+        let received = SharedEvent::decode(event.encode_to_vec()).unwrap();
+        for shared in [SharedEvent::new(event.clone()), received] {
+            for request_id in ["", "events-1", &"r".repeat(200)] {
+                for encoding in [Encoding::Binary, Encoding::Json] {
+                    let whole = encode_server_frame(&event_frame(request_id.to_string(), event.clone()), encoding);
+                    assert_eq!(shared.frame(request_id, encoding), whole, "{request_id:?} {encoding:?}");
+                }
             }
         }
     }

@@ -62,6 +62,8 @@ pub enum Route {
     Admin(AdminRoute),
     /// The benchmark's plain WebSocket echo (only with `BENCH_ROUTES=true`).
     BenchEcho,
+    /// The benchmark's fan-out floor, in one Durable Object (only with `BENCH_ROUTES=true`).
+    BenchFanout,
     Start(Backend),
     /// Container status; the tunnel's says whether the machine is connected.
     Status(Backend),
@@ -102,6 +104,7 @@ impl Route {
             (Method::Get, "/api/admin/storage") => Route::Admin(AdminRoute::Storage),
             (Method::Post, "/api/admin/tasks") => Route::Admin(AdminRoute::AdoptTask),
             (Method::Get, "/bench/echo") => Route::BenchEcho,
+            (Method::Get, "/bench/fanout") => Route::BenchFanout,
             (Method::Post, "/api/container/start") => Route::Start(Container),
             (Method::Post, "/api/tunnel/start") => Route::Start(Tunnel),
             (Method::Get, "/api/container/status") => Route::Status(Container),

@@ -34,7 +34,10 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::SignOut => auth::sign_out(&req, &env).await,
         Route::Admin(admin_route) => admin(req, &env, admin_route).await,
         Route::BenchEcho if bench_routes_enabled(&env) => echo_websocket(),
-        Route::BenchEcho => not_found(&path),
+        Route::BenchFanout if bench_routes_enabled(&env) => {
+            forward(req, &env, Backend::Container, "bench-fanout", &[]).await
+        }
+        Route::BenchEcho | Route::BenchFanout => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
         route => user_route(req, &env, route).await,

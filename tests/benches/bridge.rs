@@ -5,16 +5,18 @@
 //! - Throughput: a recorded task of `EVENTS` small events (default 50 000) is streamed through the
 //!   bridge; the echo moves as many messages of the same size (pipelined). Target: bridge >= 0.5x.
 //!   Round #0 is the task's first pass (the object follows it into the archive while streaming);
-//!   round #1 replays it from the archive. The archive's cost: three other recorded tasks, each
+//!   round #1 replays it from the archive. The archive's cost: six other recorded tasks, each
 //!   streamed for the first time through an edge with the archive off (`ARCHIVE_MAX_EVENTS=0`)
-//!   and through one with it on, in turn; medians compared (target: at most 10%).
+//!   and through one with it on, in pairs; the median of the pairs' ratios (target: at most 10%).
 //! - Followers: the latency of live events with 1 and with 200 sockets following one task
-//!   (target: p50 with 200 within 2x of p50 with 1).
+//!   (target: p50 with 200 within 2x of p50 with 1), beside the floor workerd sets: one Durable
+//!   Object sending each message to 1 and to 200 sockets, with no bridge (`/bench/fanout`).
 //! - Latency: round trips of a Status request through the bridge against echo round trips of the
 //!   same size, p50/p99 over 300 each; the difference is what the bridge adds (target: p50 < 2 ms).
 //!   Plus the delivery latency of live events (event time at the service -> client receipt).
 //!
-//! Run with `make bench`.
+//! Run with `make bench`; `PARTS=archive,followers` (of `archive`, `followers`, `rest`) runs
+//! only those.
 
 use std::time::{Duration, Instant};
 
@@ -40,12 +42,15 @@ const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
 /// code again once it is hot) before the archive's cost is measured.
 const WARM_UP_TASK: &str = "00000000-0000-4000-8000-00000000cafe";
 const WARM_UP_EVENTS: u64 = 20_000;
-/// Recorded tasks that each edge streams for the first time, one after the other, archive off
-/// and on in turn: the archive's cost is their medians' ratio (one pair is too noisy here).
-const COMPARED_TASKS: [&str; 3] = [
+/// Recorded tasks that each edge streams for the first time, archive off and on in pairs: the
+/// archive's cost is the median of the pairs' ratios (one pair is too noisy here).
+const COMPARED_TASKS: [&str; 6] = [
     "00000000-0000-4000-8000-0000000000c1",
     "00000000-0000-4000-8000-0000000000c2",
     "00000000-0000-4000-8000-0000000000c3",
+    "00000000-0000-4000-8000-0000000000c4",
+    "00000000-0000-4000-8000-0000000000c5",
+    "00000000-0000-4000-8000-0000000000c6",
 ];
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -96,6 +101,15 @@ async fn stream_recorded_task(url: &str, task_id: &str, events: u64) -> f64 {
     }
     assert_eq!(received, events);
     received as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Streams the recorded task `task_id` through the bridge socket at `url` of `edge`: events/s,
+/// and the CPU time the edge's workerd used for it (its work after the last frame included).
+async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f64, Duration) {
+    let cpu = edge.workerd_cpu();
+    let rate = stream_recorded_task(&url, task_id, events).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (rate, edge.workerd_cpu() - cpu)
 }
 
 /// Status round trips through a bridge socket at `url`, after 30 warm-up ones.
@@ -173,34 +187,59 @@ async fn main() {
     let repo = GitFixture::new();
     let cap = (events + 10).to_string();
     let (edge, token, session_id) = bench_edge(&service, &repo, &cap).await;
-    let (edge_off, token_off, session_off) = bench_edge(&service, &repo, "0").await;
+    let (edge_off, token_off, session_off) =
+        bench_edge(&service, &repo, if std::env::var("CONTROL").is_ok() { &cap } else { "0" }).await;
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
-
     // The archive's cost on a first pass: recorded tasks streamed through an edge without an
-    // archive and, in turn, through one whose object follows each into its archive while
-    // streaming it; both edges warmed up first.
-    for (edge, token, session) in [(&edge, &token, &session_id), (&edge_off, &token_off, &session_off)] {
-        stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
+    // archive and through one whose object follows each into its archive while streaming it,
+    // in pairs, each pair's order the other way round from the last; both edges warmed up first.
+    // The cost is the median of the pairs' ratios: rates drift by 2x within a run here, and a
+    // pair's two passes drift together.
+    if part("archive") {
+        for (edge, token, session) in [(&edge, &token, &session_id), (&edge_off, &token_off, &session_off)] {
+            stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
+        }
+        let mut pairs = Vec::new();
+        for (i, task_id) in COMPARED_TASKS.iter().enumerate() {
+            let off_url = edge_off.ws_ticket_url(&token_off, &session_off).await;
+            let on_url = edge.ws_ticket_url(&token, &session_id).await;
+            let (off, on) = if i % 2 == 0 {
+                let off = first_pass(&edge_off, off_url, task_id, events).await;
+                (off, first_pass(&edge, on_url, task_id, events).await)
+            } else {
+                let on = first_pass(&edge, on_url, task_id, events).await;
+                (first_pass(&edge_off, off_url, task_id, events).await, on)
+            };
+            pairs.push((off, on));
+        }
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            (values[values.len() / 2] + values[(values.len() - 1) / 2]) / 2.0
+        };
+        let rate_ratio = median(pairs.iter().map(|(off, on)| on.0 / off.0).collect());
+        let cpu_per_event = |pass: &(f64, Duration)| pass.1.as_secs_f64() * 1e6 / events as f64;
+        let (cpu_off, cpu_on) = (
+            median(pairs.iter().map(|(off, _)| cpu_per_event(off)).collect()),
+            median(pairs.iter().map(|(_, on)| cpu_per_event(on)).collect()),
+        );
+        let shown: Vec<String> = pairs.iter().map(|(off, on)| format!("{:.0}/{:.0}", off.0, on.0)).collect();
+        println!(
+            "archive off vs on (first pass of {} tasks of {events} events, in pairs): off/on events/s {}; median \
+             on/off {rate_ratio:.3}: the archive costs {:.1}% of throughput",
+            COMPARED_TASKS.len(),
+            shown.join(", "),
+            100.0 * (1.0 - rate_ratio)
+        );
+        println!(
+            "archive off vs on, workerd CPU per event (medians, the task's end included): {cpu_off:.2} vs \
+             {cpu_on:.2} us: the archive costs {:.1}% more of the edge's CPU",
+            100.0 * (cpu_on / cpu_off - 1.0)
+        );
     }
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for task_id in COMPARED_TASKS {
-        off.push(stream_recorded_task(&edge_off.ws_ticket_url(&token_off, &session_off).await, task_id, events).await);
-        on.push(stream_recorded_task(&edge.ws_ticket_url(&token, &session_id).await, task_id, events).await);
+    if !part("rest") {
+        return followers(&edge, &token, &session_id, &repo, frame_len).await;
     }
-    let median = |rates: &mut Vec<f64>| {
-        rates.sort_by(f64::total_cmp);
-        rates[rates.len() / 2]
-    };
-    let pairs: Vec<String> = off.iter().zip(&on).map(|(off, on)| format!("{off:.0}/{on:.0}")).collect();
-    let (off_median, on_median) = (median(&mut off), median(&mut on));
-    println!(
-        "archive off vs on (first pass of {} tasks of {events} events, in turn): off/on events/s {}; medians \
-         {off_median:.0} vs {on_median:.0}: the archive costs {:.1}% of throughput",
-        COMPARED_TASKS.len(),
-        pairs.join(", "),
-        100.0 * (1.0 - on_median / off_median)
-    );
 
     for round in 0..2 {
         // Bridge throughput: the whole recorded task through the Durable Object.
@@ -324,18 +363,7 @@ async fn main() {
     }
 
     socket_flood(&edge, &token, &session_id, &repo).await;
-    let one = followers_latency(&edge, &token, &session_id, &repo, 1).await;
-    let many = followers_latency(&edge, &token, &session_id, &repo, 200).await;
-    println!(
-        "followers of one live task (one upstream stream per task): 1 follower p50 {:.2} ms p99 {:.2} ms; \
-         200 followers p50 {:.2} ms p99 {:.2} ms ({} deliveries); p50 ratio 200/1 {:.2}",
-        one.0,
-        one.1,
-        many.0,
-        many.1,
-        many.2,
-        many.0 / one.0
-    );
+    followers(&edge, &token, &session_id, &repo, frame_len).await;
 
     // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
     let task_id = start_over(&mut bridge, &repo, "SCENARIO:many-tools:20").await;
@@ -365,6 +393,44 @@ async fn main() {
         "live events: {count} delivered, service-to-client latency p50 {:.2} ms, p99 {:.2} ms",
         ms(percentile(&mut delays, 0.5)),
         ms(percentile(&mut delays, 0.99))
+    );
+}
+
+/// Whether the bench runs `name` (`PARTS`, a comma-separated list of `archive`, `followers` and
+/// `rest`; all by default).
+fn part(name: &str) -> bool {
+    std::env::var("PARTS").map_or(true, |parts| parts.split(',').any(|part| part.trim() == name))
+}
+
+/// The followers' figures, beside the floor workerd itself sets: the latency of live events with
+/// 1 and 200 sockets following one task, and of one object sending each message to 1 and 200
+/// sockets with no bridge in between.
+async fn followers(edge: &Edge, token: &str, session_id: &str, repo: &GitFixture, frame_len: usize) {
+    if !part("followers") {
+        return;
+    }
+    let floor = (fanout_floor(edge, 1, frame_len).await, fanout_floor(edge, 200, frame_len).await);
+    let one = followers_latency(edge, token, session_id, repo, 1).await;
+    let many = followers_latency(edge, token, session_id, repo, 200).await;
+    println!(
+        "followers of one live task (one upstream stream per task): 1 follower p50 {:.2} ms p99 {:.2} ms; \
+         200 followers p50 {:.2} ms p99 {:.2} ms ({} deliveries); p50 ratio 200/1 {:.2}",
+        one.0,
+        one.1,
+        many.0,
+        many.1,
+        many.2,
+        many.0 / one.0
+    );
+    println!(
+        "floor, one object sending each message to its sockets (no bridge): 1 socket p50 {:.2} ms p99 {:.2} ms; \
+         200 sockets p50 {:.2} ms p99 {:.2} ms; p50 ratio 200/1 {:.2}; 200 followers p50 over the floor's {:.2}x",
+        floor.0 .0,
+        floor.0 .1,
+        floor.1 .0,
+        floor.1 .1,
+        floor.1 .0 / floor.0 .0,
+        many.0 / floor.1 .0
     );
 }
 
@@ -529,5 +595,61 @@ async fn followers_latency(
     }
     let measured = delays.len();
     assert!(measured > 0, "no live event reached the {count} followers");
+    (ms(percentile(&mut delays, 0.5)), ms(percentile(&mut delays, 0.99)), measured)
+}
+
+/// The floor under `followers_latency`: `count` sockets on the bench's fan-out route, where one
+/// Durable Object sends each message a sender socket sends to all the others, with no bridge in
+/// between. The sender sends what a slow task's follow receives: rounds of one event, then two
+/// together; p50 and p99 (ms) of send-to-receipt over all receivers, and the deliveries measured.
+async fn fanout_floor(edge: &Edge, count: usize, frame_len: usize) -> (f64, f64, usize) {
+    let url = &format!("{}/bench/fanout", edge.ws_base());
+    let (mut sender, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut receivers = Vec::new();
+    for _ in 0..count {
+        receivers.push(tokio_tungstenite::connect_async(url).await.unwrap().0);
+    }
+    // A message: how many copies each socket gets, then the send time (ns since the epoch),
+    // padded to an event frame's size.
+    let message = |copies: u8| {
+        let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let mut bytes = vec![copies];
+        bytes.extend_from_slice(&sent.to_le_bytes());
+        bytes.resize(frame_len.max(17) + 1, 0);
+        Message::Binary(bytes.into())
+    };
+    // Every receiver has its first message before the rounds are measured.
+    sender.send(message(1)).await.unwrap();
+    for receiver in &mut receivers {
+        while !matches!(receiver.next().await, Some(Ok(Message::Binary(_)))) {}
+    }
+    let (rounds, per_round) = (15, 3);
+    let readers: Vec<_> = receivers
+        .into_iter()
+        .map(|mut receiver| {
+            tokio::spawn(async move {
+                let mut delays = Vec::new();
+                while delays.len() < rounds * per_round {
+                    let Some(Ok(Message::Binary(bytes))) = receiver.next().await else { break };
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+                    let sent = u128::from_le_bytes(bytes[..16].try_into().unwrap());
+                    delays.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
+                }
+                delays
+            })
+        })
+        .collect();
+    for _ in 0..rounds {
+        sender.send(message(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sender.send(message(2)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut delays = Vec::new();
+    for reader in readers {
+        delays.extend(reader.await.unwrap());
+    }
+    let measured = delays.len();
+    assert_eq!(measured, count * rounds * per_round, "every receiver gets every message");
     (ms(percentile(&mut delays, 0.5)), ms(percentile(&mut delays, 0.99)), measured)
 }

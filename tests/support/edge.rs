@@ -279,6 +279,22 @@ impl Edge {
             .sum()
     }
 
+    /// The CPU time the workerd processes of this edge (wrangler's descendants named `workerd`,
+    /// every thread) have used so far, from `/proc/<pid>/task/<tid>/schedstat` (nanoseconds).
+    pub fn workerd_cpu(&self) -> Duration {
+        use agent_service::proc_table::{descendants, snapshot};
+        let nanos: u64 = descendants(&snapshot(), self.child.id() as i32)
+            .into_iter()
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "workerd"))
+            .flat_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten())
+            .filter_map(|thread| {
+                let schedstat = std::fs::read_to_string(thread.path().join("schedstat")).ok()?;
+                schedstat.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+
     /// The WebSocket base URL, `ws://127.0.0.1:PORT`.
     pub fn ws_base(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)

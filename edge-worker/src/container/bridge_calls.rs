@@ -12,7 +12,7 @@ use futures::future::{AbortHandle, Abortable};
 use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
 
 use super::{
-    fan_out::Subscriber,
+    fan_out::{Sink, Subscriber},
     live::{socket_id, Live, SocketFrame, Subscription},
     now_ms,
     runtime::stopped_running,
@@ -229,7 +229,9 @@ impl AutopilotContainer {
         live.active_streams.set(live.active_streams.get() + 1);
         // One upstream stream per task: this socket joins the task's follow; only without an
         // archive does it stream from the service itself.
-        let fanned = self.fan_out(client.clone(), &request.task_id, request.from_seq);
+        let sink =
+            SocketSink { ws: ws.clone(), request_id: request_id.clone(), encoding, last_seq: Rc::clone(&last_seq) };
+        let fanned = self.fan_out(client.clone(), &request.task_id, request.from_seq, Box::new(sink));
         spawn_local(async move {
             let forward = async {
                 let mut stream = match fanned {
@@ -290,6 +292,21 @@ impl AutopilotContainer {
     }
 }
 
+/// A caught-up subscription's socket, which the task's follow sends each new event to.
+struct SocketSink {
+    ws: WebSocket,
+    request_id: String,
+    encoding: crate::bridge::Encoding,
+    last_seq: Rc<Cell<u64>>,
+}
+
+impl Sink for SocketSink {
+    fn send(&self, event: &SharedEvent) -> bool {
+        self.last_seq.set(event.event.seq);
+        try_send(&self.ws, event.frame(&self.request_id, self.encoding)).is_ok()
+    }
+}
+
 /// A subscription's source: the task's one follow, or (without an archive) the service itself.
 enum Events {
     Fanned(Subscriber),
@@ -303,10 +320,10 @@ impl Events {
             Events::Direct(stream, live) => {
                 // The follow notes the events it fans out; a direct stream notes its own.
                 let event = stream.next().await?;
-                Some(event.map(|event| {
-                    live.note_event(&event);
-                    SharedEvent::new(event)
-                }))
+                if let Ok(shared) = &event {
+                    live.note_event(&shared.event);
+                }
+                Some(event)
             }
         }
     }

@@ -5,12 +5,21 @@
 //! subscriber registers before it reads, so nothing falls between the archive and the live
 //! events; a seq it already sent is skipped, so nothing comes twice. (Before, 200 followers
 //! meant 200 upstream streams, and their latency grew with their number.)
+//!
+//! Once a subscription has caught up, the follow sends it each new event itself, through the
+//! subscription's [`Sink`] (its socket), as it receives it: no task wakes per subscriber and
+//! event, which is what 200 followers of a busy task would cost. The subscription's task then
+//! only waits to hear how it ended.
 
-use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    rc::Rc,
+};
 
-use autopilot_contract::v1::{event::Payload, Event};
+use autopilot_contract::v1::event::Payload;
 use futures::{
-    channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender},
+    channel::mpsc::{unbounded, TryRecvError, UnboundedReceiver, UnboundedSender},
     StreamExt,
 };
 
@@ -20,25 +29,69 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
 };
 
-/// What a follow tells its subscribers: the events it received together (shared, so that each
-/// is encoded once for them all, and handed over in one message, so that a burst costs each
-/// subscriber one wake-up), or why its stream broke.
-pub type News = Result<Rc<[Rc<SharedEvent>]>, GrpcStatus>;
+/// What a follow tells a subscription's task.
+pub enum News {
+    /// Events received together while the subscription was catching up (shared, so that each
+    /// is encoded once for them all, and handed over in one message, so that a burst costs one
+    /// wake-up).
+    Events(Rc<[Rc<SharedEvent>]>),
+    /// The follow sent the task's final event through the sink, or found the sink gone: the
+    /// subscription is over.
+    Done,
+    /// The stream broke (the page resubscribes from its last seq).
+    Broke(GrpcStatus),
+}
+
+/// Where a caught-up subscription's events go straight from the follow.
+pub trait Sink {
+    /// Sends `event`; false when the receiver is gone.
+    fn send(&self, event: &SharedEvent) -> bool;
+}
+
+/// A subscription as its follow holds it.
+struct Subscribed {
+    id: u64,
+    news: UnboundedSender<News>,
+    /// Set once the subscription caught up: from then on the follow sends to it directly.
+    sink: Option<(Box<dyn Sink>, u64)>,
+}
 
 /// One task's follow, as its subscribers and the loss path see it.
 #[derive(Default)]
 pub struct Follow {
     /// Events received but not written to the archive yet.
     pub pending: RefCell<Vec<Rc<SharedEvent>>>,
-    /// The subscribers' channels; one that is closed is dropped at the next event.
-    subscribers: RefCell<Vec<UnboundedSender<News>>>,
+    /// The subscriptions; one whose task is gone is dropped at the next event.
+    subscribers: RefCell<Vec<Subscribed>>,
+    next_id: Cell<u64>,
 }
 
 impl Follow {
-    /// Events received together: kept for the archive and passed to every subscriber.
-    pub fn receive(&self, events: Vec<Event>) {
-        let shared: Rc<[Rc<SharedEvent>]> = events.into_iter().map(SharedEvent::new).collect();
-        self.subscribers.borrow_mut().retain(|subscriber| subscriber.unbounded_send(Ok(Rc::clone(&shared))).is_ok());
+    /// Events received together: kept for the archive, sent to the caught-up subscriptions and
+    /// passed to the others' tasks.
+    pub fn receive(&self, events: Vec<Rc<SharedEvent>>) {
+        let shared: Rc<[Rc<SharedEvent>]> = events.into();
+        self.subscribers.borrow_mut().retain_mut(|subscribed| match &mut subscribed.sink {
+            None => subscribed.news.unbounded_send(News::Events(Rc::clone(&shared))).is_ok(),
+            Some((sink, next_seq)) => {
+                // Its task was aborted (unsubscribed, the socket closed): nothing more goes out.
+                if subscribed.news.is_closed() {
+                    return false;
+                }
+                for event in shared.iter() {
+                    if event.event.seq < *next_seq {
+                        continue;
+                    }
+                    let last = matches!(event.event.payload, Some(Payload::TaskFinished(_)));
+                    if !sink.send(event) || last {
+                        let _ = subscribed.news.unbounded_send(News::Done);
+                        return false;
+                    }
+                    *next_seq = event.event.seq + 1;
+                }
+                true
+            }
+        });
         self.pending.borrow_mut().extend(shared.iter().cloned());
     }
 
@@ -47,63 +100,110 @@ impl Follow {
         std::mem::take(&mut *self.pending.borrow_mut())
     }
 
-    /// The stream broke: every subscriber hears why (the page resubscribes from its last seq).
+    /// The stream broke: every subscription hears why.
     pub fn broke(&self, status: GrpcStatus) {
-        for subscriber in self.subscribers.borrow_mut().drain(..) {
-            let _ = subscriber.unbounded_send(Err(status.clone()));
+        for subscribed in self.subscribers.borrow_mut().drain(..) {
+            let _ = subscribed.news.unbounded_send(News::Broke(status.clone()));
         }
     }
 
     /// A subscription from `from_seq`: the archive's events and the pending ones now, then the
-    /// live ones.
-    pub fn subscribe(&self, archive: &Archive, task_id: &str, from_seq: u64) -> worker::Result<Subscriber> {
-        let (sender, receiver) = unbounded();
-        self.subscribers.borrow_mut().push(sender);
-        let mut backlog: VecDeque<Rc<SharedEvent>> =
+    /// live ones, through `sink` once it has caught up.
+    pub fn subscribe(
+        self: &Rc<Self>,
+        archive: &Archive,
+        task_id: &str,
+        from_seq: u64,
+        sink: Box<dyn Sink>,
+    ) -> worker::Result<Subscriber> {
+        let backlog: VecDeque<Rc<SharedEvent>> =
             archive.events(task_id, from_seq, usize::MAX >> 1)?.into_iter().map(SharedEvent::new).collect();
+        Ok(self.subscribe_with(backlog, from_seq, sink))
+    }
+
+    fn subscribe_with(
+        self: &Rc<Self>,
+        mut backlog: VecDeque<Rc<SharedEvent>>,
+        from_seq: u64,
+        sink: Box<dyn Sink>,
+    ) -> Subscriber {
+        let (news, receiver) = unbounded();
+        let id = self.next_id.replace(self.next_id.get() + 1);
+        self.subscribers.borrow_mut().push(Subscribed { id, news, sink: None });
         backlog.extend(self.pending.borrow().iter().filter(|shared| shared.event.seq >= from_seq).cloned());
-        Ok(Subscriber { backlog, live: receiver, next_seq: from_seq.max(1), ended: false })
+        Subscriber {
+            follow: Rc::clone(self),
+            id,
+            sink: Some(sink),
+            backlog,
+            news: receiver,
+            next_seq: from_seq.max(1),
+            ended: false,
+        }
+    }
+
+    /// Subscription `id` caught up at `next_seq`: from now on the follow sends to `sink`.
+    fn go_live(&self, id: u64, sink: Box<dyn Sink>, next_seq: u64) {
+        if let Some(subscribed) = self.subscribers.borrow_mut().iter_mut().find(|s| s.id == id) {
+            subscribed.sink = Some((sink, next_seq));
+        }
     }
 }
 
-/// One subscription's events, each once and in order.
+/// One subscription's events, each once and in order: those it must catch up on are given by
+/// [`Subscriber::next`]; the live ones go through its sink, and `next` then waits for the end.
 pub struct Subscriber {
+    follow: Rc<Follow>,
+    id: u64,
+    /// Until it is handed to the follow.
+    sink: Option<Box<dyn Sink>>,
     backlog: VecDeque<Rc<SharedEvent>>,
-    live: UnboundedReceiver<News>,
+    news: UnboundedReceiver<News>,
     next_seq: u64,
     ended: bool,
 }
 
 impl Subscriber {
-    /// The next event; `None` once the task's final event was given; `Some(Err)` when the
-    /// stream broke.
+    /// The next event to catch up on; `None` once the task's final event was given (here or
+    /// through the sink); `Some(Err)` when the stream broke.
     pub async fn next(&mut self) -> Option<Result<Rc<SharedEvent>, GrpcStatus>> {
         if self.ended {
             return None;
         }
         loop {
-            let news = match self.backlog.pop_front() {
-                Some(event) => Ok(event),
-                None => match self.live.next().await {
-                    Some(Ok(batch)) => {
-                        self.backlog.extend(batch.iter().cloned());
-                        continue;
+            if let Some(shared) = self.backlog.pop_front() {
+                // Already given (the backlog and the live news may overlap at the seam).
+                if shared.event.seq < self.next_seq {
+                    continue;
+                }
+                self.next_seq = shared.event.seq + 1;
+                self.ended = matches!(shared.event.payload, Some(Payload::TaskFinished(_)));
+                return Some(Ok(shared));
+            }
+            let news = match self.news.try_recv() {
+                Ok(news) => Some(news),
+                Err(TryRecvError::Closed) => None,
+                // Caught up: the follow takes over the sending, and this waits for the end.
+                Err(TryRecvError::Empty) => {
+                    if let Some(sink) = self.sink.take() {
+                        self.follow.go_live(self.id, sink, self.next_seq);
                     }
-                    Some(Err(status)) => Err(status),
-                    None => Err(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe")),
-                },
+                    self.news.next().await
+                }
             };
             match news {
-                // Already given (the backlog and the live channel may overlap at the seam).
-                Ok(shared) if shared.event.seq < self.next_seq => continue,
-                Ok(shared) => {
-                    self.next_seq = shared.event.seq + 1;
-                    self.ended = matches!(shared.event.payload, Some(Payload::TaskFinished(_)));
-                    return Some(Ok(shared));
+                Some(News::Events(batch)) => self.backlog.extend(batch.iter().cloned()),
+                Some(News::Done) => {
+                    self.ended = true;
+                    return None;
                 }
-                Err(status) => {
+                Some(News::Broke(status)) => {
                     self.ended = true;
                     return Some(Err(status));
+                }
+                None => {
+                    self.ended = true;
+                    return Some(Err(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe")));
                 }
             }
         }
@@ -113,30 +213,56 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autopilot_contract::v1::{AgentText, TaskFinished};
+    use autopilot_contract::v1::{AgentText, Event, TaskFinished};
+    use futures::FutureExt;
 
-    fn event(seq: u64) -> Event {
-        Event {
+    fn event(seq: u64) -> Rc<SharedEvent> {
+        SharedEvent::new(Event {
             task_id: "t".into(),
             seq,
             payload: Some(Payload::AgentText(AgentText::default())),
             ..Default::default()
+        })
+    }
+
+    fn end(seq: u64) -> Rc<SharedEvent> {
+        SharedEvent::new(Event {
+            seq,
+            payload: Some(Payload::TaskFinished(TaskFinished::default())),
+            ..Default::default()
+        })
+    }
+
+    /// A socket that records what it was sent, or is gone.
+    struct Recording {
+        sent: Rc<RefCell<Vec<u64>>>,
+        open: bool,
+    }
+
+    impl Sink for Recording {
+        fn send(&self, event: &SharedEvent) -> bool {
+            self.open && {
+                self.sent.borrow_mut().push(event.event.seq);
+                true
+            }
         }
     }
 
-    fn end(seq: u64) -> Event {
-        Event { seq, payload: Some(Payload::TaskFinished(TaskFinished::default())), ..event(seq) }
+    fn subscribe(
+        follow: &Rc<Follow>,
+        archived: Vec<Rc<SharedEvent>>,
+        from_seq: u64,
+        open: bool,
+    ) -> (Subscriber, Rc<RefCell<Vec<u64>>>) {
+        let sent = Rc::default();
+        let sink = Box::new(Recording { sent: Rc::clone(&sent), open });
+        (follow.subscribe_with(archived.into(), from_seq, sink), sent)
     }
 
-    fn subscription(backlog: Vec<Event>, from_seq: u64) -> (UnboundedSender<News>, Subscriber) {
-        let (sender, live) = unbounded();
-        let backlog = backlog.into_iter().map(SharedEvent::new).collect();
-        (sender, Subscriber { backlog, live, next_seq: from_seq, ended: false })
-    }
-
-    fn seqs(subscriber: &mut Subscriber) -> Vec<u64> {
+    /// What the subscription's task is given until it would wait.
+    fn caught_up(subscriber: &mut Subscriber) -> Vec<u64> {
         let mut seqs = Vec::new();
-        while let Some(Ok(shared)) = futures::executor::block_on(subscriber.next()) {
+        while let Some(Some(Ok(shared))) = subscriber.next().now_or_never() {
             seqs.push(shared.event.seq);
         }
         seqs
@@ -144,48 +270,68 @@ mod tests {
 
     #[test]
     fn the_seam_between_backlog_and_live_events_has_no_gap_and_no_duplicate() {
-        // The follow received 4 and 5 after the subscriber registered, while they were also
-        // still in its pending backlog.
-        let (live, mut subscriber) = subscription(vec![event(2), event(3), event(4), event(5)], 2);
-        live.unbounded_send(Ok(vec![event(4), event(5)].into_iter().map(SharedEvent::new).collect())).unwrap();
-        live.unbounded_send(Ok(vec![event(6), end(7)].into_iter().map(SharedEvent::new).collect())).unwrap();
-        assert_eq!(seqs(&mut subscriber), vec![2, 3, 4, 5, 6, 7]);
+        let follow = Rc::new(Follow::default());
+        follow.receive(vec![event(5)]);
+        // Archived 2..=4 and 5 held by the follow; 5 and 6 arrive again before the task runs.
+        let (mut subscriber, sent) = subscribe(&follow, vec![event(2), event(3), event(4), event(5)], 2, true);
+        follow.receive(vec![event(5), event(6)]);
+        assert_eq!(caught_up(&mut subscriber), [2, 3, 4, 5, 6]);
+        // Caught up: the follow sends the rest itself, each once.
+        follow.receive(vec![event(6), event(7)]);
+        follow.receive(vec![event(8), end(9)]);
+        assert_eq!(*sent.borrow(), [7, 8, 9]);
+        assert!(subscriber.next().now_or_never().unwrap().is_none(), "over after the final event");
+        assert!(follow.subscribers.borrow().is_empty());
+        let pending: Vec<u64> = follow.pending.borrow().iter().map(|shared| shared.event.seq).collect();
+        assert_eq!(pending, [5, 5, 6, 6, 7, 8, 9], "all it received is kept for the archive (which skips seqs it has)");
     }
 
     #[test]
-    fn a_subscription_ends_after_the_tasks_final_event() {
-        let (live, mut subscriber) = subscription(vec![end(3)], 1);
-        live.unbounded_send(Ok(vec![SharedEvent::new(event(9))].into())).unwrap();
-        assert_eq!(seqs(&mut subscriber), vec![3]);
-        assert!(futures::executor::block_on(subscriber.next()).is_none());
+    fn a_final_event_in_the_backlog_ends_the_subscription_there() {
+        let follow = Rc::new(Follow::default());
+        let (mut subscriber, sent) = subscribe(&follow, vec![event(2), end(3)], 1, true);
+        assert_eq!(caught_up(&mut subscriber), [2, 3]);
+        assert!(subscriber.next().now_or_never().unwrap().is_none());
+        assert!(sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_gone_socket_or_an_aborted_subscription_is_dropped_and_sent_nothing_more() {
+        let follow = Rc::new(Follow::default());
+        let (mut gone, _) = subscribe(&follow, vec![], 1, false);
+        let (mut aborted, aborted_sent) = subscribe(&follow, vec![], 1, true);
+        let (mut staying, staying_sent) = subscribe(&follow, vec![], 1, true);
+        for subscriber in [&mut gone, &mut aborted, &mut staying] {
+            assert!(caught_up(subscriber).is_empty());
+        }
+        follow.receive(vec![event(1)]);
+        assert!(gone.next().now_or_never().unwrap().is_none(), "told it is over");
+        drop(aborted);
+        follow.receive(vec![event(2)]);
+        assert_eq!(*aborted_sent.borrow(), [1]);
+        assert_eq!(*staying_sent.borrow(), [1, 2]);
+        assert_eq!(follow.subscribers.borrow().len(), 1);
     }
 
     #[test]
     fn a_broken_or_abandoned_follow_is_news_the_subscriber_can_resubscribe_from() {
-        let (live, mut subscriber) = subscription(vec![], 1);
-        live.unbounded_send(Ok(vec![SharedEvent::new(event(1))].into())).unwrap();
-        live.unbounded_send(Err(GrpcStatus::new(Code::Unavailable, "broken"))).unwrap();
-        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap().event.seq, 1);
-        assert_eq!(futures::executor::block_on(subscriber.next()).unwrap().unwrap_err().code, Code::Unavailable as i32);
-        assert!(futures::executor::block_on(subscriber.next()).is_none());
+        let follow = Rc::new(Follow::default());
+        let (mut live, _) = subscribe(&follow, vec![], 1, true);
+        let (mut catching_up, _) = subscribe(&follow, vec![event(1)], 1, true);
+        assert!(caught_up(&mut live).is_empty());
+        follow.broke(GrpcStatus::new(Code::Unavailable, "broken"));
+        for subscriber in [&mut live, &mut catching_up] {
+            let mut told = Vec::new();
+            while let Some(news) = subscriber.next().now_or_never().flatten() {
+                told.push(news.map(|shared| shared.event.seq).map_err(|status| status.code));
+            }
+            assert_eq!(told.last(), Some(&Err(Code::Unavailable as i32)));
+        }
 
-        let (live, mut abandoned) = subscription(vec![], 1);
-        drop(live);
-        let news = futures::executor::block_on(abandoned.next()).unwrap();
+        let follow = Rc::new(Follow::default());
+        let (mut abandoned, _) = subscribe(&follow, vec![], 1, true);
+        follow.subscribers.borrow_mut().clear();
+        let news = abandoned.next().now_or_never().unwrap().unwrap();
         assert_eq!(news.unwrap_err().code, Code::Unavailable as i32, "a follow gone without an end");
-    }
-
-    #[test]
-    fn every_subscriber_gets_every_event_and_a_gone_one_is_dropped() {
-        let follow = Follow::default();
-        let (first, mut first_rx) = unbounded();
-        let (gone, gone_rx) = unbounded();
-        follow.subscribers.borrow_mut().extend([first, gone]);
-        drop(gone_rx);
-        follow.receive(vec![event(1), event(2)]);
-        assert_eq!(follow.subscribers.borrow().len(), 1);
-        let batch = futures::executor::block_on(first_rx.next()).unwrap().unwrap();
-        assert_eq!(batch.iter().map(|shared| shared.event.seq).collect::<Vec<_>>(), [1, 2]);
-        assert_eq!(follow.pending.borrow().len(), 2, "kept for the archive too");
     }
 }

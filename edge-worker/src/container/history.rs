@@ -6,14 +6,14 @@
 use std::{rc::Rc, time::Duration};
 
 use autopilot_contract::v1::{
-    event::Payload, Event, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest,
-    StatusRequest, StatusResponse, StreamEventsRequest,
+    event::Payload, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest, StatusRequest,
+    StatusResponse, StreamEventsRequest,
 };
 use futures::future::{self, Either};
 use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
 
 use super::{
-    fan_out::{Follow, Subscriber},
+    fan_out::{Follow, Sink, Subscriber},
     live::Live,
     now_ms,
     workspaces::{forget_workspaces, keep_workspace},
@@ -76,14 +76,21 @@ impl AutopilotContainer {
     }
 
     /// A subscription to a running task through its one follow (started if need be), from
-    /// `from_seq`; `None` when the archive cannot serve it (then the caller streams directly).
-    pub(super) fn fan_out(&self, client: AgentClient, task_id: &str, from_seq: u64) -> Option<Subscriber> {
+    /// `from_seq`, its live events sent to `sink`; `None` when the archive cannot serve it (then
+    /// the caller streams directly).
+    pub(super) fn fan_out(
+        &self,
+        client: AgentClient,
+        task_id: &str,
+        from_seq: u64,
+        sink: Box<dyn Sink>,
+    ) -> Option<Subscriber> {
         if !self.live.following.borrow().contains_key(task_id) {
             self.follow_into_archive(client, task_id.to_string());
         }
         let follow = self.live.following.borrow().get(task_id).cloned()?;
         let archive = self.live.archive.as_ref()?;
-        follow.subscribe(archive, task_id, from_seq).ok()
+        follow.subscribe(archive, task_id, from_seq, sink).ok()
     }
 
     /// Before the object stops the container: the archive of every task it ran is made whole
@@ -149,12 +156,7 @@ impl Live {
     /// yet, then the FAILED end this object makes (the service that would send it is gone).
     pub fn archive_loss(&self, task_id: &str, reason: &str) {
         let Some(archive) = &self.archive else { return };
-        let pending: Vec<Event> = self
-            .following
-            .borrow()
-            .get(task_id)
-            .map(|follow| follow.take_pending().iter().map(|shared| shared.event.clone()).collect())
-            .unwrap_or_default();
+        let pending = self.following.borrow().get(task_id).map(|follow| follow.take_pending()).unwrap_or_default();
         if let Err(e) = archive.record_loss(task_id, &pending, reason, now_ms()) {
             worker::console_warn!("archiving the loss of task {task_id} failed: {e}");
         }
@@ -175,12 +177,12 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
         Ok(mut stream) => loop {
             match stream.next_batch().await {
                 Some(Ok(events)) => {
-                    let finished = events.iter().any(|e| matches!(e.payload, Some(Payload::TaskFinished(_))));
+                    let finished = events.iter().any(|e| matches!(e.event.payload, Some(Payload::TaskFinished(_))));
                     // A new state or usage is written at once, so the task list shows it.
                     let news = events
                         .iter()
-                        .any(|e| matches!(e.payload, Some(Payload::StateChanged(_) | Payload::UsageUpdate(_))));
-                    events.iter().for_each(|event| live.note_event(event));
+                        .any(|e| matches!(e.event.payload, Some(Payload::StateChanged(_) | Payload::UsageUpdate(_))));
+                    events.iter().for_each(|shared| live.note_event(&shared.event));
                     follow.receive(events);
                     let due = now_ms() >= written_at + ARCHIVE_EVERY.as_millis() as u64;
                     if follow.pending.borrow().len() >= ARCHIVE_BATCH || due || finished || news {
@@ -235,7 +237,7 @@ impl Drop for Forget {
 
 fn write(archive: &Archive, task_id: &str, follow: &Follow) {
     let batch = follow.take_pending();
-    if let Err(e) = archive.append(task_id, batch.iter().map(|shared| &shared.event)) {
+    if let Err(e) = archive.append(task_id, batch.iter().map(Rc::as_ref)) {
         worker::console_warn!("archiving events of task {task_id} failed: {e}");
     }
 }

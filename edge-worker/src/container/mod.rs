@@ -22,6 +22,7 @@
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 
+mod bench_fanout;
 mod bridge_calls;
 mod fan_out;
 mod history;
@@ -88,8 +89,10 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         // A model call needs the credentials and the archive only, not the container's state.
-        if matches!(Route::parse(&req.method(), &req.path()), Some(Route::Model)) {
-            return self.model_call(req).await;
+        match Route::parse(&req.method(), &req.path()) {
+            Some(Route::Model) => return self.model_call(req).await,
+            Some(Route::BenchFanout) => return self.bench_fanout_socket(),
+            _ => {}
         }
         self.wake().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {
@@ -139,6 +142,11 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+        if let WebSocketIncomingMessage::Binary(bytes) = &message {
+            if self.bench_fanout_message(&ws, bytes) {
+                return Ok(());
+            }
+        }
         self.wake().await?;
         let _in_use = ContainerUse::begin(&self.live);
         self.socket_frame(&ws, message).await;
@@ -147,6 +155,7 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        self.bench_fanout_closed(&ws);
         self.forget_socket(&ws);
         self.touch().await
     }

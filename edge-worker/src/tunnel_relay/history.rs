@@ -11,7 +11,7 @@
 //! written once per machine message (the machine batches frames), and where a reply goes is
 //! named by its routed request id ([`Route::ArchiveEvents`], [`Route::ArchiveEnd`]).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, rc::Rc};
 
 use autopilot_contract::v1::{
     client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, ServerFrame,
@@ -25,6 +25,7 @@ use crate::{
     api_error::error_response,
     archive::Entry,
     archive_replay::{replay_to_socket, Replayed},
+    bridge::SharedEvent,
     bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
     grpc_web::{Code, GrpcStatus},
     relay_route::Route,
@@ -209,8 +210,10 @@ impl TunnelRelay {
     pub(super) fn write_archive_batch(&self, machine: &WebSocket, batch: ArchiveBatch) {
         let Some(archive) = &self.archive else { return };
         for (task_id, events) in batch {
-            let end = events.iter().find(|e| matches!(e.payload, Some(Payload::TaskFinished(_))));
-            let ended = archive.append(&task_id, &events).and_then(|()| {
+            let events: Vec<Rc<SharedEvent>> = events.into_iter().map(SharedEvent::new).collect();
+            let end =
+                events.iter().map(|shared| &shared.event).find(|e| matches!(e.payload, Some(Payload::TaskFinished(_))));
+            let ended = archive.append(&task_id, events.iter().map(Rc::as_ref)).and_then(|()| {
                 let told = archive.entry(&task_id)?.and_then(|entry| end.and_then(|end| entry.task_ended_by(end)));
                 told.map_or(Ok(()), |task| archive.finish(&task, None))
             });
