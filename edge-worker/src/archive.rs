@@ -16,7 +16,7 @@ use autopilot_contract::v1::{
 };
 use prost::Message;
 use std::rc::Rc;
-use worker::{js_sys, wasm_bindgen::JsValue, SqlStorage, SqlStorageValue};
+use worker::{SqlStorage, SqlStorageValue};
 
 use crate::{
     bridge::SharedEvent,
@@ -237,16 +237,9 @@ impl Archive {
                 prost::encoding::encode_varint(shared.encoded().len() as u64, &mut blob);
                 blob.extend_from_slice(shared.encoded());
             }
-            let mut bindings: Vec<JsValue> = Vec::with_capacity(4);
-            bindings.extend([text(task_id), int(first.event.seq), int(last.event.seq)].map(JsValue::from));
-            // The blob is bound as a view of the Worker's memory, not copied into a new buffer:
-            // a buffer of a few hundred KB per write made V8 collect its heap each time, which
-            // cost the stream a third of its CPU. workerd copies a bound blob during `exec`,
-            // and nothing runs in between that could move the memory (no allocation follows).
-            bindings.push(unsafe { js_sys::Uint8Array::view(&blob) }.into());
-            self.sql.exec_raw(
+            self.sql.exec(
                 "INSERT OR IGNORE INTO archived_event_chunks (task_id, first_seq, last_seq, events) VALUES (?, ?, ?, ?)",
-                bindings,
+                vec![text(task_id), int(first.event.seq), int(last.event.seq), SqlStorageValue::Blob(blob)],
             )?;
         }
         self.sql.exec(
