@@ -21,6 +21,7 @@
 //! - [`model_gateway`]: each task's model credential, and the model calls made with it.
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
 //! - [`settings`] (pure): the vars, read once per wake-up.
+//! - [`bench_fanout`]: the benchmark's floor for the fan-out (only with `BENCH_ROUTES=true`).
 
 mod bench_fanout;
 mod bridge_calls;
