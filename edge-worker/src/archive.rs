@@ -228,12 +228,13 @@ impl Archive {
             rows.push(shared);
             kept += 1;
         }
-        // One row per batch, the events length-delimited in one blob: a row (or a bound value)
-        // per event made the archive cost most of a stream's time. Each event's encoding is the
-        // one it came with.
-        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
-            let mut blob = Vec::with_capacity(rows.iter().map(|shared| shared.encoded().len() + 2).sum());
-            for shared in &rows {
+        // A row per batch (at most [`CHUNK_BYTES`] of it), the events length-delimited in one
+        // blob: a row (or a bound value) per event made the archive cost most of a stream's time.
+        // Each event's encoding is the one it came with.
+        for chunk in chunks_of_bytes(&rows, CHUNK_BYTES) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else { continue };
+            let mut blob = Vec::with_capacity(chunk.iter().map(|shared| shared.encoded().len() + 3).sum());
+            for shared in chunk {
                 prost::encoding::encode_varint(shared.encoded().len() as u64, &mut blob);
                 blob.extend_from_slice(shared.encoded());
             }
@@ -440,3 +441,50 @@ impl Iterator for Replay<'_> {
         Some(Ok(events))
     }
 }
+
+/// The most event bytes one archived row holds: Durable Object SQLite refuses a row over 2 MB.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// `events` cut, in order, into runs of at most `max_bytes` of encoding each (an event bigger
+/// than that alone in its run).
+fn chunks_of_bytes<'a>(events: &'a [&'a SharedEvent], max_bytes: usize) -> Vec<&'a [&'a SharedEvent]> {
+    let (mut chunks, mut start, mut bytes) = (Vec::new(), 0, 0);
+    for (i, shared) in events.iter().enumerate() {
+        let len = shared.encoded().len();
+        if i > start && bytes + len > max_bytes {
+            chunks.push(&events[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < events.len() {
+        chunks.push(&events[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autopilot_contract::v1::AgentText;
+
+    #[test]
+    fn a_batch_is_cut_into_rows_of_a_bounded_size_in_order() {
+        let event = |seq: u64, text_len: usize| {
+            SharedEvent::new(Event {
+                seq,
+                payload: Some(Payload::AgentText(AgentText { text: "x".repeat(text_len) })),
+                ..Default::default()
+            })
+        };
+        let events = [event(1, 40), event(2, 40), event(3, 200), event(4, 10), event(5, 10)];
+        let refs: Vec<&SharedEvent> = events.iter().map(Rc::as_ref).collect();
+        let seqs = |max_bytes| -> Vec<Vec<u64>> {
+            chunks_of_bytes(&refs, max_bytes).iter().map(|c| c.iter().map(|s| s.event.seq).collect()).collect()
+        };
+        assert_eq!(seqs(100), [vec![1, 2], vec![3], vec![4, 5]], "an event over the bound is alone in its row");
+        assert_eq!(seqs(usize::MAX), [vec![1, 2, 3, 4, 5]]);
+        assert!(chunks_of_bytes(&[], 100).is_empty());
+    }
+}
+

@@ -5,9 +5,10 @@
 //! - Throughput: a recorded task of `EVENTS` small events (default 50 000) is streamed through the
 //!   bridge; the echo moves as many messages of the same size (pipelined). Target: bridge >= 0.5x.
 //!   Round #0 is the task's first pass (the object follows it into the archive while streaming);
-//!   round #1 replays it from the archive. The archive's cost: six other recorded tasks, each
+//!   round #1 replays it from the archive. The archive's cost: 30 other recorded tasks, each
 //!   streamed for the first time through an edge with the archive off (`ARCHIVE_MAX_EVENTS=0`)
-//!   and through one with it on, in pairs; the median of the pairs' ratios (target: at most 10%).
+//!   and through one with it on, in pairs; the median of the pairs' ratios (target: at most 10%),
+//!   and of the CPU each edge's workerd spent per event.
 //! - Followers: the latency of live events with 1 and with 200 sockets following one task
 //!   (target: p50 with 200 within 2x of p50 with 1), beside the floor workerd sets: one Durable
 //!   Object sending each message to 1 and to 200 sockets, with no bridge (`/bench/fanout`).
@@ -15,8 +16,9 @@
 //!   same size, p50/p99 over 300 each; the difference is what the bridge adds (target: p50 < 2 ms).
 //!   Plus the delivery latency of live events (event time at the service -> client receipt).
 //!
-//! Run with `make bench`; `PARTS=archive,followers` (of `archive`, `followers`, `rest`) runs
-//! only those.
+//! Run with `make bench`. `PARTS=archive,followers` (of `archive`, `followers`, `rest`) runs only
+//! those; `PAIRS=10` compares the archive over 10 pairs (30 by default); `PROFILE=1` also prints
+//! where each edge's isolate spends a first pass (see `isolate_profile`).
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use autopilot_tests::{
     edge::Edge,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
+    isolate_profile::{self, Hot},
     service::{Service, ServiceOptions},
     tunnel_machine::Machine,
 };
@@ -42,16 +45,19 @@ const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
 /// code again once it is hot) before the archive's cost is measured.
 const WARM_UP_TASK: &str = "00000000-0000-4000-8000-00000000cafe";
 const WARM_UP_EVENTS: u64 = 20_000;
-/// Recorded tasks that each edge streams for the first time, archive off and on in pairs: the
-/// archive's cost is the median of the pairs' ratios (one pair is too noisy here).
-const COMPARED_TASKS: [&str; 6] = [
-    "00000000-0000-4000-8000-0000000000c1",
-    "00000000-0000-4000-8000-0000000000c2",
-    "00000000-0000-4000-8000-0000000000c3",
-    "00000000-0000-4000-8000-0000000000c4",
-    "00000000-0000-4000-8000-0000000000c5",
-    "00000000-0000-4000-8000-0000000000c6",
-];
+/// With `PROFILE=1`, a recorded task whose first passes (archive off, then on) are profiled.
+const PROFILED_TASK: &str = "00000000-0000-4000-8000-0000000000fe";
+
+fn profiling() -> bool {
+    std::env::var("PROFILE").is_ok_and(|v| v == "1")
+}
+
+/// Recorded tasks that each edge streams for the first time, archive off and on in pairs (`PAIRS`,
+/// default 30): the archive's cost is the median of the pairs' ratios (one pair is too noisy here).
+fn compared_tasks() -> Vec<String> {
+    let pairs: usize = std::env::var("PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    (0..pairs).map(|i| format!("00000000-0000-4000-8000-0000000c{i:04x}")).collect()
+}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -143,7 +149,9 @@ async fn bench_edge(service: &Service, repo: &GitFixture, archive_max_events: &s
     let token = edge.user("bench", 1_000_000).await;
     // The recorded task went straight into the service's work directory: record it as the user's
     // (the edge serves a user only the tasks their object started).
-    for task_id in [RECORDED_TASK, WARM_UP_TASK].into_iter().chain(COMPARED_TASKS) {
+    let profiled = profiling().then(|| PROFILED_TASK.to_string());
+    let tasks = [RECORDED_TASK.to_string(), WARM_UP_TASK.to_string()].into_iter().chain(profiled);
+    for task_id in tasks.chain(compared_tasks()) {
         let adopted = reqwest::Client::new()
             .post(format!("{}/api/admin/tasks", edge.base_url))
             .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
@@ -173,8 +181,8 @@ async fn main() {
     let (work, machine_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let frame_len = record_task(work.path(), RECORDED_TASK, events);
     record_task(work.path(), WARM_UP_TASK, WARM_UP_EVENTS);
-    for task_id in COMPARED_TASKS {
-        record_task(work.path(), task_id, events);
+    for task_id in compared_tasks().into_iter().chain(profiling().then(|| PROFILED_TASK.to_string())) {
+        record_task(work.path(), &task_id, events);
     }
     record_task(machine_work.path(), RECORDED_TASK, events);
 
@@ -200,8 +208,11 @@ async fn main() {
         for (edge, token, session) in [(&edge, &token, &session_id), (&edge_off, &token_off, &session_off)] {
             stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
         }
+        if profiling() {
+            profile_first_passes([(&edge_off, &token_off, &session_off), (&edge, &token, &session_id)], events).await;
+        }
         let mut pairs = Vec::new();
-        for (i, task_id) in COMPARED_TASKS.iter().enumerate() {
+        for (i, task_id) in compared_tasks().iter().enumerate() {
             let off_url = edge_off.ws_ticket_url(&token_off, &session_off).await;
             let on_url = edge.ws_ticket_url(&token, &session_id).await;
             let (off, on) = if i % 2 == 0 {
@@ -229,7 +240,7 @@ async fn main() {
         println!(
             "archive off vs on (first pass of {} tasks of {events} events, in pairs): off/on events/s {}; median \
              on/off {rate_ratio:.3}: the archive costs {:.1}% of throughput",
-            COMPARED_TASKS.len(),
+            compared_tasks().len(),
             shown.join(", "),
             100.0 * (1.0 - rate_ratio)
         );
@@ -397,6 +408,23 @@ async fn main() {
         ms(percentile(&mut delays, 0.5)),
         ms(percentile(&mut delays, 0.99))
     );
+}
+
+/// `PROFILE=1`: where each edge's isolate spends a first pass of a recorded task (archive off,
+/// then on), by the functions' own samples.
+async fn profile_first_passes(edges: [(&Edge, &String, &String); 2], events: u64) {
+    for ((edge, token, session), archive) in edges.into_iter().zip(["off", "on"]) {
+        let url = edge.ws_ticket_url(token, session).await;
+        let pass = async {
+            stream_recorded_task(&url, PROFILED_TASK, events).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let ((), hot, total) = isolate_profile::profile(edge, 15, pass).await;
+        println!("profile, archive {archive}: {total} samples of 200 us; by own samples:");
+        for Hot { function, samples } in hot {
+            println!("  {:5.1}% {function:.120}", 100.0 * samples as f64 / total as f64);
+        }
+    }
 }
 
 /// Whether the bench runs `name` (`PARTS`, a comma-separated list of `archive`, `followers` and

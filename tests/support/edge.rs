@@ -25,6 +25,8 @@ pub const TICKET_SECRET: &str = "test-ticket-secret-77a3f0d9c4";
 pub struct Edge {
     pub base_url: String,
     pub port: u16,
+    /// The V8 inspector of the Worker's isolate (the Chrome DevTools protocol).
+    pub inspector_port: u16,
     child: Child,
     state: Arc<TempDir>,
     pub log_path: PathBuf,
@@ -104,7 +106,7 @@ impl Edge {
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .env("NO_COLOR", "1");
-        Edge::launch(command, Arc::new(state), port, None, Duration::from_secs(5), None).await
+        Edge::launch(command, Arc::new(state), (port, inspector), None, Duration::from_secs(5), None).await
     }
 
     /// Starts wrangler dev with real containers on podman (`make local-containers` first).
@@ -135,7 +137,8 @@ impl Edge {
         argv.extend(["--", "--inspector-port", &inspector.to_string()].map(OsString::from));
         let mut command = Command::new(&argv[0]);
         command.args(&argv[1..]);
-        Edge::launch(command, Arc::new(state), port, Some(worker_name), Duration::from_secs(60), Some(argv)).await
+        let ports = (port, inspector);
+        Edge::launch(command, Arc::new(state), ports, Some(worker_name), Duration::from_secs(60), Some(argv)).await
     }
 
     /// Container mode: stops this edge (its launcher removes its containers on the way out, as a
@@ -143,12 +146,12 @@ impl Edge {
     /// state, so the Durable Objects wake up with only what they stored.
     pub async fn restart(self) -> Edge {
         let argv = self.relaunch.clone().expect("only a container-mode edge restarts");
-        let (state, port, worker_name, stop_grace) =
-            (Arc::clone(&self.state), self.port, self.worker_name.clone(), self.stop_grace);
+        let (state, ports, worker_name, stop_grace) =
+            (Arc::clone(&self.state), (self.port, self.inspector_port), self.worker_name.clone(), self.stop_grace);
         drop(self);
         let mut command = Command::new(&argv[0]);
         command.args(&argv[1..]);
-        Edge::launch(command, state, port, worker_name, stop_grace, Some(argv)).await
+        Edge::launch(command, state, ports, worker_name, stop_grace, Some(argv)).await
     }
 
     /// Spawns `command` (wrangler, or the container-mode launcher) with its output in the state
@@ -156,7 +159,7 @@ impl Edge {
     async fn launch(
         mut command: Command,
         state: Arc<TempDir>,
-        port: u16,
+        (port, inspector_port): (u16, u16),
         worker_name: Option<String>,
         stop_grace: Duration,
         relaunch: Option<Vec<OsString>>,
@@ -171,7 +174,7 @@ impl Edge {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {:?}: {e}", command.get_program()));
         let base_url = format!("http://127.0.0.1:{port}");
-        let edge = Edge { base_url, port, child, state, log_path, worker_name, stop_grace, relaunch };
+        let edge = Edge { base_url, port, inspector_port, child, state, log_path, worker_name, stop_grace, relaunch };
         edge.until_healthy().await
     }
 

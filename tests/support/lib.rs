@@ -11,6 +11,7 @@ pub mod fake_model_api;
 pub mod git_fixture;
 pub mod grpc_web;
 pub mod https_git_server;
+pub mod isolate_profile;
 pub mod processes;
 pub mod service;
 pub mod tcp_proxy;
