@@ -16,7 +16,11 @@ use autopilot_contract::v1::{
 };
 use prost::Message;
 use std::rc::Rc;
-use worker::{SqlStorage, SqlStorageValue};
+use worker::{
+    wasm_bindgen::{JsCast, JsValue},
+    worker_sys::DurableObjectStorage,
+    SqlStorage, SqlStorageValue,
+};
 
 use crate::{
     bridge::SharedEvent,
@@ -130,6 +134,8 @@ impl Retention {
 #[derive(Clone, Debug)]
 pub struct Archive {
     sql: SqlStorage,
+    /// The same storage (a `DurableObjectStorage`), to wait for its commits.
+    storage: JsValue,
     max_events: u64,
 }
 
@@ -141,14 +147,23 @@ impl Archive {
     ///
     /// # Errors
     /// The storage refused the schema.
-    pub fn open(sql: SqlStorage, max_events: u64) -> worker::Result<Option<Archive>> {
+    pub fn open(storage: &worker::Storage, max_events: u64) -> worker::Result<Option<Archive>> {
+        let sql = storage.sql();
         if max_events == 0 {
             return Ok(None);
         }
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sql.exec(statement, None)?;
         }
-        Ok(Some(Archive { sql, max_events: max_events.max(2) }))
+        Ok(Some(Archive { sql, storage: JsValue::from(storage.as_raw()), max_events: max_events.max(2) }))
+    }
+
+    /// Waits until what was written so far is committed. Until then, workerd holds back every
+    /// message the object sends (its output gate), and a busy object's commit can wait long.
+    pub async fn committed(&self) -> worker::Result<()> {
+        let storage: &DurableObjectStorage = self.storage.unchecked_ref();
+        worker::wasm_bindgen_futures::JsFuture::from(storage.sync()?).await?;
+        Ok(())
     }
 
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
@@ -487,4 +502,3 @@ mod tests {
         assert!(chunks_of_bytes(&[], 100).is_empty());
     }
 }
-

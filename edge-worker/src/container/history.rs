@@ -29,13 +29,15 @@ use crate::{
 };
 
 /// When the follower writes what it gathered, in one go: once the task's stream has paused for
-/// [`ARCHIVE_IDLE`], once it holds [`ARCHIVE_HELD_BYTES`] of events, at the latest
-/// [`ARCHIVE_EVERY`] after its last write, and at the task's end. Writes wait for a pause
-/// because each one holds back every message the object sends until it is committed (workerd's
-/// output gate): written every 4096 events of a burst, the burst's sends spent their time behind
-/// the gate, each costing ten times the CPU, and the archive cost the stream a fifth of its
-/// throughput. A real task's events come in bursts with pauses between, so they are written
-/// within a tenth of a second of each burst. Holding events longer loses nothing: they are
+/// [`ARCHIVE_IDLE`], once it holds [`ARCHIVE_HELD_BYTES`] of events (about 18 MB in memory for
+/// small events), at the latest [`ARCHIVE_EVERY`] after its last write, and at the task's end.
+///
+/// Each write holds back every message the object sends until it is committed (workerd's output
+/// gate), and a busy object's commit waits: written every 4096 events, a burst's sends spent the
+/// rest of the burst behind the gate, and the archive cost a first pass a quarter of its
+/// throughput. So writes wait for a pause, which a real task's bursts of events leave within a
+/// tenth of a second; a write in the middle of a burst is waited for before the next events are
+/// read, rather than every send after it waiting. Holding events longer loses nothing: they are
 /// served to subscribers from memory, written on a loss and before a stop, and an evicted
 /// follower resumes from the archive's last seq while the service still has them.
 const ARCHIVE_IDLE: Duration = Duration::from_millis(100);
@@ -220,6 +222,9 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
                     if held_bytes >= ARCHIVE_HELD_BYTES || due {
                         write(&archive, &task_id, &follow);
                         (written_at, held_bytes, pause) = (now_ms(), 0, None);
+                        // Mid-burst: the next events wait for the commit rather than each
+                        // send waiting behind it.
+                        let _ = archive.committed().await;
                     }
                 }
                 Some(Err(status)) => {

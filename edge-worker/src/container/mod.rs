@@ -75,7 +75,7 @@ pub struct AutopilotContainer {
 impl worker::DurableObject for AutopilotContainer {
     fn new(state: State, env: Env) -> Self {
         let settings = Settings::read(|name| env.var(name).ok().map(|v| v.to_string()));
-        let archive = match Archive::open(state.storage().sql(), settings.archive_max_events) {
+        let archive = match Archive::open(&state.storage(), settings.archive_max_events) {
             Ok(archive) => archive,
             Err(e) => {
                 worker::console_error!("the task archive could not be opened: {e}");

@@ -99,7 +99,7 @@ pub struct TunnelRelay {
 impl worker::DurableObject for TunnelRelay {
     fn new(state: State, env: Env) -> Self {
         let retention = Retention::read(|name| env.var(name).ok().map(|v| v.to_string()));
-        let archive = Archive::open(state.storage().sql(), retention.max_events)
+        let archive = Archive::open(&state.storage(), retention.max_events)
             .map_err(|e| worker::console_error!("the tunnel's task archive could not be opened: {e}"))
             .ok()
             .flatten();
