@@ -174,8 +174,8 @@ impl Live {
 /// subscribers and, in batches, to the archive; then the final Task and diff. A broken stream
 /// stops it and tells the subscribers (a later follow resumes from the archive).
 async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, history: usize, follow: Rc<Follow>) {
-    // However the follow ends (even dropped mid-way by a stop's time limit), it is forgotten,
-    // so that a later one can take over, and its subscribers hear of it.
+    // However the follow ends (even dropped mid-way by a stop's time limit), what it held is
+    // written, it is forgotten so that a later one can take over, and its subscribers hear of it.
     let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
     let Some(archive) = live.archive.clone() else { return };
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
@@ -254,7 +254,8 @@ async fn yield_now() {
     let _ = worker::wasm_bindgen_futures::JsFuture::from(resolved).await;
 }
 
-/// Forgets a follow when it ends or is dropped (see [`follow_task`]).
+/// Forgets a follow when it ends or is dropped, having written what it held (see
+/// [`follow_task`]).
 struct Forget {
     live: Rc<Live>,
     task_id: String,
@@ -268,6 +269,11 @@ impl Drop for Forget {
             following.remove(&self.task_id);
         }
         drop(following);
+        // What it still held is written (a follow dropped by a stop's time limit leaves none
+        // behind; a loss already took its events).
+        if let Some(archive) = &self.live.archive {
+            write(archive, &self.task_id, &self.follow);
+        }
         // A no-op for subscribers that already had the end or the failure.
         self.follow.broke(GrpcStatus::new(Code::Unavailable, "the task's follow stopped; resubscribe"));
     }
