@@ -1,7 +1,7 @@
 //! Where the Worker's time goes: samples its V8 isolate with the inspector's CPU profiler (the
 //! Chrome DevTools protocol on the port wrangler dev opens) while a piece of work runs, and
-//! sums each function's own samples. The benchmarks print it on demand (`PROFILE=1`); it is how
-//! the archive's cost was found to be its writes holding sends behind the output gate.
+//! sums each function's own samples. The bridge benchmark prints it on demand (`PROFILE=1`), to
+//! tell where a first pass spends its time with the archive off and on.
 
 use std::{collections::HashMap, future::Future};
 

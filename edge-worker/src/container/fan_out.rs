@@ -52,7 +52,8 @@ pub trait Sink {
 struct Subscribed {
     id: u64,
     news: UnboundedSender<News>,
-    /// Set once the subscription caught up: from then on the follow sends to it directly.
+    /// Set once the subscription caught up, with the next seq it needs: from then on the follow
+    /// sends to it directly.
     sink: Option<(Box<dyn Sink>, u64)>,
 }
 
