@@ -195,8 +195,7 @@ async fn main() {
     let repo = GitFixture::new();
     let cap = (events + 10).to_string();
     let (edge, token, session_id) = bench_edge(&service, &repo, &cap).await;
-    let (edge_off, token_off, session_off) =
-        bench_edge(&service, &repo, if std::env::var("CONTROL").is_ok() { &cap } else { "0" }).await;
+    let (edge_off, token_off, session_off) = bench_edge(&service, &repo, "0").await;
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
     // The archive's cost on a first pass: recorded tasks streamed through an edge without an

@@ -47,7 +47,7 @@ pub async fn profile<T>(edge: &Edge, top: usize, work: impl Future<Output = T>) 
     }
     let total = own.values().sum();
     let mut hot: Vec<Hot> = own.into_iter().map(|(function, samples)| Hot { function, samples }).collect();
-    hot.sort_by(|a, b| b.samples.cmp(&a.samples));
+    hot.sort_by_key(|hot| std::cmp::Reverse(hot.samples));
     hot.truncate(top);
     (result, hot, total)
 }
