@@ -62,6 +62,8 @@ struct Subscribed {
 pub struct Follow {
     /// Events received but not written to the archive yet.
     pub pending: RefCell<Vec<Rc<SharedEvent>>>,
+    /// Their encodings' size.
+    pending_bytes: Cell<usize>,
     /// The subscriptions; one whose task is gone is dropped at the next event.
     subscribers: RefCell<Vec<Subscribed>>,
     next_id: Cell<u64>,
@@ -93,11 +95,19 @@ impl Follow {
                 true
             }
         });
+        let bytes: usize = shared.iter().map(|shared| shared.encoded().len()).sum();
+        self.pending_bytes.set(self.pending_bytes.get() + bytes);
         self.pending.borrow_mut().extend(shared.iter().cloned());
+    }
+
+    /// The size of the events received and not written yet.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes.get()
     }
 
     /// The events received and not written yet, handed over (to be written).
     pub fn take_pending(&self) -> Vec<Rc<SharedEvent>> {
+        self.pending_bytes.set(0);
         std::mem::take(&mut *self.pending.borrow_mut())
     }
 
@@ -285,6 +295,10 @@ mod tests {
         assert!(follow.subscribers.borrow().is_empty());
         let pending: Vec<u64> = follow.pending.borrow().iter().map(|shared| shared.event.seq).collect();
         assert_eq!(pending, [5, 5, 6, 6, 7, 8, 9], "all it received is kept for the archive (which skips seqs it has)");
+        let bytes: usize = follow.pending.borrow().iter().map(|shared| shared.encoded().len()).sum();
+        assert_eq!(follow.pending_bytes(), bytes);
+        follow.take_pending();
+        assert_eq!(follow.pending_bytes(), 0);
     }
 
     #[test]

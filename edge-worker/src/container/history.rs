@@ -20,10 +20,10 @@ use super::{
     AutopilotContainer,
 };
 use crate::{
-    agent_client::AgentClient,
+    agent_client::{AgentClient, EventStream},
     archive::{Archive, Entry},
     archive_replay::{replay_to_socket, Replayed},
-    bridge::{end_frame, Encoding},
+    bridge::{end_frame, Encoding, SharedEvent},
     grpc_web::{Code, GrpcStatus},
     task_list::started_summary,
 };
@@ -179,37 +179,14 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
     let Some(archive) = live.archive.clone() else { return };
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
-    let (mut written_at, mut held_bytes) = (now_ms(), 0);
-    // Armed while events are held: when it fires and nothing came for ARCHIVE_IDLE, they are
-    // written (one timer per pause, not one per chunk of a burst).
-    let (mut pause, mut received_at): (Option<Pin<Box<Delay>>>, u64) = (None, 0);
+    let mut writer =
+        Writer { archive: &archive, task_id: &task_id, follow: &follow, written_at: now_ms(), pause: None };
     let ended = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
         Ok(mut stream) => loop {
-            let next = {
-                let mut next = std::pin::pin!(stream.next_batch());
-                loop {
-                    let Some(timer) = pause.as_mut() else { break next.await };
-                    if let Either::Left((next, _)) = future::select(next.as_mut(), timer.as_mut()).await {
-                        break next;
-                    }
-                    let quiet = now_ms().saturating_sub(received_at);
-                    pause = if quiet >= ARCHIVE_IDLE.as_millis() as u64 {
-                        // The stream paused: what is held is written while nothing else is sent.
-                        write(&archive, &task_id, &follow);
-                        (written_at, held_bytes) = (now_ms(), 0);
-                        None
-                    } else {
-                        Some(Box::pin(Delay::from(ARCHIVE_IDLE - Duration::from_millis(quiet))))
-                    };
-                }
-            };
-            match next {
+            match writer.next(&mut stream).await {
                 Some(Ok(events)) => {
-                    received_at = now_ms();
-                    pause.get_or_insert_with(|| Box::pin(Delay::from(ARCHIVE_IDLE)));
                     let finished = events.iter().any(|e| matches!(e.event.payload, Some(Payload::TaskFinished(_))));
                     events.iter().for_each(|shared| live.note_event(&shared.event));
-                    held_bytes += events.iter().map(|shared| shared.encoded().len()).sum::<usize>();
                     follow.receive(events);
                     if finished {
                         // Its followers send their end before a write holds messages back.
@@ -218,14 +195,7 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
                         live.revoke_model_access(Some(&task_id));
                         break true;
                     }
-                    let due = now_ms() >= written_at + ARCHIVE_EVERY.as_millis() as u64;
-                    if held_bytes >= ARCHIVE_HELD_BYTES || due {
-                        write(&archive, &task_id, &follow);
-                        (written_at, held_bytes, pause) = (now_ms(), 0, None);
-                        // Mid-burst: the next events wait for the commit rather than each
-                        // send waiting behind it.
-                        let _ = archive.committed().await;
-                    }
+                    writer.received().await;
                 }
                 Some(Err(status)) => {
                     follow.broke(status);
@@ -242,9 +212,61 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
             false
         }
     };
-    write(&archive, &task_id, &follow);
+    writer.write();
     if ended {
         archive_end(&live, &client, &task_id, history).await;
+    }
+}
+
+/// A follow's writes to the archive, at the cadence [`ARCHIVE_IDLE`] describes.
+struct Writer<'a> {
+    archive: &'a Archive,
+    task_id: &'a str,
+    follow: &'a Follow,
+    written_at: u64,
+    /// Armed while events are held: when it fires and nothing came for [`ARCHIVE_IDLE`], they
+    /// are written (one timer per pause, not one per chunk of a burst).
+    pause: Option<(Pin<Box<Delay>>, u64)>,
+}
+
+impl Writer<'_> {
+    /// The stream's next events; what is held is written meanwhile if the stream pauses, when
+    /// nothing else is being sent.
+    async fn next(&mut self, stream: &mut EventStream) -> Option<Result<Vec<Rc<SharedEvent>>, GrpcStatus>> {
+        let mut next = std::pin::pin!(stream.next_batch());
+        while let Some((timer, received_at)) = self.pause.as_mut() {
+            if let Either::Left((events, _)) = future::select(next.as_mut(), timer.as_mut()).await {
+                return events;
+            }
+            let quiet = Duration::from_millis(now_ms().saturating_sub(*received_at));
+            match ARCHIVE_IDLE.checked_sub(quiet).filter(|left| !left.is_zero()) {
+                Some(left) => *timer = Box::pin(Delay::from(left)),
+                None => self.write(),
+            }
+        }
+        next.await
+    }
+
+    /// Events arrived: the pause is timed from now; a write due in the middle of a burst (too
+    /// much held, or too long since the last) is made, and its commit waited for rather than
+    /// each send after it waiting behind it.
+    async fn received(&mut self) {
+        let now = now_ms();
+        match &mut self.pause {
+            Some((_, received_at)) => *received_at = now,
+            None => self.pause = Some((Box::pin(Delay::from(ARCHIVE_IDLE)), now)),
+        }
+        let due = now >= self.written_at + ARCHIVE_EVERY.as_millis() as u64;
+        if self.follow.pending_bytes() >= ARCHIVE_HELD_BYTES || due {
+            self.write();
+            let _ = self.archive.committed().await;
+        }
+    }
+
+    /// Writes what is held.
+    fn write(&mut self) {
+        write(self.archive, self.task_id, self.follow);
+        (self.written_at, self.pause) = (now_ms(), None);
     }
 }
 
