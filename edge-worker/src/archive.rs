@@ -15,7 +15,7 @@ use autopilot_contract::v1::{
     TaskFinished, TaskState, TaskSummary,
 };
 use prost::Message;
-use std::{borrow::Cow, ops::Range, rc::Rc};
+use std::rc::Rc;
 use worker::{
     wasm_bindgen::{JsCast, JsValue},
     worker_sys::DurableObjectStorage,
@@ -24,6 +24,7 @@ use worker::{
 
 use crate::{
     bridge::SharedEvent,
+    event_rows::{self, Row},
     grpc_web::{Code, GrpcStatus},
     sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
     task_list::{decode_token, encode_token, page_size, Cursor},
@@ -243,22 +244,12 @@ impl Archive {
             rows.push(shared);
             kept += 1;
         }
-        // A row per batch (at most [`CHUNK_BYTES`] of it), the events length-delimited in one
-        // blob: a row (or a bound value) per event made the archive cost most of a stream's time.
-        // Each event's encoding is the one it came with, unless it had to be cut to fit a row.
-        let stored: Vec<Cow<[u8]>> = rows.iter().map(|shared| archived_encoding(shared)).collect();
-        truncated |= stored.iter().any(|encoding| matches!(encoding, Cow::Owned(_)));
-        let sizes: Vec<usize> = stored.iter().map(|encoding| encoding.len()).collect();
-        for chunk in chunks_of_bytes(&sizes, CHUNK_BYTES) {
-            let (first, last) = (rows[chunk.start].event.seq, rows[chunk.end - 1].event.seq);
-            let mut blob = Vec::with_capacity(sizes[chunk.clone()].iter().map(|size| size + 3).sum());
-            for encoding in &stored[chunk] {
-                prost::encoding::encode_varint(encoding.len() as u64, &mut blob);
-                blob.extend_from_slice(encoding);
-            }
+        let (stored, cut) = event_rows::rows(&rows);
+        truncated |= cut;
+        for Row { first_seq, last_seq, blob } in stored {
             self.sql.exec(
                 "INSERT OR IGNORE INTO archived_event_chunks (task_id, first_seq, last_seq, events) VALUES (?, ?, ?, ?)",
-                vec![text(task_id), int(first), int(last), SqlStorageValue::Blob(blob)],
+                vec![text(task_id), int(first_seq), int(last_seq), SqlStorageValue::Blob(blob)],
             )?;
         }
         self.sql.exec(
@@ -345,13 +336,9 @@ impl Archive {
                 break;
             }
             for row in &rows {
-                let mut blob = as_blob(&row[0]).unwrap_or_default();
-                while !blob.is_empty() && events.len() < limit {
-                    let Ok(event) = Event::decode_length_delimited(&mut blob) else { break };
-                    if event.seq >= from_seq {
-                        events.push(event);
-                    }
-                }
+                let blob = as_blob(&row[0]).unwrap_or_default();
+                let wanted = limit - events.len();
+                events.extend(event_rows::events(blob).filter(|event| event.seq >= from_seq).take(wanted));
                 after = as_u64(&row[1]) + 1;
             }
         }
@@ -457,98 +444,5 @@ impl Iterator for Replay<'_> {
         self.done = events.len() < REPLAY_CHUNK;
         self.next_seq = events.last()?.seq + 1;
         Some(Ok(events))
-    }
-}
-
-/// The most event bytes one archived row holds: Durable Object SQLite refuses a row over 2 MB.
-const CHUNK_BYTES: usize = 1 << 20;
-/// The most one archived event takes (see [`archived_encoding`]); so a row holds at most two.
-const EVENT_MAX_BYTES: usize = 1 << 20;
-
-/// Runs of consecutive items whose `sizes` add up to at most `max_bytes` each, in order (an item
-/// bigger than that alone in its run).
-fn chunks_of_bytes(sizes: &[usize], max_bytes: usize) -> Vec<Range<usize>> {
-    let (mut chunks, mut start, mut bytes) = (Vec::new(), 0, 0);
-    for (i, size) in sizes.iter().enumerate() {
-        if i > start && bytes + size > max_bytes {
-            chunks.push(start..i);
-            (start, bytes) = (i, 0);
-        }
-        bytes += size;
-    }
-    if start < sizes.len() {
-        chunks.push(start..sizes.len());
-    }
-    chunks
-}
-
-/// An event as the archive stores it: as it came, or, over [`EVENT_MAX_BYTES`] (a tool's large
-/// input or output), with that text cut to fit and saying so; a tool's input stays a JSON
-/// object. The live stream gave it whole; a replay from the archive gives this.
-fn archived_encoding(shared: &SharedEvent) -> Cow<'_, [u8]> {
-    let encoded = shared.encoded();
-    if encoded.len() <= EVENT_MAX_BYTES {
-        return Cow::Borrowed(encoded);
-    }
-    // What the other fields may take, at most.
-    let keep = EVENT_MAX_BYTES - 4096;
-    let note = |len: usize| format!("[cut by the edge's archive: {len} bytes, over its {EVENT_MAX_BYTES}-byte limit]");
-    let cut = |text: &mut String| {
-        let len = text.len();
-        let end = (0..=keep.min(len)).rev().find(|&end| text.is_char_boundary(end)).unwrap_or(0);
-        text.truncate(end);
-        text.push_str(&note(len));
-    };
-    let mut event = shared.event.clone();
-    match &mut event.payload {
-        Some(Payload::AgentText(said)) => cut(&mut said.text),
-        Some(Payload::ToolFinished(finished)) => cut(&mut finished.output),
-        Some(Payload::ToolStarted(started)) => {
-            started.input_json = serde_json::json!({ "archived": note(started.input_json.len()) }).to_string()
-        }
-        _ => {}
-    }
-    Cow::Owned(event.encode_to_vec())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use autopilot_contract::v1::{AgentText, ToolFinished, ToolStarted};
-
-    #[test]
-    fn a_batch_is_cut_into_rows_of_a_bounded_size_in_order() {
-        assert_eq!(chunks_of_bytes(&[40, 40, 200, 10, 10], 100), [0..2, 2..3, 3..5], "one over the bound is alone");
-        assert_eq!(chunks_of_bytes(&[40, 40, 200], usize::MAX), [0..3]);
-        assert!(chunks_of_bytes(&[], 100).is_empty());
-    }
-
-    #[test]
-    fn an_event_too_large_for_a_row_is_cut_to_fit_and_says_so() {
-        let event = |payload| {
-            SharedEvent::new(Event { task_id: "t".into(), seq: 4, payload: Some(payload), ..Default::default() })
-        };
-        let small = event(Payload::AgentText(AgentText { text: "hello".into() }));
-        assert!(matches!(archived_encoding(&small), Cow::Borrowed(_)));
-
-        let output = "ü".repeat(EVENT_MAX_BYTES);
-        let big = event(Payload::ToolFinished(ToolFinished { tool_id: "x".into(), output, is_error: false }));
-        let stored = Event::decode(&*archived_encoding(&big)).unwrap();
-        assert!(stored.encoded_len() <= EVENT_MAX_BYTES);
-        let Some(Payload::ToolFinished(finished)) = stored.payload else { panic!("{stored:?}") };
-        assert!(
-            finished.output.starts_with("üü") && finished.output.ends_with("byte limit]"),
-            "{}",
-            &finished.output[finished.output.len() - 80..]
-        );
-        assert_eq!((finished.tool_id.as_str(), stored.seq), ("x", 4));
-
-        let input_json = format!(r#"{{"content":"{}"}}"#, "x".repeat(EVENT_MAX_BYTES));
-        let big = event(Payload::ToolStarted(ToolStarted { tool_id: "y".into(), name: "Write".into(), input_json }));
-        let Some(Payload::ToolStarted(started)) = Event::decode(&*archived_encoding(&big)).unwrap().payload else {
-            panic!()
-        };
-        let input: serde_json::Value = serde_json::from_str(&started.input_json).expect("still a JSON object");
-        assert!(input["archived"].as_str().unwrap().contains("cut by the edge's archive"));
     }
 }

@@ -9,7 +9,8 @@
 //! - [`routes`]: the Worker's entry and authentication gate (the only thing the entry point
 //!   calls); [`auth`]: tokens, sessions, sign-in, admin token routes.
 //! - [`archive`]: every task of a user, its events, end and diff, in the object's SQLite storage;
-//!   [`task_list`] (pure): pages, tokens and titles of the task list.
+//!   [`task_list`] (pure): pages, tokens and titles of the task list; [`event_rows`] (pure): how
+//!   its events are stored in rows.
 //! - [`container`]: the container mode's object, one file per concept (record, runtime,
 //!   metering, idle policy, bridge calls, loss, HTTP routes, settings).
 //! - [`tunnel_relay`]: the tunnel mode's object; [`relay_route`] (pure): where a relayed answer goes.
@@ -39,6 +40,7 @@ pub mod container_errors;
 pub mod container_start;
 pub mod credentials;
 pub mod entropy;
+pub mod event_rows;
 pub mod grpc_web;
 pub mod internal;
 pub mod lifecycle;
