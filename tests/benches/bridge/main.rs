@@ -8,10 +8,10 @@
 //!   round #1 replays it from the archive. The archive's cost: 30 other recorded tasks, each
 //!   streamed for the first time through an edge with the archive off (`ARCHIVE_MAX_EVENTS=0`)
 //!   and through one with it on, in pairs; the median of the pairs' ratios (target: at most 10%),
-//!   and of the CPU each edge's workerd spent per event.
+//!   and of the CPU each edge's workerd spent per event (`archive_cost`).
 //! - Followers: the latency of live events with 1 and with 200 sockets following one task
 //!   (target: p50 with 200 within 2x of p50 with 1), beside the floor workerd sets: one Durable
-//!   Object sending each message to 1 and to 200 sockets, with no bridge (`/bench/fanout`).
+//!   Object sending each message to 1 and to 200 sockets, with no bridge (`followers`).
 //! - Latency: round trips of a Status request through the bridge against echo round trips of the
 //!   same size, p50/p99 over 300 each; the difference is what the bridge adds (target: p50 < 2 ms).
 //!   Plus the delivery latency of live events (event time at the service -> client receipt).
@@ -32,7 +32,6 @@ use autopilot_tests::{
     edge::Edge,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    isolate_profile::{self, Hot},
     service::{Service, ServiceOptions},
     tunnel_machine::Machine,
 };
@@ -40,24 +39,14 @@ use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
+mod archive_cost;
+mod followers;
+
 const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
 /// A second recorded task that warms each edge's streaming path up (workerd compiles hot wasm
 /// code again once it is hot) before the archive's cost is measured.
 const WARM_UP_TASK: &str = "00000000-0000-4000-8000-00000000cafe";
 const WARM_UP_EVENTS: u64 = 20_000;
-/// With `PROFILE=1`, a recorded task whose first passes (archive off, then on) are profiled.
-const PROFILED_TASK: &str = "00000000-0000-4000-8000-0000000000fe";
-
-fn profiling() -> bool {
-    std::env::var("PROFILE").is_ok_and(|v| v == "1")
-}
-
-/// Recorded tasks that each edge streams for the first time, archive off and on in pairs (`PAIRS`,
-/// default 30): the archive's cost is the median of the pairs' ratios (one pair is too noisy here).
-fn compared_tasks() -> Vec<String> {
-    let pairs: usize = std::env::var("PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    (0..pairs).map(|i| format!("00000000-0000-4000-8000-0000000c{i:04x}")).collect()
-}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -109,15 +98,6 @@ async fn stream_recorded_task(url: &str, task_id: &str, events: u64) -> f64 {
     received as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Streams the recorded task `task_id` through the bridge socket at `url` of `edge`: events/s,
-/// and the CPU time the edge's workerd used for it (its work after the last frame included).
-async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f64, Duration) {
-    let cpu = edge.workerd_cpu();
-    let rate = stream_recorded_task(&url, task_id, events).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    (rate, edge.workerd_cpu() - cpu)
-}
-
 /// Status round trips through a bridge socket at `url`, after 30 warm-up ones.
 async fn status_round_trips(url: &str, count: usize) -> Vec<Duration> {
     let (mut bridge, _) = tokio_tungstenite::connect_async(url).await.unwrap();
@@ -149,9 +129,8 @@ async fn bench_edge(service: &Service, repo: &GitFixture, archive_max_events: &s
     let token = edge.user("bench", 1_000_000).await;
     // The recorded task went straight into the service's work directory: record it as the user's
     // (the edge serves a user only the tasks their object started).
-    let profiled = profiling().then(|| PROFILED_TASK.to_string());
-    let tasks = [RECORDED_TASK.to_string(), WARM_UP_TASK.to_string()].into_iter().chain(profiled);
-    for task_id in tasks.chain(compared_tasks()) {
+    let tasks = [RECORDED_TASK.to_string(), WARM_UP_TASK.to_string()].into_iter();
+    for task_id in tasks.chain(archive_cost::recorded_tasks()) {
         let adopted = reqwest::Client::new()
             .post(format!("{}/api/admin/tasks", edge.base_url))
             .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
@@ -181,7 +160,7 @@ async fn main() {
     let (work, machine_work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let frame_len = record_task(work.path(), RECORDED_TASK, events);
     record_task(work.path(), WARM_UP_TASK, WARM_UP_EVENTS);
-    for task_id in compared_tasks().into_iter().chain(profiling().then(|| PROFILED_TASK.to_string())) {
+    for task_id in archive_cost::recorded_tasks() {
         record_task(work.path(), &task_id, events);
     }
     record_task(machine_work.path(), RECORDED_TASK, events);
@@ -198,60 +177,12 @@ async fn main() {
     let (edge_off, token_off, session_off) = bench_edge(&service, &repo, "0").await;
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
-    // The archive's cost on a first pass: recorded tasks streamed through an edge without an
-    // archive and through one whose object follows each into its archive while streaming it,
-    // in pairs, each pair's order the other way round from the last; both edges warmed up first.
-    // The cost is the median of the pairs' ratios: rates drift by 2x within a run here, and a
-    // pair's two passes drift together.
     if part("archive") {
-        for (edge, token, session) in [(&edge, &token, &session_id), (&edge_off, &token_off, &session_off)] {
-            stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
-        }
-        if profiling() {
-            profile_first_passes([(&edge_off, &token_off, &session_off), (&edge, &token, &session_id)], events).await;
-        }
-        let mut pairs = Vec::new();
-        for (i, task_id) in compared_tasks().iter().enumerate() {
-            let off_url = edge_off.ws_ticket_url(&token_off, &session_off).await;
-            let on_url = edge.ws_ticket_url(&token, &session_id).await;
-            let (off, on) = if i % 2 == 0 {
-                let off = first_pass(&edge_off, off_url, task_id, events).await;
-                (off, first_pass(&edge, on_url, task_id, events).await)
-            } else {
-                let on = first_pass(&edge, on_url, task_id, events).await;
-                (first_pass(&edge_off, off_url, task_id, events).await, on)
-            };
-            pairs.push((off, on));
-        }
-        let median = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            (values[values.len() / 2] + values[(values.len() - 1) / 2]) / 2.0
-        };
-        let rate_ratio = median(pairs.iter().map(|(off, on)| on.0 / off.0).collect());
-        let cpu_per_event = |pass: &(f64, Duration)| pass.1.as_secs_f64() * 1e6 / events as f64;
-        let (cpu_off, cpu_on) = (
-            median(pairs.iter().map(|(off, _)| cpu_per_event(off)).collect()),
-            median(pairs.iter().map(|(_, on)| cpu_per_event(on)).collect()),
-        );
-        let shown: Vec<String> = pairs.iter().map(|(off, on)| format!("{:.0}/{:.0}", off.0, on.0)).collect();
-        let cpu_shown: Vec<String> =
-            pairs.iter().map(|(off, on)| format!("{:.2}/{:.2}", cpu_per_event(off), cpu_per_event(on))).collect();
-        println!(
-            "archive off vs on (first pass of {} tasks of {events} events, in pairs): off/on events/s {}; median \
-             on/off {rate_ratio:.3}: the archive costs {:.1}% of throughput",
-            compared_tasks().len(),
-            shown.join(", "),
-            100.0 * (1.0 - rate_ratio)
-        );
-        println!(
-            "archive off vs on, workerd CPU per event (the task's end included): off/on us {}; medians {cpu_off:.2} \
-             vs {cpu_on:.2} us: the archive costs {:.1}% more of the edge's CPU",
-            cpu_shown.join(", "),
-            100.0 * (cpu_on / cpu_off - 1.0)
-        );
+        let on = (&edge, token.as_str(), session_id.as_str());
+        archive_cost::compare(on, (&edge_off, token_off.as_str(), session_off.as_str()), events).await;
     }
     if !part("rest") {
-        return followers(&edge, &token, &session_id, &repo, frame_len).await;
+        return followers::followers(&edge, &token, &session_id, &repo, frame_len).await;
     }
 
     for round in 0..2 {
@@ -376,7 +307,7 @@ async fn main() {
     }
 
     socket_flood(&edge, &token, &session_id, &repo).await;
-    followers(&edge, &token, &session_id, &repo, frame_len).await;
+    followers::followers(&edge, &token, &session_id, &repo, frame_len).await;
 
     // Live delivery: event time at the service to receipt by a WebSocket client, for a real task.
     let task_id = start_over(&mut bridge, &repo, "SCENARIO:many-tools:20").await;
@@ -409,59 +340,10 @@ async fn main() {
     );
 }
 
-/// `PROFILE=1`: where each edge's isolate spends a first pass of a recorded task (archive off,
-/// then on), by the functions' own samples.
-async fn profile_first_passes(edges: [(&Edge, &String, &String); 2], events: u64) {
-    for ((edge, token, session), archive) in edges.into_iter().zip(["off", "on"]) {
-        let url = edge.ws_ticket_url(token, session).await;
-        let pass = async {
-            stream_recorded_task(&url, PROFILED_TASK, events).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
-        let ((), hot, total) = isolate_profile::profile(edge, 15, pass).await;
-        println!("profile, archive {archive}: {total} samples of 200 us; by own samples:");
-        for Hot { function, samples } in hot {
-            println!("  {:5.1}% {function:.120}", 100.0 * samples as f64 / total as f64);
-        }
-    }
-}
-
 /// Whether the bench runs `name` (`PARTS`, a comma-separated list of `archive`, `followers` and
 /// `rest`; all by default).
 fn part(name: &str) -> bool {
     std::env::var("PARTS").map_or(true, |parts| parts.split(',').any(|part| part.trim() == name))
-}
-
-/// The followers' figures, beside the floor workerd itself sets: the latency of live events with
-/// 1 and 200 sockets following one task, and of one object sending each message to 1 and 200
-/// sockets with no bridge in between.
-async fn followers(edge: &Edge, token: &str, session_id: &str, repo: &GitFixture, frame_len: usize) {
-    if !part("followers") {
-        return;
-    }
-    let floor = (fanout_floor(edge, 1, frame_len).await, fanout_floor(edge, 200, frame_len).await);
-    let one = followers_latency(edge, token, session_id, repo, 1).await;
-    let many = followers_latency(edge, token, session_id, repo, 200).await;
-    println!(
-        "followers of one live task (one upstream stream per task): 1 follower p50 {:.2} ms p99 {:.2} ms; \
-         200 followers p50 {:.2} ms p99 {:.2} ms ({} deliveries); p50 ratio 200/1 {:.2}",
-        one.0,
-        one.1,
-        many.0,
-        many.1,
-        many.2,
-        many.0 / one.0
-    );
-    println!(
-        "floor, one object sending each message to its sockets (no bridge): 1 socket p50 {:.2} ms p99 {:.2} ms; \
-         200 sockets p50 {:.2} ms p99 {:.2} ms; p50 ratio 200/1 {:.2}; 200 followers p50 over the floor's {:.2}x",
-        floor.0 .0,
-        floor.0 .1,
-        floor.1 .0,
-        floor.1 .1,
-        floor.1 .0 / floor.0 .0,
-        many.0 / floor.1 .0
-    );
 }
 
 /// Starts a task on `repo` with `prompt` through a bridge socket; its id.
@@ -555,131 +437,4 @@ impl WithId for ClientRequest {
     fn with_id(self, request_id: String) -> ClientFrame {
         ClientFrame { request_id, request: Some(self) }
     }
-}
-
-/// `count` sockets follow one live task (a real one, whose slow steps leave time to subscribe
-/// them all); the service-to-client delay of every event recorded after the last subscription,
-/// over all followers: p50 and p99 (ms) and how many deliveries were measured.
-async fn followers_latency(
-    edge: &Edge,
-    token: &str,
-    session_id: &str,
-    repo: &GitFixture,
-    count: usize,
-) -> (f64, f64, usize) {
-    let started = edge
-        .post_json(
-            "/api/container/start",
-            token,
-            serde_json::json!({"repositoryUrl": repo.url(), "prompt": "SCENARIO:slow-tools:8"}),
-        )
-        .await;
-    let task_id = started["taskId"].as_str().expect("a task").to_string();
-    let mut sockets = Vec::new();
-    for _ in 0..count {
-        let (socket, _) = tokio_tungstenite::connect_async(edge.ws_ticket_url(token, session_id).await).await.unwrap();
-        sockets.push(socket);
-    }
-    for socket in &mut sockets {
-        let follow = ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.clone(), from_seq: 1 });
-        socket.send(Message::Binary(follow.with_id("follow".into()).encode_to_vec().into())).await.unwrap();
-    }
-    // Measured from when every follower has its first frame (the subscriptions are in place):
-    // the steady state, not the burst of 200 subscriptions arriving at once.
-    let (first_frames, mut firsts) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut socket| {
-            let first_frames = first_frames.clone();
-            tokio::spawn(async move {
-                let (mut received, mut told) = (Vec::new(), false);
-                while let Some(Ok(message)) = socket.next().await {
-                    let Message::Binary(bytes) = message else { continue };
-                    if !std::mem::replace(&mut told, true) {
-                        let _ = first_frames.send(());
-                    }
-                    match ServerFrame::decode(bytes.as_ref()).unwrap().frame {
-                        Some(Frame::Event(event)) => {
-                            let time = event.time.unwrap();
-                            let at = std::time::UNIX_EPOCH + Duration::new(time.seconds as u64, time.nanos as u32);
-                            received.push((at, std::time::SystemTime::now().duration_since(at).unwrap_or_default()));
-                        }
-                        Some(Frame::EndOfStream(_)) | Some(Frame::Error(_)) => break,
-                        _ => {}
-                    }
-                }
-                received
-            })
-        })
-        .collect();
-    drop(first_frames);
-    for _ in 0..count {
-        if firsts.recv().await.is_none() {
-            break;
-        }
-    }
-    let ready_at = std::time::SystemTime::now();
-    let mut delays = Vec::new();
-    for reader in readers {
-        delays.extend(reader.await.unwrap().into_iter().filter(|(at, _)| *at > ready_at).map(|(_, delay)| delay));
-    }
-    let measured = delays.len();
-    assert!(measured > 0, "no live event reached the {count} followers");
-    (ms(percentile(&mut delays, 0.5)), ms(percentile(&mut delays, 0.99)), measured)
-}
-
-/// The floor under `followers_latency`: `count` sockets on the bench's fan-out route, where one
-/// Durable Object sends each message a sender socket sends to all the others, with no bridge in
-/// between. The sender sends what a slow task's follow receives: rounds of one event, then two
-/// together; p50 and p99 (ms) of send-to-receipt over all receivers, and the deliveries measured.
-async fn fanout_floor(edge: &Edge, count: usize, frame_len: usize) -> (f64, f64, usize) {
-    let url = &format!("{}/bench/fanout", edge.ws_base());
-    let (mut sender, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut receivers = Vec::new();
-    for _ in 0..count {
-        receivers.push(tokio_tungstenite::connect_async(url).await.unwrap().0);
-    }
-    // A message: how many copies each socket gets, then the send time (ns since the epoch),
-    // padded to an event frame's size.
-    let message = |copies: u8| {
-        let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let mut bytes = vec![copies];
-        bytes.extend_from_slice(&sent.to_le_bytes());
-        bytes.resize(frame_len.max(17) + 1, 0);
-        Message::Binary(bytes.into())
-    };
-    // Every receiver has its first message before the rounds are measured.
-    sender.send(message(1)).await.unwrap();
-    for receiver in &mut receivers {
-        while !matches!(receiver.next().await, Some(Ok(Message::Binary(_)))) {}
-    }
-    let (rounds, per_round) = (15, 3);
-    let readers: Vec<_> = receivers
-        .into_iter()
-        .map(|mut receiver| {
-            tokio::spawn(async move {
-                let mut delays = Vec::new();
-                while delays.len() < rounds * per_round {
-                    let Some(Ok(Message::Binary(bytes))) = receiver.next().await else { break };
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-                    let sent = u128::from_le_bytes(bytes[..16].try_into().unwrap());
-                    delays.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
-                }
-                delays
-            })
-        })
-        .collect();
-    for _ in 0..rounds {
-        sender.send(message(1)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        sender.send(message(2)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut delays = Vec::new();
-    for reader in readers {
-        delays.extend(reader.await.unwrap());
-    }
-    let measured = delays.len();
-    assert_eq!(measured, count * rounds * per_round, "every receiver gets every message");
-    (ms(percentile(&mut delays, 0.5)), ms(percentile(&mut delays, 0.99)), measured)
 }
