@@ -130,9 +130,10 @@ pub async fn deliver(
         ));
     }
 
-    let branch = &spec.delivery.branch;
+    let branch = &spec.run.delivery.branch;
     // The message is pushed with the commit: no secret may ride in the prompt or the answer.
-    let message = commit_message(&task.redactor().redact(&spec.prompt), &task.redactor().redact(summary), task.id());
+    let message =
+        commit_message(&task.redactor().redact(&spec.run.prompt), &task.redactor().redact(summary), task.id());
     let commit = commit_changes(&git, dir, &message).await?;
     let branch_ref = format!("refs/heads/{branch}");
     git.run(&["update-ref", "-m", "autopilot: deliver the task's changes", &branch_ref, &commit]).await?;
@@ -140,7 +141,7 @@ pub async fn deliver(
     task.record(Payload::Committed(Committed { branch: branch.clone(), commit: commit.clone() }));
     tracing::info!(task_id = task.id(), %branch, %commit, "committed the agent's work");
 
-    if spec.delivery.push {
+    if spec.run.delivery.push {
         let refspec = format!("{branch_ref}:{branch_ref}");
         let remote = &spec.repo.display;
         git.run(&["push", "--quiet", "--", &spec.repo.url, &refspec]).await.map_err(|e| match e {
@@ -192,7 +193,7 @@ impl<'a> Git<'a> {
         redactor: &'a Redactor,
         stop: &'a CancellationToken,
     ) -> Self {
-        let (name, email) = (&spec.delivery.author_name, &spec.delivery.author_email);
+        let (name, email) = (&spec.run.delivery.author_name, &spec.run.delivery.author_email);
         let env = [
             ("GIT_AUTHOR_NAME", name),
             ("GIT_AUTHOR_EMAIL", email),

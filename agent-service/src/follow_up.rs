@@ -164,7 +164,8 @@ fn resolve(
             format!("is not the ref of task {} ({parent_ref:?}); leave it empty for a follow-up", follow_up.parent_id),
         ));
     }
-    let branch = if spec.delivery.branch.is_empty() { parent_branch.to_string() } else { spec.delivery.branch.clone() };
+    let branch =
+        if spec.run.delivery.branch.is_empty() { parent_branch.to_string() } else { spec.run.delivery.branch.clone() };
     Ok(Resolved { repo, git_ref: parent_ref.to_string(), branch, follow_up })
 }
 

@@ -156,8 +156,8 @@ impl TaskManager {
                     Refusal::Invalid(error) => StartError::Invalid(error),
                     Refusal::NoWorkspace(why) => StartError::NoWorkspace(why),
                 })?;
-                start.delivery.branch = branch;
-                if start.model.is_empty() {
+                start.run.delivery.branch = branch;
+                if start.run.model.is_empty() {
                     // The conversation keeps its model unless the follow-up names another.
                     if let Some(model) = registry
                         .tasks
@@ -165,30 +165,30 @@ impl TaskManager {
                         .find(|t| t.id() == follow_up.parent_id)
                         .and_then(|t| t.snapshot().options.map(|o| o.model))
                     {
-                        start.model = model;
+                        start.run.model = model;
                     }
                 }
                 start.into_task(repo, git_ref, Some(follow_up))
             }
         };
         let id = uuid::Uuid::new_v4().to_string();
-        if spec.delivery.branch.is_empty() {
-            spec.delivery.branch = default_branch(&id);
+        if spec.run.delivery.branch.is_empty() {
+            spec.run.delivery.branch = default_branch(&id);
         }
         let snapshot = TaskSnapshot {
             task_id: id.clone(),
             state: TaskState::Unspecified as i32,
             repository_url: spec.repo.display.clone(),
             git_ref: spec.git_ref.clone(),
-            options: Some(spec.options()),
-            delivery_options: Some(spec.delivery.options()),
+            options: Some(spec.run.options()),
+            delivery_options: Some(spec.run.delivery.options()),
             create_time: Some(autopilot_contract::time::timestamp(SystemTime::now())),
             parent_task_id: spec.follow_up.as_ref().map(|f| f.parent_id.clone()).unwrap_or_default(),
             ..Default::default()
         };
-        let task_key = spec.model_access.as_ref().map(|access| access.api_key.clone());
+        let task_key = spec.run.model_access.as_ref().map(|access| access.api_key.clone());
         let redactor = self.redactor.with(spec.repo.secrets.iter().cloned().chain(task_key));
-        let title = task_list::title(&redactor.redact(&spec.prompt));
+        let title = task_list::title(&redactor.redact(&spec.run.prompt));
         let task = Task::create_with_title(self.tasks_dir.join(&id), snapshot, title, redactor)?;
         task.move_to(TaskState::Pending, "");
         registry.tasks.push_back(Arc::clone(&task));

@@ -68,7 +68,7 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
     let started = Instant::now();
     let timer = {
         let task = Arc::clone(&task);
-        let limit = spec.timeout;
+        let limit = spec.run.timeout;
         tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             task.request_stop(StopReason::TimedOut(limit));
@@ -89,7 +89,7 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
 }
 
 async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Finished, StepError> {
-    if !ctx.has_api_key && spec.model_access.is_none() {
+    if !ctx.has_api_key && spec.run.model_access.is_none() {
         return Err(StepError::Failed(
             "ANTHROPIC_API_KEY is not set on the agent-service, so the agent cannot call the model; \
              restart the service with ANTHROPIC_API_KEY in its environment"
@@ -129,11 +129,11 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     task.move_to(TaskState::Running, "");
     let invocation = AgentInvocation {
         workdir: repo_dir,
-        prompt: spec.prompt.clone(),
-        model: spec.model.clone(),
-        max_turns: spec.max_turns,
-        max_budget_usd: spec.max_budget_usd,
-        env: model_access::agent_env(&ctx.agent_env, spec.model_access.as_ref()),
+        prompt: spec.run.prompt.clone(),
+        model: spec.run.model.clone(),
+        max_turns: spec.run.max_turns,
+        max_budget_usd: spec.run.max_budget_usd,
+        env: model_access::agent_env(&ctx.agent_env, spec.run.model_access.as_ref()),
         resume_session: spec.follow_up.as_ref().and_then(|f| f.resume_session.clone()),
     };
     let mut num_turns = 0;
@@ -170,7 +170,7 @@ async fn continue_workspace(
 ) -> Result<String, StepError> {
     let repo_dir = task.dir().join("repo");
     let parent = &follow_up.parent_id;
-    let branch = &spec.delivery.branch;
+    let branch = &spec.run.delivery.branch;
     let (base, transcript) = match &follow_up.source {
         WorkspaceSource::Parent { task_dir, commit, base_commit } => {
             workspace::from_parent(task_dir, commit, branch, &repo_dir, &ctx.git, task.redactor(), task.stop_token())

@@ -65,21 +65,28 @@ pub struct Limits {
     pub max_timeout: Duration,
 }
 
-/// A validated request: everything a task needs to run.
+/// What the agent runs with and where its work goes: the same in a Start request as in the task
+/// it becomes.
 #[derive(Debug, Clone)]
-pub struct TaskSpec {
-    pub repo: RepoUrl,
-    pub git_ref: String,
+pub struct RunSpec {
     pub prompt: String,
     pub model: String,
     pub max_turns: u32,
     pub max_budget_usd: f64,
     pub timeout: Duration,
     pub delivery: DeliverySpec,
-    /// A follow-up turn: the parent and the workspace it continues from.
-    pub follow_up: Option<FollowUp>,
     /// The task's own way to the model ([`crate::model_access`]); `None`: the service's key.
     pub model_access: Option<ModelAccess>,
+}
+
+/// A validated request: everything a task needs to run.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub repo: RepoUrl,
+    pub git_ref: String,
+    pub run: RunSpec,
+    /// A follow-up turn: the parent and the workspace it continues from.
+    pub follow_up: Option<FollowUp>,
 }
 
 /// A validated Start request. It becomes a [`TaskSpec`] once its repository is known: the
@@ -89,15 +96,9 @@ pub struct StartSpec {
     /// The request's repository; `None` only for a follow-up that names none.
     pub repo: Option<RepoUrl>,
     pub git_ref: String,
-    pub prompt: String,
-    pub model: String,
-    pub max_turns: u32,
-    pub max_budget_usd: f64,
-    pub timeout: Duration,
-    pub delivery: DeliverySpec,
+    pub run: RunSpec,
     /// The task this one follows up on.
     pub parent: Option<ParentRequest>,
-    pub model_access: Option<ModelAccess>,
 }
 
 /// The parent a follow-up names.
@@ -119,18 +120,7 @@ pub struct Restore {
 impl StartSpec {
     /// The task's spec, on `repo` at `git_ref`.
     pub fn into_task(self, repo: RepoUrl, git_ref: String, follow_up: Option<FollowUp>) -> TaskSpec {
-        TaskSpec {
-            repo,
-            git_ref,
-            prompt: self.prompt,
-            model: self.model,
-            max_turns: self.max_turns,
-            max_budget_usd: self.max_budget_usd,
-            timeout: self.timeout,
-            delivery: self.delivery,
-            follow_up,
-            model_access: self.model_access,
-        }
+        TaskSpec { repo, git_ref, run: self.run, follow_up }
     }
 }
 
@@ -157,7 +147,7 @@ impl DeliverySpec {
     }
 }
 
-impl TaskSpec {
+impl RunSpec {
     /// The options as the task runs with them, defaults filled in.
     pub fn options(&self) -> AgentOptions {
         AgentOptions {
@@ -236,18 +226,16 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSp
     if let Some(access) = &request.model_access {
         model_access::check(access).map_err(|(field, why)| reject(field, why))?;
     }
-    Ok(StartSpec {
-        model_access: request.model_access.clone(),
-        delivery,
-        repo,
-        git_ref: request.git_ref.clone(),
+    let run = RunSpec {
         prompt: request.prompt.clone(),
         model: options.model,
         max_turns: options.max_turns as u32,
         max_budget_usd: budget,
         timeout,
-        parent,
-    })
+        delivery,
+        model_access: request.model_access.clone(),
+    };
+    Ok(StartSpec { repo, git_ref: request.git_ref.clone(), run, parent })
 }
 
 /// The parent a follow-up names, and the restore it brings, checked.
@@ -439,10 +427,10 @@ mod tests {
     #[test]
     fn a_plain_request_gets_the_defaults() {
         let spec = validate_start(&request(), &limits()).unwrap();
-        assert_eq!(spec.timeout, Duration::from_secs(1800));
-        assert_eq!(spec.max_turns, 0);
+        assert_eq!(spec.run.timeout, Duration::from_secs(1800));
+        assert_eq!(spec.run.max_turns, 0);
         let task = spec.clone().into_task(spec.repo.clone().unwrap(), spec.git_ref.clone(), None);
-        assert_eq!(task.options().timeout.unwrap().seconds, 1800);
+        assert_eq!(task.run.options().timeout.unwrap().seconds, 1800);
     }
 
     #[test]
@@ -494,7 +482,7 @@ mod tests {
         let with = |delivery: DeliveryOptions| StartRequest { delivery: Some(delivery), ..request() };
         let spec = validate_start(&request(), &limits()).unwrap();
         assert_eq!(
-            spec.delivery,
+            spec.run.delivery,
             DeliverySpec {
                 branch: String::new(),
                 push: false,
@@ -509,8 +497,8 @@ mod tests {
             author_email: "ada@example.com".into(),
         };
         let spec = validate_start(&with(named), &limits()).unwrap();
-        assert_eq!((spec.delivery.branch.as_str(), spec.delivery.push), ("fix/issue-8", true));
-        assert_eq!(spec.delivery.author_name, "Ada Lovelace");
+        assert_eq!((spec.run.delivery.branch.as_str(), spec.run.delivery.push), ("fix/issue-8", true));
+        assert_eq!(spec.run.delivery.author_name, "Ada Lovelace");
         for branch in ["-x", "a..b", "refs/../x", "a b", "x.lock", "@"] {
             let err = validate_start(&with(DeliveryOptions { branch: branch.into(), ..Default::default() }), &limits())
                 .unwrap_err();
