@@ -26,6 +26,7 @@ use autopilot_contract::v1::{CancelRequest, StatusRequest, TaskState};
 use autopilot_tests::{
     edge::Edge,
     fake_model_api::FakeModelApi,
+    figures::{ms, percentile},
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
     processes::running_agents_env_var,
@@ -37,15 +38,6 @@ use serde_json::{json, Value};
 const EDGE_KEY: &str = "sk-ant-bench-edge-key";
 /// Calls per path made before measuring.
 const WARM_UP: usize = 20;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// One model call's timings: to the first byte of the body, and to its last.
 struct Timing {

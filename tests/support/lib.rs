@@ -8,6 +8,7 @@ pub mod container;
 pub mod edge;
 pub mod events;
 pub mod fake_model_api;
+pub mod figures;
 pub mod git_fixture;
 pub mod grpc_web;
 pub mod https_git_server;

@@ -7,12 +7,16 @@ use std::time::Duration;
 use autopilot_contract::v1::{
     client_frame::Request as ClientRequest, server_frame::Frame, ServerFrame, StreamEventsRequest,
 };
-use autopilot_tests::{edge::Edge, git_fixture::GitFixture};
+use autopilot_tests::{
+    edge::Edge,
+    figures::{ms, percentile},
+    git_fixture::GitFixture,
+};
 use futures::{SinkExt, StreamExt};
 use prost::Message as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ms, part, percentile, WithId};
+use super::{part, WithId};
 
 /// The followers' figures, beside the floor workerd itself sets: the latency of live events with
 /// 1 and 200 sockets following one task, and of one object sending each message to 1 and 200

@@ -31,6 +31,7 @@ use autopilot_tests::{
     bridge_client::Socket,
     edge::Edge,
     fake_model_api::FakeModelApi,
+    figures::{ms, percentile},
     git_fixture::GitFixture,
     service::{Service, ServiceOptions},
     tunnel_machine::Machine,
@@ -47,15 +48,6 @@ const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
 /// code again once it is hot) before the archive's cost is measured.
 const WARM_UP_TASK: &str = "00000000-0000-4000-8000-00000000cafe";
 const WARM_UP_EVENTS: u64 = 20_000;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Records a finished task of `events` small events under `work_dir`; answers the size of one
 /// of its event frames.
