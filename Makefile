@@ -95,12 +95,13 @@ dev: tools build worker web
 	wait
 
 ## Like dev, but the edge's gateway relays to the fake model API of the tests (MODEL_API_URL;
-## a fake key, no cost).
+## a fake key, no cost). The agent retries failed model calls as it does in the image, so a
+## restart of the edge (every model call crosses its gateway) does not fail a running task.
 dev-offline:
 	cargo build -p autopilot-tests --bin fake-model-api
 	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	./target/debug/fake-model-api 127.0.0.1:$(FAKE_MODEL_PORT) & \
-	CLAUDE_CODE_MAX_RETRIES=0 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+	DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
 	$(MAKE) dev DEV_MODEL_VARS="--var ANTHROPIC_API_KEY:offline-fake-key \
 	  --var MODEL_API_URL:http://127.0.0.1:$(FAKE_MODEL_PORT)" & \
 	wait

@@ -1,23 +1,27 @@
 //! End-to-end tests of follow-up turns (issue 19): a task that continues an ended task's
 //! conversation in a workspace made from the parent's, on the parent's branch; its refusals; and
 //! the restore of a parent's workspace in a fresh service (a new container's empty disk) from
-//! ExportWorkspace's snapshot. Real agent-service binary, real git on a local bare repository,
-//! the real Claude Code CLI resuming real sessions; only the model API is fake, and it records
-//! what conversation reached it.
+//! ExportWorkspace's snapshot, whose transcript has the parent's model credential masked. Real
+//! agent-service binary, real git on a local bare repository, the real Claude Code CLI resuming
+//! real sessions; only the model API is fake, and it records what conversation reached it.
 
 use autopilot_contract::v1::{
     autopilot_client::AutopilotClient, event::Payload, DeliveryOptions, Event, ExportWorkspaceRequest,
-    ListTasksRequest, StartRequest, StatusRequest, Task, TaskState, WorkspaceSnapshot,
+    ListTasksRequest, ModelAccess, StartRequest, StatusRequest, Task, TaskState, WorkspaceSnapshot,
 };
 use autopilot_tests::{
     events::{finished, first_tool_result, stream_all},
     git_fixture::git,
-    service::ServiceFixture,
+    service::{ServiceFixture, CANARY_API_KEY},
 };
 use tonic::{transport::Channel, Code};
 
 /// The first turn's prompt: it writes AGENT_NOTES.md ("hello from the agent").
 const PARENT_PROMPT: &str = "Write some notes\nSCENARIO:write-file PARENT-TURN-7d1e";
+/// [`PARENT_PROMPT`], whose Bash call also prints the agent's model key ("gateway key: ...").
+const PARENT_SHOWING_KEY_PROMPT: &str = "Write some notes\nSCENARIO:write-file-showing-key PARENT-TURN-7d1e";
+/// The model credential an edge hands the parent (`model_access`): it must not leave the service.
+const TASK_MODEL_KEY: &str = "apmc_task-canary-5e81b04d";
 /// The follow-up's prompt: it prints AGENT_NOTES.md and appends a line.
 const FOLLOW_UP_PROMPT: &str = "Now extend them\nSCENARIO:read-and-extend FOLLOW-UP-TURN-3a9c";
 
@@ -145,11 +149,26 @@ async fn follow_ups_are_refused_for_a_running_unknown_or_other_repositorys_paren
 async fn an_exported_workspace_is_restored_by_a_fresh_service_and_continued() {
     let mut setup = ServiceFixture::start().await;
     let mut client = client(&setup).await;
-    let first = StartRequest { repository_url: setup.repo.url(), prompt: PARENT_PROMPT.into(), ..Default::default() };
+    // The parent reaches the model with a credential of its own, and its agent prints it.
+    let model_access = ModelAccess { base_url: setup.model_api.base_url.clone(), api_key: TASK_MODEL_KEY.into() };
+    let first = StartRequest {
+        repository_url: setup.repo.url(),
+        prompt: PARENT_SHOWING_KEY_PROMPT.into(),
+        model_access: Some(model_access),
+        ..Default::default()
+    };
     let (_, parent) = run(&mut client, first).await;
     assert_eq!(parent.state(), TaskState::Succeeded, "{}", parent.error);
+    assert_eq!(setup.model_api.api_keys(), [TASK_MODEL_KEY], "the parent's agent used its own credential");
     let request = ExportWorkspaceRequest { task_id: parent.task_id.clone() };
     let snapshot = client.export_workspace(request).await.unwrap().into_inner().snapshot.unwrap();
+    // The task's secrets are masked in the conversation that leaves the service, and in the copy
+    // it keeps (a restarted service would no longer know the credential to mask it).
+    let transcript = String::from_utf8_lossy(&snapshot.session_transcript);
+    assert!(transcript.contains("gateway key: ***"), "the agent printed the masked key: {transcript}");
+    assert!(!transcript.contains(TASK_MODEL_KEY) && !transcript.contains(CANARY_API_KEY), "{transcript}");
+    let kept = setup.service.work_dir.join("tasks").join(&parent.task_id).join("session.jsonl");
+    assert!(!std::fs::read_to_string(kept).unwrap().contains(TASK_MODEL_KEY));
     let delivery = parent.delivery.clone().unwrap();
     assert_eq!(
         (snapshot.task_id.as_str(), snapshot.base_commit.as_str(), snapshot.commit.as_str(), snapshot.branch.as_str()),

@@ -56,6 +56,20 @@ async fn call(edge: &Edge, credential: &str, prompt: &str) -> reqwest::Response 
     request.header("anthropic-version", "2023-06-01").json(&body).send().await.unwrap()
 }
 
+/// A model call whose chunked body (no Content-Length) is `mib` MiB, with `credential`.
+async fn flood(edge: &Edge, credential: &str, mib: usize) -> reqwest::Response {
+    let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
+    let body = futures::stream::iter((0..mib).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/model/v1/messages", edge.base_url))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body));
+    if !credential.is_empty() {
+        request = request.header("x-api-key", credential);
+    }
+    request.send().await.unwrap()
+}
+
 /// Calls with `credential` until the gateway refuses it (401), within a few seconds.
 async fn refused_soon(edge: &Edge, credential: &str) -> reqwest::Response {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -141,6 +155,34 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
         .await
         .unwrap();
     assert_eq!(batch.status(), 404, "{}\n{}", batch.text().await.unwrap(), edge.log());
+    // Nor a path that only becomes another once a hop upstream decodes it.
+    for path in ["/v1/models/..%2Fmessages%2Fbatches", "/v1/models/%2E%2E", "/v1/%6Dessages%2Fbatches"] {
+        let sneaked = reqwest::Client::new()
+            .get(format!("{}/model{path}", edge.base_url))
+            .header("x-api-key", &live_credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sneaked.status(), 404, "{path}");
+        let reason: Value = sneaked.json().await.unwrap();
+        assert!(reason["error"]["message"].as_str().unwrap().contains("the model gateway relays"), "{reason}");
+    }
+    // A body is refused from the headers when the credential is not good (none, or a made-up
+    // one under alice's object id), and never buffered; with a good one it is read no further
+    // than the gateway's cap.
+    let made_up = format!("{}_{}", &live_credential[..live_credential.len() - 65], "0".repeat(64));
+    let before = edge.workerd_rss_kib();
+    for credential in ["", made_up.as_str()] {
+        let reply = flood(&edge, credential, 100).await;
+        assert_eq!(reply.status(), 401, "a 100 MiB body with {credential:?}");
+    }
+    let grown_mib = edge.workerd_rss_kib().saturating_sub(before) / 1024;
+    println!("model gateway: two refused 100 MiB bodies grew workerd by {grown_mib} MiB");
+    assert!(grown_mib < 80, "refused bodies were buffered: workerd grew by {grown_mib} MiB");
+    let too_large = flood(&edge, &live_credential, 40).await;
+    assert_eq!(too_large.status(), 413);
+    let reason: Value = too_large.json().await.unwrap();
+    assert!(reason["error"]["message"].as_str().unwrap().contains("larger than the limit"), "{reason}");
     let mut hanging = call(&edge, &live_credential, "SCENARIO:hang").await;
     assert_eq!(hanging.status(), 200);
     assert!(hanging.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));

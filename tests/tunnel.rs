@@ -11,7 +11,7 @@ use autopilot_contract::v1::{
     StatusRequest, TaskState,
 };
 use autopilot_tests::{
-    bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
+    bridge_client::{close_politely, connect, read_subscription, receive, send, subscribe, Encoding, Socket},
     edge::Edge,
     events::{finished, kind, seqs},
     fake_model_api::FakeModelApi,
@@ -169,6 +169,8 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     let reply = receive(&mut json_ws, Encoding::Json).await;
     let Some(Frame::Status(status)) = reply.frame else { panic!("expected a status, got {reply:?}") };
     assert_eq!(status.task.unwrap().state, TaskState::Succeeded as i32);
+    let took = close_politely(json_ws).await;
+    assert!(took < Duration::from_secs(2), "the browser socket's Close was answered after {took:?}");
 
     // Tunnel mode never touched credits.
     let balance = get_json(&edge, "/api/billing/balance", &alice).await;
@@ -195,7 +197,9 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
         assert!(e.message.contains(expected), "{}", e.message);
     }
     assert!(connected(&edge, &alice).await);
-    drop(intruder);
+    // A machine that closes politely gets the relay's Close at once (not after its timeout).
+    let took = close_politely(intruder).await;
+    assert!(took < Duration::from_secs(2), "the machine socket's Close was answered after {took:?}");
     wait_until_connected(&edge, &alice, false).await;
 
     // No machine now, yet the edge answers for the ended task from its archive: the task list,
@@ -224,6 +228,8 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     let reply = receive(&mut offline, Encoding::Binary).await;
     let Some(Frame::Status(status)) = reply.frame else { panic!("expected a status, got {reply:?}") };
     assert_eq!(status.task.unwrap().state, TaskState::Succeeded as i32);
+    let took = close_politely(offline).await;
+    assert!(took < Duration::from_secs(2), "a socket's Close is answered with no machine too, after {took:?}");
 
     // SIGTERM on the machine mid-task: the task is stopped and its final event still reaches
     // the browser before the machine goes.

@@ -1,4 +1,5 @@
-//! Keeps secrets out of everything the service shows: events, errors, status and logs.
+//! Keeps secrets out of everything the service shows: events, errors, status and logs, and the
+//! agent's session transcript that leaves the machine in a workspace snapshot.
 //!
 //! Two kinds of secret are known: the values the service itself holds (the model API key) and
 //! credentials a user embedded in a repository URL (`https://user:token@host/...`). Both are
@@ -97,6 +98,22 @@ impl Redactor {
         }
     }
 
+    /// An agent's session transcript (JSON lines, as Claude Code keeps it) with every secret
+    /// masked, for a copy that may leave the machine (ExportWorkspace ships it, the edge keeps
+    /// it). A secret is masked as it stands and as a JSON string holds it (a `"` or `\` in a
+    /// secret is escaped there), the escaped form first, being longer, so no escape is left half
+    /// masked and every line stays JSON the agent can resume from. Bytes that are not UTF-8
+    /// (the CLI writes none) become U+FFFD.
+    pub fn redact_transcript(&self, transcript: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(transcript);
+        let escaped = self.secrets.iter().filter_map(|secret| {
+            let quoted = serde_json::to_string(secret).ok()?;
+            let inner = &quoted[1..quoted.len() - 1];
+            (inner != secret).then(|| inner.to_string())
+        });
+        self.with(escaped).redact(&text).into_bytes()
+    }
+
     fn needs_redaction(&self, text: &str) -> bool {
         text.contains("://") || self.secrets.iter().any(|s| text.contains(s.as_str()))
     }
@@ -149,6 +166,29 @@ mod tests {
         assert_eq!(text, "ANTHROPIC_API_KEY=***");
         assert!(redactor.contains_secret("+key=sk-ant-canary-123456"));
         assert!(!redactor.contains_secret("abc https://u:p@h/"));
+    }
+
+    #[test]
+    fn a_transcript_is_masked_as_json_lines_that_stay_json() {
+        let redactor = Redactor::new(["sk-ant-canary-123456"]).with(["apmc_task\"key\\42".to_string()]);
+        let lines = [
+            serde_json::json!({"type": "user", "message": {"content": [{"type": "tool_result",
+                "content": "ANTHROPIC_API_KEY=apmc_task\"key\\42\nANTHROPIC_BASE_URL=https://u:p@gw/m"}]}}),
+            serde_json::json!({"type": "assistant", "message": {"content": "key sk-ant-canary-123456, \"quoted\""}}),
+        ];
+        let transcript: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        assert!(transcript.contains(r#"apmc_task\"key\\42"#), "the key as JSON holds it: {transcript}");
+
+        let masked = String::from_utf8(redactor.redact_transcript(transcript.as_bytes())).unwrap();
+        assert!(!masked.contains("apmc_task") && !masked.contains("sk-ant-canary"), "{masked}");
+        let parsed: Vec<serde_json::Value> = masked.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            parsed[0]["message"]["content"][0]["content"],
+            "ANTHROPIC_API_KEY=***\nANTHROPIC_BASE_URL=https://***@gw/m"
+        );
+        assert_eq!(parsed[1]["message"]["content"], "key ***, \"quoted\"");
+        assert_eq!(redactor.redact_transcript(b"{}\n"), b"{}\n", "nothing to mask: the same bytes");
+        assert_eq!(redactor.redact_transcript(b"sk-ant-canary-123456\xff"), "***\u{fffd}".as_bytes());
     }
 
     #[test]

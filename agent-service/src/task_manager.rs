@@ -186,8 +186,7 @@ impl TaskManager {
             parent_task_id: spec.follow_up.as_ref().map(|f| f.parent_id.clone()).unwrap_or_default(),
             ..Default::default()
         };
-        let task_key = spec.run.model_access.as_ref().map(|access| access.api_key.clone());
-        let redactor = self.redactor.with(spec.repo.secrets.iter().cloned().chain(task_key));
+        let redactor = self.redactor.with(spec.own_secrets());
         let title = task_list::title(&redactor.redact(&spec.run.prompt));
         let task = Task::create_with_title(self.tasks_dir.join(&id), snapshot, title, redactor)?;
         task.move_to(TaskState::Pending, "");

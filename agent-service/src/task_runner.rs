@@ -1,10 +1,10 @@
 //! Runs one task from PENDING to its final state: its workspace (a clone, or for a follow-up one
 //! made from its parent's, [`crate::workspace`], in CLONING), then the agent (resuming the
 //! parent's session for a follow-up), then the delivery of its work ([`crate::delivery`]: diff,
-//! commit, push), each step recorded as events. Once its agent has run, the task keeps a copy of
-//! the agent's session transcript, for follow-ups. A stop (cancel, timeout, shutdown) reaches
-//! whichever step is running, which stops its process group; the task then ends in the state
-//! its stop reason names.
+//! commit, push), each step recorded as events. Once its agent has run, the task keeps a masked
+//! copy of the agent's session transcript, for follow-ups and exports. A stop (cancel, timeout,
+//! shutdown) reaches whichever step is running, which stops its process group; the task then
+//! ends in the state its stop reason names.
 
 use std::{
     sync::Arc,
@@ -126,6 +126,10 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         .map_err(|e| StepError::Failed(format!("could not keep a copy of the clone's git config: {e}")))?;
     task.record(Payload::RepositoryReady(RepositoryReady { commit: commit.clone() }));
 
+    if !spec.own_secrets().is_empty() {
+        workspace::mark_own_secrets(task.dir())
+            .map_err(|e| StepError::Failed(format!("could not record that the task has secrets of its own: {e}")))?;
+    }
     task.move_to(TaskState::Running, "");
     let invocation = AgentInvocation {
         workdir: repo_dir,
@@ -229,15 +233,22 @@ fn write_base(task: &Task, commit: &str) -> Result<(), StepError> {
         .map_err(|e| StepError::Failed(format!("could not record the workspace's base commit: {e}")))
 }
 
-/// Keeps a copy of the agent's session transcript with the task, for follow-ups and exports.
+/// Keeps a copy of the agent's session transcript with the task, for follow-ups and exports,
+/// masked now, while the task's own secrets are known (a restarted service does not know them).
 /// Best effort: a task whose transcript is missing only cannot be followed up.
 fn keep_transcript(task: &Task, invocation: &AgentInvocation, ctx: &RunContext) {
     let session = task.snapshot().session_id;
     if session.is_empty() {
         return;
     }
-    let kept =
-        workspace::keep_transcript(ctx.agent.as_ref(), &invocation.workdir, &session, &ctx.agent_env, task.dir());
+    let kept = workspace::keep_transcript(
+        ctx.agent.as_ref(),
+        &invocation.workdir,
+        &session,
+        &ctx.agent_env,
+        task.dir(),
+        task.redactor(),
+    );
     if let Err(error) = kept {
         tracing::warn!(task_id = task.id(), %session, %error, "could not keep the agent's session transcript");
     }

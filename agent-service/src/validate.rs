@@ -89,6 +89,16 @@ pub struct TaskSpec {
     pub follow_up: Option<FollowUp>,
 }
 
+impl TaskSpec {
+    /// The secrets the task has beyond the service's own: its repository URL's credentials and
+    /// its model credential. They are kept in memory only, so a restarted service no longer
+    /// knows them ([`crate::workspace::OWN_SECRETS_FILE`]).
+    pub fn own_secrets(&self) -> Vec<String> {
+        let model_key = self.run.model_access.as_ref().map(|access| access.api_key.clone());
+        self.repo.secrets.iter().cloned().chain(model_key).collect()
+    }
+}
+
 /// A validated Start request. It becomes a [`TaskSpec`] once its repository is known: the
 /// request's own, or for a follow-up its parent's ([`crate::follow_up`]).
 #[derive(Debug, Clone)]

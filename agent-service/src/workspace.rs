@@ -18,6 +18,16 @@
 //!   commits from there to the task's commit, its branch, and its session transcript (kept in
 //!   `session.jsonl` beside the task once its agent has run). At most
 //!   [`MAX_SNAPSHOT_BYTES`](crate::workspace_snapshot::MAX_SNAPSHOT_BYTES).
+//!
+//! The transcript holds whatever the agent saw, so the task's secrets may be in it (its
+//! `model_access` key, if the agent ran `env`). It is masked with the task's redactor when it is
+//! kept beside the task and again when it is exported, so no snapshot carries a secret the task
+//! knows. A task's own secrets (its model credential, its URL's credentials) live only in the
+//! memory of the service that started it: after a restart the task is recovered with the
+//! service's redactor alone. So they are never written to disk, and the agent's own transcript
+//! of a task that had some ([`OWN_SECRETS_FILE`]) is never read after the agent ran: only the
+//! masked copy is, and without one (the service stopped while the agent ran) the conversation
+//! cannot be continued or exported.
 
 use std::{
     io,
@@ -43,6 +53,10 @@ pub const WORKSPACE_BASE_FILE: &str = "workspace-base.txt";
 pub const TRANSCRIPT_FILE: &str = "session.jsonl";
 /// The file in a restored follow-up's directory describing what it was restored from.
 pub const RESTORED_FROM_FILE: &str = "restored-from.pb";
+/// The file in a task's directory saying that the task has secrets of its own beyond the
+/// service's (the service never writes their values), so its agent's own transcript, which may
+/// hold them unmasked, is not to be read: see [`read_transcript`].
+pub const OWN_SECRETS_FILE: &str = "own-secrets";
 /// A bundle on its way in or out, in the task's directory (removed after use).
 const BUNDLE_FILE: &str = "workspace.bundle";
 
@@ -188,27 +202,41 @@ pub fn install_transcript(
     std::fs::write(path, transcript)
 }
 
-/// Copies the transcript of `session_id`, run in `workdir`, into `task_dir` ([`TRANSCRIPT_FILE`]),
-/// so follow-ups and snapshots find it with the task.
+/// Records in `task_dir` that the task has secrets of its own ([`OWN_SECRETS_FILE`]), before
+/// its agent runs.
 ///
 /// # Errors
-/// It could not be found or copied.
+/// The file could not be written.
+pub fn mark_own_secrets(task_dir: &Path) -> io::Result<()> {
+    let why = "This task's agent had secrets of its own (a model credential or repository credentials), \
+               which the service does not keep; only the masked session.jsonl is read.\n";
+    std::fs::write(task_dir.join(OWN_SECRETS_FILE), why)
+}
+
+/// Copies the transcript of `session_id`, run in `workdir`, into `task_dir` ([`TRANSCRIPT_FILE`]),
+/// masked with the task's `redactor` (while it still knows the task's own secrets), so
+/// follow-ups and snapshots find it with the task.
+///
+/// # Errors
+/// It could not be found, read or written.
 pub fn keep_transcript(
     agent: &dyn AgentCli,
     workdir: &Path,
     session_id: &str,
     env: &[(String, String)],
     task_dir: &Path,
+    redactor: &Redactor,
 ) -> io::Result<()> {
-    let path = transcript_path(agent, workdir, session_id, env)?;
-    std::fs::copy(path, task_dir.join(TRANSCRIPT_FILE)).map(drop)
+    let transcript = std::fs::read(transcript_path(agent, workdir, session_id, env)?)?;
+    std::fs::write(task_dir.join(TRANSCRIPT_FILE), redactor.redact_transcript(&transcript))
 }
 
 /// The transcript of the task in `task_dir`, whose session is `session_id`: the copy kept with
-/// the task, or else the agent's own file for the task's workspace.
+/// the task, or else, for a task without secrets of its own, the agent's own file for the
+/// task's workspace.
 ///
 /// # Errors
-/// Neither could be read.
+/// Neither could be read, or there is no kept copy of a task with secrets of its own.
 pub fn read_transcript(
     agent: &dyn AgentCli,
     task_dir: &Path,
@@ -217,6 +245,13 @@ pub fn read_transcript(
 ) -> io::Result<Vec<u8>> {
     match std::fs::read(task_dir.join(TRANSCRIPT_FILE)) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Fails closed: a marker that cannot be checked counts as there.
+            if task_dir.join(OWN_SECRETS_FILE).try_exists().unwrap_or(true) {
+                return Err(io::Error::other(
+                    "no masked copy of it was kept (the service stopped while the agent ran, or the copy failed), \
+                     and the agent's own transcript may hold the task's credentials, which the service does not keep",
+                ));
+            }
             std::fs::read(transcript_path(agent, &task_dir.join("repo"), session_id, env)?)
         }
         other => other,
@@ -251,6 +286,7 @@ pub enum ExportError {
 }
 
 /// The snapshot of `task`'s workspace, whose directory is `task_dir`. The task must have ended.
+/// Its transcript is masked with `redactor`, the task's.
 ///
 /// # Errors
 /// [`ExportError::Refused`] while it runs, without a workspace, or over the size cap;
@@ -315,11 +351,14 @@ pub async fn export(
         let _ = std::fs::remove_file(&path);
         read?
     };
+    // Masked here too: the agent's own file is not, nor is a copy kept by an older service.
     let session_transcript = match task.session_id.as_str() {
         "" => Vec::new(),
-        session => read_transcript(agent, task_dir, session, env).map_err(|e| {
-            ExportError::Refused(format!("task {id}'s conversation (session {session}) cannot be read: {e}"))
-        })?,
+        session => {
+            read_transcript(agent, task_dir, session, env).map(|t| redactor.redact_transcript(&t)).map_err(|e| {
+                ExportError::Refused(format!("task {id}'s conversation (session {session}) cannot be read: {e}"))
+            })?
+        }
     };
     let size = bundle.len() + session_transcript.len();
     if size > MAX_SNAPSHOT_BYTES {
@@ -336,4 +375,35 @@ pub async fn export(
         session_id: task.session_id.clone(),
         session_transcript,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::claude_code::ClaudeCode;
+
+    const KEY: &str = "apmc_task-canary-0123";
+
+    #[test]
+    fn the_kept_transcript_is_masked_and_a_task_with_secrets_of_its_own_reads_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let (task_dir, home) = (root.path().join("task"), root.path().join("home"));
+        let env = vec![("HOME".to_string(), home.to_string_lossy().into_owned())];
+        let agent = ClaudeCode { program: "claude".into() };
+        std::fs::create_dir_all(&task_dir).unwrap();
+        let transcript = format!("{{\"content\":\"ANTHROPIC_API_KEY={KEY}\"}}\n");
+        install_transcript(&agent, &task_dir.join("repo"), "s-1", &env, transcript.as_bytes()).unwrap();
+
+        keep_transcript(&agent, &task_dir.join("repo"), "s-1", &env, &task_dir, &Redactor::new([KEY])).unwrap();
+        let kept = read_transcript(&agent, &task_dir, "s-1", &env).unwrap();
+        assert_eq!(String::from_utf8(kept).unwrap(), "{\"content\":\"ANTHROPIC_API_KEY=***\"}\n");
+
+        // No kept copy (the service stopped while the agent ran): the agent's own file is read
+        // only for a task without secrets of its own, whose secrets the service still knows.
+        std::fs::remove_file(task_dir.join(TRANSCRIPT_FILE)).unwrap();
+        assert_eq!(read_transcript(&agent, &task_dir, "s-1", &env).unwrap(), transcript.as_bytes());
+        mark_own_secrets(&task_dir).unwrap();
+        let refused = read_transcript(&agent, &task_dir, "s-1", &env).unwrap_err().to_string();
+        assert!(refused.starts_with("no masked copy of it was kept"), "{refused}");
+    }
 }

@@ -66,11 +66,19 @@ impl Endpoint {
 #[derive(Clone, Debug)]
 pub struct AgentClient {
     endpoint: Endpoint,
+    /// Whether idempotent calls wait for a service that is not listening (see [`Self::call`]).
+    retries: bool,
 }
 
 impl AgentClient {
     pub fn new(endpoint: Endpoint) -> Self {
-        AgentClient { endpoint }
+        AgentClient { endpoint, retries: true }
+    }
+
+    /// The same client, each call sent once: for a caller with an answer of its own when the
+    /// service is not there (it stopped, and waiting would only delay that answer).
+    pub fn without_retries(&self) -> Self {
+        AgentClient { endpoint: self.endpoint.clone(), retries: false }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -123,10 +131,12 @@ impl AgentClient {
         let mut retries = backoff(Duration::from_millis(50), Duration::from_secs(1), NOT_LISTENING_BUDGET);
         loop {
             match self.call_once(method, request).await {
-                Err(status) if IDEMPOTENT.contains(&method) && self.may_retry(&status) => match retries.next() {
-                    Some(delay) => Delay::from(delay).await,
-                    None => return Err(status),
-                },
+                Err(status) if self.retries && IDEMPOTENT.contains(&method) && self.may_retry(&status) => {
+                    match retries.next() {
+                        Some(delay) => Delay::from(delay).await,
+                        None => return Err(status),
+                    }
+                }
                 result => return result,
             }
         }

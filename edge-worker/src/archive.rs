@@ -47,9 +47,14 @@ CREATE TABLE IF NOT EXISTS archived_tasks (
   last_seq INTEGER NOT NULL DEFAULT 0,
   events INTEGER NOT NULL DEFAULT 0,
   ended INTEGER NOT NULL DEFAULT 0,
-  truncated INTEGER NOT NULL DEFAULT 0
+  truncated INTEGER NOT NULL DEFAULT 0,
+  awaiting_service INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS archived_tasks_newest ON archived_tasks (created_ms DESC, task_id DESC);
+CREATE TABLE IF NOT EXISTS archive_keys (
+  name TEXT PRIMARY KEY,
+  key BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS archived_event_chunks (
   task_id TEXT NOT NULL,
   first_seq INTEGER NOT NULL,
@@ -131,6 +136,20 @@ impl Retention {
     }
 }
 
+/// The key `name` kept in `sql`, made (32 random bytes) the first time it is asked for.
+fn stored_key(sql: &SqlStorage, name: &str) -> worker::Result<Vec<u8>> {
+    let kept = rows(sql, "SELECT key FROM archive_keys WHERE name = ?", vec![text(name)])?;
+    if let Some(key) = kept.first().and_then(|row| as_blob(&row[0])) {
+        return Ok(key.to_vec());
+    }
+    let key = crate::entropy::random_bytes(32)?;
+    sql.exec(
+        "INSERT INTO archive_keys (name, key) VALUES (?, ?)",
+        vec![text(name), SqlStorageValue::Blob(key.clone())],
+    )?;
+    Ok(key)
+}
+
 /// The archive of one object.
 #[derive(Clone, Debug)]
 pub struct Archive {
@@ -138,6 +157,8 @@ pub struct Archive {
     /// The same storage (a `DurableObjectStorage`), to wait for its commits.
     storage: JsValue,
     max_events: u64,
+    /// Signs the task list's page tokens: made once per object, kept with the archive.
+    page_token_key: Vec<u8>,
 }
 
 impl Archive {
@@ -156,7 +177,17 @@ impl Archive {
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             sql.exec(statement, None)?;
         }
-        Ok(Some(Archive { sql, storage: JsValue::from(storage.as_raw()), max_events: max_events.max(2) }))
+        // Archives made before ends could be taken from a final event lack the column.
+        if sql.exec("SELECT awaiting_service FROM archived_tasks LIMIT 0", None).is_err() {
+            sql.exec("ALTER TABLE archived_tasks ADD COLUMN awaiting_service INTEGER NOT NULL DEFAULT 0", None)?;
+        }
+        let page_token_key = stored_key(&sql, "page_token")?;
+        Ok(Some(Archive {
+            sql,
+            storage: JsValue::from(storage.as_raw()),
+            max_events: max_events.max(2),
+            page_token_key,
+        }))
     }
 
     /// Waits until what was written so far is committed. Until then, workerd holds back every
@@ -292,6 +323,36 @@ impl Archive {
         self.finish(&task, None)
     }
 
+    /// Records the end of a task from its final event `end` (the service that sent it stopped
+    /// before it could be asked for the final Task): ended now, marked as awaiting the service's
+    /// own account ([`Archive::awaiting_service`]), which [`Archive::finish`] then records.
+    pub fn finish_from_final_event(&self, end: &Event) -> worker::Result<()> {
+        let Some(entry) = self.entry(&end.task_id)?.filter(|entry| !entry.ended) else { return Ok(()) };
+        let Some(task) = entry.task_ended_by(end) else { return Ok(()) };
+        self.finish(&task, None)?;
+        self.sql.exec("UPDATE archived_tasks SET awaiting_service = 1 WHERE task_id = ?", vec![text(&end.task_id)])?;
+        Ok(())
+    }
+
+    /// The ended tasks whose end came from their final event, still to be completed from the
+    /// service, oldest first.
+    pub fn awaiting_service(&self) -> worker::Result<Vec<String>> {
+        let rows = self.rows(
+            "SELECT task_id FROM archived_tasks WHERE awaiting_service = 1 ORDER BY created_ms, task_id",
+            vec![],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| if let SqlStorageValue::String(id) = &row[0] { Some(id.clone()) } else { None })
+            .collect())
+    }
+
+    /// `task_id`'s end stays as its final event told it: the service has nothing more to say.
+    pub fn completed(&self, task_id: &str) -> worker::Result<()> {
+        self.sql.exec("UPDATE archived_tasks SET awaiting_service = 0 WHERE task_id = ?", vec![text(task_id)])?;
+        Ok(())
+    }
+
     /// Records the task's end: its final Task and, if it delivered one, its diff; the summary
     /// takes the end's state, time, usage and delivery.
     pub fn finish(&self, task: &Task, diff: Option<&Diff>) -> worker::Result<()> {
@@ -310,7 +371,8 @@ impl Archive {
         };
         let ended = TaskState::try_from(task.state).map(TaskState::is_final).unwrap_or(false);
         self.sql.exec(
-            "UPDATE archived_tasks SET summary = ?, task = ?, diff = COALESCE(?, diff), ended = ? WHERE task_id = ?",
+            "UPDATE archived_tasks SET summary = ?, task = ?, diff = COALESCE(?, diff), ended = ?, awaiting_service = 0 \
+             WHERE task_id = ?",
             vec![
                 SqlStorageValue::Blob(summary.encode_to_vec()),
                 SqlStorageValue::Blob(task.encode_to_vec()),
@@ -363,7 +425,7 @@ impl Archive {
     /// INVALID_ARGUMENT for a page size or token out of the rules; INTERNAL if storage failed.
     pub fn page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
         let size = page_size(request.page_size)?;
-        let cursor = decode_token(&request.page_token)?;
+        let cursor = decode_token(&request.page_token, &self.page_token_key)?;
         let (tasks, next_page_token) = self
             .list(cursor.as_ref(), size)
             .map_err(|e| GrpcStatus::new(Code::Internal, format!("reading the task list failed: {e}")))?;
@@ -388,13 +450,16 @@ impl Archive {
         let more = rows.len() > page_size;
         let page: Vec<&Vec<SqlStorageValue>> = rows.iter().take(page_size).collect();
         let next = match (more, page.last()) {
-            (true, Some(last)) => encode_token(&Cursor {
-                created_ms: as_u64(&last[1]),
-                task_id: match &last[2] {
-                    SqlStorageValue::String(id) => id.clone(),
-                    _ => String::new(),
+            (true, Some(last)) => encode_token(
+                &Cursor {
+                    created_ms: as_u64(&last[1]),
+                    task_id: match &last[2] {
+                        SqlStorageValue::String(id) => id.clone(),
+                        _ => String::new(),
+                    },
                 },
-            }),
+                &self.page_token_key,
+            ),
             _ => String::new(),
         };
         let tasks = page.iter().filter_map(|row| as_blob(&row[0]).and_then(|b| TaskSummary::decode(b).ok())).collect();

@@ -116,6 +116,13 @@ impl Account {
         entry
     }
 
+    /// Closes the open run without charging what it has not been charged yet: the container
+    /// was brought up for a Start the service then refused, and a refused Start costs nothing.
+    pub fn waive_run(&mut self) {
+        self.run_started_ms = None;
+        self.run_charged = 0;
+    }
+
     /// Adds granted credits.
     pub fn grant(&mut self, credits: u64, now_ms: u64, note: &str) -> LedgerEntry {
         self.balance += credits as i64;
@@ -238,6 +245,16 @@ mod tests {
         restored.start_run(5_000);
         assert_eq!(restored.run_started_ms, Some(1_000), "the run is not restarted nor its time forgotten");
         assert_eq!(restored.stop_run(5_000, rate("1")).unwrap().credits, -3);
+    }
+
+    #[test]
+    fn a_waived_run_closes_without_a_charge() {
+        let mut account = Account { balance: 10, ..Default::default() };
+        account.start_run(1_000);
+        account.waive_run();
+        assert_eq!(account.run_started_ms, None);
+        assert_eq!(account.stop_run(1_400, rate("1")), None, "nothing left to charge");
+        assert_eq!(account.balance, 10);
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! - [`entropy`]: the runtime's CSPRNG.
 //! - [`container_start`]: a workaround for container environment variables in worker 0.8.7;
 //!   [`container_errors`] (pure): which platform failures are retried.
-//! - [`api_error`]: the JSON error scheme.
+//! - [`api_error`]: the JSON error scheme; [`body_limit`]: request bodies read as a stream that
+//!   stops at a limit.
 
 pub mod agent_client;
 pub mod api_error;
@@ -34,6 +35,7 @@ pub mod archive;
 pub mod archive_replay;
 pub mod auth;
 pub mod billing;
+pub mod body_limit;
 pub mod bridge;
 pub mod container;
 pub mod container_errors;
@@ -62,6 +64,13 @@ pub mod tunnel_relay;
 
 pub use container::AutopilotContainer;
 pub use tunnel_relay::TunnelRelay;
+
+/// Once per isolate: a panic logs its message and place before wasm-bindgen reports the
+/// instance's "Critical error" (without it, nobody can tell what failed).
+#[worker::event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
 
 #[worker::event(fetch)]
 async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {

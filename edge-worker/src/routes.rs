@@ -9,6 +9,7 @@ use worker::{Date, Env, Method, Request, RequestInit, Response};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     auth::{self, authenticate, unauthenticated},
+    body_limit::read_within,
     container::model_error,
     credentials::bearer,
     grpc_web::{Code, GrpcStatus},
@@ -88,26 +89,19 @@ async fn user_route(req: Request, env: &Env, route: Route) -> worker::Result<Res
     forward(req, env, backend, &user, &[]).await
 }
 
-/// A request whose body is at most [`MAX_BODY_BYTES`], read here so that no route (nor the
-/// service behind it) meets a larger one; `Err` says the limit.
+/// A request whose body is at most [`MAX_BODY_BYTES`], read here (as a stream that stops at the
+/// limit) so that no route (nor the service behind it) meets a larger one; `Err` says the limit.
 async fn capped(mut req: Request) -> worker::Result<Result<Request, GrpcStatus>> {
-    let too_large = |len: usize| {
-        GrpcStatus::new(
-            Code::ResourceExhausted,
-            format!("the request body ({len} bytes) is larger than the limit of {MAX_BODY_BYTES} bytes"),
-        )
-    };
     if matches!(req.method(), Method::Get | Method::Head) {
         return Ok(Ok(req));
     }
-    let declared = req.headers().get("content-length")?.and_then(|len| len.parse::<usize>().ok());
-    if let Some(len) = declared.filter(|len| *len > MAX_BODY_BYTES) {
-        return Ok(Err(too_large(len)));
-    }
-    let body = req.bytes().await?;
-    if body.len() > MAX_BODY_BYTES {
-        return Ok(Err(too_large(body.len())));
-    }
+    let body = match read_within(&mut req, MAX_BODY_BYTES).await? {
+        Ok(body) => body,
+        Err(too_large) => {
+            let message = too_large.message("the request body", MAX_BODY_BYTES);
+            return Ok(Err(GrpcStatus::new(Code::ResourceExhausted, message)));
+        }
+    };
     let mut init = RequestInit::new();
     init.with_method(req.method())
         .with_headers(req.headers().clone())
@@ -169,8 +163,10 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
 }
 
 /// `/model/...`: a task's agent calling the model. Its task credential is its only proof, and
-/// names the user's object that minted it, which checks it and relays the call.
-async fn model_gateway(mut req: Request, env: &Env) -> worker::Result<Response> {
+/// names the user's object that minted it, which checks it and relays the call. A request
+/// without one is refused from its headers alone: its body is never read into the Worker (the
+/// runtime discards what is left of it).
+async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
     let namespace = env.durable_object(Backend::Container.binding())?;
     let refusal = match model_credential::from_headers(req.headers())? {
         Ok(credential) => match namespace.id_from_string(&credential.object_id) {
@@ -179,8 +175,6 @@ async fn model_gateway(mut req: Request, env: &Env) -> worker::Result<Response> 
         },
         Err(why) => why,
     };
-    // Read before the refusal, so that it is not left on a kept-alive connection.
-    let _ = req.bytes().await;
     model_error(401, "authentication_error", refusal)
 }
 

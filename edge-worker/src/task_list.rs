@@ -1,6 +1,7 @@
 //! The edge's side of the task list's rules, as plain Rust: the opaque page token over its
 //! archive (where the next page starts: the last listed task's creation time and id, newest
-//! first), and what a list shows of a task. Page sizes and titles follow the rules the service
+//! first, signed with the archive's own key so that only tokens it handed out are taken), and
+//! what a list shows of a task. Page sizes and titles follow the rules the service
 //! applies too ([`autopilot_contract::task_list`]). A token the edge did not hand out, or a page
 //! size out of range, is the client's mistake: INVALID_ARGUMENT, never a server fault.
 
@@ -11,10 +12,14 @@ use autopilot_contract::{
     v1::{ListTasksRequest, StartRequest, TaskSummary},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::grpc_web::{Code, GrpcStatus};
-/// A token longer than this was not made here (ours are under 80 bytes).
-const MAX_TOKEN_LEN: usize = 128;
+/// A token longer than this was not made here (ours are under 100 bytes).
+const MAX_TOKEN_LEN: usize = 160;
+/// Bytes of the HMAC-SHA256 a token carries: enough that a forgery is a guess of 2^-128.
+const SIGNATURE_LEN: usize = 16;
 
 /// Where a page starts: after the task created at `created_ms` with id `task_id` (newest first,
 /// ties by id descending).
@@ -32,16 +37,26 @@ pub fn page_size(requested: i32) -> Result<usize, GrpcStatus> {
     task_list::page_size(requested).map_err(|why| GrpcStatus::new(Code::InvalidArgument, format!("page_size {why}")))
 }
 
-/// The token that continues after `cursor`.
-pub fn encode_token(cursor: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", cursor.created_ms, cursor.task_id))
+fn signature(key: &[u8], payload: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+/// The token that continues after `cursor`: `base64url(created.id).base64url(signature)`,
+/// signed with `key`.
+pub fn encode_token(cursor: &Cursor, key: &[u8]) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(format!("{}.{}", cursor.created_ms, cursor.task_id));
+    let signed = signature(key, &payload).finalize().into_bytes();
+    format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&signed[..SIGNATURE_LEN]))
 }
 
 /// Where the page of `token` starts; `None` for the first page (an empty token).
 ///
 /// # Errors
-/// INVALID_ARGUMENT for a token this edge did not hand out.
-pub fn decode_token(token: &str) -> Result<Option<Cursor>, GrpcStatus> {
+/// INVALID_ARGUMENT for a token this edge did not hand out: malformed, or not signed with `key`
+/// (compared in constant time).
+pub fn decode_token(token: &str, key: &[u8]) -> Result<Option<Cursor>, GrpcStatus> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -49,7 +64,12 @@ pub fn decode_token(token: &str) -> Result<Option<Cursor>, GrpcStatus> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(refuse());
     }
-    let text = URL_SAFE_NO_PAD.decode(token).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(refuse)?;
+    let (payload, signed) = token.split_once('.').ok_or_else(refuse)?;
+    let signed =
+        URL_SAFE_NO_PAD.decode(signed).ok().filter(|signed| signed.len() == SIGNATURE_LEN).ok_or_else(refuse)?;
+    signature(key, payload).verify_truncated_left(&signed).map_err(|_| refuse())?;
+    let text =
+        URL_SAFE_NO_PAD.decode(payload).ok().and_then(|bytes| String::from_utf8(bytes).ok()).ok_or_else(refuse)?;
     let (created, task_id) = text.split_once('.').ok_or_else(refuse)?;
     let created_ms = created.parse::<u64>().map_err(|_| refuse())?;
     let id_ok =
@@ -134,21 +154,32 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"the archive's own key";
+
     #[test]
     fn a_token_round_trips_and_only_our_tokens_are_accepted() {
         let cursor = Cursor { created_ms: 1_795_000_000_123, task_id: "0f8c2a9e-4b1d-4f3e-9a77-2c5d1e6b8f01".into() };
-        assert_eq!(decode_token(&encode_token(&cursor)).unwrap(), Some(cursor));
-        assert_eq!(decode_token("").unwrap(), None, "no token: the first page");
+        let token = encode_token(&cursor, KEY);
+        assert!(token.len() < 100, "{token}");
+        assert_eq!(decode_token(&token, KEY).unwrap(), Some(cursor.clone()));
+        assert_eq!(decode_token("", KEY).unwrap(), None, "no token: the first page");
+        let unsigned = |text: &str| URL_SAFE_NO_PAD.encode(text);
+        let (payload, _) = token.split_once('.').unwrap();
         let forged = [
             "xyz".to_string(),
             "a".repeat(10_000),
-            URL_SAFE_NO_PAD.encode("notanumber.abc"),
-            URL_SAFE_NO_PAD.encode("12.../etc/passwd"),
-            URL_SAFE_NO_PAD.encode("12."),
+            unsigned("notanumber.abc"),
+            unsigned("12.../etc/passwd"),
+            unsigned("12."),
             URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
+            // Well-formed, but not signed, or signed with another key, or cut short.
+            unsigned(&format!("{}.{}", cursor.created_ms, cursor.task_id)),
+            encode_token(&Cursor { created_ms: 1, ..cursor.clone() }, b"another key"),
+            format!("{payload}.{}", &token[payload.len() + 1..payload.len() + 5]),
+            format!("{payload}."),
         ];
         for token in forged {
-            let refused = decode_token(&token).unwrap_err();
+            let refused = decode_token(&token, KEY).unwrap_err();
             assert_eq!(refused.code, Code::InvalidArgument as i32, "{token}");
             assert!(refused.message.contains("page_token"));
         }

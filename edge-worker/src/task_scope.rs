@@ -42,6 +42,21 @@ pub fn scrub_refusal(status: GrpcStatus, owns: impl Fn(&str) -> bool) -> GrpcSta
     GrpcStatus { code: status.code, message: message.to_string() }
 }
 
+/// `status`, a Start's refusal, as a user with no task running (`own_running` false) should read
+/// it: the service's "3 tasks are running, the limit; wait for one to end or cancel one" speaks
+/// of tasks this user can neither see nor cancel (in local mode, other users' tasks fill the
+/// one agent-service), so it says that instead.
+pub fn busy_with_others(status: GrpcStatus, own_running: bool) -> GrpcStatus {
+    if own_running || status.code != Code::ResourceExhausted as i32 {
+        return status;
+    }
+    GrpcStatus::new(
+        Code::ResourceExhausted,
+        "the agent-service is busy with other users' tasks (it runs a limited number at once); try again when one \
+         has ended",
+    )
+}
+
 /// A task id is a UUID in its text form.
 const TASK_ID_LEN: usize = 36;
 
@@ -96,6 +111,20 @@ mod tests {
         assert_eq!(scrubbed.code, Code::FailedPrecondition as i32);
         assert!(!scrubbed.message.contains(THEIRS), "{}", scrubbed.message);
         assert!(scrubbed.message.contains("another task is running"));
+    }
+
+    #[test]
+    fn a_full_service_is_explained_to_a_user_with_no_task_of_their_own() {
+        let at_limit = GrpcStatus::new(
+            Code::ResourceExhausted,
+            "3 tasks are running, the limit; wait for one to end or cancel one",
+        );
+        assert_eq!(busy_with_others(at_limit.clone(), true), at_limit, "their own tasks: the service's words");
+        let others = busy_with_others(at_limit, false);
+        assert_eq!(others.code, Code::ResourceExhausted as i32);
+        assert!(others.message.contains("busy with other users' tasks"), "{}", others.message);
+        let invalid = GrpcStatus::new(Code::InvalidArgument, "prompt must not be empty");
+        assert_eq!(busy_with_others(invalid.clone(), false), invalid);
     }
 
     #[test]

@@ -88,3 +88,25 @@ pub async fn read_subscription(
 pub async fn connect(url: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("WebSocket {url}: {e}")).0
 }
+
+/// Closes `ws` as a polite client does (RFC 6455: Close with 1000, then wait for the peer's
+/// Close) and answers how long the peer took to answer it, having checked it echoed 1000.
+/// A peer that never answers fails it after 5 s (clients wait 10-30 s, then report 1006).
+pub async fn close_politely(mut ws: Socket) -> Duration {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let started = std::time::Instant::now();
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "done".into() })).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("the socket ended without the peer's Close: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the edge answers a Close with its own within 5 s");
+    assert_eq!(answer.map(|frame| frame.code), Some(CloseCode::Normal), "the Close echoes the client's code");
+    started.elapsed()
+}

@@ -34,7 +34,7 @@ pub struct Edge {
     pub worker_name: Option<String>,
     /// How long a SIGTERM may take (container mode removes its containers on the way out).
     stop_grace: Duration,
-    /// Container mode: the launcher's command line, to start it again ([`Edge::restart`]).
+    /// The command line it was started with, to start it again ([`Edge::restart`]).
     relaunch: Option<Vec<OsString>>,
 }
 
@@ -81,32 +81,46 @@ impl Edge {
         let own_url = format!("http://127.0.0.1:{port}");
         let vars: Vec<(&str, String)> =
             vars.iter().map(|(name, value)| (*name, value.replace("{edge}", &own_url))).collect();
-        let mut command = Command::new(wrangler);
-        command
-            .current_dir(repo_root())
-            .args(["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"])
-            .args([
+        let mut argv: Vec<OsString> = vec![wrangler.into()];
+        argv.extend(
+            [
+                "dev",
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--show-interactive-dev-session=false",
                 "--port",
                 &port.to_string(),
                 "--inspector-ip",
                 "127.0.0.1",
                 "--inspector-port",
                 &inspector.to_string(),
-            ])
-            .arg("--persist-to")
-            .arg(state.path().join("state"))
-            .args(["--var", &format!("AGENT_SERVICE_URL:{agent_service_url}")])
-            .args([
-                "--var",
-                &format!("ADMIN_SECRET:{ADMIN_SECRET}"),
-                "--var",
-                &format!("TICKET_SECRET:{TICKET_SECRET}"),
-            ])
-            .args(vars.iter().flat_map(|(name, value)| ["--var".to_string(), format!("{name}:{value}")]))
+            ]
+            .map(OsString::from),
+        );
+        argv.extend(["--persist-to".into(), state.path().join("state").into()]);
+        let settings = [
+            ("AGENT_SERVICE_URL", agent_service_url.to_string()),
+            ("ADMIN_SECRET", ADMIN_SECRET.to_string()),
+            ("TICKET_SECRET", TICKET_SECRET.to_string()),
+        ];
+        for (name, value) in settings.iter().map(|(n, v)| (*n, v.clone())).chain(vars) {
+            argv.extend(["--var".into(), format!("{name}:{value}").into()]);
+        }
+        let command = Edge::command(&argv);
+        Edge::launch(command, Arc::new(state), (port, inspector), None, Duration::from_secs(5), Some(argv)).await
+    }
+
+    /// The command of `argv`, run from the repository root, without telemetry or colours.
+    fn command(argv: &[OsString]) -> Command {
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(repo_root())
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .env("NO_COLOR", "1");
-        Edge::launch(command, Arc::new(state), (port, inspector), None, Duration::from_secs(5), None).await
+        command
     }
 
     /// Starts wrangler dev with real containers on podman (`make local-containers` first).
@@ -135,23 +149,20 @@ impl Edge {
             argv.extend(["--ca-cert".into(), state.path().join("ca.crt").into()]);
         }
         argv.extend(["--", "--inspector-port", &inspector.to_string()].map(OsString::from));
-        let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]);
+        let command = Edge::command(&argv);
         let ports = (port, inspector);
         Edge::launch(command, Arc::new(state), ports, Some(worker_name), Duration::from_secs(60), Some(argv)).await
     }
 
-    /// Container mode: stops this edge (its launcher removes its containers on the way out, as a
-    /// crash or the platform could take them) and starts it again with the same port, name and
-    /// state, so the Durable Objects wake up with only what they stored.
+    /// Stops this edge (in container mode its launcher removes its containers on the way out, as
+    /// a crash or the platform could take them) and starts it again with the same port, name and
+    /// state, as a redeploy does: the Durable Objects wake up with only what they stored.
     pub async fn restart(self) -> Edge {
-        let argv = self.relaunch.clone().expect("only a container-mode edge restarts");
+        let argv = self.relaunch.clone().expect("an edge started by Edge::start* restarts");
         let (state, ports, worker_name, stop_grace) =
             (Arc::clone(&self.state), (self.port, self.inspector_port), self.worker_name.clone(), self.stop_grace);
         drop(self);
-        let mut command = Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        Edge::launch(command, state, ports, worker_name, stop_grace, Some(argv)).await
+        Edge::launch(Edge::command(&argv), state, ports, worker_name, stop_grace, Some(argv)).await
     }
 
     /// Spawns `command` (wrangler, or the container-mode launcher) with its output in the state

@@ -37,6 +37,10 @@ pub enum Scenario {
     ListFiles,
     /// Write AGENT_NOTES.md with the Bash tool, then answer.
     WriteFile,
+    /// `WriteFile`, whose Bash call also prints the agent's model key
+    /// (`gateway key: $ANTHROPIC_API_KEY`), so the key is in the agent's session transcript; the
+    /// same answer.
+    WriteFileShowingKey,
     /// Run `count` Bash calls (`echo step N`), then answer.
     ManyTools(u32),
     /// Like `ManyTools`, but each call takes half a second (`sleep 0.5; echo step N`), so a
@@ -88,6 +92,7 @@ impl Scenario {
         match name.as_str() {
             "list-files" => Scenario::ListFiles,
             "write-file" => Scenario::WriteFile,
+            "write-file-showing-key" => Scenario::WriteFileShowingKey,
             "api-error" => Scenario::ApiError,
             "print-env" => Scenario::PrintEnv,
             "html-injection" => Scenario::HtmlInjection,
@@ -109,6 +114,9 @@ impl Scenario {
         }
     }
 }
+
+/// The `write-file` scenario's shell command.
+pub const WRITE_FILE_COMMAND: &str = "printf 'hello from the agent\\n' > AGENT_NOTES.md && cat AGENT_NOTES.md";
 
 /// The `edit-and-create` scenario's shell command.
 pub const EDIT_AND_CREATE_COMMAND: &str =
@@ -153,11 +161,12 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             "The repository contains:\n\n```\n{}\n```",
             tool_results.last().map(|s| s.trim()).unwrap_or_default()
         )),
-        Scenario::WriteFile if done == 0 => Step::ToolUse {
+        Scenario::WriteFile if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": WRITE_FILE_COMMAND}) },
+        Scenario::WriteFileShowingKey if done == 0 => Step::ToolUse {
             name: "Bash",
-            input: json!({"command": "printf 'hello from the agent\\n' > AGENT_NOTES.md && cat AGENT_NOTES.md"}),
+            input: json!({"command": format!("{WRITE_FILE_COMMAND} && echo \"gateway key: $ANTHROPIC_API_KEY\"")}),
         },
-        Scenario::WriteFile => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
+        Scenario::WriteFile | Scenario::WriteFileShowingKey => Step::Text("I wrote **AGENT_NOTES.md**.".into()),
         Scenario::EditAndCreate if done == 0 => Step::ToolUse {
             name: "Bash",
             input: json!({"command": EDIT_AND_CREATE_COMMAND, "description": "Edit main.rs, add NOTES.md"}),
@@ -448,6 +457,7 @@ mod tests {
         assert_eq!(Scenario::find_in("no marker"), Scenario::Answer);
         assert_eq!(Scenario::find_in("SCENARIO:bogus"), Scenario::Answer);
         assert_eq!(Scenario::find_in("SCENARIO:edit-and-create"), Scenario::EditAndCreate);
+        assert_eq!(Scenario::find_in("SCENARIO:write-file-showing-key x"), Scenario::WriteFileShowingKey);
         assert_eq!(Scenario::find_in("SCENARIO:commit-and-edit"), Scenario::CommitAndEdit);
     }
 

@@ -69,6 +69,9 @@ pub struct ServiceOptions {
     pub current_dir: Option<PathBuf>,
     /// The Claude Code CLI to pass as `--claude-path`, as it is (default: [`claude_cli`]).
     pub claude_path: Option<PathBuf>,
+    /// Whether the agent retries a failed model call as the image's does (the CLI's default).
+    /// Off by default: the fake's scripted API errors would otherwise be retried for minutes.
+    pub model_retries: bool,
 }
 
 impl Default for ServiceOptions {
@@ -80,6 +83,7 @@ impl Default for ServiceOptions {
             work_dir: None,
             current_dir: None,
             claude_path: None,
+            model_retries: false,
         }
     }
 }
@@ -109,9 +113,11 @@ fn command_for(model_api_url: &str, options: &ServiceOptions, home: &Path, work_
         .env("DISABLE_ERROR_REPORTING", "1")
         .env("DISABLE_AUTOUPDATER", "1")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    if !options.model_retries {
+        command.env("CLAUDE_CODE_MAX_RETRIES", "0");
+    }
     if options.allow_local_repos {
         command.arg("--allow-local-repos");
     }

@@ -56,14 +56,17 @@ impl AutopilotContainer {
             Rpc::Start(request) => self.start_task(&request).await.map(|started| reply(Frame::Start(started))),
             Rpc::Status(mut request) => match self.scope(&mut request.task_id).await {
                 Ok(Some(ended)) => Ok(ended.status_response()),
-                Ok(None) => self.ask_service("Status", &request).await,
+                Ok(None) => self.ask_about_task("Status", &request, &request.task_id, Entry::status_response).await,
                 Err(status) => Err(status),
             }
             .map(|status| reply(Frame::Status(status))),
             Rpc::Cancel(mut request) => match self.scope(&mut request.task_id).await {
                 // Cancelling a task that has ended changes nothing and answers its final state.
                 Ok(Some(ended)) => Ok(ended.cancel_response(&request.task_id)),
-                Ok(None) => self.ask_service("Cancel", &request).await,
+                Ok(None) => {
+                    let ended = |entry: Entry| entry.cancel_response(&request.task_id);
+                    self.ask_about_task("Cancel", &request, &request.task_id, ended).await
+                }
                 Err(status) => Err(status),
             }
             .map(|cancel| reply(Frame::Cancel(cancel))),
@@ -93,6 +96,25 @@ impl AutopilotContainer {
         self.ready_client().await?.unary(method, request).await
     }
 
+    /// [`Self::ask_service`] about `task_id`, one of the user's tasks that has not ended in the
+    /// archive. A service that answers it does not know the task has lost it (see
+    /// [`super::live::Live::forgotten_by_service`]): the answer is then the archive's, with the
+    /// FAILED end recorded at once, never "no task" for a task the user started.
+    pub(super) async fn ask_about_task<R: prost::Message + Default>(
+        &self,
+        method: &str,
+        request: &impl prost::Message,
+        task_id: &str,
+        from_archive: impl FnOnce(Entry) -> R,
+    ) -> Result<R, GrpcStatus> {
+        match self.ask_service(method, request).await {
+            Err(status) if status.code == Code::NotFound as i32 && self.live.forgotten_by_service(task_id) => {
+                self.archived_end(task_id).map(from_archive).ok_or(status)
+            }
+            answer => answer,
+        }
+    }
+
     /// Starts a task for this user on every path (JSON route, bridge frame, gRPC-web): checks the
     /// credits, brings up the container, and records the task as this user's. A Start the
     /// service refuses names no other user's task, and leaves no metering run open that was
@@ -101,17 +123,22 @@ impl AutopilotContainer {
     ///
     /// A follow-up names a task of this user's (NOT_FOUND otherwise, as for any unknown id; the
     /// service refuses one that still runs); a container that does not know the parent (a new
-    /// one) gets the parent's kept workspace, and without one the refusal says why.
+    /// one) gets the parent's kept workspace, and without one the refusal says why. A `restore`
+    /// the client sent is dropped: the service would rebuild the follow-up's workspace from it
+    /// (any branch and commits the client chose), and only the snapshot this object kept may.
     pub(super) async fn start_task(&self, request: &StartRequest) -> Result<StartResponse, GrpcStatus> {
         let parent = request.parent_task_id.as_str();
         if !parent.is_empty() && !self.owns_task(parent) {
-            return Err(GrpcStatus::new(Code::NotFound, format!("no task with id {parent}")));
+            return Err(task_scope::unknown_task(parent));
         }
         self.check_credits()?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.account.borrow().run_started_ms.is_some();
-        let request =
-            &StartRequest { model_access: minted.as_ref().map(|(access, _)| access.clone()), ..request.clone() };
+        let request = &StartRequest {
+            model_access: minted.as_ref().map(|(access, _)| access.clone()),
+            restore: None,
+            ..request.clone()
+        };
         let answer = self.ask_to_start(request).await;
         if let Some((_, hash)) = &minted {
             self.settle_model_access(hash, answer.as_ref().ok().map(|(_, started)| started.task_id.as_str()));
@@ -129,13 +156,23 @@ impl AutopilotContainer {
                     && self.live.active_streams.get() == 0
                     && self.live.requests_in_use.get() <= 1;
                 if opened_for_this && nothing_else {
-                    if let Err(e) = self.stop_container().await {
+                    // A refused Start costs nothing: the run opened for it closes uncharged.
+                    let closed = async {
+                        self.meter(|account, _| {
+                            account.waive_run();
+                            None
+                        })
+                        .await?;
+                        self.stop_container().await
+                    };
+                    if let Err(e) = closed.await {
                         worker::console_warn!("closing the run of a refused start failed: {e}");
                     }
                 }
                 let current = self.live.record.borrow().current_task_id.clone();
                 let own = self.live.own_tasks.borrow();
-                Err(task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id)))
+                let status = task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id));
+                Err(task_scope::busy_with_others(status, self.live.task_running()))
             }
         }
     }

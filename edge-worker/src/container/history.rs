@@ -101,18 +101,35 @@ impl AutopilotContainer {
     }
 
     /// Before the object stops the container: the archive of every task it ran is made whole
-    /// (remaining events, end and diff), within [`CATCH_UP_LIMIT`] in all; what is still running
-    /// then dies with the container and is archived as lost.
+    /// (remaining events, end and diff; an end taken from a final event is completed), within
+    /// [`CATCH_UP_LIMIT`] in all; what is still running then dies with the container and is
+    /// archived as lost.
     pub(super) async fn catch_up_archive(&self) {
         let ready = self.live.record.borrow().lifecycle.is_ready();
         if !ready {
             return;
         }
         let deadline = now_ms() + CATCH_UP_LIMIT.as_millis() as u64;
-        for task_id in self.live.unended_tasks() {
+        let Some(archive) = self.live.archive.clone() else { return };
+        let awaiting = archive.awaiting_service().unwrap_or_default();
+        for task_id in self.live.unended_tasks().into_iter().chain(awaiting) {
             // A follower of this instance may be writing the end right now: let it finish.
             while self.live.following.borrow().contains_key(&task_id) && now_ms() < deadline {
                 Delay::from(Duration::from_millis(50)).await;
+            }
+            if archive.awaiting_service().unwrap_or_default().contains(&task_id) {
+                // Ended, but its workspace and diff are still the service's alone.
+                let client = match self.endpoint() {
+                    Ok(endpoint) => AgentClient::new(endpoint),
+                    Err(_) => continue,
+                };
+                let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                let completing =
+                    std::pin::pin!(archive_end(&self.live, &client, &task_id, self.settings.history_tasks));
+                if let Either::Right(_) = future::select(completing, Delay::from(left)).await {
+                    break;
+                }
+                continue;
             }
             if self.archived_end(&task_id).is_some() {
                 continue;
@@ -181,41 +198,62 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
     let mut writer =
         Writer { archive: &archive, task_id: &task_id, follow: &follow, written_at: now_ms(), pause: None };
-    let ended = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
+    let broke = |status: GrpcStatus| {
+        // A service that no longer knows the task lost it: its followers get its FAILED end now.
+        if status.code != Code::NotFound as i32 || !live.forgotten_by_service(&task_id) {
+            follow.broke(status);
+        }
+    };
+    let end = match client.stream_events(&StreamEventsRequest { task_id: task_id.clone(), from_seq }).await {
         Ok(mut stream) => loop {
             match writer.next(&mut stream).await {
                 Some(Ok(events)) => {
-                    let finished = events.iter().any(|e| matches!(e.event.payload, Some(Payload::TaskFinished(_))));
+                    let end = events.iter().find(|e| matches!(e.event.payload, Some(Payload::TaskFinished(_))));
+                    let end = end.map(|shared| shared.event.clone());
                     events.iter().for_each(|shared| live.note_event(&shared.event));
                     follow.receive(events);
-                    if finished {
+                    if end.is_some() {
                         // Its followers send their end before a write holds messages back.
                         yield_now().await;
                         // The task's model credential ends with it, whatever else follows.
                         live.revoke_model_access(Some(&task_id));
-                        break true;
+                        break end;
                     }
                     writer.received().await;
                 }
                 Some(Err(status)) => {
-                    follow.broke(status);
-                    break false;
+                    broke(status);
+                    break None;
                 }
                 None => {
                     follow.broke(GrpcStatus::new(Code::Unavailable, "the task's stream ended early; resubscribe"));
-                    break false;
+                    break None;
                 }
             }
         },
         Err(status) => {
-            follow.broke(status);
-            false
+            broke(status);
+            None
         }
     };
     writer.write();
-    if ended {
-        archive_end(&live, &client, &task_id, history).await;
+    if let Some(end) = end {
+        // Asked once: a service that stopped right after the task's end is not waited for.
+        if let Err(status) = archive_end(&live, &client.without_retries(), &task_id, history).await {
+            // The end is then answered from the task's final event, and completed from the
+            // service once it answers again (see `complete_ends`).
+            let told = archive.finish_from_final_event(&end);
+            let settled = told.and_then(|()| if forgotten(&status) { archive.completed(&task_id) } else { Ok(()) });
+            if let Err(e) = settled {
+                worker::console_warn!("archiving the end of task {task_id} failed: {e}");
+            }
+        }
     }
+}
+
+/// Whether the service answered that it does not know the task.
+fn forgotten(status: &GrpcStatus) -> bool {
+    status.code == Code::NotFound as i32
 }
 
 /// A follow's writes to the archive, at the cadence [`ARCHIVE_IDLE`] describes.
@@ -309,12 +347,18 @@ fn write(archive: &Archive, task_id: &str, follow: &Follow) {
 }
 
 /// The task ended: its workspace is kept for follow-ups, then its final Task and its diff (when
-/// it delivered one) go to the archive (so an archive that shows the end has the workspace
-/// kept), and tasks beyond the history's length are pruned (their kept workspaces too).
-pub(super) async fn archive_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) {
-    let Some(archive) = live.archive.as_ref() else { return };
-    let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await;
-    let Some(task) = status.ok().and_then(|status| status.task) else { return };
+/// it delivered one) go to the archive (so an archive that shows the service's end has the
+/// workspace kept), and tasks beyond the history's length are pruned (their kept workspaces
+/// too). `Err` is the service's answer when it could not give the task's final Task.
+pub(super) async fn archive_end(
+    live: &Live,
+    client: &AgentClient,
+    task_id: &str,
+    history: usize,
+) -> Result<(), GrpcStatus> {
+    let Some(archive) = live.archive.as_ref() else { return Ok(()) };
+    let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await?;
+    let Some(task) = status.task else { return Ok(()) };
     keep_workspace(live, client, &task).await;
     let diff = match task.delivery {
         Some(_) => {
@@ -327,5 +371,27 @@ pub(super) async fn archive_end(live: &Live, client: &AgentClient, task_id: &str
     match finished {
         Ok(pruned) => forget_workspaces(live, pruned),
         Err(e) => worker::console_warn!("archiving the end of task {task_id} failed: {e}"),
+    }
+    Ok(())
+}
+
+/// Completes the end of `task_id`, which the archive took from its final event, from the
+/// service (see [`archive_end`]); a service that no longer knows the task leaves it as it is.
+pub(super) async fn complete_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) {
+    let Err(status) = archive_end(live, client, task_id, history).await else { return };
+    let Some(archive) = live.archive.as_ref().filter(|_| forgotten(&status)) else { return };
+    if let Err(e) = archive.completed(task_id) {
+        worker::console_warn!("settling the end of task {task_id} failed: {e}");
+    }
+}
+
+/// Tasks whose end the archive holds only as their final event told it, and that no follow is
+/// completing now, get the service's own final Task, diff and kept workspace ([`complete_end`]).
+pub(super) async fn complete_ends(live: &Live, client: &AgentClient, history: usize) {
+    let Some(archive) = live.archive.as_ref() else { return };
+    for task_id in archive.awaiting_service().unwrap_or_default() {
+        if !live.following.borrow().contains_key(&task_id) {
+            complete_end(live, client, &task_id, history).await;
+        }
     }
 }

@@ -13,6 +13,7 @@ use super::{live::SocketInfo, now_ms, AutopilotContainer};
 use crate::{
     agent_client::AgentClient,
     api_error::{error_response, grpc_web_error},
+    archive::Entry,
     entropy::random_id,
     grpc_web::{self, Code, GrpcStatus},
     internal::USER_HEADER,
@@ -96,7 +97,14 @@ impl AutopilotContainer {
             return self.live.record.borrow().status_without_container(&task_id);
         }
         let client = AgentClient::new(self.endpoint()?);
-        let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id }).await?;
+        let request = StatusRequest { task_id: task_id.clone() };
+        let status = match client.unary::<StatusResponse>("Status", &request).await {
+            // The service lost the task: answered from the archive, with the end it now holds.
+            Err(status) if status.code == Code::NotFound as i32 && self.live.forgotten_by_service(&task_id) => {
+                self.archived_end(&task_id).map(Entry::status_response).ok_or(status)?
+            }
+            answer => answer?,
+        };
         if let Some(task) = &status.task {
             self.live.remember_task(&task.task_id, task.state);
             // The service knows the task ended: make sure its end reaches the archive (a follow

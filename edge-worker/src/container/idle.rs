@@ -10,7 +10,10 @@ use std::time::Duration;
 use autopilot_contract::v1::{StatusRequest, StatusResponse, TaskState};
 use worker::Response;
 
-use super::{history::archive_end, now_ms, AutopilotContainer};
+use super::{
+    history::{complete_end, complete_ends},
+    now_ms, AutopilotContainer,
+};
 use crate::{agent_client::AgentClient, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).
@@ -191,13 +194,15 @@ impl AutopilotContainer {
 
     /// Asks the service how each running task stands when nobody is following it, so a task
     /// that ended unwatched does not keep the container awake, and one the service no longer
-    /// knows (it restarted with an empty disk) is archived as lost rather than running forever.
+    /// knows (it restarted with an empty disk) is archived as lost rather than running forever;
+    /// and completes the ends the archive took from a final event while the service was away.
     async fn refresh_task_state(&self) {
         let ready = self.live.record.borrow().lifecycle.is_ready();
         let Ok(endpoint) = self.endpoint() else { return };
         if !ready {
             return;
         }
+        complete_ends(&self.live, &AgentClient::new(endpoint.clone()), self.settings.history_tasks).await;
         let current = self.live.record.borrow().running_task().map(str::to_string);
         for task_id in self.live.running_tasks() {
             if self.live.following.borrow().contains_key(&task_id) {
@@ -215,11 +220,11 @@ impl AutopilotContainer {
                     // failed last call): the archive gets its end now.
                     let ended = TaskState::try_from(task.state).is_ok_and(TaskState::is_final);
                     if ended && self.archived_end(&task_id).is_none() {
-                        archive_end(&self.live, &client, &task_id, self.settings.history_tasks).await;
+                        complete_end(&self.live, &client, &task_id, self.settings.history_tasks).await;
                     }
                 }
                 Err(status) if status.code == Code::NotFound as i32 => {
-                    self.live.archive_loss(&task_id, "the agent-service no longer knows this task (it restarted)");
+                    self.live.forgotten_by_service(&task_id);
                 }
                 Err(_) => {}
             }

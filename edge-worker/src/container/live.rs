@@ -23,8 +23,9 @@ use super::{
 };
 use crate::{
     archive::Archive,
+    archive_replay::{replay_to_socket, Replayed},
     billing::Account,
-    bridge::{encode_server_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
+    bridge::{encode_server_frame, end_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
     grpc_web::GrpcStatus,
     model_grants::ModelGrants,
     socket::send,
@@ -181,23 +182,55 @@ impl Live {
         self.fail_running_task(reason);
     }
 
-    /// The container died under its task: the task is recorded FAILED with `reason`, and every
-    /// subscription gets the task's final event and its end (see [`final_frames`]).
+    /// The container died under its tasks: every task it ran is lost (see [`Live::lose_tasks`]).
     fn fail_running_task(&self, reason: &str) {
-        // Every task the container ran dies with it; followers of tasks that had ended already
-        // (still being sent what the archive holds) are not told otherwise.
-        let lost = self.running_tasks();
-        for task_id in &lost {
+        // Followers of tasks that had ended already (still being sent what the archive holds)
+        // are not told otherwise.
+        self.lose_tasks(&self.running_tasks(), reason);
+    }
+
+    /// The service no longer knows `task_id` (NOT_FOUND): if the archive holds it as running,
+    /// the service that ran it is gone (a restart on an empty disk, a new container), and the
+    /// task is lost now rather than at the next heartbeat. Answers whether it was.
+    pub fn forgotten_by_service(&self, task_id: &str) -> bool {
+        let Some(archive) = &self.archive else { return false };
+        let running = archive.entry(task_id).ok().flatten().is_some_and(|entry| !entry.ended);
+        if running {
+            self.lose_tasks(&[task_id.to_string()], FORGOTTEN);
+        }
+        running
+    }
+
+    /// `lost` tasks died with the service that ran them: each is archived as lost (what was
+    /// received, then the FAILED end this object makes with `reason`), the record's current task
+    /// among them fails, and every subscription to one of them gets the rest of its timeline and
+    /// that end: from the archive, or, without one, the end made here (see [`final_frames`]).
+    pub fn lose_tasks(&self, lost: &[String], reason: &str) {
+        for task_id in lost {
             self.archive_loss(task_id, reason);
         }
-        self.update(|record| record.fail_running_task(reason));
         let current_task = self.record.borrow().current_task_id.clone().unwrap_or_default();
+        if lost.contains(&current_task) {
+            self.update(|record| record.fail_running_task(reason));
+        }
         for subscription in self.subscriptions.borrow().values() {
             let task_id = if subscription.task_id.is_empty() { &current_task } else { &subscription.task_id };
             if !lost.contains(task_id) {
                 continue;
             }
             subscription.abort.abort();
+            let archived = self.archive.clone().filter(|a| a.entry(task_id).ok().flatten().is_some_and(|e| e.ended));
+            if let Some(archive) = archived {
+                let replayed = Replayed {
+                    request_id: subscription.request_id.clone(),
+                    task_id: task_id.clone(),
+                    from_seq: subscription.last_seq.get() + 1,
+                    encoding: subscription.encoding,
+                    end: end_frame(subscription.request_id.clone()),
+                };
+                replay_to_socket(archive, subscription.ws.clone(), replayed);
+                continue;
+            }
             let follower = Follower {
                 request_id: subscription.request_id.clone(),
                 task_id: subscription.task_id.clone(),
@@ -209,6 +242,10 @@ impl Live {
         }
     }
 }
+
+/// Why a task the service no longer knows failed.
+pub const FORGOTTEN: &str =
+    "the container lost this task: its agent-service no longer knows it (it restarted on an empty disk, or was replaced)";
 
 /// Counts a request or frame that uses the container while it is handled (see
 /// [`Live::requests_in_use`]); the idle stop waits for it.

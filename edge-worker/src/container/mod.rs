@@ -155,7 +155,8 @@ impl worker::DurableObject for AutopilotContainer {
         self.persist().await
     }
 
-    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        crate::socket::answer_close(&ws, code);
         self.bench_fanout_closed(&ws);
         self.forget_socket(&ws);
         self.touch().await

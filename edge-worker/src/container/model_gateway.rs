@@ -10,14 +10,16 @@ use std::{cell::RefCell, rc::Rc};
 
 use autopilot_contract::v1::ModelAccess;
 use futures::StreamExt;
+use percent_encoding::percent_decode_str;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::{live::Live, now_ms, AutopilotContainer};
 use crate::{
+    body_limit::{discard, read_within},
     entropy::random_bytes,
     grpc_web::{Code, GrpcStatus},
     model_credential::{self, hash},
-    model_grants::ModelGrants,
+    model_grants::{Grant, ModelGrants},
     model_usage::UsageMeter,
 };
 
@@ -25,6 +27,7 @@ use crate::{
 pub const GATEWAY_PREFIX: &str = "/model";
 /// Largest request body relayed (a long conversation is a few MiB).
 const MAX_CALL_BYTES: usize = 32 << 20;
+
 /// Request headers not relayed: the caller's credential, and what the runtime sets itself.
 const NOT_RELAYED: [&str; 11] = [
     "x-api-key",
@@ -40,16 +43,27 @@ const NOT_RELAYED: [&str; 11] = [
     "via",
 ];
 
-/// Whether the gateway relays `method` `path` (the Messages API path, after [`GATEWAY_PREFIX`]):
-/// what the agent CLI calls (messages, streamed or not, token counting, the model list) and
-/// nothing else the key could do (batches, files, ...: work that would outlive the task).
-pub fn relayed(method: &Method, path: &str) -> bool {
-    match (method, path) {
+/// The Messages API path the gateway relays for `method` `path` (after [`GATEWAY_PREFIX`],
+/// still percent-encoded), decoded; `None` for anything else. Relayed: what the agent CLI calls
+/// (messages, streamed or not, token counting, the model list and one model by a plain id) and
+/// nothing else the key could do (batches, files, ...: work that would outlive the task). The
+/// path is compared after decoding, and a model id must be a plain id: whether a hop upstream
+/// decodes `%2F` (`/v1/models/..%2Fmessages%2Fbatches`) is not ours to decide.
+pub fn relayed(method: &Method, path: &str) -> Option<String> {
+    let decoded = percent_decode_str(path).decode_utf8().ok()?;
+    let plain_id = |id: &str| {
+        !id.is_empty()
+            && id != "."
+            && id != ".."
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c))
+    };
+    let relayed = match (method, decoded.as_ref()) {
         (Method::Post, "/v1/messages" | "/v1/messages/count_tokens") => true,
         (Method::Get, "/v1/models") => true,
-        (Method::Get, p) => p.strip_prefix("/v1/models/").is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        (Method::Get, p) => p.strip_prefix("/v1/models/").is_some_and(plain_id),
         _ => false,
-    }
+    };
+    relayed.then(|| decoded.into_owned())
 }
 
 /// A call in flight, so that revoking its credential ends it.
@@ -100,6 +114,42 @@ pub fn model_error(status: u16, kind: &str, message: &str) -> worker::Result<Res
 }
 
 impl AutopilotContainer {
+    /// Whether a model call may be relayed, from its headers and path alone: its credential's
+    /// grant, the credential's hash and the upstream path; or the refusal (401 for a credential
+    /// that is unknown, revoked or of an ended task; 404 for what is not relayed).
+    fn check_call(&self, req: &Request) -> worker::Result<Result<(Grant, String, String), worker::Result<Response>>> {
+        let refuse = |status: u16, kind: &str, message: &str| Ok(Err(model_error(status, kind, message)));
+        let credential = match model_credential::from_headers(req.headers())? {
+            Ok(credential) => credential,
+            Err(why) => return refuse(401, "authentication_error", why),
+        };
+        let Some(grants) = self.live.grants.clone() else {
+            return refuse(401, "authentication_error", "this task credential is unknown");
+        };
+        let Some(grant) = grants.lookup(&credential.hash)?.filter(|grant| grant.usable(now_ms())) else {
+            return refuse(
+                401,
+                "authentication_error",
+                "this task credential is unknown or revoked (a credential ends with its task)",
+            );
+        };
+        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
+            self.live.revoke_model_access(Some(task_id));
+            return refuse(401, "authentication_error", "this task credential is revoked: its task has ended");
+        }
+        let url = req.url()?;
+        let Some(path) = relayed(&req.method(), url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path())) else {
+            let message = format!(
+                "the model gateway relays POST /v1/messages, POST /v1/messages/count_tokens and GET \
+                 /v1/models[/<model id>] only, not {} {}",
+                req.method(),
+                url.path()
+            );
+            return refuse(404, "not_found_error", &message);
+        };
+        Ok(Ok((grant, credential.hash, path)))
+    }
+
     /// A credential for the task a Start is about to create, with where the agent reaches the
     /// gateway; `None` when the Worker holds no model key (the service then uses its own).
     /// The archive is what tells the object each task's end (when the credential is revoked):
@@ -135,50 +185,28 @@ impl AutopilotContainer {
         }
     }
 
-    /// `/model/...`: one model call of a task's agent.
-    /// The call's body is read first, refused or not: a reply before the body is read leaves
-    /// it on a kept-alive connection, to be misread as the next request.
+    /// `/model/...`: one model call of a task's agent. The call is checked from its headers
+    /// before anything of its body is read (see [`Self::check_call`]), and the body is read as a
+    /// stream that stops at the gateway's limit: a refused body is never buffered (what a refused
+    /// caller still sends is read and dropped, see [`discard`]).
     pub(super) async fn model_call(&self, mut req: Request) -> worker::Result<Response> {
-        let declared = req.headers().get("content-length")?.and_then(|len| len.parse::<usize>().ok());
-        let body = match declared {
-            Some(len) if len > MAX_CALL_BYTES => None,
-            _ => Some(req.bytes().await?).filter(|body| body.len() <= MAX_CALL_BYTES),
+        let (grant, hash, path) = match self.check_call(&req)? {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                discard(&mut req).await?;
+                return refusal;
+            }
         };
-        let Some(body) = body else {
-            return model_error(413, "request_too_large", "the model call is larger than the gateway's 32 MiB limit");
+        let body = match read_within(&mut req, MAX_CALL_BYTES).await? {
+            Ok(body) => body,
+            Err(too_large) => {
+                return model_error(413, "request_too_large", &too_large.message("the model call", MAX_CALL_BYTES));
+            }
         };
-        let credential = match model_credential::from_headers(req.headers())? {
-            Ok(credential) => credential,
-            Err(why) => return model_error(401, "authentication_error", why),
-        };
-        let Some(grants) = self.live.grants.clone() else {
-            return model_error(401, "authentication_error", "this task credential is unknown");
-        };
-        let grant = grants.lookup(&credential.hash)?;
-        let Some(grant) = grant.filter(|grant| grant.usable(now_ms())) else {
-            return model_error(
-                401,
-                "authentication_error",
-                "this task credential is unknown or revoked (a credential ends with its task)",
-            );
-        };
-        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
-            self.live.revoke_model_access(Some(task_id));
-            return model_error(401, "authentication_error", "this task credential is revoked: its task has ended");
-        }
         let Ok(key) = self.env.secret("ANTHROPIC_API_KEY") else {
             return model_error(503, "api_error", "the edge holds no model key (ANTHROPIC_API_KEY)");
         };
         let url = req.url()?;
-        let path = url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path());
-        if !relayed(&req.method(), path) {
-            let message = format!(
-                "the model gateway relays POST /v1/messages, POST /v1/messages/count_tokens and GET /v1/models \
-                 only, not {} {path}",
-                req.method()
-            );
-            return model_error(404, "not_found_error", &message);
-        }
         let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
         let upstream_url = format!("{}{path}{query}", self.settings.model_api_url);
         let upstream_headers = Headers::new();
@@ -199,7 +227,7 @@ impl AutopilotContainer {
         self.live.model_calls.borrow_mut().push(Rc::clone(&call));
         // The call's tokens are counted however its reply ends: whole, cut by the agent, or by
         // a revocation (then as far as it went).
-        let mut usage = CallUsage { live: Rc::clone(&self.live), hash: credential.hash, call, meter: None };
+        let mut usage = CallUsage { live: Rc::clone(&self.live), hash, call, meter: None };
         let upstream = Request::new_with_init(&upstream_url, &init)?;
         let mut reply = match Fetch::Request(upstream).send_with_signal(&signal).await {
             Ok(reply) => reply,
@@ -278,8 +306,9 @@ mod tests {
             (Method::Post, "/v1/messages/count_tokens"),
             (Method::Get, "/v1/models"),
             (Method::Get, "/v1/models/claude-sonnet-4-5"),
+            (Method::Get, "/v1/models/claude-3-5-sonnet@20241022"),
         ] {
-            assert!(relayed(&method, path), "{method:?} {path}");
+            assert_eq!(relayed(&method, path).as_deref(), Some(path), "{method:?} {path}");
         }
         for (method, path) in [
             (Method::Post, "/v1/messages/batches"),
@@ -289,7 +318,25 @@ mod tests {
             (Method::Delete, "/v1/models/x"),
             (Method::Post, "/v1/organizations/api_keys"),
         ] {
-            assert!(!relayed(&method, path), "{method:?} {path}");
+            assert_eq!(relayed(&method, path), None, "{method:?} {path}");
         }
+    }
+
+    #[test]
+    fn an_encoded_path_is_compared_decoded_and_a_model_id_must_be_plain() {
+        for path in [
+            "/v1/models/..%2Fmessages%2Fbatches",
+            "/v1/models/..%2fmessages%2fbatches",
+            "/v1/models/%2E%2E",
+            "/v1/models/..",
+            "/v1/models/a%20b",
+            "/v1/models/a%00",
+            "/v1/models/%ff",
+            "/v1/models/a?b",
+        ] {
+            assert_eq!(relayed(&Method::Get, path), None, "{path}");
+        }
+        assert_eq!(relayed(&Method::Post, "/v1/%6Dessages").as_deref(), Some("/v1/messages"), "relayed decoded");
+        assert_eq!(relayed(&Method::Post, "/v1/messages%2Fbatches"), None);
     }
 }

@@ -41,6 +41,8 @@ impl TunnelRelay {
     /// Starts a task on the user's machine (every path: the JSON route and a browser's frame)
     /// and records it as the user's, followed into the archive from now on.
     pub(super) async fn start_task(&self, request: StartRequest) -> worker::Result<Result<StartResponse, GrpcStatus>> {
+        // The edge keeps no workspace of a tunnel task, and forwards no snapshot it did not keep.
+        let request = StartRequest { restore: None, ..request };
         let reply = match self.ask_machine(ClientRequest::Start(request.clone())).await? {
             Ok(reply) => reply,
             Err(status) => return Ok(Err(status)),

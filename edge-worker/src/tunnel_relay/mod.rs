@@ -130,7 +130,8 @@ impl worker::DurableObject for TunnelRelay {
         }
     }
 
-    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+        crate::socket::answer_close(&ws, code);
         self.gone(&ws).await
     }
 
