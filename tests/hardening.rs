@@ -27,34 +27,12 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 const NOT_FOUND: i32 = 5;
 const RESOURCE_EXHAUSTED: i32 = 8;
 
-/// GETs `path` with `token`: the HTTP status and the JSON body.
-async fn get(edge: &Edge, path: &str, token: &str) -> (u16, Value) {
-    let reply = reqwest::Client::new().get(format!("{}{path}", edge.base_url)).bearer_auth(token).send().await.unwrap();
-    (reply.status().as_u16(), reply.json().await.unwrap_or_default())
-}
-
 /// Starts a task through the JSON route; the reply (`taskId`, `sessionId`, ...).
 async fn start(edge: &Edge, token: &str, repo: &GitFixture, prompt: &str) -> Value {
     let reply =
         edge.post_json("/api/container/start", token, json!({"repositoryUrl": repo.url(), "prompt": prompt})).await;
     assert!(reply["taskId"].is_string(), "Start failed: {reply}");
     reply
-}
-
-/// Waits until the task's Status says it ended; answers that Status.
-async fn until_ended(edge: &Edge, token: &str, task_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, status) = get(edge, &format!("/api/container/status?taskId={task_id}"), token).await;
-        let state = status["task"]["state"].as_str().unwrap_or_default();
-        if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
-            .contains(&state)
-        {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "task {task_id} did not end: {status}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Sends `frame` and answers the error frame that comes back: (code, message). Frames of the
@@ -95,7 +73,7 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     // Bob's own task, so that he has a session and a latest task of his own.
     let bobs = start(&edge, &bob, &repo, "Say hello").await;
     let bobs_task = bobs["taskId"].as_str().unwrap().to_string();
-    assert_eq!(until_ended(&edge, &bob, &bobs_task).await["task"]["state"], "TASK_STATE_SUCCEEDED");
+    assert_eq!(edge.until_ended(&bob, &bobs_task).await["task"]["state"], "TASK_STATE_SUCCEEDED");
     // Alice's task runs while bob tries to reach it.
     let alices = start(&edge, &alice, &repo, "Work slowly SCENARIO:slow-tools:12").await;
     let alices_task = alices["taskId"].as_str().unwrap().to_string();
@@ -103,16 +81,16 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
 
     // --- One user never reaches another's tasks (JSON routes, bridge frames, gRPC-web). ---
     for id in [alices_task.as_str(), never] {
-        let (code, body) = get(&edge, &format!("/api/container/status?taskId={id}"), &bob).await;
+        let (code, body) = edge.get(&format!("/api/container/status?taskId={id}"), &bob).await;
         assert_eq!((code, body["error"]["message"].as_str().unwrap()), (404, format!("no task with id {id}").as_str()));
     }
-    let (code, latest) = get(&edge, "/api/container/status", &bob).await;
+    let (code, latest) = edge.get("/api/container/status", &bob).await;
     assert_eq!(
         (code, latest["task"]["taskId"].as_str()),
         (200, Some(bobs_task.as_str())),
         "an empty id is bob's own latest"
     );
-    let (code, none) = get(&edge, "/api/container/status", &carol).await;
+    let (code, none) = edge.get("/api/container/status", &carol).await;
     assert_eq!(code, 404, "carol has no task: {none}");
 
     let mut ws = connect(&edge.ws_ticket_url(&bob, bobs["sessionId"].as_str().unwrap()).await).await;
@@ -167,9 +145,9 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     let body: Value = reply.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(!message.contains(&alices_task) && message.contains("busy with other users' tasks"), "{message}");
-    let (_, balance) = get(&edge, "/api/billing/balance", &carol).await;
+    let (_, balance) = edge.get("/api/billing/balance", &carol).await;
     assert!(balance["containerRunningSinceMs"].is_null(), "a refused Start left a run open: {balance}");
-    let (_, ledger) = get(&edge, "/api/billing/ledger", &carol).await;
+    let (_, ledger) = edge.get("/api/billing/ledger", &carol).await;
     let debits: Vec<&Value> =
         ledger["entries"].as_array().unwrap().iter().filter(|e| e["credits"].as_i64() < Some(0)).collect();
     assert!(debits.is_empty(), "a refused Start was charged: {ledger}");
@@ -283,7 +261,7 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
     );
     assert_eq!(answered + bounded, burst, "every frame got exactly one reply");
     assert_eq!(
-        until_ended(&edge, &alice, &alices_task).await["task"]["state"],
+        edge.until_ended(&alice, &alices_task).await["task"]["state"],
         "TASK_STATE_SUCCEEDED",
         "bob's probes changed nothing"
     );
@@ -298,7 +276,7 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
             tokio::time::sleep(Duration::from_secs(1)).await;
             service.restart_after_crash(&model_api, &options).await
         },
-        get(&edge, &status_path, &alice)
+        edge.get(&status_path, &alice)
     );
     let () = restarted;
     assert_eq!(code, 200, "Status while the service restarted: {body}");

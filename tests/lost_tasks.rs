@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use autopilot_contract::v1::{server_frame::Frame, Event, TaskState};
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
-    edge::{Edge, ADMIN_SECRET},
+    edge::Edge,
     events::{finished, kind, seqs},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::{Service, ServiceOptions},
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The edge's model key (the service has none).
 const EDGE_KEY: &str = "sk-ant-edge-lost-tasks-5e0b7c";
@@ -36,28 +36,6 @@ async fn start(edge: &Edge, token: &str, repo: &GitFixture, prompt: &str) -> (St
         edge.post_json("/api/container/start", token, json!({"repositoryUrl": repo.url(), "prompt": prompt})).await;
     let task_id = reply["taskId"].as_str().unwrap_or_else(|| panic!("Start failed: {reply}")).to_string();
     (task_id, reply["sessionId"].as_str().unwrap().to_string())
-}
-
-/// GETs `path`: the HTTP status and the JSON body.
-async fn get(edge: &Edge, path: &str, token: &str) -> (u16, Value) {
-    let reply = reqwest::Client::new().get(format!("{}{path}", edge.base_url)).bearer_auth(token).send().await.unwrap();
-    (reply.status().as_u16(), reply.json().await.unwrap_or_default())
-}
-
-/// Waits until Status says the task ended; answers that Status.
-async fn until_ended(edge: &Edge, token: &str, task_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, status) = get(edge, &format!("/api/container/status?taskId={task_id}"), token).await;
-        let state = status["task"]["state"].as_str().unwrap_or_default();
-        if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
-            .contains(&state)
-        {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "task {task_id} did not end: {status}\n{}", edge.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A socket on the task's session following it from seq 1, once its first `count` events came.
@@ -111,7 +89,7 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     let restart_began = Instant::now();
     let edge = edge.restart().await;
     let restart_took = restart_began.elapsed();
-    let status = until_ended(&edge, &alice, &survivor).await;
+    let status = edge.until_ended(&alice, &survivor).await;
     assert_eq!(status["task"]["state"], "TASK_STATE_SUCCEEDED", "{status}\n{}", service.logs().join("\n"));
     let (ws, events) = following(&edge, &alice, &session, &survivor, usize::MAX).await;
     drop(ws);
@@ -129,7 +107,7 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     assert_eq!(end.state, TaskState::Failed as i32, "{end:?}");
     assert!(end.error.contains("lost this task"), "{}", end.error);
     assert!(told_in < Duration::from_secs(15), "the follower heard of the loss after {told_in:?}");
-    let (code, status) = get(&edge, &format!("/api/container/status?taskId={lost}"), &alice).await;
+    let (code, status) = edge.get(&format!("/api/container/status?taskId={lost}"), &alice).await;
     assert_eq!((code, &status["task"]["state"]), (200, &json!("TASK_STATE_FAILED")), "{status}");
 
     // --- The service stops (SIGTERM) as the task ends: the end needs no service to answer. ---
@@ -141,7 +119,7 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     assert!(service.process.wait(Duration::from_secs(20)).await.is_some(), "the service exits on SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     let down = loop {
-        let (code, status) = get(&edge, &format!("/api/container/status?taskId={stopped}"), &alice).await;
+        let (code, status) = edge.get(&format!("/api/container/status?taskId={stopped}"), &alice).await;
         if code == 200 {
             break status;
         }
@@ -150,19 +128,12 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     };
     assert_eq!(down["task"]["state"], json!(TaskState::try_from(final_state).unwrap().as_str_name()), "{down}");
     service.restart_after_crash(&model_api, &options).await;
-    let heartbeat = reqwest::Client::new()
-        .post(format!("{}/api/admin/meter", edge.base_url))
-        .bearer_auth(ADMIN_SECRET)
-        .json(&json!({"userId": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(heartbeat.status().is_success());
+    edge.heartbeat("alice").await;
     // Completed from the service once it answers: only its own Task has a start time and the
     // delivery options (the final event tells neither).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, completed) = get(&edge, &format!("/api/container/status?taskId={stopped}"), &alice).await;
+        let (_, completed) = edge.get(&format!("/api/container/status?taskId={stopped}"), &alice).await;
         if completed["task"]["startTime"].is_string() && completed["task"]["deliveryOptions"]["branch"].is_string() {
             break;
         }
@@ -188,14 +159,14 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     assert_eq!(refused["error"]["code"], "NOT_FOUND", "{refused}");
     assert!(refused.to_string().len() < 200, "{} bytes", refused.to_string().len());
     // Page tokens are the edge's own: a well-formed one it did not sign is refused.
-    let (code, first) = get(&edge, "/api/tasks?pageSize=1", &alice).await;
+    let (code, first) = edge.get("/api/tasks?pageSize=1", &alice).await;
     let token = first["nextPageToken"].as_str().unwrap_or_default();
     assert!(code == 200 && !token.is_empty(), "{first}");
-    let (code, _) = get(&edge, &format!("/api/tasks?pageSize=1&pageToken={token}"), &alice).await;
+    let (code, _) = edge.get(&format!("/api/tasks?pageSize=1&pageToken={token}"), &alice).await;
     assert_eq!(code, 200, "its own token pages on");
     let created_ms = 4_102_444_800_000u64;
     let forged = URL_SAFE_NO_PAD.encode(format!("{created_ms}.{lost}"));
-    let (code, reply) = get(&edge, &format!("/api/tasks?pageSize=1&pageToken={forged}"), &alice).await;
+    let (code, reply) = edge.get(&format!("/api/tasks?pageSize=1&pageToken={forged}"), &alice).await;
     assert_eq!(code, 400, "{reply}");
 
     println!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use autopilot_contract::v1::{CancelRequest, GetDiffRequest, StatusRequest, StreamEventsRequest, TaskState};
 use autopilot_tests::{
-    edge::{Edge, ADMIN_SECRET},
+    edge::Edge,
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
@@ -208,14 +208,7 @@ async fn the_agent_calls_the_model_only_through_the_gateway_with_its_tasks_crede
     );
     // At a token rate (1000 credits per million here), the heartbeat charges an ended task's
     // tokens once: ceil(tokens / 1000) credits, in a debit naming the task.
-    let metered = reqwest::Client::new()
-        .post(format!("{}/api/admin/meter", edge.base_url))
-        .bearer_auth(ADMIN_SECRET)
-        .json(&json!({"userId": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(metered.status().is_success(), "{}", metered.text().await.unwrap());
+    edge.heartbeat("alice").await;
     let tokens: u64 = ["inputTokens", "outputTokens", "cacheReadTokens", "cacheCreationTokens"]
         .iter()
         .map(|field| first_task[field].as_u64().unwrap_or(0))

@@ -246,6 +246,42 @@ impl Edge {
         token
     }
 
+    /// GETs `path` with `token`: the HTTP status and the JSON body (null when there is none).
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let reply =
+            reqwest::Client::new().get(format!("{}{path}", self.base_url)).bearer_auth(token).send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or_default())
+    }
+
+    /// Waits (up to 120 s) until the task's Status says it ended; answers that Status.
+    pub async fn until_ended(&self, token: &str, task_id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, status) = self.get(&format!("/api/container/status?taskId={task_id}"), token).await;
+            let state = status["task"]["state"].as_str().unwrap_or_default();
+            if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED", "TASK_STATE_TIMED_OUT"]
+                .contains(&state)
+            {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "task {task_id} did not end: {status}\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs `user`'s object's heartbeat now (the admin route): metering, the archive's follows
+    /// and completions, the idle policy.
+    pub async fn heartbeat(&self, user: &str) {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/admin/meter", self.base_url))
+            .bearer_auth(ADMIN_SECRET)
+            .json(&serde_json::json!({"userId": user}))
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success(), "the heartbeat: {}", reply.text().await.unwrap());
+    }
+
     /// GETs `path` with `token`; answers the reply's JSON.
     pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
         get_json(&self.base_url, path, token).await
