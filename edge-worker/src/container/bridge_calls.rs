@@ -20,15 +20,15 @@ use super::{
     AutopilotContainer,
 };
 use crate::{
-    agent_client::{AgentClient, EventStream},
+    archive::task_scope,
     archive::Entry,
     bridge::{
         decode_client_frame, encode_server_frame, end_frame, error_frame, Call, Rpc, SharedEvent,
         MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
+    container::agent_client::{AgentClient, EventStream},
     grpc_web::{Code, GrpcStatus},
     socket::{incoming, send, try_send},
-    task_scope,
 };
 
 impl AutopilotContainer {
@@ -294,7 +294,7 @@ impl AutopilotContainer {
                                 if status.code == Code::Unavailable as i32 && stopped_running(container).await {
                                     let generation = live.record.borrow().lifecycle.current_generation();
                                     if let Some(generation) = generation {
-                                        live.lose(generation, crate::lifecycle::LOST, now_ms());
+                                        live.lose(generation, crate::container::lifecycle::LOST, now_ms());
                                         break;
                                     }
                                 }

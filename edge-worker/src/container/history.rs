@@ -20,12 +20,12 @@ use super::{
     AutopilotContainer,
 };
 use crate::{
-    agent_client::{AgentClient, EventStream},
+    archive::replay::{replay_to_socket, Replayed},
+    archive::task_list::started_summary,
     archive::{Archive, Entry},
-    archive_replay::{replay_to_socket, Replayed},
     bridge::{end_frame, Encoding, SharedEvent},
+    container::agent_client::{AgentClient, EventStream},
     grpc_web::{Code, GrpcStatus},
-    task_list::started_summary,
 };
 
 /// When the follower writes what it gathered, in one go: once the task's stream has paused for

@@ -11,14 +11,14 @@ use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
 use super::{live::SocketInfo, now_ms, AutopilotContainer};
 use crate::{
-    agent_client::AgentClient,
     api_error::{error_response, grpc_web_error},
+    archive::task_list::request_from_query,
     archive::Entry,
+    container::agent_client::AgentClient,
     entropy::random_id,
+    front::internal::USER_HEADER,
+    front::sessions::{Sessions, TicketAsk},
     grpc_web::{self, Code, GrpcStatus},
-    internal::USER_HEADER,
-    sessions::{Sessions, TicketAsk},
-    task_list::request_from_query,
 };
 
 impl AutopilotContainer {

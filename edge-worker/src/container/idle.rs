@@ -14,7 +14,7 @@ use super::{
     history::{complete_end, complete_ends},
     now_ms, AutopilotContainer,
 };
-use crate::{agent_client::AgentClient, grpc_web::Code};
+use crate::{container::agent_client::AgentClient, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).
 const MIN_ALARM_DELAY: Duration = Duration::from_millis(100);

@@ -22,12 +22,12 @@ use super::{
     record::Record,
 };
 use crate::{
+    archive::replay::{replay_to_socket, Replayed},
     archive::Archive,
-    archive_replay::{replay_to_socket, Replayed},
-    billing::Account,
     bridge::{encode_server_frame, end_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
+    container::billing::Account,
+    container::model_gateway::grants::ModelGrants,
     grpc_web::GrpcStatus,
-    model_grants::ModelGrants,
     socket::send,
 };
 
@@ -105,7 +105,7 @@ pub struct Live {
     pub following: RefCell<HashMap<String, Rc<Follow>>>,
     /// The benchmark's fan-out floor's sockets, by id (see [`super::bench_fanout`]).
     pub bench_fanout: RefCell<Vec<(String, WebSocket)>>,
-    /// The model credentials this object minted (see [`crate::model_grants`]).
+    /// The model credentials this object minted (see [`crate::container::model_gateway::grants`]).
     pub grants: Option<ModelGrants>,
     /// Model calls being relayed now, ended when their credential is revoked.
     pub model_calls: RefCell<Vec<Rc<ModelCall>>>,

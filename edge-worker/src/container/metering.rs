@@ -2,16 +2,16 @@
 //! show them (balance, ledger) or add to them (an admin's grant). A run opens when a container
 //! starts and closes when it stops or is lost; each step of it is written together with its
 //! ledger entry in one storage write, so a step is never half-recorded. The arithmetic is
-//! [`crate::billing`]'s; this is the glue around the object's storage.
+//! [`crate::container::billing`]'s; this is the glue around the object's storage.
 
 use autopilot_contract::v1::{CancelRequest, CancelResponse};
 use worker::{js_sys, wasm_bindgen::JsValue, ListOptions, Request, Response};
 
 use super::{now_ms, AutopilotContainer};
 use crate::{
-    agent_client::AgentClient,
     api_error::error_response,
-    billing::{Account, LedgerEntry, Rate},
+    container::agent_client::AgentClient,
+    container::billing::{Account, LedgerEntry, Rate},
     grpc_web::{Code, GrpcStatus, INSUFFICIENT_CREDITS},
 };
 

@@ -18,27 +18,38 @@
 //!   [`fan_out`]: one upstream stream per running task, shared by every socket following it.
 //! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
-//! - [`model_gateway`]: each task's model credential, and the model calls made with it.
+//! - [`model_gateway`]: each task's model credential (minted, stored, counted: its own folder),
+//!   and the model calls made with it.
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 //! - [`bench_fanout`]: the benchmark's floor for the fan-out (only with `BENCH_ROUTES=true`).
+//!
+//! What only this object uses, beside it: [`agent_client`] (the contract over gRPC-web to the
+//! agent-service, a thin wasm transport), and pure, host-tested rules: [`lifecycle`] (the
+//! container's state machine), [`readiness`] (the poll schedule), [`billing`] (credits and
+//! metering), [`platform_errors`] (which platform failures are retried); [`start_with_env`] (a
+//! workaround for container environment variables in worker 0.8.7).
 
+pub mod agent_client;
 mod bench_fanout;
+pub mod billing;
 mod bridge_calls;
 mod fan_out;
 mod history;
 mod http_routes;
 mod idle;
+pub mod lifecycle;
 mod live;
 mod loss;
 mod metering;
-mod model_gateway;
+pub mod model_gateway;
+pub mod platform_errors;
+pub mod readiness;
 mod record;
 mod runtime;
 mod settings;
+pub mod start_with_env;
 mod workspaces;
-
-pub use model_gateway::model_error;
 
 use std::rc::Rc;
 
@@ -53,10 +64,10 @@ use self::{
 use crate::{
     api_error::not_found,
     archive::Archive,
-    billing::Account,
-    internal::USER_HEADER,
-    route::{Backend, Internal, Route},
-    sessions::Sessions,
+    container::billing::Account,
+    front::internal::USER_HEADER,
+    front::route::{Backend, Internal, Route},
+    front::sessions::Sessions,
 };
 
 fn now_ms() -> u64 {

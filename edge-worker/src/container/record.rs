@@ -7,8 +7,8 @@ use autopilot_contract::v1::{event::Payload, Event, TaskState};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    container::lifecycle::Lifecycle,
     grpc_web::{Code, GrpcStatus},
-    lifecycle::Lifecycle,
 };
 
 /// Storage key of the record.

@@ -15,12 +15,12 @@ use worker::{wasm_bindgen_futures::spawn_local, Delay};
 
 use super::{live::Live, now_ms, AutopilotContainer};
 use crate::{
-    agent_client::{AgentClient, Endpoint},
-    container_errors::start_is_transient,
-    container_start::{another_handle, start_with_env},
+    container::agent_client::{AgentClient, Endpoint},
+    container::lifecycle::Resync,
+    container::platform_errors::start_is_transient,
+    container::readiness::{backoff, poll_delays, FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE},
+    container::start_with_env::{another_handle, start_with_env},
     grpc_web::{Code, GrpcStatus},
-    lifecycle::Resync,
-    readiness::{backoff, poll_delays, FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE},
 };
 
 impl AutopilotContainer {
@@ -51,7 +51,7 @@ impl AutopilotContainer {
                     // Nobody saw it go: charged up to the last time it was seen running.
                     let seen = self.live.last_seen_running_ms.get().max(self.live.account.borrow().metered_until_ms);
                     let gone_at = self.live.exited_at_ms.get().unwrap_or(seen);
-                    self.live.record_loss(crate::lifecycle::LOST, gone_at);
+                    self.live.record_loss(crate::container::lifecycle::LOST, gone_at);
                 }
                 Resync::Orphan => {
                     // Adopted as a start of a new generation that skips the platform's start:
@@ -203,7 +203,7 @@ async fn start_container(
         // The container this object just stopped is still exiting: a start now would find it
         // "running", adopt a dying service, and lose it a moment later. Wait for it to go.
         let exit = std::pin::pin!(container.wait_for_exit());
-        let limit = Delay::from(Duration::from_millis(crate::lifecycle::STOP_GRACE_MS));
+        let limit = Delay::from(Duration::from_millis(crate::container::lifecycle::STOP_GRACE_MS));
         let _ = future::select(exit, limit).await;
     }
     let mut retries = backoff(FIRST_START_RETRY, MAX_START_RETRY, START_DEADLINE);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{archive::Retention, billing::Rate};
+use crate::{archive::Retention, container::billing::Rate};
 
 /// Port the agent-service listens on in the container (the `CONTAINER_PORT` var overrides).
 const DEFAULT_CONTAINER_PORT: u16 = 8080;

@@ -12,7 +12,7 @@ use prost::Message;
 use worker::wasm_bindgen_futures::spawn_local;
 
 use super::live::Live;
-use crate::agent_client::AgentClient;
+use crate::container::agent_client::AgentClient;
 
 fn key(live: &Live, task_id: &str) -> String {
     format!("workspaces/{}/{task_id}", live.object_id)

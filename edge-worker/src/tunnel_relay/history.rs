@@ -9,7 +9,7 @@
 //!
 //! The follow keeps nothing in memory between frames (the relay hibernates): its events are
 //! written once per machine message (the machine batches frames), and where a reply goes is
-//! named by its routed request id ([`Route::ArchiveEvents`], [`Route::ArchiveEnd`]).
+//! named by its routed request id ([`ReplyRoute::ArchiveEvents`], [`ReplyRoute::ArchiveEnd`]).
 
 use std::{collections::HashMap, rc::Rc};
 
@@ -23,15 +23,15 @@ use worker::{Date, Request, Response, WebSocket};
 use super::{TunnelRelay, NOT_CONNECTED};
 use crate::{
     api_error::error_response,
+    archive::replay::{replay_to_socket, Replayed},
+    archive::task_list::{request_from_query, started_summary},
     archive::Entry,
-    archive_replay::{replay_to_socket, Replayed},
     bridge::SharedEvent,
     bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
+    front::sessions::{Sessions, TicketAsk},
     grpc_web::{Code, GrpcStatus},
-    relay_route::Route,
-    sessions::{Sessions, TicketAsk},
     socket::send,
-    task_list::{request_from_query, started_summary},
+    tunnel_relay::reply_route::ReplyRoute,
 };
 
 /// The events of one machine message for the archive, by task.
@@ -181,10 +181,12 @@ impl TunnelRelay {
 
     /// One of the machine's frames for the relay's own follow: events gather in `batch`; the
     /// final Status ends the task's archive.
-    pub(super) fn archive_frame(&self, route: Route, frame: Frame, batch: &mut ArchiveBatch) {
+    pub(super) fn archive_frame(&self, route: ReplyRoute, frame: Frame, batch: &mut ArchiveBatch) {
         match (route, frame) {
-            (Route::ArchiveEvents { task_id }, Frame::Event(event)) => batch.entry(task_id).or_default().push(event),
-            (Route::ArchiveEnd { task_id }, Frame::Status(status)) => {
+            (ReplyRoute::ArchiveEvents { task_id }, Frame::Event(event)) => {
+                batch.entry(task_id).or_default().push(event)
+            }
+            (ReplyRoute::ArchiveEnd { task_id }, Frame::Status(status)) => {
                 let (Some(archive), Some(task)) = (&self.archive, status.task) else { return };
                 let finished =
                     archive.finish(&task, None).and_then(|()| archive.prune(self.retention.history_tasks).map(drop));
@@ -193,7 +195,7 @@ impl TunnelRelay {
                 }
             }
             // The machine no longer knows the task (its disk was wiped): it will never end there.
-            (Route::ArchiveEvents { task_id }, Frame::Error(e)) if e.code == Code::NotFound as i32 => {
+            (ReplyRoute::ArchiveEvents { task_id }, Frame::Error(e)) if e.code == Code::NotFound as i32 => {
                 let Some(archive) = &self.archive else { return };
                 let reason = "your machine no longer knows this task (its agent-service lost its work directory)";
                 if let Err(e) = archive.record_loss(&task_id, &[], reason, Date::now().as_millis()) {
@@ -224,7 +226,7 @@ impl TunnelRelay {
             }
             if end.is_some() {
                 let frame = ClientFrame {
-                    request_id: Route::ArchiveEnd { task_id: task_id.clone() }.to_request_id(),
+                    request_id: ReplyRoute::ArchiveEnd { task_id: task_id.clone() }.to_request_id(),
                     request: Some(ClientRequest::Status(StatusRequest { task_id })),
                 };
                 let _ = machine.send_with_bytes(frame.encode_to_vec());
@@ -236,7 +238,7 @@ impl TunnelRelay {
 /// Subscribes the relay itself to `task_id`'s events on the machine, from `from_seq`.
 fn follow(machine: &WebSocket, task_id: &str, from_seq: u64) {
     let frame = ClientFrame {
-        request_id: Route::ArchiveEvents { task_id: task_id.to_string() }.to_request_id(),
+        request_id: ReplyRoute::ArchiveEvents { task_id: task_id.to_string() }.to_request_id(),
         request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.to_string(), from_seq })),
     };
     let _ = machine.send_with_bytes(frame.encode_to_vec());

@@ -2,7 +2,7 @@
 //! The user's own machine runs the agent-service and opens a WebSocket out to it
 //! (`GET /api/tunnel/connect`); the user's browsers open theirs as in container mode. The relay
 //! passes each browser `ClientFrame` to the machine under a routed request id
-//! ([`Route`]) and each `ServerFrame` the machine answers with back to the socket that asked, in
+//! ([`ReplyRoute`]) and each `ServerFrame` the machine answers with back to the socket that asked, in
 //! that socket's encoding. Nothing is started and nothing is charged: the machine is the user's.
 //!
 //! Tasks started through the relay are archived as the container object archives its own
@@ -14,6 +14,7 @@
 //! which is told why and closed.
 
 mod history;
+pub mod reply_route;
 
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
@@ -37,12 +38,12 @@ use crate::{
         MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     entropy::random_id,
+    front::internal::USER_HEADER,
+    front::route::{Backend, Route},
+    front::sessions::Sessions,
     grpc_web::{Code, GrpcStatus},
-    internal::USER_HEADER,
-    relay_route::Route,
-    route::Backend,
-    sessions::Sessions,
     socket::{incoming, is_websocket_upgrade, send, upgrade_required},
+    tunnel_relay::reply_route::ReplyRoute,
 };
 
 /// Tag of the machine's socket.
@@ -109,7 +110,6 @@ impl worker::DurableObject for TunnelRelay {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let user = req.headers().get(USER_HEADER)?.unwrap_or_default();
         let path = req.path();
-        use crate::route::Route;
         match Route::parse(&req.method(), &path) {
             Some(Route::TunnelConnect) => self.connect_route(&req).await,
             Some(Route::Status(Backend::Tunnel)) => self.status_route().await,
@@ -243,7 +243,7 @@ impl TunnelRelay {
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().insert(call_id.clone(), tx);
         let frame = ClientFrame {
-            request_id: Route::Http { call_id: call_id.clone() }.to_request_id(),
+            request_id: ReplyRoute::Http { call_id: call_id.clone() }.to_request_id(),
             request: Some(request),
         };
         if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
@@ -284,7 +284,7 @@ impl TunnelRelay {
             return Ok(());
         };
         let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(ws) else { return Ok(()) };
-        let routed = |request_id: String| Route::Socket { socket_id: socket_id.clone(), encoding, request_id };
+        let routed = |request_id: String| ReplyRoute::Socket { socket_id: socket_id.clone(), encoding, request_id };
         let rpc = match rpc {
             Rpc::Subscribe(request) => {
                 // The list rides in the socket's attachment, which is small: a bounded number each.
@@ -304,7 +304,7 @@ impl TunnelRelay {
                 // Routed as the subscription was (its encoding may differ from this frame's).
                 let opened_as = subscriptions.iter().find(|s| s.request_id == subscription).map(|s| s.encoding);
                 subscriptions.retain(|s| s.request_id != subscription);
-                let route = Route::Socket {
+                let route = ReplyRoute::Socket {
                     socket_id: socket_id.clone(),
                     encoding: opened_as.unwrap_or(encoding),
                     request_id: subscription,
@@ -358,14 +358,14 @@ impl TunnelRelay {
         archived: &mut ArchiveBatch,
     ) -> worker::Result<()> {
         let ends_request = matches!(frame.frame, Some(Frame::Error(_)) | Some(Frame::EndOfStream(_)));
-        match Route::parse(&frame.request_id) {
-            Some(Route::Http { call_id }) => {
+        match ReplyRoute::parse(&frame.request_id) {
+            Some(ReplyRoute::Http { call_id }) => {
                 if let Some(waiting) = self.waiting.borrow_mut().remove(&call_id) {
                     let _ = waiting.send(frame);
                 }
                 Ok(())
             }
-            Some(Route::Socket { socket_id, encoding, request_id }) => {
+            Some(ReplyRoute::Socket { socket_id, encoding, request_id }) => {
                 let routed_id = std::mem::replace(&mut frame.request_id, request_id.clone());
                 let looked_up = browsers.contains_key(&socket_id);
                 let browser = browsers
@@ -381,7 +381,7 @@ impl TunnelRelay {
                 send(browser, encode_server_frame(&frame, encoding));
                 Ok(())
             }
-            Some(route @ (Route::ArchiveEvents { .. } | Route::ArchiveEnd { .. })) => {
+            Some(route @ (ReplyRoute::ArchiveEvents { .. } | ReplyRoute::ArchiveEnd { .. })) => {
                 if let Some(frame) = frame.frame {
                     self.archive_frame(route, frame, archived);
                 }
@@ -401,7 +401,7 @@ impl TunnelRelay {
             Some(Peer::Browser { socket_id, subscriptions, .. }) => {
                 if let Some((machine, _)) = self.machine().await? {
                     for subscription in subscriptions {
-                        let route = Route::Socket {
+                        let route = ReplyRoute::Socket {
                             socket_id: socket_id.clone(),
                             encoding: subscription.encoding,
                             request_id: subscription.request_id,

@@ -12,9 +12,9 @@ use std::{rc::Rc, time::Duration};
 
 use crate::{
     bridge::SharedEvent,
-    container_errors::is_not_listening,
+    container::platform_errors::is_not_listening,
+    container::readiness::{backoff, NOT_LISTENING_BUDGET},
     grpc_web::{self, Code, Deframer, Frame, GrpcStatus},
-    readiness::{backoff, NOT_LISTENING_BUDGET},
 };
 
 /// How long a `/ping` may take: the service answers it at once when it is up.

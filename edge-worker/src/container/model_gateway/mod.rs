@@ -1,10 +1,14 @@
 //! The model gateway, the user's object's side: the real model key stays a Worker secret, and a
 //! task's agent calls the model through here with the credential the object minted for that
-//! task ([`crate::model_credential`], kept in [`crate::model_grants`]). Each call is checked
+//! task ([`crate::container::model_gateway::credential`], kept in [`crate::container::model_gateway::grants`]). Each call is checked
 //! (known, not revoked, its task not ended), relayed to `MODEL_API_URL` with the real key, and
 //! its reply streamed back as it arrives (server-sent events are not buffered), its tokens
-//! counted on the way ([`crate::model_usage`]). Revoking a task's credential ends its calls in
+//! counted on the way ([`crate::container::model_gateway::usage`]). Revoking a task's credential ends its calls in
 //! flight.
+
+pub mod credential;
+pub mod grants;
+pub mod usage;
 
 use std::{cell::RefCell, rc::Rc};
 
@@ -13,14 +17,14 @@ use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
 
+use self::credential::hash;
 use super::{live::Live, now_ms, AutopilotContainer};
 use crate::{
-    body_limit::{discard, read_within},
+    container::model_gateway::grants::{Grant, ModelGrants},
+    container::model_gateway::usage::UsageMeter,
     entropy::random_bytes,
+    front::body_limit::{discard, read_within},
     grpc_web::{Code, GrpcStatus},
-    model_credential::{self, hash},
-    model_grants::{Grant, ModelGrants},
-    model_usage::UsageMeter,
 };
 
 /// The path prefix the gateway is served under; what follows is the Messages API's own path.
@@ -119,7 +123,7 @@ impl AutopilotContainer {
     /// that is unknown, revoked or of an ended task; 404 for what is not relayed).
     fn check_call(&self, req: &Request) -> worker::Result<Result<(Grant, String, String), worker::Result<Response>>> {
         let refuse = |status: u16, kind: &str, message: &str| Ok(Err(model_error(status, kind, message)));
-        let credential = match model_credential::from_headers(req.headers())? {
+        let credential = match credential::from_headers(req.headers())? {
             Ok(credential) => credential,
             Err(why) => return refuse(401, "authentication_error", why),
         };
@@ -167,7 +171,7 @@ impl AutopilotContainer {
             ));
         };
         let internal = |e: worker::Error| GrpcStatus::new(Code::Internal, format!("minting a model credential: {e}"));
-        let credential = model_credential::mint(&self.state.id().to_string(), &random_bytes(32).map_err(internal)?);
+        let credential = credential::mint(&self.state.id().to_string(), &random_bytes(32).map_err(internal)?);
         let hash = hash(&credential);
         grants.mint(&hash, now_ms()).map_err(internal)?;
         Ok(Some((ModelAccess { base_url, api_key: credential }, hash)))

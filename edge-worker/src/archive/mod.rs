@@ -9,6 +9,17 @@
 //! older ones are deleted whole; one task keeps at most `ARCHIVE_MAX_EVENTS` events (default
 //! [`DEFAULT_MAX_EVENTS`]): past it the archive keeps only the final event, and says it was
 //! truncated; the task itself never fails for it.
+//!
+//! Beside it, for both objects: [`replay`] (an archived timeline to a socket), and pure,
+//! host-tested rules: [`event_rows`] (how events are stored in rows), [`task_list`] (pages, signed
+//! tokens and titles of the task list), [`task_scope`] (a user reaches only the tasks their object
+//! started), [`sql_values`] (SQLite value conversions).
+
+pub mod event_rows;
+pub mod replay;
+pub mod sql_values;
+pub mod task_list;
+pub mod task_scope;
 
 use autopilot_contract::v1::{
     event::Payload, CancelResponse, Diff, Event, ListTasksRequest, ListTasksResponse, StatusResponse, Task,
@@ -22,12 +33,12 @@ use worker::{
     SqlStorage, SqlStorageValue,
 };
 
+use self::event_rows::Row;
 use crate::{
+    archive::sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
+    archive::task_list::{decode_token, encode_token, page_size, Cursor},
     bridge::SharedEvent,
-    event_rows::{self, Row},
     grpc_web::{Code, GrpcStatus},
-    sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
-    task_list::{decode_token, encode_token, page_size, Cursor},
 };
 
 /// Tasks kept per user unless `HISTORY_TASKS` says otherwise.

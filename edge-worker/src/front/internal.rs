@@ -25,7 +25,7 @@ pub fn ticket_secret(env: &Env) -> worker::Result<String> {
         .ok_or_else(|| worker::Error::RustError("TICKET_SECRET is not set (at least 16 characters)".into()))
 }
 
-/// The configured `PUBLIC_ORIGIN`, if any (see [`crate::site`]).
+/// The configured `PUBLIC_ORIGIN`, if any (see [`crate::front::site`]).
 pub fn public_origin(env: &Env) -> Option<String> {
     env.var("PUBLIC_ORIGIN").ok().map(|v| v.to_string()).filter(|v| !v.is_empty())
 }

@@ -6,7 +6,7 @@
 //!
 //! Shape: `apmc_<object id, 64 hex>_<secret, 64 hex>`.
 
-use crate::credentials::{bearer, format_secret, secret_hash};
+use crate::front::credentials::{bearer, format_secret, secret_hash};
 
 const PREFIX: &str = "apmc_";
 const OBJECT_ID_LEN: usize = 64;

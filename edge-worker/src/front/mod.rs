@@ -3,24 +3,38 @@
 //! cookie, or, for WebSockets, a single-use ticket. The Worker names the authenticated user to
 //! the user's Durable Object in [`USER_HEADER`], having removed any such header the client sent;
 //! the object trusts it because only the Worker can reach it.
+//!
+//! Beside it: [`route`] (pure: every path spelled once, the route value the Worker and both
+//! objects match on), [`auth`] (tokens, sessions, sign-in, the admin token routes),
+//! [`credentials`] (token hashes, cookies), [`ticket`] (signed single-use WebSocket tickets),
+//! [`sessions`] (WebSocket sessions and tickets, for both objects), [`site`] (the site's origin
+//! and what a cookie-authenticated request must show), [`body_limit`] (bodies read within a
+//! limit) and [`internal`] (the headers and settings the Worker hands an object).
+
+pub mod auth;
+pub mod body_limit;
+pub mod credentials;
+pub mod internal;
+pub mod route;
+pub mod sessions;
+pub mod site;
+pub mod ticket;
 
 use worker::{Date, Env, Method, Request, RequestInit, Response};
 
+use self::auth::{authenticate, unauthenticated};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
-    auth::{self, authenticate, unauthenticated},
-    body_limit::read_within,
-    container::model_error,
-    credentials::bearer,
-    grpc_web::{Code, GrpcStatus},
-    internal::{
+    container::model_gateway::{credential as model_credential, model_error},
+    front::body_limit::read_within,
+    front::credentials::bearer,
+    front::internal::{
         public_origin, ticket_secret, INTERNAL_HEADERS, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER,
     },
-    model_credential,
-    route::{AdminRoute, Backend, Internal, Route},
-    site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
+    front::route::{AdminRoute, Backend, Internal, Route},
+    front::site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
+    grpc_web::{Code, GrpcStatus},
     socket::is_websocket_upgrade,
-    ticket,
 };
 
 /// Routes one request.
@@ -211,7 +225,7 @@ async fn admin(mut req: Request, env: &Env, route: AdminRoute) -> worker::Result
         init.with_method(Method::Post).with_body(Some(body.to_string().into()));
         (body["userId"].as_str().map(str::to_string), init)
     };
-    let Some(user) = user.filter(|u| crate::credentials::valid_user_id(u)) else {
+    let Some(user) = user.filter(|u| crate::front::credentials::valid_user_id(u)) else {
         return error_response(&GrpcStatus::new(Code::InvalidArgument, "userId is required"));
     };
     let forwarded = Request::new_with_init(&internal.url(), &init)?;

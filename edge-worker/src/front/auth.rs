@@ -12,13 +12,13 @@ use worker::{Date, Env, Headers, Request, Response};
 
 use crate::{
     api_error::error_response,
-    credentials::{
+    entropy::random_bytes,
+    front::credentials::{
         bearer, constant_time_eq, cookie, format_secret, secret_hash, session_clear_cookie, session_set_cookie,
         valid_user_id, CredentialRecord, SESSION_COOKIE, TOKEN_PREFIX,
     },
-    entropy::random_bytes,
+    front::site::Proof,
     grpc_web::{Code, GrpcStatus},
-    site::Proof,
 };
 
 /// The KV namespace of tokens and sessions.

@@ -10,14 +10,14 @@ use worker::{Date, Env, ListOptions, Request, Response, State};
 
 use crate::{
     api_error::error_response,
-    auth::unauthenticated,
     entropy::random_id,
+    front::auth::unauthenticated,
+    front::internal::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
+    front::route::Backend,
+    front::site::{site_origin, websocket_url},
+    front::ticket::{self, Ticket, TICKET_TTL_MS},
     grpc_web::{Code, GrpcStatus},
-    internal::{public_origin, ticket_secret, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER},
-    route::Backend,
-    site::{site_origin, websocket_url},
     socket::{is_websocket_upgrade, upgrade_required},
-    ticket::{self, Ticket, TICKET_TTL_MS},
 };
 
 /// Storage key prefix of WebSocket sessions.
@@ -208,7 +208,7 @@ impl Sessions<'_> {
 
 /// How long a session outlives its creation unless `SESSION_RETENTION_SECONDS` says otherwise:
 /// as long as a browser sign-in lasts, so a page can reopen any task it remembers.
-pub const SESSION_RETENTION: Duration = Duration::from_secs(crate::auth::SESSION_TTL_SECONDS);
+pub const SESSION_RETENTION: Duration = Duration::from_secs(crate::front::auth::SESSION_TTL_SECONDS);
 
 /// Whether a stored entry that lapses at `due_ms` goes now or later.
 #[derive(Debug, PartialEq, Eq)]

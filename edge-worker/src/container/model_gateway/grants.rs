@@ -1,4 +1,4 @@
-//! The model credentials a user's object has handed out (see [`crate::model_credential`]), kept
+//! The model credentials a user's object has handed out (see [`crate::container::model_gateway::credential`]), kept
 //! in the object's SQLite storage as hashes: which task each is for, whether it is revoked, and
 //! the tokens its calls used. A credential is good only between its task's start and its end:
 //! the object revokes it the moment the task ends however it ends, and every credential when
@@ -8,8 +8,8 @@ use serde::Serialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use crate::{
-    model_usage::Tokens,
-    sql_values::{as_u64, ids_with_counts, int, rows, text},
+    archive::sql_values::{as_u64, ids_with_counts, int, rows, text},
+    container::model_gateway::usage::Tokens,
 };
 
 /// How long a credential minted for a Start may go unbound to a task (the Start's reply binds
