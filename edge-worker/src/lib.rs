@@ -18,9 +18,11 @@
 //! - Shared by both objects, pure and host-tested where they can be: [`bridge`] (client/server
 //!   frames in both encodings), [`grpc_web`] (framing, statuses), [`socket`] (their messages on a
 //!   WebSocket), [`api_error`] (the JSON error scheme), [`entropy`] (the runtime's CSPRNG).
+//! - [`bench`]: what the benchmarks measure the product against (only with `BENCH_ROUTES=true`).
 
 pub mod api_error;
 pub mod archive;
+pub mod bench;
 pub mod bridge;
 pub mod container;
 pub mod entropy;
@@ -29,6 +31,7 @@ pub mod grpc_web;
 pub mod socket;
 pub mod tunnel_relay;
 
+pub use bench::BenchFanout;
 pub use container::AutopilotContainer;
 pub use tunnel_relay::TunnelRelay;
 

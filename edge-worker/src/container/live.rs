@@ -103,8 +103,6 @@ pub struct Live {
     /// Tasks this instance follows into the archive, each with the events it has received but
     /// not written yet (a loss writes them before the task's end).
     pub following: RefCell<HashMap<String, Rc<Follow>>>,
-    /// The benchmark's fan-out floor's sockets, by id (see [`super::bench_fanout`]).
-    pub bench_fanout: RefCell<Vec<(String, WebSocket)>>,
     /// The model credentials this object minted (see [`crate::container::model_gateway::grants`]).
     pub grants: Option<ModelGrants>,
     /// Model calls being relayed now, ended when their credential is revoked.

@@ -22,7 +22,6 @@
 //!   and the model calls made with it.
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
 //! - [`settings`] (pure): the vars, read once per wake-up.
-//! - [`bench_fanout`]: the benchmark's floor for the fan-out (only with `BENCH_ROUTES=true`).
 //!
 //! What only this object uses, beside it: [`agent_client`] (the contract over gRPC-web to the
 //! agent-service, a thin wasm transport), and pure, host-tested rules: [`lifecycle`] (the
@@ -31,7 +30,6 @@
 //! workaround for container environment variables in worker 0.8.7).
 
 pub mod agent_client;
-mod bench_fanout;
 pub mod billing;
 mod bridge_calls;
 mod fan_out;
@@ -101,10 +99,8 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         // A model call needs the credentials and the archive only, not the container's state.
-        match Route::parse(&req.method(), &req.path()) {
-            Some(Route::Model) => return self.model_call(req).await,
-            Some(Route::BenchFanout) => return self.bench_fanout_socket(),
-            _ => {}
+        if let Some(Route::Model) = Route::parse(&req.method(), &req.path()) {
+            return self.model_call(req).await;
         }
         self.wake().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {
@@ -154,11 +150,6 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
-        if let WebSocketIncomingMessage::Binary(bytes) = &message {
-            if self.bench_fanout_message(&ws, bytes) {
-                return Ok(());
-            }
-        }
         self.wake().await?;
         let _in_use = ContainerUse::begin(&self.live);
         self.socket_frame(&ws, message).await;
@@ -168,7 +159,6 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
         crate::socket::answer_close(&ws, code);
-        self.bench_fanout_closed(&ws);
         self.forget_socket(&ws);
         self.touch().await
     }

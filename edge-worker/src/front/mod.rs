@@ -25,6 +25,7 @@ use worker::{Date, Env, Method, Request, RequestInit, Response};
 use self::auth::{authenticate, unauthenticated};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
+    bench,
     container::model_gateway::{credential as model_credential, model_error},
     front::body_limit::read_within,
     front::credentials::bearer,
@@ -48,9 +49,10 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::SignIn => auth::sign_in(req, &env).await,
         Route::SignOut => auth::sign_out(&req, &env).await,
         Route::Admin(admin_route) => admin(req, &env, admin_route).await,
-        Route::BenchEcho if bench_routes_enabled(&env) => echo_websocket(),
-        Route::BenchFanout if bench_routes_enabled(&env) => {
-            forward(req, &env, Backend::Container, "bench-fanout", &[]).await
+        Route::BenchEcho if bench::routes_enabled(&env) => bench::echo_websocket(),
+        Route::BenchFanout if bench::routes_enabled(&env) => {
+            let namespace = env.durable_object(bench::FANOUT_BINDING)?;
+            namespace.id_from_name("floor")?.get_stub()?.fetch_with_request(req).await
         }
         Route::BenchEcho | Route::BenchFanout => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
@@ -213,7 +215,7 @@ async fn admin(mut req: Request, env: &Env, route: AdminRoute) -> worker::Result
         AdminRoute::Storage => Internal::Storage,
         // Benchmarks replay a task recorded straight into the service's work directory: this
         // records it as the user's, which only a start through the edge does otherwise.
-        AdminRoute::AdoptTask if bench_routes_enabled(env) => Internal::AdoptTask,
+        AdminRoute::AdoptTask if bench::routes_enabled(env) => Internal::AdoptTask,
         AdminRoute::AdoptTask => return not_found(&req.path()),
     };
     let (user, init) = if internal == Internal::Storage {
@@ -252,35 +254,4 @@ async fn forward(
     }
     let stub = env.durable_object(backend.binding())?.id_from_name(user)?.get_stub()?;
     stub.fetch_with_request(forwarded).await
-}
-
-/// The benchmark's baseline route exists only when `BENCH_ROUTES=true` (never in wrangler.toml).
-fn bench_routes_enabled(env: &Env) -> bool {
-    env.var("BENCH_ROUTES").map(|v| v.to_string() == "true").unwrap_or(false)
-}
-
-/// A plain WebSocket echo through the same workerd: the baseline the bridge is measured against.
-fn echo_websocket() -> worker::Result<Response> {
-    use futures::StreamExt;
-    let pair = worker::WebSocketPair::new()?;
-    let server = pair.server;
-    server.accept()?;
-    worker::wasm_bindgen_futures::spawn_local(async move {
-        let Ok(mut events) = server.events() else { return };
-        while let Some(Ok(event)) = events.next().await {
-            match event {
-                worker::WebsocketEvent::Message(message) => {
-                    let sent = match message.bytes() {
-                        Some(bytes) => server.send_with_bytes(bytes),
-                        None => server.send_with_str(message.text().unwrap_or_default()),
-                    };
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-                worker::WebsocketEvent::Close(_) => break,
-            }
-        }
-    });
-    Response::from_websocket(pair.client)
 }
