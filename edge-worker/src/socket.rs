@@ -7,7 +7,7 @@ use worker::{Request, Response, WebSocket, WebSocketIncomingMessage};
 
 use crate::{
     api_error::error_response,
-    bridge::WsMessage,
+    bridge::{encode_server_frame, error_frame, Encoding, WsMessage},
     grpc_web::{Code, GrpcStatus},
 };
 
@@ -40,6 +40,11 @@ pub fn try_send(ws: &WebSocket, message: WsMessage) -> worker::Result<()> {
 /// Sends `message`, ignoring a socket that has just closed (its close handler cleans up).
 pub fn send(ws: &WebSocket, message: WsMessage) {
     let _ = try_send(ws, message);
+}
+
+/// Answers the frame `request_id` with the error `status`, in the socket's `encoding`.
+pub fn send_error(ws: &WebSocket, request_id: String, status: GrpcStatus, encoding: Encoding) {
+    send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
 }
 
 /// The code a Close is echoed with (RFC 6455 5.5.1): the peer's own, or 1000 when the peer's

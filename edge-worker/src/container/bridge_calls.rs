@@ -28,7 +28,7 @@ use crate::{
     },
     container::agent_client::{AgentClient, EventStream},
     grpc_web::{Code, GrpcStatus},
-    socket::{incoming, send, try_send},
+    socket::{incoming, send, send_error, try_send},
 };
 
 impl AutopilotContainer {
@@ -42,7 +42,7 @@ impl AutopilotContainer {
                         Code::ResourceExhausted,
                         format!("at most {MAX_IN_FLIGHT_PER_SOCKET} requests in flight per socket: wait for replies"),
                     );
-                    send(ws, encode_server_frame(&error_frame(call.request_id, status), call.encoding))
+                    send_error(ws, call.request_id, status, call.encoding)
                 }
             },
             Err(reply) => send(ws, reply),
@@ -244,7 +244,7 @@ impl AutopilotContainer {
                 Code::ResourceExhausted,
                 format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
             );
-            return send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            return send_error(ws, request_id, status, encoding);
         }
         let (abort, registration) = AbortHandle::new_pair();
         let id = self.live.next_subscription.get();
@@ -275,9 +275,7 @@ impl AutopilotContainer {
                     Some(subscriber) => Events::Fanned(subscriber),
                     None => match client.stream_events(&request).await {
                         Ok(stream) => Events::Direct(stream, Rc::clone(&live)),
-                        Err(status) => {
-                            return send(&ws, encode_server_frame(&error_frame(request_id, status), encoding))
-                        }
+                        Err(status) => return send_error(&ws, request_id, status, encoding),
                     },
                 };
                 loop {
@@ -299,7 +297,7 @@ impl AutopilotContainer {
                                     }
                                 }
                             }
-                            break send(&ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                            break send_error(&ws, request_id, status, encoding);
                         }
                         None => break send(&ws, encode_server_frame(&end_frame(request_id), encoding)),
                     };

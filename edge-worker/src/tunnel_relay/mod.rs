@@ -42,7 +42,7 @@ use crate::{
     front::route::{Backend, Route},
     front::sessions::Sessions,
     grpc_web::{Code, GrpcStatus},
-    socket::{incoming, is_websocket_upgrade, send, upgrade_required},
+    socket::{incoming, is_websocket_upgrade, send, send_error, upgrade_required},
     tunnel_relay::reply_route::ReplyRoute,
 };
 
@@ -280,7 +280,7 @@ impl TunnelRelay {
         };
         let Some(machine) = machine else {
             let status = GrpcStatus::new(Code::Unavailable, NOT_CONNECTED);
-            send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            send_error(ws, request_id, status, encoding);
             return Ok(());
         };
         let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(ws) else { return Ok(()) };
@@ -294,7 +294,7 @@ impl TunnelRelay {
                         Code::ResourceExhausted,
                         format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
                     );
-                    send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+                    send_error(ws, request_id, status, encoding);
                     return Ok(());
                 }
                 subscriptions.push(Subscription { request_id: request_id.clone(), encoding });
@@ -317,7 +317,7 @@ impl TunnelRelay {
         let frame = client_frame(routed(request_id.clone()).to_request_id(), rpc);
         if machine.send_with_bytes(frame.encode_to_vec()).is_err() {
             let status = GrpcStatus::new(Code::Unavailable, DISCONNECTED);
-            send(ws, encode_server_frame(&error_frame(request_id, status), encoding));
+            send_error(ws, request_id, status, encoding);
             return Ok(());
         }
         Ok(())
