@@ -30,8 +30,8 @@ use crate::{
     git_credentials::GitCredentials,
     git_diff::{build_diff, parse_name_status, parse_numstat, split_patch},
     redact::Redactor,
+    spec::TaskSpec,
     task::Task,
-    validate::TaskSpec,
 };
 
 /// The whole diff of a task, in its directory (protobuf `Diff`, secrets masked): what GetDiff answers.

@@ -1,6 +1,6 @@
-//! Follow-up turns: what a Start with `parent_task_id` continues from, decided before the task
-//! exists. Pure: the task manager looks the parent up and calls this; the runner then makes the
-//! workspace ([`crate::workspace`]).
+//! Follow-up turns: what a Start with `parent_task_id` continues from ([`FollowUp`], in
+//! [`crate::spec`]), decided before the task exists. Pure: the task manager looks the parent up
+//! and calls this; the runner then makes the workspace ([`crate::workspace`]).
 //!
 //! A follow-up is a task of its own (its own id, events, Status and delivery) that continues its
 //! parent's agent conversation in a workspace of its own, made from the parent's:
@@ -29,41 +29,13 @@
 
 use std::path::PathBuf;
 
-use autopilot_contract::v1::{Task as TaskSnapshot, WorkspaceSnapshot};
-use url::Url;
+use autopilot_contract::v1::Task as TaskSnapshot;
 
 use crate::{
-    repo_url::{parse_repo_url, RepoUrl},
-    validate::{FieldError, Restore, StartSpec},
+    repo_url::{parse_repo_url, same_repository, without_credentials, RepoUrl},
+    spec::{FollowUp, ParentRequest, Restore, WorkspaceSource},
+    validate::FieldError,
 };
-
-/// A follow-up's parent and the workspace it continues from.
-#[derive(Debug, Clone)]
-pub struct FollowUp {
-    pub parent_id: String,
-    /// The parent's agent session to resume; `None` when its agent never started.
-    pub resume_session: Option<String>,
-    pub source: WorkspaceSource,
-}
-
-/// Where a follow-up's workspace comes from.
-#[derive(Debug, Clone)]
-pub enum WorkspaceSource {
-    /// A task of this service: its clone, at `commit`, whose history starts at `base_commit`.
-    Parent { task_dir: PathBuf, commit: String, base_commit: String },
-    /// A task of another service (a container that is gone): rebuilt from its snapshot.
-    Restore(Box<WorkspaceSnapshot>),
-}
-
-impl FollowUp {
-    /// The commit the follow-up starts from (its diff's base).
-    pub fn start_commit(&self) -> &str {
-        match &self.source {
-            WorkspaceSource::Parent { commit, .. } => commit,
-            WorkspaceSource::Restore(snapshot) => &snapshot.commit,
-        }
-    }
-}
 
 /// A follow-up, resolved: the task's repository, ref and branch, and what it continues from.
 #[derive(Debug, Clone)]
@@ -83,8 +55,16 @@ pub enum Refusal {
     NoWorkspace(String),
 }
 
+/// What the parent worked on: its repository (as people see it, so masked), ref and branch.
+struct ParentWork<'a> {
+    repository: &'a str,
+    git_ref: &'a str,
+    branch: &'a str,
+}
+
 /// A follow-up of `parent`, a task of this service that has ended, whose directory is
-/// `task_dir` and whose workspace history starts at `base_commit` (`None`: its own start).
+/// `task_dir` and whose workspace history starts at `base_commit` (`None`: its own start), as
+/// `request` asks, delivered to `branch` (the request's; empty: the parent's).
 ///
 /// # Errors
 /// The request names another repository or ref; the parent never got its repository.
@@ -92,7 +72,8 @@ pub fn from_parent(
     parent: &TaskSnapshot,
     task_dir: PathBuf,
     base_commit: Option<String>,
-    spec: &StartSpec,
+    request: &ParentRequest,
+    branch: &str,
 ) -> Result<Resolved, Refusal> {
     let delivery = parent.delivery.clone().unwrap_or_default();
     let commit = if delivery.commit.is_empty() { parent.commit.clone() } else { delivery.commit.clone() };
@@ -102,7 +83,7 @@ pub fn from_parent(
             parent.task_id
         )));
     }
-    let branch = if delivery.branch.is_empty() {
+    let parent_branch = if delivery.branch.is_empty() {
         parent.delivery_options.as_ref().map(|d| d.branch.clone()).unwrap_or_default()
     } else {
         delivery.branch
@@ -116,34 +97,39 @@ pub fn from_parent(
             commit,
         },
     };
-    resolve(&parent.repository_url, &parent.git_ref, &branch, follow_up, spec)
+    let work = ParentWork { repository: &parent.repository_url, git_ref: &parent.git_ref, branch: &parent_branch };
+    resolve(work, follow_up, request.repo.as_ref(), &request.git_ref, branch)
 }
 
-/// A follow-up of a task this service does not know, continued from `restore`.
+/// A follow-up of a task this service does not know, continued from `restore` (`request`'s), as
+/// `request` asks, delivered to `branch` (the request's; empty: the snapshot's).
 ///
 /// # Errors
 /// The request names another repository or ref than the snapshot.
-pub fn from_restore(restore: &Restore, spec: &StartSpec) -> Result<Resolved, Refusal> {
+pub fn from_restore(restore: &Restore, request: &ParentRequest, branch: &str) -> Result<Resolved, Refusal> {
     let snapshot = &restore.snapshot;
     let follow_up = FollowUp {
         parent_id: snapshot.task_id.clone(),
         resume_session: Some(snapshot.session_id.clone()).filter(|s| !s.is_empty()),
         source: WorkspaceSource::Restore(snapshot.clone()),
     };
-    let repo = spec.repo.clone().unwrap_or_else(|| restore.repo.clone());
-    let spec = StartSpec { repo: Some(repo), ..spec.clone() };
-    resolve(&snapshot.repository_url, &snapshot.git_ref, &snapshot.branch, follow_up, &spec)
+    let repo = request.repo.as_ref().unwrap_or(&restore.repo);
+    let work =
+        ParentWork { repository: &snapshot.repository_url, git_ref: &snapshot.git_ref, branch: &snapshot.branch };
+    resolve(work, follow_up, Some(repo), &request.git_ref, branch)
 }
 
+/// The follow-up on `parent`'s work, given the request's `repo`, `git_ref` and `branch`.
 fn resolve(
-    parent_repository: &str,
-    parent_ref: &str,
-    parent_branch: &str,
+    parent: ParentWork<'_>,
     follow_up: FollowUp,
-    spec: &StartSpec,
+    repo: Option<&RepoUrl>,
+    git_ref: &str,
+    branch: &str,
 ) -> Result<Resolved, Refusal> {
+    let ParentWork { repository: parent_repository, git_ref: parent_ref, branch: parent_branch } = parent;
     let invalid = |field, message: String| Refusal::Invalid(FieldError { field, message });
-    let repo = match &spec.repo {
+    let repo = match repo {
         Some(repo) if !same_repository(&repo.display, parent_repository) => {
             return Err(invalid(
                 "repository_url",
@@ -158,65 +144,43 @@ fn resolve(
         None => parse_repo_url(&without_credentials(parent_repository), true)
             .map_err(|why| invalid("repository_url", format!("of task {}: {why}", follow_up.parent_id)))?,
     };
-    if !spec.git_ref.is_empty() && spec.git_ref != parent_ref {
+    if !git_ref.is_empty() && git_ref != parent_ref {
         return Err(invalid(
             "git_ref",
             format!("is not the ref of task {} ({parent_ref:?}); leave it empty for a follow-up", follow_up.parent_id),
         ));
     }
-    let branch =
-        if spec.run.delivery.branch.is_empty() { parent_branch.to_string() } else { spec.run.delivery.branch.clone() };
+    let branch = if branch.is_empty() { parent_branch.to_string() } else { branch.to_string() };
     Ok(Resolved { repo, git_ref: parent_ref.to_string(), branch, follow_up })
-}
-
-/// Whether two repository URLs name the same repository as a person reads them: credentials,
-/// a trailing `/` or `.git`, and the case of the scheme and host do not count.
-pub fn same_repository(a: &str, b: &str) -> bool {
-    normalized(a) == normalized(b)
-}
-
-fn normalized(raw: &str) -> String {
-    let bare = without_credentials(raw);
-    let bare = match Url::parse(&bare) {
-        // The url crate lower-cases the scheme and host already.
-        Ok(url) if raw.contains("://") => url.to_string(),
-        _ => bare,
-    };
-    let trimmed = bare.trim_end_matches('/');
-    trimmed.strip_suffix(".git").unwrap_or(trimmed).to_string()
-}
-
-/// `raw` without the user and password of a `scheme://` URL (scp-like `user@host:path` keeps its
-/// user, which names the SSH account, not a secret).
-pub fn without_credentials(raw: &str) -> String {
-    if !raw.contains("://") {
-        return raw.to_string();
-    }
-    match Url::parse(raw) {
-        Ok(mut url) if url.has_host() => {
-            let _ = url.set_password(None);
-            let _ = url.set_username("");
-            url.to_string()
-        }
-        _ => raw.to_string(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{validate_start, Limits};
+    use crate::{
+        spec::Origin,
+        validate::{validate_start, Limits},
+    };
     use autopilot_contract::v1::{Delivery, DeliveryOptions, StartRequest};
     use std::time::Duration;
 
-    fn spec(request: StartRequest) -> StartSpec {
+    /// [`from_parent`] for `request`, validated as a follow-up of task "p-1".
+    fn follow_up_of(
+        parent: &TaskSnapshot,
+        task_dir: PathBuf,
+        base_commit: Option<String>,
+        request: StartRequest,
+    ) -> Result<Resolved, Refusal> {
         let limits = Limits {
             allow_local_repos: true,
             default_timeout: Duration::from_secs(60),
             max_timeout: Duration::from_secs(600),
         };
-        validate_start(&StartRequest { parent_task_id: "p-1".into(), prompt: "more".into(), ..request }, &limits)
-            .unwrap()
+        let spec =
+            validate_start(&StartRequest { parent_task_id: "p-1".into(), prompt: "more".into(), ..request }, &limits)
+                .unwrap();
+        let Origin::Parent(request) = spec.origin else { panic!("a follow-up names its parent") };
+        from_parent(parent, task_dir, base_commit, &request, &spec.run.delivery.branch)
     }
 
     fn parent() -> TaskSnapshot {
@@ -239,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_follow_up_continues_on_the_parents_commit_branch_and_session() {
-        let resolved = from_parent(&parent(), "/w/tasks/p-1".into(), None, &spec(StartRequest::default())).unwrap();
+        let resolved = follow_up_of(&parent(), "/w/tasks/p-1".into(), None, StartRequest::default()).unwrap();
         assert_eq!(resolved.repo.url, "https://example.com/team/app.git", "masked credentials are dropped");
         assert_eq!((resolved.git_ref.as_str(), resolved.branch.as_str()), ("main", "autopilot/p-1"));
         assert_eq!(resolved.follow_up.start_commit(), "b".repeat(40));
@@ -253,7 +217,7 @@ mod tests {
             delivery: Some(DeliveryOptions { branch: "fix/more".into(), ..Default::default() }),
             ..Default::default()
         };
-        let resolved = from_parent(&parent(), "/w".into(), Some("c".repeat(40)), &spec(request)).unwrap();
+        let resolved = follow_up_of(&parent(), "/w".into(), Some("c".repeat(40)), request).unwrap();
         assert_eq!(
             (resolved.repo.url.as_str(), resolved.branch.as_str()),
             ("https://tok@EXAMPLE.com/team/app/", "fix/more")
@@ -263,39 +227,25 @@ mod tests {
     #[test]
     fn an_undelivered_parent_is_continued_from_its_start_and_a_clone_less_one_not_at_all() {
         let undelivered = TaskSnapshot { delivery: None, session_id: String::new(), ..parent() };
-        let resolved = from_parent(&undelivered, "/w".into(), None, &spec(StartRequest::default())).unwrap();
+        let resolved = follow_up_of(&undelivered, "/w".into(), None, StartRequest::default()).unwrap();
         assert_eq!(resolved.follow_up.start_commit(), "a".repeat(40));
         assert_eq!(resolved.branch, "autopilot/p-1");
         assert_eq!(resolved.follow_up.resume_session, None, "no session: the agent starts a new one");
         let never_cloned = TaskSnapshot { commit: String::new(), ..undelivered };
-        let refusal = from_parent(&never_cloned, "/w".into(), None, &spec(StartRequest::default())).unwrap_err();
+        let refusal = follow_up_of(&never_cloned, "/w".into(), None, StartRequest::default()).unwrap_err();
         assert!(matches!(refusal, Refusal::NoWorkspace(m) if m.contains("task p-1 ended before its repository")));
     }
 
     #[test]
     fn another_repository_or_ref_is_refused() {
         let other = StartRequest { repository_url: "https://example.com/team/other.git".into(), ..Default::default() };
-        let Refusal::Invalid(error) = from_parent(&parent(), "/w".into(), None, &spec(other)).unwrap_err() else {
-            panic!()
-        };
+        let Refusal::Invalid(error) = follow_up_of(&parent(), "/w".into(), None, other).unwrap_err() else { panic!() };
         assert_eq!(error.field, "repository_url");
         assert!(error.message.contains("https://***@example.com/team/app.git"), "{}", error.message);
         let other_ref = StartRequest { git_ref: "dev".into(), ..Default::default() };
-        let Refusal::Invalid(error) = from_parent(&parent(), "/w".into(), None, &spec(other_ref)).unwrap_err() else {
+        let Refusal::Invalid(error) = follow_up_of(&parent(), "/w".into(), None, other_ref).unwrap_err() else {
             panic!()
         };
         assert_eq!(error.field, "git_ref");
-    }
-
-    #[test]
-    fn the_same_repository_as_people_read_it() {
-        assert!(same_repository("https://***@example.com/a/b.git", "https://example.com/a/b"));
-        assert!(same_repository("HTTPS://Example.COM/a/b/", "https://example.com/a/b.git"));
-        assert!(same_repository("git@github.com:a/b.git", "git@github.com:a/b"));
-        assert!(same_repository("file:///srv/r.git", "file:///srv/r.git"));
-        assert!(!same_repository("https://example.com/a/b", "https://example.com/a/c"));
-        assert!(!same_repository("https://example.com/A/b", "https://example.com/a/b"), "paths keep their case");
-        assert_eq!(without_credentials("git@github.com:a/b.git"), "git@github.com:a/b.git");
-        assert_eq!(without_credentials("ssh://git:pw@host/r"), "ssh://host/r");
     }
 }

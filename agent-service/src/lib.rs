@@ -13,7 +13,11 @@
 //! - [`grpc_api`]: the `Autopilot` service, mapping requests onto the task manager.
 //! - [`frame_server`]: the same service over `ClientFrame`/`ServerFrame`s; [`tunnel`]: tunnel
 //!   mode, serving those frames over a WebSocket this machine opens to the edge.
-//! - [`validate`]: every check a request must pass, over [`repo_url`] and [`branch_name`] (pure).
+//! - [`validate`]: every check a request must pass, over [`repo_url`] (which URLs git may be
+//!   given, and the URL helpers: credentials removed, two URLs compared), [`task_id`] and
+//!   [`branch_name`] (pure).
+//! - [`spec`]: what validation makes and the task machinery runs on: a Start request's spec, its
+//!   origin (a repository or a parent task), and the task's spec (pure data).
 //! - [`task_manager`]: up to `--max-tasks` running at once, a bounded history, recovery after restart;
 //!   [`task_list`]: the history as ListTasks pages it (order, page tokens, summaries; pure).
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
@@ -59,7 +63,9 @@ pub mod redact;
 pub mod repo_url;
 pub mod server;
 pub mod service;
+pub mod spec;
 pub mod task;
+pub mod task_id;
 pub mod task_list;
 pub mod task_manager;
 pub mod task_runner;

@@ -5,6 +5,11 @@
 //! only https:// and ssh (`ssh://`, `user@host:path`) are accepted by default, and file:// URLs
 //! and absolute local paths only when the operator starts the service with local repositories
 //! allowed (local development and tests).
+//!
+//! The URL helpers the rest of the service needs live here too: a URL without its credentials
+//! ([`without_credentials`], for a follow-up on its parent's masked URL or a restore's) and the
+//! comparison of two URLs as people read them ([`same_repository`], a follow-up's repository
+//! against its parent's). Masking for display is [`crate::redact`]'s.
 
 use url::Url;
 
@@ -116,6 +121,39 @@ fn is_scp_like(raw: &str) -> bool {
     user_ok && host_ok && !path.is_empty() && !path.starts_with('-')
 }
 
+/// Whether two repository URLs name the same repository as a person reads them: credentials,
+/// a trailing `/` or `.git`, and the case of the scheme and host do not count.
+pub fn same_repository(a: &str, b: &str) -> bool {
+    normalized(a) == normalized(b)
+}
+
+fn normalized(raw: &str) -> String {
+    let bare = without_credentials(raw);
+    let bare = match Url::parse(&bare) {
+        // The url crate lower-cases the scheme and host already.
+        Ok(url) if raw.contains("://") => url.to_string(),
+        _ => bare,
+    };
+    let trimmed = bare.trim_end_matches('/');
+    trimmed.strip_suffix(".git").unwrap_or(trimmed).to_string()
+}
+
+/// `raw` without the user and password of a `scheme://` URL (scp-like `user@host:path` keeps its
+/// user, which names the SSH account, not a secret).
+pub fn without_credentials(raw: &str) -> String {
+    if !raw.contains("://") {
+        return raw.to_string();
+    }
+    match Url::parse(raw) {
+        Ok(mut url) if url.has_host() => {
+            let _ = url.set_password(None);
+            let _ = url.set_username("");
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
 fn percent_decoded(s: &str) -> String {
     url::form_urlencoded::parse(format!("v={s}").as_bytes())
         .next()
@@ -175,5 +213,17 @@ mod tests {
         assert_eq!(repo.secrets, ["t@ken", "t%40ken"]);
         let token_only = parse_repo_url("https://ghp_abcdef123@example.com/r.git", false).unwrap();
         assert_eq!(token_only.secrets, ["ghp_abcdef123"]);
+    }
+
+    #[test]
+    fn the_same_repository_as_people_read_it() {
+        assert!(same_repository("https://***@example.com/a/b.git", "https://example.com/a/b"));
+        assert!(same_repository("HTTPS://Example.COM/a/b/", "https://example.com/a/b.git"));
+        assert!(same_repository("git@github.com:a/b.git", "git@github.com:a/b"));
+        assert!(same_repository("file:///srv/r.git", "file:///srv/r.git"));
+        assert!(!same_repository("https://example.com/a/b", "https://example.com/a/c"));
+        assert!(!same_repository("https://example.com/A/b", "https://example.com/a/b"), "paths keep their case");
+        assert_eq!(without_credentials("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(without_credentials("ssh://git:pw@host/r"), "ssh://host/r");
     }
 }

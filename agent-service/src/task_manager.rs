@@ -20,10 +20,11 @@ use crate::{
     branch_name::default_branch,
     follow_up::{self, Refusal, Resolved},
     redact::Redactor,
+    spec::{Origin, ParentRequest, RunSpec, StartSpec, TaskSpec},
     task::{StopReason, Task},
     task_list::{self, PageRequest},
     task_runner::{run_task, RunContext},
-    validate::{FieldError, StartSpec},
+    validate::FieldError,
     workspace::{self, ExportError},
 };
 
@@ -120,12 +121,12 @@ impl TaskManager {
         Ok(Arc::new(manager))
     }
 
-    /// Creates a task for `spec` and starts running it in the background.
+    /// Creates a task for `start` and starts running it in the background.
     ///
     /// # Errors
     /// [`StartError::AtLimit`] while `max_running` tasks run; shutting down; directory creation
     /// failed.
-    pub fn start(&self, mut start: StartSpec) -> Result<Arc<Task>, StartError> {
+    pub fn start(&self, start: StartSpec) -> Result<Arc<Task>, StartError> {
         let mut registry = self.lock();
         if registry.shutting_down {
             return Err(StartError::ShuttingDown);
@@ -133,43 +134,10 @@ impl TaskManager {
         if registry.tasks.iter().filter(|t| !t.state().is_final()).count() >= self.max_running {
             return Err(StartError::AtLimit(self.max_running));
         }
-        let mut spec = match start.parent.take() {
-            None => {
-                let repo = start.repo.take().expect("validation requires a repository without a parent");
-                let git_ref = start.git_ref.clone();
-                start.into_task(repo, git_ref, None)
-            }
-            Some(parent) => {
-                let known = registry.tasks.iter().find(|t| t.id() == parent.task_id).cloned();
-                let resolved = match (known, &parent.restore) {
-                    (Some(task), _) if !task.state().is_final() => {
-                        return Err(StartError::ParentRunning(parent.task_id));
-                    }
-                    (Some(task), _) => {
-                        let base = workspace::read_base(task.dir());
-                        follow_up::from_parent(&task.snapshot(), task.dir().to_path_buf(), base, &start)
-                    }
-                    (None, Some(restore)) => follow_up::from_restore(restore, &start),
-                    (None, None) => return Err(StartError::UnknownParent(parent.task_id)),
-                };
-                let Resolved { repo, git_ref, branch, follow_up } = resolved.map_err(|refusal| match refusal {
-                    Refusal::Invalid(error) => StartError::Invalid(error),
-                    Refusal::NoWorkspace(why) => StartError::NoWorkspace(why),
-                })?;
-                start.run.delivery.branch = branch;
-                if start.run.model.is_empty() {
-                    // The conversation keeps its model unless the follow-up names another.
-                    if let Some(model) = registry
-                        .tasks
-                        .iter()
-                        .find(|t| t.id() == follow_up.parent_id)
-                        .and_then(|t| t.snapshot().options.map(|o| o.model))
-                    {
-                        start.run.model = model;
-                    }
-                }
-                start.into_task(repo, git_ref, Some(follow_up))
-            }
+        let StartSpec { origin, run } = start;
+        let mut spec = match origin {
+            Origin::Repository { repo, git_ref } => TaskSpec { repo, git_ref, run, follow_up: None },
+            Origin::Parent(parent) => follow_up_spec(&registry, parent, run)?,
         };
         let id = uuid::Uuid::new_v4().to_string();
         if spec.run.delivery.branch.is_empty() {
@@ -273,6 +241,44 @@ impl TaskManager {
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The spec of a follow-up of `parent` that runs as `run` asks, the parent being a task in
+/// `registry` or else the restore the request brings.
+///
+/// # Errors
+/// The parent is running or unknown, has nothing to continue from, or is on another repository
+/// or ref than the request names.
+fn follow_up_spec(registry: &Registry, parent: ParentRequest, mut run: RunSpec) -> Result<TaskSpec, StartError> {
+    let known = registry.tasks.iter().find(|t| t.id() == parent.task_id).cloned();
+    let resolved = match (known, &parent.restore) {
+        (Some(task), _) if !task.state().is_final() => {
+            return Err(StartError::ParentRunning(parent.task_id));
+        }
+        (Some(task), _) => {
+            let base = workspace::read_base(task.dir());
+            follow_up::from_parent(&task.snapshot(), task.dir().to_path_buf(), base, &parent, &run.delivery.branch)
+        }
+        (None, Some(restore)) => follow_up::from_restore(restore, &parent, &run.delivery.branch),
+        (None, None) => return Err(StartError::UnknownParent(parent.task_id)),
+    };
+    let Resolved { repo, git_ref, branch, follow_up } = resolved.map_err(|refusal| match refusal {
+        Refusal::Invalid(error) => StartError::Invalid(error),
+        Refusal::NoWorkspace(why) => StartError::NoWorkspace(why),
+    })?;
+    run.delivery.branch = branch;
+    if run.model.is_empty() {
+        // The conversation keeps its model unless the follow-up names another.
+        if let Some(model) = registry
+            .tasks
+            .iter()
+            .find(|t| t.id() == follow_up.parent_id)
+            .and_then(|t| t.snapshot().options.map(|o| o.model))
+        {
+            run.model = model;
+        }
+    }
+    Ok(TaskSpec { repo, git_ref, run, follow_up: Some(follow_up) })
 }
 
 #[cfg(test)]

@@ -23,13 +23,12 @@ use crate::{
     },
     agent_guard::Guard,
     delivery::{deliver, save_clean_git_config, DeliveryContext},
-    follow_up::{FollowUp, WorkspaceSource},
     git_clone::{clone_repo, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
     model_access,
+    spec::{FollowUp, TaskSpec, WorkspaceSource},
     task::{StopReason, Task},
-    validate::TaskSpec,
     workspace,
 };
 

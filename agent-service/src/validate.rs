@@ -1,8 +1,8 @@
 //! Every check a request must pass before the service acts on it, in one place, whichever
 //! transport it came by (gRPC and gRPC-web in [`crate::grpc_api`], frames through it in
-//! [`crate::frame_server`]): a `StartRequest` becomes a `TaskSpec` the task machinery can trust,
-//! a task id and a cancel reason are checked, or the error says which field is wrong and why.
-//! Pure: no I/O, so every rule is unit-tested here.
+//! [`crate::frame_server`]): a `StartRequest` becomes a [`StartSpec`] the task machinery can
+//! trust (its types live in [`crate::spec`]), a task id and a cancel reason are checked, or the
+//! error says which field is wrong and why. Pure: no I/O, so every rule is unit-tested here.
 //!
 //! Limits (documented in the contract and README):
 //! - prompt: 1..=100_000 bytes;
@@ -14,7 +14,7 @@
 //!   accepts; delivery.author_name: at most 128 bytes, no control characters, `<` or `>`;
 //!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
 //! - task_id (Status, StreamEvents, Cancel, GetDiff): empty (the running or most recent task) or
-//!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs);
+//!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs: [`crate::task_id`]);
 //! - parent_task_id (a follow-up): empty, or a task id as above; then repository_url may be
 //!   empty (the parent's); restore only with a parent_task_id equal to its task_id, and held to
 //!   [`crate::workspace_snapshot::check`] (16 MiB at most, ids and commits well formed);
@@ -26,14 +26,15 @@ use std::time::Duration;
 
 use autopilot_contract::{
     task_list::page_size,
-    v1::{AgentOptions, DeliveryOptions, ListTasksRequest, ModelAccess, StartRequest, WorkspaceSnapshot},
+    v1::{DeliveryOptions, ListTasksRequest, StartRequest},
 };
 
 use crate::{
     branch_name::check_branch_name,
-    follow_up::FollowUp,
     model_access,
-    repo_url::{parse_repo_url, RepoUrl},
+    repo_url::{parse_repo_url, without_credentials},
+    spec::{DeliverySpec, Origin, ParentRequest, Restore, RunSpec, StartSpec},
+    task_id::is_task_id,
     task_list::{PageRequest, Position},
     workspace_snapshot,
 };
@@ -45,8 +46,6 @@ pub const MAX_TURNS: i32 = 1000;
 pub const MAX_BUDGET_USD: f64 = 1000.0;
 pub const MAX_AUTHOR_NAME_LEN: usize = 128;
 pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
-/// Longest task id accepted (ids are UUIDs, 36 characters).
-pub const MAX_TASK_ID_LEN: usize = 64;
 /// Longest cancel reason accepted.
 pub const MAX_CANCEL_REASON_LEN: usize = 500;
 pub use autopilot_contract::task_list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -63,110 +62,6 @@ pub struct Limits {
     pub allow_local_repos: bool,
     pub default_timeout: Duration,
     pub max_timeout: Duration,
-}
-
-/// What the agent runs with and where its work goes: the same in a Start request as in the task
-/// it becomes.
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub prompt: String,
-    pub model: String,
-    pub max_turns: u32,
-    pub max_budget_usd: f64,
-    pub timeout: Duration,
-    pub delivery: DeliverySpec,
-    /// The task's own way to the model ([`crate::model_access`]); `None`: the service's key.
-    pub model_access: Option<ModelAccess>,
-}
-
-/// A validated request: everything a task needs to run.
-#[derive(Debug, Clone)]
-pub struct TaskSpec {
-    pub repo: RepoUrl,
-    pub git_ref: String,
-    pub run: RunSpec,
-    /// A follow-up turn: the parent and the workspace it continues from.
-    pub follow_up: Option<FollowUp>,
-}
-
-impl TaskSpec {
-    /// The secrets the task has beyond the service's own: its repository URL's credentials and
-    /// its model credential. They are kept in memory only, so a restarted service no longer
-    /// knows them ([`crate::workspace::OWN_SECRETS_FILE`]).
-    pub fn own_secrets(&self) -> Vec<String> {
-        let model_key = self.run.model_access.as_ref().map(|access| access.api_key.clone());
-        self.repo.secrets.iter().cloned().chain(model_key).collect()
-    }
-}
-
-/// A validated Start request. It becomes a [`TaskSpec`] once its repository is known: the
-/// request's own, or for a follow-up its parent's ([`crate::follow_up`]).
-#[derive(Debug, Clone)]
-pub struct StartSpec {
-    /// The request's repository; `None` only for a follow-up that names none.
-    pub repo: Option<RepoUrl>,
-    pub git_ref: String,
-    pub run: RunSpec,
-    /// The task this one follows up on.
-    pub parent: Option<ParentRequest>,
-}
-
-/// The parent a follow-up names.
-#[derive(Debug, Clone)]
-pub struct ParentRequest {
-    pub task_id: String,
-    /// The parent's workspace from another service, for when this one does not know the parent.
-    pub restore: Option<Restore>,
-}
-
-/// A checked `StartRequest.restore`, with the repository it names.
-#[derive(Debug, Clone)]
-pub struct Restore {
-    pub snapshot: Box<WorkspaceSnapshot>,
-    /// `snapshot.repository_url` (a display form, so without credentials), checked.
-    pub repo: RepoUrl,
-}
-
-impl StartSpec {
-    /// The task's spec, on `repo` at `git_ref`.
-    pub fn into_task(self, repo: RepoUrl, git_ref: String, follow_up: Option<FollowUp>) -> TaskSpec {
-        TaskSpec { repo, git_ref, run: self.run, follow_up }
-    }
-}
-
-/// Where the task's changes go, validated; defaults filled in except the branch, whose default
-/// needs the task id ([`crate::branch_name::default_branch`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliverySpec {
-    /// Empty until the task id is known, when the request named no branch.
-    pub branch: String,
-    pub push: bool,
-    pub author_name: String,
-    pub author_email: String,
-}
-
-impl DeliverySpec {
-    /// The options as the task runs with them.
-    pub fn options(&self) -> DeliveryOptions {
-        DeliveryOptions {
-            branch: self.branch.clone(),
-            push: self.push,
-            author_name: self.author_name.clone(),
-            author_email: self.author_email.clone(),
-        }
-    }
-}
-
-impl RunSpec {
-    /// The options as the task runs with them, defaults filled in.
-    pub fn options(&self) -> AgentOptions {
-        AgentOptions {
-            model: self.model.clone(),
-            max_turns: self.max_turns as i32,
-            max_budget_usd: self.max_budget_usd,
-            timeout: Some(autopilot_contract::time::duration(self.timeout)),
-        }
-    }
 }
 
 /// A rejected field: `field` is its path in the request, `message` says what is wrong.
@@ -191,10 +86,17 @@ fn reject(field: &'static str, message: impl Into<String>) -> FieldError {
 /// # Errors
 /// The first field that breaks a rule.
 pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSpec, FieldError> {
-    let parent = validate_parent(request, limits)?;
-    let repo = match request.repository_url.as_str() {
-        "" if parent.is_some() => None,
-        url => Some(parse_repo_url(url, limits.allow_local_repos).map_err(|m| reject("repository_url", m))?),
+    let repository = |url: &str| parse_repo_url(url, limits.allow_local_repos).map_err(|m| reject("repository_url", m));
+    let git_ref = request.git_ref.clone();
+    let origin = match validate_parent(request, limits)? {
+        None => Origin::Repository { repo: repository(&request.repository_url)?, git_ref },
+        Some((task_id, restore)) => {
+            let repo = match request.repository_url.as_str() {
+                "" => None,
+                url => Some(repository(url)?),
+            };
+            Origin::Parent(ParentRequest { task_id, repo, git_ref, restore })
+        }
     };
     validate_ref(&request.git_ref)?;
     validate_prompt(&request.prompt)?;
@@ -245,11 +147,11 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSp
         delivery,
         model_access: request.model_access.clone(),
     };
-    Ok(StartSpec { repo, git_ref: request.git_ref.clone(), run, parent })
+    Ok(StartSpec { origin, run })
 }
 
 /// The parent a follow-up names, and the restore it brings, checked.
-fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<ParentRequest>, FieldError> {
+fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<(String, Option<Restore>)>, FieldError> {
     let parent_id = request.parent_task_id.as_str();
     if parent_id.is_empty() {
         return match request.restore {
@@ -257,7 +159,9 @@ fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<Par
             None => Ok(None),
         };
     }
-    validate_task_id(parent_id).map_err(|_| reject("parent_task_id", "is not a task id (task ids are UUIDs)"))?;
+    if !is_task_id(parent_id) {
+        return Err(reject("parent_task_id", "is not a task id (task ids are UUIDs)"));
+    }
     let restore = match &request.restore {
         None => None,
         Some(snapshot) => {
@@ -265,15 +169,12 @@ fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<Par
                 return Err(reject("restore.task_id", "must equal parent_task_id"));
             }
             workspace_snapshot::check(snapshot).map_err(|(field, why)| reject(field, why))?;
-            let repo = parse_repo_url(
-                &crate::follow_up::without_credentials(&snapshot.repository_url),
-                limits.allow_local_repos,
-            )
-            .map_err(|m| reject("restore.repository_url", m))?;
+            let repo = parse_repo_url(&without_credentials(&snapshot.repository_url), limits.allow_local_repos)
+                .map_err(|m| reject("restore.repository_url", m))?;
             Some(Restore { snapshot: Box::new(snapshot.clone()), repo })
         }
     };
-    Ok(Some(ParentRequest { task_id: parent_id.to_string(), restore }))
+    Ok(Some((parent_id.to_string(), restore)))
 }
 
 /// Checks the form of a request's task id; empty names the running or most recent task.
@@ -281,7 +182,7 @@ fn validate_parent(request: &StartRequest, limits: &Limits) -> Result<Option<Par
 /// # Errors
 /// `task_id` cannot be a task id.
 pub fn validate_task_id(task_id: &str) -> Result<(), FieldError> {
-    if task_id.len() > MAX_TASK_ID_LEN || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if !task_id.is_empty() && !is_task_id(task_id) {
         return Err(reject("task_id", "is not a task id (task ids are UUIDs)"));
     }
     Ok(())
@@ -311,7 +212,7 @@ pub fn validate_list_tasks(request: &ListTasksRequest) -> Result<PageRequest, Fi
             let position = Some(token)
                 .filter(|token| token.len() <= MAX_PAGE_TOKEN_LEN)
                 .and_then(Position::from_token)
-                .filter(|p| !p.task_id().is_empty() && validate_task_id(p.task_id()).is_ok())
+                .filter(|p| is_task_id(p.task_id()))
                 .ok_or_else(|| reject("page_token", "is not one this service handed out"))?;
             Some(position)
         }
@@ -412,6 +313,8 @@ fn validate_ref(git_ref: &str) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{spec::TaskSpec, task_id::MAX_TASK_ID_LEN};
+    use autopilot_contract::v1::AgentOptions;
 
     fn limits() -> Limits {
         Limits {
@@ -439,7 +342,8 @@ mod tests {
         let spec = validate_start(&request(), &limits()).unwrap();
         assert_eq!(spec.run.timeout, Duration::from_secs(1800));
         assert_eq!(spec.run.max_turns, 0);
-        let task = spec.clone().into_task(spec.repo.clone().unwrap(), spec.git_ref.clone(), None);
+        let Origin::Repository { repo, git_ref } = spec.origin else { panic!("a new task is on its repository") };
+        let task = TaskSpec { repo, git_ref, run: spec.run, follow_up: None };
         assert_eq!(task.run.options().timeout.unwrap().seconds, 1800);
     }
 

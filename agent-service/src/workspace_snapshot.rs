@@ -11,7 +11,7 @@
 
 use autopilot_contract::v1::WorkspaceSnapshot;
 
-use crate::{branch_name::check_branch_name, validate::validate_task_id};
+use crate::{branch_name::check_branch_name, task_id::is_task_id};
 
 /// Most bytes of bundle and transcript together in one snapshot.
 pub const MAX_SNAPSHOT_BYTES: usize = 16 * 1024 * 1024;
@@ -47,7 +47,7 @@ pub fn check(snapshot: &WorkspaceSnapshot) -> Result<(), (&'static str, String)>
             format!("holds {size} bytes of bundle and transcript; at most {MAX_SNAPSHOT_BYTES} (16 MiB) are accepted"),
         ));
     }
-    if snapshot.task_id.is_empty() || validate_task_id(&snapshot.task_id).is_err() {
+    if !is_task_id(&snapshot.task_id) {
         return Err(("restore.task_id", "is not a task id".into()));
     }
     if !is_commit_id(&snapshot.base_commit) {
