@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use autopilot_contract::v1::{server_frame::Frame, Event, TaskState};
+use autopilot_contract::v1::{server_frame::Frame, Event, StatusRequest, TaskState};
 use autopilot_tests::{
     bridge_client::{connect, read_subscription, receive, send, subscribe, Encoding, Socket},
     edge::Edge,
@@ -89,6 +89,25 @@ async fn a_task_survives_an_edge_restart_and_a_lost_task_ends_at_once() {
     let restart_began = Instant::now();
     let edge = edge.restart().await;
     let restart_took = restart_began.elapsed();
+    // Nobody asks the edge while the task finishes: its follow went with the old edge, so the
+    // archive holds only the events before the restart when the heartbeat finds the task ended.
+    // The end must come after the rest of its events, not over the gap.
+    let mut direct = service.client().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !direct
+        .status(StatusRequest { task_id: survivor.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap()
+        .state()
+        .is_final()
+    {
+        assert!(Instant::now() < deadline, "the task did not end:\n{}", service.logs().join("\n"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    edge.heartbeat("alice").await;
     let status = edge.until_ended(&alice, &survivor).await;
     assert_eq!(status["task"]["state"], "TASK_STATE_SUCCEEDED", "{status}\n{}", service.logs().join("\n"));
     let (ws, events) = following(&edge, &alice, &session, &survivor, usize::MAX).await;

@@ -192,6 +192,11 @@ impl AutopilotContainer {
         }
     }
 
+    /// The last seq the archive holds of `task_id` (`None`: it does not hold the task).
+    fn archived_seq(&self, task_id: &str) -> Option<u64> {
+        self.live.archive.as_ref()?.entry(task_id).ok().flatten().map(|entry| entry.last_seq)
+    }
+
     /// Asks the service how each running task stands when nobody is following it, so a task
     /// that ended unwatched does not keep the container awake, and one the service no longer
     /// knows (it restarted with an empty disk) is archived as lost rather than running forever;
@@ -217,10 +222,17 @@ impl AutopilotContainer {
                         self.live.remember_task(&task.task_id, task.state);
                     }
                     // It ended with nobody following it to the end (an evicted instance, a
-                    // failed last call): the archive gets its end now.
+                    // failed last call): the archive gets its end now, after the events it
+                    // lacks (an ended task is replayed from the archive alone: an end written
+                    // over a gap would lose those events for good). A follow from the archive's
+                    // last seq writes both.
                     let ended = TaskState::try_from(task.state).is_ok_and(TaskState::is_final);
                     if ended && self.archived_end(&task_id).is_none() {
-                        complete_end(&self.live, &client, &task_id, self.settings.history_tasks).await;
+                        if lacks_events(self.archived_seq(&task_id), task.last_seq) {
+                            self.follow_into_archive(client, task_id);
+                        } else {
+                            complete_end(&self.live, &client, &task_id, self.settings.history_tasks).await;
+                        }
                     }
                 }
                 Err(status) if status.code == Code::NotFound as i32 => {
@@ -232,9 +244,24 @@ impl AutopilotContainer {
     }
 }
 
+/// Whether the archive, holding a task up to `archived_seq`, lacks events of the service's, which
+/// holds it up to `service_last_seq` (a task the archive does not hold lacks nothing it could
+/// write).
+pub fn lacks_events(archived_seq: Option<u64>, service_last_seq: u64) -> bool {
+    archived_seq.is_some_and(|seq| seq < service_last_seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_end_waits_for_the_events_the_archive_lacks() {
+        assert!(lacks_events(Some(0), 57), "an adopted or evicted follow's task: its events first");
+        assert!(lacks_events(Some(40), 57));
+        assert!(!lacks_events(Some(57), 57), "nothing missing: the end at once");
+        assert!(!lacks_events(None, 57), "not archived: nothing to write");
+    }
 
     const IDLE: Duration = Duration::from_secs(300);
     const METER: Duration = Duration::from_secs(60);
