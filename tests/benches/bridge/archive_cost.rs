@@ -11,7 +11,7 @@ use autopilot_tests::{
     isolate_profile::{self, Hot},
 };
 
-use super::{stream_recorded_task, WARM_UP_EVENTS, WARM_UP_TASK};
+use super::{adopt, stream_recorded_task, WARM_UP_EVENTS, WARM_UP_TASK};
 
 /// An edge, the bench user's token on it, and a session to open the bridge with.
 pub type Side<'a> = (&'a Edge, &'a str, &'a str);
@@ -24,6 +24,7 @@ async fn url((edge, token, session): Side<'_>) -> String {
 /// Compares first passes through `on` (the archive on) and `off`; prints the figures.
 pub async fn compare(on: Side<'_>, off: Side<'_>, events: u64) {
     for (edge, token, session) in [on, off] {
+        adopt(edge, WARM_UP_TASK).await;
         stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
     }
     if profiling() {
@@ -69,7 +70,8 @@ pub async fn compare(on: Side<'_>, off: Side<'_>, events: u64) {
     );
 }
 
-/// The recorded tasks this comparison streams, each to be recorded and adopted by the user.
+/// The recorded tasks this comparison streams, each to be recorded (each edge adopts it right
+/// before its first pass there).
 pub fn recorded_tasks() -> Vec<String> {
     compared_tasks().into_iter().chain(profiling().then(|| PROFILED_TASK.to_string())).collect()
 }
@@ -88,9 +90,11 @@ fn compared_tasks() -> Vec<String> {
     (0..pairs).map(|i| format!("00000000-0000-4000-8000-0000000c{i:04x}")).collect()
 }
 
-/// Streams the recorded task `task_id` through the bridge socket at `url` of `edge`: events/s,
-/// and the CPU time the edge's workerd used for it (its work after the last frame included).
+/// Streams the recorded task `task_id` through the bridge socket at `url` of `edge` (made the
+/// user's there first): events/s, and the CPU time the edge's workerd used for it (its work
+/// after the last frame included).
 async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f64, Duration) {
+    adopt(edge, task_id).await;
     let cpu = edge.workerd_cpu();
     let rate = stream_recorded_task(&url, task_id, events).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -102,6 +106,7 @@ async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f6
 async fn profile_first_passes(edges: [Side<'_>; 2], events: u64) {
     for ((edge, token, session), archive) in edges.into_iter().zip(["off", "on"]) {
         let url = edge.ws_ticket_url(token, session).await;
+        adopt(edge, PROFILED_TASK).await;
         let pass = async {
             stream_recorded_task(&url, PROFILED_TASK, events).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
