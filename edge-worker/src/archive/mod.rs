@@ -11,10 +11,12 @@
 //! truncated; the task itself never fails for it.
 //!
 //! Beside it, for both objects: [`replay`] (an archived timeline to a socket), and pure,
-//! host-tested rules: [`event_rows`] (how events are stored in rows), [`task_list`] (pages, signed
+//! host-tested rules: [`Entry`] (what it holds of one task, and the ends the edge makes or
+//! reads), [`event_rows`] (how events are stored in rows), [`task_list`] (pages, signed
 //! tokens and titles of the task list), [`task_scope`] (a user reaches only the tasks their object
 //! started), [`sql_values`] (SQLite value conversions).
 
+mod entry;
 pub mod event_rows;
 pub mod replay;
 pub mod sql_values;
@@ -22,8 +24,7 @@ pub mod task_list;
 pub mod task_scope;
 
 use autopilot_contract::v1::{
-    event::Payload, CancelResponse, Diff, Event, ListTasksRequest, ListTasksResponse, StatusResponse, Task,
-    TaskFinished, TaskState, TaskSummary,
+    event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, Task, TaskState, TaskSummary,
 };
 use prost::Message;
 use std::rc::Rc;
@@ -33,6 +34,7 @@ use worker::{
     SqlStorage, SqlStorageValue,
 };
 
+pub use self::entry::{final_failed_event, Entry};
 use self::event_rows::Row;
 use crate::{
     archive::sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
@@ -73,59 +75,6 @@ CREATE TABLE IF NOT EXISTS archived_event_chunks (
   events BLOB NOT NULL,
   PRIMARY KEY (task_id, first_seq)
 )";
-
-/// What the archive holds of one task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub summary: TaskSummary,
-    /// The final Task, once the task ended.
-    pub task: Option<Task>,
-    pub last_seq: u64,
-    /// How many of its events are stored (at most the cap).
-    pub kept_events: u64,
-    pub ended: bool,
-    pub truncated: bool,
-}
-
-impl Entry {
-    /// Status of the ended task, as the service answered it last.
-    pub fn status_response(self) -> StatusResponse {
-        StatusResponse { task: self.task }
-    }
-
-    /// The task as its final event tells it, for when the service's own final Task cannot be
-    /// asked for (the machine went right after it): state, result, error, usage and end time.
-    pub fn task_ended_by(&self, end: &Event) -> Option<Task> {
-        let Some(Payload::TaskFinished(finished)) = &end.payload else { return None };
-        Some(Task {
-            task_id: end.task_id.clone(),
-            state: finished.state,
-            repository_url: self.summary.repository_url.clone(),
-            git_ref: self.summary.git_ref.clone(),
-            create_time: self.summary.create_time,
-            end_time: end.time,
-            last_seq: end.seq,
-            usage: finished.usage,
-            result: finished.result.clone(),
-            error: finished.error.clone(),
-            num_turns: finished.num_turns,
-            ..Default::default()
-        })
-    }
-
-    /// Cancel's answer for the ended task `task_id`: nothing changes, its final state.
-    pub fn cancel_response(&self, task_id: &str) -> CancelResponse {
-        CancelResponse { task_id: task_id.to_string(), state: self.summary.state }
-    }
-}
-
-/// The task's final event that the edge makes when the service that would have sent it is
-/// gone (a lost container, a machine that forgot the task): FAILED with `reason`, numbered right after the last event the follower received.
-pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: u64) -> Event {
-    let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
-    let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
-    Event { task_id, seq: last_seq + 1, time: Some(time), payload: Some(Payload::TaskFinished(finished)) }
-}
 
 /// How much the archive keeps, from the Worker's vars (`HISTORY_TASKS`, `ARCHIVE_MAX_EVENTS`);
 /// unreadable values fall back to the defaults.

@@ -1,0 +1,61 @@
+//! What the archive holds of one task, as plain Rust: its summary, its final Task once it ended,
+//! how far its events go; and the ends the edge itself makes or reads for a task (the FAILED end
+//! of a task whose service is gone, the Task its final event tells when the service cannot be
+//! asked), so that Status and Cancel answer an ended task from the archive alone.
+
+use autopilot_contract::v1::{
+    event::Payload, CancelResponse, Event, StatusResponse, Task, TaskFinished, TaskState, TaskSummary,
+};
+
+/// What the archive holds of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub summary: TaskSummary,
+    /// The final Task, once the task ended.
+    pub task: Option<Task>,
+    pub last_seq: u64,
+    /// How many of its events are stored (at most the cap).
+    pub kept_events: u64,
+    pub ended: bool,
+    pub truncated: bool,
+}
+
+impl Entry {
+    /// Status of the ended task, as the service answered it last.
+    pub fn status_response(self) -> StatusResponse {
+        StatusResponse { task: self.task }
+    }
+
+    /// The task as its final event tells it, for when the service's own final Task cannot be
+    /// asked for (the machine went right after it): state, result, error, usage and end time.
+    pub fn task_ended_by(&self, end: &Event) -> Option<Task> {
+        let Some(Payload::TaskFinished(finished)) = &end.payload else { return None };
+        Some(Task {
+            task_id: end.task_id.clone(),
+            state: finished.state,
+            repository_url: self.summary.repository_url.clone(),
+            git_ref: self.summary.git_ref.clone(),
+            create_time: self.summary.create_time,
+            end_time: end.time,
+            last_seq: end.seq,
+            usage: finished.usage,
+            result: finished.result.clone(),
+            error: finished.error.clone(),
+            num_turns: finished.num_turns,
+            ..Default::default()
+        })
+    }
+
+    /// Cancel's answer for the ended task `task_id`: nothing changes, its final state.
+    pub fn cancel_response(&self, task_id: &str) -> CancelResponse {
+        CancelResponse { task_id: task_id.to_string(), state: self.summary.state }
+    }
+}
+
+/// The task's final event that the edge makes when the service that would have sent it is
+/// gone (a lost container, a machine that forgot the task): FAILED with `reason`, numbered right after the last event the follower received.
+pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: u64) -> Event {
+    let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
+    let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
+    Event { task_id, seq: last_seq + 1, time: Some(time), payload: Some(Payload::TaskFinished(finished)) }
+}
