@@ -219,6 +219,9 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     let by_id_url = by_id["websocketUrl"].as_str().unwrap_or_else(|| panic!("{by_id}"));
     let refused = edge.post_json("/api/tunnel/ws-ticket", &bob, json!({"taskId": task_id})).await;
     assert_eq!(refused["error"]["code"], "NOT_FOUND", "{refused}");
+    let unbounded = edge.post_json("/api/tunnel/ws-ticket", &alice, json!({"taskId": "a".repeat(10_000)})).await;
+    assert_eq!(unbounded["error"]["code"], "NOT_FOUND", "{unbounded}");
+    assert!(unbounded.to_string().len() < 200, "an unknown id is echoed short: {} bytes", unbounded.to_string().len());
     let mut offline = connect(by_id_url).await;
     send(&mut offline, &subscribe("replay", &task_id, 1), Encoding::Binary).await;
     let (replayed, ended) = read_subscription(&mut offline, "replay", Encoding::Binary, None).await;

@@ -25,6 +25,7 @@ use crate::{
     api_error::error_response,
     archive::replay::{replay_to_socket, Replayed},
     archive::task_list::{request_from_query, started_summary},
+    archive::task_scope::unknown_task,
     archive::Entry,
     bridge::SharedEvent,
     bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
@@ -108,7 +109,7 @@ impl TunnelRelay {
         };
         let entry = self.archive.as_ref().and_then(|archive| archive.entry(&task_id).ok().flatten());
         let Some(entry) = entry else {
-            return error_response(&GrpcStatus::new(Code::NotFound, format!("no task with id {task_id}")));
+            return error_response(&unknown_task(&task_id));
         };
         let state = TaskState::try_from(entry.summary.state).unwrap_or_default().as_str_name();
         self.sessions().start_reply(&req, user, &task_id, state).await
