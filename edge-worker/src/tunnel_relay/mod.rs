@@ -15,6 +15,7 @@
 
 mod history;
 pub mod reply_route;
+mod subscriptions;
 
 use std::{cell::RefCell, collections::HashMap, time::Duration};
 
@@ -29,14 +30,11 @@ use worker::{
     durable_object, Date, Delay, Env, Request, Response, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-use self::history::ArchiveBatch;
+use self::{history::ArchiveBatch, subscriptions::Subscriptions};
 use crate::{
     api_error::{error_response, not_found},
     archive::{Archive, Retention},
-    bridge::{
-        client_frame, decode_client_frame, encode_server_frame, error_frame, Call, Encoding, Rpc, WsMessage,
-        MAX_SUBSCRIPTIONS_PER_SOCKET,
-    },
+    bridge::{client_frame, decode_client_frame, encode_server_frame, Call, Rpc, WsMessage},
     entropy::random_id,
     front::internal::USER_HEADER,
     front::route::{Backend, Route},
@@ -66,14 +64,7 @@ const DISCONNECTED: &str = "your machine disconnected (its task goes on there); 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Peer {
     Machine { machine_id: String },
-    Browser { socket_id: String, session_id: String, subscriptions: Vec<Subscription> },
-}
-
-/// A browser's open `stream_events` subscription.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Subscription {
-    request_id: String,
-    encoding: Encoding,
+    Browser { socket_id: String, session_id: String, subscriptions: Subscriptions },
 }
 
 /// The connected machine, as stored.
@@ -203,7 +194,8 @@ impl TunnelRelay {
         let socket_id = random_id()?;
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[socket_id.as_str()]);
-        let peer = Peer::Browser { socket_id, session_id: session_id.to_string(), subscriptions: Vec::new() };
+        let peer =
+            Peer::Browser { socket_id, session_id: session_id.to_string(), subscriptions: Subscriptions::default() };
         pair.server.serialize_attachment(peer)?;
         Response::from_websocket(pair.client)
     }
@@ -287,23 +279,15 @@ impl TunnelRelay {
         let routed = |request_id: String| ReplyRoute::Socket { socket_id: socket_id.clone(), encoding, request_id };
         let rpc = match rpc {
             Rpc::Subscribe(request) => {
-                // The list rides in the socket's attachment, which is small: a bounded number each.
-                subscriptions.retain(|s| s.request_id != request_id);
-                if subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_SOCKET {
-                    let status = GrpcStatus::new(
-                        Code::ResourceExhausted,
-                        format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
-                    );
+                if let Err(status) = subscriptions.open(&request_id, encoding) {
                     send_error(ws, request_id, status, encoding);
                     return Ok(());
                 }
-                subscriptions.push(Subscription { request_id: request_id.clone(), encoding });
                 Rpc::Subscribe(request)
             }
             Rpc::Unsubscribe(subscription) => {
                 // Routed as the subscription was (its encoding may differ from this frame's).
-                let opened_as = subscriptions.iter().find(|s| s.request_id == subscription).map(|s| s.encoding);
-                subscriptions.retain(|s| s.request_id != subscription);
+                let opened_as = subscriptions.close(&subscription);
                 let route = ReplyRoute::Socket {
                     socket_id: socket_id.clone(),
                     encoding: opened_as.unwrap_or(encoding),
@@ -398,9 +382,9 @@ impl TunnelRelay {
     /// machine goes, every open subscription is told, so its browser can resubscribe later.
     async fn gone(&self, ws: &WebSocket) -> worker::Result<()> {
         match peer(ws) {
-            Some(Peer::Browser { socket_id, subscriptions, .. }) => {
+            Some(Peer::Browser { socket_id, mut subscriptions, .. }) => {
                 if let Some((machine, _)) = self.machine().await? {
-                    for subscription in subscriptions {
+                    for subscription in subscriptions.take() {
                         let route = ReplyRoute::Socket {
                             socket_id: socket_id.clone(),
                             encoding: subscription.encoding,
@@ -429,13 +413,16 @@ impl TunnelRelay {
     /// Ends every browser subscription with UNAVAILABLE and `why`.
     fn tell_subscribers(&self, why: &str) {
         for browser in self.state.get_websockets() {
-            let Some(Peer::Browser { socket_id, session_id, subscriptions }) = peer(&browser) else { continue };
-            for subscription in &subscriptions {
-                let status = GrpcStatus::new(Code::Unavailable, why);
-                let frame = error_frame(subscription.request_id.clone(), status);
-                send(&browser, encode_server_frame(&frame, subscription.encoding));
+            let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(&browser) else { continue };
+            for subscription in subscriptions.take() {
+                send_error(
+                    &browser,
+                    subscription.request_id,
+                    GrpcStatus::new(Code::Unavailable, why),
+                    subscription.encoding,
+                );
             }
-            let _ = browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions: Vec::new() });
+            let _ = browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions });
         }
     }
 }
@@ -447,9 +434,7 @@ fn peer(ws: &WebSocket) -> Option<Peer> {
 /// Removes a subscription that has ended from its browser's attachment.
 fn forget_subscription(browser: &WebSocket, request_id: &str) -> worker::Result<()> {
     if let Some(Peer::Browser { socket_id, session_id, mut subscriptions }) = peer(browser) {
-        let before = subscriptions.len();
-        subscriptions.retain(|s| s.request_id != request_id);
-        if subscriptions.len() != before {
+        if subscriptions.close(request_id).is_some() {
             browser.serialize_attachment(Peer::Browser { socket_id, session_id, subscriptions })?;
         }
     }
