@@ -17,6 +17,7 @@ use super::{
     live::Live,
     now_ms,
     workspaces::{forget_workspaces, keep_workspace},
+    write_cadence::{Cadence, ARCHIVE_IDLE},
     AutopilotContainer,
 };
 use crate::{
@@ -28,21 +29,6 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
 };
 
-/// When the follower writes what it gathered, in one go: once the task's stream has paused for
-/// [`ARCHIVE_IDLE`], once it holds [`ARCHIVE_HELD_BYTES`] of events (about 18 MB in memory for
-/// small events), at the latest [`ARCHIVE_EVERY`] after its last write, and at the task's end.
-///
-/// Each write holds back every message the object sends until it is committed (workerd's output
-/// gate), and a busy object's commit waits: written every 4096 events, a burst's sends spent the
-/// rest of the burst behind the gate, and the archive cost a first pass a quarter of its
-/// throughput. So writes wait for a pause, which a real task's bursts of events leave within a
-/// tenth of a second; a write in the middle of a burst is waited for before the next events are
-/// read, rather than every send after it waiting. Holding events longer loses nothing: they are
-/// served to subscribers from memory, written on a loss and before a stop, and an evicted
-/// follower resumes from the archive's last seq while the service still has them.
-const ARCHIVE_IDLE: Duration = Duration::from_millis(100);
-const ARCHIVE_HELD_BYTES: usize = 4 << 20;
-const ARCHIVE_EVERY: Duration = Duration::from_secs(5);
 /// How long a stop waits for the current task's archive to be made whole.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -196,8 +182,7 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
     let Some(archive) = live.archive.clone() else { return };
     let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
-    let mut writer =
-        Writer { archive: &archive, task_id: &task_id, follow: &follow, written_at: now_ms(), pause: None };
+    let mut writer = Writer::new(&archive, &task_id, &follow);
     let broke = |status: GrpcStatus| {
         // A service that no longer knows the task lost it: its followers get its FAILED end now.
         if status.code != Code::NotFound as i32 || !live.forgotten_by_service(&task_id) {
@@ -256,28 +241,31 @@ fn forgotten(status: &GrpcStatus) -> bool {
     status.code == Code::NotFound as i32
 }
 
-/// A follow's writes to the archive, at the cadence [`ARCHIVE_IDLE`] describes.
+/// A follow's writes to the archive, at the cadence [`Cadence`] decides.
 struct Writer<'a> {
     archive: &'a Archive,
     task_id: &'a str,
     follow: &'a Follow,
-    written_at: u64,
-    /// Armed while events are held: when it fires and nothing came for [`ARCHIVE_IDLE`], they
-    /// are written (one timer per pause, not one per chunk of a burst).
-    pause: Option<(Pin<Box<Delay>>, u64)>,
+    cadence: Cadence,
+    /// Armed while events are held: when it fires and the stream was quiet long enough, they are
+    /// written (one timer per pause, not one per chunk of a burst).
+    pause: Option<Pin<Box<Delay>>>,
 }
 
 impl Writer<'_> {
+    fn new<'a>(archive: &'a Archive, task_id: &'a str, follow: &'a Follow) -> Writer<'a> {
+        Writer { archive, task_id, follow, cadence: Cadence::new(now_ms()), pause: None }
+    }
+
     /// The stream's next events; what is held is written meanwhile if the stream pauses, when
     /// nothing else is being sent.
     async fn next(&mut self, stream: &mut EventStream) -> Option<Result<Vec<Rc<SharedEvent>>, GrpcStatus>> {
         let mut next = std::pin::pin!(stream.next_batch());
-        while let Some((timer, received_at)) = self.pause.as_mut() {
+        while let Some(timer) = self.pause.as_mut() {
             if let Either::Left((events, _)) = future::select(next.as_mut(), timer.as_mut()).await {
                 return events;
             }
-            let quiet = Duration::from_millis(now_ms().saturating_sub(*received_at));
-            match ARCHIVE_IDLE.checked_sub(quiet).filter(|left| !left.is_zero()) {
+            match self.cadence.quiet_left(now_ms()) {
                 Some(left) => *timer = Box::pin(Delay::from(left)),
                 None => self.write(),
             }
@@ -285,17 +273,13 @@ impl Writer<'_> {
         next.await
     }
 
-    /// Events arrived: the pause is timed from now; a write due in the middle of a burst (too
-    /// much held, or too long since the last) is made, and its commit waited for rather than
-    /// each send after it waiting behind it.
+    /// Events arrived: the pause is timed from now; a write due in the middle of a burst is made,
+    /// and its commit waited for rather than each send after it waiting behind it.
     async fn received(&mut self) {
-        let now = now_ms();
-        match &mut self.pause {
-            Some((_, received_at)) => *received_at = now,
-            None => self.pause = Some((Box::pin(Delay::from(ARCHIVE_IDLE)), now)),
+        if self.pause.is_none() {
+            self.pause = Some(Box::pin(Delay::from(ARCHIVE_IDLE)));
         }
-        let due = now >= self.written_at + ARCHIVE_EVERY.as_millis() as u64;
-        if self.follow.pending_bytes() >= ARCHIVE_HELD_BYTES || due {
+        if self.cadence.received(now_ms(), self.follow.pending_bytes()) {
             self.write();
             let _ = self.archive.committed().await;
         }
@@ -304,7 +288,8 @@ impl Writer<'_> {
     /// Writes what is held.
     fn write(&mut self) {
         write(self.archive, self.task_id, self.follow);
-        (self.written_at, self.pause) = (now_ms(), None);
+        self.cadence.written(now_ms());
+        self.pause = None;
     }
 }
 

@@ -14,7 +14,8 @@
 //! - [`metering`]: credits, runs, ledger, and their routes.
 //! - [`idle`]: the idle policy (pure) and the heartbeat alarm.
 //! - [`bridge_calls`]: WebSocket frames to RPCs and back; task scope on every path.
-//! - [`history`]: the task archive: following tasks into it, serving ended tasks from it;
+//! - [`history`]: the task archive: following tasks into it (at the [`write_cadence`], pure),
+//!   serving ended tasks from it;
 //!   [`fan_out`]: one upstream stream per running task, shared by every socket following it.
 //! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
@@ -48,6 +49,7 @@ mod runtime;
 mod settings;
 pub mod start_with_env;
 mod workspaces;
+pub mod write_cadence;
 
 use std::rc::Rc;
 
