@@ -14,14 +14,18 @@
 //! host-tested rules: [`Entry`] (what it holds of one task, and the ends the edge makes or
 //! reads), [`event_rows`] (how events are stored in rows), [`task_list`] (pages, signed
 //! tokens and titles of the task list), [`task_scope`] (a user reaches only the tasks their object
-//! started), [`sql_values`] (SQLite value conversions).
+//! started), [`sql_values`] (SQLite value conversions); [`sql`]: the SQL it runs, behind a trait
+//! (an in-process SQLite in host tests).
 
 mod entry;
 pub mod event_rows;
 pub mod replay;
+pub mod sql;
 pub mod sql_values;
 pub mod task_list;
 pub mod task_scope;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
 
 use autopilot_contract::v1::{
     event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, Task, TaskState, TaskSummary,
@@ -31,13 +35,13 @@ use std::rc::Rc;
 use worker::{
     wasm_bindgen::{JsCast, JsValue},
     worker_sys::DurableObjectStorage,
-    SqlStorage, SqlStorageValue,
+    SqlStorageValue,
 };
 
 pub use self::entry::{final_failed_event, Entry};
-use self::event_rows::Row;
+use self::{event_rows::Row, sql::Sql};
 use crate::{
-    archive::sql_values::{as_blob, as_u64, ids_with_counts, int, rows, text},
+    archive::sql_values::{as_blob, as_u64, ids_with_counts, int, text},
     archive::task_list::{decode_token, encode_token, page_size, Cursor},
     bridge::SharedEvent,
     grpc_web::{Code, GrpcStatus},
@@ -96,14 +100,14 @@ impl Retention {
     }
 }
 
-/// The key `name` kept in `sql`, made (32 random bytes) the first time it is asked for.
-fn stored_key(sql: &SqlStorage, name: &str) -> worker::Result<Vec<u8>> {
-    let kept = rows(sql, "SELECT key FROM archive_keys WHERE name = ?", vec![text(name)])?;
+/// The key `name` kept in `sql`, made by `new_key` the first time it is asked for.
+fn stored_key(sql: &dyn Sql, name: &str, new_key: impl FnOnce() -> worker::Result<Vec<u8>>) -> worker::Result<Vec<u8>> {
+    let kept = sql.query("SELECT key FROM archive_keys WHERE name = ?", vec![text(name)])?;
     if let Some(key) = kept.first().and_then(|row| as_blob(&row[0])) {
         return Ok(key.to_vec());
     }
-    let key = crate::entropy::random_bytes(32)?;
-    sql.exec(
+    let key = new_key()?;
+    sql.query(
         "INSERT INTO archive_keys (name, key) VALUES (?, ?)",
         vec![text(name), SqlStorageValue::Blob(key.clone())],
     )?;
@@ -111,60 +115,76 @@ fn stored_key(sql: &SqlStorage, name: &str) -> worker::Result<Vec<u8>> {
 }
 
 /// The archive of one object.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Archive {
-    sql: SqlStorage,
-    /// The same storage (a `DurableObjectStorage`), to wait for its commits.
-    storage: JsValue,
+    sql: Rc<dyn Sql>,
+    /// The same storage (a `DurableObjectStorage`), to wait for its commits; none in host tests.
+    storage: Option<JsValue>,
     max_events: u64,
     /// Signs the task list's page tokens: made once per object, kept with the archive.
     page_token_key: Vec<u8>,
 }
 
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive").field("max_events", &self.max_events).finish_non_exhaustive()
+    }
+}
+
 impl Archive {
-    /// The archive in `sql`, its tables created if need be; none when `max_events` is 0:
-    /// `ARCHIVE_MAX_EVENTS=0` turns the archive off (no history and no task list at the edge;
-    /// each socket streams from the service itself), the baseline the bridge benchmark measures
-    /// the archive against.
+    /// The archive in the object's `storage`, its tables created if need be; none when
+    /// `max_events` is 0: `ARCHIVE_MAX_EVENTS=0` turns the archive off (no history and no task
+    /// list at the edge; each socket streams from the service itself), the baseline the bridge
+    /// benchmark measures the archive against.
     ///
     /// # Errors
     /// The storage refused the schema.
     pub fn open(storage: &worker::Storage, max_events: u64) -> worker::Result<Option<Archive>> {
-        let sql = storage.sql();
         if max_events == 0 {
             return Ok(None);
         }
+        let raw = Some(JsValue::from(storage.as_raw()));
+        Archive::in_sql(Rc::new(storage.sql()), raw, max_events, || crate::entropy::random_bytes(32)).map(Some)
+    }
+
+    /// The archive in `sql` (its tables created if need be), keeping at most `max_events` events
+    /// a task; `new_key` makes its page-token key the first time.
+    ///
+    /// # Errors
+    /// The storage refused the schema.
+    pub fn in_sql(
+        sql: Rc<dyn Sql>,
+        storage: Option<JsValue>,
+        max_events: u64,
+        new_key: impl FnOnce() -> worker::Result<Vec<u8>>,
+    ) -> worker::Result<Archive> {
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.exec(statement, None)?;
+            sql.query(statement, vec![])?;
         }
         // Archives made before ends could be taken from a final event lack the column.
-        if sql.exec("SELECT awaiting_service FROM archived_tasks LIMIT 0", None).is_err() {
-            sql.exec("ALTER TABLE archived_tasks ADD COLUMN awaiting_service INTEGER NOT NULL DEFAULT 0", None)?;
+        if sql.query("SELECT awaiting_service FROM archived_tasks LIMIT 0", vec![]).is_err() {
+            sql.query("ALTER TABLE archived_tasks ADD COLUMN awaiting_service INTEGER NOT NULL DEFAULT 0", vec![])?;
         }
-        let page_token_key = stored_key(&sql, "page_token")?;
-        Ok(Some(Archive {
-            sql,
-            storage: JsValue::from(storage.as_raw()),
-            max_events: max_events.max(2),
-            page_token_key,
-        }))
+        let page_token_key = stored_key(sql.as_ref(), "page_token", new_key)?;
+        Ok(Archive { sql, storage, max_events: max_events.max(2), page_token_key })
     }
 
     /// Waits until what was written so far is committed. Until then, workerd holds back every
     /// message the object sends (its output gate), and a busy object's commit can wait long.
     pub async fn committed(&self) -> worker::Result<()> {
-        let storage: &DurableObjectStorage = self.storage.unchecked_ref();
+        let Some(storage) = &self.storage else { return Ok(()) };
+        let storage: &DurableObjectStorage = storage.unchecked_ref();
         worker::wasm_bindgen_futures::JsFuture::from(storage.sync()?).await?;
         Ok(())
     }
 
     fn rows(&self, query: &str, bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
-        rows(&self.sql, query, bindings)
+        self.sql.query(query, bindings)
     }
 
     /// Records a task the object just started (nothing if it is already there).
     pub fn add(&self, summary: &TaskSummary, created_ms: u64) -> worker::Result<()> {
-        self.sql.exec(
+        self.sql.query(
             "INSERT OR IGNORE INTO archived_tasks (task_id, created_ms, summary) VALUES (?, ?, ?)",
             vec![text(&summary.task_id), int(created_ms), SqlStorageValue::Blob(summary.encode_to_vec())],
         )?;
@@ -238,12 +258,12 @@ impl Archive {
         let (stored, cut) = event_rows::rows(&rows);
         truncated |= cut;
         for Row { first_seq, last_seq, blob } in stored {
-            self.sql.exec(
+            self.sql.query(
                 "INSERT OR IGNORE INTO archived_event_chunks (task_id, first_seq, last_seq, events) VALUES (?, ?, ?, ?)",
                 vec![text(task_id), int(first_seq), int(last_seq), SqlStorageValue::Blob(blob)],
             )?;
         }
-        self.sql.exec(
+        self.sql.query(
             "UPDATE archived_tasks SET last_seq = ?, events = ?, truncated = ?, summary = ? WHERE task_id = ?",
             vec![
                 int(last_seq),
@@ -290,7 +310,7 @@ impl Archive {
         let Some(entry) = self.entry(&end.task_id)?.filter(|entry| !entry.ended) else { return Ok(()) };
         let Some(task) = entry.task_ended_by(end) else { return Ok(()) };
         self.finish(&task, None)?;
-        self.sql.exec("UPDATE archived_tasks SET awaiting_service = 1 WHERE task_id = ?", vec![text(&end.task_id)])?;
+        self.sql.query("UPDATE archived_tasks SET awaiting_service = 1 WHERE task_id = ?", vec![text(&end.task_id)])?;
         Ok(())
     }
 
@@ -309,7 +329,7 @@ impl Archive {
 
     /// `task_id`'s end stays as its final event told it: the service has nothing more to say.
     pub fn completed(&self, task_id: &str) -> worker::Result<()> {
-        self.sql.exec("UPDATE archived_tasks SET awaiting_service = 0 WHERE task_id = ?", vec![text(task_id)])?;
+        self.sql.query("UPDATE archived_tasks SET awaiting_service = 0 WHERE task_id = ?", vec![text(task_id)])?;
         Ok(())
     }
 
@@ -330,7 +350,7 @@ impl Archive {
             ..entry.summary
         };
         let ended = TaskState::try_from(task.state).map(TaskState::is_final).unwrap_or(false);
-        self.sql.exec(
+        self.sql.query(
             "UPDATE archived_tasks SET summary = ?, task = ?, diff = COALESCE(?, diff), ended = ?, awaiting_service = 0 \
              WHERE task_id = ?",
             vec![
@@ -436,8 +456,8 @@ impl Archive {
         let mut pruned = Vec::new();
         for row in rows {
             let (SqlStorageValue::String(task_id), true) = (&row[0], as_u64(&row[1]) != 0) else { continue };
-            self.sql.exec("DELETE FROM archived_event_chunks WHERE task_id = ?", vec![text(task_id)])?;
-            self.sql.exec("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
+            self.sql.query("DELETE FROM archived_event_chunks WHERE task_id = ?", vec![text(task_id)])?;
+            self.sql.query("DELETE FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
             pruned.push(task_id.clone());
         }
         Ok(pruned)
