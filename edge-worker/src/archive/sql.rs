@@ -31,8 +31,8 @@ pub mod in_memory {
     /// A fresh database in memory.
     pub struct Memory(pub rusqlite::Connection);
 
-    impl Memory {
-        pub fn new() -> Memory {
+    impl Default for Memory {
+        fn default() -> Memory {
             Memory(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite"))
         }
     }

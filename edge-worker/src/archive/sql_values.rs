@@ -1,8 +1,7 @@
 //! The few conversions between Rust values and Durable Object SQLite values that the object's
-//! tables (the archive, the model credentials) share: bindings in, columns out, and statements
-//! run for their rows.
+//! tables (the archive, the model credentials) share: bindings in, columns out.
 
-use worker::{SqlStorage, SqlStorageValue};
+use worker::SqlStorageValue;
 
 pub fn int(value: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(value as i64)
@@ -26,15 +25,6 @@ pub fn as_blob(value: &SqlStorageValue) -> Option<&[u8]> {
         SqlStorageValue::Blob(bytes) => Some(bytes),
         _ => None,
     }
-}
-
-/// The rows of `query`.
-pub fn rows(
-    sql: &SqlStorage,
-    query: &str,
-    bindings: Vec<SqlStorageValue>,
-) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
-    sql.exec(query, bindings)?.raw().collect()
 }
 
 /// Rows of a text id and a count, as `(id, count)` (rows whose id is not text are skipped).

@@ -31,7 +31,7 @@ pub fn unknown_task(task_id: &str) -> GrpcStatus {
 /// `status` with every task id in its message checked: one that is not the user's (`owns` says)
 /// turns the whole message into a neutral one that names no task.
 pub fn scrub_refusal(status: GrpcStatus, owns: impl Fn(&str) -> bool) -> GrpcStatus {
-    if task_ids_in(&status.message).all(|id| owns(id)) {
+    if task_ids_in(&status.message).all(owns) {
         return status;
     }
     let message = if status.code == Code::FailedPrecondition as i32 {

@@ -21,7 +21,7 @@ fn archive_in(sql: Rc<dyn Sql>, max_events: u64) -> Archive {
 }
 
 fn archive(max_events: u64) -> Archive {
-    archive_in(Rc::new(Memory::new()), max_events)
+    archive_in(Rc::new(Memory::default()), max_events)
 }
 
 fn started(archive: &Archive, task_id: &str, created_ms: u64) {
@@ -143,7 +143,8 @@ fn the_list_pages_newest_first_with_tokens_only_it_signed() {
     assert_eq!(ids(second.tasks), ["c", "b"]);
     let last = page(&second.next_page_token).unwrap();
     assert_eq!((ids(last.tasks), last.next_page_token.as_str()), (vec!["a".to_string()], ""));
-    let other = Archive::in_sql(Rc::new(Memory::new()), None, 100, || Ok(b"another object's key".to_vec())).unwrap();
+    let other =
+        Archive::in_sql(Rc::new(Memory::default()), None, 100, || Ok(b"another object's key".to_vec())).unwrap();
     started(&other, "x", 1);
     let refused = other.page(&ListTasksRequest { page_size: 2, page_token: first.next_page_token }).unwrap_err();
     assert!(refused.message.contains("page_token"), "another archive's token: {}", refused.message);
@@ -151,7 +152,7 @@ fn the_list_pages_newest_first_with_tokens_only_it_signed() {
 
 #[test]
 fn the_page_token_key_is_made_once_and_kept() {
-    let sql: Rc<dyn Sql> = Rc::new(Memory::new());
+    let sql: Rc<dyn Sql> = Rc::new(Memory::default());
     let first = Archive::in_sql(Rc::clone(&sql), None, 100, || Ok(b"made once".to_vec())).unwrap();
     let reopened = Archive::in_sql(sql, None, 100, || panic!("a kept key is not made again")).unwrap();
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
@@ -186,7 +187,7 @@ fn history_keeps_the_newest_tasks_whole_and_never_prunes_a_running_one() {
 
 #[test]
 fn an_archive_made_before_ends_came_from_final_events_gains_the_column() {
-    let sql: Rc<dyn Sql> = Rc::new(Memory::new());
+    let sql: Rc<dyn Sql> = Rc::new(Memory::default());
     sql.query(
         "CREATE TABLE archived_tasks (task_id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, summary BLOB NOT NULL, \
          task BLOB, diff BLOB, last_seq INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, \

@@ -5,10 +5,15 @@
 //! the container stops.
 
 use serde::Serialize;
-use worker::{SqlStorage, SqlStorageValue};
+use std::rc::Rc;
+
+use worker::SqlStorageValue;
 
 use crate::{
-    archive::sql_values::{as_u64, ids_with_counts, int, rows, text},
+    archive::{
+        sql::Sql,
+        sql_values::{as_u64, ids_with_counts, int, text},
+    },
     container::model_gateway::usage::Tokens,
 };
 
@@ -58,9 +63,9 @@ pub struct TaskTokens {
 }
 
 /// The credentials of one object.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ModelGrants {
-    sql: SqlStorage,
+    sql: Rc<dyn Sql>,
 }
 
 impl ModelGrants {
@@ -68,33 +73,31 @@ impl ModelGrants {
     ///
     /// # Errors
     /// The storage refused the schema.
-    pub fn open(sql: SqlStorage) -> worker::Result<ModelGrants> {
+    pub fn open(sql: Rc<dyn Sql>) -> worker::Result<ModelGrants> {
         for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.exec(statement, None)?;
+            sql.query(statement, vec![])?;
         }
         // A table made before billing had no `billed` column; adding it again fails harmlessly.
-        let _ = sql.exec("ALTER TABLE model_grants ADD COLUMN billed INTEGER NOT NULL DEFAULT 0", None);
+        let _ = sql.query("ALTER TABLE model_grants ADD COLUMN billed INTEGER NOT NULL DEFAULT 0", vec![]);
         Ok(ModelGrants { sql })
     }
 
     /// Records a credential minted for a Start (by its hash).
     pub fn mint(&self, hash: &str, now_ms: u64) -> worker::Result<()> {
-        self.sql.exec("INSERT INTO model_grants (hash, minted_ms) VALUES (?, ?)", vec![text(hash), int(now_ms)])?;
+        self.sql.query("INSERT INTO model_grants (hash, minted_ms) VALUES (?, ?)", vec![text(hash), int(now_ms)])?;
         Ok(())
     }
 
     /// Binds the credential to the task its Start created.
     pub fn bind(&self, hash: &str, task_id: &str) -> worker::Result<()> {
-        self.sql.exec("UPDATE model_grants SET task_id = ? WHERE hash = ?", vec![text(task_id), text(hash)])?;
+        self.sql.query("UPDATE model_grants SET task_id = ? WHERE hash = ?", vec![text(task_id), text(hash)])?;
         Ok(())
     }
 
     pub fn lookup(&self, hash: &str) -> worker::Result<Option<Grant>> {
-        let rows = rows(
-            &self.sql,
-            "SELECT task_id, minted_ms, revoked_ms FROM model_grants WHERE hash = ?",
-            vec![text(hash)],
-        )?;
+        let rows = self
+            .sql
+            .query("SELECT task_id, minted_ms, revoked_ms FROM model_grants WHERE hash = ?", vec![text(hash)])?;
         Ok(rows.into_iter().next().map(|row| Grant {
             task_id: match &row[0] {
                 SqlStorageValue::String(id) => Some(id.clone()),
@@ -107,7 +110,7 @@ impl ModelGrants {
 
     /// Revokes the credential `hash` (a Start that failed).
     pub fn revoke(&self, hash: &str, now_ms: u64) -> worker::Result<()> {
-        self.sql.exec(
+        self.sql.query(
             "UPDATE model_grants SET revoked_ms = ? WHERE hash = ? AND revoked_ms IS NULL",
             vec![int(now_ms), text(hash)],
         )?;
@@ -116,7 +119,7 @@ impl ModelGrants {
 
     /// Revokes the credentials of `task_id` (it ended).
     pub fn revoke_task(&self, task_id: &str, now_ms: u64) -> worker::Result<()> {
-        self.sql.exec(
+        self.sql.query(
             "UPDATE model_grants SET revoked_ms = ? WHERE task_id = ? AND revoked_ms IS NULL",
             vec![int(now_ms), text(task_id)],
         )?;
@@ -125,13 +128,13 @@ impl ModelGrants {
 
     /// Revokes every credential still good (the container stopped or was lost).
     pub fn revoke_all(&self, now_ms: u64) -> worker::Result<()> {
-        self.sql.exec("UPDATE model_grants SET revoked_ms = ? WHERE revoked_ms IS NULL", vec![int(now_ms)])?;
+        self.sql.query("UPDATE model_grants SET revoked_ms = ? WHERE revoked_ms IS NULL", vec![int(now_ms)])?;
         Ok(())
     }
 
     /// Adds one relayed call's tokens to its credential.
     pub fn add_usage(&self, hash: &str, tokens: Tokens) -> worker::Result<()> {
-        self.sql.exec(
+        self.sql.query(
             "UPDATE model_grants SET calls = calls + 1, input_tokens = input_tokens + ?, \
              output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, \
              cache_creation_tokens = cache_creation_tokens + ? WHERE hash = ?",
@@ -143,8 +146,7 @@ impl ModelGrants {
     /// The tasks whose credentials are all revoked (the task ended) and whose tokens are not
     /// billed yet, with their tokens in all.
     pub fn unbilled(&self) -> worker::Result<Vec<(String, u64)>> {
-        let rows = rows(
-            &self.sql,
+        let rows = self.sql.query(
             "SELECT task_id, SUM(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) \
              FROM model_grants WHERE task_id IS NOT NULL GROUP BY task_id \
              HAVING MIN(billed) = 0 AND COUNT(revoked_ms) = COUNT(*)",
@@ -155,14 +157,13 @@ impl ModelGrants {
 
     /// Records that `task_id`'s tokens are billed.
     pub fn mark_billed(&self, task_id: &str) -> worker::Result<()> {
-        self.sql.exec("UPDATE model_grants SET billed = 1 WHERE task_id = ?", vec![text(task_id)])?;
+        self.sql.query("UPDATE model_grants SET billed = 1 WHERE task_id = ?", vec![text(task_id)])?;
         Ok(())
     }
 
     /// The tokens of every task whose agent called the model, newest first.
     pub fn usage_by_task(&self) -> worker::Result<Vec<TaskTokens>> {
-        let rows = rows(
-            &self.sql,
+        let rows = self.sql.query(
             "SELECT task_id, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), \
                  SUM(cache_creation_tokens), MAX(minted_ms) AS newest FROM model_grants \
                  WHERE task_id IS NOT NULL AND calls > 0 GROUP BY task_id ORDER BY newest DESC",
@@ -190,6 +191,61 @@ impl ModelGrants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn grants() -> ModelGrants {
+        ModelGrants::open(Rc::new(crate::archive::sql::in_memory::Memory::default())).unwrap()
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn tokens(input: u64, output: u64) -> Tokens {
+        Tokens { input, output, cache_read: 1, cache_creation: 0 }
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn a_credential_is_minted_bound_to_its_task_and_revoked_with_it() {
+        let grants = grants();
+        assert_eq!(grants.lookup("h1").unwrap(), None, "never minted");
+        grants.mint("h1", 1_000).unwrap();
+        let unbound = grants.lookup("h1").unwrap().unwrap();
+        assert_eq!((unbound.task_id, unbound.revoked), (None, false));
+        grants.bind("h1", "t1").unwrap();
+        grants.mint("h2", 1_000).unwrap();
+        grants.bind("h2", "t2").unwrap();
+        grants.revoke_task("t1", 2_000).unwrap();
+        assert!(grants.lookup("h1").unwrap().unwrap().revoked, "its task ended");
+        assert!(grants.lookup("h2").unwrap().unwrap().usable(2_000), "another task's goes on");
+        grants.revoke_all(3_000).unwrap();
+        assert!(grants.lookup("h2").unwrap().unwrap().revoked, "the container stopped");
+        grants.mint("h3", 4_000).unwrap();
+        grants.revoke("h3", 4_001).unwrap();
+        assert!(grants.lookup("h3").unwrap().unwrap().revoked, "its Start failed");
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn a_tasks_tokens_are_billed_once_after_all_its_credentials_ended() {
+        let grants = grants();
+        for (hash, task, minted) in [("h1", "t1", 1), ("h2", "t1", 2), ("h3", "t2", 3)] {
+            grants.mint(hash, minted).unwrap();
+            grants.bind(hash, task).unwrap();
+        }
+        grants.add_usage("h1", tokens(10, 5)).unwrap();
+        grants.add_usage("h2", tokens(20, 5)).unwrap();
+        grants.add_usage("h3", tokens(7, 0)).unwrap();
+        assert!(grants.unbilled().unwrap().is_empty(), "nothing has ended");
+        grants.revoke("h1", 10).unwrap();
+        assert!(grants.unbilled().unwrap().is_empty(), "t1 still has a credential in use");
+        grants.revoke_task("t1", 11).unwrap();
+        assert_eq!(grants.unbilled().unwrap(), [("t1".to_string(), 42)], "10+5+1 and 20+5+1");
+        grants.mark_billed("t1").unwrap();
+        assert!(grants.unbilled().unwrap().is_empty(), "billed once");
+        let usage = grants.usage_by_task().unwrap();
+        let listed: Vec<(&str, u64, u64)> =
+            usage.iter().map(|u| (u.task_id.as_str(), u.calls, u.tokens.input)).collect();
+        assert_eq!(listed, [("t2", 1, 7), ("t1", 2, 30)], "newest first, calls and tokens summed");
+    }
 
     #[test]
     fn a_grant_is_usable_until_revoked_and_unbound_only_briefly() {

@@ -296,6 +296,7 @@ impl Live {
 
 /// Opens the object's credential store; `None` (logged) if storage refused it.
 pub fn open_grants(sql: worker::SqlStorage) -> Option<ModelGrants> {
+    let sql: Rc<dyn crate::archive::sql::Sql> = Rc::new(sql);
     ModelGrants::open(sql).map_err(|e| worker::console_error!("the model credentials could not be opened: {e}")).ok()
 }
 
