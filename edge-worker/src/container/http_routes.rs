@@ -4,70 +4,24 @@
 //! storage report. Each is thin: the rules live in the modules they call.
 
 use autopilot_contract::v1::{
-    CancelRequest, GetDiffRequest, GetDiffResponse, ListTasksRequest, StartRequest, StatusRequest, StatusResponse,
-    StreamEventsRequest, StreamEventsResponse, TaskState,
+    CancelRequest, GetDiffRequest, GetDiffResponse, ListTasksRequest, ListTasksResponse, StartRequest, StartResponse,
+    StatusRequest, StatusResponse, StreamEventsRequest, StreamEventsResponse, TaskState,
 };
 use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
 use super::{live::SocketInfo, now_ms, AutopilotContainer};
+use crate::front::{route::Backend, task_routes::TaskHome};
 use crate::{
     api_error::{error_response, grpc_web_error},
-    archive::task_list::request_from_query,
     archive::Entry,
     container::agent_client::AgentClient,
     entropy::random_id,
     front::internal::USER_HEADER,
-    front::sessions::{Sessions, TicketAsk},
+    front::sessions::Sessions,
     grpc_web::{self, Code, GrpcStatus},
 };
 
 impl AutopilotContainer {
-    pub(super) async fn start_route(&self, mut req: Request) -> worker::Result<Response> {
-        let body = req.bytes().await?;
-        let request: StartRequest = match serde_json::from_slice(&body) {
-            Ok(request) => request,
-            Err(e) => {
-                return error_response(&GrpcStatus::new(
-                    Code::InvalidArgument,
-                    format!("the body must be a StartRequest in proto3 JSON: {e}"),
-                ))
-            }
-        };
-        // A reply that could not carry its WebSocket URL must not leave a task behind.
-        if let Err(status) = self.sessions().site(&req) {
-            return error_response(&status);
-        }
-        let started = match self.start_task(&request).await {
-            Ok(started) => started,
-            Err(status) => return error_response(&status),
-        };
-        let state_name = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
-        let reply = self.sessions().start_reply(&req, &self.user_id(), &started.task_id, state_name).await;
-        self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
-        reply
-    }
-
-    /// `POST /api/container/ws-ticket`: `{"sessionId"}` → a fresh ticket for a reconnect; or
-    /// `{"taskId"}` (one of the user's tasks) → a new session on it and its first ticket, so any
-    /// device can open any of the user's timelines (e.g. from the task list).
-    pub(super) async fn ticket_route(&self, mut req: Request) -> worker::Result<Response> {
-        let user_id = self.user_id();
-        let mut task_id = match Sessions::ticket_ask(&mut req).await? {
-            Ok(TicketAsk::Session(session_id)) => {
-                return self.sessions().ticket_reply(&req, &user_id, &session_id).await
-            }
-            Ok(TicketAsk::Task(task_id)) => task_id,
-            Err(status) => return error_response(&status),
-        };
-        let state = match self.scope(&mut task_id).await {
-            Ok(Some(ended)) => ended.summary.state,
-            Ok(None) => self.live.record.borrow().current_task_state,
-            Err(status) => return error_response(&status),
-        };
-        let state_name = TaskState::try_from(state).unwrap_or_default().as_str_name();
-        self.sessions().start_reply(&req, &user_id, &task_id, state_name).await
-    }
-
     /// `GET /api/container/status[?taskId=]`. Asks the running container; a stopped container
     /// is not started just to answer (its tasks left with it): the object answers from what it
     /// remembers of its current task, or NOT_FOUND.
@@ -241,15 +195,6 @@ impl AutopilotContainer {
         grpc_web_response(body)
     }
 
-    /// `GET /api/tasks?pageSize=&pageToken=`: a page of the user's task list, newest first, as
-    /// proto3 JSON (`{"tasks": [...], "nextPageToken": ...}`).
-    pub(super) fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
-        match request_from_query(&req.url()?).and_then(|request| self.list_tasks(&request)) {
-            Ok(page) => Response::from_json(&page),
-            Err(status) => error_response(&status),
-        }
-    }
-
     /// Bench only (see the admin route): `{"taskId"}` recorded as this user's task.
     pub(super) async fn adopt_task_route(&self, mut req: Request) -> worker::Result<Response> {
         let body: serde_json::Value = req.json().await.unwrap_or_default();
@@ -267,6 +212,31 @@ impl AutopilotContainer {
         let (sessions, tickets) = self.sessions().counts().await?;
         let tasks = self.live.archive.as_ref().map(|archive| archive.count()).transpose()?.unwrap_or(0);
         Response::from_json(&serde_json::json!({"sessions": sessions, "tickets": tickets, "tasks": tasks}))
+    }
+}
+
+impl TaskHome for AutopilotContainer {
+    fn sessions(&self) -> Sessions<'_> {
+        Sessions { state: &self.state, env: &self.env, backend: Backend::Container }
+    }
+
+    async fn start(&self, request: &StartRequest) -> worker::Result<Result<StartResponse, GrpcStatus>> {
+        Ok(self.start_task(request).await)
+    }
+
+    async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
+        self.scope(task_id).await?;
+        let archived = self.live.archive.as_ref().and_then(|archive| archive.entry(task_id).ok().flatten());
+        Ok(archived.map_or_else(|| self.live.record.borrow().current_task_state, |entry| entry.summary.state))
+    }
+
+    fn task_page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
+        self.list_tasks(request)
+    }
+
+    /// The alarm prunes tickets once they lapse.
+    async fn ticket_issued(&self) -> worker::Result<()> {
+        self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await
     }
 }
 

@@ -14,6 +14,7 @@ use super::{
     history::{complete_end, complete_ends},
     now_ms, AutopilotContainer,
 };
+use crate::front::task_routes::TaskHome;
 use crate::{container::agent_client::AgentClient, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).

@@ -61,13 +61,13 @@ use self::{
     record::{Record, RECORD_KEY},
     settings::Settings,
 };
+use crate::front::task_routes;
 use crate::{
     api_error::not_found,
     archive::Archive,
     container::billing::Account,
     front::internal::USER_HEADER,
     front::route::{Backend, Internal, Route},
-    front::sessions::Sessions,
 };
 
 fn now_ms() -> u64 {
@@ -125,16 +125,12 @@ impl worker::DurableObject for AutopilotContainer {
         let uses_container = route.uses_container();
         let _in_use = uses_container.then(|| ContainerUse::begin(&self.live));
         let response = match route {
-            Route::Start(Backend::Container) => self.start_route(req).await,
+            Route::Start(Backend::Container) => task_routes::start_route(self, req, &self.user_id()).await,
             Route::Status(Backend::Container) => self.status_route(&req).await,
-            Route::Ticket(Backend::Container) => {
-                let reply = self.ticket_route(req).await;
-                self.alarm_by(now_ms() + self.sessions().ticket_ttl_ms() + 1_000).await?;
-                reply
-            }
+            Route::Ticket(Backend::Container) => task_routes::ticket_route(self, req, &self.user_id()).await,
             Route::Socket(Backend::Container, session_id) => self.websocket_route(&req, &session_id).await,
             Route::Grpc(_) if req.method() == Method::Post => self.grpc_web_passthrough(req).await,
-            Route::Tasks(Backend::Container) => self.tasks_route(&req),
+            Route::Tasks(Backend::Container) => task_routes::tasks_route(self, &req),
             Route::Balance => self.balance_route(),
             Route::Ledger => self.ledger_route().await,
             _ => not_found(&path),
@@ -199,10 +195,6 @@ impl AutopilotContainer {
             self.state.storage().put(RECORD_KEY, snapshot).await?;
         }
         Ok(())
-    }
-
-    fn sessions(&self) -> Sessions<'_> {
-        Sessions { state: &self.state, env: &self.env, backend: Backend::Container }
     }
 
     fn user_id(&self) -> String {

@@ -9,7 +9,8 @@
 //! [`credentials`] (token hashes, cookies), [`ticket`] (signed single-use WebSocket tickets),
 //! [`sessions`] (WebSocket sessions and tickets, for both objects), [`site`] (the site's origin
 //! and what a cookie-authenticated request must show), [`body_limit`] (bodies read within a
-//! limit) and [`internal`] (the headers and settings the Worker hands an object).
+//! limit), [`task_routes`] (the Start, ticket and task-list routes both objects serve alike) and
+//! [`internal`] (the headers and settings the Worker hands an object).
 
 pub mod auth;
 pub mod body_limit;
@@ -18,6 +19,7 @@ pub mod internal;
 pub mod route;
 pub mod sessions;
 pub mod site;
+pub mod task_routes;
 pub mod ticket;
 
 use worker::{Date, Env, Method, Request, RequestInit, Response};

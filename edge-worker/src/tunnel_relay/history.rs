@@ -14,22 +14,22 @@
 use std::{collections::HashMap, rc::Rc};
 
 use autopilot_contract::v1::{
-    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, ServerFrame,
-    StartRequest, StartResponse, StatusRequest, StreamEventsRequest, TaskState,
+    client_frame::Request as ClientRequest, event::Payload, server_frame::Frame, ClientFrame, Event, ListTasksRequest,
+    ListTasksResponse, ServerFrame, StartRequest, StartResponse, StatusRequest, StreamEventsRequest,
 };
 use prost::Message;
-use worker::{Date, Request, Response, WebSocket};
+use worker::{Date, WebSocket};
 
 use super::{TunnelRelay, NOT_CONNECTED};
+use crate::front::{route::Backend, task_routes::TaskHome};
 use crate::{
-    api_error::error_response,
     archive::replay::{replay_to_socket, Replayed},
-    archive::task_list::{request_from_query, started_summary},
+    archive::task_list::started_summary,
     archive::task_scope::unknown_task,
     archive::Entry,
     bridge::SharedEvent,
     bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
-    front::sessions::{Sessions, TicketAsk},
+    front::sessions::Sessions,
     grpc_web::{Code, GrpcStatus},
     socket::send,
     tunnel_relay::reply_route::ReplyRoute,
@@ -97,34 +97,6 @@ impl TunnelRelay {
     /// Whether the archive holds `task_id` at all (ended or not).
     pub(super) fn archive_holds(&self, task_id: &str) -> bool {
         self.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false))
-    }
-
-    /// `POST /api/tunnel/ws-ticket`: a ticket for a reconnect, or a new session on one of the
-    /// user's tunnel tasks (those the relay archived), machine or not.
-    pub(super) async fn ticket_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
-        let task_id = match Sessions::ticket_ask(&mut req).await? {
-            Ok(TicketAsk::Session(session_id)) => return self.sessions().ticket_reply(&req, user, &session_id).await,
-            Ok(TicketAsk::Task(task_id)) => task_id,
-            Err(status) => return error_response(&status),
-        };
-        let entry = self.archive.as_ref().and_then(|archive| archive.entry(&task_id).ok().flatten());
-        let Some(entry) = entry else {
-            return error_response(&unknown_task(&task_id));
-        };
-        let state = TaskState::try_from(entry.summary.state).unwrap_or_default().as_str_name();
-        self.sessions().start_reply(&req, user, &task_id, state).await
-    }
-
-    /// `GET /api/tunnel/tasks?pageSize=&pageToken=`: the user's tunnel tasks, from the archive.
-    pub(super) fn tasks_route(&self, req: &Request) -> worker::Result<Response> {
-        let page = request_from_query(&req.url()?).and_then(|request| match &self.archive {
-            Some(archive) => archive.page(&request),
-            None => Ok(Default::default()),
-        });
-        match page {
-            Ok(page) => Response::from_json(&page),
-            Err(status) => error_response(&status),
-        }
     }
 
     /// Answers at the edge what needs no machine: Start (to archive it), the task list, and an
@@ -243,4 +215,27 @@ fn follow(machine: &WebSocket, task_id: &str, from_seq: u64) {
         request: Some(ClientRequest::StreamEvents(StreamEventsRequest { task_id: task_id.to_string(), from_seq })),
     };
     let _ = machine.send_with_bytes(frame.encode_to_vec());
+}
+
+impl TaskHome for TunnelRelay {
+    fn sessions(&self) -> Sessions<'_> {
+        Sessions { state: &self.state, env: &self.env, backend: Backend::Tunnel }
+    }
+
+    async fn start(&self, request: &StartRequest) -> worker::Result<Result<StartResponse, GrpcStatus>> {
+        self.start_task(request.clone()).await
+    }
+
+    /// Only a task the relay archived is the user's (a new session on it opens machine or not).
+    async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
+        let entry = self.archive.as_ref().and_then(|archive| archive.entry(task_id).ok().flatten());
+        entry.map(|entry| entry.summary.state).ok_or_else(|| unknown_task(task_id))
+    }
+
+    fn task_page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
+        match &self.archive {
+            Some(archive) => archive.page(request),
+            None => Ok(ListTasksResponse::default()),
+        }
+    }
 }

@@ -21,7 +21,6 @@ use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use autopilot_contract::v1::{
     client_frame::Request as ClientRequest, server_frame::Frame, ClientFrame, Error, ServerFrame, ServerFrameBatch,
-    StartRequest, TaskState,
 };
 use futures::{channel::oneshot, future::Either};
 use prost::Message;
@@ -31,14 +30,14 @@ use worker::{
 };
 
 use self::{history::ArchiveBatch, subscriptions::Subscriptions};
+use crate::front::task_routes::{self, TaskHome};
 use crate::{
-    api_error::{error_response, not_found},
+    api_error::not_found,
     archive::{Archive, Retention},
     bridge::{client_frame, decode_client_frame, encode_server_frame, Call, Rpc, WsMessage},
     entropy::random_id,
     front::internal::USER_HEADER,
     front::route::{Backend, Route},
-    front::sessions::Sessions,
     grpc_web::{Code, GrpcStatus},
     socket::{incoming, is_websocket_upgrade, send, send_error, upgrade_required},
     tunnel_relay::reply_route::ReplyRoute,
@@ -104,10 +103,10 @@ impl worker::DurableObject for TunnelRelay {
         match Route::parse(&req.method(), &path) {
             Some(Route::TunnelConnect) => self.connect_route(&req).await,
             Some(Route::Status(Backend::Tunnel)) => self.status_route().await,
-            Some(Route::Start(Backend::Tunnel)) => self.start_route(req, &user).await,
-            Some(Route::Ticket(Backend::Tunnel)) => self.ticket_route(req, &user).await,
+            Some(Route::Start(Backend::Tunnel)) => task_routes::start_route(self, req, &user).await,
+            Some(Route::Ticket(Backend::Tunnel)) => task_routes::ticket_route(self, req, &user).await,
             Some(Route::Socket(Backend::Tunnel, session_id)) => self.browser_route(&req, &session_id).await,
-            Some(Route::Tasks(Backend::Tunnel)) => self.tasks_route(&req),
+            Some(Route::Tasks(Backend::Tunnel)) => task_routes::tasks_route(self, &req),
             _ => not_found(&path),
         }
     }
@@ -132,10 +131,6 @@ impl worker::DurableObject for TunnelRelay {
 }
 
 impl TunnelRelay {
-    fn sessions(&self) -> Sessions<'_> {
-        Sessions { state: &self.state, env: &self.env, backend: Backend::Tunnel }
-    }
-
     /// `GET /api/tunnel/connect`: the user's machine connects; any machine before it is replaced.
     async fn connect_route(&self, req: &Request) -> worker::Result<Response> {
         if !is_websocket_upgrade(req)? {
@@ -165,25 +160,6 @@ impl TunnelRelay {
             "connected": machine.is_some(),
             "connectedSinceMs": machine.map(|(_, m)| m.connected_ms),
         }))
-    }
-
-    /// `POST /api/tunnel/start` (a `StartRequest` in proto3 JSON): starts the task on the user's
-    /// machine and opens a session for the browser, as the container route does. No credits.
-    async fn start_route(&self, mut req: Request, user: &str) -> worker::Result<Response> {
-        let request: StartRequest = match serde_json::from_slice(&req.bytes().await?) {
-            Ok(request) => request,
-            Err(e) => {
-                let message = format!("the body must be a StartRequest in proto3 JSON: {e}");
-                return error_response(&GrpcStatus::new(Code::InvalidArgument, message));
-            }
-        };
-        match self.start_task(request).await? {
-            Ok(started) => {
-                let state = TaskState::try_from(started.state).unwrap_or_default().as_str_name();
-                self.sessions().start_reply(&req, user, &started.task_id, state).await
-            }
-            Err(status) => error_response(&status),
-        }
     }
 
     /// `GET /api/tunnel/ws/{session}`: a browser's socket on one of this user's sessions.
