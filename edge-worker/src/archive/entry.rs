@@ -59,3 +59,60 @@ pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: 
     let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };
     Event { task_id, seq: last_seq + 1, time: Some(time), payload: Some(Payload::TaskFinished(finished)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use autopilot_contract::v1::{AgentText, Usage};
+
+    use super::*;
+
+    fn entry() -> Entry {
+        let summary = TaskSummary {
+            task_id: "t".into(),
+            state: TaskState::Running as i32,
+            repository_url: "https://x/r.git".into(),
+            git_ref: "main".into(),
+            ..Default::default()
+        };
+        Entry { summary, task: None, last_seq: 41, kept_events: 41, ended: false, truncated: false }
+    }
+
+    #[test]
+    fn a_final_event_tells_the_tasks_end_with_what_the_list_knew() {
+        let usage = Usage { input_tokens: 10, ..Default::default() };
+        let finished = TaskFinished {
+            state: TaskState::Cancelled as i32,
+            error: "the service is shutting down".into(),
+            usage: Some(usage),
+            num_turns: 3,
+            ..Default::default()
+        };
+        let end = Event { task_id: "t".into(), seq: 42, time: None, payload: Some(Payload::TaskFinished(finished)) };
+        let task = entry().task_ended_by(&end).unwrap();
+        assert_eq!((task.state, task.last_seq, task.num_turns), (TaskState::Cancelled as i32, 42, 3));
+        assert_eq!((task.error.as_str(), task.usage), ("the service is shutting down", Some(usage)));
+        assert_eq!((task.repository_url.as_str(), task.git_ref.as_str()), ("https://x/r.git", "main"));
+        let text = Event { payload: Some(Payload::AgentText(AgentText { text: "x".into() })), ..end };
+        assert_eq!(entry().task_ended_by(&text), None, "only a task_finished event ends a task");
+    }
+
+    #[test]
+    fn an_ended_task_answers_status_and_cancel_from_what_it_holds() {
+        let task = Task { task_id: "t".into(), state: TaskState::Succeeded as i32, ..Default::default() };
+        let ended = Entry { task: Some(task.clone()), ended: true, ..entry() };
+        assert_eq!(
+            ended.cancel_response("t"),
+            CancelResponse { task_id: "t".into(), state: TaskState::Running as i32 }
+        );
+        assert_eq!(ended.status_response().task, Some(task));
+    }
+
+    #[test]
+    fn the_edge_made_end_follows_the_last_event_and_says_why() {
+        let made = final_failed_event("t".into(), 41, "the container exited", 1_000);
+        assert_eq!((made.task_id.as_str(), made.seq), ("t", 42));
+        let Some(Payload::TaskFinished(finished)) = made.payload else { panic!("a task_finished event") };
+        assert_eq!((finished.state, finished.error.as_str()), (TaskState::Failed as i32, "the container exited"));
+        assert_eq!(made.time.map(|t| t.seconds), Some(1), "stamped with the time it was made");
+    }
+}

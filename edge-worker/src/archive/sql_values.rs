@@ -36,3 +36,29 @@ pub fn ids_with_counts(rows: &[Vec<SqlStorageValue>]) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_columns_read_as_storage_returns_them() {
+        assert_eq!(as_u64(&int(42)), 42);
+        assert_eq!(as_u64(&SqlStorageValue::Float(42.0)), 42, "JavaScript numbers come back as floats");
+        assert_eq!(as_u64(&SqlStorageValue::Integer(-3)), 0, "never a huge u64 from a negative");
+        assert_eq!(as_u64(&SqlStorageValue::Null), 0);
+        assert_eq!(as_blob(&SqlStorageValue::Blob(vec![1, 2])), Some(&[1u8, 2][..]));
+        assert_eq!(as_blob(&text("not a blob")), None);
+    }
+
+    #[test]
+    fn rows_of_ids_and_counts_skip_what_has_no_id() {
+        let rows = vec![
+            vec![text("t1"), int(7)],
+            vec![SqlStorageValue::Null, int(9)],
+            vec![text("t2")],
+            vec![text("t3"), SqlStorageValue::Float(3.0)],
+        ];
+        assert_eq!(ids_with_counts(&rows), [("t1".to_string(), 7), ("t2".to_string(), 0), ("t3".to_string(), 3)]);
+    }
+}
