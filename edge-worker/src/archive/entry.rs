@@ -99,10 +99,13 @@ mod tests {
     #[test]
     fn an_ended_task_answers_status_and_cancel_from_what_it_holds() {
         let task = Task { task_id: "t".into(), state: TaskState::Succeeded as i32, ..Default::default() };
-        let ended = Entry { task: Some(task.clone()), ended: true, ..entry() };
+        let mut ended = Entry { task: Some(task.clone()), ended: true, ..entry() };
+        ended.summary.state = TaskState::Succeeded as i32;
+        let cancelled = ended.cancel_response("t");
         assert_eq!(
-            ended.cancel_response("t"),
-            CancelResponse { task_id: "t".into(), state: TaskState::Running as i32 }
+            cancelled,
+            CancelResponse { task_id: "t".into(), state: TaskState::Succeeded as i32 },
+            "nothing changes"
         );
         assert_eq!(ended.status_response().task, Some(task));
     }
