@@ -42,12 +42,12 @@ pub fn scrub_refusal(status: GrpcStatus, owns: impl Fn(&str) -> bool) -> GrpcSta
     GrpcStatus { code: status.code, message: message.to_string() }
 }
 
-/// `status`, a Start's refusal, as a user with no task running (`own_running` false) should read
-/// it: the service's "3 tasks are running, the limit; wait for one to end or cancel one" speaks
-/// of tasks this user can neither see nor cancel (in local mode, other users' tasks fill the
-/// one agent-service), so it says that instead.
-pub fn busy_with_others(status: GrpcStatus, own_running: bool) -> GrpcStatus {
-    if own_running || status.code != Code::ResourceExhausted as i32 {
+/// `status`, a Start's refusal, as a user should read it when `only_others_run` (local mode,
+/// where every user's object reaches the one agent-service, and none of the tasks filling it is
+/// this user's): the service's "3 tasks are running, the limit; wait for one to end or cancel
+/// one" speaks of tasks this user can neither see nor cancel, so it says that instead.
+pub fn busy_with_others(status: GrpcStatus, only_others_run: bool) -> GrpcStatus {
+    if !only_others_run || status.code != Code::ResourceExhausted as i32 {
         return status;
     }
     GrpcStatus::new(
@@ -119,12 +119,12 @@ mod tests {
             Code::ResourceExhausted,
             "3 tasks are running, the limit; wait for one to end or cancel one",
         );
-        assert_eq!(busy_with_others(at_limit.clone(), true), at_limit, "their own tasks: the service's words");
-        let others = busy_with_others(at_limit, false);
+        assert_eq!(busy_with_others(at_limit.clone(), false), at_limit, "their own tasks: the service's words");
+        let others = busy_with_others(at_limit, true);
         assert_eq!(others.code, Code::ResourceExhausted as i32);
         assert!(others.message.contains("busy with other users' tasks"), "{}", others.message);
         let invalid = GrpcStatus::new(Code::InvalidArgument, "prompt must not be empty");
-        assert_eq!(busy_with_others(invalid.clone(), false), invalid);
+        assert_eq!(busy_with_others(invalid.clone(), true), invalid);
     }
 
     #[test]

@@ -172,7 +172,12 @@ impl AutopilotContainer {
                 let current = self.live.record.borrow().current_task_id.clone();
                 let own = self.live.own_tasks.borrow();
                 let status = task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id));
-                Err(task_scope::busy_with_others(status, self.live.task_running()))
+                // Only in local mode do other users' tasks share the service; a Start of this
+                // user's still in flight may be one of those that filled it.
+                let only_others_run = self.state.container().is_none()
+                    && !self.live.task_running()
+                    && self.live.requests_in_use.get() <= 1;
+                Err(task_scope::busy_with_others(status, only_others_run))
             }
         }
     }
