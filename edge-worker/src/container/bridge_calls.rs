@@ -27,6 +27,7 @@ use crate::{
         MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     container::agent_client::{AgentClient, EventStream},
+    container::platform_errors::is_not_listening,
     grpc_web::{Code, GrpcStatus},
     socket::{incoming, send, send_error, try_send},
 };
@@ -185,9 +186,19 @@ impl AutopilotContainer {
     /// The ready service's answer to `request`; a follow-up the service cannot place (a new
     /// container) is asked again with its parent's kept workspace, or refused saying why.
     async fn ask_to_start(&self, request: &StartRequest) -> Result<(AgentClient, StartResponse), GrpcStatus> {
-        let client = self.ready_client().await?;
+        let mut client = self.ready_client().await?;
+        let mut answer = client.unary::<StartResponse>("Start", request).await;
+        if let Err(status) = &answer {
+            // Nothing listened: the container stopped behind the object's back before the exit
+            // watch heard of it. The Start never reached a service, so it is asked of a fresh
+            // container, once, rather than refused.
+            if self.container_gone(status).await {
+                client = self.ready_client().await?;
+                answer = client.unary::<StartResponse>("Start", request).await;
+            }
+        }
         let parent = request.parent_task_id.as_str();
-        let answer = match client.unary::<StartResponse>("Start", request).await {
+        let answer = match answer {
             Err(status) if !parent.is_empty() && status.code == Code::NotFound as i32 => {
                 match kept_workspace(&self.live, parent).await {
                     Some(snapshot) => {
@@ -206,6 +217,20 @@ impl AutopilotContainer {
             answer => answer,
         };
         answer.map(|started| (client, started))
+    }
+
+    /// Whether `status` (a call that found nothing listening) is because the container is gone:
+    /// if so, it is recorded lost, and the next request starts a fresh one.
+    async fn container_gone(&self, status: &GrpcStatus) -> bool {
+        let Some(container) = self.state.container() else { return false };
+        if !is_not_listening(&status.message) || !stopped_running(&container).await {
+            return false;
+        }
+        let generation = self.live.record.borrow().lifecycle.current_generation();
+        generation.is_some_and(|generation| {
+            self.live.lose(generation, crate::container::lifecycle::LOST, now_ms());
+            true
+        })
     }
 
     /// Points `task_id` at the user's own task (their latest when empty); NOT_FOUND, as for a
