@@ -205,6 +205,19 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 413, "a gRPC-web body over the cap");
+    // Chunked (no Content-Length): counted as it streams, refused once past the cap.
+    let chunk = bytes::Bytes::from(vec![b' '; 256 << 10]);
+    let chunks = futures::stream::iter((0..8).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let reply = http
+        .post(format!("{}/api/container/start", edge.base_url))
+        .bearer_auth(&bob)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 413, "a chunked body over the cap");
+    let body: Value = reply.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("1048576"), "{body}");
     // A plain GET with a valid ticket: the caller is known, the request is no upgrade.
     let ticket_url = edge.ws_ticket_url(&bob, bobs["sessionId"].as_str().unwrap()).await;
     let plain_get = http.get(ticket_url.replacen("ws://", "http://", 1)).send().await.unwrap();
