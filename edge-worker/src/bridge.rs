@@ -19,6 +19,14 @@ pub const MAX_REQUEST_ID_BYTES: usize = 128;
 /// Open subscriptions one socket may hold; one more is refused with RESOURCE_EXHAUSTED.
 pub const MAX_SUBSCRIPTIONS_PER_SOCKET: usize = 8;
 
+/// The refusal of a subscription past [`MAX_SUBSCRIPTIONS_PER_SOCKET`] (both objects).
+pub fn too_many_subscriptions() -> GrpcStatus {
+    GrpcStatus::new(
+        Code::ResourceExhausted,
+        format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
+    )
+}
+
 /// Requests one socket may have in flight at once; one more is refused with RESOURCE_EXHAUSTED.
 pub const MAX_IN_FLIGHT_PER_SOCKET: u32 = 16;
 

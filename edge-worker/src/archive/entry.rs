@@ -53,7 +53,8 @@ impl Entry {
 }
 
 /// The task's final event that the edge makes when the service that would have sent it is
-/// gone (a lost container, a machine that forgot the task): FAILED with `reason`, numbered right after the last event the follower received.
+/// gone (a lost container, a machine that forgot the task): FAILED with `reason`, numbered right
+/// after the last event the follower received.
 pub fn final_failed_event(task_id: String, last_seq: u64, reason: &str, now_ms: u64) -> Event {
     let time = autopilot_contract::time::timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms));
     let finished = TaskFinished { state: TaskState::Failed as i32, error: reason.to_string(), ..Default::default() };

@@ -208,6 +208,12 @@ impl Archive {
         Ok(rows.first().and_then(|row| row.first()).map(as_u64).unwrap_or(0))
     }
 
+    /// What the archive holds of `task_id`, if it holds the task; a storage failure reads as
+    /// nothing (the callers then ask the service, as for a task the archive has not seen end).
+    pub fn find(&self, task_id: &str) -> Option<Entry> {
+        self.entry(task_id).ok().flatten()
+    }
+
     /// What the archive holds of `task_id`.
     pub fn entry(&self, task_id: &str) -> worker::Result<Option<Entry>> {
         let rows = self.rows(

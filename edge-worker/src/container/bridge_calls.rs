@@ -14,8 +14,7 @@ use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMess
 use super::{
     fan_out::{Sink, Subscriber},
     live::{socket_id, Live, SocketFrame, Subscription},
-    now_ms,
-    runtime::stopped_running,
+    runtime::lost_behind_our_back,
     workspaces::kept_workspace,
     AutopilotContainer,
 };
@@ -23,8 +22,8 @@ use crate::{
     archive::task_scope,
     archive::Entry,
     bridge::{
-        decode_client_frame, encode_server_frame, end_frame, error_frame, Call, Rpc, SharedEvent,
-        MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
+        decode_client_frame, encode_server_frame, end_frame, error_frame, too_many_subscriptions, Call, Rpc,
+        SharedEvent, MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
     container::agent_client::{AgentClient, EventStream},
     container::platform_errors::is_not_listening,
@@ -98,9 +97,7 @@ impl AutopilotContainer {
     }
 
     /// [`Self::ask_service`] about `task_id`, one of the user's tasks that has not ended in the
-    /// archive. A service that answers it does not know the task has lost it (see
-    /// [`super::live::Live::forgotten_by_service`]): the answer is then the archive's, with the
-    /// FAILED end recorded at once, never "no task" for a task the user started.
+    /// archive (see [`Self::unless_lost`]).
     pub(super) async fn ask_about_task<R: prost::Message + Default>(
         &self,
         method: &str,
@@ -108,7 +105,21 @@ impl AutopilotContainer {
         task_id: &str,
         from_archive: impl FnOnce(Entry) -> R,
     ) -> Result<R, GrpcStatus> {
-        match self.ask_service(method, request).await {
+        let answer = self.ask_service(method, request).await;
+        self.unless_lost(answer, task_id, from_archive)
+    }
+
+    /// The service's `answer` about `task_id`, one of the user's tasks that has not ended in the
+    /// archive. A service that answers it does not know the task has lost it (see
+    /// [`super::live::Live::forgotten_by_service`]): the answer is then the archive's, with the
+    /// FAILED end recorded at once, never "no task" for a task the user started.
+    pub(super) fn unless_lost<R>(
+        &self,
+        answer: Result<R, GrpcStatus>,
+        task_id: &str,
+        from_archive: impl FnOnce(Entry) -> R,
+    ) -> Result<R, GrpcStatus> {
+        match answer {
             Err(status) if status.code == Code::NotFound as i32 && self.live.forgotten_by_service(task_id) => {
                 self.archived_end(task_id).map(from_archive).ok_or(status)
             }
@@ -219,18 +230,11 @@ impl AutopilotContainer {
         answer.map(|started| (client, started))
     }
 
-    /// Whether `status` (a call that found nothing listening) is because the container is gone:
-    /// if so, it is recorded lost, and the next request starts a fresh one.
+    /// Whether `status` (a call that found nothing listening) is because the container is gone
+    /// (see [`lost_behind_our_back`]).
     async fn container_gone(&self, status: &GrpcStatus) -> bool {
         let Some(container) = self.state.container() else { return false };
-        if !is_not_listening(&status.message) || !stopped_running(&container).await {
-            return false;
-        }
-        let generation = self.live.record.borrow().lifecycle.current_generation();
-        generation.is_some_and(|generation| {
-            self.live.lose(generation, crate::container::lifecycle::LOST, now_ms());
-            true
-        })
+        is_not_listening(&status.message) && lost_behind_our_back(&self.live, &container).await
     }
 
     /// Points `task_id` at the user's own task (their latest when empty); NOT_FOUND, as for a
@@ -270,11 +274,7 @@ impl AutopilotContainer {
         let socket = socket_id(ws);
         let open = self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).count();
         if open >= MAX_SUBSCRIPTIONS_PER_SOCKET {
-            let status = GrpcStatus::new(
-                Code::ResourceExhausted,
-                format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
-            );
-            return send_error(ws, request_id, status, encoding);
+            return send_error(ws, request_id, too_many_subscriptions(), encoding);
         }
         let (abort, registration) = AbortHandle::new_pair();
         let id = self.live.next_subscription.get();
@@ -319,12 +319,10 @@ impl AutopilotContainer {
                             // the exit watch hears of it: then this is the news, and followers
                             // get the task's FAILED end rather than a bare transport error.
                             if let Some(container) = &container {
-                                if status.code == Code::Unavailable as i32 && stopped_running(container).await {
-                                    let generation = live.record.borrow().lifecycle.current_generation();
-                                    if let Some(generation) = generation {
-                                        live.lose(generation, crate::container::lifecycle::LOST, now_ms());
-                                        break;
-                                    }
+                                if status.code == Code::Unavailable as i32
+                                    && lost_behind_our_back(&live, container).await
+                                {
+                                    break;
                                 }
                             }
                             break send_error(&ws, request_id, status, encoding);

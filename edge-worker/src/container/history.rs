@@ -62,7 +62,7 @@ impl AutopilotContainer {
         if self.live.following.borrow().contains_key(task_id) || self.archived_end(task_id).is_some() {
             return None;
         }
-        self.live.archive.as_ref()?.entry(task_id).ok().flatten()?;
+        self.live.archived(task_id)?;
         let follow = Rc::new(Follow::default());
         self.live.following.borrow_mut().insert(task_id.to_string(), Rc::clone(&follow));
         Some(follow)
@@ -134,8 +134,7 @@ impl AutopilotContainer {
 
     /// What the archive holds of `task_id`, if the task has ended there.
     pub(super) fn archived_end(&self, task_id: &str) -> Option<Entry> {
-        let archive = self.live.archive.as_ref()?;
-        archive.entry(task_id).ok().flatten().filter(|entry| entry.ended)
+        self.live.archived(task_id).filter(|entry| entry.ended)
     }
 
     /// Replays an ended task's archived events with seq >= `from_seq` to the socket, then ends.
@@ -181,11 +180,11 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     // written, it is forgotten so that a later one can take over, and its subscribers hear of it.
     let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
     let Some(archive) = live.archive.clone() else { return };
-    let from_seq = archive.entry(&task_id).ok().flatten().map(|e| e.last_seq).unwrap_or(0) + 1;
+    let from_seq = archive.find(&task_id).map(|e| e.last_seq).unwrap_or(0) + 1;
     let mut writer = Writer::new(&archive, &task_id, &follow);
     let broke = |status: GrpcStatus| {
         // A service that no longer knows the task lost it: its followers get its FAILED end now.
-        if status.code != Code::NotFound as i32 || !live.forgotten_by_service(&task_id) {
+        if !forgotten(&status) || !live.forgotten_by_service(&task_id) {
             follow.broke(status);
         }
     };

@@ -10,14 +10,15 @@ use autopilot_contract::v1::{
 use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
 use super::{live::SocketInfo, now_ms, AutopilotContainer};
-use crate::front::{route::Backend, task_routes::TaskHome};
 use crate::{
     api_error::{error_response, grpc_web_error},
     archive::Entry,
     container::agent_client::AgentClient,
     entropy::random_id,
     front::internal::USER_HEADER,
+    front::route::Backend,
     front::sessions::Sessions,
+    front::task_routes::TaskHome,
     grpc_web::{self, Code, GrpcStatus},
 };
 
@@ -52,13 +53,8 @@ impl AutopilotContainer {
         }
         let client = AgentClient::new(self.endpoint()?);
         let request = StatusRequest { task_id: task_id.clone() };
-        let status = match client.unary::<StatusResponse>("Status", &request).await {
-            // The service lost the task: answered from the archive, with the end it now holds.
-            Err(status) if status.code == Code::NotFound as i32 && self.live.forgotten_by_service(&task_id) => {
-                self.archived_end(&task_id).map(Entry::status_response).ok_or(status)?
-            }
-            answer => answer?,
-        };
+        let answer = client.unary::<StatusResponse>("Status", &request).await;
+        let status = self.unless_lost(answer, &task_id, Entry::status_response)?;
         if let Some(task) = &status.task {
             self.live.remember_task(&task.task_id, task.state);
             // The service knows the task ended: make sure its end reaches the archive (a follow
@@ -226,7 +222,7 @@ impl TaskHome for AutopilotContainer {
 
     async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
         self.scope(task_id).await?;
-        let archived = self.live.archive.as_ref().and_then(|archive| archive.entry(task_id).ok().flatten());
+        let archived = self.live.archived(task_id);
         Ok(archived.map_or_else(|| self.live.record.borrow().current_task_state, |entry| entry.summary.state))
     }
 

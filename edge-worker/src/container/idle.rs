@@ -14,8 +14,7 @@ use super::{
     history::{complete_end, complete_ends},
     now_ms, AutopilotContainer,
 };
-use crate::front::task_routes::TaskHome;
-use crate::{container::agent_client::AgentClient, grpc_web::Code};
+use crate::{container::agent_client::AgentClient, front::task_routes::TaskHome, grpc_web::Code};
 
 /// The shortest wait before the next heartbeat (a deadline already past still waits this long).
 const MIN_ALARM_DELAY: Duration = Duration::from_millis(100);
@@ -193,11 +192,6 @@ impl AutopilotContainer {
         }
     }
 
-    /// The last seq the archive holds of `task_id` (`None`: it does not hold the task).
-    fn archived_seq(&self, task_id: &str) -> Option<u64> {
-        self.live.archive.as_ref()?.entry(task_id).ok().flatten().map(|entry| entry.last_seq)
-    }
-
     /// Asks the service how each running task stands when nobody is following it, so a task
     /// that ended unwatched does not keep the container awake, and one the service no longer
     /// knows (it restarted with an empty disk) is archived as lost rather than running forever;
@@ -229,7 +223,7 @@ impl AutopilotContainer {
                     // last seq writes both.
                     let ended = TaskState::try_from(task.state).is_ok_and(TaskState::is_final);
                     if ended && self.archived_end(&task_id).is_none() {
-                        if lacks_events(self.archived_seq(&task_id), task.last_seq) {
+                        if lacks_events(self.live.archived(&task_id).map(|entry| entry.last_seq), task.last_seq) {
                             self.follow_into_archive(client, task_id);
                         } else {
                             complete_end(&self.live, &client, &task_id, self.settings.history_tasks).await;

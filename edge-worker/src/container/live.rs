@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     archive::replay::{replay_to_socket, Replayed},
-    archive::Archive,
+    archive::{Archive, Entry},
     bridge::{encode_server_frame, end_frame, Encoding, MAX_IN_FLIGHT_PER_SOCKET},
     container::billing::Account,
     container::model_gateway::grants::ModelGrants,
@@ -187,12 +187,16 @@ impl Live {
         self.lose_tasks(&self.running_tasks(), reason);
     }
 
+    /// What the archive holds of `task_id` (see [`Archive::find`]).
+    pub fn archived(&self, task_id: &str) -> Option<Entry> {
+        self.archive.as_ref()?.find(task_id)
+    }
+
     /// The service no longer knows `task_id` (NOT_FOUND): if the archive holds it as running,
     /// the service that ran it is gone (a restart on an empty disk, a new container), and the
     /// task is lost now rather than at the next heartbeat. Answers whether it was.
     pub fn forgotten_by_service(&self, task_id: &str) -> bool {
-        let Some(archive) = &self.archive else { return false };
-        let running = archive.entry(task_id).ok().flatten().is_some_and(|entry| !entry.ended);
+        let running = self.archived(task_id).is_some_and(|entry| !entry.ended);
         if running {
             self.lose_tasks(&[task_id.to_string()], FORGOTTEN);
         }
@@ -217,7 +221,7 @@ impl Live {
                 continue;
             }
             subscription.abort.abort();
-            let archived = self.archive.clone().filter(|a| a.entry(task_id).ok().flatten().is_some_and(|e| e.ended));
+            let archived = self.archive.clone().filter(|_| self.archived(task_id).is_some_and(|entry| entry.ended));
             if let Some(archive) = archived {
                 let replayed = Replayed {
                     request_id: subscription.request_id.clone(),

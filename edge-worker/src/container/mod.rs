@@ -61,13 +61,14 @@ use self::{
     record::{Record, RECORD_KEY},
     settings::Settings,
 };
-use crate::front::task_routes;
 use crate::{
     api_error::not_found,
     archive::Archive,
     container::billing::Account,
     front::internal::USER_HEADER,
     front::route::{Backend, Internal, Route},
+    front::task_routes,
+    socket::answer_close,
 };
 
 fn now_ms() -> u64 {
@@ -156,7 +157,7 @@ impl worker::DurableObject for AutopilotContainer {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
-        crate::socket::answer_close(&ws, code);
+        answer_close(&ws, code);
         self.forget_socket(&ws);
         self.touch().await
     }

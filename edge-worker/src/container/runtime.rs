@@ -245,7 +245,7 @@ async fn start_container(
 
 /// Whether the platform reports the container stopped within a second (it learns of an exit a
 /// moment after the connections to it break).
-pub(super) async fn stopped_running(container: &worker::Container) -> bool {
+async fn stopped_running(container: &worker::Container) -> bool {
     for _ in 0..5 {
         if !container.running() {
             return true;
@@ -253,6 +253,20 @@ pub(super) async fn stopped_running(container: &worker::Container) -> bool {
         Delay::from(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// Whether the container stopped running behind the object's back (before the exit watch heard
+/// of it); if so, its generation is recorded lost now ([`Live::lose`]), and the next request
+/// starts a fresh one.
+pub(super) async fn lost_behind_our_back(live: &Live, container: &worker::Container) -> bool {
+    if !stopped_running(container).await {
+        return false;
+    }
+    let generation = live.record.borrow().lifecycle.current_generation();
+    generation.is_some_and(|generation| {
+        live.lose(generation, crate::container::lifecycle::LOST, now_ms());
+        true
+    })
 }
 
 /// Destroys a container the start gave up on, so that it is not found "running" and used later.

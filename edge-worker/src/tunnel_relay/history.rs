@@ -21,7 +21,6 @@ use prost::Message;
 use worker::{Date, WebSocket};
 
 use super::{TunnelRelay, NOT_CONNECTED};
-use crate::front::{route::Backend, task_routes::TaskHome};
 use crate::{
     archive::replay::{replay_to_socket, Replayed},
     archive::task_list::started_summary,
@@ -29,7 +28,9 @@ use crate::{
     archive::Entry,
     bridge::SharedEvent,
     bridge::{encode_server_frame, end_frame, error_frame, Encoding, Rpc},
+    front::route::Backend,
     front::sessions::Sessions,
+    front::task_routes::TaskHome,
     grpc_web::{Code, GrpcStatus},
     socket::send,
     tunnel_relay::reply_route::ReplyRoute,
@@ -91,7 +92,7 @@ impl TunnelRelay {
         if task_id.is_empty() {
             return None;
         }
-        self.archive.as_ref()?.entry(task_id).ok().flatten().filter(|entry| entry.ended)
+        self.archive.as_ref()?.find(task_id).filter(|entry| entry.ended)
     }
 
     /// Whether the archive holds `task_id` at all (ended or not).
@@ -228,7 +229,7 @@ impl TaskHome for TunnelRelay {
 
     /// Only a task the relay archived is the user's (a new session on it opens machine or not).
     async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
-        let entry = self.archive.as_ref().and_then(|archive| archive.entry(task_id).ok().flatten());
+        let entry = self.archive.as_ref().and_then(|archive| archive.find(task_id));
         entry.map(|entry| entry.summary.state).ok_or_else(|| unknown_task(task_id))
     }
 

@@ -30,7 +30,6 @@ use worker::{
 };
 
 use self::{history::ArchiveBatch, subscriptions::Subscriptions};
-use crate::front::task_routes::{self, TaskHome};
 use crate::{
     api_error::not_found,
     archive::{Archive, Retention},
@@ -38,8 +37,9 @@ use crate::{
     entropy::random_id,
     front::internal::USER_HEADER,
     front::route::{Backend, Route},
+    front::task_routes::{self, TaskHome},
     grpc_web::{Code, GrpcStatus},
-    socket::{incoming, is_websocket_upgrade, send, send_error, upgrade_required},
+    socket::{answer_close, incoming, is_websocket_upgrade, send, send_error, upgrade_required},
     tunnel_relay::reply_route::ReplyRoute,
 };
 
@@ -121,7 +121,7 @@ impl worker::DurableObject for TunnelRelay {
     }
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
-        crate::socket::answer_close(&ws, code);
+        answer_close(&ws, code);
         self.gone(&ws).await
     }
 

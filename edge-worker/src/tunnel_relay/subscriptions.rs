@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    bridge::{Encoding, MAX_SUBSCRIPTIONS_PER_SOCKET},
-    grpc_web::{Code, GrpcStatus},
+    bridge::{too_many_subscriptions, Encoding, MAX_SUBSCRIPTIONS_PER_SOCKET},
+    grpc_web::GrpcStatus,
 };
 
 /// One open subscription: the request id its browser chose, and its encoding.
@@ -31,10 +31,7 @@ impl Subscriptions {
     pub fn open(&mut self, request_id: &str, encoding: Encoding) -> Result<(), GrpcStatus> {
         self.0.retain(|s| s.request_id != request_id);
         if self.0.len() >= MAX_SUBSCRIPTIONS_PER_SOCKET {
-            return Err(GrpcStatus::new(
-                Code::ResourceExhausted,
-                format!("at most {MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per socket: unsubscribe first"),
-            ));
+            return Err(too_many_subscriptions());
         }
         self.0.push(Subscription { request_id: request_id.to_string(), encoding });
         Ok(())
@@ -55,6 +52,7 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc_web::Code;
 
     #[test]
     fn a_socket_holds_a_bounded_number_and_a_request_id_names_one() {

@@ -1,5 +1,5 @@
-//! The model credentials a user's object has handed out (see [`crate::container::model_gateway::credential`]), kept
-//! in the object's SQLite storage as hashes: which task each is for, whether it is revoked, and
+//! The model credentials a user's object has handed out (see [`super::credential`]), kept in the
+//! object's SQLite storage as hashes: which task each is for, whether it is revoked, and
 //! the tokens its calls used. A credential is good only between its task's start and its end:
 //! the object revokes it the moment the task ends however it ends, and every credential when
 //! the container stops.

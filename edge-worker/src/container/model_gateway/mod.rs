@@ -1,10 +1,9 @@
 //! The model gateway, the user's object's side: the real model key stays a Worker secret, and a
 //! task's agent calls the model through here with the credential the object minted for that
-//! task ([`crate::container::model_gateway::credential`], kept in [`crate::container::model_gateway::grants`]). Each call is checked
-//! (known, not revoked, its task not ended), relayed to `MODEL_API_URL` with the real key, and
-//! its reply streamed back as it arrives (server-sent events are not buffered), its tokens
-//! counted on the way ([`crate::container::model_gateway::usage`]). Revoking a task's credential ends its calls in
-//! flight.
+//! task ([`credential`], kept in [`grants`]). Each call is checked (known, not revoked, its task
+//! not ended), relayed to `MODEL_API_URL` with the real key, and its reply streamed back as it
+//! arrives (server-sent events are not buffered), its tokens counted on the way ([`usage`]).
+//! Revoking a task's credential ends its calls in flight.
 
 pub mod credential;
 pub mod grants;
@@ -17,11 +16,13 @@ use futures::StreamExt;
 use percent_encoding::percent_decode_str;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use self::credential::hash;
+use self::{
+    credential::hash,
+    grants::{Grant, ModelGrants},
+    usage::UsageMeter,
+};
 use super::{live::Live, now_ms, AutopilotContainer};
 use crate::{
-    container::model_gateway::grants::{Grant, ModelGrants},
-    container::model_gateway::usage::UsageMeter,
     entropy::random_bytes,
     front::body_limit::{discard, read_within},
     grpc_web::{Code, GrpcStatus},
