@@ -14,7 +14,7 @@ use autopilot_contract::v1::{
 };
 use autopilot_tests::{
     bridge_client::{close_politely, connect, read_subscription, receive, send, subscribe, Encoding, Socket},
-    edge::Edge,
+    edge::{chunked_body, Edge},
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
     service::{ServiceFixture, ServiceOptions},
@@ -206,12 +206,10 @@ async fn the_edge_refuses_what_it_must_and_keeps_serving() {
         .unwrap();
     assert_eq!(reply.status(), 413, "a gRPC-web body over the cap");
     // Chunked (no Content-Length): counted as it streams, refused once past the cap.
-    let chunk = bytes::Bytes::from(vec![b' '; 256 << 10]);
-    let chunks = futures::stream::iter((0..8).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let reply = http
         .post(format!("{}/api/container/start", edge.base_url))
         .bearer_auth(&bob)
-        .body(reqwest::Body::wrap_stream(chunks))
+        .body(chunked_body(256 << 10, 8))
         .send()
         .await
         .unwrap();

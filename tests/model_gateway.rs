@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use autopilot_contract::v1::{CancelRequest, GetDiffRequest, StatusRequest, StreamEventsRequest, TaskState};
 use autopilot_tests::{
-    edge::Edge,
+    edge::{chunked_body, Edge},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
@@ -58,12 +58,10 @@ async fn call(edge: &Edge, credential: &str, prompt: &str) -> reqwest::Response 
 
 /// A model call whose chunked body (no Content-Length) is `mib` MiB, with `credential`.
 async fn flood(edge: &Edge, credential: &str, mib: usize) -> reqwest::Response {
-    let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
-    let body = futures::stream::iter((0..mib).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
     let mut request = reqwest::Client::new()
         .post(format!("{}/model/v1/messages", edge.base_url))
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(body));
+        .body(chunked_body(1 << 20, mib));
     if !credential.is_empty() {
         request = request.header("x-api-key", credential);
     }

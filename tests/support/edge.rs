@@ -351,6 +351,13 @@ impl Edge {
     }
 }
 
+/// A request body of `chunks` chunks of `chunk_bytes` spaces, sent chunked (no Content-Length):
+/// what the edge can only count as it reads.
+pub fn chunked_body(chunk_bytes: usize, chunks: usize) -> reqwest::Body {
+    let chunk = bytes::Bytes::from(vec![b' '; chunk_bytes]);
+    reqwest::Body::wrap_stream(futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone()))))
+}
+
 /// GETs `path` of the edge at `base_url` with `token`; answers the reply's JSON.
 pub async fn get_json(base_url: &str, path: &str, token: &str) -> serde_json::Value {
     let reply = reqwest::Client::new().get(format!("{base_url}{path}")).bearer_auth(token).send().await;
