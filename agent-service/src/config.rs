@@ -82,9 +82,9 @@ pub enum Command {
     /// of `ps`.
     Connect(ConnectArgs),
     /// Internal: leads the agent's process group and takes it down with the service
-    /// ([`crate::agent_guard`]). The service runs it; people do not.
-    #[command(name = crate::agent_guard::SUBCOMMAND, hide = true)]
-    AgentGuard(crate::agent_guard::GuardArgs),
+    /// ([`crate::agent::guard`]). The service runs it; people do not.
+    #[command(name = crate::agent::guard::SUBCOMMAND, hide = true)]
+    AgentGuard(crate::agent::guard::GuardArgs),
 }
 
 /// Flags of `agent-service connect`.

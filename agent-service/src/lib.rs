@@ -32,13 +32,12 @@
 //! - [`agent`]: the agent CLI interface, Claude Code, and its output parser.
 //! - [`process_group`]: children that can be stopped whole.
 //! - [`redact`]: secrets kept out of events, diffs, errors and logs; the only place that masks.
-//! - [`agent_guard`]: the agent's guard, so the agent dies with the service;
-//!   [`leftover_agent`]: what a previous run's agent left, killed on restart; over
+//!   Under it, [`agent::guard`] (the agent's guard, so the agent dies with the service) and
+//!   [`agent::leftover`] (what a previous run's agent left, killed on restart), over
 //!   [`proc_table`] (the process table in `/proc`).
 
 pub mod absolute_paths;
 pub mod agent;
-pub mod agent_guard;
 pub mod branch_name;
 pub mod commit_message;
 pub mod config;
@@ -55,7 +54,6 @@ pub mod git_diff;
 pub mod git_progress;
 pub mod grpc_api;
 pub mod host_guard;
-pub mod leftover_agent;
 pub mod model_access;
 pub mod proc_table;
 pub mod process_group;

@@ -11,7 +11,8 @@ use tokio::{
 use tracing_subscriber::EnvFilter;
 
 use agent_service::{
-    absolute_paths, agent_guard,
+    absolute_paths,
+    agent::guard as agent_guard,
     config::{Command, Config},
     tunnel::TunnelSettings,
 };

@@ -11,8 +11,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 use crate::{
-    agent::claude_code::ClaudeCode,
-    agent_guard::Guard,
+    agent::{claude_code::ClaudeCode, guard::Guard},
     config::{agent_env, Config},
     git_clone::GitSettings,
     git_credentials::GitCredentials,
@@ -34,7 +33,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// `config`'s paths are used as they are: the binary makes them absolute at start
 /// ([`crate::absolute_paths`]). Tasks run their agent under this binary's guard mode
-/// ([`crate::agent_guard`]), so the program calling this must be the agent-service.
+/// ([`crate::agent::guard`]), so the program calling this must be the agent-service.
 ///
 /// # Errors
 /// The work directory could not be prepared, or serving failed.

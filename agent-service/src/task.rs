@@ -114,7 +114,7 @@ impl Task {
         let task = Self::assemble(dir, snapshot, log, title, redactor);
         if !task.state().is_final() {
             // Its agent may still be running, if its guard could not take it down.
-            crate::leftover_agent::kill_leftovers(&task.id, &task.dir);
+            crate::agent::leftover::kill_leftovers(&task.id, &task.dir);
             task.finish(
                 TaskState::Failed,
                 String::new(),

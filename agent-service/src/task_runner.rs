@@ -17,11 +17,11 @@ use autopilot_contract::v1::{
 
 use crate::{
     agent::{
+        guard::Guard,
         outcome::decide,
         process::{run_agent, Owner, RunEnd},
         AgentCli, AgentInvocation, AgentMessage,
     },
-    agent_guard::Guard,
     delivery::{deliver, save_clean_git_config, DeliveryContext},
     git_clone::{clone_repo, GitSettings},
     git_command::GitError,

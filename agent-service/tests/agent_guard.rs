@@ -11,8 +11,10 @@ use std::{
 };
 
 use agent_service::{
-    agent::AgentCommand,
-    agent_guard::{self, Guard},
+    agent::{
+        guard::{self as agent_guard, Guard},
+        AgentCommand,
+    },
     process_group::spawn_group,
 };
 use nix::{

@@ -9,10 +9,14 @@
 //! - [`claude_code`]: the Claude Code command line.
 //! - [`stream_json`]: the parser for Claude Code's `--output-format stream-json`.
 //! - [`outcome`]: success or failure, decided from the result message and the exit status.
-//! - [`process`]: spawning (under [`crate::agent_guard`]), reading and stopping the CLI (the
-//!   only part that touches tokio).
+//! - [`process`]: spawning (under [`guard`]), reading and stopping the CLI (the only part that
+//!   touches tokio).
+//! - [`guard`]: the process between the service and the agent, so the agent dies with the
+//!   service; [`leftover`]: what a previous run's agent left, killed on restart.
 
 pub mod claude_code;
+pub mod guard;
+pub mod leftover;
 pub mod outcome;
 pub mod process;
 pub mod stream_json;
@@ -43,7 +47,7 @@ pub struct AgentInvocation {
 }
 
 /// One run of an agent CLI as a process, before it is spawned (the service spawns it under its
-/// guard, [`crate::agent_guard`]).
+/// guard, [`crate::agent::guard`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentCommand {
     /// The CLI: a path, or a name looked up on the `PATH` of `env`.

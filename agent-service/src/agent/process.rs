@@ -1,7 +1,7 @@
-//! Runs an [`AgentCli`] as a child process group led by its guard ([`crate::agent_guard`], so it
+//! Runs an [`AgentCli`] as a child process group led by its guard ([`crate::agent::guard`], so it
 //! dies with the service): writes the prompt to its stdin, turns each stdout line into messages
 //! as it arrives, keeps the tail of stderr for error reports, and stops the whole of it when told
-//! to. While it runs, its group is recorded in the task's directory ([`crate::leftover_agent`]).
+//! to. While it runs, its group is recorded in the task's directory ([`crate::agent::leftover`]).
 
 use std::{collections::VecDeque, path::Path, process::Stdio, time::Duration};
 
@@ -12,12 +12,13 @@ use tokio_util::{
     sync::CancellationToken,
 };
 
-use super::{outcome::AgentExit, AgentCli, AgentInvocation, AgentMessage, NotJson};
-use crate::{
-    agent_guard::{self, Guard},
-    leftover_agent,
-    process_group::{kill_leftovers, spawn_group},
+use super::{
+    guard::{self as agent_guard, Guard},
+    leftover as leftover_agent,
+    outcome::AgentExit,
+    AgentCli, AgentInvocation, AgentMessage, NotJson,
 };
+use crate::process_group::{kill_leftovers, spawn_group};
 
 /// Longest stdout line read; longer lines are skipped (a tool result can be large, not unbounded).
 const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;

@@ -1,12 +1,12 @@
 //! What a previous run's agent may have left running, found and killed when the service starts
 //! again, before the unfinished task is marked FAILED.
 //!
-//! The agent's guard ([`crate::agent_guard`]) takes the agent down when the service dies; this is
+//! The agent's guard ([`crate::agent::guard`]) takes the agent down when the service dies; this is
 //! the backstop for when it could not (killed at the same moment, say). While an agent runs, the
 //! service records its process group in the task's directory ([`GROUP_FILE`]); on start, for a
 //! task that did not finish, it SIGKILLs:
 //! - every process whose environment carries the task's marker
-//!   ([`crate::agent_guard::TASK_MARKER_VAR`]): the agent and all it started inherit it,
+//!   ([`crate::agent::guard::TASK_MARKER_VAR`]): the agent and all it started inherit it,
 //!   whichever group or session they moved to;
 //! - the recorded group, if one of its processes is still that task's (marked, or working in
 //!   the task's directory): a pid the system has since given to someone else is left alone.
@@ -21,7 +21,8 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::{agent_guard::TASK_MARKER_VAR, proc_table};
+use super::guard::TASK_MARKER_VAR;
+use crate::proc_table;
 
 /// The file in a task's directory holding the process group id of its running agent.
 pub const GROUP_FILE: &str = "agent.pgid";

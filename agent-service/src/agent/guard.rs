@@ -23,7 +23,7 @@
 //! end after a few idle seconds, nor uses `block_in_place`. Keep it so.
 //!
 //! Every process of a task's agent also carries [`TASK_MARKER_VAR`] in its environment, so a
-//! restarted service can recognise what a previous run left (see [`crate::leftover_agent`]).
+//! restarted service can recognise what a previous run left (see [`crate::agent::leftover`]).
 
 use std::{
     ffi::OsString,
