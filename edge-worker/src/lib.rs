@@ -12,13 +12,15 @@
 //!   shared by both objects: the tables, replaying a timeline to a socket, how events are stored
 //!   in rows, the task list's pages and titles, and which task ids a user may name.
 //! - [`container`]: the container mode's object and everything only it uses: the container's
-//!   lifecycle and readiness, credits and metering, the agent client, the model gateway.
+//!   lifecycle and readiness, credits and metering, the agent client, the model gateway, and
+//!   its memory in owned parts (the stored record, activity, subscriptions).
 //! - [`tunnel_relay`]: the tunnel mode's object (the user's own machine), with where a relayed
 //!   answer goes.
 //! - Shared by both objects, pure and host-tested where they can be: [`bridge`] (client/server
 //!   frames in both encodings), [`grpc_web`] (framing, statuses), [`socket`] (their messages on a
 //!   WebSocket), [`api_error`] (the JSON error scheme), [`entropy`] (the runtime's CSPRNG).
-//! - [`bench`]: what the benchmarks measure the product against (only with `BENCH_ROUTES=true`).
+//! - [`bench`]: what the benchmarks measure the product against, objects of their own (only with
+//!   `BENCH_ROUTES=true`).
 
 pub mod api_error;
 pub mod archive;
@@ -31,7 +33,7 @@ pub mod grpc_web;
 pub mod socket;
 pub mod tunnel_relay;
 
-pub use bench::BenchFanout;
+pub use bench::{fanout::BenchFanout, stream::BenchStream};
 pub use container::AutopilotContainer;
 pub use tunnel_relay::TunnelRelay;
 

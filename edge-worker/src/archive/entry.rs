@@ -21,9 +21,22 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Status of the ended task, as the service answered it last.
+    /// Status of the task as the archive holds it: an ended task as the service answered it
+    /// last; one that has not ended, as far as its archived events go.
     pub fn status_response(self) -> StatusResponse {
-        StatusResponse { task: self.task }
+        let summary = self.summary;
+        let so_far = || Task {
+            task_id: summary.task_id.clone(),
+            state: summary.state,
+            repository_url: summary.repository_url.clone(),
+            git_ref: summary.git_ref.clone(),
+            create_time: summary.create_time,
+            last_seq: self.last_seq,
+            usage: summary.usage,
+            parent_task_id: summary.parent_task_id.clone(),
+            ..Default::default()
+        };
+        StatusResponse { task: Some(self.task.unwrap_or_else(so_far)) }
     }
 
     /// The task as its final event tells it, for when the service's own final Task cannot be
@@ -109,6 +122,13 @@ mod tests {
             "nothing changes"
         );
         assert_eq!(ended.status_response().task, Some(task));
+    }
+
+    #[test]
+    fn a_task_that_has_not_ended_answers_status_as_far_as_its_events_go() {
+        let task = entry().status_response().task.expect("the task as the archive holds it");
+        assert_eq!((task.task_id.as_str(), task.state, task.last_seq), ("t", TaskState::Running as i32, 41));
+        assert_eq!((task.repository_url.as_str(), task.git_ref.as_str()), ("https://x/r.git", "main"));
     }
 
     #[test]

@@ -39,9 +39,12 @@ use worker::{
 };
 
 pub use self::entry::{final_failed_event, Entry};
-use self::{event_rows::Row, sql::Sql};
+use self::{
+    event_rows::Row,
+    sql::{Refusing, Sql},
+};
 use crate::{
-    archive::sql_values::{as_blob, as_u64, ids_with_counts, int, text},
+    archive::sql_values::{as_blob, as_text, as_u64, ids_with_counts, int, text},
     archive::task_list::{decode_token, encode_token, page_size, Cursor},
     bridge::SharedEvent,
     grpc_web::{Code, GrpcStatus},
@@ -132,19 +135,31 @@ impl std::fmt::Debug for Archive {
 }
 
 impl Archive {
-    /// The archive in the object's `storage`, its tables created if need be; none when
-    /// `max_events` is 0: `ARCHIVE_MAX_EVENTS=0` turns the archive off (no history and no task
-    /// list at the edge; each socket streams from the service itself), the baseline the bridge
-    /// benchmark measures the archive against.
+    /// The archive in the object's `storage`, its tables created if need be. Every object has
+    /// one: if the storage refused the schema, the archive refuses every call with that reason
+    /// (see [`Archive::check`]), and the object answers UNAVAILABLE rather than half-work.
+    pub fn open(storage: &worker::Storage, max_events: u64) -> Archive {
+        let raw = Some(JsValue::from(storage.as_raw()));
+        Archive::in_sql(Rc::new(storage.sql()), raw.clone(), max_events, || crate::entropy::random_bytes(32))
+            .unwrap_or_else(|e| {
+                let reason = format!("the task archive could not be opened: {e}");
+                worker::console_error!("{reason}");
+                Archive::refusing(reason)
+            })
+    }
+
+    /// An archive whose storage refused its schema: it refuses every call with `reason`.
+    pub fn refusing(reason: String) -> Archive {
+        Archive { sql: Rc::new(Refusing(reason)), storage: None, max_events: 2, page_token_key: Vec::new() }
+    }
+
+    /// Whether the archive works: an error, for the object to answer UNAVAILABLE with, when its
+    /// storage refused the schema.
     ///
     /// # Errors
-    /// The storage refused the schema.
-    pub fn open(storage: &worker::Storage, max_events: u64) -> worker::Result<Option<Archive>> {
-        if max_events == 0 {
-            return Ok(None);
-        }
-        let raw = Some(JsValue::from(storage.as_raw()));
-        Archive::in_sql(Rc::new(storage.sql()), raw, max_events, || crate::entropy::random_bytes(32)).map(Some)
+    /// The storage's refusal.
+    pub fn check(&self) -> Result<(), GrpcStatus> {
+        self.rows("SELECT 1", vec![]).map(drop).map_err(|e| GrpcStatus::new(Code::Unavailable, e.to_string()))
     }
 
     /// The archive in `sql` (its tables created if need be), keeping at most `max_events` events
@@ -206,6 +221,13 @@ impl Archive {
     pub fn count(&self) -> worker::Result<u64> {
         let rows = self.rows("SELECT COUNT(*) FROM archived_tasks", vec![])?;
         Ok(rows.first().and_then(|row| row.first()).map(as_u64).unwrap_or(0))
+    }
+
+    /// The task started last (what a request naming no task means).
+    pub fn latest(&self) -> worker::Result<Option<String>> {
+        let rows =
+            self.rows("SELECT task_id FROM archived_tasks ORDER BY created_ms DESC, rowid DESC LIMIT 1", vec![])?;
+        Ok(rows.first().and_then(|row| row.first()).and_then(as_text).map(str::to_string))
     }
 
     /// What the archive holds of `task_id`, if it holds the task; a storage failure reads as

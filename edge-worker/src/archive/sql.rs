@@ -20,6 +20,15 @@ impl Sql for SqlStorage {
     }
 }
 
+/// A storage that refused the archive's schema: every statement is refused with its reason.
+pub struct Refusing(pub String);
+
+impl Sql for Refusing {
+    fn query(&self, _query: &str, _bindings: Vec<SqlStorageValue>) -> worker::Result<Vec<Vec<SqlStorageValue>>> {
+        Err(worker::Error::RustError(self.0.clone()))
+    }
+}
+
 /// An in-process SQLite for host tests.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub mod in_memory {

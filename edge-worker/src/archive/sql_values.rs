@@ -20,6 +20,13 @@ pub fn as_u64(value: &SqlStorageValue) -> u64 {
     }
 }
 
+pub fn as_text(value: &SqlStorageValue) -> Option<&str> {
+    match value {
+        SqlStorageValue::String(text) => Some(text),
+        _ => None,
+    }
+}
+
 pub fn as_blob(value: &SqlStorageValue) -> Option<&[u8]> {
     match value {
         SqlStorageValue::Blob(bytes) => Some(bytes),

@@ -200,3 +200,25 @@ fn an_archive_made_before_ends_came_from_final_events_gains_the_column() {
     archive.finish_from_final_event(&end("t", 1, TaskState::Failed).event).unwrap();
     assert_eq!(archive.awaiting_service().unwrap(), ["t"]);
 }
+
+#[test]
+fn a_request_naming_no_task_means_the_one_started_last() {
+    let archive = archive(100);
+    assert_eq!(archive.latest().unwrap(), None);
+    started(&archive, "first", 5);
+    started(&archive, "second", 5);
+    assert_eq!(archive.latest().unwrap().as_deref(), Some("second"), "in the same millisecond, the later start");
+    started(&archive, "third", 9);
+    append(&archive, &[end("third", 1, TaskState::Succeeded)]);
+    assert_eq!(archive.latest().unwrap().as_deref(), Some("third"), "ended or not");
+}
+
+#[test]
+fn an_archive_its_storage_refused_refuses_every_call_with_the_reason() {
+    let archive = Archive::refusing("the task archive could not be opened: disk full".into());
+    let refusal = archive.check().unwrap_err();
+    assert_eq!(refusal.code, crate::grpc_web::Code::Unavailable as i32);
+    assert!(refusal.message.contains("disk full"), "{}", refusal.message);
+    assert!(archive.holds("t").is_err() && archive.find("t").is_none());
+    assert!(self::archive(100).check().is_ok());
+}

@@ -12,9 +12,11 @@ use futures::future::{AbortHandle, Abortable};
 use worker::{wasm_bindgen_futures::spawn_local, WebSocket, WebSocketIncomingMessage};
 
 use super::{
-    fan_out::{Sink, Subscriber},
-    live::{socket_id, Live, SocketFrame, Subscription},
+    activity::{SocketFrame, StreamUse},
+    fan_out::Sink,
+    loss::forgotten_by_service,
     runtime::lost_behind_our_back,
+    subscriptions::{socket_id, Subscription},
     workspaces::kept_workspace,
     AutopilotContainer,
 };
@@ -25,7 +27,7 @@ use crate::{
         decode_client_frame, encode_server_frame, end_frame, error_frame, too_many_subscriptions, Call, Rpc,
         SharedEvent, MAX_IN_FLIGHT_PER_SOCKET, MAX_SUBSCRIPTIONS_PER_SOCKET,
     },
-    container::agent_client::{AgentClient, EventStream},
+    container::agent_client::AgentClient,
     container::platform_errors::is_not_listening,
     grpc_web::{Code, GrpcStatus},
     socket::{incoming, send, send_error, try_send},
@@ -35,7 +37,7 @@ impl AutopilotContainer {
     /// One frame from a user's socket: read, bounded per socket, answered.
     pub(super) async fn socket_frame(&self, ws: &WebSocket, message: WebSocketIncomingMessage) {
         match decode_client_frame(&incoming(message)) {
-            Ok(call) => match SocketFrame::begin(&self.live, socket_id(ws)) {
+            Ok(call) => match SocketFrame::begin(&self.live.activity, socket_id(ws)) {
                 Some(_in_flight) => self.handle_call(ws, call).await,
                 None => {
                     let status = GrpcStatus::new(
@@ -111,7 +113,7 @@ impl AutopilotContainer {
 
     /// The service's `answer` about `task_id`, one of the user's tasks that has not ended in the
     /// archive. A service that answers it does not know the task has lost it (see
-    /// [`super::live::Live::forgotten_by_service`]): the answer is then the archive's, with the
+    /// [`forgotten_by_service`]): the answer is then the archive's, with the
     /// FAILED end recorded at once, never "no task" for a task the user started.
     pub(super) fn unless_lost<R>(
         &self,
@@ -120,7 +122,7 @@ impl AutopilotContainer {
         from_archive: impl FnOnce(Entry) -> R,
     ) -> Result<R, GrpcStatus> {
         match answer {
-            Err(status) if status.code == Code::NotFound as i32 && self.live.forgotten_by_service(task_id) => {
+            Err(status) if status.code == Code::NotFound as i32 && forgotten_by_service(&self.live, task_id) => {
                 self.archived_end(task_id).map(from_archive).ok_or(status)
             }
             answer => answer,
@@ -145,7 +147,7 @@ impl AutopilotContainer {
         }
         self.check_credits()?;
         let minted = self.mint_model_access()?;
-        let had_run = self.live.account.borrow().run_started_ms.is_some();
+        let had_run = self.live.run_open();
         let request = &StartRequest {
             model_access: minted.as_ref().map(|(access, _)| access.clone()),
             restore: None,
@@ -157,16 +159,13 @@ impl AutopilotContainer {
         }
         match answer {
             Ok((client, started)) => {
-                self.live.remember_task(&started.task_id, started.state);
                 self.archive_started(&started.task_id, started.state, request);
                 self.follow_into_archive(client, started.task_id.clone());
                 Ok(started)
             }
             Err(status) => {
-                let opened_for_this = !had_run && self.live.account.borrow().run_started_ms.is_some();
-                let nothing_else = !self.live.task_running()
-                    && self.live.active_streams.get() == 0
-                    && self.live.requests_in_use.get() <= 1;
+                let opened_for_this = !had_run && self.live.run_open();
+                let nothing_else = !self.live.task_running() && self.live.activity.only_this_request();
                 if opened_for_this && nothing_else {
                     // A refused Start costs nothing: the run opened for it closes uncharged.
                     let closed = async {
@@ -181,14 +180,13 @@ impl AutopilotContainer {
                         worker::console_warn!("closing the run of a refused start failed: {e}");
                     }
                 }
-                let current = self.live.record.borrow().current_task_id.clone();
                 let own = self.live.own_tasks.borrow();
-                let status = task_scope::scrub_refusal(status, |id| current.as_deref() == Some(id) || own.contains(id));
+                let status = task_scope::scrub_refusal(status, |id| own.contains(id));
                 // Only in local mode do other users' tasks share the service; a Start of this
                 // user's still in flight may be one of those that filled it.
                 let only_others_run = self.state.container().is_none()
                     && !self.live.task_running()
-                    && self.live.requests_in_use.get() <= 1;
+                    && self.live.activity.requests_in_use() <= 1;
                 Err(task_scope::busy_with_others(status, only_others_run))
             }
         }
@@ -241,7 +239,7 @@ impl AutopilotContainer {
     /// task that never existed, if it is not theirs. Answers what the archive holds of it when
     /// it has ended there: then nothing needs the container.
     pub(super) async fn scope(&self, task_id: &mut String) -> Result<Option<Entry>, GrpcStatus> {
-        let latest = self.live.record.borrow().current_task_id.clone();
+        let latest = self.live.latest_task();
         let owned = !task_id.is_empty() && self.owns_task(task_id);
         *task_id = task_scope::resolve(task_id, latest.as_deref(), owned)?;
         Ok(self.archived_end(task_id))
@@ -253,8 +251,7 @@ impl AutopilotContainer {
             return true;
         }
         // Task ids are UUIDs; anything longer is nobody's.
-        let held = task_id.len() <= 64
-            && self.live.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false));
+        let held = task_id.len() <= 64 && self.live.archive.holds(task_id).unwrap_or(false);
         if held {
             self.live.own_tasks.borrow_mut().insert(task_id.to_string());
         }
@@ -272,14 +269,18 @@ impl AutopilotContainer {
         encoding: crate::bridge::Encoding,
     ) {
         let socket = socket_id(ws);
-        let open = self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).count();
-        if open >= MAX_SUBSCRIPTIONS_PER_SOCKET {
+        if self.live.subscriptions.open_on(&socket) >= MAX_SUBSCRIPTIONS_PER_SOCKET {
             return send_error(ws, request_id, too_many_subscriptions(), encoding);
         }
-        let (abort, registration) = AbortHandle::new_pair();
-        let id = self.live.next_subscription.get();
-        self.live.next_subscription.set(id + 1);
+        // One upstream stream per task: this socket joins the task's follow.
         let last_seq = Rc::new(Cell::new(request.from_seq.saturating_sub(1)));
+        let sink =
+            SocketSink { ws: ws.clone(), request_id: request_id.clone(), encoding, last_seq: Rc::clone(&last_seq) };
+        let mut stream = match self.fan_out(client, &request.task_id, request.from_seq, Box::new(sink)) {
+            Ok(subscriber) => subscriber,
+            Err(status) => return send_error(ws, request_id, status, encoding),
+        };
+        let (abort, registration) = AbortHandle::new_pair();
         let subscription = Subscription {
             socket_id: socket,
             ws: ws.clone(),
@@ -289,25 +290,13 @@ impl AutopilotContainer {
             task_id: request.task_id.clone(),
             last_seq: Rc::clone(&last_seq),
         };
-        self.live.subscriptions.borrow_mut().insert(id, subscription);
+        let id = self.live.subscriptions.add(subscription);
         let live = Rc::clone(&self.live);
         let ws = ws.clone();
         let container = self.state.container();
-        live.active_streams.set(live.active_streams.get() + 1);
-        // One upstream stream per task: this socket joins the task's follow; only without an
-        // archive does it stream from the service itself.
-        let sink =
-            SocketSink { ws: ws.clone(), request_id: request_id.clone(), encoding, last_seq: Rc::clone(&last_seq) };
-        let fanned = self.fan_out(client.clone(), &request.task_id, request.from_seq, Box::new(sink));
+        let streaming = StreamUse::begin(&live.activity);
         spawn_local(async move {
             let forward = async {
-                let mut stream = match fanned {
-                    Some(subscriber) => Events::Fanned(subscriber),
-                    None => match client.stream_events(&request).await {
-                        Ok(stream) => Events::Direct(stream, Rc::clone(&live)),
-                        Err(status) => return send_error(&ws, request_id, status, encoding),
-                    },
-                };
                 loop {
                     let frame = match stream.next().await {
                         Some(Ok(shared)) => {
@@ -336,22 +325,18 @@ impl AutopilotContainer {
                 }
             };
             let _ = Abortable::new(forward, registration).await;
-            live.subscriptions.borrow_mut().remove(&id);
-            live.active_streams.set(live.active_streams.get().saturating_sub(1));
+            live.subscriptions.remove(id);
+            drop(streaming);
         });
     }
 
     /// Stops one of this socket's subscriptions; the socket stays open.
     fn unsubscribe(&self, ws: &WebSocket, request_id: &str) {
-        let socket = socket_id(ws);
-        let subscriptions = self.live.subscriptions.borrow();
-        let mine = subscriptions.values().filter(|s| s.socket_id == socket && s.request_id == request_id);
-        mine.for_each(|s| s.abort.abort());
+        self.live.subscriptions.abort(&socket_id(ws), Some(request_id));
     }
 
     pub(super) fn forget_socket(&self, ws: &WebSocket) {
-        let socket = socket_id(ws);
-        self.live.subscriptions.borrow().values().filter(|s| s.socket_id == socket).for_each(|s| s.abort.abort());
+        self.live.subscriptions.abort(&socket_id(ws), None);
     }
 }
 
@@ -367,27 +352,5 @@ impl Sink for SocketSink {
     fn send(&self, event: &SharedEvent) -> bool {
         self.last_seq.set(event.event.seq);
         try_send(&self.ws, event.frame(&self.request_id, self.encoding)).is_ok()
-    }
-}
-
-/// A subscription's source: the task's one follow, or (without an archive) the service itself.
-enum Events {
-    Fanned(Subscriber),
-    Direct(EventStream, Rc<Live>),
-}
-
-impl Events {
-    async fn next(&mut self) -> Option<Result<Rc<SharedEvent>, GrpcStatus>> {
-        match self {
-            Events::Fanned(subscriber) => subscriber.next().await,
-            Events::Direct(stream, live) => {
-                // The follow notes the events it fans out; a direct stream notes its own.
-                let event = stream.next().await?;
-                if let Ok(shared) = &event {
-                    live.note_event(&shared.event);
-                }
-                Some(event)
-            }
-        }
     }
 }

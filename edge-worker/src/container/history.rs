@@ -15,6 +15,7 @@ use worker::{wasm_bindgen_futures::spawn_local, Delay, WebSocket};
 use super::{
     fan_out::{Follow, Sink, Subscriber},
     live::Live,
+    loss::forgotten_by_service,
     now_ms,
     workspaces::{forget_workspaces, keep_workspace},
     write_cadence::{Cadence, ARCHIVE_IDLE},
@@ -36,7 +37,7 @@ impl AutopilotContainer {
     /// Records a task just started as the user's, with what a task list shows of it.
     pub(super) fn archive_started(&self, task_id: &str, state: i32, request: &StartRequest) {
         self.live.own_tasks.borrow_mut().insert(task_id.to_string());
-        let Some(archive) = &self.live.archive else { return };
+        let archive = &self.live.archive;
         let key = self.env.secret("ANTHROPIC_API_KEY").map(|k| k.to_string()).unwrap_or_default();
         let now = now_ms();
         let summary = started_summary(task_id, state, request, now, &[key.as_str()]);
@@ -69,21 +70,24 @@ impl AutopilotContainer {
     }
 
     /// A subscription to a running task through its one follow (started if need be), from
-    /// `from_seq`, its live events sent to `sink`; `None` when the archive cannot serve it (then
-    /// the caller streams directly).
+    /// `from_seq`, its live events sent to `sink`.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the archive cannot serve it (its storage failed).
     pub(super) fn fan_out(
         &self,
         client: AgentClient,
         task_id: &str,
         from_seq: u64,
         sink: Box<dyn Sink>,
-    ) -> Option<Subscriber> {
+    ) -> Result<Subscriber, GrpcStatus> {
         if !self.live.following.borrow().contains_key(task_id) {
             self.follow_into_archive(client, task_id.to_string());
         }
-        let follow = self.live.following.borrow().get(task_id).cloned()?;
-        let archive = self.live.archive.as_ref()?;
-        follow.subscribe(archive, task_id, from_seq, sink).ok()
+        let unavailable = |why: String| GrpcStatus::new(Code::Unavailable, format!("task {task_id}: {why}"));
+        let follow = self.live.following.borrow().get(task_id).cloned();
+        let follow = follow.ok_or_else(|| unavailable("the archive does not hold it; try again".into()))?;
+        follow.subscribe(&self.live.archive, task_id, from_seq, sink).map_err(|e| unavailable(e.to_string()))
     }
 
     /// Before the object stops the container: the archive of every task it ran is made whole
@@ -91,12 +95,12 @@ impl AutopilotContainer {
     /// [`CATCH_UP_LIMIT`] in all; what is still running then dies with the container and is
     /// archived as lost.
     pub(super) async fn catch_up_archive(&self) {
-        let ready = self.live.record.borrow().lifecycle.is_ready();
+        let ready = self.live.stored.record().lifecycle.is_ready();
         if !ready {
             return;
         }
         let deadline = now_ms() + CATCH_UP_LIMIT.as_millis() as u64;
-        let Some(archive) = self.live.archive.clone() else { return };
+        let archive = &self.live.archive;
         let awaiting = archive.awaiting_service().unwrap_or_default();
         for task_id in self.live.unended_tasks().into_iter().chain(awaiting) {
             // A follower of this instance may be writing the end right now: let it finish.
@@ -146,29 +150,17 @@ impl AutopilotContainer {
         from_seq: u64,
         encoding: Encoding,
     ) {
-        let Some(archive) = self.live.archive.clone() else { return };
         let end = end_frame(request_id.clone());
-        replay_to_socket(archive, ws.clone(), Replayed { request_id, task_id, from_seq, encoding, end });
+        replay_to_socket(
+            self.live.archive.clone(),
+            ws.clone(),
+            Replayed { request_id, task_id, from_seq, encoding, end },
+        );
     }
 
     /// A page of the user's task list, from the archive.
     pub(super) fn list_tasks(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
-        match &self.live.archive {
-            Some(archive) => archive.page(request),
-            None => Ok(ListTasksResponse::default()),
-        }
-    }
-}
-
-impl Live {
-    /// The container died under `task_id`: the archive gets what the follower had not written
-    /// yet, then the FAILED end this object makes (the service that would send it is gone).
-    pub fn archive_loss(&self, task_id: &str, reason: &str) {
-        let Some(archive) = &self.archive else { return };
-        let pending = self.following.borrow().get(task_id).map(|follow| follow.take_pending()).unwrap_or_default();
-        if let Err(e) = archive.record_loss(task_id, &pending, reason, now_ms()) {
-            worker::console_warn!("archiving the loss of task {task_id} failed: {e}");
-        }
+        self.live.archive.page(request)
     }
 }
 
@@ -179,12 +171,12 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
     // However the follow ends (even dropped mid-way by a stop's time limit), what it held is
     // written, it is forgotten so that a later one can take over, and its subscribers hear of it.
     let _forget = Forget { live: Rc::clone(&live), task_id: task_id.clone(), follow: Rc::clone(&follow) };
-    let Some(archive) = live.archive.clone() else { return };
+    let archive = live.archive.clone();
     let from_seq = archive.find(&task_id).map(|e| e.last_seq).unwrap_or(0) + 1;
     let mut writer = Writer::new(&archive, &task_id, &follow);
     let broke = |status: GrpcStatus| {
         // A service that no longer knows the task lost it: its followers get its FAILED end now.
-        if !forgotten(&status) || !live.forgotten_by_service(&task_id) {
+        if !forgotten(&status) || !forgotten_by_service(&live, &task_id) {
             follow.broke(status);
         }
     };
@@ -194,13 +186,12 @@ async fn follow_task(live: Rc<Live>, client: AgentClient, task_id: String, histo
                 Some(Ok(events)) => {
                     let end = events.iter().find(|e| matches!(e.event.payload, Some(Payload::TaskFinished(_))));
                     let end = end.map(|shared| shared.event.clone());
-                    events.iter().for_each(|shared| live.note_event(&shared.event));
                     follow.receive(events);
                     if end.is_some() {
                         // Its followers send their end before a write holds messages back.
                         yield_now().await;
                         // The task's model credential ends with it, whatever else follows.
-                        live.revoke_model_access(Some(&task_id));
+                        live.gateway.revoke(Some(&task_id));
                         break end;
                     }
                     writer.received().await;
@@ -315,9 +306,7 @@ impl Drop for Forget {
         drop(following);
         // What it still held is written (a follow dropped by a stop's time limit leaves none
         // behind; a loss already took its events).
-        if let Some(archive) = &self.live.archive {
-            write(archive, &self.task_id, &self.follow);
-        }
+        write(&self.live.archive, &self.task_id, &self.follow);
         // A no-op for subscribers that already had the end or the failure.
         self.follow.broke(GrpcStatus::new(Code::Unavailable, "the task's follow stopped; resubscribe"));
     }
@@ -340,7 +329,7 @@ pub(super) async fn archive_end(
     task_id: &str,
     history: usize,
 ) -> Result<(), GrpcStatus> {
-    let Some(archive) = live.archive.as_ref() else { return Ok(()) };
+    let archive = &live.archive;
     let status = client.unary::<StatusResponse>("Status", &StatusRequest { task_id: task_id.to_string() }).await?;
     let Some(task) = status.task else { return Ok(()) };
     keep_workspace(live, client, &task).await;
@@ -363,8 +352,10 @@ pub(super) async fn archive_end(
 /// service (see [`archive_end`]); a service that no longer knows the task leaves it as it is.
 pub(super) async fn complete_end(live: &Live, client: &AgentClient, task_id: &str, history: usize) {
     let Err(status) = archive_end(live, client, task_id, history).await else { return };
-    let Some(archive) = live.archive.as_ref().filter(|_| forgotten(&status)) else { return };
-    if let Err(e) = archive.completed(task_id) {
+    if !forgotten(&status) {
+        return;
+    }
+    if let Err(e) = live.archive.completed(task_id) {
         worker::console_warn!("settling the end of task {task_id} failed: {e}");
     }
 }
@@ -372,8 +363,7 @@ pub(super) async fn complete_end(live: &Live, client: &AgentClient, task_id: &st
 /// Tasks whose end the archive holds only as their final event told it, and that no follow is
 /// completing now, get the service's own final Task, diff and kept workspace ([`complete_end`]).
 pub(super) async fn complete_ends(live: &Live, client: &AgentClient, history: usize) {
-    let Some(archive) = live.archive.as_ref() else { return };
-    for task_id in archive.awaiting_service().unwrap_or_default() {
+    for task_id in live.archive.awaiting_service().unwrap_or_default() {
         if !live.following.borrow().contains_key(&task_id) {
             complete_end(live, client, &task_id, history).await;
         }

@@ -9,10 +9,10 @@ use autopilot_contract::v1::{
 };
 use worker::{js_sys, Method, Request, RequestInit, Response, WebSocketPair};
 
-use super::{live::SocketInfo, now_ms, AutopilotContainer};
+use super::{now_ms, subscriptions::SocketInfo, AutopilotContainer};
 use crate::{
     api_error::{error_response, grpc_web_error},
-    archive::Entry,
+    archive::{task_scope, Entry},
     container::agent_client::AgentClient,
     entropy::random_id,
     front::internal::USER_HEADER,
@@ -24,8 +24,8 @@ use crate::{
 
 impl AutopilotContainer {
     /// `GET /api/container/status[?taskId=]`. Asks the running container; a stopped container
-    /// is not started just to answer (its tasks left with it): the object answers from what it
-    /// remembers of its current task, or NOT_FOUND.
+    /// is not started just to answer (its tasks left with it): the archive answers, as for an
+    /// ended task.
     pub(super) async fn status_route(&self, req: &Request) -> worker::Result<Response> {
         let mut task_id =
             req.url()?.query_pairs().find(|(k, _)| k == "taskId").map(|(_, v)| v.into_owned()).unwrap_or_default();
@@ -38,35 +38,32 @@ impl AutopilotContainer {
             Err(status) => return error_response(&status),
         };
         let mut body = answer.map_err(worker::Error::RustError)?;
-        let lifecycle = self.live.record.borrow().lifecycle.clone();
+        let lifecycle = self.live.stored.lifecycle();
         body["container"] = serde_json::to_value(&lifecycle.state).unwrap_or_default();
         body["containerChangedMs"] = lifecycle.changed_ms.into();
         Response::from_json(&body)
     }
 
     /// Status of one of the user's tasks that has not ended in the archive: from the running
-    /// service, or from the record when no container runs.
+    /// service, or, when no container runs, from the archive (a stopped container is not
+    /// started just to answer).
     async fn status_of(&self, task_id: String) -> Result<serde_json::Value, GrpcStatus> {
         // `wake` has already checked "ready" against the platform's `running()`.
-        if !self.live.record.borrow().lifecycle.is_ready() {
-            return self.live.record.borrow().status_without_container(&task_id);
-        }
-        let client = AgentClient::new(self.endpoint()?);
-        let request = StatusRequest { task_id: task_id.clone() };
-        let answer = client.unary::<StatusResponse>("Status", &request).await;
-        let status = self.unless_lost(answer, &task_id, Entry::status_response)?;
-        if let Some(task) = &status.task {
-            self.live.remember_task(&task.task_id, task.state);
+        let status = if self.live.stored.record().lifecycle.is_ready() {
+            let client = AgentClient::new(self.endpoint()?);
+            let request = StatusRequest { task_id: task_id.clone() };
+            let answer = client.unary::<StatusResponse>("Status", &request).await;
+            let status = self.unless_lost(answer, &task_id, Entry::status_response)?;
             // The service knows the task ended: make sure its end reaches the archive (a follow
             // broken by a restart would otherwise wait for the heartbeat).
-            if TaskState::try_from(task.state).is_ok_and(TaskState::is_final) {
-                self.follow_into_archive(client.clone(), task.task_id.clone());
+            if status.task.as_ref().is_some_and(|task| TaskState::try_from(task.state).is_ok_and(TaskState::is_final)) {
+                self.follow_into_archive(client, task_id);
             }
-            if task.task_id == self.live.record.borrow().current_task_id.clone().unwrap_or_default() {
-                let error = task.error.clone();
-                self.live.update(|p| p.current_task_error = error);
-            }
-        }
+            status
+        } else {
+            let entry = self.live.archived(&task_id).ok_or_else(|| task_scope::unknown_task(&task_id))?;
+            entry.status_response()
+        };
         serde_json::to_value(&status).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))
     }
 
@@ -153,23 +150,20 @@ impl AutopilotContainer {
             "GetDiff" => {
                 let mut request = decode::<GetDiffRequest>(message)?;
                 match self.scope(&mut request.task_id).await? {
-                    Some(ended) => {
-                        let archive = self.live.archive.as_ref();
-                        match archive.and_then(|a| a.diff(&request.task_id).ok().flatten()) {
-                            Some(diff) => here(grpc_web_reply(&GetDiffResponse { diff: Some(diff) })),
-                            None => Err(GrpcStatus::new(
-                                Code::NotFound,
-                                format!(
-                                    "task {} has no diff: it ended {} before its agent's work was delivered",
-                                    request.task_id,
-                                    TaskState::try_from(ended.summary.state)
-                                        .unwrap_or_default()
-                                        .as_str_name()
-                                        .trim_start_matches("TASK_STATE_")
-                                ),
-                            )),
-                        }
-                    }
+                    Some(ended) => match self.live.archive.diff(&request.task_id).ok().flatten() {
+                        Some(diff) => here(grpc_web_reply(&GetDiffResponse { diff: Some(diff) })),
+                        None => Err(GrpcStatus::new(
+                            Code::NotFound,
+                            format!(
+                                "task {} has no diff: it ended {} before its agent's work was delivered",
+                                request.task_id,
+                                TaskState::try_from(ended.summary.state)
+                                    .unwrap_or_default()
+                                    .as_str_name()
+                                    .trim_start_matches("TASK_STATE_")
+                            ),
+                        )),
+                    },
                     None => Ok(Answer::Service(grpc_web::encode_request(&request))),
                 }
             }
@@ -180,11 +174,9 @@ impl AutopilotContainer {
     /// An ended task's events from the archive, as a whole gRPC-web StreamEvents reply.
     fn archived_stream(&self, request: &StreamEventsRequest) -> worker::Result<Response> {
         let mut body = Vec::new();
-        if let Some(archive) = &self.live.archive {
-            for chunk in archive.replay(&request.task_id, request.from_seq) {
-                for event in chunk? {
-                    body.extend(grpc_web::encode_request(&StreamEventsResponse { event: Some(event) }));
-                }
+        for chunk in self.live.archive.replay(&request.task_id, request.from_seq) {
+            for event in chunk? {
+                body.extend(grpc_web::encode_request(&StreamEventsResponse { event: Some(event) }));
             }
         }
         body.extend(grpc_web::encode_reply_end());
@@ -206,7 +198,7 @@ impl AutopilotContainer {
     /// Operator's view of what this object stores: `{"sessions", "tickets", "tasks"}` counts.
     pub(super) async fn storage_route(&self) -> worker::Result<Response> {
         let (sessions, tickets) = self.sessions().counts().await?;
-        let tasks = self.live.archive.as_ref().map(|archive| archive.count()).transpose()?.unwrap_or(0);
+        let tasks = self.live.archive.count()?;
         Response::from_json(&serde_json::json!({"sessions": sessions, "tickets": tickets, "tasks": tasks}))
     }
 }
@@ -223,7 +215,7 @@ impl TaskHome for AutopilotContainer {
     async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
         self.scope(task_id).await?;
         let archived = self.live.archived(task_id);
-        Ok(archived.map_or_else(|| self.live.record.borrow().current_task_state, |entry| entry.summary.state))
+        Ok(archived.map_or(TaskState::Unspecified as i32, |entry| entry.summary.state))
     }
 
     fn task_page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {

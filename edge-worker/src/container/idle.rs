@@ -12,6 +12,7 @@ use worker::Response;
 
 use super::{
     history::{complete_end, complete_ends},
+    loss::forgotten_by_service,
     now_ms, AutopilotContainer,
 };
 use crate::{container::agent_client::AgentClient, front::task_routes::TaskHome, grpc_web::Code};
@@ -102,23 +103,22 @@ impl AutopilotContainer {
     /// The alarm: charges container time, stops the container for credits or idleness, prunes
     /// lapsed tickets and sessions, and re-arms itself while anything is left to watch.
     pub(super) async fn heartbeat(&self) -> worker::Result<Response> {
-        self.live.alarm_at_ms.set(None);
+        self.live.activity.alarm_at_ms.set(None);
         self.meter_now().await?;
         self.bill_model_tokens().await?;
-        if self.live.run_open() && self.live.account.borrow().balance <= 0 {
+        if self.live.run_open() && self.live.stored.account.borrow().balance <= 0 {
             self.stop_for_credits().await?;
         }
         self.refresh_task_state().await;
         self.keep_archive_following();
-        let running_task = self.live.record.borrow().running_task().map(str::to_string);
-        let prune_due = self.sessions().prune(now_ms(), running_task.as_deref()).await?;
-        let idle_for = Duration::from_millis(now_ms().saturating_sub(self.live.last_activity_ms.get()));
+        let prune_due = self.sessions().prune(now_ms(), &self.live.unended_tasks()).await?;
+        let idle_for = Duration::from_millis(now_ms().saturating_sub(self.live.activity.last_activity_ms.get()));
         let usage = Use {
-            streams: self.live.active_streams.get(),
-            requests: self.live.requests_in_use.get(),
+            streams: self.live.activity.streams(),
+            requests: self.live.activity.requests_in_use(),
             sockets: self.state.get_websockets().len(),
             task_running: self.live.task_running(),
-            start_in_flight: self.live.starting.borrow().is_some(),
+            start_in_flight: self.live.watch.start_in_flight(),
         };
         let settings = &self.settings;
         let verdict = verdict(usage.busy(), idle_for, settings.idle_timeout, self.live.run_open());
@@ -144,12 +144,12 @@ impl AutopilotContainer {
     /// noted while an alarm is due by then: the alarm re-arms itself for the remainder when it
     /// fires early, so a busy socket costs no storage write per frame.
     pub(super) async fn touch(&self) -> worker::Result<()> {
-        self.live.last_activity_ms.set(now_ms());
+        self.live.activity.last_activity_ms.set(now_ms());
         let settings = &self.settings;
         let delay =
             next_alarm(true, Duration::ZERO, self.live.run_open(), settings.idle_timeout, settings.meter_interval)
                 .unwrap_or(settings.idle_timeout);
-        if alarm_due_by(self.live.alarm_at_ms.get(), now_ms() + delay.as_millis() as u64) {
+        if alarm_due_by(self.live.activity.alarm_at_ms.get(), now_ms() + delay.as_millis() as u64) {
             return Ok(());
         }
         self.schedule_alarm(delay).await
@@ -158,13 +158,13 @@ impl AutopilotContainer {
     /// Makes sure the alarm runs by `due_ms` (an earlier one is kept): stored entries that lapse
     /// then (unused tickets, old sessions) are pruned by it.
     pub(super) async fn alarm_by(&self, due_ms: u64) -> worker::Result<()> {
-        if alarm_due_by(self.live.alarm_at_ms.get(), due_ms) {
+        if alarm_due_by(self.live.activity.alarm_at_ms.get(), due_ms) {
             return Ok(());
         }
         // An alarm set by an evicted instance is only in storage.
         let stored = self.state.storage().get_alarm().await?.and_then(|at| u64::try_from(at).ok());
         if alarm_due_by(stored, due_ms) {
-            self.live.alarm_at_ms.set(stored);
+            self.live.activity.alarm_at_ms.set(stored);
             return Ok(());
         }
         self.schedule_alarm(Duration::from_millis(due_ms.saturating_sub(now_ms()))).await
@@ -172,7 +172,7 @@ impl AutopilotContainer {
 
     async fn schedule_alarm(&self, after: Duration) -> worker::Result<()> {
         self.state.storage().set_alarm(after).await?;
-        self.live.alarm_at_ms.set(Some(now_ms() + after.as_millis() as u64));
+        self.live.activity.alarm_at_ms.set(Some(now_ms() + after.as_millis() as u64));
         Ok(())
     }
 
@@ -181,7 +181,7 @@ impl AutopilotContainer {
     /// it): each heartbeat resumes the follow from the archive's last seq while the service is
     /// there.
     fn keep_archive_following(&self) {
-        let ready = self.live.record.borrow().lifecycle.is_ready();
+        let ready = self.live.stored.record().lifecycle.is_ready();
         let Ok(endpoint) = self.endpoint() else { return };
         if !ready {
             return;
@@ -197,14 +197,13 @@ impl AutopilotContainer {
     /// knows (it restarted with an empty disk) is archived as lost rather than running forever;
     /// and completes the ends the archive took from a final event while the service was away.
     async fn refresh_task_state(&self) {
-        let ready = self.live.record.borrow().lifecycle.is_ready();
+        let ready = self.live.stored.record().lifecycle.is_ready();
         let Ok(endpoint) = self.endpoint() else { return };
         if !ready {
             return;
         }
         complete_ends(&self.live, &AgentClient::new(endpoint.clone()), self.settings.history_tasks).await;
-        let current = self.live.record.borrow().running_task().map(str::to_string);
-        for task_id in self.live.running_tasks() {
+        for task_id in self.live.unended_tasks() {
             if self.live.following.borrow().contains_key(&task_id) {
                 continue;
             }
@@ -213,9 +212,6 @@ impl AutopilotContainer {
             match client.unary::<StatusResponse>("Status", &request).await {
                 Ok(status) => {
                     let Some(task) = status.task else { continue };
-                    if current.as_deref() == Some(task.task_id.as_str()) {
-                        self.live.remember_task(&task.task_id, task.state);
-                    }
                     // It ended with nobody following it to the end (an evicted instance, a
                     // failed last call): the archive gets its end now, after the events it
                     // lacks (an ended task is replayed from the archive alone: an end written
@@ -231,7 +227,7 @@ impl AutopilotContainer {
                     }
                 }
                 Err(status) if status.code == Code::NotFound as i32 => {
-                    self.live.forgotten_by_service(&task_id);
+                    forgotten_by_service(&self.live, &task_id);
                 }
                 Err(_) => {}
             }

@@ -30,13 +30,13 @@ impl AutopilotContainer {
         step: impl FnOnce(&mut Account, Rate) -> Option<LedgerEntry>,
     ) -> worker::Result<()> {
         let rate = self.settings.rate;
-        let mut account = self.live.account.borrow().clone();
+        let mut account = self.live.stored.account.borrow().clone();
         let entry = step(&mut account, rate);
-        if account == *self.live.account.borrow() {
+        if account == *self.live.stored.account.borrow() {
             return Ok(());
         }
         self.write_account(&account, entry.as_ref()).await?;
-        *self.live.account.borrow_mut() = account;
+        *self.live.stored.account.borrow_mut() = account;
         Ok(())
     }
 
@@ -57,7 +57,7 @@ impl AutopilotContainer {
     /// Charges the model tokens of each task that has ended since the last heartbeat, at the
     /// token rate (nothing at the default 0; the tokens are shown in the ledger either way).
     pub(super) async fn bill_model_tokens(&self) -> worker::Result<()> {
-        let Some(grants) = self.live.grants.clone() else { return Ok(()) };
+        let Some(grants) = self.live.gateway.grants.clone() else { return Ok(()) };
         let rate = self.settings.token_rate_millicredits;
         for (task_id, tokens) in grants.unbilled()? {
             self.meter(|account, _| account.charge_tokens(&task_id, tokens, rate, now_ms())).await?;
@@ -70,11 +70,11 @@ impl AutopilotContainer {
     /// that exited, failed or was lost is charged up to when it went (the exit seen, or else
     /// the record's last change) and closed.
     pub(super) async fn close_finished_run(&self) -> worker::Result<()> {
-        let lifecycle = self.live.record.borrow().lifecycle.clone();
-        if lifecycle.current_generation().is_some() || self.live.account.borrow().run_started_ms.is_none() {
+        let lifecycle = self.live.stored.lifecycle();
+        if lifecycle.current_generation().is_some() || self.live.stored.account.borrow().run_started_ms.is_none() {
             return Ok(());
         }
-        let gone_at = self.live.exited_at_ms.take().unwrap_or(lifecycle.changed_ms);
+        let gone_at = self.live.watch.exited_at_ms.take().unwrap_or(lifecycle.changed_ms);
         self.meter(|account, rate| account.stop_run(gone_at, rate)).await
     }
 
@@ -90,9 +90,9 @@ impl AutopilotContainer {
 
     /// Whether the user may start work; the error says why not.
     pub(super) fn check_credits(&self) -> Result<(), GrpcStatus> {
-        let balance = self.live.account.borrow().balance;
+        let balance = self.live.stored.account.borrow().balance;
         let minimum = self.settings.minimum_to_start;
-        if self.live.account.borrow().can_start(minimum) {
+        if self.live.stored.account.borrow().can_start(minimum) {
             return Ok(());
         }
         Err(GrpcStatus::new(
@@ -103,15 +103,10 @@ impl AutopilotContainer {
 
     /// Credits ran out: cancels every running task with a reason that says so, then stops.
     pub(super) async fn stop_for_credits(&self) -> worker::Result<()> {
-        let current = self.live.record.borrow().running_task().map(str::to_string);
-        for task_id in self.live.running_tasks() {
+        for task_id in self.live.unended_tasks() {
             let Ok(endpoint) = self.endpoint() else { break };
             let request = CancelRequest { task_id, reason: CREDITS_EXHAUSTED.into() };
             match AgentClient::new(endpoint).unary::<CancelResponse>("Cancel", &request).await {
-                Ok(reply) if current.as_deref() == Some(reply.task_id.as_str()) => {
-                    self.live.remember_task(&reply.task_id, reply.state);
-                    self.live.update(|p| p.current_task_error = format!("cancelled: {CREDITS_EXHAUSTED}"));
-                }
                 Ok(_) => {}
                 Err(status) => worker::console_warn!("cancelling for credits failed: {status}"),
             }
@@ -123,9 +118,9 @@ impl AutopilotContainer {
 
     /// `GET /api/billing/balance`.
     pub(super) fn balance_route(&self) -> worker::Result<Response> {
-        let account = self.live.account.borrow();
+        let account = self.live.stored.account.borrow();
         Response::from_json(&serde_json::json!({
-            "userId": self.live.record.borrow().user_id,
+            "userId": self.live.stored.record().user_id,
             "balance": account.balance,
             "minimumToStart": self.settings.minimum_to_start.max(1),
             "creditsPerContainerSecond": self.settings.rate_text,
@@ -143,7 +138,7 @@ impl AutopilotContainer {
         }
         ledger.sort_by_key(|e| e.seq);
         // Beside the container time: each task's model tokens, as the gateway counted them.
-        let model_usage = match &self.live.grants {
+        let model_usage = match &self.live.gateway.grants {
             Some(grants) => grants.usage_by_task()?,
             None => Vec::new(),
         };
@@ -157,10 +152,10 @@ impl AutopilotContainer {
             return error_response(&GrpcStatus::new(Code::InvalidArgument, "credits must be a positive integer"));
         };
         let note = body["note"].as_str().unwrap_or("granted by an admin").to_string();
-        let mut account = self.live.account.borrow().clone();
+        let mut account = self.live.stored.account.borrow().clone();
         let entry = account.grant(credits, now_ms(), &note);
         self.write_account(&account, Some(&entry)).await?;
-        *self.live.account.borrow_mut() = account;
+        *self.live.stored.account.borrow_mut() = account;
         Response::from_json(&serde_json::json!({"balance": entry.balance_after, "entry": entry}))
     }
 }

@@ -9,15 +9,16 @@
 //! Only the way to obtain the endpoint differs; polling, RPCs and bridging are the same code.
 //!
 //! This file is the entry points' glue; each concept has its own file:
-//! - [`record`] (pure): what the object remembers; [`live`]: what an instance holds in memory.
-//! - [`runtime`]: start, readiness, exit watch, resync with the platform, stop.
+//! - [`live`]: what an instance holds in memory, in owned parts: [`stored`] (the [`record`] and
+//!   the account), [`activity`], [`subscriptions`], the archive, the model gateway.
+//! - [`runtime`]: start, readiness, exit watch, resync with the platform, stop;
+//!   [`loss`]: a container lost under its tasks, as one sequence.
 //! - [`metering`]: credits, runs, ledger, and their routes.
 //! - [`idle`]: the idle policy (pure) and the heartbeat alarm.
 //! - [`bridge_calls`]: WebSocket frames to RPCs and back; task scope on every path.
 //! - [`history`]: the task archive: following tasks into it (at the [`write_cadence`], pure),
 //!   serving ended tasks from it;
 //!   [`fan_out`]: one upstream stream per running task, shared by every socket following it.
-//! - [`loss`] (pure): what followers get when the container dies under their task.
 //! - [`http_routes`]: Start, Status, the socket upgrade, gRPC-web passthrough.
 //! - [`model_gateway`]: each task's model credential (minted, stored, counted: its own folder),
 //!   and the model calls made with it.
@@ -30,6 +31,7 @@
 //! metering), [`platform_errors`] (which platform failures are retried); [`start_with_env`] (a
 //! workaround for container environment variables in worker 0.8.7).
 
+mod activity;
 pub mod agent_client;
 pub mod billing;
 mod bridge_calls;
@@ -48,6 +50,8 @@ mod record;
 mod runtime;
 mod settings;
 pub mod start_with_env;
+mod stored;
+mod subscriptions;
 mod workspaces;
 pub mod write_cadence;
 
@@ -56,13 +60,15 @@ use std::rc::Rc;
 use worker::{durable_object, Date, Env, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage};
 
 use self::{
-    live::{ContainerUse, Live},
+    activity::ContainerUse,
+    live::Live,
     metering::ACCOUNT_KEY,
+    model_gateway::Gateway,
     record::{Record, RECORD_KEY},
     settings::Settings,
 };
 use crate::{
-    api_error::not_found,
+    api_error::{error_response, not_found},
     archive::Archive,
     container::billing::Account,
     front::internal::USER_HEADER,
@@ -87,28 +93,25 @@ pub struct AutopilotContainer {
 impl worker::DurableObject for AutopilotContainer {
     fn new(state: State, env: Env) -> Self {
         let settings = Settings::read(|name| env.var(name).ok().map(|v| v.to_string()));
-        let archive = match Archive::open(&state.storage(), settings.archive_max_events) {
-            Ok(archive) => archive,
-            Err(e) => {
-                worker::console_error!("the task archive could not be opened: {e}");
-                None
-            }
-        };
-        let grants = model_gateway::open_grants(state.storage().sql());
+        let archive = Archive::open(&state.storage(), settings.archive_max_events);
+        let gateway = Gateway::open(state.storage().sql());
         let workspaces = env.bucket("WORKSPACES").ok();
-        let live = Live { archive, grants, workspaces, object_id: state.id().to_string(), ..Default::default() };
+        let live = Live::new(archive, gateway, workspaces, state.id().to_string());
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if let Err(refusal) = self.live.archive.check() {
+            return error_response(&refusal);
+        }
         // A model call needs the credentials and the archive only, not the container's state.
         if let Some(Route::Model) = Route::parse(&req.method(), &req.path()) {
             return self.model_call(req).await;
         }
         self.wake().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {
-            if self.live.record.borrow().user_id.as_deref() != Some(user.as_str()) {
-                self.live.update(|record| record.user_id = Some(user));
+            if self.live.stored.record().user_id.as_deref() != Some(user.as_str()) {
+                self.live.stored.update(|record| record.user_id = Some(user));
             }
         }
         let path = req.path();
@@ -124,7 +127,7 @@ impl worker::DurableObject for AutopilotContainer {
         }
         let Some(route) = Route::parse(&req.method(), &path) else { return not_found(&path) };
         let uses_container = route.uses_container();
-        let _in_use = uses_container.then(|| ContainerUse::begin(&self.live));
+        let _in_use = uses_container.then(|| ContainerUse::begin(&self.live.activity));
         let response = match route {
             Route::Start(Backend::Container) => task_routes::start_route(self, req, &self.user_id()).await,
             Route::Status(Backend::Container) => self.status_route(&req).await,
@@ -150,7 +153,7 @@ impl worker::DurableObject for AutopilotContainer {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
         self.wake().await?;
-        let _in_use = ContainerUse::begin(&self.live);
+        let _in_use = ContainerUse::begin(&self.live.activity);
         self.socket_frame(&ws, message).await;
         self.touch().await?;
         self.persist().await
@@ -177,28 +180,25 @@ impl AutopilotContainer {
     }
 
     async fn load(&self) -> worker::Result<()> {
-        if !self.live.loaded.get() {
-            let stored: Option<Record> = self.state.storage().get(RECORD_KEY).await?;
-            *self.live.record.borrow_mut() = stored.unwrap_or_default();
+        if !self.live.stored.is_loaded() {
+            let record: Option<Record> = self.state.storage().get(RECORD_KEY).await?;
             let account: Option<Account> = self.state.storage().get(ACCOUNT_KEY).await?;
-            *self.live.account.borrow_mut() = account.unwrap_or_default();
-            self.live.loaded.set(true);
+            self.live.stored.load_once(|| (record.unwrap_or_default(), account.unwrap_or_default()));
             // The time of the last activity is not stored: waking up counts as activity, so a
             // restarted object never stops a container at once for an idleness it cannot know.
-            self.live.last_activity_ms.set(now_ms());
+            self.live.activity.last_activity_ms.set(now_ms());
         }
         Ok(())
     }
 
     async fn persist(&self) -> worker::Result<()> {
-        if self.live.dirty.replace(false) {
-            let snapshot = self.live.record.borrow().clone();
-            self.state.storage().put(RECORD_KEY, snapshot).await?;
+        if let Some(record) = self.live.stored.take_changed() {
+            self.state.storage().put(RECORD_KEY, record).await?;
         }
         Ok(())
     }
 
     fn user_id(&self) -> String {
-        self.live.record.borrow().user_id.clone().unwrap_or_default()
+        self.live.stored.user_id()
     }
 }

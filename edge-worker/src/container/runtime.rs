@@ -4,16 +4,24 @@
 //! stopping it. In local mode (no container runtime) the same code waits for the agent-service at
 //! `AGENT_SERVICE_URL` instead.
 
-use std::{rc::Rc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    rc::Rc,
+    time::Duration,
+};
 
 use futures::{
     channel::oneshot,
-    future::{self, Either},
+    future::{self, Either, LocalBoxFuture, Shared},
     FutureExt,
 };
 use worker::{wasm_bindgen_futures::spawn_local, Delay};
 
-use super::{live::Live, now_ms, AutopilotContainer};
+use super::{
+    live::Live,
+    loss::{archive_losses, lose, record_loss},
+    now_ms, AutopilotContainer,
+};
 use crate::{
     container::agent_client::{AgentClient, Endpoint},
     container::lifecycle::Resync,
@@ -22,6 +30,29 @@ use crate::{
     container::start_with_env::{another_handle, start_with_env},
     grpc_web::{Code, GrpcStatus},
 };
+
+/// A start of the container that every request needing it meanwhile awaits.
+pub type StartFuture = Shared<LocalBoxFuture<'static, Result<(), GrpcStatus>>>;
+
+/// What this instance knows of the platform's container beyond the record.
+#[derive(Default)]
+pub struct ContainerWatch {
+    /// The start under way, shared by every request that needs the container meanwhile.
+    pub starting: RefCell<Option<StartFuture>>,
+    /// The generation whose exit this instance watches (an evicted instance's watch is gone).
+    pub watched_generation: Cell<Option<u32>>,
+    /// When this instance last saw the platform say the container runs (an exit nobody watched
+    /// is charged up to here).
+    pub last_seen_running_ms: Cell<u64>,
+    /// When the exit watch saw the container exit; charged and closed by the next entry.
+    pub exited_at_ms: Cell<Option<u64>>,
+}
+
+impl ContainerWatch {
+    pub fn start_in_flight(&self) -> bool {
+        self.starting.borrow().is_some()
+    }
+}
 
 impl AutopilotContainer {
     /// Every entry (request, frame, alarm) first loads the record, then checks it against the
@@ -32,32 +63,37 @@ impl AutopilotContainer {
     pub(super) async fn resync(&self) -> worker::Result<()> {
         self.load().await?;
         if let Some(container) = self.state.container() {
-            let in_flight = self.live.starting.borrow().is_some();
+            let in_flight = self.live.watch.starting.borrow().is_some();
             let running = container.running();
             if running {
-                self.live.last_seen_running_ms.set(now_ms());
+                self.live.watch.last_seen_running_ms.set(now_ms());
             }
-            let resync = self.live.record.borrow_mut().lifecycle.resync(running, in_flight, now_ms());
+            let resync = self.live.stored.update(|record| record.lifecycle.resync(running, in_flight, now_ms()));
             match resync {
                 Resync::InStep => {
-                    let lifecycle = self.live.record.borrow().lifecycle.clone();
+                    let lifecycle = self.live.stored.lifecycle();
                     if let (true, Some(generation)) = (lifecycle.is_ready(), lifecycle.current_generation()) {
-                        if self.live.watched_generation.get() != Some(generation) {
+                        if self.live.watch.watched_generation.get() != Some(generation) {
                             drop(watch_exit(Rc::clone(&self.live), container, generation));
                         }
                     }
                 }
                 Resync::Lost { .. } => {
                     // Nobody saw it go: charged up to the last time it was seen running.
-                    let seen = self.live.last_seen_running_ms.get().max(self.live.account.borrow().metered_until_ms);
-                    let gone_at = self.live.exited_at_ms.get().unwrap_or(seen);
-                    self.live.record_loss(crate::container::lifecycle::LOST, gone_at);
+                    let seen = self
+                        .live
+                        .watch
+                        .last_seen_running_ms
+                        .get()
+                        .max(self.live.stored.account.borrow().metered_until_ms);
+                    let gone_at = self.live.watch.exited_at_ms.get().unwrap_or(seen);
+                    record_loss(&self.live, crate::container::lifecycle::LOST, gone_at);
                 }
                 Resync::Orphan => {
                     // Adopted as a start of a new generation that skips the platform's start:
                     // the next request waits for its /ping like any start, and its time is metered.
                     worker::console_warn!("a running container the record did not know of: adopting it");
-                    self.live.update(|p| {
+                    self.live.stored.update(|p| {
                         p.lifecycle.begin_start(now_ms());
                     });
                     self.open_run().await?;
@@ -92,14 +128,14 @@ impl AutopilotContainer {
     /// Concurrent callers share one start: it is registered before anything is awaited.
     pub(super) async fn ready_client(&self) -> Result<AgentClient, GrpcStatus> {
         let endpoint = self.endpoint()?;
-        if self.live.record.borrow().lifecycle.is_ready() {
+        if self.live.stored.record().lifecycle.is_ready() {
             return Ok(AgentClient::new(endpoint));
         }
-        let in_flight = self.live.starting.borrow().clone();
+        let in_flight = self.live.watch.starting.borrow().clone();
         let start = match in_flight {
             Some(start) => start,
             None => {
-                let lifecycle = self.live.record.borrow().lifecycle.clone();
+                let lifecycle = self.live.stored.lifecycle();
                 // A start recorded by an earlier instance (or an adopted container) is finished
                 // by waiting for its /ping; otherwise a new generation starts, for a user who has
                 // the credits (container time costs them).
@@ -108,8 +144,7 @@ impl AutopilotContainer {
                     Some(generation) => generation,
                     None => {
                         self.check_credits()?;
-                        let begun = self.live.record.borrow_mut().lifecycle.begin_start(now_ms());
-                        self.live.dirty.set(true);
+                        let begun = self.live.stored.update(|record| record.lifecycle.begin_start(now_ms()));
                         begun.unwrap_or(lifecycle.generation)
                     }
                 };
@@ -123,7 +158,7 @@ impl AutopilotContainer {
                 )
                 .boxed_local()
                 .shared();
-                *self.live.starting.borrow_mut() = Some(start.clone());
+                *self.live.watch.starting.borrow_mut() = Some(start.clone());
                 self.open_run().await.map_err(|e| {
                     GrpcStatus::new(Code::Internal, format!("could not record the container start: {e}"))
                 })?;
@@ -131,9 +166,9 @@ impl AutopilotContainer {
             }
         };
         let result = start.clone().await;
-        let mine = self.live.starting.borrow().as_ref().is_some_and(|current| current.ptr_eq(&start));
+        let mine = self.live.watch.starting.borrow().as_ref().is_some_and(|current| current.ptr_eq(&start));
         if mine {
-            self.live.starting.borrow_mut().take();
+            self.live.watch.starting.borrow_mut().take();
         }
         let _ = self.persist().await;
         result.map(|()| AgentClient::new(endpoint))
@@ -153,12 +188,10 @@ impl AutopilotContainer {
                 let _ = container.signal(15);
             }
         }
-        self.live.update(|p| p.lifecycle.mark_stopped(now_ms()));
-        self.live.revoke_model_access(None);
+        self.live.stored.update(|p| p.lifecycle.mark_stopped(now_ms()));
+        self.live.gateway.revoke(None);
         // What the archive could not see end before the stop ends with it.
-        for task_id in self.live.unended_tasks() {
-            self.live.archive_loss(&task_id, "the container was stopped before the task ended");
-        }
+        archive_losses(&self.live, &self.live.unended_tasks(), "the container was stopped before the task ended");
         self.meter(|account, rate| account.stop_run(now_ms(), rate)).await
     }
 }
@@ -178,14 +211,13 @@ async fn start_container(
     let deadline = now_ms() + START_DEADLINE.as_millis() as u64;
     let fail = |reason: String| {
         worker::console_warn!("container start failed: {reason}");
-        live.update(|p| {
+        live.stored.update(|p| {
             p.lifecycle.mark_failed(generation, reason.clone(), now_ms());
         });
         Err(GrpcStatus::new(Code::Unavailable, reason))
     };
     let ready = |answered_ms: u64| {
-        let marked = live.record.borrow_mut().lifecycle.mark_ready(generation, answered_ms, now_ms());
-        live.dirty.set(true);
+        let marked = live.stored.update(|record| record.lifecycle.mark_ready(generation, answered_ms, now_ms()));
         if marked {
             Ok(())
         } else {
@@ -263,9 +295,9 @@ pub(super) async fn lost_behind_our_back(live: &Live, container: &worker::Contai
     if !stopped_running(container).await {
         return false;
     }
-    let generation = live.record.borrow().lifecycle.current_generation();
+    let generation = live.stored.record().lifecycle.current_generation();
     generation.is_some_and(|generation| {
-        live.lose(generation, crate::container::lifecycle::LOST, now_ms());
+        lose(live, generation, crate::container::lifecycle::LOST, now_ms());
         true
     })
 }
@@ -326,22 +358,22 @@ async fn wait_for_ping(
 /// exit of an old container harmless to a newer one.
 fn watch_exit(live: Rc<Live>, container: worker::Container, generation: u32) -> oneshot::Receiver<String> {
     let (report, receiver) = oneshot::channel();
-    live.watched_generation.set(Some(generation));
+    live.watch.watched_generation.set(Some(generation));
     spawn_local(async move {
         let reason = match container.wait_for_exit().await {
             Ok(()) => "the container exited".to_string(),
             Err(e) => format!("the container stopped: {}", error_text(&e)),
         };
-        if live.watched_generation.get() == Some(generation) {
-            live.watched_generation.set(None);
+        if live.watch.watched_generation.get() == Some(generation) {
+            live.watch.watched_generation.set(None);
         }
-        let lifecycle = live.record.borrow().lifecycle.clone();
+        let lifecycle = live.stored.lifecycle();
         let starting = lifecycle.current_generation() == Some(generation) && !lifecycle.is_ready();
         if starting {
             let _ = report.send(reason);
             return;
         }
-        live.lose(generation, &reason, now_ms());
+        lose(&live, generation, &reason, now_ms());
     });
     receiver
 }

@@ -56,7 +56,11 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
             let namespace = env.durable_object(bench::FANOUT_BINDING)?;
             namespace.id_from_name("floor")?.get_stub()?.fetch_with_request(req).await
         }
-        Route::BenchEcho | Route::BenchFanout => not_found(&path),
+        Route::BenchStream if bench::routes_enabled(&env) => {
+            let namespace = env.durable_object(bench::STREAM_BINDING)?;
+            namespace.id_from_name("baseline")?.get_stub()?.fetch_with_request(req).await
+        }
+        Route::BenchEcho | Route::BenchFanout | Route::BenchStream => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
         route => user_route(req, &env, route).await,

@@ -64,6 +64,8 @@ pub enum Route {
     BenchEcho,
     /// The benchmark's fan-out floor, in one Durable Object (only with `BENCH_ROUTES=true`).
     BenchFanout,
+    /// The benchmark's archive baseline: a task streamed with no archive (only with `BENCH_ROUTES=true`).
+    BenchStream,
     Start(Backend),
     /// Container status; the tunnel's says whether the machine is connected.
     Status(Backend),
@@ -105,6 +107,7 @@ impl Route {
             (Method::Post, "/api/admin/tasks") => Route::Admin(AdminRoute::AdoptTask),
             (Method::Get, "/bench/echo") => Route::BenchEcho,
             (Method::Get, "/bench/fanout") => Route::BenchFanout,
+            (Method::Get, "/bench/stream") => Route::BenchStream,
             (Method::Post, "/api/container/start") => Route::Start(Container),
             (Method::Post, "/api/tunnel/start") => Route::Start(Tunnel),
             (Method::Get, "/api/container/status") => Route::Status(Container),

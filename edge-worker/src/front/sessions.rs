@@ -163,9 +163,9 @@ impl Sessions<'_> {
     }
 
     /// Deletes the nonces of tickets that expired unused, and the sessions older than
-    /// `SESSION_RETENTION_SECONDS` (default [`SESSION_RETENTION`]) but the one of `running_task`.
+    /// `SESSION_RETENTION_SECONDS` (default [`SESSION_RETENTION`]) but those of `running_tasks`.
     /// Answers when the next entry is due to go, if any remains.
-    pub async fn prune(&self, now_ms: u64, running_task: Option<&str>) -> worker::Result<Option<u64>> {
+    pub async fn prune(&self, now_ms: u64, running_tasks: &[String]) -> worker::Result<Option<u64>> {
         let retention_ms = seconds_var(self.env, "SESSION_RETENTION_SECONDS")
             .map(|s| s * 1000)
             .unwrap_or(SESSION_RETENTION.as_millis() as u64);
@@ -182,7 +182,7 @@ impl Sessions<'_> {
         }
         for entry in storage.list_with_options(ListOptions::new().prefix(SESSION_PREFIX)).await?.entries() {
             let (key, session): (String, Session) = serde_wasm_bindgen::from_value(entry?)?;
-            if running_task == Some(session.task_id.as_str()) {
+            if running_tasks.contains(&session.task_id) {
                 continue;
             }
             match prune_decision(session.created_ms + retention_ms, now_ms) {

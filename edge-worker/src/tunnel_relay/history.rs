@@ -63,7 +63,7 @@ impl TunnelRelay {
     }
 
     async fn archive_started(&self, started: &StartResponse, request: &StartRequest) -> worker::Result<()> {
-        let Some(archive) = &self.archive else { return Ok(()) };
+        let archive = &self.archive;
         let now = Date::now().as_millis();
         let summary = started_summary(&started.task_id, started.state, request, now, &[]);
         if let Err(e) = archive.add(&summary, now) {
@@ -79,8 +79,7 @@ impl TunnelRelay {
     /// A machine just connected: every task whose end the archive lacks is followed again from
     /// its last archived event (events already archived are not stored twice).
     pub(super) fn follow_unended(&self, machine: &WebSocket) {
-        let Some(archive) = &self.archive else { return };
-        match archive.unended() {
+        match self.archive.unended() {
             Ok(tasks) => tasks.iter().for_each(|(task_id, last_seq)| follow(machine, task_id, last_seq + 1)),
             Err(e) => worker::console_warn!("reading the tunnel archive failed: {e}"),
         }
@@ -92,12 +91,12 @@ impl TunnelRelay {
         if task_id.is_empty() {
             return None;
         }
-        self.archive.as_ref()?.find(task_id).filter(|entry| entry.ended)
+        self.archive.find(task_id).filter(|entry| entry.ended)
     }
 
     /// Whether the archive holds `task_id` at all (ended or not).
     pub(super) fn archive_holds(&self, task_id: &str) -> bool {
-        self.archive.as_ref().is_some_and(|archive| archive.holds(task_id).unwrap_or(false))
+        self.archive.holds(task_id).unwrap_or(false)
     }
 
     /// Answers at the edge what needs no machine: Start (to archive it), the task list, and an
@@ -114,10 +113,7 @@ impl TunnelRelay {
         let reply = |frame: Frame| ServerFrame { request_id: request_id.to_string(), frame: Some(frame) };
         let frame = match rpc {
             Rpc::Start(request) => self.start_task(request).await?.map(|started| reply(Frame::Start(started))),
-            Rpc::ListTasks(request) => match &self.archive {
-                Some(archive) => archive.page(&request).map(|page| reply(Frame::ListTasks(page))),
-                None => return Ok(Some(Rpc::ListTasks(request))),
-            },
+            Rpc::ListTasks(request) => self.archive.page(&request).map(|page| reply(Frame::ListTasks(page))),
             Rpc::Status(request) => match self.archived_end(&request.task_id) {
                 Some(ended) => Ok(reply(Frame::Status(ended.status_response()))),
                 None => return Ok(Some(Rpc::Status(request))),
@@ -134,16 +130,14 @@ impl TunnelRelay {
                     }
                     None => return Ok(Some(Rpc::Subscribe(request))),
                 };
-                if let Some(archive) = self.archive.clone() {
-                    let replayed = Replayed {
-                        request_id: request_id.to_string(),
-                        task_id: request.task_id,
-                        from_seq: request.from_seq,
-                        encoding,
-                        end,
-                    };
-                    replay_to_socket(archive, ws.clone(), replayed);
-                }
+                let replayed = Replayed {
+                    request_id: request_id.to_string(),
+                    task_id: request.task_id,
+                    from_seq: request.from_seq,
+                    encoding,
+                    end,
+                };
+                replay_to_socket(self.archive.clone(), ws.clone(), replayed);
                 return Ok(None);
             }
             rpc => return Ok(Some(rpc)),
@@ -161,7 +155,7 @@ impl TunnelRelay {
                 batch.entry(task_id).or_default().push(event)
             }
             (ReplyRoute::ArchiveEnd { task_id }, Frame::Status(status)) => {
-                let (Some(archive), Some(task)) = (&self.archive, status.task) else { return };
+                let (archive, Some(task)) = (&self.archive, status.task) else { return };
                 let finished =
                     archive.finish(&task, None).and_then(|()| archive.prune(self.retention.history_tasks).map(drop));
                 if let Err(e) = finished {
@@ -170,7 +164,7 @@ impl TunnelRelay {
             }
             // The machine no longer knows the task (its disk was wiped): it will never end there.
             (ReplyRoute::ArchiveEvents { task_id }, Frame::Error(e)) if e.code == Code::NotFound as i32 => {
-                let Some(archive) = &self.archive else { return };
+                let archive = &self.archive;
                 let reason = "your machine no longer knows this task (its agent-service lost its work directory)";
                 if let Err(e) = archive.record_loss(&task_id, &[], reason, Date::now().as_millis()) {
                     worker::console_warn!("archiving the loss of tunnel task {task_id} failed: {e}");
@@ -186,7 +180,7 @@ impl TunnelRelay {
     /// arrived is ended in the archive at once, as that event tells it, and its final Status
     /// (its delivery too) is asked for to replace that.
     pub(super) fn write_archive_batch(&self, machine: &WebSocket, batch: ArchiveBatch) {
-        let Some(archive) = &self.archive else { return };
+        let archive = &self.archive;
         for (task_id, events) in batch {
             let events: Vec<Rc<SharedEvent>> = events.into_iter().map(SharedEvent::new).collect();
             let end =
@@ -229,14 +223,11 @@ impl TaskHome for TunnelRelay {
 
     /// Only a task the relay archived is the user's (a new session on it opens machine or not).
     async fn task_state(&self, task_id: &mut String) -> Result<i32, GrpcStatus> {
-        let entry = self.archive.as_ref().and_then(|archive| archive.find(task_id));
+        let entry = self.archive.find(task_id);
         entry.map(|entry| entry.summary.state).ok_or_else(|| unknown_task(task_id))
     }
 
     fn task_page(&self, request: &ListTasksRequest) -> Result<ListTasksResponse, GrpcStatus> {
-        match &self.archive {
-            Some(archive) => archive.page(request),
-            None => Ok(ListTasksResponse::default()),
-        }
+        self.archive.page(request)
     }
 }

@@ -31,7 +31,7 @@ use worker::{
 
 use self::{history::ArchiveBatch, subscriptions::Subscriptions};
 use crate::{
-    api_error::not_found,
+    api_error::{error_response, not_found},
     archive::{Archive, Retention},
     bridge::{client_frame, decode_client_frame, encode_server_frame, Call, Rpc, WsMessage},
     entropy::random_id,
@@ -82,22 +82,22 @@ pub struct TunnelRelay {
     /// The stored machine record, read once per wake-up (every frame needs it; storage would
     /// cost a read per frame). `None`: not read yet.
     connected: RefCell<Option<Option<ConnectedMachine>>>,
-    /// The user's tunnel tasks (see [`history`]); `None` only if storage refused it.
-    archive: Option<Archive>,
+    /// The user's tunnel tasks (see [`history`]).
+    archive: Archive,
     retention: Retention,
 }
 
 impl worker::DurableObject for TunnelRelay {
     fn new(state: State, env: Env) -> Self {
         let retention = Retention::read(|name| env.var(name).ok().map(|v| v.to_string()));
-        let archive = Archive::open(&state.storage(), retention.max_events)
-            .map_err(|e| worker::console_error!("the tunnel's task archive could not be opened: {e}"))
-            .ok()
-            .flatten();
+        let archive = Archive::open(&state.storage(), retention.max_events);
         TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default(), archive, retention }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        if let Err(refusal) = self.archive.check() {
+            return error_response(&refusal);
+        }
         let user = req.headers().get(USER_HEADER)?.unwrap_or_default();
         let path = req.path();
         match Route::parse(&req.method(), &path) {

@@ -1,6 +1,7 @@
-//! The archive's cost on a task's first pass: recorded tasks streamed through an edge without an
-//! archive and through one whose object follows each into its archive while streaming it, in
-//! pairs, each pair's order the other way round from the last, both edges warmed up first. The
+//! The archive's cost on a task's first pass: recorded tasks streamed through the bench's archive
+//! baseline (`/bench/stream`, an object that streams a task from the service to a socket with no
+//! archive) and through the user's object, which follows each into its archive while streaming
+//! it, in pairs, each on an edge (a workerd) of its own, each pair's order the other way round from the last, both edges warmed up first. The
 //! cost is the median of the pairs' ratios (rates drift by 2x within a run here, and a pair's two
 //! passes drift together), and of the CPU each edge's workerd spent per event.
 
@@ -13,32 +14,51 @@ use autopilot_tests::{
 
 use super::{adopt, stream_recorded_task, WARM_UP_EVENTS, WARM_UP_TASK};
 
-/// An edge, the bench user's token on it, and a session to open the bridge with.
-pub type Side<'a> = (&'a Edge, &'a str, &'a str);
-
-/// A bridge URL on `side`.
-async fn url((edge, token, session): Side<'_>) -> String {
-    edge.ws_ticket_url(token, session).await
+/// Where a first pass streams: the user's object (the bench user's token and a session to open
+/// the bridge with), or the archive baseline.
+#[derive(Clone, Copy)]
+pub enum Side<'a> {
+    Archived(&'a Edge, &'a str, &'a str),
+    Baseline(&'a Edge),
 }
 
-/// Compares first passes through `on` (the archive on) and `off`; prints the figures.
+impl Side<'_> {
+    fn edge(&self) -> &Edge {
+        match self {
+            Side::Archived(edge, ..) | Side::Baseline(edge) => edge,
+        }
+    }
+
+    /// A socket URL on this side, for a pass of `task_id` (made the user's first on the
+    /// archived side, which serves a user only their tasks).
+    async fn url(&self, task_id: &str) -> String {
+        match self {
+            Side::Archived(edge, token, session) => {
+                adopt(edge, task_id).await;
+                edge.ws_ticket_url(token, session).await
+            }
+            Side::Baseline(edge) => format!("{}/bench/stream", edge.ws_base()),
+        }
+    }
+}
+
+/// Compares first passes through `on` (the archive on) and `off` (the baseline); prints the figures.
 pub async fn compare(on: Side<'_>, off: Side<'_>, events: u64) {
-    for (edge, token, session) in [on, off] {
-        adopt(edge, WARM_UP_TASK).await;
-        stream_recorded_task(&edge.ws_ticket_url(token, session).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
+    for side in [on, off] {
+        stream_recorded_task(&side.url(WARM_UP_TASK).await, WARM_UP_TASK, WARM_UP_EVENTS).await;
     }
     if profiling() {
         profile_first_passes([off, on], events).await;
     }
     let mut pairs = Vec::new();
     for (i, task_id) in compared_tasks().iter().enumerate() {
-        let (off_url, on_url) = (url(off).await, url(on).await);
+        let (off_url, on_url) = (off.url(task_id).await, on.url(task_id).await);
         let (off, on) = if i % 2 == 0 {
-            let off = first_pass(off.0, off_url, task_id, events).await;
-            (off, first_pass(on.0, on_url, task_id, events).await)
+            let off = first_pass(off.edge(), off_url, task_id, events).await;
+            (off, first_pass(on.edge(), on_url, task_id, events).await)
         } else {
-            let on = first_pass(on.0, on_url, task_id, events).await;
-            (first_pass(off.0, off_url, task_id, events).await, on)
+            let on = first_pass(on.edge(), on_url, task_id, events).await;
+            (first_pass(off.edge(), off_url, task_id, events).await, on)
         };
         pairs.push((off, on));
     }
@@ -83,18 +103,16 @@ pub fn profiling() -> bool {
     std::env::var("PROFILE").is_ok_and(|v| v == "1")
 }
 
-/// Recorded tasks that each edge streams for the first time, archive off and on in pairs (`PAIRS`,
+/// Recorded tasks that each side streams for the first time, archive off and on in pairs (`PAIRS`,
 /// default 30): the archive's cost is the median of the pairs' ratios (one pair is too noisy here).
 fn compared_tasks() -> Vec<String> {
     let pairs: usize = std::env::var("PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
     (0..pairs).map(|i| format!("00000000-0000-4000-8000-0000000c{i:04x}")).collect()
 }
 
-/// Streams the recorded task `task_id` through the bridge socket at `url` of `edge` (made the
-/// user's there first): events/s, and the CPU time the edge's workerd used for it (its work
-/// after the last frame included).
+/// Streams the recorded task `task_id` through the socket at `url` of `edge`: events/s, and the
+/// CPU time the edge's workerd used for it (its work after the last frame included).
 async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f64, Duration) {
-    adopt(edge, task_id).await;
     let cpu = edge.workerd_cpu();
     let rate = stream_recorded_task(&url, task_id, events).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -103,10 +121,9 @@ async fn first_pass(edge: &Edge, url: String, task_id: &str, events: u64) -> (f6
 
 /// `PROFILE=1`: where each edge's isolate spends a first pass of a recorded task (archive off,
 /// then on), by the functions' own samples.
-async fn profile_first_passes(edges: [Side<'_>; 2], events: u64) {
-    for ((edge, token, session), archive) in edges.into_iter().zip(["off", "on"]) {
-        let url = edge.ws_ticket_url(token, session).await;
-        adopt(edge, PROFILED_TASK).await;
+async fn profile_first_passes(sides: [Side<'_>; 2], events: u64) {
+    for (side, archive) in sides.into_iter().zip(["off", "on"]) {
+        let (edge, url) = (side.edge(), side.url(PROFILED_TASK).await);
         let pass = async {
             stream_recorded_task(&url, PROFILED_TASK, events).await;
             tokio::time::sleep(Duration::from_millis(500)).await;

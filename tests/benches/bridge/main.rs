@@ -6,8 +6,8 @@
 //!   bridge; the echo moves as many messages of the same size (pipelined). Target: bridge >= 0.5x.
 //!   Round #0 is the task's first pass (the object follows it into the archive while streaming);
 //!   round #1 replays it from the archive. The archive's cost: 30 other recorded tasks, each
-//!   streamed for the first time through an edge with the archive off (`ARCHIVE_MAX_EVENTS=0`)
-//!   and through one with it on, in pairs; the median of the pairs' ratios (target: at most 10%),
+//!   streamed for the first time through the archive's baseline (`/bench/stream`: an object that
+//!   streams from the service with no archive) and through the user's object, in pairs; the median of the pairs' ratios (target: at most 10%),
 //!   and of the CPU each edge's workerd spent per event (`archive_cost`).
 //! - Followers: the latency of live events with 1 and with 200 sockets following one task
 //!   (target: p50 with 200 within 2x of p50 with 1), beside the floor workerd sets: one Durable
@@ -42,6 +42,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod archive_cost;
 mod followers;
+
+use archive_cost::Side;
 
 const RECORDED_TASK: &str = "00000000-0000-4000-8000-00000000beef";
 /// A second recorded task that warms each edge's streaming path up (workerd compiles hot wasm
@@ -110,8 +112,8 @@ async fn status_round_trips(url: &str, count: usize) -> Vec<Duration> {
     samples
 }
 
-/// An edge in front of `service` (archive cap `archive_max_events`; "0" turns it off) with the
-/// bench user and a session to open the bridge with. The recorded tasks are made the user's one
+/// An edge in front of `service` (archive cap `archive_max_events`) with the bench user and a
+/// session to open the bridge with. The recorded tasks are made the user's one
 /// by one, each right before its first pass ([`adopt`]).
 async fn bench_edge(service: &Service, repo: &GitFixture, archive_max_events: &str) -> (Edge, String, String) {
     let edge = Edge::start_with_vars(
@@ -168,17 +170,17 @@ async fn main() {
     let service =
         Service::start(&model_api, ServiceOptions { work_dir: Some(work.path().to_path_buf()), ..Default::default() })
             .await;
-    // The archive keeps the whole recorded task (its default cap is 20 000 events); a second
-    // edge with the archive off is the baseline it is measured against.
+    // The archive keeps the whole recorded task (its default cap is 20 000 events); the baseline
+    // it is measured against runs on a second edge, so that each side's workerd CPU is its own.
     let repo = GitFixture::new();
     let cap = (events + 10).to_string();
     let (edge, token, session_id) = bench_edge(&service, &repo, &cap).await;
-    let (edge_off, token_off, session_off) = bench_edge(&service, &repo, "0").await;
     let echo_url = format!("{}/bench/echo", edge.ws_base());
     println!("bridge benchmark: {events} events of ~{frame_len} bytes per frame; workerd via wrangler dev");
     if part("archive") {
-        let on = (&edge, token.as_str(), session_id.as_str());
-        archive_cost::compare(on, (&edge_off, token_off.as_str(), session_off.as_str()), events).await;
+        let edge_off = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
+        let on = Side::Archived(&edge, token.as_str(), session_id.as_str());
+        archive_cost::compare(on, Side::Baseline(&edge_off), events).await;
     }
     if !part("rest") {
         return followers::followers(&edge, &token, &session_id, &repo, frame_len).await;

@@ -21,7 +21,7 @@ use self::{
     grants::{Grant, ModelGrants},
     usage::UsageMeter,
 };
-use super::{live::Live, now_ms, AutopilotContainer};
+use super::{now_ms, AutopilotContainer};
 use crate::{
     entropy::random_bytes,
     front::body_limit::{discard, read_within},
@@ -94,7 +94,7 @@ impl ModelCall {
 /// it leaves the calls in flight, when it is dropped (the fetch failed, or its reply stream
 /// ended, was cut or was revoked).
 struct CallUsage {
-    live: Rc<Live>,
+    gateway: Rc<Gateway>,
     hash: String,
     call: Rc<ModelCall>,
     meter: Option<UsageMeter>,
@@ -102,12 +102,12 @@ struct CallUsage {
 
 impl Drop for CallUsage {
     fn drop(&mut self) {
-        if let (Some(meter), Some(grants)) = (self.meter.take(), &self.live.grants) {
+        if let (Some(meter), Some(grants)) = (self.meter.take(), &self.gateway.grants) {
             if let Err(e) = grants.add_usage(&self.hash, meter.finish()) {
                 worker::console_warn!("counting a model call's tokens failed: {e}");
             }
         }
-        self.live.model_calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, &self.call));
+        self.gateway.calls.borrow_mut().retain(|c| !Rc::ptr_eq(c, &self.call));
     }
 }
 
@@ -128,7 +128,7 @@ impl AutopilotContainer {
             Ok(credential) => credential,
             Err(why) => return refuse(401, "authentication_error", why),
         };
-        let Some(grants) = self.live.grants.clone() else {
+        let Some(grants) = self.live.gateway.grants.clone() else {
             return refuse(401, "authentication_error", "this task credential is unknown");
         };
         let Some(grant) = grants.lookup(&credential.hash)?.filter(|grant| grant.usable(now_ms())) else {
@@ -139,7 +139,7 @@ impl AutopilotContainer {
             );
         };
         if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
-            self.live.revoke_model_access(Some(task_id));
+            self.live.gateway.revoke(Some(task_id));
             return refuse(401, "authentication_error", "this task credential is revoked: its task has ended");
         }
         let url = req.url()?;
@@ -157,11 +157,9 @@ impl AutopilotContainer {
 
     /// A credential for the task a Start is about to create, with where the agent reaches the
     /// gateway; `None` when the Worker holds no model key (the service then uses its own).
-    /// The archive is what tells the object each task's end (when the credential is revoked):
-    /// with the archive off there are no credentials either.
     pub(super) fn mint_model_access(&self) -> Result<Option<(ModelAccess, String)>, GrpcStatus> {
         let key = self.env.secret("ANTHROPIC_API_KEY");
-        let (Some(grants), Some(_), Ok(_)) = (&self.live.grants, &self.live.archive, key) else {
+        let (Some(grants), Ok(_)) = (&self.live.gateway.grants, key) else {
             return Ok(None);
         };
         let Some(base_url) = self.settings.model_gateway_url.clone() else {
@@ -180,7 +178,7 @@ impl AutopilotContainer {
 
     /// The Start the credential `hash` was minted for answered: bound to its task, or revoked.
     pub(super) fn settle_model_access(&self, hash: &str, task_id: Option<&str>) {
-        let Some(grants) = &self.live.grants else { return };
+        let Some(grants) = &self.live.gateway.grants else { return };
         let settled = match task_id {
             Some(task_id) => grants.bind(hash, task_id),
             None => grants.revoke(hash, now_ms()),
@@ -229,10 +227,10 @@ impl AutopilotContainer {
         let abort = AbortController::default();
         let signal = abort.signal();
         let call = Rc::new(ModelCall { task_id: grant.task_id.clone(), abort: RefCell::new(Some(abort)) });
-        self.live.model_calls.borrow_mut().push(Rc::clone(&call));
+        self.live.gateway.calls.borrow_mut().push(Rc::clone(&call));
         // The call's tokens are counted however its reply ends: whole, cut by the agent, or by
         // a revocation (then as far as it went).
-        let mut usage = CallUsage { live: Rc::clone(&self.live), hash, call, meter: None };
+        let mut usage = CallUsage { gateway: Rc::clone(&self.live.gateway), hash, call, meter: None };
         let upstream = Request::new_with_init(&upstream_url, &init)?;
         let mut reply = match Fetch::Request(upstream).send_with_signal(&signal).await {
             Ok(reply) => reply,
@@ -269,10 +267,27 @@ impl AutopilotContainer {
     }
 }
 
-impl Live {
+/// The model credentials this object minted (`None` if storage refused their table) and the
+/// calls made with them in flight.
+#[derive(Default)]
+pub struct Gateway {
+    pub grants: Option<ModelGrants>,
+    calls: RefCell<Vec<Rc<ModelCall>>>,
+}
+
+impl Gateway {
+    /// The gateway over the object's credential store; without it (logged), no credentials.
+    pub fn open(sql: worker::SqlStorage) -> Gateway {
+        let sql: Rc<dyn crate::archive::sql::Sql> = Rc::new(sql);
+        let grants = ModelGrants::open(sql)
+            .map_err(|e| worker::console_error!("the model credentials could not be opened: {e}"))
+            .ok();
+        Gateway { grants, calls: RefCell::default() }
+    }
+
     /// Revokes the credentials of `task_id` (it ended), or of every task (`None`: the container
     /// stopped or was lost), and ends their calls in flight.
-    pub fn revoke_model_access(&self, task_id: Option<&str>) {
+    pub fn revoke(&self, task_id: Option<&str>) {
         if let Some(grants) = &self.grants {
             let revoked = match task_id {
                 Some(task_id) => grants.revoke_task(task_id, now_ms()),
@@ -286,19 +301,13 @@ impl Live {
             |call: &Rc<ModelCall>| task_id.is_none() || call.task_id.is_none() || call.task_id.as_deref() == task_id;
         // Taken out first: a call's stream, ended by its revocation, leaves this list itself.
         let ending: Vec<Rc<ModelCall>> = {
-            let mut calls = self.model_calls.borrow_mut();
+            let mut calls = self.calls.borrow_mut();
             let (ending, going_on) = calls.drain(..).partition(|call| ends(call));
             *calls = going_on;
             ending
         };
         ending.iter().for_each(|call| call.revoke());
     }
-}
-
-/// Opens the object's credential store; `None` (logged) if storage refused it.
-pub fn open_grants(sql: worker::SqlStorage) -> Option<ModelGrants> {
-    let sql: Rc<dyn crate::archive::sql::Sql> = Rc::new(sql);
-    ModelGrants::open(sql).map_err(|e| worker::console_error!("the model credentials could not be opened: {e}")).ok()
 }
 
 #[cfg(test)]
