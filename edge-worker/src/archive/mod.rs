@@ -236,6 +236,12 @@ impl Archive {
         self.entry(task_id).ok().flatten()
     }
 
+    /// What the archive holds of `task_id` once the task has ended there: then the archive alone
+    /// answers for it (Status, Cancel, its events), in both objects.
+    pub fn ended(&self, task_id: &str) -> Option<Entry> {
+        self.find(task_id).filter(|entry| entry.ended)
+    }
+
     /// What the archive holds of `task_id`.
     pub fn entry(&self, task_id: &str) -> worker::Result<Option<Entry>> {
         let rows = self.rows(

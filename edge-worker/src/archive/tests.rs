@@ -87,7 +87,9 @@ fn a_loss_adds_what_was_held_then_the_failed_end_once() {
     let archive = archive(100);
     started(&archive, "t", 1);
     append(&archive, &[text("t", 1)]);
+    assert_eq!(archive.ended("t"), None, "running: the service answers for it");
     archive.record_loss("t", &[text("t", 2), text("t", 3)], "the container exited", 9).unwrap();
+    assert!(archive.ended("t").is_some(), "ended: the archive answers for it");
     assert_eq!(replayed(&archive, "t", 1), [1, 2, 3, 4]);
     let entry = archive.entry("t").unwrap().unwrap();
     let task = entry.task.clone().unwrap();

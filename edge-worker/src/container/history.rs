@@ -30,7 +30,7 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
 };
 
-/// How long a stop waits for the current task's archive to be made whole.
+/// How long a stop waits for the running tasks' archives to be made whole.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(10);
 
 impl AutopilotContainer {
@@ -138,7 +138,7 @@ impl AutopilotContainer {
 
     /// What the archive holds of `task_id`, if the task has ended there.
     pub(super) fn archived_end(&self, task_id: &str) -> Option<Entry> {
-        self.live.archived(task_id).filter(|entry| entry.ended)
+        self.live.archive.ended(task_id)
     }
 
     /// Replays an ended task's archived events with seq >= `from_seq` to the socket, then ends.

@@ -56,7 +56,7 @@ pub fn forgotten_by_service(live: &Live, task_id: &str) -> bool {
 pub fn lose_tasks(live: &Live, lost: &[String], reason: &str) {
     archive_losses(live, lost, reason);
     for stopped in live.subscriptions.stop_following(lost) {
-        if live.archived(&stopped.task_id).is_some_and(|entry| entry.ended) {
+        if live.archive.ended(&stopped.task_id).is_some() {
             let Stopped { ws, encoding, request_id, task_id, last_seq } = stopped;
             let end = end_frame(request_id.clone());
             replay_to_socket(

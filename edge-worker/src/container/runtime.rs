@@ -289,7 +289,7 @@ async fn stopped_running(container: &worker::Container) -> bool {
 }
 
 /// Whether the container stopped running behind the object's back (before the exit watch heard
-/// of it); if so, its generation is recorded lost now ([`Live::lose`]), and the next request
+/// of it); if so, its generation is recorded lost now ([`lose`]), and the next request
 /// starts a fresh one.
 pub(super) async fn lost_behind_our_back(live: &Live, container: &worker::Container) -> bool {
     if !stopped_running(container).await {

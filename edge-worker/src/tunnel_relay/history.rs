@@ -91,7 +91,7 @@ impl TunnelRelay {
         if task_id.is_empty() {
             return None;
         }
-        self.archive.find(task_id).filter(|entry| entry.ended)
+        self.archive.ended(task_id)
     }
 
     /// Whether the archive holds `task_id` at all (ended or not).
