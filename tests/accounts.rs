@@ -15,7 +15,8 @@ use autopilot_tests::{
     edge::{Edge, ADMIN_SECRET, TICKET_SECRET},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    service::{Service, ServiceOptions, CANARY_API_KEY},
+    local_pair::LocalPair,
+    service::{Service, CANARY_API_KEY},
 };
 use futures::{SinkExt, StreamExt};
 use reqwest::{Client, Method, StatusCode};
@@ -75,11 +76,8 @@ struct Started {
 
 impl World {
     async fn start() -> World {
-        let model_api = FakeModelApi::start().await.unwrap();
-        let service = Service::start(&model_api, ServiceOptions::default()).await;
-        let repo = GitFixture::new();
         let vars = [("MIN_CREDITS_TO_START", "2"), ("METER_INTERVAL_SECONDS", "1"), ("IDLE_TIMEOUT_SECONDS", "2")];
-        let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &vars).await;
+        let LocalPair { edge, service, repo, model_api } = LocalPair::start(&vars).await;
         World { edge, http: Client::new(), repo, service, _model_api: model_api }
     }
 

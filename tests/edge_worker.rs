@@ -17,7 +17,8 @@ use autopilot_tests::{
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     grpc_web::{grpc_web_client, with_token},
-    service::{Service, ServiceOptions},
+    local_pair::LocalPair,
+    service::Service,
 };
 use futures::SinkExt;
 use serde_json::{json, Value};
@@ -50,10 +51,7 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let model_api = FakeModelApi::start().await.unwrap();
-        let service = Service::start(&model_api, ServiceOptions::default()).await;
-        let repo = GitFixture::new();
-        let edge = Edge::start(&format!("http://{}", service.addr)).await;
+        let LocalPair { edge, service, repo, model_api } = LocalPair::start(&[]).await;
         let http = reqwest::Client::new();
         let token = edge.user("alice", 1_000_000).await;
         World { edge, http, token, repo, _service: service, _model_api: model_api }

@@ -16,7 +16,8 @@ use autopilot_tests::{
     events::{finished, kind, seqs},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    service::{Service, ServiceOptions},
+    local_pair::LocalPair,
+    service::Service,
     tcp_proxy::TcpProxy,
     tunnel_machine::Machine,
 };
@@ -65,10 +66,7 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let model_api = FakeModelApi::start().await.unwrap();
-        let repo = GitFixture::new();
-        let service = Service::start(&model_api, ServiceOptions::default()).await;
-        let edge = Edge::start(&format!("http://{}", service.addr)).await;
+        let LocalPair { edge, service, repo, model_api } = LocalPair::start(&[]).await;
         let alice = edge.user("alice", 0).await;
         let bob = edge.user("bob", 0).await;
         World { edge, alice, bob, _service: service, repo, model_api }

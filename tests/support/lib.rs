@@ -13,6 +13,7 @@ pub mod git_fixture;
 pub mod grpc_web;
 pub mod https_git_server;
 pub mod isolate_profile;
+pub mod local_pair;
 pub mod processes;
 pub mod service;
 pub mod tcp_proxy;
