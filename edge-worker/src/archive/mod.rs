@@ -54,8 +54,7 @@ use crate::{
 pub const DEFAULT_HISTORY_TASKS: usize = 200;
 /// Events kept per task unless `ARCHIVE_MAX_EVENTS` says otherwise.
 pub const DEFAULT_MAX_EVENTS: u64 = 20_000;
-/// Rows read per query when a timeline is replayed.
-pub const REPLAY_CHUNK: usize = 500;
+pub use self::replay::REPLAY_CHUNK;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS archived_tasks (
@@ -398,35 +397,6 @@ impl Archive {
         Ok(())
     }
 
-    /// The archived events of `task_id` with seq >= `from_seq`, at most `limit`, in order.
-    pub fn events(&self, task_id: &str, from_seq: u64, limit: usize) -> worker::Result<Vec<Event>> {
-        let mut events = Vec::new();
-        let mut after = from_seq;
-        while events.len() < limit {
-            let rows = self.rows(
-                "SELECT events, last_seq FROM archived_event_chunks WHERE task_id = ? AND last_seq >= ? \
-                 ORDER BY first_seq LIMIT 16",
-                vec![text(task_id), int(after)],
-            )?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                let blob = as_blob(&row[0]).unwrap_or_default();
-                let wanted = limit - events.len();
-                events.extend(event_rows::events(blob).filter(|event| event.seq >= from_seq).take(wanted));
-                after = as_u64(&row[1]) + 1;
-            }
-        }
-        Ok(events)
-    }
-
-    /// The archived events of `task_id` from `from_seq` on, in order, [`REPLAY_CHUNK`] at a time
-    /// (a replay need not hold a whole timeline in memory).
-    pub fn replay(&self, task_id: &str, from_seq: u64) -> Replay<'_> {
-        Replay { archive: self, task_id: task_id.to_string(), next_seq: from_seq.max(1), done: false }
-    }
-
     /// The archived diff of `task_id`, if it delivered one.
     pub fn diff(&self, task_id: &str) -> worker::Result<Option<Diff>> {
         let rows = self.rows("SELECT diff FROM archived_tasks WHERE task_id = ?", vec![text(task_id)])?;
@@ -495,33 +465,5 @@ impl Archive {
             pruned.push(task_id.clone());
         }
         Ok(pruned)
-    }
-}
-
-/// The chunks of a replay (see [`Archive::replay`]).
-pub struct Replay<'a> {
-    archive: &'a Archive,
-    task_id: String,
-    next_seq: u64,
-    done: bool,
-}
-
-impl Iterator for Replay<'_> {
-    type Item = worker::Result<Vec<Event>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let events = match self.archive.events(&self.task_id, self.next_seq, REPLAY_CHUNK) {
-            Ok(events) => events,
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e));
-            }
-        };
-        self.done = events.len() < REPLAY_CHUNK;
-        self.next_seq = events.last()?.seq + 1;
-        Some(Ok(events))
     }
 }
