@@ -75,6 +75,8 @@ dev: tools build worker web
 	@test -f .dev.vars || { umask 077; \
 	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
+	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
+	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@if [ -n "$$ANTHROPIC_API_KEY" ] && [ -z "$(DEV_MODEL_VARS)" ]; then umask 077; \
 	  grep -v '^ANTHROPIC_API_KEY=' .dev.vars > .dev.vars.new || true; \
 	  echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY" >> .dev.vars.new; mv .dev.vars.new .dev.vars; fi
@@ -140,6 +142,8 @@ dev-container: tools worker web local-containers
 	@test -f .dev.vars || { \
 	  echo "ADMIN_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; \
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
+	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
+	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@rm -f $(DEV_DIR)/container.vars; umask 077; { cat .dev.vars; \
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
 	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "MODEL_API_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \

@@ -29,6 +29,7 @@ pub mod bridge;
 pub mod container;
 pub mod entropy;
 pub mod front;
+pub mod github;
 pub mod grpc_web;
 pub mod socket;
 pub mod tunnel_relay;

@@ -23,6 +23,7 @@
 //! - [`model_gateway`]: each task's model credential (minted, stored, counted: its own folder),
 //!   and the model calls made with it.
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
+//! - [`github_link`]: the user's GitHub connection, its tokens sealed and renewed.
 //! - [`settings`] (pure): the vars, read once per wake-up.
 //!
 //! What only this object uses, beside it: [`agent_client`] (the contract over gRPC-web to the
@@ -36,6 +37,7 @@ pub mod agent_client;
 pub mod billing;
 mod bridge_calls;
 mod fan_out;
+mod github_link;
 mod history;
 mod http_routes;
 mod idle;
@@ -121,6 +123,7 @@ impl worker::DurableObject for AutopilotContainer {
                 Internal::Alarm => self.heartbeat().await,
                 Internal::Storage => self.storage_route().await,
                 Internal::AdoptTask => self.adopt_task_route(req).await,
+                Internal::LinkGitHub => self.link_github_route(req).await,
             };
             self.persist().await?;
             return response;
@@ -137,6 +140,7 @@ impl worker::DurableObject for AutopilotContainer {
             Route::Tasks(Backend::Container) => task_routes::tasks_route(self, &req),
             Route::Balance => self.balance_route(),
             Route::Ledger => self.ledger_route().await,
+            Route::GitHub(github) => self.github_route(&req, github).await,
             _ => not_found(&path),
         };
         if uses_container {

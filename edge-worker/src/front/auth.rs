@@ -21,8 +21,9 @@ use crate::{
     grpc_web::{Code, GrpcStatus},
 };
 
-/// The KV namespace of tokens and sessions.
-const KV_BINDING: &str = "SESSIONS";
+/// The KV namespace of tokens and sessions (and of the GitHub sign-in's pending states and
+/// account links).
+pub const KV_BINDING: &str = "SESSIONS";
 /// How long a browser session lasts.
 pub const SESSION_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -63,7 +64,7 @@ pub async fn authenticate(req: &Request, env: &Env) -> worker::Result<Option<(St
     Ok(None)
 }
 
-fn kv_error(error: worker::KvError) -> worker::Error {
+pub fn kv_error(error: worker::KvError) -> worker::Error {
     worker::Error::RustError(format!("session store: {error}"))
 }
 
@@ -87,24 +88,30 @@ pub async fn sign_in(mut req: Request, env: &Env) -> worker::Result<Response> {
     let Some(record) = record.filter(|r| r.accepts(&token, now_ms())) else {
         return unauthenticated("the token is not valid (unknown, revoked or expired)");
     };
+    let headers = Headers::new();
+    headers.set("set-cookie", &open_session(env, &record.user_id).await?)?;
+    Ok(Response::from_json(&serde_json::json!({"userId": record.user_id}))?.with_headers(headers))
+}
+
+/// Opens a browser session for `user_id`; answers the `Set-Cookie` value that carries it.
+pub async fn open_session(env: &Env, user_id: &str) -> worker::Result<String> {
     let session = format_secret("", &random_bytes(32)?);
     let hash = secret_hash(&session);
     let session_record = CredentialRecord {
-        user_id: record.user_id.clone(),
+        user_id: user_id.to_string(),
         label: "browser session".into(),
         hash: hash.clone(),
         created_at_ms: now_ms(),
         expires_at_ms: Some(now_ms() + SESSION_TTL_SECONDS * 1000),
     };
-    kv.put(&session_key(&hash), serde_json::to_string(&session_record)?)
+    env.kv(KV_BINDING)?
+        .put(&session_key(&hash), serde_json::to_string(&session_record)?)
         .map_err(kv_error)?
         .expiration_ttl(SESSION_TTL_SECONDS)
         .execute()
         .await
         .map_err(kv_error)?;
-    let headers = Headers::new();
-    headers.set("set-cookie", &session_set_cookie(&session, SESSION_TTL_SECONDS))?;
-    Ok(Response::from_json(&serde_json::json!({"userId": record.user_id}))?.with_headers(headers))
+    Ok(session_set_cookie(&session, SESSION_TTL_SECONDS))
 }
 
 /// `POST /api/auth/signout`: deletes the session and its cookie.

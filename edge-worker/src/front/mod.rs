@@ -9,12 +9,14 @@
 //! [`credentials`] (token hashes, cookies), [`ticket`] (signed single-use WebSocket tickets),
 //! [`sessions`] (WebSocket sessions and tickets, for both objects), [`site`] (the site's origin
 //! and what a cookie-authenticated request must show), [`body_limit`] (bodies read within a
-//! limit), [`task_routes`] (the Start, ticket and task-list routes both objects serve alike) and
-//! [`internal`] (the headers and settings the Worker hands an object).
+//! limit), [`task_routes`] (the Start, ticket and task-list routes both objects serve alike),
+//! [`github_sign_in`] (sign in with GitHub, or connect it) and [`internal`] (the headers and
+//! settings the Worker hands an object).
 
 pub mod auth;
 pub mod body_limit;
 pub mod credentials;
+pub mod github_sign_in;
 pub mod internal;
 pub mod route;
 pub mod sessions;
@@ -63,6 +65,8 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::BenchEcho | Route::BenchFanout | Route::BenchStream => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
+        Route::GitHubSignIn => github_sign_in::sign_in(req, &env).await,
+        Route::GitHubCallback => github_sign_in::callback(req, &env).await,
         route => user_route(req, &env, route).await,
     }
 }
@@ -242,7 +246,7 @@ async fn admin(mut req: Request, env: &Env, route: AdminRoute) -> worker::Result
 
 /// Sends the request to `user`'s Durable Object of `backend`, naming the user (and any verified
 /// ticket) in internal headers, after removing any the client sent.
-async fn forward(
+pub(crate) async fn forward(
     req: Request,
     env: &Env,
     backend: Backend,

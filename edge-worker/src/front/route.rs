@@ -83,6 +83,23 @@ pub enum Route {
     /// The model gateway (`/model/...`, any method): a task's agent calling the model with its
     /// task credential, which also names the object that answers.
     Model,
+    /// Sign in with GitHub (or connect it to the signed-in account): off to GitHub's authorize page.
+    GitHubSignIn,
+    /// Where GitHub sends the browser back with a code.
+    GitHubCallback,
+    /// The signed-in user's GitHub connection, in their container object.
+    GitHub(GitHubRoute),
+}
+
+/// The routes of a user's GitHub connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitHubRoute {
+    /// `GET /api/github`: whether GitHub is connected, as which account.
+    Connection,
+    /// `DELETE /api/github`: disconnects (the token is deleted, and revoked at GitHub).
+    Disconnect,
+    /// `GET /api/github/repositories?pageToken=`: what the user's token reaches.
+    Repositories,
 }
 
 /// The gRPC-web path prefix of the contract's service.
@@ -119,6 +136,11 @@ impl Route {
             (Method::Get, "/api/billing/ledger") => Route::Ledger,
             (Method::Get, "/api/tasks") => Route::Tasks(Container),
             (Method::Get, "/api/tunnel/tasks") => Route::Tasks(Tunnel),
+            (Method::Get, "/auth/github") => Route::GitHubSignIn,
+            (Method::Get, "/auth/github/callback") => Route::GitHubCallback,
+            (Method::Get, "/api/github") => Route::GitHub(GitHubRoute::Connection),
+            (Method::Delete, "/api/github") => Route::GitHub(GitHubRoute::Disconnect),
+            (Method::Get, "/api/github/repositories") => Route::GitHub(GitHubRoute::Repositories),
             (_, p) if p.starts_with("/model/") => Route::Model,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
@@ -145,7 +167,7 @@ impl Route {
             | Route::Socket(backend, _)
             | Route::Tasks(backend) => Some(*backend),
             Route::TunnelConnect => Some(Backend::Tunnel),
-            Route::Balance | Route::Ledger | Route::Grpc(_) => Some(Backend::Container),
+            Route::Balance | Route::Ledger | Route::Grpc(_) | Route::GitHub(_) => Some(Backend::Container),
             _ => None,
         }
     }
@@ -172,10 +194,13 @@ pub enum Internal {
     Alarm,
     Storage,
     AdoptTask,
+    /// The Worker hands the object a GitHub grant the user just signed in with.
+    LinkGitHub,
 }
 
 impl Internal {
-    const ALL: [Internal; 4] = [Internal::Grant, Internal::Alarm, Internal::Storage, Internal::AdoptTask];
+    const ALL: [Internal; 5] =
+        [Internal::Grant, Internal::Alarm, Internal::Storage, Internal::AdoptTask, Internal::LinkGitHub];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -183,6 +208,7 @@ impl Internal {
             Internal::Alarm => "/internal/alarm",
             Internal::Storage => "/internal/storage",
             Internal::AdoptTask => "/internal/adopt-task",
+            Internal::LinkGitHub => "/internal/link-github",
         }
     }
 
@@ -206,6 +232,10 @@ mod tests {
         assert_eq!(Route::parse(&Method::Post, "/api/container/start"), Some(Route::Start(Backend::Container)));
         assert_eq!(Route::parse(&Method::Post, "/api/tunnel/start"), Some(Route::Start(Backend::Tunnel)));
         assert_eq!(Route::parse(&Method::Get, "/api/container/start"), None, "the method matters");
+        assert_eq!(Route::parse(&Method::Get, "/auth/github"), Some(Route::GitHubSignIn));
+        let repositories = Route::parse(&Method::Get, "/api/github/repositories").unwrap();
+        assert_eq!(repositories.backend(), Some(Backend::Container), "the connection lives in the user's object");
+        assert_eq!(Route::parse(&Method::Delete, "/api/github"), Some(Route::GitHub(GitHubRoute::Disconnect)));
         assert_eq!(
             Route::parse(&Method::Get, "/api/tunnel/ws/abc"),
             Some(Route::Socket(Backend::Tunnel, "abc".into()))

@@ -1,0 +1,191 @@
+//! The user's GitHub connection, kept by their container object: the GitHub account and its
+//! grant, the tokens sealed at rest with `GITHUB_TOKEN_KEY` ([`crate::github::sealed`]), renewed
+//! with the refresh token before they expire (one object per user, so two renewals never race
+//! for a refresh token GitHub accepts once). What the Worker's sign-in hands over is stored here
+//! ([`Internal::LinkGitHub`](crate::front::route::Internal)); the user's `/api/github` routes
+//! read, list and disconnect it. No token ever leaves this object in an answer.
+
+use serde::{Deserialize, Serialize};
+use worker::{Request, Response};
+
+use super::{now_ms, AutopilotContainer};
+use crate::{
+    api_error::error_response,
+    entropy::random_bytes,
+    front::{github_sign_in::Link, route::GitHubRoute},
+    github::{
+        client::{Account, GitHub},
+        oauth::Grant,
+        sealed::TokenKey,
+    },
+    grpc_web::{Code, GrpcStatus},
+};
+
+/// Storage key of the connection.
+const GITHUB_KEY: &str = "github";
+
+/// The connection as stored: the grant's tokens sealed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredLink {
+    account: Account,
+    access_token: String,
+    access_expires_ms: Option<u64>,
+    refresh_token: Option<String>,
+    refresh_expires_ms: Option<u64>,
+    connected_ms: u64,
+}
+
+/// Why the user must connect GitHub (again) before this works.
+fn not_connected() -> GrpcStatus {
+    GrpcStatus::new(Code::FailedPrecondition, "GitHub is not connected: sign in with GitHub on the page to connect it")
+}
+
+impl AutopilotContainer {
+    fn token_key(&self) -> Result<TokenKey, GrpcStatus> {
+        let secret = self.env.secret("GITHUB_TOKEN_KEY").map(|s| s.to_string()).unwrap_or_default();
+        TokenKey::from_secret(&secret).ok_or_else(|| {
+            GrpcStatus::new(
+                Code::Unimplemented,
+                "GitHub is not set up on this deployment (the secret GITHUB_TOKEN_KEY)",
+            )
+        })
+    }
+
+    fn seal(&self, key: &TokenKey, token: &str) -> Result<String, GrpcStatus> {
+        let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
+        Ok(key.seal(token, nonce.try_into().expect("12 bytes")))
+    }
+
+    async fn store_link(&self, account: Account, grant: &Grant) -> Result<(), GrpcStatus> {
+        let key = self.token_key()?;
+        let stored = StoredLink {
+            account,
+            access_token: self.seal(&key, &grant.access_token)?,
+            access_expires_ms: grant.access_expires_ms,
+            refresh_token: grant.refresh_token.as_deref().map(|t| self.seal(&key, t)).transpose()?,
+            refresh_expires_ms: grant.refresh_expires_ms,
+            connected_ms: now_ms(),
+        };
+        self.state.storage().put(GITHUB_KEY, stored).await.map_err(storage)
+    }
+
+    async fn stored_link(&self) -> Result<Option<StoredLink>, GrpcStatus> {
+        self.state.storage().get(GITHUB_KEY).await.map_err(storage)
+    }
+
+    /// `POST /internal/link-github` (from the Worker's sign-in): keeps the user's grant.
+    pub(super) async fn link_github_route(&self, mut req: Request) -> worker::Result<Response> {
+        let link: Link = match req.json().await {
+            Ok(link) => link,
+            Err(e) => return error_response(&GrpcStatus::new(Code::InvalidArgument, format!("a GitHub link: {e}"))),
+        };
+        match self.store_link(link.account, &link.grant).await {
+            Ok(()) => Response::from_json(&serde_json::json!({"linked": true})),
+            Err(status) => error_response(&status),
+        }
+    }
+
+    /// A live access token of the user's GitHub account, renewed first if it is about to
+    /// expire, with the account.
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION, saying to connect GitHub (again), when it is not connected or GitHub
+    /// refused to renew it.
+    pub(super) async fn github_token(&self, github: &GitHub) -> Result<(String, Account), GrpcStatus> {
+        let key = self.token_key()?;
+        let stored = self.stored_link().await?.ok_or_else(not_connected)?;
+        let open = |sealed: &str| {
+            key.open(sealed).map_err(|_| {
+                GrpcStatus::new(
+                    Code::FailedPrecondition,
+                    "the stored GitHub connection cannot be read (GITHUB_TOKEN_KEY changed): connect GitHub again",
+                )
+            })
+        };
+        let grant = Grant {
+            access_token: open(&stored.access_token)?,
+            access_expires_ms: stored.access_expires_ms,
+            refresh_token: stored.refresh_token.as_deref().map(open).transpose()?,
+            refresh_expires_ms: stored.refresh_expires_ms,
+        };
+        if !grant.needs_renewal(now_ms()) {
+            return Ok((grant.access_token, stored.account));
+        }
+        let renewal = match (&grant.refresh_token, grant.renewable(now_ms())) {
+            (Some(refresh), true) => github.renew(refresh, now_ms()).await,
+            _ => Err(GrpcStatus::new(Code::FailedPrecondition, "GitHub's access expired")),
+        };
+        match renewal {
+            Ok(renewed) => {
+                self.store_link(stored.account.clone(), &renewed).await?;
+                Ok((renewed.access_token, stored.account))
+            }
+            Err(status) => Err(GrpcStatus::new(
+                Code::FailedPrecondition,
+                format!("{}: connect GitHub again to renew access", status.message),
+            )),
+        }
+    }
+
+    /// `GET|DELETE /api/github`, `GET /api/github/repositories?pageToken=`.
+    pub(super) async fn github_route(&self, req: &Request, route: GitHubRoute) -> worker::Result<Response> {
+        let answer = match route {
+            GitHubRoute::Connection => self.connection().await,
+            GitHubRoute::Disconnect => self.disconnect().await,
+            GitHubRoute::Repositories => {
+                let url = req.url()?;
+                let page_token = url.query_pairs().find(|(k, _)| k == "pageToken").map(|(_, v)| v.into_owned());
+                self.repositories(page_token.as_deref().unwrap_or_default()).await
+            }
+        };
+        match answer {
+            Ok(body) => Response::from_json(&body),
+            Err(status) => error_response(&status),
+        }
+    }
+
+    async fn connection(&self) -> Result<serde_json::Value, GrpcStatus> {
+        Ok(match self.stored_link().await? {
+            Some(stored) => serde_json::json!({
+                "connected": true,
+                "login": stored.account.login,
+                "githubId": stored.account.id,
+                "connectedMs": stored.connected_ms,
+            }),
+            None => serde_json::json!({"connected": false}),
+        })
+    }
+
+    async fn disconnect(&self) -> Result<serde_json::Value, GrpcStatus> {
+        let Some(stored) = self.stored_link().await? else { return Ok(serde_json::json!({"connected": false})) };
+        // Revoked at GitHub where it can be (a token that cannot be opened is gone with its key).
+        if let (Ok(github), Ok(key)) = (GitHub::from_env(&self.env), self.token_key()) {
+            if let Ok(token) = key.open(&stored.access_token) {
+                github.revoke(&token).await;
+            }
+        }
+        self.state.storage().delete(GITHUB_KEY).await.map_err(storage)?;
+        Ok(serde_json::json!({"connected": false, "disconnected": stored.account.login}))
+    }
+
+    async fn repositories(&self, page_token: &str) -> Result<serde_json::Value, GrpcStatus> {
+        let page = match page_token {
+            "" => 1,
+            token => token.parse::<u32>().ok().filter(|page| *page >= 1 && *page <= 10_000).ok_or_else(|| {
+                GrpcStatus::new(Code::InvalidArgument, "pageToken is the nextPageToken of an earlier page")
+            })?,
+        };
+        let github = GitHub::from_env(&self.env)?;
+        let (token, _) = self.github_token(&github).await?;
+        let (repositories, next) = github.repositories(&token, page).await?;
+        Ok(serde_json::json!({
+            "repositories": repositories,
+            "nextPageToken": next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+}
+
+fn storage(e: worker::Error) -> GrpcStatus {
+    GrpcStatus::new(Code::Unavailable, format!("the account's storage: {e}"))
+}
