@@ -23,7 +23,8 @@
 //! - [`model_gateway`]: each task's model credential (minted, stored, counted: its own folder),
 //!   and the model calls made with it.
 //! - [`workspaces`]: ended tasks' workspaces kept in R2, for follow-ups in a new container.
-//! - [`github_link`]: the user's GitHub connection, its tokens sealed and renewed.
+//! - [`github_link`]: the user's GitHub connection, its tokens sealed and renewed;
+//!   [`git_gateway`]: what a task's push through the edge may do (pure so far).
 //! - [`settings`] (pure): the vars, read once per wake-up.
 //!
 //! What only this object uses, beside it: [`agent_client`] (the contract over gRPC-web to the
@@ -37,6 +38,7 @@ pub mod agent_client;
 pub mod billing;
 mod bridge_calls;
 mod fan_out;
+pub mod git_gateway;
 mod github_link;
 mod history;
 mod http_routes;
