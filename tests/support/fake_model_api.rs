@@ -1,5 +1,6 @@
 //! A fake of the paid model API: a small server speaking the Anthropic Messages API (streaming
-//! SSE), so the real Claude Code CLI can run offline in tests. It is the only fake in the system.
+//! SSE), so the real Claude Code CLI can run offline in tests. It and the fake GitHub
+//! (`fake_github/`) are the only fakes in the system.
 //!
 //! The test picks a script through its prompt: the `SCENARIO:<name>` token of the latest user
 //! turn that has one (in a single-turn conversation, the first in the request) selects one of

@@ -1,5 +1,5 @@
-//! Support for the end-to-end tests: the fake model API (the one fake in the system) and
-//! fixtures that start the real agent-service, build real git repositories and make real
+//! Support for the end-to-end tests: the fakes of the two outside services (the model API and
+//! GitHub) and fixtures that start the real agent-service, build real git repositories and make real
 //! clients (native gRPC and gRPC-web).
 
 pub mod bridge_client;
@@ -7,6 +7,7 @@ pub mod child_process;
 pub mod container;
 pub mod edge;
 pub mod events;
+pub mod fake_github;
 pub mod fake_model_api;
 pub mod figures;
 pub mod git_fixture;
