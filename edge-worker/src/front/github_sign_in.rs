@@ -128,6 +128,10 @@ async fn signed_in(req: &Request, env: &Env) -> worker::Result<Result<(String, S
     let now = Date::now().as_millis();
     let grant = match github.exchange_code(&code, &format!("{origin}/auth/github/callback"), now).await {
         Ok(grant) => grant,
+        // GitHub refused the code the browser brought (used, expired or made up).
+        Err(status) if status.code == Code::FailedPrecondition as i32 => {
+            return refuse(Code::InvalidArgument, &format!("{}: sign in with GitHub again", status.message))
+        }
         Err(status) => return Ok(Err(status)),
     };
     let account = match github.account(&grant.access_token).await {
