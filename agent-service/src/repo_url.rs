@@ -61,6 +61,10 @@ pub fn parse_repo_url(raw: &str, allow_local: bool) -> Result<RepoUrl, String> {
         let scheme = scheme.to_ascii_lowercase();
         let transport = match scheme.as_str() {
             "https" => Transport::Https,
+            // Plain HTTP only on a development service: the edge's git gateway on a loopback
+            // port in local mode and tests (`--allow-local-repos`).
+            "http" if allow_local => Transport::Https,
+            "http" => return Err("http:// repositories are not allowed on this service; use https://".into()),
             "ssh" => Transport::Ssh,
             "file" if allow_local => Transport::File,
             "file" => return Err("file:// repositories are not allowed on this service".into()),
@@ -193,6 +197,9 @@ mod tests {
         ] {
             assert!(parse_repo_url(bad, false).is_err(), "{bad:?} was accepted");
         }
+        assert!(parse_repo_url("http://127.0.0.1:8787/git/o/r.git", false).unwrap_err().contains("use https://"));
+        let gateway = parse_repo_url("http://x-access-token:apgc_1@127.0.0.1:8787/git/o/r.git", true).unwrap();
+        assert_eq!(gateway.display, "http://***@127.0.0.1:8787/git/o/r.git", "a development service");
         assert!(parse_repo_url(&format!("https://h/{}", "a".repeat(MAX_URL_LEN)), false)
             .unwrap_err()
             .contains("at most 2048"));
