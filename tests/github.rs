@@ -3,18 +3,23 @@
 //! Enterprise Server would be configured). A browser's path is followed by hand, redirect by
 //! redirect, with its cookies: the edge's authorize redirect, GitHub's approval, the callback
 //! that signs the browser in; then what a user does with the connection (list repositories,
-//! disconnect), an account that connects GitHub, and what a hostile or stale callback gets.
+//! run tasks on a private repository through the edge's git gateway, disconnect), an account
+//! that connects GitHub, and what a hostile or stale callback gets. The service's git is the
+//! real git behind a wrapper that logs its command lines, so the test can hold a task's git
+//! credential as the container's git does and try what the gateway must refuse.
 
-use std::time::Duration;
+use std::{path::Path, process::Command, time::Duration};
 
+use autopilot_contract::v1::{client_frame::Request as ClientRequest, CancelRequest, ClientFrame};
 use autopilot_tests::{
+    bridge_client::{connect, send, Encoding},
     edge::Edge,
     fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
     fake_model_api::FakeModelApi,
     service::{Service, ServiceOptions},
 };
 use reqwest::{header::HeaderMap, redirect::Policy, Client, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const SIGNUP_CREDITS: &str = "500";
 
@@ -24,8 +29,11 @@ struct World {
     github: FakeGithub,
     /// A client that never follows redirects: each hop is checked.
     http: Client,
-    _service: Service,
+    service: Service,
     _model_api: FakeModelApi,
+    /// Where the service's git wrapper logs each command line.
+    git_log: std::path::PathBuf,
+    _git_wrapper: tempfile::TempDir,
 }
 
 impl World {
@@ -35,8 +43,14 @@ impl World {
         github.add_user("hubber", 1002);
         github.add_repo("octo", "private-app", true, "main");
         github.grant("octo", "octo/private-app");
+        github.add_repo("octo", "other-app", true, "main");
+        github.grant("octo", "octo/other-app");
+        github.add_repo("hubber", "secret", true, "main");
+        github.grant("hubber", "hubber/secret");
         let model_api = FakeModelApi::start().await.unwrap();
-        let service = Service::start(&model_api, ServiceOptions::default()).await;
+        let (git_wrapper, git_log) = git_logging_wrapper();
+        let options = ServiceOptions { path_prefix: Some(git_wrapper.path().to_path_buf()), ..Default::default() };
+        let service = Service::start(&model_api, options).await;
         let vars = [
             ("GITHUB_URL", github.url.as_str()),
             ("GITHUB_API_URL", github.api_url.as_str()),
@@ -44,10 +58,11 @@ impl World {
             ("GITHUB_CLIENT_SECRET", CLIENT_SECRET),
             ("GITHUB_TOKEN_KEY", "a test deployment's token key 3c1d"),
             ("SIGNUP_CREDITS", SIGNUP_CREDITS),
+            ("GIT_GATEWAY_URL", "{edge}"),
         ];
         let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &vars).await;
         let http = Client::builder().redirect(Policy::none()).build().unwrap();
-        World { edge, github, http, _service: service, _model_api: model_api }
+        World { edge, github, http, service, _model_api: model_api, git_log, _git_wrapper: git_wrapper }
     }
 
     async fn get(&self, url: &str, cookies: &[String]) -> Response {
@@ -67,6 +82,79 @@ impl World {
             .unwrap();
         (reply.status().as_u16(), reply.json().await.unwrap_or_default())
     }
+
+    /// [`World::call`] with a JSON body.
+    async fn send_json(&self, path: &str, session: &str, body: Value) -> (u16, Value) {
+        let reply = self
+            .http
+            .post(format!("{}{path}", self.edge.base_url))
+            .header("cookie", session)
+            .header("origin", &self.edge.base_url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or_default())
+    }
+
+    /// Waits (up to 120 s) until the task ended; answers its Status.
+    async fn until_ended(&self, session: &str, task_id: &str) -> Value {
+        for _ in 0..600 {
+            let (_, status) =
+                self.call(reqwest::Method::GET, &format!("/api/container/status?taskId={task_id}"), session).await;
+            let state = status["task"]["state"].as_str().unwrap_or_default().to_string();
+            if ["TASK_STATE_SUCCEEDED", "TASK_STATE_FAILED", "TASK_STATE_CANCELLED"].contains(&state.as_str()) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("task {task_id} did not end");
+    }
+
+    /// The git gateway's URL of `repository` with `credential`.
+    fn gateway(&self, repository: &str, credential: &str) -> String {
+        let base = self.edge.base_url.trim_start_matches("http://");
+        format!("http://x-access-token:{credential}@{base}/git/{repository}.git")
+    }
+}
+
+/// A directory holding a `git` that logs its command line, then runs the real git.
+fn git_logging_wrapper() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("git-calls.log");
+    let real = Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+    let script = format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
+    let wrapper = dir.path().join("git");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (dir, log)
+}
+
+/// The git credentials (`apgc_...`) the service's git has used so far, in order.
+fn git_credentials_used(log: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    let mut found: Vec<String> = Vec::new();
+    for word in log.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("apgc_") && !found.iter().any(|f| f == word) {
+            found.push(word.to_string());
+        }
+    }
+    found
+}
+
+/// Runs the real git in `dir`; answers whether it succeeded and what it printed. (Awaited: the
+/// fake GitHub serves from this test's own runtime.)
+async fn git(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .await
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 /// The `name=value` of each cookie a response sets.
@@ -125,10 +213,12 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     // Its token reaches the private repository; the page's picker lists it.
     let (status, page) = world.call(reqwest::Method::GET, "/api/github/repositories", &octo).await;
     assert_eq!(status, 200, "{page}");
-    let listed = &page["repositories"][0];
-    assert_eq!((&listed["fullName"], &listed["private"]), (&Value::from("octo/private-app"), &Value::Bool(true)));
+    let listed = page["repositories"].as_array().unwrap().iter().find(|r| r["fullName"] == "octo/private-app");
+    assert_eq!(listed.map(|r| &r["private"]), Some(&Value::Bool(true)), "{page}");
     let (status, refused) = world.call(reqwest::Method::GET, "/api/github/repositories?pageToken=x", &octo).await;
     assert_eq!(status, 400, "{refused}");
+
+    tasks_on_a_private_repository_go_through_the_git_gateway(&world, &octo).await;
 
     // Signing in again is the same account (no second sign-up grant).
     let (reply, _) = through_github(&world, "octo", &[], "/").await;
@@ -172,6 +262,9 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     let (status, refused) = world.call(reqwest::Method::GET, "/api/github/repositories", &octo).await;
     assert_eq!(status, 409, "FAILED_PRECONDITION: {refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("GitHub is not connected"), "{refused}");
+    let start = json!({"repositoryUrl": format!("{}/octo/private-app", world.github.url), "prompt": "SCENARIO:answer"});
+    let (status, refused) = world.send_json("/api/container/start", &octo, start).await;
+    assert_eq!(status, 409, "a task on GitHub needs GitHub connected: {refused}");
 
     // An account signed in with an API token connects GitHub to itself; that GitHub account
     // cannot then be connected to another account.
@@ -240,4 +333,83 @@ async fn stale_and_hostile_callbacks_are_refused_in_words(world: &World) {
     // The edge keeps serving.
     let health = world.http.get(format!("{}/health", world.edge.base_url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A task on the private repository clones and pushes its branch through the gateway with a
+/// credential of its own; that credential reaches only its repository and branch, and dies with
+/// the task; no GitHub token reaches the service.
+async fn tasks_on_a_private_repository_go_through_the_git_gateway(world: &World, octo: &str) {
+    let repository_url = format!("{}/octo/private-app", world.github.url);
+    let start = json!({"repositoryUrl": repository_url, "prompt": "SCENARIO:edit-and-create add two files",
+        "delivery": {"push": true}});
+    let (status, started) = world.send_json("/api/container/start", octo, start).await;
+    assert_eq!(status, 200, "{started}");
+    let task_id = started["taskId"].as_str().unwrap().to_string();
+    let ended = world.until_ended(octo, &task_id).await;
+    assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}\n--- edge ---\n{}", world.edge.log());
+    let branch = format!("refs/heads/autopilot/{task_id}");
+    assert!(world.github.rev_parse("octo", "private-app", &branch).is_some(), "the branch is on GitHub: {ended}");
+    let (_, list) = world.call(reqwest::Method::GET, "/api/tasks", octo).await;
+    assert_eq!(list["tasks"][0]["repositoryUrl"], repository_url.as_str(), "the list shows the user's URL: {list}");
+    let used = git_credentials_used(&world.git_log);
+    assert!(!used.is_empty(), "the service's git used a task credential");
+    let logged = std::fs::read_to_string(&world.git_log).unwrap();
+    let service_log = world.service.logs().join("\n");
+    for token in world.github.live_tokens() {
+        assert!(!logged.contains(&token) && !service_log.contains(&token), "a GitHub token reached the service");
+        assert!(!ended.to_string().contains(&token));
+    }
+
+    // While a task runs, its credential fetches its repository, and pushes nothing but its branch.
+    let start = json!({"repositoryUrl": repository_url, "prompt": "SCENARIO:slow-tools:400 take your time"});
+    let (status, started) = world.send_json("/api/container/start", octo, start).await;
+    assert_eq!(status, 200, "{started}");
+    let running = started["taskId"].as_str().unwrap().to_string();
+    let mut socket = connect(started["websocketUrl"].as_str().unwrap()).await;
+    let mut credential = None;
+    for _ in 0..300 {
+        credential = git_credentials_used(&world.git_log).into_iter().find(|c| !used.contains(c));
+        if credential.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let credential = credential.expect("the running task's git used a credential of its own");
+    let scratch = tempfile::tempdir().unwrap();
+    let own = world.gateway("octo/private-app", &credential);
+    let (cloned, out) = git(scratch.path(), &["clone", "--quiet", &own, "work"]).await;
+    assert!(cloned, "its own repository: {out}");
+    let work = scratch.path().join("work");
+    git(&work, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "--allow-empty", "-m", "try"]).await;
+    let (pushed, out) = git(&work, &["push", &own, "HEAD:refs/heads/main"]).await;
+    assert!(!pushed && out.contains(&format!("autopilot pushes only to autopilot/{running}")), "{out}");
+    let (pushed, out) = git(&work, &["push", &own, "HEAD:refs/tags/v9"]).await;
+    assert!(!pushed && out.contains("autopilot does not push tags"), "{out}");
+    let (pushed, out) = git(&work, &["push", &own, &format!(":refs/heads/autopilot/{task_id}")]).await;
+    assert!(!pushed && out.contains("autopilot does not delete branches"), "{out}");
+    assert_eq!(world.github.rev_parse("octo", "private-app", "refs/tags/v9"), None, "nothing reached GitHub");
+    let (listed, out) = git(scratch.path(), &["ls-remote", &world.gateway("octo/other-app", &credential)]).await;
+    assert!(!listed && out.contains("not found"), "another repository is as good as absent: {out}");
+    let (listed, out) = git(scratch.path(), &["ls-remote", &world.gateway("hubber/secret", &credential)]).await;
+    assert!(!listed && out.contains("not found"), "{out}");
+    let made_up = format!("apgc_{}_{}", "0".repeat(64), "1".repeat(64));
+    let (listed, out) = git(scratch.path(), &["ls-remote", &world.gateway("octo/private-app", &made_up)]).await;
+    assert!(!listed, "a made-up credential: {out}");
+
+    // Its task ended: the credential is refused.
+    let cancel = ClientFrame {
+        request_id: "cancel".into(),
+        request: Some(ClientRequest::Cancel(CancelRequest { task_id: running.clone(), ..Default::default() })),
+    };
+    send(&mut socket, &cancel, Encoding::Binary).await;
+    let ended = world.until_ended(octo, &running).await;
+    assert_eq!(ended["task"]["state"], "TASK_STATE_CANCELLED", "{ended}");
+    let (listed, out) = git(scratch.path(), &["ls-remote", &own]).await;
+    assert!(!listed && out.contains("Authentication failed"), "a dead task's credential: {out}");
+
+    // A repository the user's GitHub account does not reach is refused at the Start.
+    let start = json!({"repositoryUrl": format!("{}/hubber/secret", world.github.url), "prompt": "SCENARIO:answer"});
+    let (status, refused) = world.send_json("/api/container/start", octo, start).await;
+    assert_eq!(status, 404, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("hubber/secret"), "{refused}");
 }

@@ -26,7 +26,8 @@ use crate::{
 pub struct GitSettings {
     /// The git executable.
     pub program: PathBuf,
-    /// Whether file:// and local paths may be cloned (GIT_ALLOW_PROTOCOL gains `file`).
+    /// Whether file:// and local paths, and plain http:// (a development service), may be cloned
+    /// (GIT_ALLOW_PROTOCOL gains `file` and `http`).
     pub allow_file: bool,
     /// Longest one clone, or one git command of the delivery, may take.
     pub timeout: Duration,
@@ -58,7 +59,7 @@ pub fn base_command(settings: &GitSettings, cwd: Option<&Path>) -> Command {
         .args(["-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null"])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-        .env("GIT_ALLOW_PROTOCOL", if settings.allow_file { "https:ssh:file" } else { "https:ssh" })
+        .env("GIT_ALLOW_PROTOCOL", if settings.allow_file { "https:ssh:file:http" } else { "https:ssh" })
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         // The agent shares the service's HOME: its ~/.gitconfig (an `insteadOf` that redirects the

@@ -72,6 +72,9 @@ pub struct ServiceOptions {
     /// Whether the agent retries a failed model call as the image's does (the CLI's default).
     /// Off by default: the fake's scripted API errors would otherwise be retried for minutes.
     pub model_retries: bool,
+    /// A directory put first on the service's `PATH` (a test's wrapper of a tool, e.g. one
+    /// that logs git's command lines before running the real git).
+    pub path_prefix: Option<PathBuf>,
 }
 
 impl Default for ServiceOptions {
@@ -84,6 +87,7 @@ impl Default for ServiceOptions {
             current_dir: None,
             claude_path: None,
             model_retries: false,
+            path_prefix: None,
         }
     }
 }
@@ -105,7 +109,7 @@ fn command_for(model_api_url: &str, options: &ServiceOptions, home: &Path, work_
         .arg(options.claude_path.clone().unwrap_or_else(claude_cli))
         .args(&options.extra_args)
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PATH", search_path(options.path_prefix.as_deref()))
         .env("HOME", home)
         .env("RUST_LOG", "info")
         .env("ANTHROPIC_BASE_URL", model_api_url)
@@ -128,6 +132,14 @@ fn command_for(model_api_url: &str, options: &ServiceOptions, home: &Path, work_
         command.current_dir(dir);
     }
     command
+}
+
+/// The test's `PATH`, after `prefix` if given.
+fn search_path(prefix: Option<&Path>) -> std::ffi::OsString {
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let Some(prefix) = prefix else { return inherited };
+    std::env::join_paths(std::iter::once(prefix.to_path_buf()).chain(std::env::split_paths(&inherited)))
+        .expect("a PATH")
 }
 
 /// What most service tests start from: the service, the fake model API it talks to, and a

@@ -367,9 +367,14 @@ impl Archive {
     }
 
     /// Records the task's end: its final Task and, if it delivered one, its diff; the summary
-    /// takes the end's state, time, usage and delivery.
+    /// takes the end's state, time, usage and delivery. The repository stays as the user named it
+    /// at the start (the service may have worked on it through the git gateway's URL).
     pub fn finish(&self, task: &Task, diff: Option<&Diff>) -> worker::Result<()> {
         let Some(entry) = self.entry(&task.task_id)? else { return Ok(()) };
+        let mut task = task.clone();
+        if !entry.summary.repository_url.is_empty() {
+            task.repository_url = entry.summary.repository_url.clone();
+        }
         let delivery = task.delivery.clone().unwrap_or_default();
         let summary = TaskSummary {
             // A follow-up's request may name no repository: its Task does.

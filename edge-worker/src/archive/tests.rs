@@ -117,11 +117,19 @@ fn an_end_from_the_final_event_awaits_the_services_own_until_finished() {
     assert_eq!(entry.task.unwrap().state, TaskState::Cancelled as i32);
     assert_eq!(archive.awaiting_service().unwrap(), ["t"]);
     let diff = Diff { files: vec![], ..Default::default() };
-    let task =
-        Task { task_id: "t".into(), state: TaskState::Cancelled as i32, commit: "c0ffee".into(), ..Default::default() };
+    let task = Task {
+        task_id: "t".into(),
+        state: TaskState::Cancelled as i32,
+        commit: "c0ffee".into(),
+        repository_url: "http://***@127.0.0.1:8787/git/o/r.git".into(),
+        ..Default::default()
+    };
     archive.finish(&task, Some(&diff)).unwrap();
     assert!(archive.awaiting_service().unwrap().is_empty(), "completed by the service's own Task");
-    assert_eq!(archive.entry("t").unwrap().unwrap().task.unwrap().commit, "c0ffee");
+    let entry = archive.entry("t").unwrap().unwrap();
+    assert_eq!(entry.task.as_ref().unwrap().commit, "c0ffee");
+    let kept = (entry.summary.repository_url.as_str(), entry.task.unwrap().repository_url);
+    assert_eq!(kept, ("file:///r.git", "file:///r.git".to_string()), "as the user named it, not the gateway's URL");
     assert_eq!(archive.diff("t").unwrap(), Some(diff));
 
     started(&archive, "forgotten", 2);

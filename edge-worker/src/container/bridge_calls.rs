@@ -146,20 +146,31 @@ impl AutopilotContainer {
             return Err(task_scope::unknown_task(parent));
         }
         self.check_credits()?;
+        let as_asked = request;
+        let mut request = StartRequest { restore: None, ..request.clone() };
+        let github_task = self.route_through_git_gateway(&mut request).await?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.run_open();
-        let request = &StartRequest {
-            model_access: minted.as_ref().map(|(access, _)| access.clone()),
-            restore: None,
-            ..request.clone()
-        };
-        let answer = self.ask_to_start(request).await;
+        request.model_access = minted.as_ref().map(|(access, _)| access.clone());
+        let answer = self.ask_to_start(&request).await;
+        let started_id = answer.as_ref().ok().map(|(_, started)| started.task_id.as_str());
         if let Some((_, hash)) = &minted {
-            self.settle_model_access(hash, answer.as_ref().ok().map(|(_, started)| started.task_id.as_str()));
+            self.settle_model_access(hash, started_id);
+        }
+        if let Some(github_task) = &github_task {
+            self.settle_git_access(github_task, started_id);
         }
         match answer {
             Ok((client, started)) => {
-                self.archive_started(&started.task_id, started.state, request);
+                // The list shows the repository as the user named it (a follow-up on GitHub:
+                // its conversation's), not the gateway's URL.
+                let recorded = match &github_task {
+                    Some(github_task) if as_asked.repository_url.is_empty() => {
+                        &StartRequest { repository_url: github_task.repository_url.clone(), ..as_asked.clone() }
+                    }
+                    _ => as_asked,
+                };
+                self.archive_started(&started.task_id, started.state, recorded);
                 self.follow_into_archive(client, started.task_id.clone());
                 Ok(started)
             }

@@ -56,6 +56,7 @@ mod settings;
 pub mod start_with_env;
 mod stored;
 mod subscriptions;
+pub mod task_credential;
 mod workspaces;
 pub mod write_cadence;
 
@@ -108,9 +109,11 @@ impl worker::DurableObject for AutopilotContainer {
         if let Err(refusal) = self.live.archive.check() {
             return error_response(&refusal);
         }
-        // A model call needs the credentials and the archive only, not the container's state.
-        if let Some(Route::Model) = Route::parse(&req.method(), &req.path()) {
-            return self.model_call(req).await;
+        // A gateway's call needs the credentials and the archive only, not the container's state.
+        match Route::parse(&req.method(), &req.path()) {
+            Some(Route::Model) => return self.model_call(req).await,
+            Some(Route::Git) => return self.git_call(req).await,
+            _ => {}
         }
         self.wake().await?;
         if let Some(user) = req.headers().get(USER_HEADER)? {

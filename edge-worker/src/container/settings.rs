@@ -37,6 +37,9 @@ pub struct Settings {
     /// Where a task's agent reaches the gateway (`MODEL_GATEWAY_URL`, else `PUBLIC_ORIGIN` +
     /// `/model`); `None`: neither is set.
     pub model_gateway_url: Option<String>,
+    /// The origin a task's git reaches the git gateway at (`GIT_GATEWAY_URL`, else
+    /// `PUBLIC_ORIGIN`); `None`: neither is set.
+    pub git_gateway_url: Option<String>,
     /// Tasks the archive keeps whole per user (`HISTORY_TASKS`).
     pub history_tasks: usize,
     /// Events the archive keeps per task (`ARCHIVE_MAX_EVENTS`).
@@ -74,6 +77,10 @@ impl Settings {
                 .or_else(|| {
                     var("PUBLIC_ORIGIN").filter(|o| !o.trim().is_empty()).map(|o| format!("{}/model", o.trim()))
                 })
+                .map(|url| url.trim().trim_end_matches('/').to_string()),
+            git_gateway_url: var("GIT_GATEWAY_URL")
+                .filter(|url| !url.trim().is_empty())
+                .or_else(|| var("PUBLIC_ORIGIN").filter(|o| !o.trim().is_empty()))
                 .map(|url| url.trim().trim_end_matches('/').to_string()),
             history_tasks: retention.history_tasks,
             archive_max_events: retention.max_events,

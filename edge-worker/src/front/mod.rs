@@ -30,7 +30,7 @@ use self::auth::{authenticate, unauthenticated};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     bench,
-    container::model_gateway::{credential as model_credential, model_error},
+    container::{model_gateway::model_error, task_credential as model_credential},
     front::body_limit::read_within,
     front::credentials::bearer,
     front::internal::{
@@ -65,6 +65,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::BenchEcho | Route::BenchFanout | Route::BenchStream => not_found(&path),
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
+        Route::Git => git_gateway(req, &env).await,
         Route::GitHubSignIn => github_sign_in::sign_in(req, &env).await,
         Route::GitHubCallback => github_sign_in::callback(req, &env).await,
         route => user_route(req, &env, route).await,
@@ -204,12 +205,30 @@ async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
     model_error(401, "authentication_error", refusal)
 }
 
+/// Hands a gateway call (model or git) to the object its credential names, without the
+/// internal headers a client may have sent.
 async fn forward_model_call(req: Request, id: worker::ObjectId<'_>) -> worker::Result<Response> {
     let mut forwarded = req.clone_mut()?;
     for name in INTERNAL_HEADERS {
         forwarded.headers_mut()?.delete(name)?;
     }
     id.get_stub()?.fetch_with_request(forwarded).await
+}
+
+/// `/git/...`: a task's git reaches the user's object its credential names.
+async fn git_gateway(req: Request, env: &Env) -> worker::Result<Response> {
+    let namespace = env.durable_object(Backend::Container.binding())?;
+    let refusal = match model_credential::read_git(req.headers().get("authorization")?.as_deref()) {
+        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
+            Ok(id) => return forward_model_call(req, id).await,
+            Err(_) => "this task credential is unknown",
+        },
+        Err(why) => why,
+    };
+    let headers = worker::Headers::new();
+    headers.set("content-type", "text/plain; charset=utf-8")?;
+    headers.set("www-authenticate", "Basic realm=\"autopilot git gateway\"")?;
+    Ok(Response::ok(format!("{refusal}\n"))?.with_status(401).with_headers(headers))
 }
 
 /// Admin routes: guarded by the admin secret.

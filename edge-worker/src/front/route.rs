@@ -83,6 +83,9 @@ pub enum Route {
     /// The model gateway (`/model/...`, any method): a task's agent calling the model with its
     /// task credential, which also names the object that answers.
     Model,
+    /// The git gateway (`/git/...`): a task's git with its task credential, which also names the
+    /// object that answers.
+    Git,
     /// Sign in with GitHub (or connect it to the signed-in account): off to GitHub's authorize page.
     GitHubSignIn,
     /// Where GitHub sends the browser back with a code.
@@ -142,6 +145,7 @@ impl Route {
             (Method::Delete, "/api/github") => Route::GitHub(GitHubRoute::Disconnect),
             (Method::Get, "/api/github/repositories") => Route::GitHub(GitHubRoute::Repositories),
             (_, p) if p.starts_with("/model/") => Route::Model,
+            (_, p) if p.starts_with("/git/") => Route::Git,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
             (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {

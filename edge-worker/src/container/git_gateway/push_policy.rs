@@ -32,6 +32,39 @@ impl Push {
     }
 }
 
+/// The most of a push's start read to find its commands (they come first, before the pack).
+pub const MAX_COMMANDS_BYTES: usize = 1 << 20;
+
+/// What the start of a receive-pack body tells so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// More of the body is needed to read the commands.
+    NeedMore,
+    /// git's probe (a lone flush, sent before a large push to check the credentials): relayed.
+    Probe,
+    Push(Push),
+}
+
+/// Reads what the start of a receive-pack body (`prefix`, as much as has arrived) says.
+///
+/// # Errors
+/// As [`read_push`], and when the commands do not end within [`MAX_COMMANDS_BYTES`].
+pub fn read_start(prefix: &[u8]) -> Result<Start, String> {
+    if prefix == FLUSH {
+        return Ok(Start::Probe);
+    }
+    let mut rest = prefix;
+    loop {
+        match pkt_line::read(rest) {
+            Ok((PktLine::Flush, _)) => return read_push(prefix).map(Start::Push),
+            Ok((_, after)) => rest = after,
+            Err(pkt_line::PktError::Truncated) if prefix.len() < MAX_COMMANDS_BYTES => return Ok(Start::NeedMore),
+            Err(pkt_line::PktError::Truncated) => return Err("a push's commands do not end within 1 MiB".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Reads the commands at the start of a receive-pack request body (up to the flush).
 ///
 /// # Errors
@@ -49,6 +82,10 @@ pub fn read_push(body: &[u8]) -> Result<Push, String> {
             PktLine::Data(data) => data,
             _ => return Err("a push's commands end with a flush".into()),
         };
+        // A push from a shallow clone names its shallow commits first.
+        if updates.is_empty() && data.starts_with(b"shallow ") {
+            continue;
+        }
         if updates.len() == MAX_REF_UPDATES {
             return Err(format!("a push through the gateway updates at most {MAX_REF_UPDATES} refs"));
         }
@@ -158,6 +195,15 @@ mod tests {
     }
 
     #[test]
+    fn a_push_from_a_shallow_clone_names_its_shallow_commits_first() {
+        let mut shallow = pkt_line::encode(format!("shallow {A}\n").as_bytes());
+        shallow.extend(body(&[(ZERO_ID, B, "refs/heads/autopilot/t1")], "report-status-v2 side-band-64k"));
+        let push = read_push(&shallow).unwrap();
+        assert_eq!(push.updates.len(), 1);
+        assert!(push.side_band());
+    }
+
+    #[test]
     fn other_branches_tags_and_deletions_are_refused_each_with_its_reason() {
         let push = read_push(&body(
             &[
@@ -188,6 +234,15 @@ mod tests {
         let (PktLine::Data(first), _) = pkt_line::read(&report).unwrap() else { panic!("a data line") };
         assert_eq!(first[0], 1, "band 1");
         assert!(first[1..].starts_with(b"000eunpack ok\n"));
+    }
+
+    #[test]
+    fn the_commands_are_read_once_they_have_all_arrived() {
+        let whole = body(&[(A, B, "refs/heads/autopilot/t1")], "report-status");
+        assert_eq!(read_start(&whole[..10]), Ok(Start::NeedMore));
+        assert!(matches!(read_start(&whole), Ok(Start::Push(_))));
+        assert_eq!(read_start(FLUSH), Ok(Start::Probe), "git's probe before a large push");
+        assert!(read_start(b"zzzz").is_err());
     }
 
     #[test]

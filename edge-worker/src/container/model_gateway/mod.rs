@@ -1,11 +1,10 @@
 //! The model gateway, the user's object's side: the real model key stays a Worker secret, and a
 //! task's agent calls the model through here with the credential the object minted for that
-//! task ([`credential`], kept in [`grants`]). Each call is checked (known, not revoked, its task
+//! task ([`super::task_credential`], kept in [`grants`]). Each call is checked (known, not revoked, its task
 //! not ended), relayed to `MODEL_API_URL` with the real key, and its reply streamed back as it
 //! arrives (server-sent events are not buffered), its tokens counted on the way ([`usage`]).
 //! Revoking a task's credential ends its calls in flight.
 
-pub mod credential;
 pub mod grants;
 pub mod usage;
 
@@ -17,11 +16,15 @@ use percent_encoding::percent_decode_str;
 use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use self::{
-    credential::hash,
     grants::{Grant, ModelGrants},
     usage::UsageMeter,
 };
-use super::{now_ms, AutopilotContainer};
+use super::{
+    git_gateway::targets::GitTargets,
+    now_ms,
+    task_credential::{self as credential, hash, Gateway as CredentialFor},
+    AutopilotContainer,
+};
 use crate::{
     entropy::random_bytes,
     front::body_limit::{discard, read_within},
@@ -170,7 +173,8 @@ impl AutopilotContainer {
             ));
         };
         let internal = |e: worker::Error| GrpcStatus::new(Code::Internal, format!("minting a model credential: {e}"));
-        let credential = credential::mint(&self.state.id().to_string(), &random_bytes(32).map_err(internal)?);
+        let credential =
+            credential::mint(CredentialFor::Model, &self.state.id().to_string(), &random_bytes(32).map_err(internal)?);
         let hash = hash(&credential);
         grants.mint(&hash, now_ms()).map_err(internal)?;
         Ok(Some((ModelAccess { base_url, api_key: credential }, hash)))
@@ -272,6 +276,8 @@ impl AutopilotContainer {
 #[derive(Default)]
 pub struct Gateway {
     pub grants: Option<ModelGrants>,
+    /// What each git credential reaches (see [`crate::container::git_gateway`]).
+    pub git_targets: Option<GitTargets>,
     calls: RefCell<Vec<Rc<ModelCall>>>,
 }
 
@@ -279,10 +285,13 @@ impl Gateway {
     /// The gateway over the object's credential store; without it (logged), no credentials.
     pub fn open(sql: worker::SqlStorage) -> Gateway {
         let sql: Rc<dyn crate::archive::sql::Sql> = Rc::new(sql);
-        let grants = ModelGrants::open(sql)
-            .map_err(|e| worker::console_error!("the model credentials could not be opened: {e}"))
+        let grants = ModelGrants::open(Rc::clone(&sql))
+            .map_err(|e| worker::console_error!("the task credentials could not be opened: {e}"))
             .ok();
-        Gateway { grants, calls: RefCell::default() }
+        let git_targets = GitTargets::open(sql)
+            .map_err(|e| worker::console_error!("the git credentials' targets could not be opened: {e}"))
+            .ok();
+        Gateway { grants, git_targets, calls: RefCell::default() }
     }
 
     /// Revokes the credentials of `task_id` (it ended), or of every task (`None`: the container
