@@ -1,7 +1,9 @@
 // The task's events folded into a readable timeline: one entry per step, tool results attached
 // to their call, usage and state kept current. Pure: no DOM, so it is unit-tested in Node.
 // Events are applied by seq; a seq already seen is ignored, so a resubscription after a dropped
-// socket can never show an entry twice.
+// socket can never show an entry twice. An entry that changes (a tool call's output arrives, a
+// git progress line is overtaken) is replaced by a new object, never changed in place, so a view
+// can tell a changed entry from an unchanged one by identity and redraw only the changed ones.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { FileChangeStatus, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
@@ -27,6 +29,8 @@ export interface ChangedFile {
   binary: boolean;
   /** The unified diff; empty when left out of the event (the whole diff is in GetDiff). */
   patch: string;
+  /** Whether the patch was left out to keep the event under its cap. */
+  patchOmitted: boolean;
 }
 
 export interface Usage {
@@ -59,8 +63,11 @@ export function summarizeToolInput(name: string, inputJson: string): string {
 export class Timeline {
   readonly entries: Entry[] = [];
   private readonly seen = new Set<number>();
-  private readonly tools = new Map<string, Entry & { kind: "tool" }>();
+  /** Each tool call's place in `entries`, by tool id. */
+  private readonly tools = new Map<string, number>();
   lastSeq = 0;
+  /** Counts the events applied: a view redraws when it changed. */
+  version = 0;
   state = "PENDING";
   usage: Usage = { inputTokens: 0, outputTokens: 0, costUsd: 0 };
   startedAtMs?: number;
@@ -77,6 +84,7 @@ export class Timeline {
     const seq = Number(event.seq);
     if (this.seen.has(seq)) return false;
     this.seen.add(seq);
+    this.version++;
     this.lastSeq = Math.max(this.lastSeq, seq);
     const atMs = event.time ? Number(event.time.seconds) * 1000 + Math.floor(event.time.nanos / 1e6) : Date.now();
     this.startedAtMs ??= atMs;
@@ -108,15 +116,15 @@ export class Timeline {
       case "toolStarted": {
         const { toolId, name, inputJson } = payload.value;
         const entry = { seq, kind: "tool" as const, toolId, name, inputJson, summary: summarizeToolInput(name, inputJson) };
-        this.tools.set(toolId, entry);
+        this.tools.set(toolId, this.entries.length);
         this.entries.push(entry);
         break;
       }
       case "toolFinished": {
-        const call = this.tools.get(payload.value.toolId);
-        if (call) {
-          call.output = payload.value.output;
-          call.isError = payload.value.isError;
+        const at = this.tools.get(payload.value.toolId);
+        const call = at === undefined ? undefined : this.entries[at];
+        if (at !== undefined && call?.kind === "tool") {
+          this.entries[at] = { ...call, output: payload.value.output, isError: payload.value.isError };
         }
         break;
       }
@@ -145,6 +153,7 @@ export class Timeline {
             deletions: f.deletions,
             binary: f.binary,
             patch: f.patch,
+            patchOmitted: f.patchOmitted,
           })),
           filesChanged: stats?.filesChanged ?? files.length,
           insertions: Number(stats?.insertions ?? 0n),

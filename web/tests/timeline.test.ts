@@ -81,3 +81,18 @@ test("reconnects back off from a quick first try to a ceiling", () => {
   assert.equal(reconnectDelay(20, () => 0), 8000);
   assert.ok(reconnectDelay(0, () => 1) < 250);
 });
+
+test("a changed entry is a new object, an unchanged one stays the same (views redraw by identity)", () => {
+  const timeline = new Timeline();
+  timeline.apply(event(1, { case: "agentText", value: { text: "hi" } }));
+  timeline.apply(event(2, { case: "toolStarted", value: { toolId: "a", name: "Bash", inputJson: '{"command":"ls"}' } }));
+  const [text, call] = timeline.entries;
+  const version = timeline.version;
+  timeline.apply(event(3, { case: "toolFinished", value: { toolId: "a", output: "x", isError: true } }));
+  assert.equal(timeline.entries[0], text);
+  assert.notEqual(timeline.entries[1], call);
+  assert.equal(call.kind === "tool" && call.output, undefined, "the old object is left as it was");
+  const done = timeline.entries[1];
+  assert.deepEqual(done.kind === "tool" && [done.output, done.isError], ["x", true]);
+  assert.equal(timeline.version, version + 1);
+});
