@@ -22,6 +22,8 @@ export interface StartedFollowUp {
   taskId: string;
   sessionId: string;
   websocketUrl: string;
+  /** What the user asked: the new turn's title and the user's turn in its conversation. */
+  prompt: string;
 }
 
 export class FollowUpForm {
@@ -58,7 +60,8 @@ export class FollowUpForm {
   private async send() {
     const parent = this.parent;
     if (!parent) return;
-    const { request, error } = followUpRequest(parent.taskId, $<HTMLTextAreaElement>("follow-up-prompt").value);
+    const prompt = $<HTMLTextAreaElement>("follow-up-prompt").value;
+    const { request, error } = followUpRequest(parent.taskId, prompt);
     if (!request) {
       this.say(error ?? "");
       $("follow-up-prompt").focus();
@@ -76,7 +79,7 @@ export class FollowUpForm {
       return;
     }
     if (stillShown) $<HTMLTextAreaElement>("follow-up-prompt").value = "";
-    const task = { mode: parent.mode, parentTaskId: parent.taskId, taskId: body.taskId, sessionId: body.sessionId, websocketUrl: body.websocketUrl };
+    const task = { mode: parent.mode, parentTaskId: parent.taskId, taskId: body.taskId, sessionId: body.sessionId, websocketUrl: body.websocketUrl, prompt };
     this.started(task, stillShown);
   }
 }

@@ -12,6 +12,7 @@ import type { TaskSummary } from "../../clients/ts/src/gen/autopilot/v1/autopilo
 import { anyRunning, describeTask, elapsedOf, isFinal, pageQuery, PAGE_SIZE, parentOf, parseTaskPage, TaskList, type Mode, type Seen, type TaskPage } from "./tasks.js";
 import { threadRows, type ThreadRow } from "./threads.js";
 import { stateName } from "./timeline.js";
+import { shortId } from "./titles.js";
 
 /** How deep a follow-up is drawn at most: a long conversation must still fit a phone. */
 const MAX_DRAWN_DEPTH = 4;
@@ -229,7 +230,9 @@ export class TaskListView {
     }
     const took = elapsedOf(entry, Date.now());
     if (entry.ended && took) meta.append(" · ", element("span", "task-took", `took ${took}`));
-    item.append(button, meta);
+    const where = element("div", "task-where");
+    where.append(element("span", "task-repository", repositoryName(summary.repositoryUrl)), " · ", element("code", "task-short-id", shortId(entry.taskId)));
+    item.append(button, meta, where);
     return item;
   }
 
@@ -247,6 +250,9 @@ export class TaskListView {
     if (running.length > 0) this.clock = window.setTimeout(() => this.tickElapsed(), 1000);
   }
 }
+
+/** A repository's short name in the list: its last path segment, without ".git". */
+export const repositoryName = (url: string): string => url.replace(/\/+$/, "").split(/[/:]/).pop()?.replace(/\.git$/, "") || url;
 
 /** Whether the list's own entry of a task says it ended (the edge archived its end). */
 export const listedAsEnded = (view: TaskListView, taskId: string): boolean | undefined => {

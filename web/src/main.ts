@@ -1,26 +1,39 @@
-// The page: sign in, start a task, watch its timeline live, cancel it, come back to it later
-// from the task lists (the edge's, so every browser of the user shows the same ones).
-// DOM glue only; the logic lives in validate.ts, timeline.ts, tasks.ts, connection.ts and
-// markdown.ts, threads.ts and follow_up.ts; the views in entry_view.ts, list_view.ts and
-// follow_up_form.ts. Several tasks may run at once: the lists show each live, one timeline is open.
+// The page: sign in, then a workspace of two panes: the task lists on the left (a drawer on a
+// phone), and on the right either the New task composer ("/") or the open task as a conversation
+// (/tasks/<id>, /machine/tasks/<id>), with its controls and the follow-up composer. Each task has
+// an address: opening one pushes it, back and forward move between tasks, and an address opens its
+// task directly after sign-in. The lists are the edge's, so every browser of the user shows the
+// same tasks. DOM glue only; the logic lives in plain modules (routes, controls, titles, timeline,
+// tasks, connection, validate, refusals, follow_up, announcements), the views in conversation.tsx,
+// diff_view.tsx, list_view.ts and follow_up_form.ts.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { announcementFor, Announcer } from "./announcements.js";
 import { api, errorText } from "./api.js";
 import { TaskConnection, type LinkState } from "./connection.js";
+import { controlsFor } from "./controls.js";
+import { ConversationView, STATE_LABELS } from "./conversation.js";
 import { $ } from "./dom.js";
-import { refreshToolOutput, renderEntry, STATE_LABELS } from "./entry_view.js";
+import { Drawer } from "./drawer.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
+import { recallRepository, rememberRepository } from "./last_repository.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
+import { settleTabStop, enableRovingFocus } from "./roving_focus.js";
+import { pathOf, placeOf, type Place } from "./routes.js";
+import { sendOnCtrlEnter } from "./send_shortcut.js";
 import type { Mode, Seen } from "./tasks.js";
 import { renderThreadLinks } from "./thread_links.js";
 import { formatCost, Timeline } from "./timeline.js";
+import { taskTitle } from "./titles.js";
 import { fieldOfServiceError, validateStartForm, type StartForm } from "./validate.js";
 
 /** What older pages kept of tunnel tasks; the edge lists those now. */
 const OLD_RECENT_KEY = "autopilot.recent";
-/** The task this browser shows, reopened after a reload (its session re-attaches at once). */
+/** The task this browser showed last: its session re-attaches when its address is opened again. */
 const CURRENT_KEY = "autopilot.current";
+/** Events recorded longer ago than this are a replay: not announced one by one. */
+const LIVE_WITHIN_MS = 10_000;
 
 interface TaskRef {
   /** Absent on tasks remembered before tunnel mode existed: those ran in containers. */
@@ -29,11 +42,13 @@ interface TaskRef {
   sessionId: string;
   /** The task this one follows up, when the page knows it without the list (it started it). */
   parentTaskId?: string;
+  /** The whole prompt, when this page started the task (the list has its first line only). */
+  prompt?: string;
 }
 
 let connection: TaskConnection | undefined;
 let timeline = new Timeline();
-/** The task whose timeline is shown. */
+/** The task whose conversation is shown (undefined: the New task composer is). */
 let current: TaskRef | undefined;
 /** What this page saw of the tasks it followed (their list entries lag), and the two lists. */
 const seen = new Map<string, Seen>();
@@ -43,6 +58,17 @@ const lists: Record<Mode, TaskListView> = {
   tunnel: new TaskListView("tunnel", { section: "tunnel-recent", list: "tunnel-list", status: "tunnel-recent-status", more: "tunnel-more" }, seen, listHooks, true),
 };
 const followUp = new FollowUpForm(followUpStarted);
+const announcer = new Announcer($("announcer"));
+const drawer = new Drawer();
+/** For the render budget (tests/browser.rs prints it): when the open task was opened, and when
+ * its whole timeline, ended, was first drawn. */
+const render = { openedAt: 0, events: 0, ms: 0 };
+const conversation = new ConversationView($("timeline"), (drawn) => {
+  if (drawn.ended && render.ms === 0) {
+    render.ms = performance.now() - render.openedAt;
+    render.events = drawn.lastSeq;
+  }
+});
 /** The sessions this page knows, by task (the tasks it started or opened): a task whose ticket by
  * id is refused (an edge that does not issue those for tunnel tasks) still opens by its session. */
 const sessions = new Map<string, string>();
@@ -54,6 +80,7 @@ let tunnelPoll: number | undefined;
 function show(view: "signin" | "app") {
   $("signin").hidden = view !== "signin";
   $("app").hidden = view !== "app";
+  $("account").hidden = view !== "app";
 }
 
 async function refreshBalance() {
@@ -69,12 +96,12 @@ async function refreshBalance() {
 async function signedIn(userId: string) {
   $("user").textContent = userId;
   show("app");
-  await refreshBalance();
   localStorage.removeItem(OLD_RECENT_KEY);
   void lists.container.refresh();
   void lists.tunnel.refresh();
-  const stored = localStorage.getItem(CURRENT_KEY);
-  if (stored) openTask(JSON.parse(stored) as TaskRef);
+  // The address the user came to (a task's, say) opens now that they are signed in.
+  showPlace(placeOf(location.pathname));
+  await refreshBalance();
 }
 
 async function signIn(event: SubmitEvent) {
@@ -88,6 +115,41 @@ async function signIn(event: SubmitEvent) {
   ($("token") as HTMLInputElement).value = "";
   $("signin-error").textContent = "";
   await signedIn(body.userId);
+}
+
+/** Shows `place` (after sign-in, or back/forward): the composer, or a task's conversation. */
+function showPlace(place: Place) {
+  if (place.view === "new") return showComposer();
+  if (current?.taskId === place.taskId && (current.mode ?? "container") === place.mode) return;
+  const stored = JSON.parse(localStorage.getItem(CURRENT_KEY) ?? "null") as TaskRef | null;
+  if (stored?.taskId === place.taskId && (stored.mode ?? "container") === place.mode) return openTask(stored, undefined, false);
+  void openListed(place.taskId, place.mode, false);
+}
+
+/** Moves the address to `place` (a new history entry) unless it is there already. */
+function pushPlace(place: Place) {
+  const path = pathOf(place);
+  if (location.pathname !== path) history.pushState(null, "", path);
+}
+
+/** The New task composer in the right pane; the open task (if any) is closed. */
+function showComposer() {
+  connection?.close();
+  connection = undefined;
+  current = undefined;
+  opening++;
+  window.clearInterval(clock);
+  followUp.show(undefined, false);
+  $("task").hidden = true;
+  $("start-form").hidden = false;
+  for (const view of Object.values(lists)) view.markCurrent(undefined);
+  settleListTabStop();
+  document.title = "New task · Autopilot";
+  const last = recallRepository(localStorage);
+  if (last && !($("repositoryUrl") as HTMLInputElement).value) {
+    ($("repositoryUrl") as HTMLInputElement).value = last.repositoryUrl;
+    ($("gitRef") as HTMLInputElement).value = last.gitRef;
+  }
 }
 
 function readForm(): StartForm {
@@ -115,13 +177,14 @@ function showFieldErrors(errors: Partial<Record<keyof StartForm, string>>) {
 
 async function start(event: SubmitEvent) {
   event.preventDefault();
-  const { errors, request } = validateStartForm(readForm());
+  const form = readForm();
+  const { errors, request } = validateStartForm(form);
   showFieldErrors(errors);
   if (!request) return;
   const button = $("start") as HTMLButtonElement;
   button.disabled = true;
-  // The open timeline (maybe of a task still running) stays until the new task has started: a
-  // refused start leaves it as it was. One opened from the list meanwhile wins over the new task.
+  // A task opened from the list meanwhile wins over the new task (the list shows it); a refused
+  // start leaves the composer as it was, the words kept, and says why under it.
   const mine = ++opening;
   const mode = selectedMode();
   setStatus(mode === "tunnel" ? "Starting on your machine…" : "Starting the container…");
@@ -136,54 +199,85 @@ async function start(event: SubmitEvent) {
     await refreshBalance();
     return;
   }
-  if (mine !== opening) return; // the list shows it
-  const task: TaskRef = { mode, taskId: body.taskId, sessionId: body.sessionId };
-  localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
-  openTask(task, body.websocketUrl);
+  rememberRepository(localStorage, { repositoryUrl: form.repositoryUrl.trim(), gitRef: form.gitRef.trim() });
+  ($("prompt") as HTMLTextAreaElement).value = "";
+  if (mine !== opening) return;
+  openTask({ mode, taskId: body.taskId, sessionId: body.sessionId, prompt: form.prompt }, body.websocketUrl);
 }
 
-/** A follow-up of the open task started: its timeline opens (unless the user moved on). */
+/** A follow-up of the open task started: its conversation opens (unless the user moved on). */
 function followUpStarted(started: StartedFollowUp, stillShown: boolean) {
   void lists[started.mode].refresh();
   if (!stillShown) return;
   opening++;
-  const { mode, taskId, sessionId, parentTaskId } = started;
-  const task: TaskRef = { mode, taskId, sessionId, parentTaskId };
-  localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
-  openTask(task, started.websocketUrl);
+  const { mode, taskId, sessionId, parentTaskId, prompt } = started;
+  openTask({ mode, taskId, sessionId, parentTaskId, prompt }, started.websocketUrl);
 }
 
-/** A list was drawn: the page's "no tasks yet" line (once both lists arrived, and both are
- * empty) and the open timeline's links to the turns before and after it may change. */
+/** A list was drawn: the "no tasks yet" line, the keyboard's stop in the lists, and the open
+ * task's title and links to the turns before and after it may change. */
 function listsRendered() {
   $("recent-empty").hidden = !(lists.container.empty && lists.tunnel.empty);
+  settleListTabStop();
+  showHeading();
   showThreadLinks();
 }
 
-/** The open timeline's links to the turns before and after it in its conversation. */
+function settleListTabStop() {
+  settleTabStop($("sidebar"), ".task-title", 'li[aria-current="true"] .task-title');
+}
+
+/** The open conversation's links to the turns before and after it in its conversation. */
 function showThreadLinks() {
   const mode = current?.mode ?? "container";
   renderThreadLinks(current, current && lists[mode], (taskId) => void openListed(taskId, mode));
 }
 
-/** Opens a listed task's timeline, whichever browser started it: a new session on the task (from
- * the edge's archive once the task ended; for a tunnel task, the relay's), then the usual connection. */
-async function openListed(taskId: string, mode: Mode) {
+/** The open task's title (its prompt's first line), id, repository and the user's turn. */
+function showHeading() {
+  if (!current) return;
+  const view = lists[current.mode ?? "container"];
+  const summary = view.list.get(current.taskId);
+  const listed = summary?.title;
+  const title = taskTitle(current.taskId, current.prompt, listed);
+  $("task-title").textContent = title;
+  $("task-id").textContent = current.taskId;
+  $("task-repository").textContent = summary ? `· ${summary.gitRef ? `${summary.repositoryUrl} @ ${summary.gitRef}` : summary.repositoryUrl}` : "";
+  document.title = `${title} · Autopilot`;
+  const turn = current.prompt ?? listed ?? "";
+  $("prompt-turn").hidden = turn.trim() === "";
+  $("prompt-text").textContent = turn;
+}
+
+/** Opens a listed task's conversation, whichever browser started it: a new session on the task
+ * (from the edge's archive once the task ended; for a tunnel task, the relay's), then the usual
+ * connection. `fromList`: a refusal is said in the list (where the user clicked), else in the pane. */
+async function openListed(taskId: string, mode: Mode, fromList = true) {
   const mine = ++opening;
   const view = lists[mode];
   const opensNow = "Opening the task…";
-  view.setStatus(opensNow);
+  const say = (text: string, isError = false) => (fromList ? view.setStatus(text, isError) : setTaskStatus(text, isError));
+  if (!fromList) showOpening(taskId, mode);
+  say(opensNow);
   const ticket = (ask: object) => api(`/api/${mode}/ws-ticket`, { method: "POST", body: JSON.stringify(ask) });
   let { ok, body, status } = await ticket({ taskId });
   const known = sessions.get(taskId);
   if (!ok && known && mine === opening) ({ ok, body, status } = await ticket({ sessionId: known }));
-  if (mine !== opening) return view.unsay(opensNow); // another task was opened or started meanwhile
-  if (!ok) return view.setStatus(`The task could not be opened: ${errorText(body, status)}`, true);
-  view.setStatus("");
-  const task: TaskRef = { mode, taskId, sessionId: body.sessionId };
-  localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
-  openTask(task, body.websocketUrl);
-  $("task").scrollIntoView({ block: "start" });
+  if (mine !== opening) return fromList ? view.unsay(opensNow) : undefined; // another task was opened or started meanwhile
+  if (!ok) return say(`The task could not be opened: ${errorText(body, status)}`, true);
+  say("");
+  openTask({ mode, taskId, sessionId: body.sessionId }, body.websocketUrl, fromList);
+}
+
+/** An address being opened: the pane shows the task's heading at once, its conversation to come. */
+function showOpening(taskId: string, mode: Mode) {
+  connection?.close();
+  current = { mode, taskId, sessionId: "" };
+  $("start-form").hidden = true;
+  $("task").hidden = false;
+  $("timeline").replaceChildren();
+  $("cancel").hidden = true;
+  showHeading();
 }
 
 /** The shown task ended: the list is loaded again unless it already says so. The edge archives
@@ -198,24 +292,42 @@ async function refreshAfterEnd(taskId: string, view: TaskListView) {
   }
 }
 
+/** Says something under the New task composer. */
 function setStatus(text: string, isError = false) {
   const status = $("status");
   status.textContent = text;
   status.classList.toggle("error", isError);
 }
 
-function openTask(task: TaskRef, websocketUrl?: string) {
+/** Says something about the open task, under its heading. */
+function setTaskStatus(text: string, isError = false) {
+  const status = $("task-status");
+  status.textContent = text;
+  status.classList.toggle("error", isError);
+}
+
+/** Opens `task`'s conversation in the right pane; `push`: a new address in the history. */
+function openTask(task: TaskRef, websocketUrl?: string, push = true) {
   connection?.close();
   current = task;
+  if (push) pushPlace({ view: "task", mode: task.mode ?? "container", taskId: task.taskId });
   sessions.set(task.taskId, task.sessionId);
+  localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   timeline = new Timeline();
-  $("timeline").replaceChildren();
+  render.openedAt = performance.now();
+  render.ms = 0;
+  conversation.show(timeline);
+  $("start-form").hidden = true;
   $("task").hidden = false;
+  setTaskStatus("");
+  drawer.close();
   for (const view of Object.values(lists)) view.markCurrent(task.taskId);
-  $("task-id").textContent = task.taskId;
-  ($("cancel") as HTMLButtonElement).disabled = false;
+  settleListTabStop();
+  showHeading();
+  announcer.now(`Opened ${$("task-title").textContent}`);
   showThreadLinks();
   followUp.show({ mode: task.mode ?? "container", taskId: task.taskId }, false);
+  showControls();
   renderSummary();
   connection = new TaskConnection(task.mode ?? "container", task.sessionId, task.taskId, {
     onEvent: (event) => {
@@ -224,7 +336,7 @@ function openTask(task: TaskRef, websocketUrl?: string) {
     },
     onLink: (state, detail) => renderLink(state, detail),
     onReply: (kind, message) => {
-      if (kind === "error") setStatus(message, true);
+      if (kind === "error") setTaskStatus(message, true);
     },
   });
   void connection.connect(websocketUrl);
@@ -244,24 +356,26 @@ function renderLink(state: LinkState, detail?: string) {
   }[state];
 }
 
+/** Cancel while the task runs, the follow-up composer once it ended (controls.ts). */
+function showControls() {
+  const controls = controlsFor(timeline.state, timeline.ended);
+  $("cancel").hidden = !controls.cancel;
+  if (current) followUp.show({ mode: current.mode ?? "container", taskId: current.taskId }, controls.followUp);
+}
+
 function applyEvent(event: Event) {
   const before = timeline.entries.length;
-  const lastBefore = timeline.entries[before - 1];
   const wasEnded = timeline.ended;
+  const wasState = timeline.state;
   if (!timeline.apply(event)) return;
-  const list = $("timeline");
-  if (timeline.entries.length > before) {
-    for (const entry of timeline.entries.slice(before)) list.append(renderEntry(entry, timeline));
-  } else if (before > 0 && timeline.entries[before - 1] !== lastBefore) {
-    // A new git progress line replaces the previous one in place.
-    list.lastElementChild?.replaceWith(renderEntry(timeline.entries[before - 1], timeline));
-  }
-  if (event.payload.case === "toolFinished") refreshToolOutput(event.payload.value.toolId, timeline);
-  renderSummary();
+  conversation.schedule();
+  const atMs = event.time ? Number(event.time.seconds) * 1000 : 0;
+  if (Date.now() - atMs < LIVE_WITHIN_MS) for (const entry of timeline.entries.slice(before)) announcer.announce(announcementFor(entry));
+  if (timeline.state !== wasState || timeline.ended !== wasEnded) showControls();
   noteSeen();
   if (timeline.ended && !wasEnded) {
-    ($("cancel") as HTMLButtonElement).disabled = true;
-    if (current) followUp.show({ mode: current.mode ?? "container", taskId: current.taskId }, true);
+    if ($("task-status").textContent === "Cancelling…") setTaskStatus("");
+    renderSummary();
     window.clearInterval(clock);
     void refreshBalance();
     if (current) void refreshAfterEnd(current.taskId, lists[current.mode ?? "container"]);
@@ -309,34 +423,41 @@ async function renderTunnel() {
   tunnelPoll = window.setTimeout(() => void renderTunnel(), 3000);
 }
 
+async function signOut() {
+  showComposer();
+  await api("/api/auth/signout", { method: "POST" });
+  localStorage.removeItem(CURRENT_KEY);
+  // The next user must not see this one's lists, nor a load of them still on its way.
+  seen.clear();
+  sessions.clear();
+  for (const view of Object.values(lists)) view.clear();
+  show("signin");
+}
+
 async function main() {
   $("signin-form").addEventListener("submit", (e) => void signIn(e as SubmitEvent));
   $("start-form").addEventListener("submit", (e) => void start(e as SubmitEvent));
+  sendOnCtrlEnter($("prompt") as HTMLTextAreaElement);
+  sendOnCtrlEnter($("follow-up-prompt") as HTMLTextAreaElement);
+  enableRovingFocus($("sidebar"), ".task-title");
   for (const radio of document.querySelectorAll('input[name="mode"]')) radio.addEventListener("change", () => {
     void renderTunnel();
     void refreshBalance();
   });
+  $("new-task").addEventListener("click", () => {
+    pushPlace({ view: "new" });
+    showComposer();
+    drawer.close();
+    $("prompt").focus();
+  });
   $("cancel").addEventListener("click", () => {
     connection?.cancel();
-    setStatus("Cancelling…");
+    setTaskStatus("Cancelling…");
   });
-  $("signout").addEventListener("click", async () => {
-    connection?.close();
-    connection = undefined;
-    current = undefined;
-    followUp.show(undefined, false);
-    opening++;
-    await api("/api/auth/signout", { method: "POST" });
-    localStorage.removeItem(CURRENT_KEY);
-    // The next user must not see this one's lists, nor a load of them still on its way.
-    seen.clear();
-    sessions.clear();
-    for (const view of Object.values(lists)) view.clear();
-    $("task").hidden = true;
-    show("signin");
-  });
-  // For tests and the curious: drop the socket as a network failure would.
-  (window as unknown as { autopilot: object }).autopilot = { dropSocket: () => connection?.drop() };
+  $("signout").addEventListener("click", () => void signOut());
+  window.addEventListener("popstate", () => showPlace(placeOf(location.pathname)));
+  // For tests and the curious: drop the socket as a network failure would; the render figures.
+  (window as unknown as { autopilot: object }).autopilot = { dropSocket: () => connection?.drop(), render };
   const { ok, body } = await api("/api/auth/me");
   if (ok) await signedIn(body.userId);
   else show("signin");

@@ -1,0 +1,189 @@
+// The open task as a conversation (Preact): the agent's messages (markdown), each tool call one
+// line that expands to its input and output, the steps of the run as quiet lines, the diff viewer
+// with the delivery beside it, and how the task ended. The user's turn (the prompt) sits above it
+// (main.ts). The folding of events into entries is timeline.ts's; this file only draws them.
+//
+// A replay can bring thousands of events in a second: they are applied to the Timeline as they
+// come, and the view is drawn at most once per animation frame; each entry is a component that
+// redraws only when its entry object changed (timeline.ts replaces a changed entry), so a frame
+// costs the new entries, not the whole timeline.
+
+import { Component, render } from "preact";
+import { DiffView, type DeliveredTo } from "./diff_view.js";
+import { renderMarkdown } from "./markdown.js";
+import type { Entry, Timeline } from "./timeline.js";
+
+/** The timeline's words for each state. */
+export const STATE_LABELS: Record<string, string> = {
+  PENDING: "Starting",
+  CLONING: "Cloning the repository",
+  RUNNING: "The agent is working",
+  SUCCEEDED: "Finished",
+  FAILED: "Failed",
+  CANCELLED: "Cancelled",
+  TIMED_OUT: "Timed out",
+};
+
+/** Past this many entries, off-screen entries skip layout (CSS content-visibility). */
+const LONG_TIMELINE = 400;
+
+interface EntryProps {
+  entry: Entry;
+  /** The diff's delivery (commit and branch), drawn beside it. */
+  delivered?: DeliveredTo;
+  /** The agent's last message: the final entry leaves out a result that repeats it. */
+  lastText?: string;
+}
+
+class EntryItem extends Component<EntryProps> {
+  shouldComponentUpdate(next: EntryProps) {
+    const now = this.props;
+    return next.entry !== now.entry || next.lastText !== now.lastText || next.delivered?.commit !== now.delivered?.commit || next.delivered?.pushedTo !== now.delivered?.pushedTo;
+  }
+
+  render({ entry, delivered, lastText }: EntryProps) {
+    const classes = `entry ${entry.kind}${entry.kind === "tool" && entry.isError ? " is-error" : ""}${entry.kind === "finished" ? ` final-${entry.state.toLowerCase()}` : ""}`;
+    return (
+      <li class={classes} data-seq={entry.seq} data-tool-id={entry.kind === "tool" ? entry.toolId : undefined}>
+        {body(entry, delivered, lastText)}
+      </li>
+    );
+  }
+}
+
+function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
+  switch (entry.kind) {
+    case "state":
+      return (
+        <>
+          <span class="label">{STATE_LABELS[entry.state] ?? entry.state}</span>
+          {entry.reason && <span class="reason"> — {entry.reason}</span>}
+        </>
+      );
+    case "git":
+      return <span class="label">git: {entry.message}</span>;
+    case "ready":
+      return <span class="label">Checked out {entry.commit.slice(0, 12)}</span>;
+    case "agent":
+      return <span class="label">Agent started ({entry.model})</span>;
+    case "text":
+      // markdown-it with raw HTML disabled and only safe link schemes (markdown.ts).
+      return <div class="markdown" dangerouslySetInnerHTML={{ __html: renderMarkdown(entry.text) }} />;
+    case "tool":
+      return (
+        <details>
+          <summary>
+            <span class="tool-name">{entry.name}</span>
+            <code class="tool-input">{entry.summary}</code>
+          </summary>
+          <div class="tool-io">
+            <p class="tool-io-label">Input</p>
+            <pre class="tool-input-full">{prettyJson(entry.inputJson)}</pre>
+            <p class="tool-io-label">Output</p>
+            <pre class="tool-output">{entry.output ?? "(running…)"}</pre>
+          </div>
+        </details>
+      );
+    case "diff":
+      return <DiffView entry={entry} delivered={delivered} />;
+    case "delivered":
+      return (
+        <>
+          <span class="label">{entry.step === "committed" ? `Committed ${entry.commit.slice(0, 12)} on branch ` : "Pushed branch "}</span>
+          <code class="branch">{entry.branch}</code>
+          <span class="label">{entry.step === "pushed" ? ` to ${entry.remoteUrl}` : ""}</span>
+        </>
+      );
+    case "finished": {
+      const repeated = lastText !== undefined && lastText.trim() === entry.result.trim();
+      return (
+        <>
+          <strong class="label">{`${STATE_LABELS[entry.state] ?? entry.state} in ${(entry.durationMs / 1000).toFixed(1)} s, ${entry.turns} turns`}</strong>
+          {entry.error && <p class="error">{entry.error}</p>}
+          {entry.result && !repeated && <div class="markdown result" dangerouslySetInnerHTML={{ __html: renderMarkdown(entry.result) }} />}
+        </>
+      );
+    }
+  }
+}
+
+/** A tool's input as sent: JSON laid out for reading when it is JSON. */
+function prettyJson(inputJson: string): string {
+  try {
+    return JSON.stringify(JSON.parse(inputJson), null, 2);
+  } catch {
+    return inputJson;
+  }
+}
+
+/** Where the task's changes went, from its delivery entries. */
+function deliveredTo(entries: Entry[]): DeliveredTo | undefined {
+  let delivered: DeliveredTo | undefined;
+  for (const entry of entries) {
+    if (entry.kind !== "delivered") continue;
+    delivered = { branch: entry.branch, commit: entry.commit || delivered?.commit || "", pushedTo: entry.step === "pushed" ? entry.remoteUrl : delivered?.pushedTo ?? "" };
+  }
+  return delivered;
+}
+
+function Entries({ timeline }: { timeline: Timeline }) {
+  const entries = timeline.entries;
+  const delivered = entries.some((e) => e.kind === "diff") ? deliveredTo(entries) : undefined;
+  let lastText: string | undefined;
+  for (let i = entries.length - 1; i >= 0 && lastText === undefined; i--) {
+    const entry = entries[i];
+    if (entry.kind === "text") lastText = entry.text;
+  }
+  return (
+    <>
+      {entries.map((entry) => (
+        <EntryItem key={entry.seq} entry={entry} delivered={entry.kind === "diff" ? delivered : undefined} lastText={entry.kind === "finished" ? lastText : undefined} />
+      ))}
+    </>
+  );
+}
+
+/** The conversation drawn into the list `list`, redrawn at most once per frame. */
+export class ConversationView {
+  private timeline: Timeline | undefined;
+  private drawn = -1;
+  private scheduled = false;
+
+  /** `drawnHook` runs after each draw (the page measures and announces from it). */
+  constructor(
+    private readonly list: HTMLElement,
+    private readonly drawnHook: (timeline: Timeline) => void = () => {},
+  ) {}
+
+  /** Shows `timeline` (a new one empties the list), drawn on the next frame. */
+  show(timeline: Timeline) {
+    if (timeline !== this.timeline) {
+      this.timeline = timeline;
+      this.drawn = -1;
+      render(null, this.list);
+    }
+    this.schedule();
+  }
+
+  /** The timeline changed: it is drawn on the next frame (once, however many events came). */
+  schedule() {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // A frame, or a moment when frames do not come (a hidden tab): whichever is first.
+    const draw = () => this.draw();
+    requestAnimationFrame(draw);
+    setTimeout(draw, 250);
+  }
+
+  /** Draws what changed since the last draw, now. */
+  draw() {
+    if (!this.scheduled) return;
+    this.scheduled = false;
+    const timeline = this.timeline;
+    if (!timeline || timeline.version === this.drawn) return;
+    this.drawn = timeline.version;
+    this.list.classList.toggle("long", timeline.entries.length > LONG_TIMELINE);
+    render(<Entries timeline={timeline} />, this.list);
+    this.drawnHook(timeline);
+  }
+}
