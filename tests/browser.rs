@@ -1,6 +1,8 @@
 //! The browser page, end to end: the real local pair (`wrangler dev` serving the page and the
 //! Worker, the agent-service with the real Claude Code CLI, the fake model API) driven in
-//! Debian's Chromium by playwright-core (`web/tests/browser.e2e.mjs`). This test starts the
+//! Debian's Chromium by playwright-core (`web/tests/browser.e2e.mjs`, then the workspace's own
+//! checks in `web/tests/workspace.e2e.mjs`: addresses, controls, the diff viewer, the keyboard,
+//! the phone's drawer, axe-core on each state, and the budgets). This test starts the
 //! servers and a signed-up user; the script signs in through the page and checks what a person
 //! would see, last in a second browser signed in as the same user (the task list is the edge's,
 //! so it lists the same tasks and opens any of their timelines). Screenshots land in
@@ -11,9 +13,16 @@
 //! container's service, so the page must resubscribe and finish the task's timeline. It can also
 //! take the tunnel user's machine offline (`POST $CONTROL_URL/stop-machine`), to check that the
 //! relay still lists and replays the tasks that ran on it.
+//!
+//! A long task is recorded straight into the service's work directory before it starts
+//! ([`record_long_task`]: 5,000 events, as a busy agent leaves them) and made a reader's own
+//! through the edge's admin route (`POST /api/admin/tasks`, which needs `BENCH_ROUTES`): the script
+//! opens it by its address and prints how long its timeline took to be drawn and scrollable.
 
-use std::{process::Command, sync::Arc};
+use std::{process::Command, sync::Arc, time::Duration};
 
+use agent_service::{redact::Redactor, task::Task};
+use autopilot_contract::v1::{event::Payload, AgentText, Task as TaskSnapshot, TaskState, ToolFinished, ToolStarted};
 use autopilot_tests::{
     edge::Edge,
     fake_model_api::FakeModelApi,
@@ -30,9 +39,16 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
         "{chromium} is missing: `apt-get install chromium` (.ci/run does)"
     );
     let model_api = Arc::new(FakeModelApi::start().await.unwrap());
-    let service = Service::start(&model_api, ServiceOptions::default()).await;
+    let work = tempfile::tempdir().unwrap();
+    record_long_task(work.path(), LONG_TASK, LONG_TASK_EVENTS);
+    let service =
+        Service::start(&model_api, ServiceOptions { work_dir: Some(work.path().to_path_buf()), ..Default::default() })
+            .await;
     let repo = GitFixture::new();
-    let edge = Edge::start(&format!("http://{}", service.addr)).await;
+    // BENCH_ROUTES: the admin route that makes the recorded task the reader's.
+    let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
+    let reader_token = edge.user("reader", 0).await;
+    adopt(&edge, "reader", LONG_TASK).await;
     let service = Arc::new(tokio::sync::Mutex::new(service));
     let token = edge.user("pat", 100_000).await;
     edge.user("broke", 0).await;
@@ -46,11 +62,15 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     let artifacts = repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
 
-    let script = repo_root().join("web/tests/browser.e2e.mjs");
+    // The workspace's checks run as another user, after the first script (one at a time: both
+    // start tasks on the one agent-service, whose limit is 3 running tasks).
+    let kim_token = edge.user("kim", 100_000).await;
+    let scripts = ["web/tests/browser.e2e.mjs", "web/tests/workspace.e2e.mjs"].map(|script| repo_root().join(script));
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("--test")
-            .arg(script)
+            .arg("--test-concurrency=1")
+            .args(scripts)
             .current_dir(repo_root().join("web"))
             .env("EDGE_URL", &edge.base_url)
             .env("TOKEN", &token)
@@ -60,6 +80,10 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
             .env("CHROMIUM", chromium)
             .env("ARTIFACTS", &artifacts)
             .env("CONTROL_URL", &control_url)
+            .env("READER_TOKEN", &reader_token)
+            .env("KIM_TOKEN", &kim_token)
+            .env("LONG_TASK", LONG_TASK)
+            .env("LONG_TASK_EVENTS", LONG_TASK_EVENTS.to_string())
             .output()
             .map(|out| (out, edge))
     })
@@ -75,6 +99,61 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
         edge.log(),
     );
     println!("{report}");
+    drop(work);
+}
+
+/// The recorded long task, and how many events it holds.
+const LONG_TASK: &str = "00000000-0000-4000-8000-0000000005a1";
+const LONG_TASK_EVENTS: u64 = 5_000;
+
+/// Records a finished task of `events` events under `work_dir`, as a busy agent leaves them: tool
+/// calls with their output, and a message now and then.
+fn record_long_task(work_dir: &std::path::Path, task_id: &str, events: u64) {
+    let snapshot =
+        TaskSnapshot { task_id: task_id.into(), repository_url: "file:///recorded.git".into(), ..Default::default() };
+    let dir = work_dir.join("tasks").join(task_id);
+    let title = "Replay a long recorded task".to_string();
+    let task = Task::create_with_title(dir, snapshot, title, Redactor::default()).unwrap();
+    for state in [TaskState::Pending, TaskState::Cloning, TaskState::Running] {
+        task.move_to(state, "");
+    }
+    // Three events so far, two to come (the final state and `task_finished`): the rest is tool
+    // calls and messages.
+    let (mut recorded, last) = (3, events - 2);
+    let mut step = 0;
+    while recorded < last {
+        step += 1;
+        if step % 10 == 0 || recorded + 2 > last {
+            task.record(Payload::AgentText(AgentText {
+                text: format!("Step {step}: **checked** the `module_{step}` files."),
+            }));
+            recorded += 1;
+            continue;
+        }
+        let tool_id = format!("tool-{step}");
+        let input_json = format!(r#"{{"command":"grep -n fn src/module_{step}.rs"}}"#);
+        task.record(Payload::ToolStarted(ToolStarted { tool_id: tool_id.clone(), name: "Bash".into(), input_json }));
+        task.record(Payload::ToolFinished(ToolFinished {
+            tool_id,
+            output: format!("{step}: fn step_{step}() {{}}"),
+            is_error: false,
+        }));
+        recorded += 2;
+    }
+    task.finish(TaskState::Succeeded, "Replayed.".into(), String::new(), 1, Duration::from_secs(1));
+}
+
+/// Makes the recorded task `task_id` one of `user`'s on `edge` (which serves a user only the
+/// tasks their object started): the bench's admin route, there with `BENCH_ROUTES`.
+async fn adopt(edge: &Edge, user: &str, task_id: &str) {
+    let adopted = reqwest::Client::new()
+        .post(format!("{}/api/admin/tasks", edge.base_url))
+        .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
+        .json(&serde_json::json!({"userId": user, "taskId": task_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(adopted.status(), 200, "recording the long task {task_id} as {user}'s");
 }
 
 /// What the script may ask of the test while it runs, on a loopback port: `POST /restart-service`

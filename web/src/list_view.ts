@@ -170,6 +170,9 @@ export class TaskListView {
     const fresh = this.renderTask(taskId);
     if (!old || !fresh) return false;
     const hadFocus = old.contains(document.activeElement);
+    // The keyboard's one stop in the lists (roving_focus.ts) stays where it was.
+    const [was, now] = [old.querySelector("button"), fresh.querySelector("button")];
+    if (was && now) now.tabIndex = was.tabIndex;
     old.replaceWith(fresh);
     if (hadFocus) fresh.querySelector("button")?.focus();
     this.tickElapsed();

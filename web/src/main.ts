@@ -64,10 +64,14 @@ const drawer = new Drawer();
  * its whole timeline, ended, was first drawn. */
 const render = { openedAt: 0, events: 0, ms: 0 };
 const conversation = new ConversationView($("timeline"), (drawn) => {
-  if (drawn.ended && render.ms === 0) {
-    render.ms = performance.now() - render.openedAt;
+  if (!drawn.ended || render.ms !== 0 || drawn !== timeline) return;
+  // Drawn and laid out: the frame after the draw.
+  const openedAt = render.openedAt;
+  requestAnimationFrame(() => {
+    if (render.openedAt !== openedAt) return;
+    render.ms = performance.now() - openedAt;
     render.events = drawn.lastSeq;
-  }
+  });
 });
 /** The sessions this page knows, by task (the tasks it started or opened): a task whose ticket by
  * id is refused (an edge that does not issue those for tunnel tasks) still opens by its session. */
@@ -81,6 +85,7 @@ function show(view: "signin" | "app") {
   $("signin").hidden = view !== "signin";
   $("app").hidden = view !== "app";
   $("account").hidden = view !== "app";
+  document.body.classList.toggle("signed-in", view === "app");
 }
 
 async function refreshBalance() {
@@ -253,6 +258,7 @@ function showHeading() {
  * (from the edge's archive once the task ended; for a tunnel task, the relay's), then the usual
  * connection. `fromList`: a refusal is said in the list (where the user clicked), else in the pane. */
 async function openListed(taskId: string, mode: Mode, fromList = true) {
+  const openedAt = performance.now();
   const mine = ++opening;
   const view = lists[mode];
   const opensNow = "Opening the task…";
@@ -266,16 +272,17 @@ async function openListed(taskId: string, mode: Mode, fromList = true) {
   if (mine !== opening) return fromList ? view.unsay(opensNow) : undefined; // another task was opened or started meanwhile
   if (!ok) return say(`The task could not be opened: ${errorText(body, status)}`, true);
   say("");
-  openTask({ mode, taskId, sessionId: body.sessionId }, body.websocketUrl, fromList);
+  openTask({ mode, taskId, sessionId: body.sessionId }, body.websocketUrl, fromList, openedAt);
 }
 
 /** An address being opened: the pane shows the task's heading at once, its conversation to come. */
 function showOpening(taskId: string, mode: Mode) {
   connection?.close();
   current = { mode, taskId, sessionId: "" };
+  timeline = new Timeline();
+  conversation.show(timeline);
   $("start-form").hidden = true;
   $("task").hidden = false;
-  $("timeline").replaceChildren();
   $("cancel").hidden = true;
   showHeading();
 }
@@ -306,15 +313,16 @@ function setTaskStatus(text: string, isError = false) {
   status.classList.toggle("error", isError);
 }
 
-/** Opens `task`'s conversation in the right pane; `push`: a new address in the history. */
-function openTask(task: TaskRef, websocketUrl?: string, push = true) {
+/** Opens `task`'s conversation in the right pane; `push`: a new address in the history;
+ * `openedAt`: when the user asked for it (the render budget counts from there). */
+function openTask(task: TaskRef, websocketUrl?: string, push = true, openedAt = performance.now()) {
   connection?.close();
   current = task;
   if (push) pushPlace({ view: "task", mode: task.mode ?? "container", taskId: task.taskId });
   sessions.set(task.taskId, task.sessionId);
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   timeline = new Timeline();
-  render.openedAt = performance.now();
+  render.openedAt = openedAt;
   render.ms = 0;
   conversation.show(timeline);
   $("start-form").hidden = true;

@@ -2,38 +2,26 @@
 // local pair started by tests/browser.rs. Each test is what a person would do and check.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { chromium } from "playwright-core";
+import { ARTIFACTS, EDGE_URL, LONG, launch, showComposer, showList, signedInPage as signedInAt } from "./e2e_support.mjs";
 
-const { EDGE_URL, TOKEN, BROKE_TOKEN, TUNNEL_TOKEN, REPO_URL, CHROMIUM, ARTIFACTS, CONTROL_URL } = process.env;
-const LONG = 60_000;
+const { TOKEN, BROKE_TOKEN, TUNNEL_TOKEN, REPO_URL, CONTROL_URL } = process.env;
 let browser;
 let page;
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
   page = await signedInPage(TOKEN);
 });
 
 after(async () => browser?.close());
 
-async function signedInPage(token, viewport = { width: 1100, height: 900 }) {
-  const context = await browser.newContext({ viewport });
-  const newPage = await context.newPage();
-  newPage.on("pageerror", (error) => console.error("page error:", error));
-  await newPage.goto(EDGE_URL);
-  await newPage.getByLabel("API token").fill(token);
-  await newPage.getByRole("button", { name: "Sign in" }).click();
-  await newPage.getByText("Signed in as").waitFor();
-  return newPage;
-}
+const signedInPage = (token, viewport) => signedInAt(browser, token, { viewport });
 
-/** Starts a task through the form; answers once the page follows the new task. */
+/** Starts a task through the New task composer; answers once the page follows the new task. */
 async function startTask(prompt) {
   started.push(prompt);
   const previous = await page.locator("#task-id").textContent();
+  await showComposer(page);
   await page.getByLabel("Repository URL").fill(REPO_URL);
   await page.getByLabel("What should the agent do?").fill(prompt);
   await page.getByRole("button", { name: "Start" }).click();
@@ -134,6 +122,7 @@ test("agent markdown is rendered without running injected HTML", async () => {
 
 test("bad input is explained next to its field, and nothing starts", async () => {
   const before = await page.locator("#recent-list li").count();
+  await showComposer(page);
   await page.getByLabel("Repository URL").fill("ext::sh");
   await page.getByLabel("What should the agent do?").fill("x");
   await page.getByLabel("Max turns").fill("-3");
@@ -278,12 +267,15 @@ test("a restart of the agent-service mid-task: the page resubscribes and finishe
 
 test("the page fits a phone's width", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
+  await showList(page);
   await wholeList(page);
   await page.locator("#recent-list li", { hasText: "walk through the steps" }).getByRole("button").click();
+  await page.locator("#sidebar").waitFor({ state: "hidden" }); // opening a task closes the drawer
   await page.getByText("Ran 6 slow steps.").waitFor({ timeout: LONG });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
   await page.screenshot({ path: `${ARTIFACTS}/narrow.png`, fullPage: true });
+  await page.setViewportSize({ width: 1100, height: 900 });
 });
 
 /** Clicks "More" until the whole task list shows; answers its entries and how many pages it took. */
@@ -382,13 +374,20 @@ test("several tasks run at once: each is live in the list, and switching timelin
   await page.waitForFunction(([id, old]) => document.querySelector(`#recent-list li[data-task-id="${id}"] .task-elapsed`)?.textContent !== old, [running[0], before]);
   console.log(`the first of three running tasks, not open: elapsed ${before} → ${await elapsed()}`);
   await page.screenshot({ path: `${ARTIFACTS}/running-tasks.png`, fullPage: true });
-  // A fourth is refused in words, and the open timeline stays as it was.
+  // A fourth is refused in words under the composer, which keeps them; nothing opens, and Back
+  // returns to the open conversation as it was.
   const open = await page.locator("#task-id").textContent();
+  await showComposer(page);
   await page.getByLabel("What should the agent do?").fill("SCENARIO:hang one too many");
   await page.getByRole("button", { name: "Start" }).click();
   await page.locator("#status.error", { hasText: "3 tasks are running" }).waitFor({ timeout: LONG });
-  assert.equal(await page.locator("#task-id").textContent(), open, "a refused start leaves the open timeline");
-  assert.equal(await page.locator("#task").isVisible(), true);
+  assert.equal(await page.getByLabel("What should the agent do?").inputValue(), "SCENARIO:hang one too many", "the words stay for another try");
+  assert.equal(new URL(page.url()).pathname, "/", "a refused start opens nothing");
+  assert.equal(await page.locator("#task").isHidden(), true);
+  await page.goBack();
+  await page.waitForFunction((id) => document.getElementById("task-id").textContent === id && !document.getElementById("task").hidden, open);
+  assert.equal(new URL(page.url()).pathname, `/tasks/${open}`, "Back returns to the open task's address");
+  await page.locator("#timeline li.agent").waitFor({ timeout: LONG });
   // So is a follow-up of an ended task, under its timeline.
   await page.locator("#recent-list li", { hasText: "walk through the steps" }).locator(".task-title").click();
   await finished("succeeded");
