@@ -7,6 +7,13 @@
 // come, and the view is drawn at most once per animation frame; each entry is a component that
 // redraws only when its entry object changed (timeline.ts replaces a changed entry), so a frame
 // costs the new entries, not the whole timeline.
+//
+// Why Preact: the page's views that grew (a conversation of many kinds of entries, the diff
+// viewer with its per-file state) read better as components than as hand-written DOM code, and
+// Preact gives the React model (components, keyed lists, hooks) in about 4 KB gzipped, compiled
+// from JSX by the esbuild the page already uses, with no framework runtime or build plugin. Lit
+// would do as well but brings custom elements and shadow DOM, which the page (one stylesheet,
+// axe-checked) does not want.
 
 import { Component, render } from "preact";
 import { DiffView, type DeliveredTo } from "./diff_view.js";
