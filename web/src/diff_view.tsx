@@ -80,6 +80,14 @@ function DiffFile({ file, format }: { file: ChangedFile; format: DiffFormat }) {
     );
     ui.draw();
     ui.highlightCode();
+    // diff2html's panes scroll sideways when a line is long: each is a named region the keyboard
+    // can reach and scroll, as a scrollable region must be.
+    const panes = body.current.querySelectorAll<HTMLElement>(".d2h-file-side-diff, .d2h-file-diff");
+    panes.forEach((pane, i) => {
+      pane.tabIndex = 0;
+      pane.setAttribute("role", "region");
+      pane.setAttribute("aria-label", panes.length === 2 ? `${file.path}, ${i === 0 ? "before" : "after"}` : `${file.path}, changes`);
+    });
   }, [open, format, file.patch]);
   const path = file.oldPath && file.oldPath !== file.path ? `${file.oldPath} → ${file.path}` : file.path;
   const id = `diff-${file.path.replace(/[^A-Za-z0-9_-]/g, "_")}`;

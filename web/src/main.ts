@@ -126,9 +126,12 @@ async function signIn(event: SubmitEvent) {
 function showPlace(place: Place) {
   if (place.view === "new") return showComposer();
   if (current?.taskId === place.taskId && (current.mode ?? "container") === place.mode) return;
+  // The task this browser showed last keeps its whole prompt, and its session opens it where a
+  // ticket by id is refused (a tunnel task, on a relay that issues those by session only).
   const stored = JSON.parse(localStorage.getItem(CURRENT_KEY) ?? "null") as TaskRef | null;
-  if (stored?.taskId === place.taskId && (stored.mode ?? "container") === place.mode) return openTask(stored, undefined, false);
-  void openListed(place.taskId, place.mode, false);
+  const remembered = stored?.taskId === place.taskId && (stored.mode ?? "container") === place.mode ? stored : undefined;
+  if (remembered?.sessionId) sessions.set(remembered.taskId, remembered.sessionId);
+  void openListed(place.taskId, place.mode, false, remembered);
 }
 
 /** Moves the address to `place` (a new history entry) unless it is there already. */
@@ -256,8 +259,9 @@ function showHeading() {
 
 /** Opens a listed task's conversation, whichever browser started it: a new session on the task
  * (from the edge's archive once the task ended; for a tunnel task, the relay's), then the usual
- * connection. `fromList`: a refusal is said in the list (where the user clicked), else in the pane. */
-async function openListed(taskId: string, mode: Mode, fromList = true) {
+ * connection. `fromList`: a refusal is said in the list (where the user clicked), else in the pane;
+ * `remembered`: what this browser kept of the task when it showed it last. */
+async function openListed(taskId: string, mode: Mode, fromList = true, remembered?: TaskRef) {
   const openedAt = performance.now();
   const mine = ++opening;
   const view = lists[mode];
@@ -272,7 +276,8 @@ async function openListed(taskId: string, mode: Mode, fromList = true) {
   if (mine !== opening) return fromList ? view.unsay(opensNow) : undefined; // another task was opened or started meanwhile
   if (!ok) return say(`The task could not be opened: ${errorText(body, status)}`, true);
   say("");
-  openTask({ mode, taskId, sessionId: body.sessionId }, body.websocketUrl, fromList, openedAt);
+  const { prompt, parentTaskId } = remembered ?? {};
+  openTask({ mode, taskId, sessionId: body.sessionId, prompt, parentTaskId }, body.websocketUrl, fromList, openedAt);
 }
 
 /** An address being opened: the pane shows the task's heading at once, its conversation to come. */
