@@ -75,7 +75,7 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
       return <span class="label">Agent started ({entry.model})</span>;
     case "text":
       // markdown-it with raw HTML disabled and only safe link schemes (markdown.ts).
-      return <div class="markdown" dangerouslySetInnerHTML={{ __html: renderMarkdown(entry.text) }} />;
+      return <div class="markdown" dangerouslySetInnerHTML={{ __html: markdownHtml(entry.text) }} />;
     case "tool":
       return (
         <details>
@@ -85,9 +85,9 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
           </summary>
           <div class="tool-io">
             <p class="tool-io-label">Input</p>
-            <pre class="tool-input-full">{prettyJson(entry.inputJson)}</pre>
+            <pre class="tool-input-full" tabIndex={0}>{prettyJson(entry.inputJson)}</pre>
             <p class="tool-io-label">Output</p>
-            <pre class="tool-output">{entry.output ?? "(running…)"}</pre>
+            <pre class="tool-output" tabIndex={0}>{entry.output ?? "(running…)"}</pre>
           </div>
         </details>
       );
@@ -107,12 +107,16 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
         <>
           <strong class="label">{`${STATE_LABELS[entry.state] ?? entry.state} in ${(entry.durationMs / 1000).toFixed(1)} s, ${entry.turns} turns`}</strong>
           {entry.error && <p class="error">{entry.error}</p>}
-          {entry.result && !repeated && <div class="markdown result" dangerouslySetInnerHTML={{ __html: renderMarkdown(entry.result) }} />}
+          {entry.result && !repeated && <div class="markdown result" dangerouslySetInnerHTML={{ __html: markdownHtml(entry.result) }} />}
         </>
       );
     }
   }
 }
+
+/** Agent markdown as HTML (markdown.ts: raw HTML disabled); its code blocks, which scroll
+ * sideways when a line is long, are reachable by the keyboard, as a scrollable region must be. */
+const markdownHtml = (text: string): string => renderMarkdown(text).replaceAll("<pre>", '<pre tabindex="0">');
 
 /** A tool's input as sent: JSON laid out for reading when it is JSON. */
 function prettyJson(inputJson: string): string {
