@@ -48,7 +48,6 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     // BENCH_ROUTES: the admin route that makes the recorded task the reader's.
     let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
     let reader_token = edge.user("reader", 0).await;
-    adopt(&edge, "reader", LONG_TASK).await;
     let service = Arc::new(tokio::sync::Mutex::new(service));
     let token = edge.user("pat", 100_000).await;
     edge.user("broke", 0).await;
@@ -58,7 +57,8 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     let machine = Machine::connect(&model_api, &edge.base_url, &tunnel_token);
     machine.wait_for_connections(1, std::time::Duration::from_secs(30)).await;
     let machine = Arc::new(tokio::sync::Mutex::new(machine));
-    let control_url = control_server(Arc::clone(&service), Arc::clone(&model_api), Arc::clone(&machine)).await;
+    let control_url =
+        control_server(Arc::clone(&service), Arc::clone(&model_api), Arc::clone(&machine), edge.base_url.clone()).await;
     let artifacts = repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
 
@@ -143,11 +143,13 @@ fn record_long_task(work_dir: &std::path::Path, task_id: &str, events: u64) {
     task.finish(TaskState::Succeeded, "Replayed.".into(), String::new(), 1, Duration::from_secs(1));
 }
 
-/// Makes the recorded task `task_id` one of `user`'s on `edge` (which serves a user only the
-/// tasks their object started): the bench's admin route, there with `BENCH_ROUTES`.
-async fn adopt(edge: &Edge, user: &str, task_id: &str) {
+/// Makes the recorded task `task_id` one of `user`'s on the edge at `edge_url` (which serves a
+/// user only the tasks their object started): the bench's admin route, there with `BENCH_ROUTES`.
+/// Right before the task's first pass: the object's heartbeat archives the end of an adopted task
+/// it does not follow yet, without its events (tests/benches/bridge/main.rs, `adopt`).
+async fn adopt(edge_url: &str, user: &str, task_id: &str) {
     let adopted = reqwest::Client::new()
-        .post(format!("{}/api/admin/tasks", edge.base_url))
+        .post(format!("{edge_url}/api/admin/tasks"))
         .bearer_auth(autopilot_tests::edge::ADMIN_SECRET)
         .json(&serde_json::json!({"userId": user, "taskId": task_id}))
         .send()
@@ -159,11 +161,13 @@ async fn adopt(edge: &Edge, user: &str, task_id: &str) {
 /// What the script may ask of the test while it runs, on a loopback port: `POST /restart-service`
 /// crashes the agent-service and starts it again (see [`Service::restart_after_crash`]),
 /// answering once it listens; `POST /stop-machine` stops the tunnel user's machine (SIGTERM),
-/// answering once it exited. Answers the base URL.
+/// answering once it exited; `POST /adopt-long-task` makes the recorded long task the reader's,
+/// right before the script opens it (see [`adopt`]). Answers the base URL.
 async fn control_server(
     service: Arc<tokio::sync::Mutex<Service>>,
     model_api: Arc<FakeModelApi>,
     machine: Arc<tokio::sync::Mutex<Machine>>,
+    edge_url: String,
 ) -> String {
     let restart = move || {
         let (service, model_api) = (Arc::clone(&service), Arc::clone(&model_api));
@@ -187,7 +191,17 @@ async fn control_server(
     };
     let router = axum::Router::new()
         .route("/restart-service", axum::routing::post(restart))
-        .route("/stop-machine", axum::routing::post(stop_machine));
+        .route("/stop-machine", axum::routing::post(stop_machine))
+        .route(
+            "/adopt-long-task",
+            axum::routing::post(move || {
+                let edge_url = edge_url.clone();
+                async move {
+                    adopt(&edge_url, "reader", LONG_TASK).await;
+                    "adopted\n"
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });

@@ -193,8 +193,14 @@ test("at phone width the list is a drawer", async () => {
 });
 
 test(`a replayed ${LONG_TASK_EVENTS}-event timeline is drawn and scrollable within ${RENDER_BUDGET_MS} ms`, async () => {
+  // The recorded task becomes the reader's right before its first pass (tests/browser.rs).
+  const adopted = await fetch(`${process.env.CONTROL_URL}/adopt-long-task`, { method: "POST" });
+  assert.equal(adopted.status, 200, await adopted.text());
   const reader = await signedInPage(browser, READER_TOKEN, { path: `/tasks/${LONG_TASK}` });
-  await finished("succeeded", reader);
+  await finished("succeeded", reader).catch(async (error) => {
+    const shown = await reader.evaluate(() => `link ${document.getElementById("link").dataset.state}, ${document.querySelectorAll("#timeline > li").length} entries, "${document.getElementById("task-status").textContent}"`);
+    throw new Error(`the long task did not finish on the page (${shown}): ${error}`);
+  });
   await reader.waitForFunction(() => window.autopilot.render.ms > 0);
   const { ms, events } = await reader.evaluate(() => window.autopilot.render);
   // Scrollable: to the top and back to the end, each in a frame.
