@@ -47,7 +47,8 @@ async fn a_person_starts_watches_cancels_and_replays_tasks_in_chromium() {
     let repo = GitFixture::new();
     // BENCH_ROUTES: the admin route that makes the recorded task the reader's.
     let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &[("BENCH_ROUTES", "true")]).await;
-    let reader_token = edge.user("reader", 0).await;
+    // Credits: following a task its object holds as running reaches the service (a container, on the platform).
+    let reader_token = edge.user("reader", 100_000).await;
     let service = Arc::new(tokio::sync::Mutex::new(service));
     let token = edge.user("pat", 100_000).await;
     edge.user("broke", 0).await;

@@ -154,16 +154,26 @@ function Entries({ timeline }: { timeline: Timeline }) {
   );
 }
 
-/** The conversation drawn into the list `list`, redrawn at most once per frame. */
+/** How much of the time a burst of events (a replay) may spend drawing: after a draw that took
+ * `t` ms, the next waits `t × (1 / DRAW_SHARE − 1)` ms, so applying the events keeps the rest. */
+const DRAW_SHARE = 0.25;
+/** The longest a burst postpones its next draw. */
+const MAX_DRAW_GAP_MS = 300;
+
+/** The conversation drawn into the list `list`, redrawn at most once per frame, and less often
+ * while a burst of events costs frames. */
 export class ConversationView {
   private timeline: Timeline | undefined;
   private drawn = -1;
   private scheduled = false;
+  /** When the last draw ended, and how long it took. */
+  private lastDrawEnd = 0;
+  private lastDrawMs = 0;
 
-  /** `drawnHook` runs after each draw (the page measures and announces from it). */
+  /** `drawnHook` runs after each draw, with how long it took (the page measures from it). */
   constructor(
     private readonly list: HTMLElement,
-    private readonly drawnHook: (timeline: Timeline) => void = () => {},
+    private readonly drawnHook: (timeline: Timeline, tookMs: number) => void = () => {},
   ) {}
 
   /** Shows `timeline` (a new one empties the list), drawn on the next frame. */
@@ -180,10 +190,15 @@ export class ConversationView {
   schedule() {
     if (this.scheduled) return;
     this.scheduled = true;
-    // A frame, or a moment when frames do not come (a hidden tab): whichever is first.
+    // A frame, or a moment when frames do not come (a hidden tab): whichever is first; during a
+    // burst, not before the pause the last draw's cost asks for.
+    const gap = Math.min(this.lastDrawMs * (1 / DRAW_SHARE - 1), MAX_DRAW_GAP_MS);
+    const wait = Math.max(0, this.lastDrawEnd + gap - performance.now());
     const draw = () => this.draw();
-    requestAnimationFrame(draw);
-    setTimeout(draw, 250);
+    const onFrame = () => requestAnimationFrame(draw);
+    if (wait > 0) setTimeout(onFrame, wait);
+    else onFrame();
+    setTimeout(draw, wait + 250);
   }
 
   /** Draws what changed since the last draw, now. */
@@ -193,8 +208,11 @@ export class ConversationView {
     const timeline = this.timeline;
     if (!timeline || timeline.version === this.drawn) return;
     this.drawn = timeline.version;
+    const began = performance.now();
     this.list.classList.toggle("long", timeline.entries.length > LONG_TIMELINE);
     render(<Entries timeline={timeline} />, this.list);
-    this.drawnHook(timeline);
+    this.lastDrawEnd = performance.now();
+    this.lastDrawMs = this.lastDrawEnd - began;
+    this.drawnHook(timeline, this.lastDrawMs);
   }
 }

@@ -62,8 +62,10 @@ const announcer = new Announcer($("announcer"));
 const drawer = new Drawer();
 /** For the render budget (tests/browser.rs prints it): when the open task was opened, and when
  * its whole timeline, ended, was first drawn. */
-const render = { openedAt: 0, events: 0, ms: 0 };
-const conversation = new ConversationView($("timeline"), (drawn) => {
+const render = { openedAt: 0, events: 0, ms: 0, firstEventMs: 0, lastEventMs: 0, drawMs: 0, draws: 0, applyMs: 0 };
+const conversation = new ConversationView($("timeline"), (drawn, tookMs) => {
+  render.drawMs += tookMs;
+  render.draws++;
   if (!drawn.ended || render.ms !== 0 || drawn !== timeline) return;
   // Drawn and laid out: the frame after the draw.
   const openedAt = render.openedAt;
@@ -327,8 +329,7 @@ function openTask(task: TaskRef, websocketUrl?: string, push = true, openedAt = 
   sessions.set(task.taskId, task.sessionId);
   localStorage.setItem(CURRENT_KEY, JSON.stringify(task));
   timeline = new Timeline();
-  render.openedAt = openedAt;
-  render.ms = 0;
+  Object.assign(render, { openedAt, ms: 0, firstEventMs: 0, lastEventMs: 0, drawMs: 0, draws: 0, applyMs: 0 });
   conversation.show(timeline);
   $("start-form").hidden = true;
   $("task").hidden = false;
@@ -344,7 +345,9 @@ function openTask(task: TaskRef, websocketUrl?: string, push = true, openedAt = 
   renderSummary();
   connection = new TaskConnection(task.mode ?? "container", task.sessionId, task.taskId, {
     onEvent: (event) => {
+      const began = performance.now();
       applyEvent(event);
+      render.applyMs += performance.now() - began;
       return timeline.lastSeq;
     },
     onLink: (state, detail) => renderLink(state, detail),
@@ -381,6 +384,8 @@ function applyEvent(event: Event) {
   const wasEnded = timeline.ended;
   const wasState = timeline.state;
   if (!timeline.apply(event)) return;
+  render.lastEventMs = performance.now() - render.openedAt;
+  render.firstEventMs ||= render.lastEventMs;
   conversation.schedule();
   const atMs = event.time ? Number(event.time.seconds) * 1000 : 0;
   if (Date.now() - atMs < LIVE_WITHIN_MS) for (const entry of timeline.entries.slice(before)) announcer.announce(announcementFor(entry));

@@ -9,6 +9,8 @@ export const { EDGE_URL, CHROMIUM, ARTIFACTS } = process.env;
 export const LONG = 60_000;
 export const DESKTOP = { width: 1100, height: 900 };
 export const PHONE = { width: 390, height: 844 };
+/** The widest viewport (48rem) at which the list is a drawer (styles.css, drawer.ts). */
+const PHONE_MAX_WIDTH = 768;
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 export function launch() {
@@ -50,10 +52,14 @@ export async function waitForAnother(on, taskId) {
   return openTaskId(on);
 }
 
-/** On a phone the task list is a drawer: opens it (nothing to do at desktop width). */
+/** On a phone the task list is a drawer: opens it (nothing to do at desktop width). The toggle
+ * shows once the page has seen the width change (a media query's change event), so it is waited for. */
 export async function showList(on) {
+  if (on.viewportSize().width > PHONE_MAX_WIDTH) return;
   const toggle = on.getByRole("button", { name: "Tasks" });
-  if ((await toggle.isVisible()) && (await toggle.getAttribute("aria-expanded")) !== "true") await toggle.click();
+  await toggle.waitFor();
+  if ((await toggle.getAttribute("aria-expanded")) !== "true") await toggle.click();
+  await on.locator("#sidebar").waitFor();
 }
 
 /** Shows the New task composer (the open task, if any, is left by its address). */
