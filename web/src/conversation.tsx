@@ -201,6 +201,11 @@ export class ConversationView {
     setTimeout(draw, wait + 250);
   }
 
+  /** Whether everything shown so far is drawn (no draw is due). */
+  get idle(): boolean {
+    return !this.scheduled && this.timeline?.version === this.drawn;
+  }
+
   /** Draws what changed since the last draw, now. */
   draw() {
     if (!this.scheduled) return;

@@ -19,6 +19,7 @@ import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
 import { recallRepository, rememberRepository } from "./last_repository.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
+import { replayFrames } from "./render_budget.js";
 import { settleTabStop, enableRovingFocus } from "./roving_focus.js";
 import { pathOf, placeOf, type Place } from "./routes.js";
 import { sendOnCtrlEnter } from "./send_shortcut.js";
@@ -475,7 +476,14 @@ async function main() {
   $("signout").addEventListener("click", () => void signOut());
   window.addEventListener("popstate", () => showPlace(placeOf(location.pathname)));
   // For tests and the curious: drop the socket as a network failure would; the render figures.
-  (window as unknown as { autopilot: object }).autopilot = { dropSocket: () => connection?.drop(), render };
+  // The render budget's check (render_budget.ts): recorded frames replayed into a fresh timeline.
+  const replay = (frames: string[]) => {
+    connection?.close();
+    timeline = new Timeline();
+    conversation.show(timeline);
+    return replayFrames(frames, applyEvent, () => timeline.ended && conversation.idle);
+  };
+  (window as unknown as { autopilot: object }).autopilot = { dropSocket: () => connection?.drop(), render, replayFrames: replay };
   const { ok, body } = await api("/api/auth/me");
   if (ok) await signedIn(body.userId);
   else show("signin");

@@ -20,11 +20,13 @@ export function launch() {
   });
 }
 
-/** A fresh browser context at `path` of the site, signed in through the form with `token`. */
-export async function signedInPage(browser, token, { viewport = DESKTOP, path = "/" } = {}) {
+/** A fresh browser context at `path` of the site, signed in through the form with `token`;
+ * `prepare` gets the page before it loads anything. */
+export async function signedInPage(browser, token, { viewport = DESKTOP, path = "/", prepare = () => {} } = {}) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("pageerror", (error) => console.error("page error:", error));
+  prepare(page);
   await page.goto(`${EDGE_URL}${path}`);
   await page.getByLabel("API token").fill(token);
   await page.getByRole("button", { name: "Sign in" }).click();
