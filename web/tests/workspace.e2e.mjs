@@ -133,10 +133,12 @@ test("back and forward move between tasks and the composer; an address opens its
   await elsewhere.goto(`${EDGE_URL}/tasks/00000000-0000-4000-8000-000000000bad`);
   await elsewhere.locator("#task-status.error", { hasText: "no task with id" }).waitFor({ timeout: LONG });
   await assertAccessible(elsewhere, "an unknown task's address");
-  // The Worker's own paths are never the page: an unknown /api path, even navigated to, is its JSON 404.
+  // Only the page's own addresses are the page: an unknown path, even navigated to, is the Worker's JSON 404.
   const nope = await elsewhere.goto(`${EDGE_URL}/api/nope`);
   assert.equal(nope.status(), 404);
   assert.equal((await nope.json()).error?.code, "NOT_FOUND");
+  const nowhere = await elsewhere.goto(`${EDGE_URL}/nowhere`);
+  assert.equal(nowhere.status(), 404, "a path that is neither the page's nor a file reaches the Worker's route table");
   await elsewhere.context().close();
 });
 
