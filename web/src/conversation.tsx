@@ -16,6 +16,7 @@
 // axe-checked) does not want.
 
 import { Component, render } from "preact";
+import { useState } from "preact/hooks";
 import { DiffView, type DeliveredTo } from "./diff_view.js";
 import { renderMarkdown } from "./markdown.js";
 import type { Entry, Timeline } from "./timeline.js";
@@ -77,20 +78,7 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
       // markdown-it with raw HTML disabled and only safe link schemes (markdown.ts).
       return <div class="markdown" dangerouslySetInnerHTML={{ __html: markdownHtml(entry.text) }} />;
     case "tool":
-      return (
-        <details>
-          <summary>
-            <span class="tool-name">{entry.name}</span>
-            <code class="tool-input">{entry.summary}</code>
-          </summary>
-          <div class="tool-io">
-            <p class="tool-io-label">Input</p>
-            <pre class="tool-input-full" tabIndex={0}>{prettyJson(entry.inputJson)}</pre>
-            <p class="tool-io-label">Output</p>
-            <pre class="tool-output" tabIndex={0}>{entry.output ?? "(running…)"}</pre>
-          </div>
-        </details>
-      );
+      return <ToolCall entry={entry} />;
     case "diff":
       return <DiffView entry={entry} delivered={delivered} />;
     case "delivered":
@@ -112,6 +100,28 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
       );
     }
   }
+}
+
+/** A tool call: one line (its name and what it was given, in short) that opens to its whole input
+ * and its output. What it opens to is made only once opened: a replay holds thousands of calls. */
+function ToolCall({ entry }: { entry: Entry & { kind: "tool" } }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <details onToggle={(event) => setOpen((event.currentTarget as HTMLDetailsElement).open)}>
+      <summary>
+        <span class="tool-name">{entry.name}</span>
+        <code class="tool-input">{entry.summary}</code>
+      </summary>
+      {open && (
+        <div class="tool-io">
+          <p class="tool-io-label">Input</p>
+          <pre class="tool-input-full" tabIndex={0}>{prettyJson(entry.inputJson)}</pre>
+          <p class="tool-io-label">Output</p>
+          <pre class="tool-output" tabIndex={0}>{entry.output ?? "(running…)"}</pre>
+        </div>
+      )}
+    </details>
+  );
 }
 
 /** Agent markdown as HTML (markdown.ts: raw HTML disabled); its code blocks, which scroll
