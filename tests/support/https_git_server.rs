@@ -4,19 +4,18 @@
 //! only supplies what a web server would: TLS (rustls), HTTP/1.1 (hyper) and the CGI plumbing.
 
 use std::{
-    ffi::OsStr,
     net::{Ipv4Addr, SocketAddr},
-    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::Arc,
 };
 
+use crate::git_http_backend::{self, CgiRequest};
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, StreamBody};
+use futures::StreamExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, BodyStream, Empty, StreamBody};
 use hyper::{
     body::{Frame, Incoming},
-    header, Request, Response, StatusCode,
+    Request, Response, StatusCode,
 };
 use hyper_util::rt::TokioIo;
 use rcgen::{
@@ -24,9 +23,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpListener,
-    process::{Child, ChildStdout, Command},
     task::{JoinHandle, JoinSet},
 };
 use tokio_rustls::{
@@ -97,9 +94,7 @@ pub struct HttpsGitServer {
     accept: JoinHandle<()>,
 }
 
-type Body = BoxBody<Bytes, std::io::Error>;
-/// A running `git http-backend`, past its CGI headers.
-type Backend = (BufReader<ChildStdout>, Child);
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 impl HttpsGitServer {
     pub async fn start(ca: &LocalCa, project_root: &Path) -> HttpsGitServer {
@@ -148,94 +143,32 @@ impl Drop for HttpsGitServer {
     }
 }
 
-/// Answers one request by running `git http-backend` with the CGI/1.1 variables for it.
+/// Answers one request by running `git http-backend` (see [`crate::git_http_backend`]).
 async fn cgi(root: Arc<PathBuf>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
-    let mut cmd = Command::new("git");
-    // A clean environment, so the test runner's own git settings (GIT_DIR, ~/.gitconfig) cannot
-    // leak in; receive-pack is off by default without REMOTE_USER, and pushing is wanted here.
-    cmd.arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([("GIT_CONFIG_NOSYSTEM", "1"), ("GIT_CONFIG_GLOBAL", "/dev/null"), ("GIT_HTTP_EXPORT_ALL", "1")])
-        .envs([("GIT_CONFIG_COUNT", "1"), ("GIT_CONFIG_KEY_0", "http.receivepack"), ("GIT_CONFIG_VALUE_0", "true")])
-        .env("GIT_PROJECT_ROOT", &*root)
-        .envs([("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_PROTOCOL", "HTTP/1.1")])
-        .env("REQUEST_METHOD", req.method().as_str())
-        // Git's paths never need percent-decoding, so the raw path is PATH_INFO as it stands.
-        .env("PATH_INFO", req.uri().path())
-        .env("QUERY_STRING", req.uri().query().unwrap_or(""))
-        .env("REMOTE_ADDR", peer.ip().to_string());
-    for (name, value) in req.headers() {
-        let value = OsStr::from_bytes(value.as_bytes());
-        match *name {
-            header::CONTENT_TYPE => cmd.env("CONTENT_TYPE", value),
-            header::CONTENT_LENGTH => cmd.env("CONTENT_LENGTH", value),
-            // As CGI servers do, credentials are not handed to the script.
-            header::AUTHORIZATION | header::PROXY_AUTHORIZATION => continue,
-            // This carries Content-Encoding (git inflates gzip itself) and Git-Protocol (v2).
-            _ => cmd.env(format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_")), value),
-        };
+    let (parts, body) = req.into_parts();
+    let request = CgiRequest {
+        root: &root,
+        method: parts.method.as_str(),
+        path_info: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        remote_user: None,
+        remote_addr: &peer.ip().to_string(),
+    };
+    let body =
+        BodyStream::new(body).filter_map(|frame| std::future::ready(frame.ok().and_then(|f| f.into_data().ok())));
+    let answer = git_http_backend::run(request, body).await?;
+    if answer.status == StatusCode::BAD_GATEWAY && answer.headers.is_empty() {
+        return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(empty()).expect("response"));
     }
-    let mut child =
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
-
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut body = req.into_body();
-    // Fed from its own task: the backend may answer while it still reads (e.g. receive-pack).
-    tokio::spawn(async move {
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                if stdin.write_all(&data).await.is_err() {
-                    break;
-                }
-            }
-        }
-    });
-
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut response = Response::builder();
-    let mut status = StatusCode::OK;
-    loop {
-        let mut line = String::new();
-        if out.read_line(&mut line).await? == 0 {
-            // The backend died before finishing its headers (its stderr says why).
-            return Ok(Response::builder().status(StatusCode::BAD_GATEWAY).body(empty()).expect("response"));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("status") {
-            let code = value.split(' ').next().and_then(|code| code.parse().ok());
-            status = code.and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
-        } else {
-            response = response.header(name, value);
-        }
+    let mut response = Response::builder().status(answer.status);
+    for (name, value) in answer.headers {
+        response = response.header(name, value);
     }
-    let stream = futures::stream::unfold(Some((out, child)), body_chunk);
-    Ok(response.status(status).body(BodyExt::boxed(StreamBody::new(stream))).expect("response"))
-}
-
-/// The next chunk of the backend's output; at its end, waits for the backend to exit, so it is
-/// reaped rather than killed (a push's hooks may still be running).
-async fn body_chunk(state: Option<Backend>) -> Option<(Result<Frame<Bytes>, std::io::Error>, Option<Backend>)> {
-    let (mut out, mut child) = state?;
-    let mut buf = vec![0; 64 * 1024];
-    match out.read(&mut buf).await {
-        Ok(0) => {
-            let _ = child.wait().await;
-            None
-        }
-        Ok(n) => {
-            buf.truncate(n);
-            Some((Ok(Frame::data(Bytes::from(buf))), Some((out, child))))
-        }
-        Err(err) => Some((Err(err), None)),
-    }
+    let stream = answer.body.map(|chunk| chunk.map(Frame::data));
+    Ok(response.body(BodyExt::boxed_unsync(StreamBody::new(stream))).expect("response"))
 }
 
 fn empty() -> Body {
-    BodyExt::boxed(Empty::new().map_err(|never| match never {}))
+    BodyExt::boxed_unsync(Empty::new().map_err(|never| match never {}))
 }

@@ -5,8 +5,6 @@
 //! git calls the fake itself makes (seeding repositories, reading refs).
 
 use std::{
-    ffi::OsStr,
-    os::unix::ffi::OsStrExt,
     path::Path,
     process::{Command as StdCommand, Stdio},
 };
@@ -17,17 +15,10 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::Response,
 };
-use bytes::Bytes;
 use futures::StreamExt;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStdout, Command},
-};
 
 use super::{basic_credentials, form_pairs, param, respond, Shared};
-
-/// A running `git http-backend`, past its CGI headers.
-type Backend = (BufReader<ChildStdout>, Child);
+use crate::git_http_backend::{self, CgiRequest};
 
 /// Answers one smart-HTTP request for `owner/repo` (`repo` may end in `.git`).
 pub(super) async fn serve(shared: &Shared, req: Request, owner: &str, repo: &str) -> Response {
@@ -85,94 +76,28 @@ pub(super) async fn serve(shared: &Shared, req: Request, owner: &str, repo: &str
     })
 }
 
-/// Runs `git http-backend` with the CGI/1.1 variables for `req`, streaming its body in and the
-/// backend's answer out.
+/// Runs `git http-backend` for `req` (see [`crate::git_http_backend`]).
 async fn cgi(shared: &Shared, req: Request, path_info: &str, user: Option<&str>) -> std::io::Result<Response> {
-    let mut cmd = Command::new("git");
-    // A clean environment, so the test runner's own git settings cannot leak in; receive-pack is
-    // on (it is only on by default for an authenticated REMOTE_USER).
-    cmd.arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([("GIT_CONFIG_NOSYSTEM", "1"), ("GIT_CONFIG_GLOBAL", "/dev/null"), ("GIT_HTTP_EXPORT_ALL", "1")])
-        .envs([("GIT_CONFIG_COUNT", "1"), ("GIT_CONFIG_KEY_0", "http.receivepack"), ("GIT_CONFIG_VALUE_0", "true")])
-        .env("GIT_PROJECT_ROOT", &shared.root)
-        .envs([("GATEWAY_INTERFACE", "CGI/1.1"), ("SERVER_PROTOCOL", "HTTP/1.1")])
-        .env("REQUEST_METHOD", req.method().as_str())
-        .env("PATH_INFO", path_info)
-        .env("QUERY_STRING", req.uri().query().unwrap_or(""))
-        .env("REMOTE_ADDR", "127.0.0.1");
-    if let Some(user) = user {
-        cmd.env("REMOTE_USER", user);
+    let (parts, body) = req.into_parts();
+    let request = CgiRequest {
+        root: &shared.root,
+        method: parts.method.as_str(),
+        path_info,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        remote_user: user,
+        remote_addr: "127.0.0.1",
+    };
+    let body = body
+        .into_data_stream()
+        .take_while(|data| std::future::ready(data.is_ok()))
+        .filter_map(|data| std::future::ready(data.ok()));
+    let answer = git_http_backend::run(request, body).await?;
+    let mut response = Response::builder().status(answer.status);
+    for (name, value) in answer.headers {
+        response = response.header(name, value);
     }
-    for (name, value) in req.headers() {
-        let value = OsStr::from_bytes(value.as_bytes());
-        match *name {
-            header::CONTENT_TYPE => cmd.env("CONTENT_TYPE", value),
-            header::CONTENT_LENGTH => cmd.env("CONTENT_LENGTH", value),
-            // As CGI servers do, credentials are not handed to the script.
-            header::AUTHORIZATION | header::PROXY_AUTHORIZATION => continue,
-            // This carries Content-Encoding (the backend inflates a gzipped request itself) and
-            // Git-Protocol (v2).
-            _ => cmd.env(format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_")), value),
-        };
-    }
-    let mut child =
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true).spawn()?;
-
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut body = req.into_body().into_data_stream();
-    // Fed from its own task: the backend may answer while it still reads (e.g. receive-pack).
-    tokio::spawn(async move {
-        while let Some(Ok(data)) = body.next().await {
-            if stdin.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    let mut out = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut response = Response::builder();
-    let mut status = StatusCode::OK;
-    loop {
-        let mut line = String::new();
-        if out.read_line(&mut line).await? == 0 {
-            // The backend died before finishing its headers (its stderr says why).
-            return Ok(respond(StatusCode::BAD_GATEWAY, "text/plain", ""));
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("status") {
-            let code = value.split(' ').next().and_then(|code| code.parse().ok());
-            status = code.and_then(|code| StatusCode::from_u16(code).ok()).unwrap_or(StatusCode::BAD_GATEWAY);
-        } else {
-            response = response.header(name, value);
-        }
-    }
-    let stream = futures::stream::unfold(Some((out, child)), body_chunk);
-    Ok(response.status(status).body(Body::from_stream(stream)).expect("a CGI response"))
-}
-
-/// The next chunk of the backend's output; at its end, waits for the backend to exit, so it is
-/// reaped rather than killed (a push's hooks may still be running).
-async fn body_chunk(state: Option<Backend>) -> Option<(std::io::Result<Bytes>, Option<Backend>)> {
-    let (mut out, mut child) = state?;
-    let mut buf = vec![0; 64 * 1024];
-    match out.read(&mut buf).await {
-        Ok(0) => {
-            let _ = child.wait().await;
-            None
-        }
-        Ok(n) => {
-            buf.truncate(n);
-            Some((Ok(Bytes::from(buf)), Some((out, child))))
-        }
-        Err(err) => Some((Err(err), None)),
-    }
+    Ok(response.body(Body::from_stream(answer.body)).expect("a CGI response"))
 }
 
 /// Git with none of the caller's configuration, and a fixed identity for the fake's commits.
