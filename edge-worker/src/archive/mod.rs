@@ -125,6 +125,8 @@ pub struct Archive {
     max_events: u64,
     /// Signs the task list's page tokens: made once per object, kept with the archive.
     page_token_key: Vec<u8>,
+    /// Why the storage refused the archive, if it did (every call is refused with it).
+    refused: Option<String>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -149,7 +151,8 @@ impl Archive {
 
     /// An archive whose storage refused its schema: it refuses every call with `reason`.
     pub fn refusing(reason: String) -> Archive {
-        Archive { sql: Rc::new(Refusing(reason)), storage: None, max_events: 2, page_token_key: Vec::new() }
+        let sql = Rc::new(Refusing(reason.clone()));
+        Archive { sql, storage: None, max_events: 2, page_token_key: Vec::new(), refused: Some(reason) }
     }
 
     /// Whether the archive works: an error, for the object to answer UNAVAILABLE with, when its
@@ -158,7 +161,11 @@ impl Archive {
     /// # Errors
     /// The storage's refusal.
     pub fn check(&self) -> Result<(), GrpcStatus> {
-        self.rows("SELECT 1", vec![]).map(drop).map_err(|e| GrpcStatus::new(Code::Unavailable, e.to_string()))
+        // Known when the archive was opened: no storage call on every request.
+        match &self.refused {
+            Some(reason) => Err(GrpcStatus::new(Code::Unavailable, reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The archive in `sql` (its tables created if need be), keeping at most `max_events` events
@@ -180,7 +187,7 @@ impl Archive {
             sql.query("ALTER TABLE archived_tasks ADD COLUMN awaiting_service INTEGER NOT NULL DEFAULT 0", vec![])?;
         }
         let page_token_key = stored_key(sql.as_ref(), "page_token", new_key)?;
-        Ok(Archive { sql, storage, max_events: max_events.max(2), page_token_key })
+        Ok(Archive { sql, storage, max_events: max_events.max(2), page_token_key, refused: None })
     }
 
     /// Waits until what was written so far is committed. Until then, workerd holds back every

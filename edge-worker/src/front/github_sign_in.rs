@@ -46,15 +46,23 @@ fn account_key(github_id: u64) -> String {
     format!("github-account:{github_id}")
 }
 
+/// Where GitHub sends the browser back: the callback on the site's origin (the redirect URI the
+/// code is exchanged with must be the one the authorize URL named).
+fn callback_url(env: &Env, request_url: &worker::Url) -> Result<String, GrpcStatus> {
+    site_origin(public_origin(env).as_deref(), request_url.as_ref())
+        .map(|origin| format!("{origin}/auth/github/callback"))
+        .map_err(|message| GrpcStatus::new(Code::FailedPrecondition, message))
+}
+
 /// `GET /auth/github[?returnTo=/path]`.
 pub async fn sign_in(req: Request, env: &Env) -> worker::Result<Response> {
     let github = match GitHub::from_env(env) {
         Ok(github) => github,
         Err(status) => return error_response(&status),
     };
-    let origin = match site_origin(public_origin(env).as_deref(), req.url()?.as_ref()) {
-        Ok(origin) => origin,
-        Err(message) => return error_response(&GrpcStatus::new(Code::FailedPrecondition, message)),
+    let redirect_uri = match callback_url(env, &req.url()?) {
+        Ok(url) => url,
+        Err(status) => return error_response(&status),
     };
     let url = req.url()?;
     let return_to = url.query_pairs().find(|(k, _)| k == "returnTo").map(|(_, v)| v.into_owned());
@@ -68,7 +76,6 @@ pub async fn sign_in(req: Request, env: &Env) -> worker::Result<Response> {
         .execute()
         .await
         .map_err(kv_error)?;
-    let redirect_uri = format!("{origin}/auth/github/callback");
     let headers = Headers::new();
     headers.set("location", &authorize_url(&github.url, &github.client_id, &redirect_uri, &state))?;
     headers.set("set-cookie", &state_cookie(&state))?;
@@ -121,12 +128,12 @@ async fn signed_in(req: &Request, env: &Env) -> worker::Result<Result<(String, S
         Ok(github) => github,
         Err(status) => return Ok(Err(status)),
     };
-    let origin = match site_origin(public_origin(env).as_deref(), url.as_ref()) {
-        Ok(origin) => origin,
-        Err(message) => return refuse(Code::FailedPrecondition, &message),
+    let redirect_uri = match callback_url(env, &url) {
+        Ok(url) => url,
+        Err(status) => return Ok(Err(status)),
     };
     let now = Date::now().as_millis();
-    let grant = match github.exchange_code(&code, &format!("{origin}/auth/github/callback"), now).await {
+    let grant = match github.exchange_code(&code, &redirect_uri, now).await {
         Ok(grant) => grant,
         // GitHub refused the code the browser brought (used, expired or made up).
         Err(status) if status.code == Code::FailedPrecondition as i32 => {

@@ -30,7 +30,7 @@ use self::auth::{authenticate, unauthenticated};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     bench,
-    container::{model_gateway::model_error, task_credential as model_credential},
+    container::{git_gateway::git_error, model_gateway::model_error, task_credential},
     front::body_limit::read_within,
     front::credentials::bearer,
     front::internal::{
@@ -195,9 +195,9 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
 /// runtime discards what is left of it).
 async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
     let namespace = env.durable_object(Backend::Container.binding())?;
-    let refusal = match model_credential::from_headers(req.headers())? {
+    let refusal = match task_credential::from_headers(req.headers())? {
         Ok(credential) => match namespace.id_from_string(&credential.object_id) {
-            Ok(id) => return forward_model_call(req, id).await,
+            Ok(id) => return forward_gateway_call(req, id).await,
             Err(_) => "this task credential is unknown",
         },
         Err(why) => why,
@@ -207,7 +207,7 @@ async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
 
 /// Hands a gateway call (model or git) to the object its credential names, without the
 /// internal headers a client may have sent.
-async fn forward_model_call(req: Request, id: worker::ObjectId<'_>) -> worker::Result<Response> {
+async fn forward_gateway_call(req: Request, id: worker::ObjectId<'_>) -> worker::Result<Response> {
     let mut forwarded = req.clone_mut()?;
     for name in INTERNAL_HEADERS {
         forwarded.headers_mut()?.delete(name)?;
@@ -218,17 +218,14 @@ async fn forward_model_call(req: Request, id: worker::ObjectId<'_>) -> worker::R
 /// `/git/...`: a task's git reaches the user's object its credential names.
 async fn git_gateway(req: Request, env: &Env) -> worker::Result<Response> {
     let namespace = env.durable_object(Backend::Container.binding())?;
-    let refusal = match model_credential::read_git(req.headers().get("authorization")?.as_deref()) {
+    let refusal = match task_credential::read_git(req.headers().get("authorization")?.as_deref()) {
         Ok(credential) => match namespace.id_from_string(&credential.object_id) {
-            Ok(id) => return forward_model_call(req, id).await,
+            Ok(id) => return forward_gateway_call(req, id).await,
             Err(_) => "this task credential is unknown",
         },
         Err(why) => why,
     };
-    let headers = worker::Headers::new();
-    headers.set("content-type", "text/plain; charset=utf-8")?;
-    headers.set("www-authenticate", "Basic realm=\"autopilot git gateway\"")?;
-    Ok(Response::ok(format!("{refusal}\n"))?.with_status(401).with_headers(headers))
+    git_error(401, refusal)
 }
 
 /// Admin routes: guarded by the admin secret.

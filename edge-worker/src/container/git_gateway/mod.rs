@@ -25,14 +25,15 @@ use self::{
     repository::{gateway_call, GitCall},
     targets::Target,
 };
-use super::{now_ms, task_credential, AutopilotContainer};
+use super::{task_credential, AutopilotContainer};
 use crate::github::client::GitHub;
 
 /// Request headers git's smart HTTP needs relayed (everything else stays here).
 const RELAYED: [&str; 5] = ["content-type", "accept", "git-protocol", "content-encoding", "user-agent"];
 
-/// An answer git shows: the status, and `message` as text (git prints it after "remote:").
-fn git_error(status: u16, message: &str) -> worker::Result<Response> {
+/// An answer git shows: the status, and `message` as text (git prints it after "remote:"); a 401
+/// asks for Basic credentials, as git expects.
+pub fn git_error(status: u16, message: &str) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "text/plain; charset=utf-8")?;
     if status == 401 {
@@ -106,16 +107,10 @@ impl AutopilotContainer {
             Ok(credential) => credential,
             Err(why) => return Ok(Err(why)),
         };
-        let (Some(grants), Some(targets)) = (&self.live.gateway.grants, &self.live.gateway.git_targets) else {
-            return Ok(Err("this task credential is unknown"));
-        };
-        let Some(grant) = grants.lookup(&credential.hash)?.filter(|grant| grant.usable(now_ms())) else {
-            return Ok(Err("this task credential is unknown or revoked (a credential ends with its task)"));
-        };
-        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
-            self.live.gateway.revoke(Some(task_id));
-            return Ok(Err("this task credential is revoked: its task has ended"));
+        if let Err(why) = self.live_grant(&credential.hash)? {
+            return Ok(Err(why));
         }
+        let Some(targets) = &self.live.gateway.git_targets else { return Ok(Err("this task credential is unknown")) };
         Ok(targets.get(&credential.hash)?.ok_or("this task credential reaches no repository"))
     }
 

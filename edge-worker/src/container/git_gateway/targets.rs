@@ -25,6 +25,14 @@ pub struct Target {
     pub branch: String,
 }
 
+impl Target {
+    /// A `(repository, branch)` row.
+    fn from_row(row: &[worker::SqlStorageValue]) -> Target {
+        let column = |i: usize| row.get(i).and_then(as_text).unwrap_or_default().to_string();
+        Target { repository: column(0), branch: column(1) }
+    }
+}
+
 #[derive(Clone)]
 pub struct GitTargets {
     sql: Rc<dyn Sql>,
@@ -55,10 +63,7 @@ impl GitTargets {
 
     pub fn get(&self, hash: &str) -> worker::Result<Option<Target>> {
         let rows = self.sql.query("SELECT repository, branch FROM git_targets WHERE hash = ?", vec![text(hash)])?;
-        Ok(rows.first().map(|row| Target {
-            repository: row.first().and_then(as_text).unwrap_or_default().to_string(),
-            branch: row.get(1).and_then(as_text).unwrap_or_default().to_string(),
-        }))
+        Ok(rows.first().map(|row| Target::from_row(row)))
     }
 
     /// The target of `task_id`'s git credential (its conversation's repository and branch, for
@@ -69,10 +74,7 @@ impl GitTargets {
              WHERE g.task_id = ? AND t.branch != '' LIMIT 1",
             vec![text(task_id)],
         )?;
-        Ok(rows.first().map(|row| Target {
-            repository: row.first().and_then(as_text).unwrap_or_default().to_string(),
-            branch: row.get(1).and_then(as_text).unwrap_or_default().to_string(),
-        }))
+        Ok(rows.first().map(|row| Target::from_row(row)))
     }
 }
 

@@ -131,20 +131,10 @@ impl AutopilotContainer {
             Ok(credential) => credential,
             Err(why) => return refuse(401, "authentication_error", why),
         };
-        let Some(grants) = self.live.gateway.grants.clone() else {
-            return refuse(401, "authentication_error", "this task credential is unknown");
+        let grant = match self.live_grant(&credential.hash)? {
+            Ok(grant) => grant,
+            Err(why) => return refuse(401, "authentication_error", why),
         };
-        let Some(grant) = grants.lookup(&credential.hash)?.filter(|grant| grant.usable(now_ms())) else {
-            return refuse(
-                401,
-                "authentication_error",
-                "this task credential is unknown or revoked (a credential ends with its task)",
-            );
-        };
-        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
-            self.live.gateway.revoke(Some(task_id));
-            return refuse(401, "authentication_error", "this task credential is revoked: its task has ended");
-        }
         let url = req.url()?;
         let Some(path) = relayed(&req.method(), url.path().strip_prefix(GATEWAY_PREFIX).unwrap_or(url.path())) else {
             let message = format!(
@@ -156,6 +146,20 @@ impl AutopilotContainer {
             return refuse(404, "not_found_error", &message);
         };
         Ok(Ok((grant, credential.hash, path)))
+    }
+
+    /// The grant of the task credential `hash` (of either gateway) if it may be used now: known,
+    /// not revoked, and its task not ended (then it is revoked here); or why not.
+    pub(in crate::container) fn live_grant(&self, hash: &str) -> worker::Result<Result<Grant, &'static str>> {
+        let Some(grants) = &self.live.gateway.grants else { return Ok(Err("this task credential is unknown")) };
+        let Some(grant) = grants.lookup(hash)?.filter(|grant| grant.usable(now_ms())) else {
+            return Ok(Err("this task credential is unknown or revoked (a credential ends with its task)"));
+        };
+        if let Some(task_id) = grant.task_id.as_deref().filter(|id| self.archived_end(id).is_some()) {
+            self.live.gateway.revoke(Some(task_id));
+            return Ok(Err("this task credential is revoked: its task has ended"));
+        }
+        Ok(Ok(grant))
     }
 
     /// A credential for the task a Start is about to create, with where the agent reaches the
