@@ -7,7 +7,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ModelAccess, WorkspaceSnapshot};
+use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ModelAccess, PullRequestOptions, WorkspaceSnapshot};
 
 use crate::repo_url::RepoUrl;
 
@@ -119,6 +119,8 @@ pub struct DeliverySpec {
     pub push: bool,
     pub author_name: String,
     pub author_email: String,
+    /// Recorded for the edge, which opens it; checked, never acted on here.
+    pub pull_request: Option<PullRequestOptions>,
 }
 
 impl DeliverySpec {
@@ -129,6 +131,7 @@ impl DeliverySpec {
             push: self.push,
             author_name: self.author_name.clone(),
             author_email: self.author_email.clone(),
+            pull_request: self.pull_request.clone(),
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn summary(task: &TaskSnapshot, title: &str) -> TaskSummary {
         branch: delivery.map(|d| d.branch.clone()).unwrap_or_default(),
         commit: delivery.map(|d| d.commit.clone()).unwrap_or_default(),
         parent_task_id: task.parent_task_id.clone(),
+        pull_request: delivery.and_then(|d| d.pull_request.clone()),
     }
 }
 

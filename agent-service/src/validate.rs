@@ -12,7 +12,9 @@
 //! - timeout: unset (service default) or 1 s up to the service's maximum;
 //! - delivery.branch: empty (default `autopilot/<task id>`) or a name [`crate::branch_name`]
 //!   accepts; delivery.author_name: at most 128 bytes, no control characters, `<` or `>`;
-//!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`.
+//!   delivery.author_email: at most 254 bytes, no whitespace, control characters, `<` or `>`;
+//!   delivery.pull_request: only with push; its base empty or a branch name as above, its title
+//!   at most 256 bytes without control characters.
 //! - task_id (Status, StreamEvents, Cancel, GetDiff): empty (the running or most recent task) or
 //!   at most 64 characters from `A-Z a-z 0-9 -` (task ids are UUIDs: [`crate::task_id`]);
 //! - parent_task_id (a follow-up): empty, or a task id as above; then repository_url may be
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use autopilot_contract::{
     task_list::page_size,
-    v1::{DeliveryOptions, ListTasksRequest, StartRequest},
+    v1::{DeliveryOptions, ListTasksRequest, PullRequestOptions, StartRequest},
 };
 
 use crate::{
@@ -46,6 +48,8 @@ pub const MAX_TURNS: i32 = 1000;
 pub const MAX_BUDGET_USD: f64 = 1000.0;
 pub const MAX_AUTHOR_NAME_LEN: usize = 128;
 pub const MAX_AUTHOR_EMAIL_LEN: usize = 254;
+/// Longest pull request title, in bytes.
+pub const MAX_PULL_REQUEST_TITLE_LEN: usize = 256;
 /// Longest cancel reason accepted.
 pub const MAX_CANCEL_REASON_LEN: usize = 500;
 pub use autopilot_contract::task_list::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -243,6 +247,10 @@ fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldErr
     if let Some(c) = email.chars().find(|c| c.is_control() || c.is_whitespace() || *c == '<' || *c == '>') {
         return Err(reject("delivery.author_email", format!("contains {c:?}, which a commit email cannot have")));
     }
+    let pull_request = delivery.pull_request.filter(|pull| pull.open);
+    if let Some(pull) = &pull_request {
+        validate_pull_request(pull, delivery.push)?;
+    }
     let or_default =
         |value: &str, default: &str| if value.is_empty() { default.to_string() } else { value.to_string() };
     Ok(DeliverySpec {
@@ -250,7 +258,29 @@ fn validate_delivery(delivery: DeliveryOptions) -> Result<DeliverySpec, FieldErr
         push: delivery.push,
         author_name: or_default(name, DEFAULT_AUTHOR_NAME),
         author_email: or_default(email, DEFAULT_AUTHOR_EMAIL),
+        pull_request,
     })
+}
+
+fn validate_pull_request(pull: &PullRequestOptions, push: bool) -> Result<(), FieldError> {
+    if !push {
+        return Err(reject("delivery.pull_request", "needs delivery.push: a pull request proposes a pushed branch"));
+    }
+    if !pull.base.is_empty() {
+        check_branch_name(&pull.base).map_err(|why| {
+            reject("delivery.pull_request.base", format!("{:?} is not a usable branch name: it {why}", pull.base))
+        })?;
+    }
+    if pull.title.len() > MAX_PULL_REQUEST_TITLE_LEN {
+        return Err(reject(
+            "delivery.pull_request.title",
+            format!("is longer than {MAX_PULL_REQUEST_TITLE_LEN} bytes"),
+        ));
+    }
+    if let Some(c) = pull.title.chars().find(|c| c.is_control()) {
+        return Err(reject("delivery.pull_request.title", format!("contains {c:?}, which a title cannot have")));
+    }
+    Ok(())
 }
 
 fn validate_prompt(prompt: &str) -> Result<(), FieldError> {
@@ -401,7 +431,8 @@ mod tests {
                 branch: String::new(),
                 push: false,
                 author_name: DEFAULT_AUTHOR_NAME.into(),
-                author_email: DEFAULT_AUTHOR_EMAIL.into()
+                author_email: DEFAULT_AUTHOR_EMAIL.into(),
+                pull_request: None,
             }
         );
         let named = DeliveryOptions {
@@ -409,6 +440,7 @@ mod tests {
             push: true,
             author_name: " Ada Lovelace ".into(),
             author_email: "ada@example.com".into(),
+            pull_request: None,
         };
         let spec = validate_start(&with(named), &limits()).unwrap();
         assert_eq!((spec.run.delivery.branch.as_str(), spec.run.delivery.push), ("fix/issue-8", true));
@@ -431,6 +463,30 @@ mod tests {
         for email in ["a b@x", "<a@x>", "a\n@x", &"e".repeat(255)] {
             let options = DeliveryOptions { author_email: email.into(), ..Default::default() };
             assert_eq!(field_of(with(options)), "delivery.author_email", "{email:?}");
+        }
+    }
+
+    #[test]
+    fn a_pull_request_needs_a_push_a_branch_to_merge_into_and_a_one_line_title() {
+        let asking = |push: bool, pull: PullRequestOptions| StartRequest {
+            delivery: Some(DeliveryOptions { push, pull_request: Some(pull), ..Default::default() }),
+            ..request()
+        };
+        let open = PullRequestOptions { open: true, ..Default::default() };
+        let spec = validate_start(&asking(true, open.clone()), &limits()).unwrap();
+        assert_eq!(spec.run.delivery.options().pull_request, Some(open.clone()), "kept as asked, for the edge");
+        let err = validate_start(&asking(false, open.clone()), &limits()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "delivery.pull_request needs delivery.push: a pull request proposes a pushed branch"
+        );
+        let not_asked = validate_start(&asking(false, PullRequestOptions::default()), &limits()).unwrap();
+        assert_eq!(not_asked.run.delivery.pull_request, None, "open: false asks for nothing");
+        let base = PullRequestOptions { base: "a..b".into(), ..open.clone() };
+        assert_eq!(field_of(asking(true, base)), "delivery.pull_request.base");
+        for title in ["two\nlines", &"t".repeat(MAX_PULL_REQUEST_TITLE_LEN + 1)] {
+            let pull = PullRequestOptions { title: title.into(), ..open.clone() };
+            assert_eq!(field_of(asking(true, pull)), "delivery.pull_request.title", "{title:?}");
         }
     }
 

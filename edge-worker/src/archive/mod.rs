@@ -28,7 +28,7 @@ pub mod task_scope;
 mod tests;
 
 use autopilot_contract::v1::{
-    event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, Task, TaskState, TaskSummary,
+    event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, PullRequest, Task, TaskState, TaskSummary,
 };
 use prost::Message;
 use std::rc::Rc;
@@ -382,6 +382,12 @@ impl Archive {
         if !entry.summary.repository_url.is_empty() {
             task.repository_url = entry.summary.repository_url.clone();
         }
+        // The pull request is the edge's, recorded after an earlier finish: the service's Task
+        // never has it.
+        let recorded_pull = entry.task.as_ref().and_then(|t| t.delivery.as_ref()).and_then(|d| d.pull_request.clone());
+        if let (Some(delivery), Some(pull)) = (task.delivery.as_mut(), recorded_pull) {
+            delivery.pull_request.get_or_insert(pull);
+        }
         let delivery = task.delivery.clone().unwrap_or_default();
         let summary = TaskSummary {
             // A follow-up's request may name no repository: its Task does.
@@ -392,6 +398,7 @@ impl Archive {
             usage: task.usage.or(entry.summary.usage),
             branch: delivery.branch,
             commit: delivery.commit,
+            pull_request: delivery.pull_request,
             ..entry.summary
         };
         let ended = TaskState::try_from(task.state).map(TaskState::is_final).unwrap_or(false);
@@ -404,6 +411,23 @@ impl Archive {
                 diff.map(|d| SqlStorageValue::Blob(d.encode_to_vec())).unwrap_or(SqlStorageValue::Null),
                 int(ended as u64),
                 text(&task.task_id),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records the pull request the edge opened (or failed to open) for the ended `task_id`'s
+    /// branch, in its Task's delivery and its summary; nothing for a task that has not ended.
+    pub fn record_pull_request(&self, task_id: &str, pull: &PullRequest) -> worker::Result<()> {
+        let Some(Entry { task: Some(mut task), mut summary, .. }) = self.entry(task_id)? else { return Ok(()) };
+        task.delivery.get_or_insert_with(Default::default).pull_request = Some(pull.clone());
+        summary.pull_request = Some(pull.clone());
+        self.sql.query(
+            "UPDATE archived_tasks SET summary = ?, task = ? WHERE task_id = ?",
+            vec![
+                SqlStorageValue::Blob(summary.encode_to_vec()),
+                SqlStorageValue::Blob(task.encode_to_vec()),
+                text(task_id),
             ],
         )?;
         Ok(())

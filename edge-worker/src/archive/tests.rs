@@ -4,7 +4,8 @@
 use std::rc::Rc;
 
 use autopilot_contract::v1::{
-    event::Payload, AgentText, Diff, Event, ListTasksRequest, StartRequest, StateChanged, Task, TaskFinished, TaskState,
+    event::Payload, AgentText, Delivery, Diff, Event, ListTasksRequest, PullRequest, StartRequest, StateChanged, Task,
+    TaskFinished, TaskState,
 };
 
 use super::{
@@ -136,6 +137,34 @@ fn an_end_from_the_final_event_awaits_the_services_own_until_finished() {
     archive.finish_from_final_event(&end("forgotten", 1, TaskState::Failed).event).unwrap();
     archive.completed("forgotten").unwrap();
     assert!(archive.awaiting_service().unwrap().is_empty(), "a service that forgot it has nothing more");
+}
+
+#[test]
+fn a_pull_request_is_shown_in_status_and_list_and_outlives_a_later_finish() {
+    let archive = archive(100);
+    started(&archive, "t", 1);
+    let pull =
+        PullRequest { number: 7, url: "https://github.test/o/r/pull/7".into(), draft: true, ..Default::default() };
+    archive.record_pull_request("t", &pull).unwrap();
+    assert_eq!(archive.entry("t").unwrap().unwrap().summary.pull_request, None, "nothing before the task ended");
+    let delivered = Delivery { branch: "autopilot/t".into(), pushed: true, ..Default::default() };
+    let task = Task {
+        task_id: "t".into(),
+        state: TaskState::Succeeded as i32,
+        delivery: Some(delivered.clone()),
+        ..Default::default()
+    };
+    archive.finish(&task, None).unwrap();
+    archive.record_pull_request("t", &pull).unwrap();
+    let shown = |archive: &Archive| {
+        let entry = archive.entry("t").unwrap().unwrap();
+        (entry.summary.pull_request, entry.task.unwrap().delivery.unwrap().pull_request)
+    };
+    assert_eq!(shown(&archive), (Some(pull.clone()), Some(pull.clone())));
+    let listed = archive.page(&ListTasksRequest::default()).unwrap().tasks;
+    assert_eq!(listed[0].pull_request, Some(pull.clone()));
+    archive.finish(&task, None).unwrap();
+    assert_eq!(shown(&archive), (Some(pull.clone()), Some(pull)), "the service's Task again keeps the edge's part");
 }
 
 #[test]

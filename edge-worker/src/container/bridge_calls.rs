@@ -148,6 +148,7 @@ impl AutopilotContainer {
         self.check_credits()?;
         let as_asked = request;
         let mut request = StartRequest { restore: None, ..request.clone() };
+        self.inherit_delivery(&mut request);
         let github_task = self.route_through_git_gateway(&mut request).await?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.run_open();
@@ -159,6 +160,9 @@ impl AutopilotContainer {
         }
         if let Some(github_task) = &github_task {
             self.settle_git_access(github_task, started_id);
+            if let Some(task_id) = started_id {
+                self.remember_pull_request(github_task, &request, task_id);
+            }
         }
         match answer {
             Ok((client, started)) => {

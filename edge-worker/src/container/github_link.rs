@@ -3,10 +3,11 @@
 //! with the refresh token before they expire (one object per user, so two renewals never race
 //! for a refresh token GitHub accepts once). What the Worker's sign-in hands over is stored here
 //! ([`Internal::LinkGitHub`](crate::front::route::Internal)); the user's `/api/github` routes
-//! read, list and disconnect it. No token ever leaves this object in an answer.
+//! read, list and disconnect it; the git gateway and the pull requests take its token from
+//! [`GitHubLink::token`]. No token ever leaves this object in an answer.
 
 use serde::{Deserialize, Serialize};
-use worker::{Request, Response};
+use worker::{Env, Request, Response, Storage};
 
 use super::{now_ms, AutopilotContainer};
 use crate::{
@@ -41,7 +42,22 @@ fn not_connected() -> GrpcStatus {
     GrpcStatus::new(Code::FailedPrecondition, "GitHub is not connected: sign in with GitHub on the page to connect it")
 }
 
-impl AutopilotContainer {
+/// The user's GitHub connection in the object's storage, and the deployment's GitHub App.
+pub struct GitHubLink {
+    env: Env,
+    storage: Storage,
+}
+
+impl GitHubLink {
+    pub fn new(env: Env, storage: Storage) -> GitHubLink {
+        GitHubLink { env, storage }
+    }
+
+    /// The deployment's GitHub App (see [`GitHub::from_env`]).
+    pub fn github(&self) -> Result<GitHub, GrpcStatus> {
+        GitHub::from_env(&self.env)
+    }
+
     fn token_key(&self) -> Result<TokenKey, GrpcStatus> {
         let secret = self.env.secret("GITHUB_TOKEN_KEY").map(|s| s.to_string()).unwrap_or_default();
         TokenKey::from_secret(&secret).ok_or_else(|| {
@@ -67,23 +83,11 @@ impl AutopilotContainer {
             refresh_expires_ms: grant.refresh_expires_ms,
             connected_ms: now_ms(),
         };
-        self.state.storage().put(GITHUB_KEY, stored).await.map_err(storage)
+        self.storage.put(GITHUB_KEY, stored).await.map_err(storage)
     }
 
     async fn stored_link(&self) -> Result<Option<StoredLink>, GrpcStatus> {
-        self.state.storage().get(GITHUB_KEY).await.map_err(storage)
-    }
-
-    /// `POST /internal/link-github` (from the Worker's sign-in): keeps the user's grant.
-    pub(super) async fn link_github_route(&self, mut req: Request) -> worker::Result<Response> {
-        let link: Link = match req.json().await {
-            Ok(link) => link,
-            Err(e) => return error_response(&GrpcStatus::new(Code::InvalidArgument, format!("a GitHub link: {e}"))),
-        };
-        match self.store_link(link.account, &link.grant).await {
-            Ok(()) => Response::from_json(&serde_json::json!({"linked": true})),
-            Err(status) => error_response(&status),
-        }
+        self.storage.get(GITHUB_KEY).await.map_err(storage)
     }
 
     /// A live access token of the user's GitHub account, renewed first if it is about to
@@ -92,7 +96,7 @@ impl AutopilotContainer {
     /// # Errors
     /// FAILED_PRECONDITION, saying to connect GitHub (again), when it is not connected or GitHub
     /// refused to renew it.
-    pub(super) async fn github_token(&self, github: &GitHub) -> Result<(String, Account), GrpcStatus> {
+    pub async fn token(&self, github: &GitHub) -> Result<(String, Account), GrpcStatus> {
         let key = self.token_key()?;
         let stored = self.stored_link().await?.ok_or_else(not_connected)?;
         let open = |sealed: &str| {
@@ -128,23 +132,6 @@ impl AutopilotContainer {
         }
     }
 
-    /// `GET|DELETE /api/github`, `GET /api/github/repositories?pageToken=`.
-    pub(super) async fn github_route(&self, req: &Request, route: GitHubRoute) -> worker::Result<Response> {
-        let answer = match route {
-            GitHubRoute::Connection => self.connection().await,
-            GitHubRoute::Disconnect => self.disconnect().await,
-            GitHubRoute::Repositories => {
-                let url = req.url()?;
-                let page_token = url.query_pairs().find(|(k, _)| k == "pageToken").map(|(_, v)| v.into_owned());
-                self.repositories(page_token.as_deref().unwrap_or_default()).await
-            }
-        };
-        match answer {
-            Ok(body) => Response::from_json(&body),
-            Err(status) => error_response(&status),
-        }
-    }
-
     async fn connection(&self) -> Result<serde_json::Value, GrpcStatus> {
         Ok(match self.stored_link().await? {
             Some(stored) => serde_json::json!({
@@ -160,12 +147,12 @@ impl AutopilotContainer {
     async fn disconnect(&self) -> Result<serde_json::Value, GrpcStatus> {
         let Some(stored) = self.stored_link().await? else { return Ok(serde_json::json!({"connected": false})) };
         // Revoked at GitHub where it can be (a token that cannot be opened is gone with its key).
-        if let (Ok(github), Ok(key)) = (GitHub::from_env(&self.env), self.token_key()) {
+        if let (Ok(github), Ok(key)) = (self.github(), self.token_key()) {
             if let Ok(token) = key.open(&stored.access_token) {
                 github.revoke(&token).await;
             }
         }
-        self.state.storage().delete(GITHUB_KEY).await.map_err(storage)?;
+        self.storage.delete(GITHUB_KEY).await.map_err(storage)?;
         Ok(serde_json::json!({"connected": false, "disconnected": stored.account.login}))
     }
 
@@ -176,13 +163,45 @@ impl AutopilotContainer {
                 GrpcStatus::new(Code::InvalidArgument, "pageToken is the nextPageToken of an earlier page")
             })?,
         };
-        let github = GitHub::from_env(&self.env)?;
-        let (token, _) = self.github_token(&github).await?;
+        let github = self.github()?;
+        let (token, _) = self.token(&github).await?;
         let (repositories, next) = github.repositories(&token, page).await?;
         Ok(serde_json::json!({
             "repositories": repositories,
             "nextPageToken": next.map(|n| n.to_string()).unwrap_or_default(),
         }))
+    }
+}
+
+impl AutopilotContainer {
+    /// `POST /internal/link-github` (from the Worker's sign-in): keeps the user's grant.
+    pub(super) async fn link_github_route(&self, mut req: Request) -> worker::Result<Response> {
+        let link: Link = match req.json().await {
+            Ok(link) => link,
+            Err(e) => return error_response(&GrpcStatus::new(Code::InvalidArgument, format!("a GitHub link: {e}"))),
+        };
+        match self.live.github.store_link(link.account, &link.grant).await {
+            Ok(()) => Response::from_json(&serde_json::json!({"linked": true})),
+            Err(status) => error_response(&status),
+        }
+    }
+
+    /// `GET|DELETE /api/github`, `GET /api/github/repositories?pageToken=`.
+    pub(super) async fn github_route(&self, req: &Request, route: GitHubRoute) -> worker::Result<Response> {
+        let github = &self.live.github;
+        let answer = match route {
+            GitHubRoute::Connection => github.connection().await,
+            GitHubRoute::Disconnect => github.disconnect().await,
+            GitHubRoute::Repositories => {
+                let url = req.url()?;
+                let page_token = url.query_pairs().find(|(k, _)| k == "pageToken").map(|(_, v)| v.into_owned());
+                github.repositories(page_token.as_deref().unwrap_or_default()).await
+            }
+        };
+        match answer {
+            Ok(body) => Response::from_json(&body),
+            Err(status) => error_response(&status),
+        }
     }
 }
 

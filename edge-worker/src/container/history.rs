@@ -17,6 +17,7 @@ use super::{
     live::Live,
     loss::forgotten_by_service,
     now_ms,
+    pull_requests::open_at_end,
     workspaces::{forget_workspaces, keep_workspace},
     write_cadence::{Cadence, ARCHIVE_IDLE},
     AutopilotContainer,
@@ -342,9 +343,17 @@ pub(super) async fn archive_end(
     };
     let finished = archive.finish(&task, diff.as_ref()).and_then(|()| archive.prune(history));
     match finished {
-        Ok(pruned) => forget_workspaces(live, pruned),
+        Ok(pruned) => {
+            if let Some(asked) = &live.pull_requests.asked {
+                if let Err(e) = asked.forget(&pruned) {
+                    worker::console_warn!("forgetting pruned tasks' pull requests failed: {e}");
+                }
+            }
+            forget_workspaces(live, pruned);
+        }
         Err(e) => worker::console_warn!("archiving the end of task {task_id} failed: {e}"),
     }
+    open_at_end(live, task_id).await;
     Ok(())
 }
 

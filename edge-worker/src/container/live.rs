@@ -13,8 +13,8 @@ use std::{
 };
 
 use super::{
-    activity::Activity, fan_out::Follow, model_gateway::Gateway, runtime::ContainerWatch, stored::Stored,
-    subscriptions::Subscriptions,
+    activity::Activity, fan_out::Follow, github_link::GitHubLink, model_gateway::Gateway, pull_requests::PullRequests,
+    runtime::ContainerWatch, stored::Stored, subscriptions::Subscriptions,
 };
 use crate::archive::{Archive, Entry};
 
@@ -32,6 +32,10 @@ pub struct Live {
     /// Task ids known to be this user's (a cache of the archive's).
     pub own_tasks: RefCell<HashSet<String>>,
     pub gateway: Rc<Gateway>,
+    /// The user's GitHub connection (for the git gateway and pull requests).
+    pub github: GitHubLink,
+    /// The pull requests tasks asked for (see [`super::pull_requests`]).
+    pub pull_requests: PullRequests,
     /// Where ended tasks' workspaces are kept for follow-ups (R2 `WORKSPACES`; see
     /// [`super::workspaces`]); `None` when the binding is absent.
     pub workspaces: Option<worker::Bucket>,
@@ -40,7 +44,14 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(archive: Archive, gateway: Gateway, workspaces: Option<worker::Bucket>, object_id: String) -> Live {
+    pub fn new(
+        archive: Archive,
+        gateway: Gateway,
+        github: GitHubLink,
+        pull_requests: PullRequests,
+        workspaces: Option<worker::Bucket>,
+        object_id: String,
+    ) -> Live {
         Live {
             stored: Stored::default(),
             activity: Rc::default(),
@@ -50,6 +61,8 @@ impl Live {
             following: RefCell::default(),
             own_tasks: RefCell::default(),
             gateway: Rc::new(gateway),
+            github,
+            pull_requests,
             workspaces,
             object_id,
         }

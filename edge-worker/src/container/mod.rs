@@ -49,6 +49,7 @@ mod loss;
 mod metering;
 pub mod model_gateway;
 pub mod platform_errors;
+mod pull_requests;
 pub mod readiness;
 mod record;
 mod runtime;
@@ -66,9 +67,11 @@ use worker::{durable_object, Date, Env, Method, Request, Response, State, WebSoc
 
 use self::{
     activity::ContainerUse,
+    github_link::GitHubLink,
     live::Live,
     metering::ACCOUNT_KEY,
     model_gateway::Gateway,
+    pull_requests::PullRequests,
     record::{Record, RECORD_KEY},
     settings::Settings,
 };
@@ -101,7 +104,9 @@ impl worker::DurableObject for AutopilotContainer {
         let archive = Archive::open(&state.storage(), settings.archive_max_events);
         let gateway = Gateway::open(state.storage().sql());
         let workspaces = env.bucket("WORKSPACES").ok();
-        let live = Live::new(archive, gateway, workspaces, state.id().to_string());
+        let github = GitHubLink::new(env.clone(), state.storage());
+        let pull_requests = PullRequests::open(state.storage().sql(), &env);
+        let live = Live::new(archive, gateway, github, pull_requests, workspaces, state.id().to_string());
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 
@@ -146,6 +151,7 @@ impl worker::DurableObject for AutopilotContainer {
             Route::Balance => self.balance_route(),
             Route::Ledger => self.ledger_route().await,
             Route::GitHub(github) => self.github_route(&req, github).await,
+            Route::PullRequest(task_id) => self.pull_request_route(&task_id).await,
             _ => not_found(&path),
         };
         if uses_container {

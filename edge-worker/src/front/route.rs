@@ -92,6 +92,8 @@ pub enum Route {
     GitHubCallback,
     /// The signed-in user's GitHub connection, in their container object.
     GitHub(GitHubRoute),
+    /// `POST /api/tasks/{id}/pull-request`: opens (or tries again) an ended task's pull request.
+    PullRequest(String),
 }
 
 /// The routes of a user's GitHub connection.
@@ -144,6 +146,13 @@ impl Route {
             (Method::Get, "/api/github") => Route::GitHub(GitHubRoute::Connection),
             (Method::Delete, "/api/github") => Route::GitHub(GitHubRoute::Disconnect),
             (Method::Get, "/api/github/repositories") => Route::GitHub(GitHubRoute::Repositories),
+            (Method::Post, p) if p.starts_with("/api/tasks/") && p.ends_with("/pull-request") => {
+                let task_id = &p["/api/tasks/".len()..p.len() - "/pull-request".len()];
+                if task_id.is_empty() || task_id.contains('/') {
+                    return None;
+                }
+                Route::PullRequest(task_id.to_string())
+            }
             (_, p) if p.starts_with("/model/") => Route::Model,
             (_, p) if p.starts_with("/git/") => Route::Git,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
@@ -171,7 +180,9 @@ impl Route {
             | Route::Socket(backend, _)
             | Route::Tasks(backend) => Some(*backend),
             Route::TunnelConnect => Some(Backend::Tunnel),
-            Route::Balance | Route::Ledger | Route::Grpc(_) | Route::GitHub(_) => Some(Backend::Container),
+            Route::Balance | Route::Ledger | Route::Grpc(_) | Route::GitHub(_) | Route::PullRequest(_) => {
+                Some(Backend::Container)
+            }
             _ => None,
         }
     }
@@ -254,6 +265,12 @@ mod tests {
         assert_eq!(Route::TunnelConnect.backend(), Some(Backend::Tunnel));
         assert_eq!(Route::parse(&Method::Get, "/api/tunnel/tasks").and_then(|r| r.backend()), Some(Backend::Tunnel));
         assert_eq!(Route::Admin(AdminRoute::Storage).backend(), None);
+        let retry = Route::parse(&Method::Post, "/api/tasks/t-1/pull-request");
+        assert_eq!(retry, Some(Route::PullRequest("t-1".into())));
+        assert_eq!(retry.and_then(|r| r.backend()), Some(Backend::Container));
+        for odd in ["/api/tasks//pull-request", "/api/tasks/a/b/pull-request"] {
+            assert_eq!(Route::parse(&Method::Post, odd), None, "{odd}");
+        }
     }
 
     #[test]

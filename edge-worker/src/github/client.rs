@@ -129,9 +129,30 @@ impl GitHub {
     /// (connect again), NOT_FOUND / PERMISSION_DENIED as GitHub answered, UNAVAILABLE when GitHub
     /// cannot be reached.
     pub async fn get(&self, token: &str, path: &str) -> Result<(serde_json::Value, Option<String>), GrpcStatus> {
+        self.call(Method::Get, token, path, None).await
+    }
+
+    /// `POST path` of the API with `token` and the JSON `body`: the answer's JSON (errors as
+    /// [`GitHub::get`]'s).
+    pub async fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, GrpcStatus> {
+        self.call(Method::Post, token, path, Some(body.to_string())).await.map(|(answer, _)| answer)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(serde_json::Value, Option<String>), GrpcStatus> {
         let headers = api_headers(Some(token)).map_err(unreachable)?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Get).with_headers(headers);
+        init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
         let mut answer = send(&format!("{}{path}", self.api_url), &init).await?;
         let status = answer.status_code();
         let link = answer.headers().get("link").ok().flatten();
@@ -188,9 +209,19 @@ fn unreachable(e: worker::Error) -> GrpcStatus {
     GrpcStatus::new(Code::Unavailable, format!("GitHub could not be reached: {e}"))
 }
 
-/// GitHub's answer `status` with `body` as a status of ours, its message quoted.
+/// GitHub's answer `status` with `body` as a status of ours, its message quoted (with the
+/// reasons a 422 lists, e.g. "Validation Failed: A pull request already exists for o:b.").
 pub fn github_refusal(status: u16, body: &serde_json::Value) -> GrpcStatus {
-    let message = body["message"].as_str().unwrap_or("no message");
+    let mut message = body["message"].as_str().unwrap_or("no message").to_string();
+    let reasons: Vec<&str> = body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|error| error["message"].as_str().or_else(|| error["code"].as_str()))
+        .collect();
+    if !reasons.is_empty() {
+        message = format!("{message}: {}", reasons.join("; "));
+    }
     match status {
         401 => GrpcStatus::new(
             Code::FailedPrecondition,
@@ -216,5 +247,11 @@ mod tests {
         assert!(expired.message.contains("Bad credentials") && expired.message.contains("connect GitHub again"));
         assert_eq!(github_refusal(404, &serde_json::json!({"message": "Not Found"})).code, Code::NotFound as i32);
         assert_eq!(github_refusal(502, &serde_json::Value::Null).code, Code::Unavailable as i32);
+        let exists = serde_json::json!({"message": "Validation Failed", "errors": [
+            {"resource": "PullRequest", "code": "custom", "message": "A pull request already exists for o:b."}]});
+        assert_eq!(
+            github_refusal(422, &exists).message,
+            "GitHub refused: Validation Failed: A pull request already exists for o:b."
+        );
     }
 }

@@ -14,7 +14,6 @@ use super::{
 use crate::{
     container::{now_ms, task_credential, AutopilotContainer},
     entropy::random_bytes,
-    github::client::GitHub,
     grpc_web::{Code, GrpcStatus},
 };
 
@@ -23,8 +22,17 @@ pub struct GitHubTask {
     hash: String,
     /// The repository on GitHub, as a person names it (`GITHUB_URL/owner/name`).
     pub repository_url: String,
+    /// `owner/name`.
+    pub full_name: String,
     /// The branch the request or its conversation named; `None`: `autopilot/<task id>`.
     branch: Option<String>,
+}
+
+impl GitHubTask {
+    /// The branch task `task_id` commits on and may push.
+    pub fn branch_of(&self, task_id: &str) -> String {
+        self.branch.clone().unwrap_or_else(|| format!("autopilot/{task_id}"))
+    }
 }
 
 impl AutopilotContainer {
@@ -39,7 +47,7 @@ impl AutopilotContainer {
         &self,
         request: &mut StartRequest,
     ) -> Result<Option<GitHubTask>, GrpcStatus> {
-        let (Ok(github), Some(targets)) = (GitHub::from_env(&self.env), self.live.gateway.git_targets.clone()) else {
+        let (Ok(github), Some(targets)) = (self.live.github.github(), self.live.gateway.git_targets.clone()) else {
             return Ok(None);
         };
         let parent = request.parent_task_id.as_str();
@@ -55,7 +63,7 @@ impl AutopilotContainer {
                 None => return Ok(None),
             },
         };
-        let (token, _) = self.github_token(&github).await?;
+        let (token, _) = self.live.github.token(&github).await?;
         if let Err(status) = github.get(&token, &format!("/repos/{}", repository.full_name())).await {
             return Err(match status.code == Code::NotFound as i32 {
                 true => GrpcStatus::new(
@@ -91,7 +99,7 @@ impl AutopilotContainer {
             delivery.branch = branch.clone();
         }
         let repository_url = format!("{}/{}", github.url, repository.full_name());
-        Ok(Some(GitHubTask { hash, repository_url, branch }))
+        Ok(Some(GitHubTask { hash, repository_url, full_name: repository.full_name(), branch }))
     }
 
     /// The Start `task` was minted for answered: its credential is bound to the task it created
@@ -100,7 +108,7 @@ impl AutopilotContainer {
         let (Some(grants), Some(targets)) = (&self.live.gateway.grants, &self.live.gateway.git_targets) else { return };
         let settled = match task_id {
             Some(task_id) => {
-                let branch = task.branch.clone().unwrap_or_else(|| format!("autopilot/{task_id}"));
+                let branch = task.branch_of(task_id);
                 grants.bind(&task.hash, task_id).and_then(|()| targets.set_branch(&task.hash, &branch))
             }
             None => grants.revoke(&task.hash, now_ms()),

@@ -26,7 +26,6 @@ use self::{
     targets::Target,
 };
 use super::{task_credential, AutopilotContainer};
-use crate::github::client::GitHub;
 
 /// Request headers git's smart HTTP needs relayed (everything else stays here).
 const RELAYED: [&str; 5] = ["content-type", "accept", "git-protocol", "content-encoding", "user-agent"];
@@ -60,8 +59,8 @@ impl AutopilotContainer {
         if !repository.is(&target.repository) {
             return git_error(404, "Repository not found.");
         }
-        let token = match GitHub::from_env(&self.env) {
-            Ok(github) => self.github_token(&github).await.map(|(token, _)| (github, token)),
+        let token = match self.live.github.github() {
+            Ok(github) => self.live.github.token(&github).await.map(|(token, _)| (github, token)),
             Err(status) => Err(status),
         };
         let (github, token) = match token {
