@@ -16,7 +16,7 @@ use autopilot_tests::{
     edge::Edge,
     fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
     fake_model_api::FakeModelApi,
-    service::{Service, ServiceOptions},
+    service::{repo_root, Service, ServiceOptions},
 };
 use reqwest::{header::HeaderMap, redirect::Policy, Client, Response};
 use serde_json::{json, Value};
@@ -234,6 +234,7 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     tasks_on_a_private_repository_go_through_the_git_gateway(&world, &octo).await;
     a_conversation_opens_one_draft_pull_request_and_comments_on_it(&world, &octo).await;
     githubs_refusal_of_a_pull_request_is_shown_and_asked_again(&world, &octo).await;
+    a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(&world).await;
 
     // Signing in again is the same account (no second sign-up grant).
     let (reply, _) = through_github(&world, "octo", &[], "/").await;
@@ -526,4 +527,38 @@ async fn githubs_refusal_of_a_pull_request_is_shown_and_asked_again(world: &Worl
         world.call(reqwest::Method::POST, &format!("/api/tasks/{unchanged}/pull-request"), octo).await;
     assert_eq!(status, 409, "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("nothing to propose"), "{refused}");
+}
+
+/// The page, in Chromium (`web/tests/github.e2e.mjs`): the GitHub sign-in, the repository picker
+/// and a task whose heading links to its draft pull request.
+async fn a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(world: &World) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(Path::new(&chromium).exists(), "{chromium} is missing: `apt-get install chromium` (.ci/run does)");
+    let artifacts = repo_root().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    world.github.approve_as("octo");
+    let repository = format!("{}/octo/private-app.git", world.github.url);
+    // Awaited, not blocked on: the fake GitHub answers the browser from this test's runtime.
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "tests/github.e2e.mjs"])
+        .current_dir(repo_root().join("web"))
+        .env("EDGE_URL", &world.edge.base_url)
+        .env("GITHUB_URL", &world.github.url)
+        .env("GITHUB_LOGIN", "octo")
+        .env("REPO_URL", &repository)
+        .env("CHROMIUM", chromium)
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .await
+        .expect("running node");
+    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", world.edge.log());
+    let url = report
+        .lines()
+        .find_map(|line| line.trim().trim_start_matches("# ").strip_prefix("PULL_REQUEST_URL="))
+        .expect("the link's URL");
+    let pull =
+        world.github.pulls("octo", "private-app").into_iter().find(|p| url.ends_with(&format!("/pull/{}", p.number)));
+    let pull = pull.unwrap_or_else(|| panic!("{url} is no pull request of octo/private-app"));
+    assert!(pull.draft && pull.title == "Add notes from the page", "{} (draft: {})", pull.title, pull.draft);
 }

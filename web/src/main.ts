@@ -5,7 +5,7 @@
 // task directly after sign-in. The lists are the edge's, so every browser of the user shows the
 // same tasks. DOM glue only; the logic lives in plain modules (routes, controls, titles, timeline,
 // tasks, connection, validate, refusals, follow_up, announcements), the views in conversation.tsx,
-// diff_view.tsx, list_view.ts and follow_up_form.ts.
+// diff_view.tsx, list_view.ts and follow_up_form.ts, GitHub's parts in github.ts.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { announcementFor, Announcer } from "./announcements.js";
@@ -16,6 +16,7 @@ import { ConversationView, STATE_LABELS } from "./conversation.js";
 import { $ } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
+import { awaitPullRequest, disconnectGitHub, initGitHub, pullRequestAsked, showGitHubConnection, showPullRequest } from "./github.js";
 import { recallRepository, rememberRepository } from "./last_repository.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
@@ -109,7 +110,7 @@ async function signedIn(userId: string) {
   void lists.tunnel.refresh();
   // The address the user came to (a task's, say) opens now that they are signed in.
   showPlace(placeOf(location.pathname));
-  await refreshBalance();
+  await Promise.all([refreshBalance(), showGitHubConnection()]);
 }
 
 async function signIn(event: SubmitEvent) {
@@ -172,6 +173,7 @@ function readForm(): StartForm {
     model: value("model"),
     maxTurns: value("maxTurns"),
     maxBudgetUsd: value("maxBudgetUsd"),
+    pullRequest: pullRequestAsked(),
   };
 }
 
@@ -254,6 +256,8 @@ function showHeading() {
   $("task-title").textContent = title;
   $("task-id").textContent = current.taskId;
   $("task-repository").textContent = summary ? `· ${summary.gitRef ? `${summary.repositoryUrl} @ ${summary.gitRef}` : summary.repositoryUrl}` : "";
+  const pull = summary?.pullRequest;
+  showPullRequest(current.taskId, pull && { number: pull.number, url: pull.url, draft: pull.draft, error: pull.error, adopted: pull.adopted });
   document.title = `${title} · Autopilot`;
   const turn = current.prompt ?? listed ?? "";
   $("prompt-turn").hidden = turn.trim() === "";
@@ -398,7 +402,14 @@ function applyEvent(event: Event) {
     window.clearInterval(clock);
     void refreshBalance();
     if (current) void refreshAfterEnd(current.taskId, lists[current.mode ?? "container"]);
+    if (current && (current.mode ?? "container") === "container") void showPullRequestOnceOpened(current.taskId);
   }
+}
+
+/** The ended task's pull request, once the edge has opened it, under its heading. */
+async function showPullRequestOnceOpened(taskId: string) {
+  const pull = await awaitPullRequest(taskId, () => current?.taskId === taskId);
+  if (pull && current?.taskId === taskId) showPullRequest(taskId, pull);
 }
 
 /** Keeps what the timeline shows of the task for its list entry (the list's own summary of a
@@ -474,6 +485,7 @@ async function main() {
     setTaskStatus("Cancelling…");
   });
   $("signout").addEventListener("click", () => void signOut());
+  $("github-disconnect").addEventListener("click", () => void disconnectGitHub());
   window.addEventListener("popstate", () => showPlace(placeOf(location.pathname)));
   // For tests and the curious: drop the socket as a network failure would; the render figures.
   // The render budget's check (render_budget.ts): recorded frames replayed into a fresh timeline.
@@ -484,6 +496,7 @@ async function main() {
     return replayFrames(frames, applyEvent, () => timeline.ended && conversation.idle);
   };
   (window as unknown as { autopilot: object }).autopilot = { dropSocket: () => connection?.drop(), render, replayFrames: replay };
+  await initGitHub();
   const { ok, body } = await api("/api/auth/me");
   if (ok) await signedIn(body.userId);
   else show("signin");

@@ -9,9 +9,11 @@ export interface StartForm {
   model: string;
   maxTurns: string;
   maxBudgetUsd: string;
+  /** Open a pull request for the task's branch (GitHub repositories; pushes the branch). */
+  pullRequest?: boolean;
 }
 
-export type FieldErrors = Partial<Record<keyof StartForm, string>>;
+export type FieldErrors = Partial<Record<Exclude<keyof StartForm, "pullRequest">, string>>;
 
 /** The StartRequest in proto3 JSON, as POST /api/container/start takes it. */
 export interface StartRequestJson {
@@ -19,6 +21,7 @@ export interface StartRequestJson {
   gitRef?: string;
   prompt: string;
   options?: { model?: string; maxTurns?: number; maxBudgetUsd?: number };
+  delivery?: { push: boolean; pullRequest?: { open: boolean } };
 }
 
 export const MAX_PROMPT_BYTES = 100_000;
@@ -32,7 +35,8 @@ function urlError(url: string): string | undefined {
   if (/[\s\u0000-\u001f]/.test(url)) return "No spaces or control characters.";
   if (url.startsWith("-")) return "A URL cannot start with '-'.";
   if (url.includes("::") && !url.includes("://")) return "git's transport::address form is not allowed.";
-  if (/^https:\/\/[^/\s]+/i.test(url) || /^ssh:\/\/[^/\s]+/i.test(url)) return undefined;
+  // http:// only reaches a GitHub the edge is configured for (a local one, in development).
+  if (/^https?:\/\/[^/\s]+/i.test(url) || /^ssh:\/\/[^/\s]+/i.test(url)) return undefined;
   if (/^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^-]/.test(url)) return undefined;
   if (/^file:\/\/\//.test(url) || url.startsWith("/")) return undefined; // only where the service allows it
   return "Use https://, ssh:// or user@host:path.";
@@ -75,6 +79,7 @@ export function validateStartForm(form: StartForm): { errors: FieldErrors; reque
   const request: StartRequestJson = { repositoryUrl: url, prompt: form.prompt };
   if (ref) request.gitRef = ref;
   if (Object.keys(options).length > 0) request.options = options;
+  if (form.pullRequest) request.delivery = { push: true, pullRequest: { open: true } };
   return { errors, request };
 }
 

@@ -1,5 +1,6 @@
 """The `autopilot` console command against the real agent-service: events are printed as they
-arrive (not when the task ends), and status / events / cancel / list do what their help says."""
+arrive (not when the task ends), and status / events / cancel / list do what their help says.
+What status prints of a task's pull request (which the edge records) is checked from a Task alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autopilot import Client, TaskState
+from autopilot import Client, Task, TaskState
+from autopilot.cli import _status_lines
+from autopilot.v1 import autopilot_pb2 as pb
 
 AUTOPILOT = str(Path(sys.executable).parent / "autopilot")
 
@@ -108,3 +111,38 @@ def test_a_follow_up_continues_an_ended_task(client: Client, address: str, repos
 
     refused = autopilot(address, "start", "Hello")
     assert refused.returncode == 2 and "needs a repository_url" in refused.stderr
+
+
+def status_of_pull_request(pull: pb.PullRequest | None) -> list[str]:
+    """What `autopilot status` prints of a succeeded task that pushed its branch, with `pull`."""
+    delivery = pb.Delivery(branch="autopilot/t-1", commit="c0ffee", pushed=True, pull_request=pull)
+    task = Task(
+        task_id="t-1",
+        state=TaskState.TASK_STATE_SUCCEEDED,
+        repository_url="https://github.com/o/r.git",
+        last_seq=15,
+        result="Fixed it.",
+        delivery=delivery,
+    )
+    return _status_lines(task)
+
+
+def test_status_shows_the_pull_request_opened() -> None:
+    draft = pb.PullRequest(number=7, url="https://github.com/o/r/pull/7", draft=True)
+    assert status_of_pull_request(draft)[-1] == "pull request #7 (draft) https://github.com/o/r/pull/7"
+    ready = pb.PullRequest(number=8, url="https://github.com/o/r/pull/8")
+    assert status_of_pull_request(ready)[-1] == "pull request #8 https://github.com/o/r/pull/8"
+    adopted = pb.PullRequest(number=3, url="https://github.com/o/r/pull/3", draft=True, adopted=True)
+    assert status_of_pull_request(adopted)[-1] == "pull request #3 (draft, commented on) https://github.com/o/r/pull/3"
+
+
+def test_status_shows_why_the_pull_request_was_not_opened() -> None:
+    refused = pb.PullRequest(error="Validation Failed: No commits between main and autopilot/t-1")
+    lines = status_of_pull_request(refused)
+    assert lines[-1] == "pull request not opened: Validation Failed: No commits between main and autopilot/t-1"
+    assert lines[-2] == "result Fixed it.", "the task still succeeded"
+
+
+def test_status_has_no_pull_request_line_when_none_was_opened_or_asked() -> None:
+    lines = status_of_pull_request(None)
+    assert not [line for line in lines if line.startswith("pull request")], lines

@@ -97,8 +97,9 @@ export class AutopilotClient {
 
   /**
    * A page of the tasks, newest first: a summary of each (id, state, repository, title, times,
-   * usage, delivered branch and commit). `pageSize` 1 to 100, 0 for 20; pass the reply's
-   * `nextPageToken` as `pageToken` for the next page (empty on the last page).
+   * usage, delivered branch and commit, and through the edge its pull request). `pageSize` 1 to
+   * 100, 0 for 20; pass the reply's `nextPageToken` as `pageToken` for the next page (empty on
+   * the last page).
    */
   listTasks(pageSize = 0, pageToken = "", signal?: AbortSignal): Promise<ListTasksResponse> {
     return this.rpc.listTasks({ pageSize, pageToken }, { signal });

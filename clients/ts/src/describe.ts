@@ -1,7 +1,8 @@
-// One line of text per event, for people: what the README example prints. Pure functions of the
-// generated messages; the same format as the Python client's `describe`.
+// One line of text per event, and a task's pull request in words, for people: what the README
+// example prints. Pure functions of the generated messages; the same format as the Python
+// client's `describe` and `pull_request_text`.
 
-import { TaskState, type Event } from "./gen/autopilot/v1/autopilot_pb.js";
+import { TaskState, type Event, type PullRequest } from "./gen/autopilot/v1/autopilot_pb.js";
 
 /** Longest text shown for a payload before it is cut with an ellipsis. */
 const MAX_TEXT = 200;
@@ -68,4 +69,15 @@ export function describe(event: Event): string {
     default:
       return `${head} (an event this client does not know: update it)`;
   }
+}
+
+/**
+ * `#7 (draft) https://github.com/...` once opened (`commented on` when it was already open and
+ * adopted), else `not opened: <GitHub's words>`.
+ */
+export function pullRequestText(pull: PullRequest): string {
+  if (!pull.number) return pull.error ? `not opened: ${pull.error}` : "not opened";
+  const marks = [...(pull.draft ? ["draft"] : []), ...(pull.adopted ? ["commented on"] : [])];
+  const text = `#${pull.number}${marks.length ? ` (${marks.join(", ")})` : ""}`;
+  return pull.url ? `${text} ${pull.url}` : text;
 }

@@ -66,6 +66,9 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
         Route::Git => git_gateway(req, &env).await,
+        Route::AuthProviders => {
+            Response::from_json(&serde_json::json!({"github": crate::github::client::GitHub::from_env(&env).is_ok()}))
+        }
         Route::GitHubSignIn => github_sign_in::sign_in(req, &env).await,
         Route::GitHubCallback => github_sign_in::callback(req, &env).await,
         route => user_route(req, &env, route).await,

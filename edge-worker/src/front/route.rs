@@ -59,6 +59,8 @@ pub enum Route {
     SignIn,
     SignOut,
     Me,
+    /// `GET /api/auth/providers`: how people may sign in here (whether GitHub is set up).
+    AuthProviders,
     Admin(AdminRoute),
     /// The benchmark's plain WebSocket echo (only with `BENCH_ROUTES=true`).
     BenchEcho,
@@ -119,6 +121,7 @@ impl Route {
             (Method::Post, "/api/auth/signin") => Route::SignIn,
             (Method::Post, "/api/auth/signout") => Route::SignOut,
             (Method::Get, "/api/auth/me") => Route::Me,
+            (Method::Get, "/api/auth/providers") => Route::AuthProviders,
             (Method::Post, "/api/admin/tokens") => Route::Admin(AdminRoute::CreateToken),
             (Method::Delete, p) if p.starts_with("/api/admin/tokens/") => {
                 Route::Admin(AdminRoute::RevokeToken(p["/api/admin/tokens/".len()..].to_string()))

@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from autopilot.client import DEFAULT_ADDRESS, AutopilotError, Client
-from autopilot.describe import describe, state_name
+from autopilot.describe import describe, pull_request_text, state_name
 from autopilot.v1 import autopilot_pb2 as pb
 
 
@@ -83,6 +83,8 @@ def _status_lines(task: pb.Task) -> list[str]:
     lines.append(f"events {task.last_seq}")
     if task.result:
         lines.append(f"result {task.result}")
+    if task.delivery.HasField("pull_request"):
+        lines.append(f"pull request {pull_request_text(task.delivery.pull_request)}")
     if task.error:
         lines.append(f"error {task.error}")
     return lines

@@ -1,5 +1,5 @@
-"""One line of text per event, for people: what the console command prints, and what the README
-example prints. Pure functions of the generated messages."""
+"""One line of text per event, and a task's pull request in words, for people: what the console
+command prints, and what the README example prints. Pure functions of the generated messages."""
 
 from __future__ import annotations
 
@@ -55,6 +55,16 @@ def describe(event: pb.Event) -> str:
         detail = finished.result if finished.state == pb.TASK_STATE_SUCCEEDED else finished.error
         return f"{head} finished {state_name(finished.state)}: {_short(detail)}"
     return f"{head} (an event this client does not know: update it)"
+
+
+def pull_request_text(pull: pb.PullRequest) -> str:
+    """`#7 (draft) https://github.com/...` once opened (`commented on` when it was already open and
+    adopted), else `not opened: <GitHub's words>`."""
+    if not pull.number:
+        return f"not opened: {pull.error}" if pull.error else "not opened"
+    marks = (["draft"] if pull.draft else []) + (["commented on"] if pull.adopted else [])
+    text = f"#{pull.number}" + (f" ({', '.join(marks)})" if marks else "")
+    return f"{text} {pull.url}" if pull.url else text
 
 
 def _tool_summary(input_json: str) -> str:
