@@ -223,11 +223,28 @@ test-clients: tools lint clients worker web
 	cargo build -p agent-service
 	cargo test -p autopilot-tests --test contract --test grpcurl --test clients
 
+## Deploying to Cloudflare (operators; README "Deploy to Cloudflare"). `deploy` builds the Worker
+## and the page and runs `wrangler deploy` with the project's wrangler (needs `wrangler login`, and
+## a Docker engine: wrangler builds ./Dockerfile and pushes it to Cloudflare's registry);
+## DEPLOY_FLAGS passes more flags (e.g. --containers-rollout=immediate). `deploy-check` is its
+## offline rehearsal, run by `make test`: `wrangler deploy --dry-run` (no login, no network, the
+## image build skipped: tools/dry-run-docker.sh), failing if the Worker's gzipped upload is over
+## DEPLOY_GZIP_LIMIT_KIB (3 MiB) and printing the figure otherwise (tools/deploy-check.sh).
+.PHONY: deploy deploy-check
+DEPLOY_FLAGS ?=
+DEPLOY_GZIP_LIMIT_KIB ?= 3072
+
+deploy: tools worker web
+	WRANGLER_SEND_METRICS=false $(WRANGLER) deploy $(DEPLOY_FLAGS)
+
+deploy-check: tools worker web
+	tools/deploy-check.sh $(WRANGLER) $(DEPLOY_GZIP_LIMIT_KIB)
+
 ## Every test: unit tests on the host, end-to-end tests against the real servers (agent-service,
 ## wrangler dev, the container image under podman), buf lint and breaking, hadolint, the clients
 ## (grpcurl, Python, TypeScript); then the agent-service suite again against the static musl binary
-## the image ships.
-test: tools lint hadolint clients worker web local-containers
+## the image ships. deploy-check (the Worker's upload size, offline) runs once the Worker is built.
+test: tools lint hadolint clients worker web deploy-check local-containers
 	cd web && npx tsc --noEmit && npm test
 	cargo build -p agent-service
 	AUTOPILOT_REQUIRE_PODMAN=1 cargo test --workspace

@@ -408,6 +408,7 @@ async fn tasks_on_a_private_repository_go_through_the_git_gateway(world: &World,
     assert!(!listed && out.contains("not found"), "another repository is as good as absent: {out}");
     let (listed, out) = git(scratch.path(), &["ls-remote", &world.gateway("hubber/secret", &credential)]).await;
     assert!(!listed && out.contains("not found"), "{out}");
+    hostile_git_requests_get_clear_refusals(world, &credential, &running).await;
     let made_up = format!("apgc_{}_{}", "0".repeat(64), "1".repeat(64));
     let (listed, out) = git(scratch.path(), &["ls-remote", &world.gateway("octo/private-app", &made_up)]).await;
     assert!(!listed, "a made-up credential: {out}");
@@ -561,4 +562,61 @@ async fn a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(worl
         world.github.pulls("octo", "private-app").into_iter().find(|p| url.ends_with(&format!("/pull/{}", p.number)));
     let pull = pull.unwrap_or_else(|| panic!("{url} is no pull request of octo/private-app"));
     assert!(pull.draft && pull.title == "Add notes from the page", "{} (draft: {})", pull.title, pull.draft);
+}
+
+/// What no git client sends, with a live credential: each a clear 4xx in words, nothing relayed,
+/// and the gateway serves on.
+async fn hostile_git_requests_get_clear_refusals(world: &World, credential: &str, task_id: &str) {
+    let base = format!("{}/git/octo/private-app.git", world.edge.base_url);
+    let post = |body: Vec<u8>| {
+        world
+            .http
+            .post(format!("{base}/git-receive-pack"))
+            .basic_auth("x-access-token", Some(credential))
+            .header("content-type", "application/x-git-receive-pack-request")
+            .body(body)
+            .send()
+    };
+    let pkt = |line: &str| format!("{:04x}{line}", line.len() + 4);
+    let zero = "0".repeat(40);
+    let one = "1".repeat(40);
+    let mut many = String::new();
+    for i in 0..1_000 {
+        let capabilities = if i == 0 { "\0report-status side-band-64k" } else { "" };
+        many.push_str(&pkt(&format!("{zero} {one} refs/heads/autopilot/{task_id}-{i}{capabilities}\n")));
+    }
+    many.push_str("0000");
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("a malformed pkt-line", b"zzzz0000".to_vec(), ""),
+        ("1,000 ref updates", many.into_bytes(), "at most 32 refs"),
+        ("an oversized pkt-line", b"ffff".iter().copied().chain([b'x'; 70_000]).collect(), ""),
+        ("commands that never end", pkt(&format!("{zero} {one} refs/heads/x\0report-status\n")).into_bytes(), "ends"),
+    ];
+    for (what, body, words) in cases {
+        let reply = post(body).await.unwrap();
+        let status = reply.status().as_u16();
+        let text = reply.text().await.unwrap();
+        assert_eq!(status, 400, "{what}: {text}\n--- edge ---\n{}", world.edge.log());
+        assert!(text.contains(words), "{what}: {text}");
+    }
+    for path in
+        ["/git/octo/%2e%2e/hubber/secret.git/info/refs", "/git/octo/private-app.git/../../hubber/secret.git/info/refs"]
+    {
+        let reply = world
+            .http
+            .get(format!("{}{path}?service=git-upload-pack", world.edge.base_url))
+            .basic_auth("x-access-token", Some(credential))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status().as_u16(), 404, "{path}: {}", reply.text().await.unwrap());
+    }
+    let refs = world
+        .http
+        .get(format!("{base}/info/refs?service=git-upload-pack"))
+        .basic_auth("x-access-token", Some(credential))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refs.status().as_u16(), 200, "the gateway serves on");
 }

@@ -32,6 +32,22 @@ const RELAYED: [&str; 5] = ["content-type", "accept", "git-protocol", "content-e
 
 /// An answer git shows: the status, and `message` as text (git prints it after "remote:"); a 401
 /// asks for Basic credentials, as git expects.
+/// How much of a refused push's body is read (and dropped) before the refusal is answered.
+const DRAINED_AT_MOST: usize = 64 << 20;
+
+/// Reads and drops what is left of a request body (at most `limit` bytes): a refusal answered
+/// while the client still sends breaks the connection under an HTTP/1.1 proxy (`wrangler dev`'s
+/// answers the next request on it with 503), and git then prints that instead of the refusal.
+async fn drain(body: &mut worker::ByteStream, limit: usize) {
+    let mut read = 0;
+    while read < limit {
+        match body.next().await {
+            Some(Ok(chunk)) => read += chunk.len(),
+            _ => return,
+        }
+    }
+}
+
 pub fn git_error(status: u16, message: &str) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "text/plain; charset=utf-8")?;
@@ -128,6 +144,7 @@ impl AutopilotContainer {
                 Ok(Start::Push(push)) => break Some(push),
                 Err(message) => {
                     worker::console_warn!("git gateway: refused a push that is not one: {message}");
+                    drain(&mut body, DRAINED_AT_MOST).await;
                     return Ok(Err(git_error(400, &message)?));
                 }
             }
@@ -135,6 +152,7 @@ impl AutopilotContainer {
         if let Some(push) = push {
             let verdicts = verdicts(&push, &target.branch);
             if verdicts.iter().any(Option::is_some) {
+                drain(&mut body, DRAINED_AT_MOST).await;
                 let headers = Headers::new();
                 headers.set("content-type", "application/x-git-receive-pack-result")?;
                 let report = refusal_report(&push, &verdicts);
