@@ -82,7 +82,10 @@ impl Redactor {
             }
             Payload::Diff(diff) => self.redact_diff(diff),
             Payload::BranchPushed(p) => self.redact_in_place(&mut p.remote_url),
+            Payload::SetupStarted(p) => self.redact_in_place(&mut p.environment_name),
+            Payload::SetupOutput(p) => self.redact_in_place(&mut p.line),
             Payload::AgentStarted(_)
+            | Payload::SetupFinished(_)
             | Payload::UsageUpdate(_)
             | Payload::RepositoryReady(_)
             | Payload::Committed(_) => {}

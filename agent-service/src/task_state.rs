@@ -2,14 +2,19 @@
 //! task looks like after each recorded event. The live task and the recovery of a task from its
 //! log after a restart both go through [`apply`], so a snapshot always equals its log's replay.
 
-use autopilot_contract::v1::{event::Payload, Delivery, Event, Task, TaskState};
+use autopilot_contract::v1::{event::Payload, Delivery, Event, Task, TaskState, WorkspaceOrigin};
 
 /// Whether a task may move from `from` to `to`.
-/// PENDING -> CLONING -> RUNNING -> final; any non-final state may end early.
+/// PENDING -> CLONING -> (SETTING_UP, with an environment) -> RUNNING -> final; any non-final
+/// state may end early.
 pub fn can_move(from: TaskState, to: TaskState) -> bool {
     use TaskState::*;
     match (from, to) {
-        (Unspecified, Pending) | (Pending, Cloning) | (Cloning, Running) => true,
+        (Unspecified, Pending)
+        | (Pending, Cloning)
+        | (Cloning, Running)
+        | (Cloning, SettingUp)
+        | (SettingUp, Running) => true,
         (from, to) => !from.is_final() && from != Unspecified && to.is_final(),
     }
 }
@@ -31,7 +36,14 @@ pub fn apply(task: &mut Task, event: &Event) {
                 task.end_time = event.time;
             }
         }
-        Payload::RepositoryReady(ready) => task.commit = ready.commit.clone(),
+        Payload::RepositoryReady(ready) => {
+            task.commit = ready.commit.clone();
+            // With an environment, `setup_started` says where the workspace came from.
+            if task.environment_name.is_empty() {
+                task.workspace_origin = WorkspaceOrigin::Fresh as i32;
+            }
+        }
+        Payload::SetupStarted(started) => task.workspace_origin = started.workspace_origin,
         Payload::AgentStarted(started) => task.session_id = started.session_id.clone(),
         Payload::UsageUpdate(update) => task.usage = update.usage,
         Payload::TaskFinished(finished) => {
@@ -54,7 +66,12 @@ pub fn apply(task: &mut Task, event: &Event) {
             delivery.commit = committed.commit.clone();
         }
         Payload::BranchPushed(_) => task.delivery.get_or_insert_with(Delivery::default).pushed = true,
-        Payload::GitProgress(_) | Payload::AgentText(_) | Payload::ToolStarted(_) | Payload::ToolFinished(_) => {}
+        Payload::GitProgress(_)
+        | Payload::AgentText(_)
+        | Payload::ToolStarted(_)
+        | Payload::ToolFinished(_)
+        | Payload::SetupOutput(_)
+        | Payload::SetupFinished(_) => {}
     }
 }
 

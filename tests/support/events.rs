@@ -53,6 +53,10 @@ pub fn kind(event: &Event) -> String {
         Payload::Diff(_) => "diff".into(),
         Payload::Committed(_) => "committed".into(),
         Payload::BranchPushed(_) => "branch_pushed".into(),
+        Payload::SetupStarted(started) if started.maintenance => "setup_started:maintenance".into(),
+        Payload::SetupStarted(_) => "setup_started".into(),
+        Payload::SetupOutput(_) => "setup_output".into(),
+        Payload::SetupFinished(_) => "setup_finished".into(),
         Payload::TaskFinished(finished) => {
             format!("task_finished:{}", state_name(finished.state()))
         }
