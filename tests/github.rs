@@ -16,9 +16,10 @@ use autopilot_tests::{
     edge::Edge,
     fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
     fake_model_api::FakeModelApi,
+    github_sign_in::{self, cookies, location, session_of},
     service::{repo_root, Service, ServiceOptions},
 };
-use reqwest::{header::HeaderMap, redirect::Policy, Client, Response};
+use reqwest::{Client, Response};
 use serde_json::{json, Value};
 
 const SIGNUP_CREDITS: &str = "500";
@@ -61,8 +62,14 @@ impl World {
             ("GIT_GATEWAY_URL", "{edge}"),
         ];
         let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &vars).await;
-        let http = Client::builder().redirect(Policy::none()).build().unwrap();
+        let http = github_sign_in::browser();
         World { edge, github, http, service, _model_api: model_api, git_log, _git_wrapper: git_wrapper }
+    }
+
+    /// A browser's sign-in through GitHub as `login` (see [`github_sign_in::through_github`]).
+    async fn through_github(&self, login: &str, cookies_in: &[String], return_to: &str) -> (Response, Vec<String>) {
+        github_sign_in::through_github(&self.http, &self.edge.base_url, &self.github, login, cookies_in, return_to)
+            .await
     }
 
     async fn get(&self, url: &str, cookies: &[String]) -> Response {
@@ -170,53 +177,12 @@ async fn git(dir: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-/// The `name=value` of each cookie a response sets.
-fn cookies(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
-        .filter(|pair| !pair.ends_with('='))
-        .collect()
-}
-
-fn location(reply: &Response) -> String {
-    reply.headers().get("location").unwrap_or_else(|| panic!("a redirect: {reply:?}")).to_str().unwrap().to_string()
-}
-
-/// A browser's sign-in through GitHub as `login`, carrying `cookies` (a session to connect
-/// to, if any): the callback's reply, and the state cookie the browser held.
-async fn through_github(world: &World, login: &str, cookies_in: &[String], return_to: &str) -> (Response, Vec<String>) {
-    world.github.approve_as(login);
-    let start = world.get(&format!("{}/auth/github?returnTo={return_to}", world.edge.base_url), cookies_in).await;
-    assert_eq!(start.status(), 302, "off to GitHub");
-    let authorize = location(&start);
-    assert!(authorize.starts_with(&format!("{}/login/oauth/authorize?", world.github.url)), "{authorize}");
-    assert!(authorize.contains(&format!("client_id={CLIENT_ID}")), "{authorize}");
-    let state_cookies = cookies(start.headers());
-    assert!(state_cookies.iter().any(|c| c.starts_with("ap_github_state=")), "{state_cookies:?}");
-    let approved = world.get(&authorize, &[]).await;
-    assert_eq!(approved.status(), 302, "GitHub sends the browser back");
-    let callback = location(&approved);
-    assert!(callback.starts_with(&format!("{}/auth/github/callback?", world.edge.base_url)), "{callback}");
-    let mut browser = cookies_in.to_vec();
-    browser.extend(state_cookies.clone());
-    (world.get(&callback, &browser).await, state_cookies)
-}
-
-/// The browser's session cookie after a successful callback, having checked where it goes.
-fn session_of(reply: &Response, return_to: &str) -> String {
-    assert_eq!(reply.status(), 302, "signed in: {reply:?}");
-    assert_eq!(location(reply), return_to);
-    cookies(reply.headers()).into_iter().find(|c| c.starts_with("autopilot_session=")).expect("a session cookie")
-}
-
 #[tokio::test]
 async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     let world = World::start().await;
 
     // A first sign-in creates the account, with the sign-up credits, and lands where it began.
-    let (reply, _) = through_github(&world, "octo", &[], "/tasks/abc").await;
+    let (reply, _) = world.through_github("octo", &[], "/tasks/abc").await;
     let octo = session_of(&reply, "/tasks/abc");
     let (status, me) = world.call(reqwest::Method::GET, "/api/github", &octo).await;
     assert_eq!((status, &me["connected"], &me["login"]), (200, &Value::Bool(true), &Value::from("octo")), "{me}");
@@ -237,7 +203,7 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(&world).await;
 
     // Signing in again is the same account (no second sign-up grant).
-    let (reply, _) = through_github(&world, "octo", &[], "/").await;
+    let (reply, _) = world.through_github("octo", &[], "/").await;
     let again = session_of(&reply, "/");
     let (_, balance) = world.call(reqwest::Method::GET, "/api/billing/balance", &again).await;
     assert_eq!(balance["balance"].to_string(), SIGNUP_CREDITS, "{balance}");
@@ -254,7 +220,7 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
 
     // A token about to expire is renewed with its refresh token before it is used.
     world.github.set_token_lifetime(Duration::from_secs(60));
-    let (reply, _) = through_github(&world, "octo", &[], "/").await;
+    let (reply, _) = world.through_github("octo", &[], "/").await;
     let short_lived = session_of(&reply, "/");
     let renewals_before = renewals(&world.github);
     let (status, page) = world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived).await;
@@ -293,13 +259,13 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
         .await
         .unwrap();
     let alice = cookies(signed_in.headers()).into_iter().find(|c| c.starts_with("autopilot_session=")).unwrap();
-    let (reply, _) = through_github(&world, "hubber", std::slice::from_ref(&alice), "/").await;
+    let (reply, _) = world.through_github("hubber", std::slice::from_ref(&alice), "/").await;
     let connected = session_of(&reply, "/");
     let (_, me) = world.call(reqwest::Method::GET, "/api/github", &connected).await;
     assert_eq!(me["login"], "hubber", "{me}");
     let (_, balance) = world.call(reqwest::Method::GET, "/api/billing/balance", &connected).await;
     assert_eq!(balance["balance"], 0, "a connected account gets no sign-up credits: {balance}");
-    let (reply, _) = through_github(&world, "octo", std::slice::from_ref(&alice), "/").await;
+    let (reply, _) = world.through_github("octo", std::slice::from_ref(&alice), "/").await;
     assert_eq!(reply.status(), 409, "octo's GitHub is another account's");
 
     stale_and_hostile_callbacks_are_refused_in_words(&world).await;

@@ -12,6 +12,7 @@ pub mod fake_model_api;
 pub mod figures;
 pub mod git_fixture;
 pub mod git_http_backend;
+pub mod github_sign_in;
 pub mod grpc_web;
 pub mod https_git_server;
 pub mod isolate_profile;

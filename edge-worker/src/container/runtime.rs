@@ -177,7 +177,13 @@ impl AutopilotContainer {
     /// The environment the container starts with. No model key: the agent of each task gets
     /// its own credential for the edge's model gateway, with the Start that creates the task.
     fn container_env(&self) -> Vec<(String, String)> {
-        vec![("PORT".to_string(), self.settings.container_port.to_string())]
+        let mut env = vec![("PORT".to_string(), self.settings.container_port.to_string())];
+        // An edge served over plain http (local development) hands its containers http:// git
+        // gateway URLs, which the service accepts only with local repositories allowed.
+        if self.settings.git_gateway_url.as_deref().is_some_and(|url| url.starts_with("http://")) {
+            env.push(("AUTOPILOT_ALLOW_LOCAL_REPOS".to_string(), "true".to_string()));
+        }
+        env
     }
 
     /// Stops the container (SIGTERM in container mode) and closes its metering run.
