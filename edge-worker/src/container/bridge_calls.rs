@@ -149,6 +149,7 @@ impl AutopilotContainer {
         let as_asked = request;
         let mut request = StartRequest { restore: None, ..request.clone() };
         self.inherit_delivery(&mut request);
+        self.attach_environment(&mut request)?;
         let github_task = self.route_through_git_gateway(&mut request).await?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.run_open();

@@ -13,8 +13,8 @@ use std::{
 };
 
 use super::{
-    activity::Activity, fan_out::Follow, github_link::GitHubLink, model_gateway::Gateway, pull_requests::PullRequests,
-    runtime::ContainerWatch, stored::Stored, subscriptions::Subscriptions,
+    activity::Activity, environments::Environments, fan_out::Follow, github_link::GitHubLink, model_gateway::Gateway,
+    pull_requests::PullRequests, runtime::ContainerWatch, stored::Stored, subscriptions::Subscriptions,
 };
 use crate::archive::{Archive, Entry};
 
@@ -36,6 +36,8 @@ pub struct Live {
     pub github: GitHubLink,
     /// The pull requests tasks asked for (see [`super::pull_requests`]).
     pub pull_requests: PullRequests,
+    /// The user's environments (see [`super::environments`]).
+    pub environments: Environments,
     /// Where ended tasks' workspaces are kept for follow-ups (R2 `WORKSPACES`; see
     /// [`super::workspaces`]); `None` when the binding is absent.
     pub workspaces: Option<worker::Bucket>,
@@ -49,6 +51,7 @@ impl Live {
         gateway: Gateway,
         github: GitHubLink,
         pull_requests: PullRequests,
+        environments: Environments,
         workspaces: Option<worker::Bucket>,
         object_id: String,
     ) -> Live {
@@ -63,6 +66,7 @@ impl Live {
             gateway: Rc::new(gateway),
             github,
             pull_requests,
+            environments,
             workspaces,
             object_id,
         }

@@ -37,6 +37,7 @@ mod activity;
 pub mod agent_client;
 pub mod billing;
 mod bridge_calls;
+mod environments;
 mod fan_out;
 pub mod git_gateway;
 mod github_link;
@@ -67,6 +68,7 @@ use worker::{durable_object, Date, Env, Method, Request, Response, State, WebSoc
 
 use self::{
     activity::ContainerUse,
+    environments::Environments,
     github_link::GitHubLink,
     live::Live,
     metering::ACCOUNT_KEY,
@@ -106,7 +108,8 @@ impl worker::DurableObject for AutopilotContainer {
         let workspaces = env.bucket("WORKSPACES").ok();
         let github = GitHubLink::new(env.clone(), state.storage());
         let pull_requests = PullRequests::open(state.storage().sql(), &env);
-        let live = Live::new(archive, gateway, github, pull_requests, workspaces, state.id().to_string());
+        let environments = Environments::open(state.storage().sql(), &env);
+        let live = Live::new(archive, gateway, github, pull_requests, environments, workspaces, state.id().to_string());
         AutopilotContainer { state, env, settings, live: Rc::new(live) }
     }
 
@@ -152,6 +155,7 @@ impl worker::DurableObject for AutopilotContainer {
             Route::Ledger => self.ledger_route().await,
             Route::GitHub(github) => self.github_route(&req, github).await,
             Route::PullRequest(task_id) => self.pull_request_route(&task_id).await,
+            Route::Environments(environments) => self.environments_route(req, environments).await,
             _ => not_found(&path),
         };
         if uses_container {

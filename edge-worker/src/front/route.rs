@@ -96,6 +96,43 @@ pub enum Route {
     GitHub(GitHubRoute),
     /// `POST /api/tasks/{id}/pull-request`: opens (or tries again) an ended task's pull request.
     PullRequest(String),
+    /// The user's environments, in their container object.
+    Environments(EnvironmentRoute),
+}
+
+/// The routes of a user's environments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvironmentRoute {
+    /// `GET /api/environments`.
+    List,
+    /// `GET /api/environments/{name}` (secrets by name only).
+    Get(String),
+    /// `PUT /api/environments/{name}`: saves it.
+    Put(String),
+    /// `DELETE /api/environments/{name}`.
+    Delete(String),
+    /// `DELETE /api/environments/{name}/cache`: its prepared workspaces are not used again.
+    ResetCache(String),
+}
+
+impl EnvironmentRoute {
+    /// The route `method` and `path` (under `/api/environments`) ask for.
+    fn parse(method: &Method, path: &str) -> Option<EnvironmentRoute> {
+        let rest = path.strip_prefix("/api/environments")?;
+        let named = rest.strip_prefix('/').filter(|name| !name.is_empty());
+        let route = match (method, named) {
+            (Method::Get, None) if rest.is_empty() => EnvironmentRoute::List,
+            (Method::Delete, Some(name)) if name.ends_with("/cache") => {
+                EnvironmentRoute::ResetCache(name.trim_end_matches("/cache").to_string())
+            }
+            (_, Some(name)) if name.contains('/') => return None,
+            (Method::Get, Some(name)) => EnvironmentRoute::Get(name.to_string()),
+            (Method::Put, Some(name)) => EnvironmentRoute::Put(name.to_string()),
+            (Method::Delete, Some(name)) => EnvironmentRoute::Delete(name.to_string()),
+            _ => return None,
+        };
+        Some(route)
+    }
 }
 
 /// The routes of a user's GitHub connection.
@@ -156,6 +193,9 @@ impl Route {
                 }
                 Route::PullRequest(task_id.to_string())
             }
+            (_, p) if p == "/api/environments" || p.starts_with("/api/environments/") => {
+                return EnvironmentRoute::parse(method, p).map(Route::Environments)
+            }
             (_, p) if p.starts_with("/model/") => Route::Model,
             (_, p) if p.starts_with("/git/") => Route::Git,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
@@ -183,9 +223,12 @@ impl Route {
             | Route::Socket(backend, _)
             | Route::Tasks(backend) => Some(*backend),
             Route::TunnelConnect => Some(Backend::Tunnel),
-            Route::Balance | Route::Ledger | Route::Grpc(_) | Route::GitHub(_) | Route::PullRequest(_) => {
-                Some(Backend::Container)
-            }
+            Route::Balance
+            | Route::Ledger
+            | Route::Grpc(_)
+            | Route::GitHub(_)
+            | Route::PullRequest(_)
+            | Route::Environments(_) => Some(Backend::Container),
             _ => None,
         }
     }
@@ -274,6 +317,19 @@ mod tests {
         for odd in ["/api/tasks//pull-request", "/api/tasks/a/b/pull-request"] {
             assert_eq!(Route::parse(&Method::Post, odd), None, "{odd}");
         }
+        let environments = |method: Method, path: &str| Route::parse(&method, path);
+        assert_eq!(environments(Method::Get, "/api/environments"), Some(Route::Environments(EnvironmentRoute::List)));
+        assert_eq!(
+            environments(Method::Put, "/api/environments/web"),
+            Some(Route::Environments(EnvironmentRoute::Put("web".into())))
+        );
+        assert_eq!(
+            environments(Method::Delete, "/api/environments/web/cache"),
+            Some(Route::Environments(EnvironmentRoute::ResetCache("web".into())))
+        );
+        assert_eq!(environments(Method::Post, "/api/environments/web"), None);
+        assert_eq!(environments(Method::Get, "/api/environments/a/b"), None);
+        assert_eq!(environments(Method::Get, "/api/environmentsx"), None);
     }
 
     #[test]

@@ -45,10 +45,17 @@ pub fn state_name(state: i32) -> &'static str {
 ///
 /// # Errors
 /// INVALID_ARGUMENT saying what is wrong with it.
+/// `"environment": "name"` is the short form of `"environment": {"name": "name"}` (the edge fills
+/// in the rest from the user's environments).
 pub fn start_request(body: &[u8]) -> Result<StartRequest, GrpcStatus> {
-    serde_json::from_slice(body).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         GrpcStatus::new(Code::InvalidArgument, format!("the body must be a StartRequest in proto3 JSON: {e}"))
-    })
+    };
+    let mut json: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if let Some(environment) = json.get_mut("environment").filter(|e| e.is_string()) {
+        *environment = serde_json::json!({"name": environment.take()});
+    }
+    serde_json::from_value(json).map_err(invalid)
 }
 
 /// `POST /api/{container,tunnel}/start`: starts the task and opens a session for the browser. A
@@ -113,6 +120,9 @@ mod tests {
                 refused.message
             );
         }
+        let named =
+            start_request(br#"{"repositoryUrl": "https://x/r", "prompt": "Go", "environment": "web"}"#).unwrap();
+        assert_eq!(named.environment.map(|e| e.name), Some("web".to_string()), "a name is the short form");
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! The user's environments, kept by their container object: how a repository's workspace is
+//! prepared before the agent starts (a setup script, a maintenance script for a prepared
+//! workspace, variables, secrets, a time limit). `/api/environments[/{name}[/cache]]` lists,
+//! reads, saves and deletes them, and resets their prepared workspaces; a Start gets the one it
+//! names, or else the first that applies to its repository, filled into its StartRequest for the
+//! service to run. Secrets are sealed at rest with `ENVIRONMENT_SECRETS_KEY` (as GitHub tokens
+//! are with theirs) and never leave the object in an answer: reads give their names only.
+
+mod definition;
+mod store;
+
+use std::{collections::BTreeMap, rc::Rc};
+
+use autopilot_contract::{
+    time::duration,
+    v1::{Environment, StartRequest},
+};
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+use self::{
+    definition::{applies_to, check_name, Definition, DEFAULT_SETUP_TIMEOUT_SECONDS},
+    store::{EnvironmentStore, StoredEnvironment},
+};
+use super::{now_ms, AutopilotContainer};
+use crate::{
+    api_error::error_response,
+    entropy::random_bytes,
+    front::route::EnvironmentRoute,
+    github::sealed::TokenKey,
+    grpc_web::{Code, GrpcStatus},
+};
+
+/// The object's environments and the key their secrets are sealed with.
+pub struct Environments {
+    store: Option<EnvironmentStore>,
+    key: Option<TokenKey>,
+}
+
+impl Environments {
+    /// Over the object's SQLite; without it (logged), environments are unavailable.
+    pub fn open(sql: worker::SqlStorage, env: &Env) -> Environments {
+        let store = EnvironmentStore::open(Rc::new(sql))
+            .map_err(|e| worker::console_error!("the environments could not be opened: {e}"))
+            .ok();
+        let secret = env.secret("ENVIRONMENT_SECRETS_KEY").map(|s| s.to_string()).unwrap_or_default();
+        Environments { store, key: TokenKey::from_secret(&secret) }
+    }
+
+    fn store(&self) -> Result<&EnvironmentStore, GrpcStatus> {
+        self.store.as_ref().ok_or_else(|| GrpcStatus::new(Code::Unavailable, "the environments' storage is not open"))
+    }
+
+    fn key(&self) -> Result<&TokenKey, GrpcStatus> {
+        self.key.as_ref().ok_or_else(|| {
+            GrpcStatus::new(
+                Code::Unimplemented,
+                "environment secrets are not set up on this deployment (the secret ENVIRONMENT_SECRETS_KEY)",
+            )
+        })
+    }
+
+    /// The environment a Start on `repository_url` runs with: the one named (NOT_FOUND when
+    /// there is none), or the first that applies to the repository, secrets opened.
+    pub fn for_start(&self, named: Option<&str>, repository_url: &str) -> Result<Option<Environment>, GrpcStatus> {
+        let store = self.store()?;
+        let stored = match named {
+            Some(name) => Some(store.get(name).map_err(storage)?.ok_or_else(|| unknown(name))?),
+            None if repository_url.is_empty() => None,
+            None => store.list().map_err(storage)?.into_iter().find(|e| applies_to(&e.repositories, repository_url)),
+        };
+        let Some(stored) = stored else { return Ok(None) };
+        let mut secrets = BTreeMap::new();
+        for (name, sealed) in &stored.sealed_secrets {
+            let opened = self.key()?.open(sealed).map_err(|_| {
+                GrpcStatus::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "the secret {name} of environment {} cannot be read (ENVIRONMENT_SECRETS_KEY changed): save \
+                         it again",
+                        stored.name
+                    ),
+                )
+            })?;
+            secrets.insert(name.clone(), opened);
+        }
+        Ok(Some(Environment {
+            name: stored.name,
+            setup_script: stored.setup_script,
+            maintenance_script: stored.maintenance_script,
+            variables: stored.variables.into_iter().collect(),
+            secrets: secrets.into_iter().collect(),
+            setup_timeout: Some(duration(std::time::Duration::from_secs(stored.setup_timeout_seconds))),
+            revision: stored.revision,
+        }))
+    }
+
+    fn put(&self, name: &str, definition: Definition) -> Result<StoredEnvironment, GrpcStatus> {
+        check_name(name).map_err(invalid)?;
+        definition.check().map_err(invalid)?;
+        let store = self.store()?;
+        let before = store.get(name).map_err(storage)?;
+        let mut sealed_secrets = BTreeMap::new();
+        for (secret, value) in definition.secrets {
+            let sealed = match value {
+                Some(value) => {
+                    let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
+                    self.key()?.seal(&value, nonce.try_into().expect("12 bytes"))
+                }
+                None => before.as_ref().and_then(|b| b.sealed_secrets.get(&secret).cloned()).ok_or_else(|| {
+                    invalid(format!("secrets[{secret:?}]: null keeps a stored value, and {name} has none for it"))
+                })?,
+            };
+            sealed_secrets.insert(secret, sealed);
+        }
+        let environment = StoredEnvironment {
+            name: name.to_string(),
+            repositories: definition.repositories,
+            setup_script: definition.setup_script,
+            maintenance_script: definition.maintenance_script,
+            variables: definition.variables,
+            sealed_secrets,
+            setup_timeout_seconds: definition.setup_timeout_seconds.unwrap_or(DEFAULT_SETUP_TIMEOUT_SECONDS),
+            ..Default::default()
+        };
+        store.put(environment, now_ms()).map_err(storage)
+    }
+}
+
+impl AutopilotContainer {
+    /// Fills the environment `request` runs with (see [`Environments::for_start`]); whatever
+    /// else the client put in it is replaced by what the user saved.
+    pub(in crate::container) fn attach_environment(&self, request: &mut StartRequest) -> Result<(), GrpcStatus> {
+        let named = request.environment.take().map(|e| e.name).filter(|name| !name.is_empty());
+        request.environment = self.live.environments.for_start(named.as_deref(), &request.repository_url)?;
+        Ok(())
+    }
+
+    /// `/api/environments[/{name}[/cache]]`.
+    pub(super) async fn environments_route(
+        &self,
+        mut req: Request,
+        route: EnvironmentRoute,
+    ) -> worker::Result<Response> {
+        let environments = &self.live.environments;
+        let answer = match route {
+            EnvironmentRoute::List => environments.store().and_then(|store| {
+                let listed = store.list().map_err(storage)?;
+                Ok(json!({"environments": listed.iter().map(view).collect::<Vec<_>>()}))
+            }),
+            EnvironmentRoute::Get(name) => environments
+                .store()
+                .and_then(|store| store.get(&name).map_err(storage)?.ok_or_else(|| unknown(&name)))
+                .map(|stored| view(&stored)),
+            EnvironmentRoute::Put(name) => match serde_json::from_slice::<Definition>(&req.bytes().await?) {
+                Ok(definition) => environments.put(&name, definition).map(|stored| view(&stored)),
+                Err(e) => Err(invalid(format!("the body must be an environment: {e}"))),
+            },
+            EnvironmentRoute::Delete(name) => {
+                environments.store().and_then(|store| match store.delete(&name).map_err(storage)? {
+                    true => Ok(json!({"deleted": name})),
+                    false => Err(unknown(&name)),
+                })
+            }
+            EnvironmentRoute::ResetCache(name) => environments.store().and_then(|store| {
+                let revision = store.reset(&name, now_ms()).map_err(storage)?.ok_or_else(|| unknown(&name))?;
+                Ok(json!({"name": name, "revision": revision}))
+            }),
+        };
+        match answer {
+            Ok(body) => Response::from_json(&body),
+            Err(status) => error_response(&status),
+        }
+    }
+}
+
+/// An environment as the routes show it: its secrets by name only.
+fn view(stored: &StoredEnvironment) -> serde_json::Value {
+    json!({
+        "name": stored.name,
+        "repositories": stored.repositories,
+        "setupScript": stored.setup_script,
+        "maintenanceScript": stored.maintenance_script,
+        "variables": stored.variables,
+        "secrets": stored.sealed_secrets.keys().collect::<Vec<_>>(),
+        "setupTimeoutSeconds": stored.setup_timeout_seconds,
+        "revision": stored.revision,
+        "updatedMs": stored.updated_ms,
+    })
+}
+
+fn unknown(name: &str) -> GrpcStatus {
+    GrpcStatus::new(Code::NotFound, format!("you have no environment named {name:?}"))
+}
+
+fn invalid(message: impl Into<String>) -> GrpcStatus {
+    GrpcStatus::new(Code::InvalidArgument, message)
+}
+
+fn storage(e: worker::Error) -> GrpcStatus {
+    GrpcStatus::new(Code::Unavailable, format!("the environments' storage: {e}"))
+}
