@@ -253,6 +253,24 @@ impl Edge {
         (reply.status().as_u16(), reply.json().await.unwrap_or_default())
     }
 
+    /// `method` on `path` with `token` and, if given, a JSON `body`: the HTTP status and the
+    /// JSON body (null when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let request = reqwest::Client::new().request(method, format!("{}{path}", self.base_url)).bearer_auth(token);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let reply = request.send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap_or_default())
+    }
+
     /// Waits (up to 120 s) until the task's Status says it ended; answers that Status.
     pub async fn until_ended(&self, token: &str, task_id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(120);

@@ -19,12 +19,13 @@ import { Component, render } from "preact";
 import { useState } from "preact/hooks";
 import { DiffView, type DeliveredTo } from "./diff_view.js";
 import { renderMarkdown } from "./markdown.js";
-import type { Entry, Timeline } from "./timeline.js";
+import type { Entry, SetupEntry, Timeline } from "./timeline.js";
 
 /** The timeline's words for each state. */
 export const STATE_LABELS: Record<string, string> = {
   PENDING: "Starting",
   CLONING: "Cloning the repository",
+  SETTING_UP: "Setting up the environment",
   RUNNING: "The agent is working",
   SUCCEEDED: "Finished",
   FAILED: "Failed",
@@ -89,6 +90,8 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
           <span class="label">{entry.step === "pushed" ? ` to ${entry.remoteUrl}` : ""}</span>
         </>
       );
+    case "setup":
+      return <SetupRun entry={entry} />;
     case "finished": {
       const repeated = lastText !== undefined && lastText.trim() === entry.result.trim();
       return (
@@ -100,6 +103,30 @@ function body(entry: Entry, delivered?: DeliveredTo, lastText?: string) {
       );
     }
   }
+}
+
+/** The environment's script: which one ran and on what, its output as it comes, how it ended. */
+function SetupRun({ entry }: { entry: SetupEntry }) {
+  const script = entry.maintenance ? "Maintenance script" : "Setup script";
+  const on = entry.origin === "fresh" ? "a fresh clone" : entry.origin === "prepared" ? "the prepared workspace" : "the restored workspace";
+  const ended = entry.ended;
+  const outcome = !ended
+    ? "running…"
+    : ended.timedOut
+      ? `killed at its time limit after ${(ended.durationMs / 1000).toFixed(1)} s`
+      : `exited ${ended.exitCode} after ${(ended.durationMs / 1000).toFixed(1)} s`;
+  return (
+    <details open={!ended || ended.exitCode !== 0}>
+      <summary>
+        <span class="tool-name">{`${script} of ${entry.environment}`}</span> <span class="label">{`on ${on}: `}</span>
+        <span class={ended && ended.exitCode !== 0 ? "setup-outcome error" : "setup-outcome"}>{outcome}</span>
+      </summary>
+      <pre class="setup-output" tabIndex={0}>
+        {entry.linesDropped > 0 ? `[${entry.linesDropped} earlier lines]\n` : ""}
+        {entry.lines.join("\n")}
+      </pre>
+    </details>
+  );
 }
 
 /** A tool call: one line (its name and what it was given, in short) that opens to its whole input

@@ -6,7 +6,7 @@
 // can tell a changed entry from an unchanged one by identity and redraw only the changed ones.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
-import { FileChangeStatus, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { FileChangeStatus, TaskState, WorkspaceOrigin } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 
 export type Entry =
   | { seq: number; kind: "state"; state: string; reason: string; atMs: number }
@@ -17,7 +17,26 @@ export type Entry =
   | { seq: number; kind: "tool"; toolId: string; name: string; summary: string; inputJson: string; output?: string; isError?: boolean }
   | { seq: number; kind: "finished"; state: string; result: string; error: string; turns: number; durationMs: number }
   | { seq: number; kind: "diff"; files: ChangedFile[]; filesChanged: number; insertions: number; deletions: number; truncated: boolean }
-  | { seq: number; kind: "delivered"; step: "committed" | "pushed"; branch: string; commit: string; remoteUrl: string };
+  | { seq: number; kind: "delivered"; step: "committed" | "pushed"; branch: string; commit: string; remoteUrl: string }
+  | SetupEntry;
+
+/** The environment's setup (or maintenance) script: what it printed as it ran, and how it ended. */
+export interface SetupEntry {
+  seq: number;
+  kind: "setup";
+  environment: string;
+  maintenance: boolean;
+  /** "fresh", "prepared" or "restored". */
+  origin: string;
+  /** The last lines it printed (at most SETUP_LINES_KEPT), and how many came before them. */
+  lines: string[];
+  linesDropped: number;
+  /** Set once it ended. */
+  ended?: { exitCode: number; durationMs: number; timedOut: boolean };
+}
+
+/** The lines of a setup's output the timeline keeps (the whole output is the events'). */
+export const SETUP_LINES_KEPT = 500;
 
 /** One file of a task's diff, as the page shows it. */
 export interface ChangedFile {
@@ -65,6 +84,8 @@ export class Timeline {
   private readonly seen = new Set<number>();
   /** Each tool call's place in `entries`, by tool id. */
   private readonly tools = new Map<string, number>();
+  /** Where the setup's entry is (one setup per task). */
+  private setupAt: number | undefined;
   lastSeq = 0;
   /** Counts the events applied: a view redraws when it changed. */
   version = 0;
@@ -162,6 +183,26 @@ export class Timeline {
         });
         break;
       }
+      case "setupStarted": {
+        const { environmentName, maintenance, workspaceOrigin } = payload.value;
+        const origin = (WorkspaceOrigin[workspaceOrigin] ?? "FRESH").toLowerCase();
+        this.setupAt = this.entries.length;
+        this.entries.push({ seq, kind: "setup", environment: environmentName, maintenance, origin, lines: [], linesDropped: 0 });
+        break;
+      }
+      case "setupOutput":
+        this.updateSetup((setup) => {
+          const lines = [...setup.lines, payload.value.line];
+          const dropped = Math.max(0, lines.length - SETUP_LINES_KEPT);
+          return { ...setup, lines: lines.slice(dropped), linesDropped: setup.linesDropped + dropped };
+        });
+        break;
+      case "setupFinished": {
+        const { exitCode, duration, timedOut } = payload.value;
+        const durationMs = duration ? Number(duration.seconds) * 1000 + Math.floor(duration.nanos / 1e6) : 0;
+        this.updateSetup((setup) => ({ ...setup, ended: { exitCode, durationMs, timedOut } }));
+        break;
+      }
       case "committed":
         this.entries.push({ seq, kind: "delivered", step: "committed", branch: payload.value.branch, commit: payload.value.commit, remoteUrl: "" });
         break;
@@ -174,6 +215,13 @@ export class Timeline {
         break;
     }
     return true;
+  }
+
+  /** Replaces the running setup's entry (entries change by replacement, see the module doc). */
+  private updateSetup(change: (setup: SetupEntry) => SetupEntry) {
+    const at = this.setupAt;
+    const entry = at === undefined ? undefined : this.entries[at];
+    if (at !== undefined && entry?.kind === "setup") this.entries[at] = change(entry);
   }
 
   private setUsage(usage: { inputTokens: bigint; outputTokens: bigint; costUsd: number }) {

@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { EventSchema, FileChangeStatus, TaskState } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
+import { EventSchema, FileChangeStatus, TaskState, WorkspaceOrigin } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { reconnectDelay } from "../src/reconnect.js";
 import { renderMarkdown } from "../src/markdown.js";
-import { summarizeToolInput, Timeline } from "../src/timeline.js";
+import { SETUP_LINES_KEPT, summarizeToolInput, Timeline } from "../src/timeline.js";
 import { fieldOfServiceError, validateStartForm } from "../src/validate.js";
 
 const event = (seq: number, payload: any) => create(EventSchema, { taskId: "t", seq: BigInt(seq), payload });
@@ -95,4 +95,26 @@ test("a changed entry is a new object, an unchanged one stays the same (views re
   const done = timeline.entries[1];
   assert.deepEqual(done.kind === "tool" && [done.output, done.isError], ["x", true]);
   assert.equal(timeline.version, version + 1);
+});
+
+test("a setup's output gathers in one entry, replaced as it grows, with how it ended", () => {
+  const timeline = new Timeline();
+  timeline.apply(event(1, { case: "stateChanged", value: { to: TaskState.SETTING_UP } }));
+  timeline.apply(event(2, { case: "setupStarted", value: { environmentName: "web", maintenance: true, workspaceOrigin: WorkspaceOrigin.PREPARED } }));
+  const started = timeline.entries[1];
+  timeline.apply(event(3, { case: "setupOutput", value: { line: "npm ci" } }));
+  timeline.apply(event(4, { case: "setupOutput", value: { line: "added 3 packages" } }));
+  timeline.apply(event(5, { case: "setupFinished", value: { exitCode: 0, duration: { seconds: 2n, nanos: 500_000_000 }, timedOut: false } }));
+  assert.equal(timeline.state, "SETTING_UP");
+  assert.equal(timeline.entries.length, 2, "one entry for the whole script");
+  const setup = timeline.entries[1];
+  assert.notEqual(setup, started, "a changed entry is a new object");
+  assert.deepEqual(setup.kind === "setup" && [setup.environment, setup.maintenance, setup.origin, setup.lines, setup.ended], [
+    "web", true, "prepared", ["npm ci", "added 3 packages"], { exitCode: 0, durationMs: 2500, timedOut: false },
+  ]);
+  const long = new Timeline();
+  long.apply(event(1, { case: "setupStarted", value: { environmentName: "web" } }));
+  for (let i = 0; i < SETUP_LINES_KEPT + 7; i++) long.apply(event(i + 2, { case: "setupOutput", value: { line: `line ${i}` } }));
+  const kept = long.entries[0];
+  assert.deepEqual(kept.kind === "setup" && [kept.lines.length, kept.linesDropped, kept.lines[0]], [SETUP_LINES_KEPT, 7, "line 7"]);
 });
