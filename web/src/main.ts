@@ -16,6 +16,7 @@ import { ConversationView, STATE_LABELS } from "./conversation.js";
 import { $ } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
+import { hideEnvironments, initEnvironments, showEnvironments } from "./environments.js";
 import { awaitPullRequest, disconnectGitHub, initGitHub, pullRequestAsked, showGitHubConnection, showPullRequest } from "./github.js";
 import { recallRepository, rememberRepository } from "./last_repository.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
@@ -146,6 +147,7 @@ function pushPlace(place: Place) {
 
 /** The New task composer in the right pane; the open task (if any) is closed. */
 function showComposer() {
+  hideEnvironments();
   connection?.close();
   connection = undefined;
   current = undefined;
@@ -294,6 +296,7 @@ function showOpening(taskId: string, mode: Mode) {
   timeline = new Timeline();
   conversation.show(timeline);
   $("start-form").hidden = true;
+  hideEnvironments();
   $("task").hidden = false;
   $("cancel").hidden = true;
   showHeading();
@@ -337,6 +340,7 @@ function openTask(task: TaskRef, websocketUrl?: string, push = true, openedAt = 
   Object.assign(render, { openedAt, ms: 0, firstEventMs: 0, lastEventMs: 0, drawMs: 0, draws: 0, applyMs: 0 });
   conversation.show(timeline);
   $("start-form").hidden = true;
+  hideEnvironments();
   $("task").hidden = false;
   setTaskStatus("");
   drawer.close();
@@ -486,6 +490,19 @@ async function main() {
   });
   $("signout").addEventListener("click", () => void signOut());
   $("github-disconnect").addEventListener("click", () => void disconnectGitHub());
+  initEnvironments();
+  $("show-environments").addEventListener("click", () => {
+    drawer.close();
+    void showEnvironments(() => {
+      connection?.close();
+      connection = undefined;
+      current = undefined;
+      opening++;
+      $("start-form").hidden = true;
+      $("task").hidden = true;
+      for (const view of Object.values(lists)) view.markCurrent(undefined);
+    });
+  });
   window.addEventListener("popstate", () => showPlace(placeOf(location.pathname)));
   // For tests and the curious: drop the socket as a network failure would; the render figures.
   // The render budget's check (render_budget.ts): recorded frames replayed into a fresh timeline.
