@@ -124,8 +124,9 @@ pub async fn deliver(
     }
     if has_secret {
         return Err(failed(
-            "the changes contain a secret of the agent-service (the model API key or a git credential), \
-             so they were not committed or pushed; the diff shows where (masked as ***)"
+            "the changes contain a secret of the agent-service (the model API key, a git credential, or one \
+             of the environment's secrets), so they were not committed or pushed; the diff shows where \
+             (masked as ***)"
                 .into(),
         ));
     }

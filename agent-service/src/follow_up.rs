@@ -128,7 +128,7 @@ fn resolve(
     branch: &str,
 ) -> Result<Resolved, Refusal> {
     let ParentWork { repository: parent_repository, git_ref: parent_ref, branch: parent_branch } = parent;
-    let invalid = |field, message: String| Refusal::Invalid(FieldError { field, message });
+    let invalid = |field: &str, message: String| Refusal::Invalid(FieldError { field: field.into(), message });
     let repo = match repo {
         Some(repo) if !same_repository(&repo.display, parent_repository) => {
             return Err(invalid(

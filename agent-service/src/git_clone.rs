@@ -5,7 +5,8 @@
 //! terminal prompts, no system config, `--` before positional arguments, a timeout, and its whole
 //! process group stopped on cancel. The URL was already checked by [`crate::repo_url`]. The
 //! clone is shallow: an init, a depth-1 fetch of the ref (branch, tag or commit id alike), and a
-//! detached checkout.
+//! detached checkout. The fetch and checkout alone bring a prepared workspace (a copy of an
+//! earlier clone, [`crate::prepared_workspaces`]) to the ref a task asks for.
 
 use std::{path::Path, process::Stdio};
 
@@ -38,12 +39,38 @@ pub async fn clone_repo(
     settings: &GitSettings,
     redactor: &Redactor,
     stop: &CancellationToken,
+    on_progress: impl FnMut(GitProgress) + Send,
+) -> Result<String, CloneError> {
+    let dest_arg = dest.to_string_lossy().into_owned();
+    let redactor = redactor.with(repo.secrets.iter().cloned());
+    let init_args = ["init", "--quiet", "--", &dest_arg];
+    let mut no_progress = |_| {};
+    let init = run_git(settings, None, &init_args, &redactor, stop, &mut no_progress);
+    match tokio::time::timeout(settings.timeout, init).await {
+        Ok(result) => result?,
+        Err(_) => return Err(timed_out(settings)),
+    };
+    check_out_from_remote(repo, git_ref, dest, settings, &redactor, stop, on_progress).await
+}
+
+/// Fetches `git_ref` of `repo` into the existing repository `dest` and checks it out, detached
+/// and by force: files the ref tracks are as it has them, whatever was there; untracked and
+/// ignored files stay (what a prepared workspace's setup installed). Returns the commit checked
+/// out.
+///
+/// # Errors
+/// [`CloneError`]: stopped, or git's message.
+pub async fn check_out_from_remote(
+    repo: &RepoUrl,
+    git_ref: &str,
+    dest: &Path,
+    settings: &GitSettings,
+    redactor: &Redactor,
+    stop: &CancellationToken,
     mut on_progress: impl FnMut(GitProgress) + Send,
 ) -> Result<String, CloneError> {
     let redactor = redactor.with(repo.secrets.iter().cloned());
     let work = async {
-        let dest_arg = dest.to_string_lossy().into_owned();
-        run_git(settings, None, &["init", "--quiet", "--", &dest_arg], &redactor, stop, &mut |_| {}).await?;
         let refspec = if git_ref.is_empty() { "HEAD" } else { git_ref };
         let mut splitter_progress = |p: GitProgress| on_progress(p);
         run_git(
@@ -55,14 +82,18 @@ pub async fn clone_repo(
             &mut splitter_progress,
         )
         .await?;
-        run_git(settings, Some(dest), &["checkout", "--quiet", "--detach", "FETCH_HEAD"], &redactor, stop, &mut |_| {})
-            .await?;
+        let check_out = ["checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"];
+        run_git(settings, Some(dest), &check_out, &redactor, stop, &mut |_| {}).await?;
         run_git(settings, Some(dest), &["rev-parse", "HEAD"], &redactor, stop, &mut |_| {}).await
     };
     match tokio::time::timeout(settings.timeout, work).await {
         Ok(result) => result.map(|out| out.trim().to_string()),
-        Err(_) => Err(CloneError::Failed(format!("git did not finish within {}s", settings.timeout.as_secs()))),
+        Err(_) => Err(timed_out(settings)),
     }
+}
+
+fn timed_out(settings: &GitSettings) -> CloneError {
+    CloneError::Failed(format!("git did not finish within {}s", settings.timeout.as_secs()))
 }
 
 /// Runs one git command; its stdout on success, its last message on failure.

@@ -21,6 +21,12 @@
 //! - [`task_manager`]: up to `--max-tasks` running at once, a bounded history, recovery after restart;
 //!   [`task_list`]: the history as ListTasks pages it (order, page tokens, summaries; pure).
 //! - [`task`], [`task_state`]: one task's snapshot and lifecycle; [`task_runner`]: its steps.
+//! - [`setup`]: the setup phase of a task with an environment, running its script
+//!   ([`script_process`], under the agent's guard) and recording its output
+//!   ([`script_output`]) and end ([`script_outcome`]), in the environment
+//!   [`environment_vars`] makes (pure); [`prepared_workspaces`]: the workspaces a setup
+//!   prepared, kept for the next task of the same repository and environment, under the keys
+//!   [`prepared_key`] makes (pure).
 //! - [`follow_up`]: what a follow-up turn continues from (pure); [`workspace`]: its workspace
 //!   made from its parent's or from a snapshot, and ExportWorkspace's snapshots, whose rules
 //!   live in [`workspace_snapshot`] (pure).
@@ -44,6 +50,7 @@ pub mod config;
 pub mod cors;
 pub mod delivery;
 pub mod diff_cap;
+pub mod environment_vars;
 pub mod event_log;
 pub mod follow_up;
 pub mod frame_server;
@@ -55,12 +62,18 @@ pub mod git_progress;
 pub mod grpc_api;
 pub mod host_guard;
 pub mod model_access;
+pub mod prepared_key;
+pub mod prepared_workspaces;
 pub mod proc_table;
 pub mod process_group;
 pub mod redact;
 pub mod repo_url;
+pub mod script_outcome;
+pub mod script_output;
+pub mod script_process;
 pub mod server;
 pub mod service;
+pub mod setup;
 pub mod spec;
 pub mod task;
 pub mod task_id;

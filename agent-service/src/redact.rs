@@ -15,8 +15,9 @@ use autopilot_contract::v1::{event::Payload, Diff};
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
-/// Shortest value treated as a secret; shorter strings would mask ordinary words.
-const MIN_SECRET_LEN: usize = 6;
+/// Shortest value treated as a secret; shorter strings would mask ordinary words (so an
+/// environment's secrets must be at least this long: [`crate::validate`]).
+pub const MIN_SECRET_LEN: usize = 6;
 
 /// Replaces known secret values and URL credentials in text.
 #[derive(Clone, Debug, Default)]
@@ -192,6 +193,15 @@ mod tests {
         assert_eq!(parsed[1]["message"]["content"], "key ***, \"quoted\"");
         assert_eq!(redactor.redact_transcript(b"{}\n"), b"{}\n", "nothing to mask: the same bytes");
         assert_eq!(redactor.redact_transcript(b"sk-ant-canary-123456\xff"), "***\u{fffd}".as_bytes());
+    }
+
+    #[test]
+    fn a_setup_scripts_lines_are_masked() {
+        use autopilot_contract::v1::SetupOutput;
+        let redactor = Redactor::new(["npm_secret_token"]);
+        let mut line = Payload::SetupOutput(SetupOutput { line: "//registry/:_authToken=npm_secret_token".into() });
+        redactor.redact_payload(&mut line);
+        assert_eq!(line, Payload::SetupOutput(SetupOutput { line: "//registry/:_authToken=***".into() }));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! The URL helpers the rest of the service needs live here too: a URL without its credentials
 //! ([`without_credentials`], for a follow-up on its parent's masked URL or a restore's) and the
 //! comparison of two URLs as people read them ([`same_repository`], a follow-up's repository
-//! against its parent's). Masking for display is [`crate::redact`]'s.
+//! against its parent's, over [`normalized`], which also keys prepared workspaces). Masking for display is [`crate::redact`]'s.
 
 use url::Url;
 
@@ -131,7 +131,9 @@ pub fn same_repository(a: &str, b: &str) -> bool {
     normalized(a) == normalized(b)
 }
 
-fn normalized(raw: &str) -> String {
+/// `raw` as people read it: without credentials, its scheme and host lower-cased, without a
+/// trailing `/` or `.git`. Two URLs of one repository give the same text ([`same_repository`]).
+pub fn normalized(raw: &str) -> String {
     let bare = without_credentials(raw);
     let bare = match Url::parse(&bare) {
         // The url crate lower-cases the scheme and host already.

@@ -17,6 +17,7 @@ use crate::{
     git_credentials::GitCredentials,
     grpc_api::AutopilotApi,
     host_guard::AllowedHosts,
+    prepared_workspaces::PreparedWorkspaces,
     redact::Redactor,
     server,
     task_manager::TaskManager,
@@ -106,6 +107,9 @@ fn build(
         agent_env: agent_env(env),
         has_api_key: api_key.is_some(),
         agent_problem: Arc::default(),
+        prepared: PreparedWorkspaces::open(&config.work_dir, config.stop_grace).map_err(|e| {
+            format!("cannot prepare {}/prepared for prepared workspaces: {e}", config.work_dir.display())
+        })?,
     };
     // Asking the CLI its version takes longer than the service needs to start answering /ping,
     // so it runs beside serving; a pinned version that does not match fails every task.

@@ -5,7 +5,7 @@
 //! from the rules that resolve a follow-up, so that those modules, the runner and delivery share
 //! them without depending on each other. Pure data.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ModelAccess, PullRequestOptions, WorkspaceSnapshot};
 
@@ -23,6 +23,62 @@ pub struct RunSpec {
     pub delivery: DeliverySpec,
     /// The task's own way to the model ([`crate::model_access`]); `None`: the service's key.
     pub model_access: Option<ModelAccess>,
+    /// The environment its workspace is set up in before the agent starts ([`crate::setup`]);
+    /// `None`: the agent starts on the bare clone.
+    pub environment: Option<EnvironmentSpec>,
+}
+
+/// Shortest line of a secret of several lines masked on its own ([`EnvironmentSpec::secret_texts`]).
+pub const MIN_SECRET_LINE_LEN: usize = 16;
+
+/// A checked `StartRequest.environment`. Its `Debug` shows the secrets' names, never their
+/// values, as a spec may be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvironmentSpec {
+    pub name: String,
+    pub setup_script: String,
+    /// Run instead of `setup_script` on a prepared workspace; empty: nothing runs then.
+    pub maintenance_script: String,
+    /// In the scripts' and the agent's environment.
+    pub variables: BTreeMap<String, String>,
+    /// In the scripts' environment only; masked everywhere, and a diff holding one is refused.
+    pub secrets: BTreeMap<String, String>,
+    /// How long one script may run.
+    pub setup_timeout: Duration,
+    /// The edge's count of edits and resets, part of a prepared workspace's key.
+    pub revision: u64,
+}
+
+impl std::fmt::Debug for EnvironmentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentSpec")
+            .field("name", &self.name)
+            .field("setup_script_bytes", &self.setup_script.len())
+            .field("maintenance_script_bytes", &self.maintenance_script.len())
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("setup_timeout", &self.setup_timeout)
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+impl EnvironmentSpec {
+    /// The texts to mask for its secrets: each value, and each line of a value of several lines
+    /// (a key file, say), since a script's output is recorded line by line, so a line holds a
+    /// piece of such a value at most. Lines shorter than [`MIN_SECRET_LINE_LEN`] are left to the
+    /// whole value: they would mask ordinary text.
+    pub fn secret_texts(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        for value in self.secrets.values().filter(|v| !v.is_empty()) {
+            texts.push(value.clone());
+            if value.contains('\n') {
+                let lines = value.lines().map(str::trim).filter(|line| line.len() >= MIN_SECRET_LINE_LEN);
+                texts.extend(lines.map(String::from));
+            }
+        }
+        texts
+    }
 }
 
 /// A validated request: everything a task needs to run.
@@ -36,12 +92,13 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
-    /// The secrets the task has beyond the service's own: its repository URL's credentials and
-    /// its model credential. They are kept in memory only, so a restarted service no longer
-    /// knows them ([`crate::workspace::OWN_SECRETS_FILE`]).
+    /// The secrets the task has beyond the service's own: its repository URL's credentials, its
+    /// model credential and its environment's secrets. They are kept in memory only, so a
+    /// restarted service no longer knows them ([`crate::workspace::OWN_SECRETS_FILE`]).
     pub fn own_secrets(&self) -> Vec<String> {
         let model_key = self.run.model_access.as_ref().map(|access| access.api_key.clone());
-        self.repo.secrets.iter().cloned().chain(model_key).collect()
+        let environment = self.run.environment.iter().flat_map(EnvironmentSpec::secret_texts);
+        self.repo.secrets.iter().cloned().chain(model_key).chain(environment).collect()
     }
 }
 

@@ -152,6 +152,7 @@ impl TaskManager {
             delivery_options: Some(spec.run.delivery.options()),
             create_time: Some(autopilot_contract::time::timestamp(SystemTime::now())),
             parent_task_id: spec.follow_up.as_ref().map(|f| f.parent_id.clone()).unwrap_or_default(),
+            environment_name: spec.run.environment.as_ref().map(|e| e.name.clone()).unwrap_or_default(),
             ..Default::default()
         };
         let redactor = self.redactor.with(spec.own_secrets());

@@ -1,7 +1,11 @@
-//! Runs one task from PENDING to its final state: its workspace (a clone, or for a follow-up one
-//! made from its parent's, [`crate::workspace`], in CLONING), then the agent (resuming the
-//! parent's session for a follow-up), then the delivery of its work ([`crate::delivery`]: diff,
-//! commit, push), each step recorded as events. Once its agent has run, the task keeps a masked
+//! Runs one task from PENDING to its final state: its workspace (a clone, a copy of a prepared
+//! workspace brought to its ref ([`crate::prepared_workspaces`]), or for a follow-up one made
+//! from its parent's, [`crate::workspace`], in CLONING), then its environment's setup
+//! ([`crate::setup`], in SETTING_UP), then the agent (resuming the parent's session for a
+//! follow-up), then the delivery of its work ([`crate::delivery`]: diff, commit, push), each
+//! step recorded as events. A fresh workspace whose setup succeeded is kept as prepared for the
+//! next task of the same repository and environment, before the agent changes it; a prepared
+//! workspace that cannot be used is no failure: the task clones afresh, and says so. Once its agent has run, the task keeps a masked
 //! copy of the agent's session transcript, for follow-ups and exports. A stop (cancel, timeout,
 //! shutdown) reaches whichever step is running, which stops its process group; the task then
 //! ends in the state its stop reason names.
@@ -12,7 +16,8 @@ use std::{
 };
 
 use autopilot_contract::v1::{
-    event::Payload, AgentStarted, AgentText, RepositoryReady, TaskState, ToolFinished, ToolStarted, UsageUpdate,
+    event::Payload, AgentStarted, AgentText, GitProgress, RepositoryReady, TaskState, ToolFinished, ToolStarted,
+    UsageUpdate, WorkspaceOrigin,
 };
 
 use crate::{
@@ -23,11 +28,14 @@ use crate::{
         AgentCli, AgentInvocation, AgentMessage,
     },
     delivery::{deliver, save_clean_git_config, DeliveryContext},
-    git_clone::{clone_repo, GitSettings},
+    environment_vars,
+    git_clone::{check_out_from_remote, clone_repo, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
-    model_access,
-    spec::{FollowUp, TaskSpec, WorkspaceSource},
+    model_access, prepared_key,
+    prepared_workspaces::{CopyError, PreparedWorkspaces},
+    setup::{set_up, SetupContext, SetupError},
+    spec::{EnvironmentSpec, FollowUp, TaskSpec, WorkspaceSource},
     task::{StopReason, Task},
     workspace,
 };
@@ -48,6 +56,8 @@ pub struct RunContext {
     pub has_api_key: bool,
     /// Set when the agent CLI cannot be used (e.g. not the pinned version); tasks fail with it.
     pub agent_problem: Arc<std::sync::OnceLock<String>>,
+    /// The workspaces environments' setups prepared, for the next task of the same kind.
+    pub prepared: PreparedWorkspaces,
 }
 
 /// Why a step did not succeed.
@@ -103,23 +113,38 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     }
     task.move_to(TaskState::Cloning, "");
     let repo_dir = task.dir().join("repo");
-    let commit = match &spec.follow_up {
+    let environment = spec.run.environment.as_ref();
+    // Only a first turn with a setup to save starts from, and keeps, a prepared workspace.
+    let prepared_key = environment
+        .filter(|env| spec.follow_up.is_none() && !env.setup_script.is_empty())
+        .map(|env| prepared_key::key(&spec.repo.url, env));
+    let (commit, origin) = match &spec.follow_up {
         None => {
-            let commit = clone_repo(
-                &spec.repo,
-                &spec.git_ref,
-                &repo_dir,
-                &ctx.git,
-                task.redactor(),
-                task.stop_token(),
-                |progress| task.record(Payload::GitProgress(progress)),
-            )
-            .await
-            .map_err(step_error)?;
+            let prepared = match (&prepared_key, environment) {
+                (Some(key), Some(env)) => from_prepared(task, spec, env, key, ctx).await?,
+                _ => None,
+            };
+            let (commit, origin) = match prepared {
+                Some(commit) => (commit, WorkspaceOrigin::Prepared),
+                None => {
+                    let commit = clone_repo(
+                        &spec.repo,
+                        &spec.git_ref,
+                        &repo_dir,
+                        &ctx.git,
+                        task.redactor(),
+                        task.stop_token(),
+                        |progress| task.record(Payload::GitProgress(progress)),
+                    )
+                    .await
+                    .map_err(step_error)?;
+                    (commit, WorkspaceOrigin::Fresh)
+                }
+            };
             write_base(task, &commit)?;
-            commit
+            (commit, origin)
         }
-        Some(follow_up) => continue_workspace(task, spec, follow_up, ctx).await?,
+        Some(follow_up) => (continue_workspace(task, spec, follow_up, ctx).await?, WorkspaceOrigin::Fresh),
     };
     let clean_git_config = save_clean_git_config(task.dir())
         .map_err(|e| StepError::Failed(format!("could not keep a copy of the clone's git config: {e}")))?;
@@ -129,6 +154,17 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         workspace::mark_own_secrets(task.dir())
             .map_err(|e| StepError::Failed(format!("could not record that the task has secrets of its own: {e}")))?;
     }
+    let agent_base_env = model_access::agent_env(&ctx.agent_env, spec.run.model_access.as_ref());
+    if let Some(environment) = environment {
+        let setup = SetupContext { guard: &ctx.guard, grace: ctx.grace, agent_base_env: &agent_base_env };
+        set_up(task, environment, origin, &repo_dir, &setup).await.map_err(|e| match e {
+            SetupError::Stopped => StepError::Stopped,
+            SetupError::Failed(why) => StepError::Failed(why),
+        })?;
+        if let (Some(key), WorkspaceOrigin::Fresh) = (&prepared_key, origin) {
+            keep_prepared(task, environment, key, &repo_dir, &clean_git_config, ctx).await?;
+        }
+    }
     task.move_to(TaskState::Running, "");
     let invocation = AgentInvocation {
         workdir: repo_dir,
@@ -136,7 +172,7 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         model: spec.run.model.clone(),
         max_turns: spec.run.max_turns,
         max_budget_usd: spec.run.max_budget_usd,
-        env: model_access::agent_env(&ctx.agent_env, spec.run.model_access.as_ref()),
+        env: environment_vars::agent_env(agent_base_env, environment),
         resume_session: spec.follow_up.as_ref().and_then(|f| f.resume_session.clone()),
     };
     let mut num_turns = 0;
@@ -162,6 +198,88 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
     Ok(Finished { result, num_turns })
 }
+
+/// The task's workspace made from the prepared workspace of `key`, brought to the task's ref;
+/// answers the commit checked out, or `None` when there is no prepared workspace, or it could
+/// not be used (then the task clones afresh, and a `git_progress` note says why).
+async fn from_prepared(
+    task: &Task,
+    spec: &TaskSpec,
+    environment: &EnvironmentSpec,
+    key: &str,
+    ctx: &RunContext,
+) -> Result<Option<String>, StepError> {
+    let repo_dir = task.dir().join("repo");
+    let note = |message: String| {
+        task.record(Payload::GitProgress(GitProgress { phase: PREPARED_PHASE.into(), message, ..Default::default() }))
+    };
+    let copied = ctx.prepared.copy_into(key, &repo_dir, task.stop_token()).await;
+    let failure = match copied {
+        Ok(false) => return Ok(None),
+        Err(CopyError::Stopped) => return Err(StepError::Stopped),
+        Err(CopyError::Failed(why)) => format!("it could not be copied: {why}"),
+        Ok(true) => {
+            note(format!("started from the workspace environment {} prepared; fetching the ref", environment.name));
+            let checked_out = check_out_from_remote(
+                &spec.repo,
+                &spec.git_ref,
+                &repo_dir,
+                &ctx.git,
+                task.redactor(),
+                task.stop_token(),
+                |progress| task.record(Payload::GitProgress(progress)),
+            )
+            .await;
+            match checked_out {
+                Ok(commit) => return Ok(Some(commit)),
+                Err(GitError::Stopped) => return Err(StepError::Stopped),
+                Err(GitError::Failed(why)) => format!("the ref could not be checked out on it: {why}"),
+            }
+        }
+    };
+    tracing::warn!(task_id = task.id(), %key, %failure, "could not use a prepared workspace; cloning afresh");
+    note(format!(
+        "the workspace environment {} prepared could not be used ({failure}); cloning the repository afresh",
+        environment.name
+    ));
+    let dir = repo_dir.clone();
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    })
+    .await;
+    match removed {
+        Ok(Ok(())) => Ok(None),
+        Ok(Err(e)) => Err(StepError::Failed(format!("could not clear the workspace to clone afresh: {e}"))),
+        Err(e) => Err(StepError::Failed(format!("could not clear the workspace to clone afresh: {e}"))),
+    }
+}
+
+/// Keeps the freshly set-up workspace at `repo_dir` as prepared for `key`, before the agent
+/// changes it. A copy that fails is logged, not the task's failure; a stop is.
+async fn keep_prepared(
+    task: &Task,
+    environment: &EnvironmentSpec,
+    key: &str,
+    repo_dir: &std::path::Path,
+    clean_git_config: &[u8],
+    ctx: &RunContext,
+) -> Result<(), StepError> {
+    match ctx.prepared.keep(key, repo_dir, clean_git_config, task.stop_token()).await {
+        Ok(()) => {
+            tracing::info!(task_id = task.id(), environment = %environment.name, %key, "kept a prepared workspace");
+            Ok(())
+        }
+        Err(CopyError::Stopped) => Err(StepError::Stopped),
+        Err(CopyError::Failed(error)) => {
+            tracing::warn!(task_id = task.id(), environment = %environment.name, %error, "could not keep a prepared workspace");
+            Ok(())
+        }
+    }
+}
+
+/// The phase of the `git_progress` notes about a prepared workspace.
+const PREPARED_PHASE: &str = "Prepared workspace";
 
 /// Makes a follow-up's workspace from its parent's (or from the snapshot it brought), and puts
 /// the parent's session transcript where the agent resumes it; answers the commit it starts from.

@@ -92,6 +92,11 @@ mod tests {
             assert!(!can_move(end, Running), "a final state is final");
             assert!(!can_move(end, Failed));
         }
+        assert!(can_move(Cloning, SettingUp) && can_move(SettingUp, Running));
+        for end in [Succeeded, Failed, Cancelled, TimedOut] {
+            assert!(can_move(SettingUp, end), "a setup may fail, be cancelled or time out");
+        }
+        assert!(!can_move(Pending, SettingUp) && !can_move(Running, SettingUp) && !can_move(SettingUp, Cloning));
         assert!(!can_move(Running, Cloning));
         assert!(!can_move(Pending, Running));
         assert!(!can_move(Unspecified, Failed));
@@ -126,6 +131,27 @@ mod tests {
         assert_eq!((task.start_time, task.end_time), (time(2), time(4)));
         assert_eq!((task.last_seq, task.error.as_str()), (5, "boom"));
         assert_eq!(task.usage.unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn the_workspace_origin_comes_with_the_repository_or_with_the_setup() {
+        use autopilot_contract::v1::{RepositoryReady, SetupStarted};
+        let event = |seq, payload| Event { task_id: "t".into(), seq, time: None, payload: Some(payload) };
+        let ready = || Payload::RepositoryReady(RepositoryReady { commit: "c".into() });
+        let mut bare = Task::default();
+        apply(&mut bare, &event(1, ready()));
+        assert_eq!(bare.workspace_origin(), WorkspaceOrigin::Fresh, "no environment: the clone as it is");
+
+        let mut prepared = Task { environment_name: "web".into(), ..Default::default() };
+        apply(&mut prepared, &event(1, ready()));
+        assert_eq!(prepared.workspace_origin(), WorkspaceOrigin::Unspecified, "not known before the setup says");
+        let started = SetupStarted {
+            environment_name: "web".into(),
+            maintenance: true,
+            workspace_origin: WorkspaceOrigin::Prepared as i32,
+        };
+        apply(&mut prepared, &event(2, Payload::SetupStarted(started)));
+        assert_eq!(prepared.workspace_origin(), WorkspaceOrigin::Prepared);
     }
 
     #[test]

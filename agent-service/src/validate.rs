@@ -23,19 +23,32 @@
 //! - cancel reason: at most 500 bytes once trimmed (empty: none given);
 //! - ListTasks page_size: 0 (20) or 1..=100; page_token: empty (from the newest task) or a token
 //!   this service handed out ([`crate::task_list::Position::token`]), at most 256 characters.
+//! - environment (unset: none): name 1..=64 characters from `A-Z a-z 0-9 . _ -`; setup_script
+//!   and maintenance_script at most 64 KiB each, without NUL; at most 100 variables and 100
+//!   secrets, named `[A-Za-z_][A-Za-z0-9_]*` (at most 256 bytes), no name both a variable and a
+//!   secret, and none that shadows what the service relies on
+//!   ([`crate::environment_vars::shadows_the_service`]: PATH, HOME, SHELL, TMPDIR,
+//!   CLAUDE_CONFIG_DIR, SSH_AUTH_SOCK, IS_SANDBOX, and names starting with ANTHROPIC_,
+//!   AUTOPILOT_, GIT_, CLAUDE_CODE_ or LD_); values without NUL, at most 32 KiB each, all
+//!   names and values together at most 1 MiB (a process's environment must fit the kernel's
+//!   limit); a secret empty or at least 6 bytes long (shorter ones cannot be masked:
+//!   [`crate::redact::MIN_SECRET_LEN`]); setup_timeout unset (10 minutes) or 1 s ..= 1 h.
+//!   Errors name the entry, e.g. `environment.variables["PATH"]`, and never quote a secret.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use autopilot_contract::{
     task_list::page_size,
-    v1::{DeliveryOptions, ListTasksRequest, PullRequestOptions, StartRequest},
+    v1::{DeliveryOptions, Environment, ListTasksRequest, PullRequestOptions, StartRequest},
 };
 
 use crate::{
     branch_name::check_branch_name,
+    environment_vars::shadows_the_service,
     model_access,
+    redact::MIN_SECRET_LEN,
     repo_url::{parse_repo_url, without_credentials},
-    spec::{DeliverySpec, Origin, ParentRequest, Restore, RunSpec, StartSpec},
+    spec::{DeliverySpec, EnvironmentSpec, Origin, ParentRequest, Restore, RunSpec, StartSpec},
     task_id::is_task_id,
     task_list::{PageRequest, Position},
     workspace_snapshot,
@@ -59,6 +72,24 @@ pub const MAX_PAGE_TOKEN_LEN: usize = 256;
 pub const DEFAULT_AUTHOR_NAME: &str = "Autopilot";
 /// The commit author's email when the request names none.
 pub const DEFAULT_AUTHOR_EMAIL: &str = "autopilot@localhost";
+/// Longest environment name, in characters.
+pub const MAX_ENVIRONMENT_NAME_LEN: usize = 64;
+/// Longest setup or maintenance script, in bytes.
+pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
+/// Most variables, and most secrets, an environment has.
+pub const MAX_ENVIRONMENT_ENTRIES: usize = 100;
+/// Longest variable or secret name, in bytes.
+pub const MAX_VARIABLE_NAME_LEN: usize = 256;
+/// Longest variable or secret value, in bytes.
+pub const MAX_VARIABLE_VALUE_BYTES: usize = 32 * 1024;
+/// Most bytes of names and values of all variables and secrets together: the kernel refuses to
+/// start a process whose arguments and environment pass 2 MiB (a quarter of the usual 8 MiB
+/// stack), and the service's own variables need their share.
+pub const MAX_ENVIRONMENT_BYTES: usize = 1024 * 1024;
+/// How long a script may run when the environment does not say.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
+/// The shortest and longest time a script may be given.
+pub const SETUP_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(3600);
 
 /// What the operator configured that validation depends on.
 #[derive(Debug, Clone)]
@@ -68,10 +99,11 @@ pub struct Limits {
     pub max_timeout: Duration,
 }
 
-/// A rejected field: `field` is its path in the request, `message` says what is wrong.
+/// A rejected field: `field` is its path in the request (with the key of a map's entry, e.g.
+/// `environment.variables["PATH"]`), `message` says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: String,
     pub message: String,
 }
 
@@ -81,8 +113,8 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-fn reject(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError { field, message: message.into() }
+fn reject(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
 }
 
 /// Checks every field of `request`.
@@ -142,6 +174,7 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSp
     if let Some(access) = &request.model_access {
         model_access::check(access).map_err(|(field, why)| reject(field, why))?;
     }
+    let environment = request.environment.as_ref().map(validate_environment).transpose()?;
     let run = RunSpec {
         prompt: request.prompt.clone(),
         model: options.model,
@@ -150,6 +183,7 @@ pub fn validate_start(request: &StartRequest, limits: &Limits) -> Result<StartSp
         timeout,
         delivery,
         model_access: request.model_access.clone(),
+        environment,
     };
     Ok(StartSpec { origin, run })
 }
@@ -283,6 +317,118 @@ fn validate_pull_request(pull: &PullRequestOptions, push: bool) -> Result<(), Fi
     Ok(())
 }
 
+fn validate_environment(environment: &Environment) -> Result<EnvironmentSpec, FieldError> {
+    let name = environment.name.as_str();
+    if name.is_empty() {
+        return Err(reject("environment.name", "is required"));
+    }
+    if name.chars().count() > MAX_ENVIRONMENT_NAME_LEN {
+        return Err(reject("environment.name", format!("is longer than {MAX_ENVIRONMENT_NAME_LEN} characters")));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+        return Err(reject("environment.name", format!("contains {bad:?}; use A-Z a-z 0-9 . _ -")));
+    }
+    for (field, script) in [
+        ("environment.setup_script", &environment.setup_script),
+        ("environment.maintenance_script", &environment.maintenance_script),
+    ] {
+        if script.len() > MAX_SCRIPT_BYTES {
+            return Err(reject(
+                field,
+                format!("is {} bytes long; at most {MAX_SCRIPT_BYTES} (64 KiB) are allowed", script.len()),
+            ));
+        }
+        if script.contains('\0') {
+            return Err(reject(field, "must not contain NUL characters"));
+        }
+    }
+    let variables = validate_variables("variables", &environment.variables, false)?;
+    let secrets = validate_variables("secrets", &environment.secrets, true)?;
+    if let Some(name) = secrets.keys().find(|name| variables.contains_key(*name)) {
+        return Err(reject(
+            format!("environment.secrets[{name:?}]"),
+            "is also a variable; a name is either a variable or a secret",
+        ));
+    }
+    let total: usize = variables.iter().chain(&secrets).map(|(name, value)| name.len() + value.len()).sum();
+    if total > MAX_ENVIRONMENT_BYTES {
+        return Err(reject(
+            "environment",
+            format!(
+                "has {total} bytes of variables and secrets; at most {MAX_ENVIRONMENT_BYTES} (1 MiB) together are allowed"
+            ),
+        ));
+    }
+    let setup_timeout = match environment.setup_timeout {
+        None => DEFAULT_SETUP_TIMEOUT,
+        Some(d) => {
+            let in_range = d.seconds >= 0
+                && (0..1_000_000_000).contains(&d.nanos)
+                && SETUP_TIMEOUT_RANGE.contains(&Duration::new(d.seconds as u64, d.nanos as u32));
+            if !in_range {
+                return Err(reject("environment.setup_timeout", "must be between 1s and 1h (unset: 10 minutes)"));
+            }
+            Duration::new(d.seconds as u64, d.nanos as u32)
+        }
+    };
+    Ok(EnvironmentSpec {
+        name: name.to_string(),
+        setup_script: environment.setup_script.clone(),
+        maintenance_script: environment.maintenance_script.clone(),
+        variables,
+        secrets,
+        setup_timeout,
+        revision: environment.revision,
+    })
+}
+
+/// An environment's `variables` or `secrets` (`which`), checked and sorted by name. A secret's
+/// value is never quoted back.
+fn validate_variables(
+    which: &str,
+    entries: &std::collections::HashMap<String, String>,
+    secret: bool,
+) -> Result<BTreeMap<String, String>, FieldError> {
+    if entries.len() > MAX_ENVIRONMENT_ENTRIES {
+        return Err(reject(
+            format!("environment.{which}"),
+            format!("has {} entries; at most {MAX_ENVIRONMENT_ENTRIES} are allowed", entries.len()),
+        ));
+    }
+    let sorted: BTreeMap<String, String> = entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (name, value) in &sorted {
+        let field = || format!("environment.{which}[{name:?}]");
+        let well_formed = name.len() <= MAX_VARIABLE_NAME_LEN
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(reject(
+                field(),
+                format!("is not a usable name: use [A-Za-z_][A-Za-z0-9_]*, at most {MAX_VARIABLE_NAME_LEN} bytes"),
+            ));
+        }
+        if shadows_the_service(name) {
+            return Err(reject(field(), "shadows what the service relies on"));
+        }
+        if value.len() > MAX_VARIABLE_VALUE_BYTES {
+            return Err(reject(
+                field(),
+                format!("is {} bytes long; at most {MAX_VARIABLE_VALUE_BYTES} (32 KiB) are allowed", value.len()),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(reject(field(), "must not contain NUL characters"));
+        }
+        if secret && !value.is_empty() && value.len() < MIN_SECRET_LEN {
+            return Err(reject(
+                field(),
+                format!("is shorter than {MIN_SECRET_LEN} bytes, too short to be masked in what the task shows"),
+            ));
+        }
+    }
+    Ok(sorted)
+}
+
 fn validate_prompt(prompt: &str) -> Result<(), FieldError> {
     if prompt.trim().is_empty() {
         return Err(reject("prompt", "is required"));
@@ -363,7 +509,7 @@ mod tests {
         }
     }
 
-    fn field_of(request: StartRequest) -> &'static str {
+    fn field_of(request: StartRequest) -> String {
         validate_start(&request, &limits()).unwrap_err().field
     }
 
@@ -546,6 +692,154 @@ mod tests {
             let err = list(0, &bad).unwrap_err();
             assert_eq!(err.to_string(), "page_token is not one this service handed out", "{bad:?}");
         }
+    }
+
+    fn environment() -> Environment {
+        Environment {
+            name: "web-app_1.0".into(),
+            setup_script: "npm ci".into(),
+            maintenance_script: "npm install".into(),
+            variables: [("NODE_ENV", "test")].map(|(k, v)| (k.into(), v.into())).into(),
+            secrets: [("NPM_TOKEN", "npm_0123456789")].map(|(k, v)| (k.into(), v.into())).into(),
+            setup_timeout: None,
+            revision: 3,
+        }
+    }
+
+    /// The error of a Start with `environment`, as the caller reads it.
+    fn environment_error(environment: Environment) -> String {
+        validate_start(&StartRequest { environment: Some(environment), ..request() }, &limits())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_environment_is_kept_with_its_defaults() {
+        let spec = validate_start(&StartRequest { environment: Some(environment()), ..request() }, &limits()).unwrap();
+        let checked = spec.run.environment.unwrap();
+        assert_eq!(checked.name, "web-app_1.0");
+        assert_eq!(checked.setup_timeout, DEFAULT_SETUP_TIMEOUT);
+        assert_eq!(checked.variables["NODE_ENV"], "test");
+        assert_eq!(checked.secrets["NPM_TOKEN"], "npm_0123456789");
+        assert_eq!(checked.revision, 3);
+        assert!(!format!("{checked:?}").contains("npm_0123456789"), "a spec's Debug shows no secret");
+        let none = validate_start(&request(), &limits()).unwrap();
+        assert!(none.run.environment.is_none());
+        let timeout = |seconds, nanos| Environment {
+            setup_timeout: Some(pbjson_types::Duration { seconds, nanos }),
+            ..environment()
+        };
+        for (seconds, nanos) in [(1, 0), (3600, 0), (90, 500_000_000)] {
+            let request = StartRequest { environment: Some(timeout(seconds, nanos)), ..request() };
+            let spec = validate_start(&request, &limits()).unwrap();
+            assert_eq!(spec.run.environment.unwrap().setup_timeout, Duration::new(seconds as u64, nanos as u32));
+        }
+        for (seconds, nanos) in [(0, 0), (0, 999_999_999), (3600, 1), (-1, 0), (5, -1), (i64::MAX, 0)] {
+            assert_eq!(
+                environment_error(timeout(seconds, nanos)),
+                "environment.setup_timeout must be between 1s and 1h (unset: 10 minutes)",
+                "{seconds}s {nanos}ns"
+            );
+        }
+    }
+
+    #[test]
+    fn an_environments_name_and_scripts_are_bounded() {
+        let named = |name: &str| Environment { name: name.into(), ..environment() };
+        assert_eq!(environment_error(named("")), "environment.name is required");
+        assert_eq!(environment_error(named("my env")), "environment.name contains ' '; use A-Z a-z 0-9 . _ -");
+        assert_eq!(environment_error(named("a/b")), "environment.name contains '/'; use A-Z a-z 0-9 . _ -");
+        assert_eq!(environment_error(named(&"n".repeat(65))), "environment.name is longer than 64 characters");
+        assert!(validate_environment(&named(&"n".repeat(64))).is_ok());
+        let big = "x".repeat(MAX_SCRIPT_BYTES + 1);
+        assert_eq!(
+            environment_error(Environment { setup_script: big.clone(), ..environment() }),
+            "environment.setup_script is 65537 bytes long; at most 65536 (64 KiB) are allowed"
+        );
+        assert!(environment_error(Environment { maintenance_script: big, ..environment() })
+            .starts_with("environment.maintenance_script is 65537 bytes long"));
+        assert_eq!(
+            environment_error(Environment { setup_script: "echo \0".into(), ..environment() }),
+            "environment.setup_script must not contain NUL characters"
+        );
+        let empty = Environment { setup_script: String::new(), maintenance_script: String::new(), ..environment() };
+        assert!(validate_environment(&empty).is_ok(), "an environment may only set variables");
+    }
+
+    #[test]
+    fn variables_and_secrets_are_named_well_and_shadow_nothing_the_service_relies_on() {
+        let variable = |name: &str, value: &str| Environment {
+            variables: [(name.to_string(), value.to_string())].into(),
+            ..environment()
+        };
+        let secret = |name: &str, value: &str| Environment {
+            secrets: [(name.to_string(), value.to_string())].into(),
+            ..environment()
+        };
+        assert_eq!(
+            environment_error(variable("PATH", "/opt/bin")),
+            "environment.variables[\"PATH\"] shadows what the service relies on"
+        );
+        for name in
+            ["HOME", "ANTHROPIC_BASE_URL", "AUTOPILOT_TASK_ID", "GIT_SSH_COMMAND", "CLAUDE_CONFIG_DIR", "LD_PRELOAD"]
+        {
+            assert_eq!(
+                environment_error(secret(name, "value-123456")),
+                format!("environment.secrets[{name:?}] shadows what the service relies on")
+            );
+        }
+        for name in ["1ABC", "A-B", "", "É", "A B", &"N".repeat(MAX_VARIABLE_NAME_LEN + 1)] {
+            assert_eq!(
+                environment_error(variable(name, "v")),
+                format!(
+                    "environment.variables[{name:?}] is not a usable name: use [A-Za-z_][A-Za-z0-9_]*, at most 256 bytes"
+                )
+            );
+        }
+        assert!(validate_environment(&variable("_private9", "")).is_ok());
+        assert_eq!(
+            environment_error(variable("BIG", &"v".repeat(MAX_VARIABLE_VALUE_BYTES + 1))),
+            "environment.variables[\"BIG\"] is 32769 bytes long; at most 32768 (32 KiB) are allowed"
+        );
+        assert_eq!(
+            environment_error(secret("TOKEN", "abc\0defgh")),
+            "environment.secrets[\"TOKEN\"] must not contain NUL characters"
+        );
+        assert_eq!(
+            environment_error(secret("PIN", "12345")),
+            "environment.secrets[\"PIN\"] is shorter than 6 bytes, too short to be masked in what the task shows"
+        );
+        assert!(validate_environment(&secret("EMPTY", "")).is_ok());
+        assert_eq!(
+            environment_error(secret("NODE_ENV", "production")),
+            "environment.secrets[\"NODE_ENV\"] is also a variable; a name is either a variable or a secret"
+        );
+        // No error quotes a secret's value.
+        for bad in [secret("PATH", "hunter2-secret"), secret("X", "hunter2-secret\0")] {
+            assert!(!environment_error(bad).contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn an_environment_has_at_most_a_hundred_of_each_and_a_mebibyte_in_all() {
+        let many = |n: usize| (0..n).map(|i| (format!("V{i}"), "v".to_string())).collect();
+        assert!(validate_environment(&Environment { variables: many(100), ..environment() }).is_ok());
+        assert_eq!(
+            environment_error(Environment { variables: many(101), ..environment() }),
+            "environment.variables has 101 entries; at most 100 are allowed"
+        );
+        let secrets = (0..101).map(|i| (format!("S{i}"), "secret-value".to_string())).collect();
+        assert_eq!(
+            environment_error(Environment { secrets, ..environment() }),
+            "environment.secrets has 101 entries; at most 100 are allowed"
+        );
+        let large = |n: usize| (0..n).map(|i| (format!("L{i}"), "v".repeat(MAX_VARIABLE_VALUE_BYTES))).collect();
+        let error = environment_error(Environment { variables: large(40), ..environment() });
+        assert!(
+            error.starts_with("environment has 1310")
+                && error.ends_with("at most 1048576 (1 MiB) together are allowed"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! - [`serving`]: the one port: gRPC-web over HTTP/1.1 (malformed bodies too), `/ping`, CORS,
 //!   the hosts it answers to, reflection and health.
 //! - [`credentials`]: a service without an API key, and secrets masked everywhere.
+//! - [`environments`]: the setup phase of a task with an environment (its script's events, its
+//!   failures, time limit and cancel, its secrets kept from the agent and masked), and prepared
+//!   workspaces.
 //! - [`task_list`]: ListTasks' pages and its refusals.
 //! - [`tunnel`]: tunnel mode's frames, through a stand-in edge.
 //! - [`http1`]: the raw HTTP/1.1 requests the serving and refusal tests send.
@@ -23,6 +26,7 @@
 
 mod credentials;
 mod endings;
+mod environments;
 mod http1;
 mod refusals;
 mod serving;

@@ -2,7 +2,8 @@
 //! again, before the unfinished task is marked FAILED.
 //!
 //! The agent's guard ([`crate::agent::guard`]) takes the agent down when the service dies; this is
-//! the backstop for when it could not (killed at the same moment, say). While an agent runs, the
+//! the backstop for when it could not (killed at the same moment, say). While an agent (or an
+//! environment's script, [`crate::script_process`], run under the same guard) runs, the
 //! service records its process group in the task's directory ([`GROUP_FILE`]); on start, for a
 //! task that did not finish, it SIGKILLs:
 //! - every process whose environment carries the task's marker
