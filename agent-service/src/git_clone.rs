@@ -41,15 +41,8 @@ pub async fn clone_repo(
     stop: &CancellationToken,
     on_progress: impl FnMut(GitProgress) + Send,
 ) -> Result<String, CloneError> {
-    let dest_arg = dest.to_string_lossy().into_owned();
     let redactor = redactor.with(repo.secrets.iter().cloned());
-    let init_args = ["init", "--quiet", "--", &dest_arg];
-    let mut no_progress = |_| {};
-    let init = run_git(settings, None, &init_args, &redactor, stop, &mut no_progress);
-    match tokio::time::timeout(settings.timeout, init).await {
-        Ok(result) => result?,
-        Err(_) => return Err(timed_out(settings)),
-    };
+    init(dest, settings, &redactor, stop).await?;
     check_out_from_remote(repo, git_ref, dest, settings, &redactor, stop, on_progress).await
 }
 
@@ -88,6 +81,49 @@ pub async fn check_out_from_remote(
     };
     match tokio::time::timeout(settings.timeout, work).await {
         Ok(result) => result.map(|out| out.trim().to_string()),
+        Err(_) => Err(timed_out(settings)),
+    }
+}
+
+/// Gives the repository at `dest`, a copy of an earlier clone (a prepared workspace), a
+/// `.git/config` of its own, as `git init` writes one, whatever the copy had: the config a
+/// task's delivery restores before it pushes ([`crate::delivery`]) must be one no earlier
+/// task's agent could have touched (a push URL rewritten, a credential helper added).
+///
+/// # Errors
+/// [`CloneError`]: stopped, `.git` is not a directory, or git's message.
+pub async fn renew_git_config(
+    dest: &Path,
+    settings: &GitSettings,
+    redactor: &Redactor,
+    stop: &CancellationToken,
+) -> Result<(), CloneError> {
+    let git_dir = dest.join(".git");
+    if !std::fs::symlink_metadata(&git_dir).is_ok_and(|meta| meta.is_dir()) {
+        return Err(CloneError::Failed(format!("{} is not a directory", git_dir.display())));
+    }
+    match std::fs::remove_file(git_dir.join("config")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(CloneError::Failed(format!("could not remove the copy's git config: {e}")));
+        }
+        _ => {}
+    }
+    init(dest, settings, redactor, stop).await
+}
+
+/// `git init` of `dest`: a new repository, or in an existing one what is missing of it.
+async fn init(
+    dest: &Path,
+    settings: &GitSettings,
+    redactor: &Redactor,
+    stop: &CancellationToken,
+) -> Result<(), CloneError> {
+    let dest_arg = dest.to_string_lossy().into_owned();
+    let args = ["init", "--quiet", "--", &dest_arg];
+    let mut no_progress = |_| {};
+    match tokio::time::timeout(settings.timeout, run_git(settings, None, &args, redactor, stop, &mut no_progress)).await
+    {
+        Ok(result) => result.map(drop),
         Err(_) => Err(timed_out(settings)),
     }
 }

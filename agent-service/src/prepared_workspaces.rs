@@ -10,7 +10,9 @@
 //!   exclusively, so a copy never sees its source swapped midway.
 //! - Its `.git/config` is the clone's own, as it was before the setup ran: a task's delivery
 //!   restores the config it found at the start ([`crate::delivery`]), and a script's (or a
-//!   dependency's install script's) additions must not become that for the next task.
+//!   dependency's install script's) additions must not become that for the next task. (Agents
+//!   run as the service's user and could reach this directory, so a task starting from a copy
+//!   also has git write it a new config: [`crate::git_clone::renew_git_config`].)
 //! - At most [`MAX_PREPARED`] are kept; the least recently used (copied out or written) go.
 //! - Copies are stopped with the task (their process group ends); what a service stopped
 //!   halfway leaves is removed when the next one starts.
@@ -94,7 +96,8 @@ impl PreparedWorkspaces {
         let lock = self.lock_of(key);
         let _reading = lock.read().await;
         let source = workspace_dir(&self.root, key);
-        if !source.is_dir() {
+        // Not through a symlink (an agent shares the service's user): the copy would be one.
+        if !std::fs::symlink_metadata(&source).is_ok_and(|meta| meta.is_dir()) {
             return Ok(false);
         }
         mark_used(&source);

@@ -29,7 +29,7 @@ use crate::{
     },
     delivery::{deliver, save_clean_git_config, DeliveryContext},
     environment_vars,
-    git_clone::{check_out_from_remote, clone_repo, GitSettings},
+    git_clone::{check_out_from_remote, clone_repo, renew_git_config, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
     model_access, prepared_key,
@@ -220,15 +220,19 @@ async fn from_prepared(
         Err(CopyError::Failed(why)) => format!("it could not be copied: {why}"),
         Ok(true) => {
             note(format!("started from the workspace environment {} prepared; fetching the ref", environment.name));
-            let checked_out = check_out_from_remote(
-                &spec.repo,
-                &spec.git_ref,
-                &repo_dir,
-                &ctx.git,
-                task.redactor(),
-                task.stop_token(),
-                |progress| task.record(Payload::GitProgress(progress)),
-            )
+            let checked_out = async {
+                renew_git_config(&repo_dir, &ctx.git, task.redactor(), task.stop_token()).await?;
+                check_out_from_remote(
+                    &spec.repo,
+                    &spec.git_ref,
+                    &repo_dir,
+                    &ctx.git,
+                    task.redactor(),
+                    task.stop_token(),
+                    |progress| task.record(Payload::GitProgress(progress)),
+                )
+                .await
+            }
             .await;
             match checked_out {
                 Ok(commit) => return Ok(Some(commit)),

@@ -344,6 +344,17 @@ async fn the_next_task_starts_from_the_prepared_workspace_with_the_maintenance_s
     assert_eq!(setup_lines(&events), ["setup ran for a"]);
     assert_eq!(first.workspace_origin(), WorkspaceOrigin::Fresh);
 
+    // An agent (the service's user) could reach the prepared workspace: a push URL rewritten
+    // in its git config must not reach the next task, whose delivery trusts the config it
+    // starts with. Here it would send the next fetch nowhere.
+    let kept: Vec<_> =
+        std::fs::read_dir(setup.service.work_dir.join("prepared")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let tampered = kept[0].join(".git/config");
+    let mut config = std::fs::read_to_string(&tampered).unwrap();
+    config.push_str("[url \"file:///nowhere/\"]\n\tinsteadOf = file:///\n");
+    std::fs::write(&tampered, config).unwrap();
+
     // The second, on another ref, starts from the copy: the maintenance script runs and finds
     // what the setup installed; the ref is checked out on top.
     let request =
@@ -368,9 +379,21 @@ async fn the_next_task_starts_from_the_prepared_workspace_with_the_maintenance_s
         })
         .collect();
     assert_eq!(notes, ["started from the workspace environment web prepared; fetching the ref"]);
-    // What the setup wrote in the git config was not kept: the copy's is the clone's own.
+    // Neither what the setup nor what came after wrote in the git config was kept.
     let config = std::fs::read_to_string(repo_dir(&setup, &second).join(".git/config")).unwrap();
-    assert!(!config.contains("hooksPath"), "{config}");
+    assert!(!config.contains("hooksPath") && !config.contains("nowhere"), "{config}");
+
+    // A follow-up of the first task continues its workspace (not a prepared copy) and sets it
+    // up afresh.
+    let follow_up = StartRequest {
+        parent_task_id: first.task_id.clone(),
+        ..request_in(&setup, "SCENARIO:read-and-extend", prepared("a"))
+    };
+    let (events, continued) = run(&setup, follow_up).await;
+    assert_eq!(continued.state(), TaskState::Succeeded, "{}", continued.error);
+    assert_eq!(setup_lines(&events), ["setup ran for a"]);
+    assert_eq!((setup_started(&events).maintenance, continued.workspace_origin()), (false, WorkspaceOrigin::Fresh));
+    assert!(first_tool_result(&events).output.contains("hello from the agent"), "the parent's work is there");
 
     // Another variable is another environment: a fresh clone and its setup.
     let (events, third) = run(&setup, request_in(&setup, "SCENARIO:answer", prepared("b"))).await;
