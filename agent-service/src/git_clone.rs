@@ -102,6 +102,10 @@ pub async fn renew_git_config(
     if !std::fs::symlink_metadata(&git_dir).is_ok_and(|meta| meta.is_dir()) {
         return Err(CloneError::Failed(format!("{} is not a directory", git_dir.display())));
     }
+    // A `commondir` file would have git read its config (and more) from another directory.
+    if std::fs::symlink_metadata(git_dir.join("commondir")).is_ok() {
+        return Err(CloneError::Failed(format!("{} points to another repository (commondir)", git_dir.display())));
+    }
     match std::fs::remove_file(git_dir.join("config")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(CloneError::Failed(format!("could not remove the copy's git config: {e}")));

@@ -114,36 +114,12 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
     task.move_to(TaskState::Cloning, "");
     let repo_dir = task.dir().join("repo");
     let environment = spec.run.environment.as_ref();
-    // Only a first turn with a setup to save starts from, and keeps, a prepared workspace.
-    let prepared_key = environment
+    // Only a first turn with a setup to keep starts from, and keeps, a prepared workspace.
+    let prepared = environment
         .filter(|env| spec.follow_up.is_none() && !env.setup_script.is_empty())
-        .map(|env| prepared_key::key(&spec.repo.url, env));
+        .map(|env| (env, prepared_key::key(&spec.repo.url, env)));
     let (commit, origin) = match &spec.follow_up {
-        None => {
-            let prepared = match (&prepared_key, environment) {
-                (Some(key), Some(env)) => from_prepared(task, spec, env, key, ctx).await?,
-                _ => None,
-            };
-            let (commit, origin) = match prepared {
-                Some(commit) => (commit, WorkspaceOrigin::Prepared),
-                None => {
-                    let commit = clone_repo(
-                        &spec.repo,
-                        &spec.git_ref,
-                        &repo_dir,
-                        &ctx.git,
-                        task.redactor(),
-                        task.stop_token(),
-                        |progress| task.record(Payload::GitProgress(progress)),
-                    )
-                    .await
-                    .map_err(step_error)?;
-                    (commit, WorkspaceOrigin::Fresh)
-                }
-            };
-            write_base(task, &commit)?;
-            (commit, origin)
-        }
+        None => first_workspace(task, spec, prepared.as_ref(), ctx).await?,
         Some(follow_up) => (continue_workspace(task, spec, follow_up, ctx).await?, WorkspaceOrigin::Fresh),
     };
     let clean_git_config = save_clean_git_config(task.dir())
@@ -161,7 +137,7 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
             SetupError::Stopped => StepError::Stopped,
             SetupError::Failed(why) => StepError::Failed(why),
         })?;
-        if let (Some(key), WorkspaceOrigin::Fresh) = (&prepared_key, origin) {
+        if let (Some((_, key)), WorkspaceOrigin::Fresh) = (&prepared, origin) {
             keep_prepared(task, environment, key, &repo_dir, &clean_git_config, ctx).await?;
         }
     }
@@ -197,6 +173,41 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
         DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials, clean_git_config: &clean_git_config };
     deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
     Ok(Finished { result, num_turns })
+}
+
+/// A first turn's workspace: a copy of the prepared workspace of `prepared` (an environment
+/// and its key) when there is one that can be used, or else a clone. Answers the commit checked
+/// out and where the workspace came from.
+async fn first_workspace(
+    task: &Task,
+    spec: &TaskSpec,
+    prepared: Option<&(&EnvironmentSpec, String)>,
+    ctx: &RunContext,
+) -> Result<(String, WorkspaceOrigin), StepError> {
+    let mut made = None;
+    if let Some((environment, key)) = prepared {
+        made =
+            from_prepared(task, spec, environment, key, ctx).await?.map(|commit| (commit, WorkspaceOrigin::Prepared));
+    }
+    let (commit, origin) = match made {
+        Some(made) => made,
+        None => {
+            let commit = clone_repo(
+                &spec.repo,
+                &spec.git_ref,
+                &task.dir().join("repo"),
+                &ctx.git,
+                task.redactor(),
+                task.stop_token(),
+                |progress| task.record(Payload::GitProgress(progress)),
+            )
+            .await
+            .map_err(step_error)?;
+            (commit, WorkspaceOrigin::Fresh)
+        }
+    };
+    write_base(task, &commit)?;
+    Ok((commit, origin))
 }
 
 /// The task's workspace made from the prepared workspace of `key`, brought to the task's ref;
