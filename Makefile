@@ -77,6 +77,8 @@ dev: tools build worker web
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
 	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
+	@grep -q '^ENVIRONMENT_SECRETS_KEY=' .dev.vars || { umask 077; \
+	  echo "ENVIRONMENT_SECRETS_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@if [ -n "$$ANTHROPIC_API_KEY" ] && [ -z "$(DEV_MODEL_VARS)" ]; then umask 077; \
 	  grep -v '^ANTHROPIC_API_KEY=' .dev.vars > .dev.vars.new || true; \
 	  echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY" >> .dev.vars.new; mv .dev.vars.new .dev.vars; fi
@@ -144,6 +146,8 @@ dev-container: tools worker web local-containers
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
 	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
+	@grep -q '^ENVIRONMENT_SECRETS_KEY=' .dev.vars || { umask 077; \
+	  echo "ENVIRONMENT_SECRETS_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@rm -f $(DEV_DIR)/container.vars; umask 077; { cat .dev.vars; \
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
 	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "MODEL_API_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
@@ -263,6 +267,7 @@ bench: tools worker
 	cargo build --release -p agent-service
 	cargo bench -p autopilot-tests --bench bridge
 	cargo bench -p autopilot-tests --bench gateway
+	cargo bench -p autopilot-tests --bench git_gateway
 
 clean:
 	cargo clean

@@ -179,3 +179,161 @@ pub mod task_list {
         }
     }
 }
+
+/// The rules an environment is held to, which both halves apply — the edge when a user saves
+/// one, the agent-service when a Start carries one — so an environment the edge keeps is one the
+/// service runs, and each refusal names the field (`environment.variables["PATH"]`).
+pub mod environment_rules {
+    use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
+
+    use crate::v1::Environment;
+
+    /// Longest environment name, in characters.
+    pub const MAX_NAME_LEN: usize = 64;
+    /// Longest setup or maintenance script, in bytes.
+    pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
+    /// Most variables, and most secrets, an environment has.
+    pub const MAX_ENTRIES: usize = 100;
+    /// Longest variable or secret name, in bytes.
+    pub const MAX_VARIABLE_NAME_LEN: usize = 256;
+    /// Longest variable or secret value, in bytes.
+    pub const MAX_VARIABLE_VALUE_BYTES: usize = 32 * 1024;
+    /// Most bytes of names and values of all variables and secrets together: the kernel refuses
+    /// to start a process whose arguments and environment pass 2 MiB (a quarter of the usual
+    /// 8 MiB stack), and the service's own variables need their share.
+    pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+    /// Shortest secret the service can mask (a shorter one would mask common words).
+    pub const MIN_SECRET_LEN: usize = 6;
+    /// How long a script may run when the environment does not say.
+    pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
+    /// The shortest and longest time a script may be given.
+    pub const SETUP_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(3600);
+
+    /// Names a variable or secret may not have: what the service sets or passes on and relies on.
+    const RESERVED_NAMES: [&str; 7] =
+        ["PATH", "HOME", "SHELL", "TMPDIR", "CLAUDE_CONFIG_DIR", "SSH_AUTH_SOCK", "IS_SANDBOX"];
+
+    /// Prefixes a variable or secret name may not start with: the model's variables, the
+    /// service's own (its task marker among them), git's (`GIT_CONFIG_GLOBAL`, `GIT_DIR`...), the
+    /// agent CLI's settings (`CLAUDE_CODE_USE_BEDROCK` would send the model calls elsewhere), and
+    /// the dynamic loader's (`LD_PRELOAD` would run code inside the guard).
+    const RESERVED_PREFIXES: [&str; 5] = ["ANTHROPIC_", "AUTOPILOT_", "GIT_", "CLAUDE_CODE_", "LD_"];
+
+    /// Whether `name` is one the service relies on (and so no variable or secret may set).
+    pub fn shadows_the_service(name: &str) -> bool {
+        RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+    }
+
+    /// A refused environment: the field (`environment.secrets["TOKEN"]`) and why, in words. A
+    /// secret's value is never quoted.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Refusal {
+        pub field: String,
+        pub message: String,
+    }
+
+    fn refuse(field: impl Into<String>, message: impl Into<String>) -> Refusal {
+        Refusal { field: field.into(), message: message.into() }
+    }
+
+    /// Checks every rule; answers the setup time limit (the default when unset).
+    pub fn check(environment: &Environment) -> Result<Duration, Refusal> {
+        let name = environment.name.as_str();
+        if name.is_empty() {
+            return Err(refuse("environment.name", "is required"));
+        }
+        if name.chars().count() > MAX_NAME_LEN {
+            return Err(refuse("environment.name", format!("is longer than {MAX_NAME_LEN} characters")));
+        }
+        if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+            return Err(refuse("environment.name", format!("contains {bad:?}; use A-Z a-z 0-9 . _ -")));
+        }
+        for (field, script) in [
+            ("environment.setup_script", &environment.setup_script),
+            ("environment.maintenance_script", &environment.maintenance_script),
+        ] {
+            if script.len() > MAX_SCRIPT_BYTES {
+                return Err(refuse(
+                    field,
+                    format!("is {} bytes long; at most {MAX_SCRIPT_BYTES} (64 KiB) are allowed", script.len()),
+                ));
+            }
+            if script.contains('\0') {
+                return Err(refuse(field, "must not contain NUL characters"));
+            }
+        }
+        let variables = check_entries("variables", &environment.variables, false)?;
+        let secrets = check_entries("secrets", &environment.secrets, true)?;
+        if let Some(name) = secrets.keys().find(|name| variables.contains_key(*name)) {
+            return Err(refuse(
+                format!("environment.secrets[{name:?}]"),
+                "is also a variable; a name is either a variable or a secret",
+            ));
+        }
+        let total: usize = variables.iter().chain(&secrets).map(|(name, value)| name.len() + value.len()).sum();
+        if total > MAX_TOTAL_BYTES {
+            return Err(refuse(
+                "environment",
+                format!("has {total} bytes of variables and secrets; at most {MAX_TOTAL_BYTES} (1 MiB) together are allowed"),
+            ));
+        }
+        match environment.setup_timeout {
+            None => Ok(DEFAULT_SETUP_TIMEOUT),
+            Some(d) => {
+                let in_range = d.seconds >= 0
+                    && (0..1_000_000_000).contains(&d.nanos)
+                    && SETUP_TIMEOUT_RANGE.contains(&Duration::new(d.seconds as u64, d.nanos as u32));
+                match in_range {
+                    true => Ok(Duration::new(d.seconds as u64, d.nanos as u32)),
+                    false => Err(refuse("environment.setup_timeout", "must be between 1s and 1h (unset: 10 minutes)")),
+                }
+            }
+        }
+    }
+
+    /// An environment's `variables` or `secrets` (`which`), checked, sorted by name.
+    fn check_entries<'a>(
+        which: &str,
+        entries: &'a std::collections::HashMap<String, String>,
+        secret: bool,
+    ) -> Result<BTreeMap<&'a String, &'a String>, Refusal> {
+        if entries.len() > MAX_ENTRIES {
+            return Err(refuse(
+                format!("environment.{which}"),
+                format!("has {} entries; at most {MAX_ENTRIES} are allowed", entries.len()),
+            ));
+        }
+        let sorted: BTreeMap<&String, &String> = entries.iter().collect();
+        for (name, value) in &sorted {
+            let field = || format!("environment.{which}[{name:?}]");
+            let well_formed = name.len() <= MAX_VARIABLE_NAME_LEN
+                && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !well_formed {
+                return Err(refuse(
+                    field(),
+                    format!("is not a usable name: use [A-Za-z_][A-Za-z0-9_]*, at most {MAX_VARIABLE_NAME_LEN} bytes"),
+                ));
+            }
+            if shadows_the_service(name) {
+                return Err(refuse(field(), "shadows what the service relies on"));
+            }
+            if value.len() > MAX_VARIABLE_VALUE_BYTES {
+                return Err(refuse(
+                    field(),
+                    format!("is {} bytes long; at most {MAX_VARIABLE_VALUE_BYTES} (32 KiB) are allowed", value.len()),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(refuse(field(), "must not contain NUL characters"));
+            }
+            if secret && !value.is_empty() && value.len() < MIN_SECRET_LEN {
+                return Err(refuse(
+                    field(),
+                    format!("is shorter than {MIN_SECRET_LEN} bytes, too short to be masked in what the task shows"),
+                ));
+            }
+        }
+        Ok(sorted)
+    }
+}

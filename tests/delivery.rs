@@ -154,6 +154,7 @@ async fn the_agents_own_commits_and_every_kind_of_change_reach_the_pushed_branch
         push: true,
         author_name: "Ada Lovelace".into(),
         author_email: "ada@example.com".into(),
+        ..Default::default()
     };
     let (id, events, task) =
         run(&setup, request(&setup.repo, "Tidy up\nSCENARIO:commit-and-edit", Some(delivery))).await;

@@ -16,23 +16,10 @@ use std::collections::BTreeMap;
 
 use crate::spec::EnvironmentSpec;
 
-/// Names a variable or secret may not have: what the service sets or passes on and relies on.
-const RESERVED_NAMES: [&str; 7] =
-    ["PATH", "HOME", "SHELL", "TMPDIR", "CLAUDE_CONFIG_DIR", "SSH_AUTH_SOCK", "IS_SANDBOX"];
-
-/// Prefixes a variable or secret name may not start with: the model's variables, the service's
-/// own (its task marker among them), git's (`GIT_CONFIG_GLOBAL`, `GIT_DIR`...), the agent CLI's
-/// settings (`CLAUDE_CODE_USE_BEDROCK` would send the model calls elsewhere), and the dynamic
-/// loader's (`LD_PRELOAD` would run code inside the guard).
-const RESERVED_PREFIXES: [&str; 5] = ["ANTHROPIC_", "AUTOPILOT_", "GIT_", "CLAUDE_CODE_", "LD_"];
-
 /// The agent's variables that reach the model; the scripts do without them.
 const MODEL_CREDENTIALS: [&str; 2] = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"];
 
-/// Whether `name` is one the service relies on (and so no variable or secret may set).
-pub fn shadows_the_service(name: &str) -> bool {
-    RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-}
+pub use autopilot_contract::environment_rules::shadows_the_service;
 
 /// The agent's environment: `base` (the service's for this task) plus the environment's
 /// variables, if it has one.

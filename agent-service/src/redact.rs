@@ -17,7 +17,7 @@ pub const MASK: &str = "***";
 
 /// Shortest value treated as a secret; shorter strings would mask ordinary words (so an
 /// environment's secrets must be at least this long: [`crate::validate`]).
-pub const MIN_SECRET_LEN: usize = 6;
+pub use autopilot_contract::environment_rules::MIN_SECRET_LEN;
 
 /// Replaces known secret values and URL credentials in text.
 #[derive(Clone, Debug, Default)]

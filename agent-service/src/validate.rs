@@ -38,15 +38,14 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use autopilot_contract::{
+    environment_rules,
     task_list::page_size,
     v1::{DeliveryOptions, Environment, ListTasksRequest, PullRequestOptions, StartRequest},
 };
 
 use crate::{
     branch_name::check_branch_name,
-    environment_vars::shadows_the_service,
     model_access,
-    redact::MIN_SECRET_LEN,
     repo_url::{parse_repo_url, without_credentials},
     spec::{DeliverySpec, EnvironmentSpec, Origin, ParentRequest, Restore, RunSpec, StartSpec},
     task_id::is_task_id,
@@ -72,24 +71,11 @@ pub const MAX_PAGE_TOKEN_LEN: usize = 256;
 pub const DEFAULT_AUTHOR_NAME: &str = "Autopilot";
 /// The commit author's email when the request names none.
 pub const DEFAULT_AUTHOR_EMAIL: &str = "autopilot@localhost";
-/// Longest environment name, in characters.
-pub const MAX_ENVIRONMENT_NAME_LEN: usize = 64;
-/// Longest setup or maintenance script, in bytes.
-pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
-/// Most variables, and most secrets, an environment has.
-pub const MAX_ENVIRONMENT_ENTRIES: usize = 100;
-/// Longest variable or secret name, in bytes.
-pub const MAX_VARIABLE_NAME_LEN: usize = 256;
-/// Longest variable or secret value, in bytes.
-pub const MAX_VARIABLE_VALUE_BYTES: usize = 32 * 1024;
-/// Most bytes of names and values of all variables and secrets together: the kernel refuses to
-/// start a process whose arguments and environment pass 2 MiB (a quarter of the usual 8 MiB
-/// stack), and the service's own variables need their share.
-pub const MAX_ENVIRONMENT_BYTES: usize = 1024 * 1024;
-/// How long a script may run when the environment does not say.
-pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
-/// The shortest and longest time a script may be given.
-pub const SETUP_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(3600);
+pub use autopilot_contract::environment_rules::{
+    DEFAULT_SETUP_TIMEOUT, MAX_ENTRIES as MAX_ENVIRONMENT_ENTRIES, MAX_NAME_LEN as MAX_ENVIRONMENT_NAME_LEN,
+    MAX_SCRIPT_BYTES, MAX_TOTAL_BYTES as MAX_ENVIRONMENT_BYTES, MAX_VARIABLE_NAME_LEN, MAX_VARIABLE_VALUE_BYTES,
+    SETUP_TIMEOUT_RANGE,
+};
 
 /// What the operator configured that validation depends on.
 #[derive(Debug, Clone)]
@@ -318,115 +304,20 @@ fn validate_pull_request(pull: &PullRequestOptions, push: bool) -> Result<(), Fi
 }
 
 fn validate_environment(environment: &Environment) -> Result<EnvironmentSpec, FieldError> {
-    let name = environment.name.as_str();
-    if name.is_empty() {
-        return Err(reject("environment.name", "is required"));
-    }
-    if name.chars().count() > MAX_ENVIRONMENT_NAME_LEN {
-        return Err(reject("environment.name", format!("is longer than {MAX_ENVIRONMENT_NAME_LEN} characters")));
-    }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
-        return Err(reject("environment.name", format!("contains {bad:?}; use A-Z a-z 0-9 . _ -")));
-    }
-    for (field, script) in [
-        ("environment.setup_script", &environment.setup_script),
-        ("environment.maintenance_script", &environment.maintenance_script),
-    ] {
-        if script.len() > MAX_SCRIPT_BYTES {
-            return Err(reject(
-                field,
-                format!("is {} bytes long; at most {MAX_SCRIPT_BYTES} (64 KiB) are allowed", script.len()),
-            ));
-        }
-        if script.contains('\0') {
-            return Err(reject(field, "must not contain NUL characters"));
-        }
-    }
-    let variables = validate_variables("variables", &environment.variables, false)?;
-    let secrets = validate_variables("secrets", &environment.secrets, true)?;
-    if let Some(name) = secrets.keys().find(|name| variables.contains_key(*name)) {
-        return Err(reject(
-            format!("environment.secrets[{name:?}]"),
-            "is also a variable; a name is either a variable or a secret",
-        ));
-    }
-    let total: usize = variables.iter().chain(&secrets).map(|(name, value)| name.len() + value.len()).sum();
-    if total > MAX_ENVIRONMENT_BYTES {
-        return Err(reject(
-            "environment",
-            format!(
-                "has {total} bytes of variables and secrets; at most {MAX_ENVIRONMENT_BYTES} (1 MiB) together are allowed"
-            ),
-        ));
-    }
-    let setup_timeout = match environment.setup_timeout {
-        None => DEFAULT_SETUP_TIMEOUT,
-        Some(d) => {
-            let in_range = d.seconds >= 0
-                && (0..1_000_000_000).contains(&d.nanos)
-                && SETUP_TIMEOUT_RANGE.contains(&Duration::new(d.seconds as u64, d.nanos as u32));
-            if !in_range {
-                return Err(reject("environment.setup_timeout", "must be between 1s and 1h (unset: 10 minutes)"));
-            }
-            Duration::new(d.seconds as u64, d.nanos as u32)
-        }
+    let setup_timeout =
+        environment_rules::check(environment).map_err(|refused| reject(refused.field, refused.message))?;
+    let sorted = |entries: &std::collections::HashMap<String, String>| -> BTreeMap<String, String> {
+        entries.iter().map(|(name, value)| (name.clone(), value.clone())).collect()
     };
     Ok(EnvironmentSpec {
-        name: name.to_string(),
+        name: environment.name.clone(),
         setup_script: environment.setup_script.clone(),
         maintenance_script: environment.maintenance_script.clone(),
-        variables,
-        secrets,
+        variables: sorted(&environment.variables),
+        secrets: sorted(&environment.secrets),
         setup_timeout,
         revision: environment.revision,
     })
-}
-
-/// An environment's `variables` or `secrets` (`which`), checked and sorted by name. A secret's
-/// value is never quoted back.
-fn validate_variables(
-    which: &str,
-    entries: &std::collections::HashMap<String, String>,
-    secret: bool,
-) -> Result<BTreeMap<String, String>, FieldError> {
-    if entries.len() > MAX_ENVIRONMENT_ENTRIES {
-        return Err(reject(
-            format!("environment.{which}"),
-            format!("has {} entries; at most {MAX_ENVIRONMENT_ENTRIES} are allowed", entries.len()),
-        ));
-    }
-    let sorted: BTreeMap<String, String> = entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    for (name, value) in &sorted {
-        let field = || format!("environment.{which}[{name:?}]");
-        let well_formed = name.len() <= MAX_VARIABLE_NAME_LEN
-            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !well_formed {
-            return Err(reject(
-                field(),
-                format!("is not a usable name: use [A-Za-z_][A-Za-z0-9_]*, at most {MAX_VARIABLE_NAME_LEN} bytes"),
-            ));
-        }
-        if shadows_the_service(name) {
-            return Err(reject(field(), "shadows what the service relies on"));
-        }
-        if value.len() > MAX_VARIABLE_VALUE_BYTES {
-            return Err(reject(
-                field(),
-                format!("is {} bytes long; at most {MAX_VARIABLE_VALUE_BYTES} (32 KiB) are allowed", value.len()),
-            ));
-        }
-        if value.contains('\0') {
-            return Err(reject(field(), "must not contain NUL characters"));
-        }
-        if secret && !value.is_empty() && value.len() < MIN_SECRET_LEN {
-            return Err(reject(
-                field(),
-                format!("is shorter than {MIN_SECRET_LEN} bytes, too short to be masked in what the task shows"),
-            ));
-        }
-    }
-    Ok(sorted)
 }
 
 fn validate_prompt(prompt: &str) -> Result<(), FieldError> {

@@ -12,6 +12,7 @@ mod store;
 use std::{collections::BTreeMap, rc::Rc};
 
 use autopilot_contract::{
+    environment_rules::{self, DEFAULT_SETUP_TIMEOUT},
     time::duration,
     v1::{Environment, StartRequest},
 };
@@ -19,7 +20,7 @@ use serde_json::json;
 use worker::{Env, Request, Response};
 
 use self::{
-    definition::{applies_to, check_name, Definition, DEFAULT_SETUP_TIMEOUT_SECONDS},
+    definition::{applies_to, refusal_in_json, Definition},
     store::{EnvironmentStore, StoredEnvironment},
 };
 use super::{now_ms, AutopilotContainer};
@@ -96,22 +97,40 @@ impl Environments {
     }
 
     fn put(&self, name: &str, definition: Definition) -> Result<StoredEnvironment, GrpcStatus> {
-        check_name(name).map_err(invalid)?;
-        definition.check().map_err(invalid)?;
+        definition.check_repositories().map_err(invalid)?;
         let store = self.store()?;
         let before = store.get(name).map_err(storage)?;
-        let mut sealed_secrets = BTreeMap::new();
-        for (secret, value) in definition.secrets {
-            let sealed = match value {
-                Some(value) => {
-                    let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
-                    self.key()?.seal(&value, nonce.try_into().expect("12 bytes"))
+        // Each secret's value: the one given, or the one stored ("kept"), opened to be checked.
+        let mut secrets = BTreeMap::new();
+        for (secret, value) in &definition.secrets {
+            let value = match value {
+                Some(value) => value.clone(),
+                None => {
+                    let sealed = before.as_ref().and_then(|b| b.sealed_secrets.get(secret)).ok_or_else(|| {
+                        invalid(format!("secrets[{secret:?}]: null keeps a stored value, and {name} has none for it"))
+                    })?;
+                    self.key()?.open(sealed).map_err(|_| {
+                        invalid(format!("secrets[{secret:?}]: the stored value cannot be read any more; set it again"))
+                    })?
                 }
-                None => before.as_ref().and_then(|b| b.sealed_secrets.get(&secret).cloned()).ok_or_else(|| {
-                    invalid(format!("secrets[{secret:?}]: null keeps a stored value, and {name} has none for it"))
-                })?,
             };
-            sealed_secrets.insert(secret, sealed);
+            secrets.insert(secret.clone(), value);
+        }
+        let seconds = definition.setup_timeout_seconds.unwrap_or(DEFAULT_SETUP_TIMEOUT.as_secs());
+        let as_run = Environment {
+            name: name.to_string(),
+            setup_script: definition.setup_script.clone(),
+            maintenance_script: definition.maintenance_script.clone(),
+            variables: definition.variables.clone().into_iter().collect(),
+            secrets: secrets.clone().into_iter().collect(),
+            setup_timeout: Some(duration(std::time::Duration::from_secs(seconds))),
+            revision: 0,
+        };
+        environment_rules::check(&as_run).map_err(|refused| invalid(refusal_in_json(refused)))?;
+        let mut sealed_secrets = BTreeMap::new();
+        for (secret, value) in secrets {
+            let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
+            sealed_secrets.insert(secret, self.key()?.seal(&value, nonce.try_into().expect("12 bytes")));
         }
         let environment = StoredEnvironment {
             name: name.to_string(),
@@ -120,7 +139,7 @@ impl Environments {
             maintenance_script: definition.maintenance_script,
             variables: definition.variables,
             sealed_secrets,
-            setup_timeout_seconds: definition.setup_timeout_seconds.unwrap_or(DEFAULT_SETUP_TIMEOUT_SECONDS),
+            setup_timeout_seconds: seconds,
             ..Default::default()
         };
         store.put(environment, now_ms()).map_err(storage)
