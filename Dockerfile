@@ -50,9 +50,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 
 # ---- runtime: only what the service needs when it runs.
 FROM docker.io/library/alpine:3.23.5@sha256:fd791d74b68913cbb027c6546007b3f0d3bc45125f797758156952bc2d6daf40
-# git clones (https and ssh remotes), tini is PID 1 (reaps zombies, forwards SIGTERM to the service).
-# One non-root user owns the task workspaces.
-RUN apk add --no-cache git=~2.52 openssh-client-default=~10.2 ca-certificates=~20251003 tini=~0.19 \
+# git clones (https and ssh remotes), tini is PID 1 (reaps zombies, forwards SIGTERM to the service),
+# bash runs environments' setup scripts. One non-root user owns the task workspaces.
+RUN apk add --no-cache git=~2.52 openssh-client-default=~10.2 ca-certificates=~20251003 tini=~0.19 bash=~5.3 \
  && addgroup -g 10001 agent \
  && adduser -D -u 10001 -G agent -h /home/agent agent \
  && install -d -o agent -g agent -m 0750 /workspace

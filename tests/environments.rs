@@ -11,7 +11,7 @@ use autopilot_tests::{
     events::{kind, stream_all},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    service::Service,
+    service::{repo_root, Service},
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -113,8 +113,36 @@ async fn environments_are_saved_checked_private_and_run_before_the_agent() {
     let (status, gone) = world.edge.call(Method::DELETE, "/api/environments/web", &alice, None).await;
     assert_eq!(status, 404, "{gone}");
 
+    a_person_edits_an_environment_and_watches_its_setup_in_chromium(&world, &alice).await;
+
     let logs = format!("{}\n{}", world.edge.log(), world.service.logs().join("\n"));
     assert!(!logs.contains(SECRET), "a secret reached a log");
+}
+
+/// The page, in Chromium (`web/tests/environments.e2e.mjs`): the panel saves an environment for
+/// the repository, and a task on it shows its setup's output and exit in the timeline.
+async fn a_person_edits_an_environment_and_watches_its_setup_in_chromium(world: &World, token: &str) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: `apt-get install chromium` (.ci/run does)"
+    );
+    let artifacts = repo_root().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "tests/environments.e2e.mjs"])
+        .current_dir(repo_root().join("web"))
+        .env("EDGE_URL", &world.edge.base_url)
+        .env("TOKEN", token)
+        .env("REPO_URL", world.repo.url())
+        .env("CHROMIUM", chromium)
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .await
+        .expect("running node");
+    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", world.edge.log());
+    assert!(!report.contains("a-page-secret-value"), "the page showed a secret");
 }
 
 /// A task on the environment's repository (named by none: the first that applies) runs its setup
