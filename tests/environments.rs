@@ -7,11 +7,12 @@
 
 use autopilot_contract::v1::{event::Payload, Event};
 use autopilot_tests::{
+    browser_script::run_browser_script,
     edge::Edge,
     events::{kind, stream_all},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
-    service::{repo_root, Service},
+    service::Service,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -122,26 +123,8 @@ async fn environments_are_saved_checked_private_and_run_before_the_agent() {
 /// The page, in Chromium (`web/tests/environments.e2e.mjs`): the panel saves an environment for
 /// the repository, and a task on it shows its setup's output and exit in the timeline.
 async fn a_person_edits_an_environment_and_watches_its_setup_in_chromium(world: &World, token: &str) {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} is missing: `apt-get install chromium` (.ci/run does)"
-    );
-    let artifacts = repo_root().join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "tests/environments.e2e.mjs"])
-        .current_dir(repo_root().join("web"))
-        .env("EDGE_URL", &world.edge.base_url)
-        .env("TOKEN", token)
-        .env("REPO_URL", world.repo.url())
-        .env("CHROMIUM", chromium)
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .await
-        .expect("running node");
-    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", world.edge.log());
+    let vars = [("TOKEN", token), ("REPO_URL", &world.repo.url())];
+    let report = run_browser_script("tests/environments.e2e.mjs", &world.edge, &vars).await;
     assert!(!report.contains("a-page-secret-value"), "the page showed a secret");
 }
 

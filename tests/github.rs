@@ -8,16 +8,18 @@
 //! real git behind a wrapper that logs its command lines, so the test can hold a task's git
 //! credential as the container's git does and try what the gateway must refuse.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, time::Duration};
 
 use autopilot_contract::v1::{client_frame::Request as ClientRequest, CancelRequest, ClientFrame};
 use autopilot_tests::{
     bridge_client::{connect, send, Encoding},
+    browser_script::run_browser_script,
     edge::Edge,
     fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
     fake_model_api::FakeModelApi,
+    git_logging::{git_credentials_used, git_logging_wrapper},
     github_sign_in::{self, cookies, location, session_of},
-    service::{repo_root, Service, ServiceOptions},
+    service::{Service, ServiceOptions},
 };
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
@@ -136,31 +138,6 @@ impl World {
         let base = self.edge.base_url.trim_start_matches("http://");
         format!("http://x-access-token:{credential}@{base}/git/{repository}.git")
     }
-}
-
-/// A directory holding a `git` that logs its command line, then runs the real git.
-fn git_logging_wrapper() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("git-calls.log");
-    let real = Command::new("sh").args(["-c", "command -v git"]).output().unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
-    let script = format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
-    let wrapper = dir.path().join("git");
-    std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    (dir, log)
-}
-
-/// The git credentials (`apgc_...`) the service's git has used so far, in order.
-fn git_credentials_used(log: &Path) -> Vec<String> {
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    let mut found: Vec<String> = Vec::new();
-    for word in log.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if word.starts_with("apgc_") && !found.iter().any(|f| f == word) {
-            found.push(word.to_string());
-        }
-    }
-    found
 }
 
 /// Runs the real git in `dir`; answers whether it succeeded and what it printed. (Awaited: the
@@ -499,27 +476,10 @@ async fn githubs_refusal_of_a_pull_request_is_shown_and_asked_again(world: &Worl
 /// The page, in Chromium (`web/tests/github.e2e.mjs`): the GitHub sign-in, the repository picker
 /// and a task whose heading links to its draft pull request.
 async fn a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(world: &World) {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(Path::new(&chromium).exists(), "{chromium} is missing: `apt-get install chromium` (.ci/run does)");
-    let artifacts = repo_root().join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
     world.github.approve_as("octo");
     let repository = format!("{}/octo/private-app.git", world.github.url);
-    // Awaited, not blocked on: the fake GitHub answers the browser from this test's runtime.
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "tests/github.e2e.mjs"])
-        .current_dir(repo_root().join("web"))
-        .env("EDGE_URL", &world.edge.base_url)
-        .env("GITHUB_URL", &world.github.url)
-        .env("GITHUB_LOGIN", "octo")
-        .env("REPO_URL", &repository)
-        .env("CHROMIUM", chromium)
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .await
-        .expect("running node");
-    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser test failed:\n{report}\n--- wrangler ---\n{}", world.edge.log());
+    let vars = [("GITHUB_URL", world.github.url.as_str()), ("GITHUB_LOGIN", "octo"), ("REPO_URL", &repository)];
+    let report = run_browser_script("tests/github.e2e.mjs", &world.edge, &vars).await;
     let url = report
         .lines()
         .find_map(|line| line.trim().trim_start_matches("# ").strip_prefix("PULL_REQUEST_URL="))

@@ -32,7 +32,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command as StdCommand,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -43,6 +42,7 @@ use autopilot_tests::{
     fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
     fake_model_api::FakeModelApi,
     figures::percentile,
+    git_logging::{git_credentials_used, git_logging_wrapper},
     github_sign_in::{self, session_of},
     service::{Service, ServiceOptions},
 };
@@ -128,31 +128,6 @@ impl World {
         let base = self.github.url.trim_start_matches("http://");
         format!("http://x-access-token:{token}@{base}/{repository}.git")
     }
-}
-
-/// A directory holding a `git` that logs its command line, then runs the real git.
-fn git_logging_wrapper() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("git-calls.log");
-    let real = StdCommand::new("sh").args(["-c", "command -v git"]).output().unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_string();
-    let script = format!("#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{real}' \"$@\"\n", log.display());
-    let wrapper = dir.path().join("git");
-    std::fs::write(&wrapper, script).unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    (dir, log)
-}
-
-/// The git credentials (`apgc_...`) the service's git has used so far, in order.
-fn git_credentials_used(log: &Path) -> Vec<String> {
-    let log = std::fs::read_to_string(log).unwrap_or_default();
-    let mut found: Vec<String> = Vec::new();
-    for word in log.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if word.starts_with("apgc_") && !found.iter().any(|f| f == word) {
-            found.push(word.to_string());
-        }
-    }
-    found
 }
 
 /// Runs the real git in `dir` (awaited: the fake GitHub serves from this runtime); panics

@@ -3,6 +3,7 @@
 //! clients (native gRPC and gRPC-web).
 
 pub mod bridge_client;
+pub mod browser_script;
 pub mod child_process;
 pub mod container;
 pub mod edge;
@@ -12,6 +13,7 @@ pub mod fake_model_api;
 pub mod figures;
 pub mod git_fixture;
 pub mod git_http_backend;
+pub mod git_logging;
 pub mod github_sign_in;
 pub mod grpc_web;
 pub mod https_git_server;
