@@ -195,13 +195,23 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
         assert_eq!(header("x-github-api-version"), "2022-11-28", "{}", call.path);
     }
 
-    // A token about to expire is renewed with its refresh token before it is used.
-    world.github.set_token_lifetime(Duration::from_secs(60));
+    // A token about to expire (a short-lived one: past half its life) is renewed with its
+    // refresh token before it is used.
+    world.github.set_token_lifetime(Duration::from_secs(6));
     let (reply, _) = world.through_github("octo", &[], "/").await;
     let short_lived = session_of(&reply, "/");
     let renewals_before = renewals(&world.github);
-    let (status, page) = world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived).await;
-    assert_eq!(status, 200, "{page}");
+    let (status, _) = world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived).await;
+    assert_eq!((status, renewals(&world.github)), (200, renewals_before), "a fresh token is used as it is");
+    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    // Four requests at once need the renewal: one renews (GitHub takes a refresh token once),
+    // the others wait for it and use its token.
+    let call = || world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived);
+    let answers = futures::future::join_all([call(), call(), call(), call()]).await;
+    for (status, page) in &answers {
+        assert_eq!(*status, 200, "{page}");
+    }
+    let page = answers[0].1.clone();
     assert_eq!(renewals(&world.github), renewals_before + 1, "renewed once, then used");
     world.github.set_token_lifetime(autopilot_tests::fake_github::ACCESS_TOKEN_LIFETIME);
 

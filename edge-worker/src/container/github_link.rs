@@ -6,8 +6,10 @@
 //! read, list and disconnect it; the git gateway and the pull requests take its token from
 //! [`GitHubLink::token`]. No token ever leaves this object in an answer.
 
+use std::{cell::Cell, rc::Rc, time::Duration};
+
 use serde::{Deserialize, Serialize};
-use worker::{Env, Request, Response, Storage};
+use worker::{Delay, Env, Request, Response, Storage};
 
 use super::{now_ms, AutopilotContainer};
 use crate::{
@@ -35,6 +37,10 @@ struct StoredLink {
     refresh_token: Option<String>,
     refresh_expires_ms: Option<u64>,
     connected_ms: u64,
+    /// When the access token was issued (its renewal is timed from it); links stored before
+    /// this was kept read as issued when connected.
+    #[serde(default)]
+    issued_ms: Option<u64>,
 }
 
 /// Why the user must connect GitHub (again) before this works.
@@ -46,11 +52,23 @@ fn not_connected() -> GrpcStatus {
 pub struct GitHubLink {
     env: Env,
     storage: Storage,
+    /// Set while a renewal is under way: GitHub accepts a refresh token once, so a second
+    /// request needing a renewal meanwhile waits for the first's and uses its token.
+    renewing: Rc<Cell<bool>>,
+}
+
+/// Clears [`GitHubLink::renewing`] however the renewal ends (a request dropped midway too).
+struct Renewing(Rc<Cell<bool>>);
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 impl GitHubLink {
     pub fn new(env: Env, storage: Storage) -> GitHubLink {
-        GitHubLink { env, storage }
+        GitHubLink { env, storage, renewing: Rc::default() }
     }
 
     /// The deployment's GitHub App (see [`GitHub::from_env`]).
@@ -73,7 +91,8 @@ impl GitHubLink {
         Ok(key.seal(token, nonce.try_into().expect("12 bytes")))
     }
 
-    async fn store_link(&self, account: Account, grant: &Grant) -> Result<(), GrpcStatus> {
+    /// Keeps `grant` for `account`, connected at `connected_ms` (`None`: now, a new connection).
+    async fn store_link(&self, account: Account, grant: &Grant, connected_ms: Option<u64>) -> Result<(), GrpcStatus> {
         let key = self.token_key()?;
         let stored = StoredLink {
             account,
@@ -81,7 +100,8 @@ impl GitHubLink {
             access_expires_ms: grant.access_expires_ms,
             refresh_token: grant.refresh_token.as_deref().map(|t| self.seal(&key, t)).transpose()?,
             refresh_expires_ms: grant.refresh_expires_ms,
-            connected_ms: now_ms(),
+            connected_ms: connected_ms.unwrap_or_else(now_ms),
+            issued_ms: Some(now_ms()),
         };
         self.storage.put(GITHUB_KEY, stored).await.map_err(storage)
     }
@@ -97,6 +117,9 @@ impl GitHubLink {
     /// FAILED_PRECONDITION, saying to connect GitHub (again), when it is not connected or GitHub
     /// refused to renew it.
     pub async fn token(&self, github: &GitHub) -> Result<(String, Account), GrpcStatus> {
+        while self.renewing.get() {
+            Delay::from(Duration::from_millis(20)).await;
+        }
         let key = self.token_key()?;
         let stored = self.stored_link().await?.ok_or_else(not_connected)?;
         let open = |sealed: &str| {
@@ -113,16 +136,23 @@ impl GitHubLink {
             refresh_token: stored.refresh_token.as_deref().map(open).transpose()?,
             refresh_expires_ms: stored.refresh_expires_ms,
         };
-        if !grant.needs_renewal(now_ms()) {
+        if !grant.needs_renewal(now_ms(), stored.issued_ms.unwrap_or(stored.connected_ms)) {
             return Ok((grant.access_token, stored.account));
         }
+        if self.renewing.get() {
+            // Another request began renewing while this one read the grant: its token is used.
+            return Box::pin(self.token(github)).await;
+        }
+        // Nothing is awaited between that check and this, so no other renewal begins between.
+        self.renewing.set(true);
+        let _renewing = Renewing(Rc::clone(&self.renewing));
         let renewal = match (&grant.refresh_token, grant.renewable(now_ms())) {
             (Some(refresh), true) => github.renew(refresh, now_ms()).await,
             _ => Err(GrpcStatus::new(Code::FailedPrecondition, "GitHub's access expired")),
         };
         match renewal {
             Ok(renewed) => {
-                self.store_link(stored.account.clone(), &renewed).await?;
+                self.store_link(stored.account.clone(), &renewed, Some(stored.connected_ms)).await?;
                 Ok((renewed.access_token, stored.account))
             }
             Err(status) => Err(GrpcStatus::new(
@@ -180,7 +210,7 @@ impl AutopilotContainer {
             Ok(link) => link,
             Err(e) => return error_response(&GrpcStatus::new(Code::InvalidArgument, format!("a GitHub link: {e}"))),
         };
-        match self.live.github.store_link(link.account, &link.grant).await {
+        match self.live.github.store_link(link.account, &link.grant, None).await {
             Ok(()) => Response::from_json(&serde_json::json!({"linked": true})),
             Err(status) => error_response(&status),
         }

@@ -72,10 +72,14 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the access token should be renewed at `now_ms` (it expires within
-    /// [`RENEW_BEFORE_MS`]).
-    pub fn needs_renewal(&self, now_ms: u64) -> bool {
-        self.access_expires_ms.is_some_and(|expires| expires <= now_ms + RENEW_BEFORE_MS)
+    /// Whether the access token, issued at `issued_ms`, is to be renewed at `now_ms`: when at
+    /// most [`RENEW_BEFORE_MS`] of it are left, or half of its lifetime for a short-lived one
+    /// (else a token shorter than that window would be renewed on every use).
+    pub fn needs_renewal(&self, now_ms: u64, issued_ms: u64) -> bool {
+        self.access_expires_ms.is_some_and(|expires| {
+            let window = RENEW_BEFORE_MS.min(expires.saturating_sub(issued_ms) / 2);
+            expires <= now_ms + window
+        })
     }
 
     /// Whether it can be renewed at `now_ms`.
@@ -162,7 +166,10 @@ mod tests {
         let grant = read_grant(body, 1_000).unwrap();
         assert_eq!(grant.access_token, "ghu_a");
         assert_eq!((grant.access_expires_ms, grant.refresh_expires_ms), (Some(28_801_000), Some(15_811_201_000)));
-        assert!(!grant.needs_renewal(1_000) && grant.needs_renewal(28_801_000 - RENEW_BEFORE_MS));
+        assert!(!grant.needs_renewal(1_000, 1_000) && grant.needs_renewal(28_801_000 - RENEW_BEFORE_MS, 1_000));
+        let short_lived = Grant { access_expires_ms: Some(61_000), ..grant.clone() };
+        assert!(!short_lived.needs_renewal(11_000, 1_000), "a 60 s token is not renewed at once");
+        assert!(short_lived.needs_renewal(31_000, 1_000), "but once half of it is gone");
         assert!(grant.renewable(2_000) && !grant.renewable(15_811_201_000));
 
         let refused = r#"{"error":"bad_verification_code","error_description":"The code passed is incorrect or expired.",
@@ -179,7 +186,7 @@ mod tests {
     #[test]
     fn a_token_that_does_not_expire_is_never_renewed() {
         let grant = read_grant(r#"{"access_token":"gho_x","token_type":"bearer"}"#, 5).unwrap();
-        assert!(!grant.needs_renewal(u64::MAX / 2) && !grant.renewable(5));
+        assert!(!grant.needs_renewal(u64::MAX / 2, 0) && !grant.renewable(5));
     }
 
     #[test]
