@@ -1,7 +1,7 @@
 //! A subscription's end follows its last event at once, in every order of calls: the real
 //! `wrangler dev` (the Worker and its Durable Object) in front of the real agent-service, in local
 //! mode as tests/edge_worker.rs runs them, and in container mode (the service in a real container
-//! on podman, as tests/container_mode.rs runs it). Each subscription over the WebSocket bridge is
+//! on podman, as tests/container_mode/ runs it). Each subscription over the WebSocket bridge is
 //! timed from its last event to its `endOfStream`: a client that waits for the end (a program,
 //! the page deciding a task is over) must not wait for anything else.
 //!

@@ -10,7 +10,7 @@ const FIELDS: (keyof EnvironmentFields)[] = ["repositories", "setupScript", "mai
 const input = (field: string) => $(`env-${field}`) as HTMLInputElement | HTMLTextAreaElement;
 
 /** Shows the panel with the user's environments; `hideOthers` hides the composer and the task. */
-export async function showEnvironments(hideOthers: () => void): Promise<void> {
+async function showEnvironments(hideOthers: () => void): Promise<void> {
   hideOthers();
   $("environments").hidden = false;
   document.title = "Environments · Autopilot";
@@ -96,8 +96,10 @@ function say(text: string, isError = false): void {
   status.classList.toggle("error", isError);
 }
 
-/** Wires the panel's controls (once). */
-export function initEnvironments(): void {
+/** Wires the panel's controls (once); "Environments" calls `hideOthers` (which closes the open
+ * task and hides the composer), then shows the panel. */
+export function initEnvironments(hideOthers: () => void): void {
+  $("show-environments").addEventListener("click", () => void showEnvironments(hideOthers));
   $("environment-form").addEventListener("submit", (e) => void save(e as SubmitEvent));
   $("env-new").addEventListener("click", () => edit(undefined));
   $("env-delete").addEventListener("click", () => void remove());

@@ -116,6 +116,13 @@ export function showPullRequest(taskId: string, pull: PullRequestJson | undefine
   };
 }
 
+/** The ended task's pull request under its heading, once the edge has opened it (while it is
+ * `stillShown`). */
+export async function showPullRequestOnceOpened(taskId: string, stillShown: () => boolean): Promise<void> {
+  const pull = await awaitPullRequest(taskId, stillShown);
+  if (pull && stillShown()) showPullRequest(taskId, pull);
+}
+
 /** The ended task's pull request, asked of the edge until it is recorded (the edge opens it just
  * after the task's end) if the task asked for one; answers it, or undefined. */
 export async function awaitPullRequest(taskId: string, stillShown: () => boolean): Promise<PullRequestJson | undefined> {

@@ -5,7 +5,8 @@
 // task directly after sign-in. The lists are the edge's, so every browser of the user shows the
 // same tasks. DOM glue only; the logic lives in plain modules (routes, controls, titles, timeline,
 // tasks, connection, validate, refusals, follow_up, announcements), the views in conversation.tsx,
-// diff_view.tsx, list_view.ts and follow_up_form.ts, GitHub's parts in github.ts.
+// diff_view.tsx, list_view.ts and follow_up_form.ts; GitHub's parts in github.ts, the environments
+// panel in environments.ts, tunnel mode's panel in tunnel_panel.ts.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { announcementFor, Announcer } from "./announcements.js";
@@ -16,8 +17,9 @@ import { ConversationView, STATE_LABELS } from "./conversation.js";
 import { $ } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
-import { hideEnvironments, initEnvironments, showEnvironments } from "./environments.js";
-import { awaitPullRequest, disconnectGitHub, initGitHub, pullRequestAsked, showGitHubConnection, showPullRequest } from "./github.js";
+import { hideEnvironments, initEnvironments } from "./environments.js";
+import { renderTunnel, selectedMode } from "./tunnel_panel.js";
+import { disconnectGitHub, initGitHub, pullRequestAsked, showGitHubConnection, showPullRequest, showPullRequestOnceOpened } from "./github.js";
 import { recallRepository, rememberRepository } from "./last_repository.js";
 import { listedAsEnded, TaskListView } from "./list_view.js";
 import { refusal } from "./refusals.js";
@@ -84,7 +86,6 @@ const sessions = new Map<string, string>();
 /** Numbers the tasks opened: only the latest one opens. */
 let opening = 0;
 let clock: number | undefined;
-let tunnelPoll: number | undefined;
 
 function show(view: "signin" | "app") {
   $("signin").hidden = view !== "signin";
@@ -406,14 +407,9 @@ function applyEvent(event: Event) {
     window.clearInterval(clock);
     void refreshBalance();
     if (current) void refreshAfterEnd(current.taskId, lists[current.mode ?? "container"]);
-    if (current && (current.mode ?? "container") === "container") void showPullRequestOnceOpened(current.taskId);
+    const taskId = current?.taskId;
+    if (taskId && (current?.mode ?? "container") === "container") void showPullRequestOnceOpened(taskId, () => current?.taskId === taskId);
   }
-}
-
-/** The ended task's pull request, once the edge has opened it, under its heading. */
-async function showPullRequestOnceOpened(taskId: string) {
-  const pull = await awaitPullRequest(taskId, () => current?.taskId === taskId);
-  if (pull && current?.taskId === taskId) showPullRequest(taskId, pull);
 }
 
 /** Keeps what the timeline shows of the task for its list entry (the list's own summary of a
@@ -433,28 +429,6 @@ function renderSummary() {
   $("state").dataset.state = timeline.state;
   const u = timeline.usage;
   $("usage").textContent = `${u.inputTokens} in / ${u.outputTokens} out tokens · ${formatCost(u.costUsd)}`;
-}
-
-function selectedMode(): Mode {
-  return document.querySelector<HTMLInputElement>('input[name="mode"]:checked')?.value === "tunnel" ? "tunnel" : "container";
-}
-
-/** Shows whether the user's machine is connected, polling while tunnel mode is chosen. */
-async function renderTunnel() {
-  const tunnel = selectedMode() === "tunnel";
-  $("tunnel-panel").hidden = !tunnel;
-  window.clearTimeout(tunnelPoll);
-  if (!tunnel) return;
-  $("connect-command").textContent = `AUTOPILOT_TOKEN=<your API token> agent-service connect --edge ${location.origin}`;
-  const { ok, body } = await api("/api/tunnel/status");
-  const status = $("tunnel-status");
-  status.dataset.connected = String(ok && body.connected === true);
-  status.textContent = !ok
-    ? "Could not ask whether your machine is connected."
-    : body.connected
-      ? `Your machine is connected (since ${new Date(body.connectedSinceMs).toLocaleTimeString()}).`
-      : "Your machine is not connected.";
-  tunnelPoll = window.setTimeout(() => void renderTunnel(), 3000);
 }
 
 async function signOut() {
@@ -490,18 +464,11 @@ async function main() {
   });
   $("signout").addEventListener("click", () => void signOut());
   $("github-disconnect").addEventListener("click", () => void disconnectGitHub());
-  initEnvironments();
-  $("show-environments").addEventListener("click", () => {
+  initEnvironments(() => {
     drawer.close();
-    void showEnvironments(() => {
-      connection?.close();
-      connection = undefined;
-      current = undefined;
-      opening++;
-      $("start-form").hidden = true;
-      $("task").hidden = true;
-      for (const view of Object.values(lists)) view.markCurrent(undefined);
-    });
+    pushPlace({ view: "new" });
+    showComposer();
+    $("start-form").hidden = true;
   });
   window.addEventListener("popstate", () => showPlace(placeOf(location.pathname)));
   // For tests and the curious: drop the socket as a network failure would; the render figures.

@@ -1,4 +1,4 @@
-// Sign in with GitHub in a real Chromium (run by tests/github.rs against the fake GitHub, which
+// Sign in with GitHub in a real Chromium (run by tests/github/main.rs against the fake GitHub, which
 // approves the sign-in as the user the test chose): the button on the sign-in page, the account's
 // GitHub in the header, the repository picker offering the private repository, and a task started
 // with "Open a pull request" whose heading links to the draft pull request the edge opened.

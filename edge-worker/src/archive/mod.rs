@@ -19,6 +19,7 @@
 
 mod entry;
 pub mod event_rows;
+mod pull_request;
 pub mod replay;
 pub mod sql;
 pub mod sql_values;
@@ -28,7 +29,7 @@ pub mod task_scope;
 mod tests;
 
 use autopilot_contract::v1::{
-    event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, PullRequest, Task, TaskState, TaskSummary,
+    event::Payload, Diff, Event, ListTasksRequest, ListTasksResponse, Task, TaskState, TaskSummary,
 };
 use prost::Message;
 use std::rc::Rc;
@@ -411,23 +412,6 @@ impl Archive {
                 diff.map(|d| SqlStorageValue::Blob(d.encode_to_vec())).unwrap_or(SqlStorageValue::Null),
                 int(ended as u64),
                 text(&task.task_id),
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// Records the pull request the edge opened (or failed to open) for the ended `task_id`'s
-    /// branch, in its Task's delivery and its summary; nothing for a task that has not ended.
-    pub fn record_pull_request(&self, task_id: &str, pull: &PullRequest) -> worker::Result<()> {
-        let Some(Entry { task: Some(mut task), mut summary, .. }) = self.entry(task_id)? else { return Ok(()) };
-        task.delivery.get_or_insert_with(Default::default).pull_request = Some(pull.clone());
-        summary.pull_request = Some(pull.clone());
-        self.sql.query(
-            "UPDATE archived_tasks SET summary = ?, task = ? WHERE task_id = ?",
-            vec![
-                SqlStorageValue::Blob(summary.encode_to_vec()),
-                SqlStorageValue::Blob(task.encode_to_vec()),
-                text(task_id),
             ],
         )?;
         Ok(())
