@@ -132,7 +132,8 @@ async fn a_person_edits_an_environment_and_watches_its_setup_in_chromium(world: 
 /// first; the agent has the variables, not the secret. The next task on it starts from the
 /// prepared workspace and runs the maintenance script instead.
 async fn a_task_runs_the_setup_before_the_agent_without_the_secret(world: &World, token: &str) {
-    let (ended, events) = run(world, token, "SCENARIO:print-env show me").await;
+    let (first, events) = run(world, token, "SCENARIO:print-env show me").await;
+    let ended = &first;
     assert_eq!(ended["task"]["environmentName"], "web", "{ended}");
     assert_eq!(ended["task"]["workspaceOrigin"], "WORKSPACE_ORIGIN_FRESH", "{ended}");
     let kinds: Vec<String> = events.iter().map(kind).collect();
@@ -160,11 +161,20 @@ async fn a_task_runs_the_setup_before_the_agent_without_the_secret(world: &World
     assert_eq!(setup_lines(&events), ["maintaining"]);
     let result = ended["task"]["result"].as_str().unwrap_or_default();
     assert!(result.contains("SETUP_DONE.txt"), "the prepared workspace has what setup made: {result}");
+
+    // A follow-up naming no environment runs in its parent's.
+    let follow_up = json!({"parentTaskId": first["task"]["taskId"], "prompt": "SCENARIO:answer and more"});
+    let (ended, _) = run_start(world, token, follow_up).await;
+    assert_eq!(ended["task"]["environmentName"], "web", "{ended}");
 }
 
 /// Starts a task on the repository and waits for its end: its Status and its events.
 async fn run(world: &World, token: &str, prompt: &str) -> (Value, Vec<Event>) {
-    let start = json!({"repositoryUrl": world.repo.url(), "prompt": prompt});
+    run_start(world, token, json!({"repositoryUrl": world.repo.url(), "prompt": prompt})).await
+}
+
+/// Starts the task `start` asks for and waits for its end: its Status and its events.
+async fn run_start(world: &World, token: &str, start: Value) -> (Value, Vec<Event>) {
     let started = world.edge.post_json("/api/container/start", token, start).await;
     let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("{started}")).to_string();
     let ended = world.edge.until_ended(token, &task_id).await;

@@ -148,10 +148,27 @@ impl Environments {
 
 impl AutopilotContainer {
     /// Fills the environment `request` runs with (see [`Environments::for_start`]); whatever
-    /// else the client put in it is replaced by what the user saved.
+    /// else the client put in it is replaced by what the user saved. A follow-up naming none
+    /// runs in its parent's, as saved now (none if it was deleted since).
     pub(in crate::container) fn attach_environment(&self, request: &mut StartRequest) -> Result<(), GrpcStatus> {
         let named = request.environment.take().map(|e| e.name).filter(|name| !name.is_empty());
-        request.environment = self.live.environments.for_start(named.as_deref(), &request.repository_url)?;
+        let parents = match (&named, request.parent_task_id.as_str()) {
+            (None, parent) if !parent.is_empty() => {
+                let parent = self.live.archive.ended(parent).and_then(|entry| entry.task);
+                parent.map(|task| task.environment_name).filter(|name| !name.is_empty())
+            }
+            _ => None,
+        };
+        request.environment = match parents {
+            Some(name) => self.live.environments.for_start(Some(&name), "").or_else(|status| {
+                if status.code == Code::NotFound as i32 {
+                    Ok(None)
+                } else {
+                    Err(status)
+                }
+            })?,
+            None => self.live.environments.for_start(named.as_deref(), &request.repository_url)?,
+        };
         Ok(())
     }
 
