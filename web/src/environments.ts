@@ -24,6 +24,20 @@ export function hideEnvironments(): void {
   $("environments").hidden = true;
 }
 
+/** The composer's environment choice: "Automatic", then each environment by name. */
+export async function offerEnvironments(): Promise<void> {
+  const { ok, body } = await api("/api/environments");
+  if (ok) offer((body.environments ?? []) as EnvironmentView[]);
+}
+
+function offer(environments: EnvironmentView[]): void {
+  const select = $("environment") as HTMLSelectElement;
+  const chosen = select.value;
+  const options = environments.map((environment) => new Option(environment.name, environment.name));
+  select.replaceChildren(new Option("Automatic", ""), ...options);
+  select.value = environments.some((e) => e.name === chosen) ? chosen : "";
+}
+
 async function refreshList(select?: string): Promise<void> {
   const { ok, body, status } = await api("/api/environments");
   const list = $("environment-list");
@@ -32,6 +46,7 @@ async function refreshList(select?: string): Promise<void> {
     return;
   }
   const environments = (body.environments ?? []) as EnvironmentView[];
+  offer(environments);
   list.replaceChildren(
     ...environments.map((environment) => {
       const item = document.createElement("li");

@@ -17,7 +17,7 @@ import { ConversationView, STATE_LABELS } from "./conversation.js";
 import { $ } from "./dom.js";
 import { Drawer } from "./drawer.js";
 import { FollowUpForm, type StartedFollowUp } from "./follow_up_form.js";
-import { hideEnvironments, initEnvironments } from "./environments.js";
+import { hideEnvironments, initEnvironments, offerEnvironments } from "./environments.js";
 import { renderTunnel, selectedMode } from "./tunnel_panel.js";
 import { disconnectGitHub, initGitHub, pullRequestAsked, showGitHubConnection, showPullRequest, showPullRequestOnceOpened } from "./github.js";
 import { recallRepository, rememberRepository } from "./last_repository.js";
@@ -112,7 +112,7 @@ async function signedIn(userId: string) {
   void lists.tunnel.refresh();
   // The address the user came to (a task's, say) opens now that they are signed in.
   showPlace(placeOf(location.pathname));
-  await Promise.all([refreshBalance(), showGitHubConnection()]);
+  await Promise.all([refreshBalance(), showGitHubConnection(), offerEnvironments()]);
 }
 
 async function signIn(event: SubmitEvent) {
@@ -177,6 +177,7 @@ function readForm(): StartForm {
     maxTurns: value("maxTurns"),
     maxBudgetUsd: value("maxBudgetUsd"),
     pullRequest: pullRequestAsked(),
+    environment: ($("environment") as HTMLSelectElement).value,
   };
 }
 

@@ -11,9 +11,11 @@ export interface StartForm {
   maxBudgetUsd: string;
   /** Open a pull request for the task's branch (GitHub repositories; pushes the branch). */
   pullRequest?: boolean;
+  /** The environment to run in; empty: the first that applies to the repository. */
+  environment?: string;
 }
 
-export type FieldErrors = Partial<Record<Exclude<keyof StartForm, "pullRequest">, string>>;
+export type FieldErrors = Partial<Record<Exclude<keyof StartForm, "pullRequest" | "environment">, string>>;
 
 /** The StartRequest in proto3 JSON, as POST /api/container/start takes it. */
 export interface StartRequestJson {
@@ -22,6 +24,8 @@ export interface StartRequestJson {
   prompt: string;
   options?: { model?: string; maxTurns?: number; maxBudgetUsd?: number };
   delivery?: { push: boolean; pullRequest?: { open: boolean } };
+  /** An environment's name (the edge fills in the rest). */
+  environment?: string;
 }
 
 export const MAX_PROMPT_BYTES = 100_000;
@@ -80,6 +84,7 @@ export function validateStartForm(form: StartForm): { errors: FieldErrors; reque
   if (ref) request.gitRef = ref;
   if (Object.keys(options).length > 0) request.options = options;
   if (form.pullRequest) request.delivery = { push: true, pullRequest: { open: true } };
+  if (form.environment) request.environment = form.environment;
   return { errors, request };
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { environmentBody, environmentFields } from "../src/environment_form.js";
+import { validateStartForm } from "../src/validate.js";
 
 const fields = {
   repositories: " https://github.com/o/r \n\n",
@@ -31,4 +32,10 @@ test("a stored environment fills the editor with its secrets by name, kept unles
   });
   assert.deepEqual(shown, { repositories: "https://github.com/o/r", setupScript: "npm ci", maintenanceScript: "", variables: "A=1", secrets: "NPM_TOKEN", setupTimeoutSeconds: "600" });
   assert.deepEqual((environmentBody(shown).body as any).secrets, { NPM_TOKEN: null }, "saved again unchanged, the secret is kept");
+});
+
+test("a chosen environment is named in the start request; Automatic names none", () => {
+  const form = { repositoryUrl: "https://github.com/o/r", gitRef: "", prompt: "fix it", model: "", maxTurns: "", maxBudgetUsd: "" };
+  assert.equal(validateStartForm({ ...form, environment: "" }).request?.environment, undefined);
+  assert.equal(validateStartForm({ ...form, environment: "web" }).request?.environment, "web");
 });

@@ -31,6 +31,7 @@ test("a person saves an environment and watches its setup run in the timeline", 
   await showComposer(page);
   await page.getByLabel("Repository URL").fill(REPO_URL);
   await page.getByLabel("What should the agent do?").fill("SCENARIO:answer hello");
+  await page.getByLabel("Environment", { exact: true }).selectOption("page-env");
   await page.getByRole("button", { name: "Start" }).click();
   await finished("succeeded", page);
   const setup = page.locator("#timeline li.entry.setup");
