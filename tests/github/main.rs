@@ -199,13 +199,13 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
 
     // A token about to expire (a short-lived one: past half its life) is renewed with its
     // refresh token before it is used.
-    world.github.set_token_lifetime(Duration::from_secs(6));
+    world.github.set_token_lifetime(Duration::from_secs(12));
     let (reply, _) = world.through_github("octo", &[], "/").await;
     let short_lived = session_of(&reply, "/");
     let renewals_before = renewals(&world.github);
     let (status, _) = world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived).await;
     assert_eq!((status, renewals(&world.github)), (200, renewals_before), "a fresh token is used as it is");
-    tokio::time::sleep(Duration::from_millis(3_300)).await;
+    tokio::time::sleep(Duration::from_millis(6_300)).await;
     // Four requests at once need the renewal: one renews (GitHub takes a refresh token once),
     // the others wait for it and use its token.
     let call = || world.call(reqwest::Method::GET, "/api/github/repositories", &short_lived);
