@@ -5,10 +5,10 @@
 //! follow-up), then the delivery of its work ([`crate::delivery`]: diff, commit, push), each
 //! step recorded as events. A fresh workspace whose setup succeeded is kept as prepared for the
 //! next task of the same repository and environment, before the agent changes it; a prepared
-//! workspace that cannot be used is no failure: the task clones afresh, and says so. Once its agent has run, the task keeps a masked
-//! copy of the agent's session transcript, for follow-ups and exports. A stop (cancel, timeout,
-//! shutdown) reaches whichever step is running, which stops its process group; the task then
-//! ends in the state its stop reason names.
+//! workspace that cannot be used is no failure: the task clones afresh, and says so. Once its
+//! agent has run, the task keeps a masked copy of the agent's session transcript, for
+//! follow-ups and exports. A stop (cancel, timeout, shutdown) reaches whichever step is running,
+//! which stops its process group; the task then ends in the state its stop reason names.
 
 use std::{
     sync::Arc,
