@@ -268,6 +268,7 @@ bench: tools worker
 	cargo bench -p autopilot-tests --bench bridge
 	cargo bench -p autopilot-tests --bench gateway
 	cargo bench -p autopilot-tests --bench git_gateway
+	cargo bench -p autopilot-tests --bench environments
 
 clean:
 	cargo clean
