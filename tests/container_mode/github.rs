@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use autopilot_tests::{
-    container::podman_ok,
-    fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
-    github_sign_in::connect_github,
-};
+use autopilot_tests::{container::podman_ok, fake_github::FakeGithub, github_sign_in::connect_github};
 use serde_json::{json, Value};
 
 use crate::{World, ONE_AT_A_TIME};
@@ -23,15 +19,7 @@ async fn a_private_github_repository_is_worked_on_through_the_git_gateway_from_a
     github.add_user("octo", 1001);
     github.add_repo("octo", "private-app", true, "main");
     github.grant("octo", "octo/private-app");
-    let vars = [
-        ("GITHUB_URL", github.url.as_str()),
-        ("GITHUB_API_URL", github.api_url.as_str()),
-        ("GITHUB_CLIENT_ID", CLIENT_ID),
-        ("GITHUB_CLIENT_SECRET", CLIENT_SECRET),
-        ("GITHUB_TOKEN_KEY", "a container test's token key 7e2a"),
-        ("GIT_GATEWAY_URL", "{edge}"),
-    ];
-    let world = World::start(&vars).await;
+    let world = World::start(&github.edge_vars()).await;
     let token = world.edge.user("octavia", 1_000_000).await;
     connect_github(&world.edge.base_url, &github, "octo", &token).await;
 

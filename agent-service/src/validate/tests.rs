@@ -199,15 +199,15 @@ fn list_pages_are_bounded_and_tokens_are_the_services_own() {
     }
 }
 
+/// An environment as a Start carries it (the rules themselves are tested with them, in the
+/// contract crate's `environment_rules`).
 fn environment() -> Environment {
     Environment {
-        name: "web-app_1.0".into(),
-        setup_script: "npm ci".into(),
-        maintenance_script: "npm install".into(),
-        variables: [("NODE_ENV", "test")].map(|(k, v)| (k.into(), v.into())).into(),
-        secrets: [("NPM_TOKEN", "npm_0123456789")].map(|(k, v)| (k.into(), v.into())).into(),
-        setup_timeout: None,
+        name: "web".into(),
+        variables: [("NODE_ENV".to_string(), "test".to_string())].into(),
+        secrets: [("NPM_TOKEN".to_string(), "npm_0123456789".to_string())].into(),
         revision: 3,
+        ..Default::default()
     }
 }
 
@@ -220,7 +220,7 @@ fn environment_error(environment: Environment) -> String {
 fn an_environment_is_kept_with_its_defaults() {
     let spec = validate_start(&StartRequest { environment: Some(environment()), ..request() }, &limits()).unwrap();
     let checked = spec.run.environment.unwrap();
-    assert_eq!(checked.name, "web-app_1.0");
+    assert_eq!(checked.name, "web");
     assert_eq!(checked.setup_timeout, DEFAULT_SETUP_TIMEOUT);
     assert_eq!(checked.variables["NODE_ENV"], "test");
     assert_eq!(checked.secrets["NPM_TOKEN"], "npm_0123456789");

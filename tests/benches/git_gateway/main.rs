@@ -39,7 +39,7 @@ use autopilot_contract::v1::{client_frame::Request as ClientRequest, CancelReque
 use autopilot_tests::{
     bridge_client::{connect, send, Encoding},
     edge::Edge,
-    fake_github::{FakeGithub, CLIENT_ID, CLIENT_SECRET},
+    fake_github::FakeGithub,
     fake_model_api::FakeModelApi,
     figures::percentile,
     git_logging::{git_credentials_used, git_logging_wrapper},
@@ -79,15 +79,8 @@ impl World {
         let (git_wrapper, git_log) = git_logging_wrapper();
         let options = ServiceOptions { path_prefix: Some(git_wrapper.path().to_path_buf()), ..Default::default() };
         let service = Service::start(&model_api, options).await;
-        let vars = [
-            ("GITHUB_URL", github.url.as_str()),
-            ("GITHUB_API_URL", github.api_url.as_str()),
-            ("GITHUB_CLIENT_ID", CLIENT_ID),
-            ("GITHUB_CLIENT_SECRET", CLIENT_SECRET),
-            ("GITHUB_TOKEN_KEY", "a bench deployment's token key 3c1d"),
-            ("SIGNUP_CREDITS", "500"),
-            ("GIT_GATEWAY_URL", "{edge}"),
-        ];
+        let mut vars = github.edge_vars().to_vec();
+        vars.push(("SIGNUP_CREDITS", "500"));
         let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &vars).await;
         let http = github_sign_in::browser();
         World { edge, github, http, model_api, _service: service, git_log, _git_wrapper: git_wrapper }

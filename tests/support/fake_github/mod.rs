@@ -228,6 +228,19 @@ fn repo_key(owner: &str, name: &str) -> String {
 }
 
 impl FakeGithub {
+    /// The edge's settings for this GitHub, as a deployment's GitHub App would set them (its
+    /// client, a token key, the git gateway at the edge's own origin: `{edge}`).
+    pub fn edge_vars(&self) -> [(&str, &str); 6] {
+        [
+            ("GITHUB_URL", self.url.as_str()),
+            ("GITHUB_API_URL", self.api_url.as_str()),
+            ("GITHUB_CLIENT_ID", CLIENT_ID),
+            ("GITHUB_CLIENT_SECRET", CLIENT_SECRET),
+            ("GITHUB_TOKEN_KEY", "a test deployment's token key 3c1d"),
+            ("GIT_GATEWAY_URL", "{edge}"),
+        ]
+    }
+
     /// Serves the fake on an ephemeral loopback port, in the background of the current runtime.
     pub async fn start() -> std::io::Result<FakeGithub> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
