@@ -38,8 +38,8 @@
 //!   file. On an ext4 without a journal (this machine's), a new inode skips any deleted in the
 //!   last minute (six while its inode table block is not written back), so right after many
 //!   files were deleted (a test suite's or a previous run's temporary directories) the kernel
-//!   spends its time checking inodes (`recently_deleted`) and a copy takes 2.5-4.5 s instead of
-//!   0.3-0.4 s: run it on a machine where nothing deleted many files in the last minutes.
+//!   spends its time checking inodes (`recently_deleted`) and a copy takes 2.4-4.6 s instead of
+//!   0.3-0.5 s: run it on a machine where nothing deleted many files in the last minutes.
 //!
 //! Run with `make bench`, or `cargo bench -p autopilot-tests --bench environments` once the
 //! release agent-service is built.
