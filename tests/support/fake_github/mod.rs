@@ -19,6 +19,7 @@
 
 mod api;
 mod git;
+mod github_formats;
 mod oauth;
 
 use std::{
@@ -26,7 +27,7 @@ use std::{
     io::Read,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -39,6 +40,8 @@ use axum::{
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use tempfile::TempDir;
 use tokio::{net::TcpListener, task::JoinHandle};
+
+use self::github_formats::{node_id, timestamp};
 
 /// The client ID of the fake's GitHub App (GitHub App client IDs start `Iv`).
 pub const CLIENT_ID: &str = "Iv23liFakeGitHubApp1";
@@ -458,44 +461,4 @@ fn random_alphanumeric(len: usize) -> String {
     let mut bytes = vec![0u8; len];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).expect("reading /dev/urandom");
     bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
-}
-
-/// GitHub's legacy global node ID for an object: base64 of `0<len>:<Type><id>` (`04:User1`).
-fn node_id(kind: &str, id: u64) -> String {
-    BASE64.encode(format!("0{}:{kind}{id}", kind.len()))
-}
-
-/// The current time as GitHub writes it: `2026-12-06T06:15:46Z`.
-fn timestamp() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_ids_are_githubs_legacy_ones() {
-        assert_eq!(node_id("User", 1), "MDQ6VXNlcjE=");
-        assert_eq!(node_id("Repository", 1296269), "MDEwOlJlcG9zaXRvcnkxMjk2MjY5");
-    }
-
-    #[test]
-    fn timestamps_are_utc_iso_8601() {
-        let now = timestamp();
-        assert_eq!(now.len(), "2026-12-06T06:15:46Z".len());
-        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
-    }
 }
