@@ -41,9 +41,9 @@ pub async fn clone_repo(
     stop: &CancellationToken,
     on_progress: impl FnMut(GitProgress) + Send,
 ) -> Result<String, CloneError> {
-    let redactor = redactor.with(repo.secrets.iter().cloned());
-    init(dest, settings, &redactor, stop).await?;
-    check_out_from_remote(repo, git_ref, dest, settings, &redactor, stop, on_progress).await
+    init(dest, settings, &redactor.with(repo.secrets.iter().cloned()), stop).await?;
+    // It adds the URL's secrets to the redactor itself.
+    check_out_from_remote(repo, git_ref, dest, settings, redactor, stop, on_progress).await
 }
 
 /// Fetches `git_ref` of `repo` into the existing repository `dest` and checks it out, detached

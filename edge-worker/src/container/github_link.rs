@@ -14,7 +14,6 @@ use worker::{Delay, Env, Request, Response, Storage};
 use super::{now_ms, AutopilotContainer};
 use crate::{
     api_error::error_response,
-    entropy::random_bytes,
     front::{github_sign_in::Link, route::GitHubRoute},
     github::{
         client::{Account, GitHub},
@@ -86,19 +85,14 @@ impl GitHubLink {
         })
     }
 
-    fn seal(&self, key: &TokenKey, token: &str) -> Result<String, GrpcStatus> {
-        let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
-        Ok(key.seal(token, nonce.try_into().expect("12 bytes")))
-    }
-
     /// Keeps `grant` for `account`, connected at `connected_ms` (`None`: now, a new connection).
     async fn store_link(&self, account: Account, grant: &Grant, connected_ms: Option<u64>) -> Result<(), GrpcStatus> {
         let key = self.token_key()?;
         let stored = StoredLink {
             account,
-            access_token: self.seal(&key, &grant.access_token)?,
+            access_token: seal(&key, &grant.access_token)?,
             access_expires_ms: grant.access_expires_ms,
-            refresh_token: grant.refresh_token.as_deref().map(|t| self.seal(&key, t)).transpose()?,
+            refresh_token: grant.refresh_token.as_deref().map(|t| seal(&key, t)).transpose()?,
             refresh_expires_ms: grant.refresh_expires_ms,
             connected_ms: connected_ms.unwrap_or_else(now_ms),
             issued_ms: Some(now_ms()),
@@ -233,6 +227,10 @@ impl AutopilotContainer {
             Err(status) => error_response(&status),
         }
     }
+}
+
+fn seal(key: &TokenKey, token: &str) -> Result<String, GrpcStatus> {
+    key.seal_fresh(token).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))
 }
 
 fn storage(e: worker::Error) -> GrpcStatus {

@@ -1,7 +1,8 @@
 //! GitHub tokens at rest: sealed with AES-256-GCM under a key derived from the
 //! `GITHUB_TOKEN_KEY` secret, so the object's storage (and anything read out of it) holds no
 //! usable token. A sealed token is base64 of its 12-byte nonce followed by the ciphertext; the
-//! nonce is random for every seal (the caller draws it from the runtime's CSPRNG).
+//! nonce is random for every seal ([`TokenKey::seal_fresh`] draws it from the runtime's CSPRNG).
+//! Environments' secrets are sealed the same way, under a key from their own secret.
 
 use aes_gcm::{aead::Aead, Aes256Gcm, Key, KeyInit, Nonce};
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -31,6 +32,12 @@ impl TokenKey {
     pub fn seal(&self, token: &str, nonce: [u8; 12]) -> String {
         let sealed = self.0.encrypt(Nonce::from_slice(&nonce), token.as_bytes()).expect("AES-GCM seals any length");
         STANDARD.encode([nonce.as_slice(), sealed.as_slice()].concat())
+    }
+
+    /// `token` sealed with a fresh nonce from the runtime's CSPRNG.
+    pub fn seal_fresh(&self, token: &str) -> worker::Result<String> {
+        let nonce = crate::entropy::random_bytes(12)?;
+        Ok(self.seal(token, nonce.try_into().expect("12 bytes")))
     }
 
     /// The token `sealed` holds.

@@ -26,7 +26,6 @@ use self::{
 use super::{now_ms, AutopilotContainer};
 use crate::{
     api_error::error_response,
-    entropy::random_bytes,
     front::route::EnvironmentRoute,
     github::sealed::TokenKey,
     grpc_web::{Code, GrpcStatus},
@@ -129,8 +128,8 @@ impl Environments {
         environment_rules::check(&as_run).map_err(|refused| invalid(refusal_in_json(refused)))?;
         let mut sealed_secrets = BTreeMap::new();
         for (secret, value) in secrets {
-            let nonce = random_bytes(12).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
-            sealed_secrets.insert(secret, self.key()?.seal(&value, nonce.try_into().expect("12 bytes")));
+            let sealed = self.key()?.seal_fresh(&value).map_err(|e| GrpcStatus::new(Code::Internal, e.to_string()))?;
+            sealed_secrets.insert(secret, sealed);
         }
         let environment = StoredEnvironment {
             name: name.to_string(),

@@ -20,6 +20,7 @@ use crate::{
     container::git_gateway::repository::github_repository,
     github::{
         client::GitHub,
+        oauth::url_form,
         pull_request::{cut, description, follow_up_comment, mask, title, TaskReport},
     },
     grpc_web::{Code, GrpcStatus},
@@ -49,6 +50,11 @@ impl PullRequests {
             public_origin: var("PUBLIC_ORIGIN").map(|o| o.trim().trim_end_matches('/').to_string()),
             model_key: env.secret("ANTHROPIC_API_KEY").ok().map(|k| k.to_string()),
         }
+    }
+
+    /// The secrets a description masks: the model key and `more`.
+    fn secrets<'a>(&'a self, more: &[&'a str]) -> Vec<&'a str> {
+        self.model_key.iter().map(String::as_str).chain(more.iter().copied()).collect()
     }
 
     fn asked(&self) -> Result<&AskedPullRequests, GrpcStatus> {
@@ -104,7 +110,7 @@ impl AutopilotContainer {
             return error_response(&crate::archive::task_scope::unknown_task(task_id));
         }
         let delivered = match self.ask_again(task_id) {
-            Ok(()) => deliver(&self.live, task_id).await,
+            Ok(asked) => deliver(&self.live, task_id, asked).await,
             Err(status) => Err(status),
         };
         match delivered {
@@ -113,19 +119,14 @@ impl AutopilotContainer {
         }
     }
 
-    /// Makes sure `task_id` has an asked-for pull request, from its archived end if it did not
-    /// ask at its Start.
-    fn ask_again(&self, task_id: &str) -> Result<(), GrpcStatus> {
+    /// The pull request `task_id` asked for; made from its archived end if it did not ask at
+    /// its Start.
+    fn ask_again(&self, task_id: &str) -> Result<Asked, GrpcStatus> {
         let asked_for = self.live.pull_requests.asked()?;
-        if asked_for.get(task_id).map_err(storage)?.is_some() {
-            return Ok(());
+        if let Some(asked) = asked_for.get(task_id).map_err(storage)? {
+            return Ok(asked);
         }
-        let entry = self.live.archive.ended(task_id).ok_or_else(|| {
-            GrpcStatus::new(
-                Code::FailedPrecondition,
-                format!("task {task_id} has not ended: its branch is not pushed yet"),
-            )
-        })?;
+        let entry = self.live.archive.ended(task_id).ok_or_else(|| not_ended(task_id))?;
         let task = entry.task.unwrap_or_default();
         let github = self.live.github.github()?;
         let repository = github_repository(&task.repository_url, &github.url).ok_or_else(|| {
@@ -145,14 +146,8 @@ impl AutopilotContainer {
             options: PullRequestOptions { open: true, ..Default::default() },
             outcome: None,
         };
-        asked_for.ask(task_id, &asked).map_err(storage)
-    }
-}
-
-impl PullRequests {
-    /// The secrets a description masks: the model key and `more`.
-    fn secrets<'a>(&'a self, more: &[&'a str]) -> Vec<&'a str> {
-        self.model_key.iter().map(String::as_str).chain(more.iter().copied()).collect()
+        asked_for.ask(task_id, &asked).map_err(storage)?;
+        Ok(asked)
     }
 }
 
@@ -160,29 +155,26 @@ impl PullRequests {
 /// refusal is recorded on the task, not raised).
 pub(in crate::container) async fn open_at_end(live: &Live, task_id: &str) {
     let Some(asked_for) = &live.pull_requests.asked else { return };
-    match asked_for.get(task_id) {
-        Ok(Some(asked)) if !asked.done() => {}
+    let asked = match asked_for.get(task_id) {
+        Ok(Some(asked)) if !asked.done() => asked,
         _ => return,
-    }
-    if let Err(status) = deliver(live, task_id).await {
+    };
+    if let Err(status) = deliver(live, task_id, asked).await {
         worker::console_log!("task {task_id}'s pull request: {}", status.message);
     }
 }
 
-/// Opens or adopts the pull request `task_id` asked for, and records the outcome.
+/// Opens or adopts the pull request `task_id` asked for (`asked`), and records the outcome.
 ///
 /// # Errors
 /// FAILED_PRECONDITION when the task did not succeed or pushed nothing (nothing recorded then);
 /// GitHub's refusal, in its words (recorded on the task).
-async fn deliver(live: &Live, task_id: &str) -> Result<PullRequest, GrpcStatus> {
-    let asked_for = live.pull_requests.asked()?;
-    let asked = asked_for.get(task_id).map_err(storage)?.unwrap_or_default();
+async fn deliver(live: &Live, task_id: &str, asked: Asked) -> Result<PullRequest, GrpcStatus> {
     if asked.done() {
         return Ok(asked.outcome.unwrap_or_default());
     }
-    let entry = live.archive.ended(task_id).ok_or_else(|| {
-        GrpcStatus::new(Code::FailedPrecondition, format!("task {task_id} has not ended: its branch is not pushed yet"))
-    })?;
+    let asked_for = live.pull_requests.asked()?;
+    let entry = live.archive.ended(task_id).ok_or_else(|| not_ended(task_id))?;
     let task = entry.task.unwrap_or_default();
     let pushed = task.delivery.as_ref().is_some_and(|d| d.pushed);
     if task.state != TaskState::Succeeded as i32 || !pushed || asked.branch.is_empty() {
@@ -259,8 +251,9 @@ async fn open_or_adopt(
 /// The open pull request whose head is the task's branch, if any.
 async fn open_pull(github: &GitHub, token: &str, asked: &Asked) -> Result<Option<serde_json::Value>, GrpcStatus> {
     let owner = asked.repository.split('/').next().unwrap_or_default();
-    let head = url_encode(&format!("{owner}:{}", asked.branch));
-    let path = format!("/repos/{}/pulls?state=open&head={head}&per_page=1", asked.repository);
+    let head = format!("{owner}:{}", asked.branch);
+    let query = url_form(&[("state", "open"), ("head", &head), ("per_page", "1")]);
+    let path = format!("/repos/{}/pulls?{query}", asked.repository);
     let (pulls, _) = github.get(token, &path).await?;
     Ok(pulls.as_array().and_then(|pulls| pulls.first().cloned()))
 }
@@ -299,12 +292,8 @@ pub fn pull_json(pull: &PullRequest) -> serde_json::Value {
     serde_json::to_value(pull).unwrap_or_default()
 }
 
-/// `value` for a URL's query (GitHub's `owner:branch`).
-fn url_encode(value: &str) -> String {
-    worker::Url::parse_with_params("https://q.invalid/", [("q", value)])
-        .ok()
-        .and_then(|url| url.query().map(|q| q["q=".len()..].to_string()))
-        .unwrap_or_default()
+fn not_ended(task_id: &str) -> GrpcStatus {
+    GrpcStatus::new(Code::FailedPrecondition, format!("task {task_id} has not ended: its branch is not pushed yet"))
 }
 
 fn storage(e: worker::Error) -> GrpcStatus {
