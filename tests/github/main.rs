@@ -277,9 +277,7 @@ async fn stale_and_hostile_callbacks_are_refused_in_words(world: &World) {
     // A forged state, a callback without a code, GitHub's own refusal.
     let forged = world.get(&callback("code=x&state=forged"), &["ap_github_state=forged".into()]).await;
     assert_eq!(forged.status(), 400);
-    let start = world.get(&format!("{}/auth/github", world.edge.base_url), &[]).await;
-    let state_cookies = cookies(start.headers());
-    let state = state_cookies[0].trim_start_matches("ap_github_state=").to_string();
+    let (state, state_cookies) = begun_sign_in(world).await;
     let no_code = world.get(&callback(&format!("state={state}")), &state_cookies).await;
     assert_eq!(no_code.status(), 400);
     let body: Value = no_code.json().await.unwrap();
@@ -287,9 +285,7 @@ async fn stale_and_hostile_callbacks_are_refused_in_words(world: &World) {
     let denied = world.get(&callback("error=access_denied&error_description=The+user+denied"), &[]).await;
     assert_eq!(denied.status(), 403);
     // A code GitHub does not know (used, or made up): GitHub's words.
-    let start = world.get(&format!("{}/auth/github", world.edge.base_url), &[]).await;
-    let state_cookies = cookies(start.headers());
-    let state = state_cookies[0].trim_start_matches("ap_github_state=").to_string();
+    let (state, state_cookies) = begun_sign_in(world).await;
     let made_up = world.get(&callback(&format!("code=made-up&state={state}")), &state_cookies).await;
     assert_eq!(made_up.status(), 400);
     let body: Value = made_up.json().await.unwrap();
@@ -297,6 +293,14 @@ async fn stale_and_hostile_callbacks_are_refused_in_words(world: &World) {
     // The edge keeps serving.
     let health = world.http.get(format!("{}/health", world.edge.base_url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// A sign-in begun at the edge (not taken to GitHub): its state, and the cookies that bind it.
+async fn begun_sign_in(world: &World) -> (String, Vec<String>) {
+    let start = world.get(&format!("{}/auth/github", world.edge.base_url), &[]).await;
+    let state_cookies = cookies(start.headers());
+    let state = state_cookies[0].trim_start_matches("ap_github_state=").to_string();
+    (state, state_cookies)
 }
 
 /// A task on the private repository clones and pushes its branch through the gateway with a
