@@ -5,7 +5,7 @@
 // task directly after sign-in. The lists are the edge's, so every browser of the user shows the
 // same tasks. DOM glue only; the logic lives in plain modules (routes, controls, titles, timeline,
 // tasks, connection, validate, refusals, follow_up, announcements), the views in conversation.tsx,
-// diff_view.tsx, list_view.ts and follow_up_form.ts; GitHub's parts in github.ts, the environments
+// diff_view.tsx, list_view.tsx and follow_up_form.ts; GitHub's parts in github.ts, the environments
 // panel in environments.ts, tunnel mode's panel in tunnel_panel.ts.
 
 import type { Event } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
@@ -157,7 +157,7 @@ function showComposer() {
   followUp.show(undefined, false);
   $("task").hidden = true;
   $("start-form").hidden = false;
-  for (const view of Object.values(lists)) view.markCurrent(undefined);
+  for (const view of Object.values(lists)) view.markCurrent();
   settleListTabStop();
   document.title = "New task · Autopilot";
   const last = recallRepository(localStorage);
@@ -346,7 +346,7 @@ function openTask(task: TaskRef, websocketUrl?: string, push = true, openedAt = 
   $("task").hidden = false;
   setTaskStatus("");
   drawer.close();
-  for (const view of Object.values(lists)) view.markCurrent(task.taskId);
+  for (const view of Object.values(lists)) view.markCurrent();
   settleListTabStop();
   showHeading();
   announcer.now(`Opened ${$("task-title").textContent}`);

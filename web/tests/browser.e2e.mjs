@@ -396,8 +396,12 @@ test("several tasks run at once: each is live in the list, and switching timelin
   await page.locator("#follow-up-error", { hasText: /\S/ }).waitFor({ timeout: LONG });
   console.log(`a follow-up with three tasks running: ${await page.locator("#follow-up-error").textContent()}`);
   assert.match(await page.locator("#follow-up-error").textContent(), /^Too many tasks are running: wait for one to end, or cancel one\./);
-  // Switch to the first: its timeline replays and follows it live; the others keep running.
-  await page.locator(`#recent-list li[data-task-id="${running[0]}"] .task-title`).click();
+  // Switch to the first: its timeline replays and follows it live; the others keep running. The
+  // click is held across the list's refreshes (while tasks run, every second): it still opens it.
+  await page.locator(`#recent-list li[data-task-id="${running[0]}"] .task-title`).hover();
+  await page.mouse.down();
+  await page.waitForTimeout(2500);
+  await page.mouse.up();
   await page.waitForFunction((id) => document.getElementById("task-id").textContent === id, running[0]);
   await page.locator('#link[data-state="live"]').waitFor({ timeout: LONG });
   await page.locator("#timeline li.agent").waitFor({ timeout: LONG });

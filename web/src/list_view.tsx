@@ -7,7 +7,8 @@
 // is its DOM and its loads.
 
 import { api, errorText } from "./api.js";
-import { $, element } from "./dom.js";
+import { render, type JSX } from "preact";
+import { $ } from "./dom.js";
 import type { TaskSummary } from "../../clients/ts/src/gen/autopilot/v1/autopilot_pb.js";
 import { anyRunning, describeTask, elapsedOf, isFinal, pageQuery, PAGE_SIZE, parentOf, parseTaskPage, TaskList, type Mode, type Seen, type TaskPage } from "./tasks.js";
 import { threadRows, type ThreadRow } from "./threads.js";
@@ -149,94 +150,45 @@ export class TaskListView {
     if (this.hideWhenEmpty) $(this.ids.section).hidden = this.list.tasks.length === 0 && !$(this.ids.status).textContent;
   }
 
-  /** Draws the whole list anew. */
+  /** Draws the whole list: its threads anew, then every entry. */
   render() {
-    const list = $(this.ids.list);
-    // The entries are made anew: keep the keyboard's place on the one it was on.
-    const focused = document.activeElement?.closest<HTMLElement>(`#${this.ids.list} li`)?.dataset.taskId;
     const rows = threadRows(this.list.tasks);
     this.rows = new Map(rows.map((row) => [row.task.taskId, row]));
-    list.replaceChildren(...rows.map((row) => this.renderTask(row.task.taskId)!));
-    if (focused) list.querySelector<HTMLElement>(`li[data-task-id="${CSS.escape(focused)}"] button`)?.focus();
+    this.draw();
     $<HTMLButtonElement>(this.ids.more).hidden = !this.list.hasMore;
     this.showSection();
-    this.tickElapsed();
     this.hooks.rendered();
   }
 
   /** Shows the entry of `taskId` anew (its state or cost changed); answers whether it is listed. */
   rerender(taskId: string): boolean {
-    const old = document.querySelector(`#${this.ids.list} li[data-task-id="${CSS.escape(taskId)}"]`);
-    const fresh = this.renderTask(taskId);
-    if (!old || !fresh) return false;
-    const hadFocus = old.contains(document.activeElement);
-    // The keyboard's one stop in the lists (roving_focus.ts) stays where it was.
-    const [was, now] = [old.querySelector("button"), fresh.querySelector("button")];
-    if (was && now) now.tabIndex = was.tabIndex;
-    old.replaceWith(fresh);
-    if (hadFocus) fresh.querySelector("button")?.focus();
-    this.tickElapsed();
+    if (!this.rows.has(taskId) || !this.list.get(taskId)) return false;
+    this.draw();
     this.schedulePoll();
     return true;
   }
 
-  /** Marks the entry of the open task. */
-  markCurrent(taskId: string | undefined) {
-    for (const item of document.querySelectorAll<HTMLElement>(`#${this.ids.list} li`)) {
-      if (item.dataset.taskId === taskId) item.setAttribute("aria-current", "true");
-      else item.removeAttribute("aria-current");
-    }
+  /** Marks the entry of the open task (`hooks.currentTaskId`). */
+  markCurrent() {
+    this.draw();
   }
 
-  /** One entry: title, state, how long it ran, cost and when it was created; a click opens it. */
-  private renderTask(taskId: string): HTMLElement | undefined {
-    const summary = this.list.get(taskId);
-    if (!summary) return undefined;
-    const entry = describeTask(summary, this.seen.get(taskId));
-    const item = element("li", "task");
-    item.dataset.taskId = entry.taskId;
-    item.dataset.state = entry.state;
-    if (this.hooks.currentTaskId() === entry.taskId) item.setAttribute("aria-current", "true");
-    const row = this.rows.get(taskId);
-    const parentId = parentOf(summary);
-    if (parentId) item.dataset.parentId = parentId;
-    item.dataset.depth = String(row?.depth ?? 0);
-    item.style.setProperty("--depth", String(Math.min(row?.depth ?? 0, MAX_DRAWN_DEPTH)));
-    const button = element("button", "link task-title", entry.title) as HTMLButtonElement;
-    button.type = "button";
-    button.title = entry.repository;
-    button.addEventListener("click", () => this.hooks.open(entry.taskId, this.mode));
-    if (parentId) {
-      // A follow-up: marked as one, and said so to a screen reader.
-      const parentTitle = this.titleOf(parentId);
-      const mark = element("span", "task-follow-up", "↳ ");
-      mark.setAttribute("aria-hidden", "true");
-      button.setAttribute("aria-label", `${entry.title} (follow-up of ${parentTitle ?? "an earlier task"})`);
-      if (row?.unlistedParentId) button.title = `${entry.repository}\nA follow-up of an earlier task (More lists it)`;
-      item.append(mark);
-    }
-    const meta = element("div", "task-meta");
-    const state = element("span", "badge task-state", entry.stateLabel);
-    state.dataset.state = entry.state;
-    meta.append(state);
-    // A running task's time is what matters most after its state; an ended one's comes last.
-    const elapsed = element("span", "task-elapsed");
-    if (!entry.ended && entry.createdMs) {
-      elapsed.dataset.since = String(entry.createdMs);
-      meta.append(" · ", elapsed);
-    }
-    if (entry.cost) meta.append(" · ", element("span", "task-cost", entry.cost));
-    if (entry.created) {
-      const time = element("time", "task-created", entry.created);
-      time.setAttribute("datetime", new Date(entry.createdMs).toISOString());
-      meta.append(" · ", time);
-    }
-    const took = elapsedOf(entry, Date.now());
-    if (entry.ended && took) meta.append(" · ", element("span", "task-took", `took ${took}`));
-    const where = element("div", "task-where");
-    where.append(element("span", "task-repository", repositoryName(summary.repositoryUrl)), " · ", element("code", "task-short-id", shortId(entry.taskId)));
-    item.append(button, meta, where);
-    return item;
+  /** Draws the entries as last threaded. Preact keeps each entry's elements by task id, so a
+   * redraw (every second while a task runs) changes them in place: a click that spans one still
+   * lands on its button, and the keyboard's focus and Tab stop (roving_focus.ts) stay put. */
+  private draw() {
+    const now = Date.now();
+    const current = this.hooks.currentTaskId();
+    const entries = [...this.rows.values()].flatMap((row) => {
+      const summary = this.list.get(row.task.taskId);
+      if (!summary) return [];
+      const parentId = parentOf(summary);
+      const parentTitle = parentId ? this.titleOf(parentId) : undefined;
+      return [<TaskEntry key={row.task.taskId} summary={summary} seen={this.seen.get(row.task.taskId)} row={row} parentTitle={parentTitle} current={current === row.task.taskId} now={now} open={() => this.hooks.open(row.task.taskId, this.mode)} />];
+    });
+    render(<>{entries}</>, $(this.ids.list));
+    window.clearTimeout(this.clock);
+    if (anyRunning(this.list.tasks, this.seen)) this.clock = window.setTimeout(() => this.draw(), 1000);
   }
 
   /** The title of a listed task (its prompt's first line), if listed. */
@@ -244,14 +196,45 @@ export class TaskListView {
     const summary = this.list.get(taskId);
     return summary ? describeTask(summary).title : undefined;
   }
+}
 
-  /** Brings the running entries' elapsed times up to date, every second while one runs. */
-  private tickElapsed() {
-    const running = document.querySelectorAll<HTMLElement>(`#${this.ids.list} .task-elapsed[data-since]`);
-    for (const span of running) span.textContent = elapsedOf({ createdMs: Number(span.dataset.since), ended: false, endedMs: 0 }, Date.now());
-    window.clearTimeout(this.clock);
-    if (running.length > 0) this.clock = window.setTimeout(() => this.tickElapsed(), 1000);
-  }
+interface EntryProps {
+  summary: TaskSummary;
+  seen: Seen | undefined;
+  row: ThreadRow<TaskSummary>;
+  /** The title of the task this one follows up, if it is listed. */
+  parentTitle: string | undefined;
+  current: boolean;
+  now: number;
+  open(): void;
+}
+
+/** One entry: title, state, how long it ran, cost and when it was created; a click opens it. */
+function TaskEntry({ summary, seen, row, parentTitle, current, now, open }: EntryProps) {
+  const entry = describeTask(summary, seen);
+  const parentId = parentOf(summary);
+  const running = !entry.ended && entry.createdMs > 0;
+  const took = entry.ended ? elapsedOf(entry, now) : "";
+  const title = row.unlistedParentId ? `${entry.repository}\nA follow-up of an earlier task (More lists it)` : entry.repository;
+  const meta: (JSX.Element | string)[] = [<span class="badge task-state" data-state={entry.state}>{entry.stateLabel}</span>];
+  // A running task's time is what matters most after its state; an ended one's comes last.
+  if (running) meta.push(" · ", <span class="task-elapsed">{elapsedOf({ createdMs: entry.createdMs, ended: false, endedMs: 0 }, now)}</span>);
+  if (entry.cost) meta.push(" · ", <span class="task-cost">{entry.cost}</span>);
+  if (entry.created) meta.push(" · ", <time class="task-created" dateTime={new Date(entry.createdMs).toISOString()}>{entry.created}</time>);
+  if (took) meta.push(" · ", <span class="task-took">took {took}</span>);
+  return (
+    <li class="task" data-task-id={entry.taskId} data-state={entry.state} data-parent-id={parentId || undefined} data-depth={String(row.depth)} aria-current={current ? "true" : undefined} style={{ "--depth": String(Math.min(row.depth, MAX_DRAWN_DEPTH)) }}>
+      {/* A follow-up: marked as one, and said so to a screen reader. */}
+      {parentId && <span class="task-follow-up" aria-hidden="true">↳ </span>}
+      <button type="button" class="link task-title" title={title} aria-label={parentId ? `${entry.title} (follow-up of ${parentTitle ?? "an earlier task"})` : undefined} onClick={open}>
+        {entry.title}
+      </button>
+      <div class="task-meta">{meta}</div>
+      <div class="task-where">
+        <span class="task-repository">{repositoryName(summary.repositoryUrl)}</span> · <code class="task-short-id">{shortId(entry.taskId)}</code>
+      </div>
+    </li>
+  );
 }
 
 /** A repository's short name in the list: its last path segment, without ".git". */
