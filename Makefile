@@ -152,6 +152,7 @@ dev-container: tools worker web local-containers
 	  if [ -n "$$ANTHROPIC_API_KEY" ]; then echo "ANTHROPIC_API_KEY=$$ANTHROPIC_API_KEY"; \
 	  else echo "ANTHROPIC_API_KEY=offline-fake-key"; echo "MODEL_API_URL=http://127.0.0.1:$(FAKE_MODEL_PORT)"; fi; \
 	  echo "MODEL_GATEWAY_URL=http://127.0.0.1:$(EDGE_PORT)/model"; \
+	  echo "PREPARED_STORE_URL=http://127.0.0.1:$(EDGE_PORT)/cache/prepared"; \
 	} > $(DEV_DIR)/container.vars
 	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	if [ -z "$$ANTHROPIC_API_KEY" ]; then \

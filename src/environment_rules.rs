@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, ops::RangeInclusive, time::Duration};
 
-use crate::v1::Environment;
+use crate::v1::{Environment, PreparedStore};
 
 /// Longest environment name, in characters.
 pub const MAX_NAME_LEN: usize = 64;
@@ -26,6 +26,13 @@ pub const MIN_SECRET_LEN: usize = 6;
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
 /// The shortest and longest time a script may be given.
 pub const SETUP_TIMEOUT_RANGE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(3600);
+
+/// Longest prepared store URL, and credential.
+pub const MAX_STORE_URL_LEN: usize = 2048;
+pub const MAX_STORE_TOKEN_LEN: usize = 512;
+/// The sizes a prepared store's parts may have: R2's multipart uploads want 5 MiB at least
+/// (but the last), and a part is one request body, which Cloudflare caps at 100 MB on most plans.
+pub const STORE_PART_BYTES: RangeInclusive<u64> = (5 << 20)..=(64 << 20);
 
 /// Names a variable or secret may not have: what the service sets or passes on and relies on.
 const RESERVED_NAMES: [&str; 7] =
@@ -97,6 +104,9 @@ pub fn check(environment: &Environment) -> Result<Duration, Refusal> {
             ),
         ));
     }
+    if let Some(store) = &environment.prepared_store {
+        check_prepared_store(store)?;
+    }
     match environment.setup_timeout {
         None => Ok(DEFAULT_SETUP_TIMEOUT),
         Some(d) => {
@@ -109,6 +119,28 @@ pub fn check(environment: &Environment) -> Result<Duration, Refusal> {
             }
         }
     }
+}
+
+/// Checks where a prepared workspace is kept beyond the service. The token is never quoted.
+fn check_prepared_store(store: &PreparedStore) -> Result<(), Refusal> {
+    let url = store.url.as_str();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > MAX_STORE_URL_LEN {
+        return Err(refuse(
+            "environment.prepared_store.url",
+            format!("must be an http:// or https:// URL of at most {MAX_STORE_URL_LEN} bytes"),
+        ));
+    }
+    let token = store.token.as_str();
+    if token.is_empty() || token.len() > MAX_STORE_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(refuse(
+            "environment.prepared_store.token",
+            format!("must be 1 to {MAX_STORE_TOKEN_LEN} printable ASCII characters with no spaces"),
+        ));
+    }
+    if !STORE_PART_BYTES.contains(&store.part_bytes) {
+        return Err(refuse("environment.prepared_store.part_bytes", "must be between 5 MiB and 64 MiB"));
+    }
+    Ok(())
 }
 
 /// An environment's `variables` or `secrets` (`which`), checked, sorted by name.
@@ -170,6 +202,7 @@ mod tests {
             secrets: [("NPM_TOKEN", "npm_0123456789")].map(|(k, v)| (k.into(), v.into())).into(),
             setup_timeout: None,
             revision: 3,
+            prepared_store: None,
         }
     }
 
@@ -257,6 +290,26 @@ mod tests {
         // No error quotes a secret's value.
         for bad in [secret("PATH", "hunter2-secret"), secret("X", "hunter2-secret\0")] {
             assert!(!environment_error(bad).contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn a_prepared_store_is_an_http_url_a_printable_token_and_a_part_size_r2_takes() {
+        let with = |url: &str, token: &str, part_bytes: u64| Environment {
+            prepared_store: Some(PreparedStore { url: url.into(), token: token.into(), part_bytes }),
+            ..environment()
+        };
+        assert!(validate_environment(&with("https://edge.example/cache/prepared", "apcc_1_2", 16 << 20)).is_ok());
+        for (environment, field) in [
+            (with("ftp://x", "t", 16 << 20), "environment.prepared_store.url"),
+            (with("https://x", "", 16 << 20), "environment.prepared_store.token"),
+            (with("https://x", "a secret-token", 16 << 20), "environment.prepared_store.token"),
+            (with("https://x", "t", 1 << 20), "environment.prepared_store.part_bytes"),
+            (with("https://x", "t", 1 << 30), "environment.prepared_store.part_bytes"),
+        ] {
+            let refused = validate_environment(&environment).unwrap_err();
+            assert_eq!(refused.field, field);
+            assert!(!refused.message.contains("secret-token"), "{}", refused.message);
         }
     }
 

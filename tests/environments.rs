@@ -24,16 +24,19 @@ struct World {
     edge: Edge,
     service: Service,
     repo: GitFixture,
-    _model_api: FakeModelApi,
+    model_api: FakeModelApi,
 }
 
 impl World {
     async fn start() -> World {
         let model_api = FakeModelApi::start().await.unwrap();
         let service = Service::start(&model_api, Default::default()).await;
-        let vars = [("ENVIRONMENT_SECRETS_KEY", "a test deployment's environment key 91ce")];
+        let vars = [
+            ("ENVIRONMENT_SECRETS_KEY", "a test deployment's environment key 91ce"),
+            ("PREPARED_STORE_URL", "{edge}/cache/prepared"),
+        ];
         let edge = Edge::start_with_vars(&format!("http://{}", service.addr), &vars).await;
-        World { edge, service, repo: GitFixture::new(), _model_api: model_api }
+        World { edge, service, repo: GitFixture::new(), model_api }
     }
 
     async fn put(&self, token: &str, name: &str, body: Value) -> (u16, Value) {
@@ -43,7 +46,7 @@ impl World {
 
 #[tokio::test]
 async fn environments_are_saved_checked_private_and_run_before_the_agent() {
-    let world = World::start().await;
+    let mut world = World::start().await;
     let alice = world.edge.user("alice", 100_000).await;
     let bob = world.edge.user("bob", 100_000).await;
 
@@ -102,6 +105,7 @@ async fn environments_are_saved_checked_private_and_run_before_the_agent() {
     );
 
     a_task_runs_the_setup_before_the_agent_without_the_secret(&world, &alice).await;
+    a_new_container_starts_from_the_workspace_kept_at_the_edge(&mut world, &alice).await;
 
     // A reset and an edit count revisions; a delete is final.
     let (status, reset) = world.edge.call(Method::DELETE, "/api/environments/web/cache", &alice, None).await;
@@ -154,6 +158,8 @@ async fn a_task_runs_the_setup_before_the_agent_without_the_secret(world: &World
     for shown in [ended.to_string(), format!("{events:?}")] {
         assert!(!shown.contains(SECRET), "the secret was shown");
     }
+    let notes = prepared_notes(&events);
+    assert!(notes.iter().any(|n| n.starts_with("kept the workspace environment web prepared in the edge's store")), "{notes:?}");
 
     let (ended, events) = run(world, token, "SCENARIO:list-files what did setup leave?").await;
     assert_eq!(ended["task"]["workspaceOrigin"], "WORKSPACE_ORIGIN_PREPARED", "{ended}");
@@ -166,6 +172,36 @@ async fn a_task_runs_the_setup_before_the_agent_without_the_secret(world: &World
     let follow_up = json!({"parentTaskId": first["task"]["taskId"], "prompt": "SCENARIO:answer and more"});
     let (ended, _) = run_start(world, token, follow_up).await;
     assert_eq!(ended["task"]["environmentName"], "web", "{ended}");
+}
+
+/// The first task kept its prepared workspace in the edge's store (R2) too: a service that never
+/// saw it (a new container: an empty work directory) restores it instead of running the setup,
+/// and runs the maintenance script on it.
+async fn a_new_container_starts_from_the_workspace_kept_at_the_edge(world: &mut World, token: &str) {
+    let service_options = Default::default();
+    world.service.replace_with_empty_work_dir(&world.model_api, &service_options).await;
+    let (ended, events) = run(world, token, "SCENARIO:list-files what came back?").await;
+    assert_eq!(ended["task"]["workspaceOrigin"], "WORKSPACE_ORIGIN_RESTORED", "{ended}");
+    let notes = prepared_notes(&events);
+    assert!(notes.iter().any(|n| n.starts_with("restored it from the edge's store: ")), "{notes:?}");
+    assert!(events.iter().map(kind).any(|k| k == "setup_started:maintenance"), "the maintenance script ran");
+    assert_eq!(setup_lines(&events), ["maintaining"]);
+    let result = ended["task"]["result"].as_str().unwrap_or_default();
+    assert!(result.contains("SETUP_DONE.txt"), "the restored workspace has what setup made: {result}");
+    for shown in [ended.to_string(), format!("{events:?}")] {
+        assert!(!shown.contains("apcc_"), "the store's credential was shown");
+    }
+}
+
+/// The notes about prepared workspaces a task's events hold.
+fn prepared_notes(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::GitProgress(note)) if note.phase == "Prepared workspace" => Some(note.message.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Starts a task on the repository and waits for its end: its Status and its events.

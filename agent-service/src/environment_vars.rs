@@ -64,6 +64,7 @@ mod tests {
             secrets: [("NPM_TOKEN", "npm_secret_123")].map(|(k, v)| (k.into(), v.into())).into(),
             setup_timeout: Duration::from_secs(600),
             revision: 1,
+            prepared_store: None,
         }
     }
 

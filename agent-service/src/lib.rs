@@ -63,6 +63,8 @@ pub mod grpc_api;
 pub mod host_guard;
 pub mod model_access;
 pub mod prepared_key;
+pub mod prepared_steps;
+pub mod prepared_store;
 pub mod prepared_workspaces;
 pub mod proc_table;
 pub mod process_group;

@@ -104,6 +104,7 @@ mod tests {
             secrets: [("NPM_TOKEN".to_string(), "npm_0123456789".to_string())].into(),
             setup_timeout: Duration::from_secs(600),
             revision: 1,
+            prepared_store: None,
         }
     }
 

@@ -26,7 +26,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use tokio::{io::AsyncReadExt, sync::RwLock};
+use tokio::{
+    io::AsyncReadExt,
+    sync::{OwnedRwLockReadGuard, RwLock},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -117,7 +120,7 @@ impl PreparedWorkspaces {
         clean_git_config: &[u8],
         stop: &CancellationToken,
     ) -> Result<(), CopyError> {
-        let incoming = incoming_dir(&self.root, &uuid::Uuid::new_v4().to_string());
+        let incoming = self.incoming();
         let made = async {
             copy_tree(workspace, &incoming, stop, self.grace).await?;
             let config = incoming.join(".git").join("config");
@@ -131,6 +134,22 @@ impl PreparedWorkspaces {
             remove_in_background(incoming);
             return Err(error);
         }
+        self.place(key, incoming).await
+    }
+
+    /// A new directory's path for [`Self::place`] to put in place once it is filled (a
+    /// workspace brought from the edge's store, say); nothing is made there yet.
+    pub fn incoming(&self) -> PathBuf {
+        incoming_dir(&self.root, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Puts the filled `incoming` ([`Self::incoming`]) in the place of `key`'s prepared
+    /// workspace, replacing the one there was; then evicts the least recently used past
+    /// [`MAX_PREPARED`].
+    ///
+    /// # Errors
+    /// A rename failed; nothing is kept then (and `incoming` is removed).
+    pub async fn place(&self, key: &str, incoming: PathBuf) -> Result<(), CopyError> {
         let target = workspace_dir(&self.root, key);
         let replaced = {
             let lock = self.lock_of(key);
@@ -155,6 +174,19 @@ impl PreparedWorkspaces {
         replaced.into_iter().for_each(remove_in_background);
         self.evict().await;
         Ok(())
+    }
+
+    /// Whether there is a prepared workspace of `key`.
+    pub fn has(&self, key: &str) -> bool {
+        std::fs::symlink_metadata(workspace_dir(&self.root, key)).is_ok_and(|meta| meta.is_dir())
+    }
+
+    /// The prepared workspace of `key`, held so that nothing replaces or evicts it until the
+    /// guard is dropped (to be read: sent to the edge's store); `None` if there is none.
+    pub async fn reading(&self, key: &str) -> Option<(OwnedRwLockReadGuard<()>, PathBuf)> {
+        let guard = self.lock_of(key).read_owned().await;
+        let dir = workspace_dir(&self.root, key);
+        std::fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()).then_some((guard, dir))
     }
 
     /// Removes the least recently used prepared workspaces past [`MAX_PREPARED`].
@@ -202,7 +234,7 @@ fn mark_used(dir: &Path) {
 }
 
 /// Removes `dir` and all below it, off the async threads. Best effort.
-fn remove_in_background(dir: PathBuf) {
+pub fn remove_in_background(dir: PathBuf) {
     tokio::task::spawn_blocking(move || {
         if let Err(error) = std::fs::remove_dir_all(&dir) {
             if error.kind() != io::ErrorKind::NotFound {

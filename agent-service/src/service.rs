@@ -17,6 +17,7 @@ use crate::{
     git_credentials::GitCredentials,
     grpc_api::AutopilotApi,
     host_guard::AllowedHosts,
+    prepared_store::PreparedStoreClient,
     prepared_workspaces::PreparedWorkspaces,
     redact::Redactor,
     server,
@@ -110,6 +111,7 @@ fn build(
         prepared: PreparedWorkspaces::open(&config.work_dir, config.stop_grace).map_err(|e| {
             format!("cannot prepare {}/prepared for prepared workspaces: {e}", config.work_dir.display())
         })?,
+        store_client: PreparedStoreClient::default(),
     };
     // Asking the CLI its version takes longer than the service needs to start answering /ping,
     // so it runs beside serving; a pinned version that does not match fails every task.

@@ -7,7 +7,9 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use autopilot_contract::v1::{AgentOptions, DeliveryOptions, ModelAccess, PullRequestOptions, WorkspaceSnapshot};
+use autopilot_contract::v1::{
+    AgentOptions, DeliveryOptions, ModelAccess, PreparedStore, PullRequestOptions, WorkspaceSnapshot,
+};
 
 use crate::repo_url::RepoUrl;
 
@@ -47,6 +49,9 @@ pub struct EnvironmentSpec {
     pub setup_timeout: Duration,
     /// The edge's count of edits and resets, part of a prepared workspace's key.
     pub revision: u64,
+    /// Where the prepared workspace is kept beyond this service ([`crate::prepared_store`]);
+    /// its token is a secret of the task's.
+    pub prepared_store: Option<PreparedStore>,
 }
 
 impl std::fmt::Debug for EnvironmentSpec {
@@ -59,6 +64,7 @@ impl std::fmt::Debug for EnvironmentSpec {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("setup_timeout", &self.setup_timeout)
             .field("revision", &self.revision)
+            .field("prepared_store", &self.prepared_store.as_ref().map(|_| "(set)"))
             .finish()
     }
 }
@@ -98,7 +104,8 @@ impl TaskSpec {
     pub fn own_secrets(&self) -> Vec<String> {
         let model_key = self.run.model_access.as_ref().map(|access| access.api_key.clone());
         let environment = self.run.environment.iter().flat_map(EnvironmentSpec::secret_texts);
-        self.repo.secrets.iter().cloned().chain(model_key).chain(environment).collect()
+        let store_token = self.run.environment.iter().flat_map(|e| &e.prepared_store).map(|store| store.token.clone());
+        self.repo.secrets.iter().cloned().chain(model_key).chain(environment).chain(store_token).collect()
     }
 }
 

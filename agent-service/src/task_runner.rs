@@ -16,8 +16,8 @@ use std::{
 };
 
 use autopilot_contract::v1::{
-    event::Payload, AgentStarted, AgentText, GitProgress, RepositoryReady, TaskState, ToolFinished, ToolStarted,
-    UsageUpdate, WorkspaceOrigin,
+    event::Payload, AgentStarted, AgentText, RepositoryReady, TaskState, ToolFinished, ToolStarted, UsageUpdate,
+    WorkspaceOrigin,
 };
 
 use crate::{
@@ -29,11 +29,13 @@ use crate::{
     },
     delivery::{deliver, save_clean_git_config, DeliveryContext},
     environment_vars,
-    git_clone::{check_out_from_remote, clone_repo, renew_git_config, GitSettings},
+    git_clone::{clone_repo, GitSettings},
     git_command::GitError,
     git_credentials::GitCredentials,
     model_access, prepared_key,
-    prepared_workspaces::{CopyError, PreparedWorkspaces},
+    prepared_steps::{from_prepared, keep_prepared, restore_from_store, send_to_store},
+    prepared_store::PreparedStoreClient,
+    prepared_workspaces::PreparedWorkspaces,
     setup::{set_up, SetupContext, SetupError},
     spec::{EnvironmentSpec, FollowUp, TaskSpec, WorkspaceSource},
     task::{StopReason, Task},
@@ -58,10 +60,12 @@ pub struct RunContext {
     pub agent_problem: Arc<std::sync::OnceLock<String>>,
     /// The workspaces environments' setups prepared, for the next task of the same kind.
     pub prepared: PreparedWorkspaces,
+    /// Reaches the edge's store of prepared workspaces (`Environment.prepared_store`).
+    pub store_client: PreparedStoreClient,
 }
 
 /// Why a step did not succeed.
-enum StepError {
+pub(crate) enum StepError {
     Stopped,
     Failed(String),
 }
@@ -83,7 +87,13 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
             task.request_stop(StopReason::TimedOut(limit));
         })
     };
-    let outcome = run_steps(&task, &spec, &ctx).await;
+    let mut upload = None;
+    let outcome = run_steps(&task, &spec, &ctx, &mut upload).await;
+    // The edge's credential for its store ends with the task: a workspace still being sent is
+    // sent first (a stop ends the sending too).
+    if let Some(upload) = upload {
+        let _ = upload.await;
+    }
     timer.abort();
     let (state, result, error, num_turns) = match outcome {
         Ok(finished) => (TaskState::Succeeded, finished.result, String::new(), finished.num_turns),
@@ -97,7 +107,12 @@ pub async fn run_task(task: Arc<Task>, spec: TaskSpec, ctx: Arc<RunContext>) {
     tracing::info!(task_id = task.id(), state = ?task.state(), elapsed_ms = started.elapsed().as_millis() as u64, "task ended");
 }
 
-async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Finished, StepError> {
+async fn run_steps(
+    task: &Arc<Task>,
+    spec: &TaskSpec,
+    ctx: &RunContext,
+    upload: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<Finished, StepError> {
     if !ctx.has_api_key && spec.run.model_access.is_none() {
         return Err(StepError::Failed(
             "ANTHROPIC_API_KEY is not set on the agent-service, so the agent cannot call the model; \
@@ -138,7 +153,9 @@ async fn run_steps(task: &Task, spec: &TaskSpec, ctx: &RunContext) -> Result<Fin
             SetupError::Failed(why) => StepError::Failed(why),
         })?;
         if let (Some((_, key)), WorkspaceOrigin::Fresh) = (&prepared, origin) {
-            keep_prepared(task, environment, key, &repo_dir, &clean_git_config, ctx).await?;
+            if keep_prepared(task, environment, key, &repo_dir, &clean_git_config, ctx).await? {
+                *upload = send_to_store(task, environment, key, ctx).await;
+            }
         }
     }
     task.move_to(TaskState::Running, "");
@@ -186,8 +203,13 @@ async fn first_workspace(
 ) -> Result<(String, WorkspaceOrigin), StepError> {
     let mut made = None;
     if let Some((environment, key)) = prepared {
-        made =
-            from_prepared(task, spec, environment, key, ctx).await?.map(|commit| (commit, WorkspaceOrigin::Prepared));
+        let mut origin = WorkspaceOrigin::Prepared;
+        if let (false, Some(store)) = (ctx.prepared.has(key), &environment.prepared_store) {
+            if restore_from_store(task, environment, store, key, ctx).await? {
+                origin = WorkspaceOrigin::Restored;
+            }
+        }
+        made = from_prepared(task, spec, environment, key, ctx).await?.map(|commit| (commit, origin));
     }
     let (commit, origin) = match made {
         Some(made) => made,
@@ -209,92 +231,6 @@ async fn first_workspace(
     write_base(task, &commit)?;
     Ok((commit, origin))
 }
-
-/// The task's workspace made from the prepared workspace of `key`, brought to the task's ref;
-/// answers the commit checked out, or `None` when there is no prepared workspace, or it could
-/// not be used (then the task clones afresh, and a `git_progress` note says why).
-async fn from_prepared(
-    task: &Task,
-    spec: &TaskSpec,
-    environment: &EnvironmentSpec,
-    key: &str,
-    ctx: &RunContext,
-) -> Result<Option<String>, StepError> {
-    let repo_dir = task.dir().join("repo");
-    let note = |message: String| {
-        task.record(Payload::GitProgress(GitProgress { phase: PREPARED_PHASE.into(), message, ..Default::default() }))
-    };
-    let copied = ctx.prepared.copy_into(key, &repo_dir, task.stop_token()).await;
-    let failure = match copied {
-        Ok(false) => return Ok(None),
-        Err(CopyError::Stopped) => return Err(StepError::Stopped),
-        Err(CopyError::Failed(why)) => format!("it could not be copied: {why}"),
-        Ok(true) => {
-            note(format!("started from the workspace environment {} prepared; fetching the ref", environment.name));
-            let checked_out = async {
-                renew_git_config(&repo_dir, &ctx.git, task.redactor(), task.stop_token()).await?;
-                check_out_from_remote(
-                    &spec.repo,
-                    &spec.git_ref,
-                    &repo_dir,
-                    &ctx.git,
-                    task.redactor(),
-                    task.stop_token(),
-                    |progress| task.record(Payload::GitProgress(progress)),
-                )
-                .await
-            }
-            .await;
-            match checked_out {
-                Ok(commit) => return Ok(Some(commit)),
-                Err(GitError::Stopped) => return Err(StepError::Stopped),
-                Err(GitError::Failed(why)) => format!("the ref could not be checked out on it: {why}"),
-            }
-        }
-    };
-    tracing::warn!(task_id = task.id(), %key, %failure, "could not use a prepared workspace; cloning afresh");
-    note(format!(
-        "the workspace environment {} prepared could not be used ({failure}); cloning the repository afresh",
-        environment.name
-    ));
-    let dir = repo_dir.clone();
-    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    })
-    .await;
-    match removed {
-        Ok(Ok(())) => Ok(None),
-        Ok(Err(e)) => Err(StepError::Failed(format!("could not clear the workspace to clone afresh: {e}"))),
-        Err(e) => Err(StepError::Failed(format!("could not clear the workspace to clone afresh: {e}"))),
-    }
-}
-
-/// Keeps the freshly set-up workspace at `repo_dir` as prepared for `key`, before the agent
-/// changes it. A copy that fails is logged, not the task's failure; a stop is.
-async fn keep_prepared(
-    task: &Task,
-    environment: &EnvironmentSpec,
-    key: &str,
-    repo_dir: &std::path::Path,
-    clean_git_config: &[u8],
-    ctx: &RunContext,
-) -> Result<(), StepError> {
-    match ctx.prepared.keep(key, repo_dir, clean_git_config, task.stop_token()).await {
-        Ok(()) => {
-            tracing::info!(task_id = task.id(), environment = %environment.name, %key, "kept a prepared workspace");
-            Ok(())
-        }
-        Err(CopyError::Stopped) => Err(StepError::Stopped),
-        Err(CopyError::Failed(error)) => {
-            tracing::warn!(task_id = task.id(), environment = %environment.name, %error, "could not keep a prepared workspace");
-            Ok(())
-        }
-    }
-}
-
-/// The phase of the `git_progress` notes about a prepared workspace.
-const PREPARED_PHASE: &str = "Prepared workspace";
 
 /// Makes a follow-up's workspace from its parent's (or from the snapshot it brought), and puts
 /// the parent's session transcript where the agent resumes it; answers the commit it starts from.

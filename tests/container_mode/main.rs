@@ -25,6 +25,7 @@ use autopilot_tests::{
 };
 use serde_json::{json, Value};
 
+mod environments;
 mod github;
 
 /// The edge's model API key: a canary that must reach the model API, through the gateway, and no

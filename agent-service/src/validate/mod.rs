@@ -317,6 +317,7 @@ fn validate_environment(environment: &Environment) -> Result<EnvironmentSpec, Fi
         secrets: sorted(&environment.secrets),
         setup_timeout,
         revision: environment.revision,
+        prepared_store: environment.prepared_store.clone(),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::{spec::TaskSpec, task_id::MAX_TASK_ID_LEN};
-use autopilot_contract::v1::AgentOptions;
+use autopilot_contract::v1::{AgentOptions, PreparedStore};
 
 fn limits() -> Limits {
     Limits {
@@ -226,6 +226,15 @@ fn an_environment_is_kept_with_its_defaults() {
     assert_eq!(checked.secrets["NPM_TOKEN"], "npm_0123456789");
     assert_eq!(checked.revision, 3);
     assert!(!format!("{checked:?}").contains("npm_0123456789"), "a spec's Debug shows no secret");
+    let store = PreparedStore {
+        url: "https://edge.example/cache/prepared".into(),
+        token: "apcc_token".into(),
+        part_bytes: 16 << 20,
+    };
+    let with_store = Environment { prepared_store: Some(store.clone()), ..environment() };
+    let spec = validate_start(&StartRequest { environment: Some(with_store), ..request() }, &limits()).unwrap();
+    assert!(spec.run.environment.as_ref().unwrap().prepared_store.as_ref() == Some(&store));
+    assert!(!format!("{spec:?}").contains("apcc_token"), "nor its store's token");
     let none = validate_start(&request(), &limits()).unwrap();
     assert!(none.run.environment.is_none());
     let timeout = |seconds, nanos| Environment {

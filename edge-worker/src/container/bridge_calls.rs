@@ -149,14 +149,14 @@ impl AutopilotContainer {
         let as_asked = request;
         let mut request = StartRequest { restore: None, ..request.clone() };
         self.inherit_delivery(&mut request);
-        self.attach_environment(&mut request)?;
+        let store_credential = self.attach_environment(&mut request)?;
         let github_task = self.route_through_git_gateway(&mut request).await?;
         let minted = self.mint_model_access()?;
         let had_run = self.live.run_open();
         request.model_access = minted.as_ref().map(|(access, _)| access.clone());
         let answer = self.ask_to_start(&request).await;
         let started_id = answer.as_ref().ok().map(|(_, started)| started.task_id.as_str());
-        if let Some((_, hash)) = &minted {
+        for hash in minted.as_ref().map(|(_, hash)| hash).into_iter().chain(&store_credential) {
             self.settle_model_access(hash, started_id);
         }
         if let Some(github_task) = &github_task {

@@ -121,6 +121,7 @@ impl worker::DurableObject for AutopilotContainer {
         match Route::parse(&req.method(), &req.path()) {
             Some(Route::Model) => return self.model_call(req).await,
             Some(Route::Git) => return self.git_call(req).await,
+            Some(Route::PreparedStore) => return self.prepared_store_call(req).await,
             _ => {}
         }
         self.wake().await?;

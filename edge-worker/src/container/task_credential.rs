@@ -5,7 +5,7 @@
 //! grants nothing: an object honours only a credential it minted, for a task it has not seen end.
 //!
 //! Shape: `apmc_<object id, 64 hex>_<secret, 64 hex>` for the model gateway, `apgc_...` for the
-//! git gateway.
+//! git gateway, `apcc_...` for the prepared store.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 
@@ -19,6 +19,8 @@ const SECRET_LEN: usize = 64;
 pub enum Gateway {
     Model,
     Git,
+    /// The prepared store ([`crate::container::environments`]).
+    Store,
 }
 
 impl Gateway {
@@ -26,6 +28,7 @@ impl Gateway {
         match self {
             Gateway::Model => "apmc_",
             Gateway::Git => "apgc_",
+            Gateway::Store => "apcc_",
         }
     }
 }
@@ -86,6 +89,18 @@ pub fn read_git(authorization: Option<&str>) -> Result<TaskCredential, &'static 
     password.and_then(|p| read_as(Gateway::Git, &p)).ok_or("this is not a task credential of this git gateway")
 }
 
+/// Reads the credential a prepared store call presents (`Authorization: Bearer`).
+///
+/// # Errors
+/// Why it is refused, as the 401's message.
+pub fn read_store(authorization: Option<&str>) -> Result<TaskCredential, &'static str> {
+    let presented = bearer(authorization)
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .ok_or("the prepared store needs the task's credential (Authorization: Bearer)")?;
+    read_as(Gateway::Store, presented).ok_or("this is not a task credential of this prepared store")
+}
+
 /// `presented` read as a credential of `gateway`.
 fn read_as(gateway: Gateway, presented: &str) -> Option<TaskCredential> {
     let rest = presented.strip_prefix(gateway.prefix())?;
@@ -134,6 +149,18 @@ mod tests {
         assert!(read_git(None).unwrap_err().contains("Basic"));
         assert!(read_git(Some("Basic !!!")).is_err());
         assert!(read_git(Some(&basic("no-colon"))).is_err());
+    }
+
+    #[test]
+    fn the_store_takes_its_own_credential_as_a_bearer_and_no_other() {
+        let credential = mint(Gateway::Store, OBJECT, &[5u8; 32]);
+        assert!(credential.starts_with("apcc_"));
+        let read = read_store(Some(&format!("Bearer {credential}"))).unwrap();
+        assert_eq!((read.object_id.as_str(), read.hash), (OBJECT, hash(&credential)));
+        let model = mint(Gateway::Model, OBJECT, &[5u8; 32]);
+        assert!(read_store(Some(&format!("Bearer {model}"))).is_err(), "a model credential reaches no store");
+        assert!(super::read(Some(&credential), None).is_err(), "nor a store one the model");
+        assert!(read_store(None).unwrap_err().contains("Bearer"));
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         Route::Socket(backend, _) => websocket(req, &env, backend).await,
         Route::Model => model_gateway(req, &env).await,
         Route::Git => git_gateway(req, &env).await,
+        Route::PreparedStore => prepared_store(req, &env).await,
         Route::AuthProviders => {
             Response::from_json(&serde_json::json!({"github": crate::github::client::GitHub::from_env(&env).is_ok()}))
         }
@@ -229,6 +230,20 @@ async fn git_gateway(req: Request, env: &Env) -> worker::Result<Response> {
         Err(why) => why,
     };
     git_error(401, refusal)
+}
+
+/// `/cache/prepared[/...]`: a task's service reaches the user's object its credential names.
+async fn prepared_store(req: Request, env: &Env) -> worker::Result<Response> {
+    let namespace = env.durable_object(Backend::Container.binding())?;
+    let refusal = match task_credential::read_store(req.headers().get("authorization")?.as_deref()) {
+        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
+            Ok(id) => return forward_gateway_call(req, id).await,
+            Err(_) => "this task credential is unknown",
+        },
+        Err(why) => why,
+    };
+    let body = serde_json::json!({"error": {"code": "UNAUTHENTICATED", "message": refusal}});
+    Ok(Response::from_json(&body)?.with_status(401))
 }
 
 /// Admin routes: guarded by the admin secret.

@@ -5,6 +5,9 @@
 
 use worker::Method;
 
+/// Where the prepared store is served ([`Route::PreparedStore`]).
+pub const STORE_PREFIX: &str = "/cache/prepared";
+
 /// The two modes a user chooses between, each served by its own Durable Object per user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -88,6 +91,9 @@ pub enum Route {
     /// The git gateway (`/git/...`): a task's git with its task credential, which also names the
     /// object that answers.
     Git,
+    /// The prepared store (`/cache/prepared[/...]`): a task's service reading or keeping its
+    /// prepared workspace with its task credential, which also names the object that answers.
+    PreparedStore,
     /// Sign in with GitHub (or connect it to the signed-in account): off to GitHub's authorize page.
     GitHubSignIn,
     /// Where GitHub sends the browser back with a code.
@@ -198,6 +204,7 @@ impl Route {
             }
             (_, p) if p.starts_with("/model/") => Route::Model,
             (_, p) if p.starts_with("/git/") => Route::Git,
+            (_, p) if p == STORE_PREFIX || p.starts_with(&format!("{STORE_PREFIX}/")) => Route::PreparedStore,
             // Every method of the contract's service is routed; the object answers UNIMPLEMENTED
             // for one it does not serve.
             (Method::Post, p) if p.starts_with(GRPC_SERVICE_PREFIX) => {
@@ -294,6 +301,9 @@ mod tests {
         assert_eq!(Route::parse(&Method::Post, "/api/tunnel/start"), Some(Route::Start(Backend::Tunnel)));
         assert_eq!(Route::parse(&Method::Get, "/api/container/start"), None, "the method matters");
         assert_eq!(Route::parse(&Method::Get, "/auth/github"), Some(Route::GitHubSignIn));
+        assert_eq!(Route::parse(&Method::Get, "/cache/prepared"), Some(Route::PreparedStore));
+        assert_eq!(Route::parse(&Method::Put, "/cache/prepared/parts/1"), Some(Route::PreparedStore));
+        assert_eq!(Route::parse(&Method::Get, "/cache/preparedx"), None);
         let repositories = Route::parse(&Method::Get, "/api/github/repositories").unwrap();
         assert_eq!(repositories.backend(), Some(Backend::Container), "the connection lives in the user's object");
         assert_eq!(Route::parse(&Method::Delete, "/api/github"), Some(Route::GitHub(GitHubRoute::Disconnect)));

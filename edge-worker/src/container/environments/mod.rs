@@ -7,6 +7,8 @@
 //! are with theirs) and never leave the object in an answer: reads give their names only.
 
 mod definition;
+pub mod prepared_store;
+mod prepared_targets;
 mod store;
 
 use std::{collections::BTreeMap, rc::Rc};
@@ -21,30 +23,44 @@ use worker::{Env, Request, Response};
 
 use self::{
     definition::{applies_to, refusal_in_json, Definition},
+    prepared_store::{PreparedStoreArea, StoreSettings},
+    prepared_targets::PreparedTargets,
     store::{EnvironmentStore, StoredEnvironment},
 };
 use super::{now_ms, AutopilotContainer};
 use crate::{
     api_error::error_response,
+    archive::sql::Sql,
     front::route::EnvironmentRoute,
     github::sealed::TokenKey,
     grpc_web::{Code, GrpcStatus},
 };
 
-/// The object's environments and the key their secrets are sealed with.
+/// The object's environments, the key their secrets are sealed with, and where their prepared
+/// workspaces outlive a container.
 pub struct Environments {
     store: Option<EnvironmentStore>,
     key: Option<TokenKey>,
+    /// `None` without the bucket `ENVIRONMENT_CACHE` (or its table).
+    pub prepared: Option<PreparedStoreArea>,
 }
 
 impl Environments {
     /// Over the object's SQLite; without it (logged), environments are unavailable.
     pub fn open(sql: worker::SqlStorage, env: &Env) -> Environments {
-        let store = EnvironmentStore::open(Rc::new(sql))
+        let sql: Rc<dyn Sql> = Rc::new(sql);
+        let store = EnvironmentStore::open(Rc::clone(&sql))
             .map_err(|e| worker::console_error!("the environments could not be opened: {e}"))
             .ok();
         let secret = env.secret("ENVIRONMENT_SECRETS_KEY").map(|s| s.to_string()).unwrap_or_default();
-        Environments { store, key: TokenKey::from_secret(&secret) }
+        let prepared = env.bucket("ENVIRONMENT_CACHE").ok().and_then(|bucket| {
+            let targets = PreparedTargets::open(sql)
+                .map_err(|e| worker::console_error!("the prepared store's table could not be opened: {e}"))
+                .ok()?;
+            let settings = StoreSettings::read(|name| env.var(name).ok().map(|v| v.to_string()));
+            Some(PreparedStoreArea { bucket, targets, settings })
+        });
+        Environments { store, key: TokenKey::from_secret(&secret), prepared }
     }
 
     fn store(&self) -> Result<&EnvironmentStore, GrpcStatus> {
@@ -92,6 +108,7 @@ impl Environments {
             secrets: secrets.into_iter().collect(),
             setup_timeout: Some(duration(std::time::Duration::from_secs(stored.setup_timeout_seconds))),
             revision: stored.revision,
+            prepared_store: None,
         }))
     }
 
@@ -124,6 +141,7 @@ impl Environments {
             secrets: secrets.clone().into_iter().collect(),
             setup_timeout: Some(duration(std::time::Duration::from_secs(seconds))),
             revision: 0,
+            prepared_store: None,
         };
         environment_rules::check(&as_run).map_err(|refused| invalid(refusal_in_json(refused)))?;
         let mut sealed_secrets = BTreeMap::new();
@@ -148,8 +166,13 @@ impl Environments {
 impl AutopilotContainer {
     /// Fills the environment `request` runs with (see [`Environments::for_start`]); whatever
     /// else the client put in it is replaced by what the user saved. A follow-up naming none
-    /// runs in its parent's, as saved now (none if it was deleted since).
-    pub(in crate::container) fn attach_environment(&self, request: &mut StartRequest) -> Result<(), GrpcStatus> {
+    /// runs in its parent's, as saved now (none if it was deleted since). A first turn's gets a
+    /// prepared store ([`prepared_store`]); answers its credential's hash, for the Start's answer
+    /// to bind or revoke.
+    pub(in crate::container) fn attach_environment(
+        &self,
+        request: &mut StartRequest,
+    ) -> Result<Option<String>, GrpcStatus> {
         let named = request.environment.take().map(|e| e.name).filter(|name| !name.is_empty());
         let parents = match (&named, request.parent_task_id.as_str()) {
             (None, parent) if !parent.is_empty() => {
@@ -168,7 +191,10 @@ impl AutopilotContainer {
             })?,
             None => self.live.environments.for_start(named.as_deref(), &request.repository_url)?,
         };
-        Ok(())
+        match (&mut request.environment, request.parent_task_id.is_empty()) {
+            (Some(environment), true) => self.attach_prepared_store(environment, &request.repository_url),
+            _ => Ok(None),
+        }
     }
 
     /// `/api/environments[/{name}[/cache]]`.
@@ -178,6 +204,12 @@ impl AutopilotContainer {
         route: EnvironmentRoute,
     ) -> worker::Result<Response> {
         let environments = &self.live.environments;
+        let changed = match &route {
+            EnvironmentRoute::Put(name) | EnvironmentRoute::Delete(name) | EnvironmentRoute::ResetCache(name) => {
+                Some(name.clone())
+            }
+            EnvironmentRoute::List | EnvironmentRoute::Get(_) => None,
+        };
         let answer = match route {
             EnvironmentRoute::List => environments.store().and_then(|store| {
                 let listed = store.list().map_err(storage)?;
@@ -203,7 +235,14 @@ impl AutopilotContainer {
             }),
         };
         match answer {
-            Ok(body) => Response::from_json(&body),
+            Ok(body) => {
+                // An edit, a reset or a deletion leaves the environment's prepared workspaces
+                // unusable (their revision is past): they go.
+                if let (Some(area), Some(name)) = (&environments.prepared, changed) {
+                    area.forget(&self.live.object_id, &name).await;
+                }
+                Response::from_json(&body)
+            }
             Err(status) => error_response(&status),
         }
     }

@@ -184,7 +184,7 @@ impl AutopilotContainer {
         Ok(Some((ModelAccess { base_url, api_key: credential }, hash)))
     }
 
-    /// The Start the credential `hash` was minted for answered: bound to its task, or revoked.
+    /// The Start the credential `hash` (of any gateway) was minted for answered: bound to its task, or revoked.
     pub(super) fn settle_model_access(&self, hash: &str, task_id: Option<&str>) {
         let Some(grants) = &self.live.gateway.grants else { return };
         let settled = match task_id {
