@@ -59,12 +59,17 @@ RUN apk add --no-cache git=~2.52 openssh-client-default=~10.2 ca-certificates=~2
 COPY --from=builder /out/agent-service /usr/local/bin/agent-service
 # The CLI last, in its own layer: it is most of the image and changes on its own schedule.
 COPY --from=cli /out/claude /usr/local/bin/claude
-USER 10001:10001
+# The service starts as root and at once becomes the user agent, keeping root only as its saved
+# user id, for environments' setup scripts (system packages); git, the agent and everything it
+# runs are agent through and through (README "System packages").
+# hadolint ignore=DL3002
+USER root
 WORKDIR /workspace
 # CLAUDE_CODE_VERSION must equal the pin in tools/package.json (a test checks): the service
 # refuses tasks if the CLI reports another version.
 ENV PORT=8080 \
     AUTOPILOT_WORK_DIR=/workspace \
+    AUTOPILOT_AGENT_USER=agent \
     CLAUDE_CODE_PATH=/usr/local/bin/claude \
     CLAUDE_CODE_VERSION=2.1.332 \
     LOG_FORMAT=json \

@@ -52,10 +52,9 @@ rm -f "$image_dir"/*
   echo "FROM $image"
   if [ -n "$ca_cert" ]; then
     cp "$ca_cert" "$image_dir/local-ca.crt"
-    echo "USER root"
+    # The agent image runs as root (the service drops to its user itself), as this layer does.
     echo "COPY local-ca.crt /usr/local/share/ca-certificates/autopilot-local-ca.crt"
     echo "RUN update-ca-certificates >/dev/null"
-    echo "USER 10001:10001"
   fi
 } >"$image_dir/Dockerfile"
 

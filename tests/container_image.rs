@@ -198,13 +198,22 @@ async fn a_task_runs_end_to_end_in_the_image_as_the_non_root_user() {
     assert_eq!(task.commit, setup.main_commit);
     assert_eq!(finished(&events).num_turns, 2);
 
-    // Every process runs as the image's user, on the host too (no root anywhere).
+    // Every process runs as the image's user, on the host too, but tini (PID 1, which only
+    // reaps and forwards signals). The service keeps root as its saved id alone, for setup
+    // scripts; the agent's processes cannot get it back (all four ids are the user's).
     let processes = container.processes();
     assert!(processes.iter().any(|(_, _, args)| args.contains("/usr/local/bin/agent-service")), "{processes:?}");
-    for (host_user, user, args) in &processes {
+    for (host_user, user, args) in processes.iter().filter(|(_, _, args)| !args.starts_with("/sbin/tini")) {
         assert_eq!((host_user.as_str(), user.as_str()), ("10001", "agent"), "{args}");
     }
-    assert_eq!(container.exec(&["id", "-u"]).trim(), IMAGE_UID.to_string());
+    let ids = |name: &str| {
+        let script = format!(
+            "for p in /proc/[0-9]*; do grep -q '^Name:.*{name}' $p/status 2>/dev/null && grep '^Uid:' $p/status; done; true"
+        );
+        container.exec(&["sh", "-c", &script]).split_whitespace().skip(1).take(4).collect::<Vec<_>>().join(" ")
+    };
+    let user = IMAGE_UID.to_string();
+    assert_eq!(ids("agent-service"), format!("{user} {user} 0 {user}"), "real, effective, saved, file system");
     // The task's clone lives in /workspace, owned by that user.
     let owner = container.exec(&["stat", "-c", "%u", &format!("/workspace/tasks/{}/repo", started.task_id)]);
     assert_eq!(owner.trim(), IMAGE_UID.to_string());

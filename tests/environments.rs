@@ -159,7 +159,10 @@ async fn a_task_runs_the_setup_before_the_agent_without_the_secret(world: &World
         assert!(!shown.contains(SECRET), "the secret was shown");
     }
     let notes = prepared_notes(&events);
-    assert!(notes.iter().any(|n| n.starts_with("kept the workspace environment web prepared in the edge's store")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.starts_with("kept the workspace environment web prepared in the edge's store")),
+        "{notes:?}"
+    );
 
     let (ended, events) = run(world, token, "SCENARIO:list-files what did setup leave?").await;
     assert_eq!(ended["task"]["workspaceOrigin"], "WORKSPACE_ORIGIN_PREPARED", "{ended}");

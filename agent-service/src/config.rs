@@ -68,6 +68,11 @@ pub struct Config {
     /// Log format: "text" or "json".
     #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Started as root (the container image): the user the service and everything it runs
+    /// become, root kept for environments' setup scripts only (see `privileges.rs`). Ignored
+    /// when not started as root.
+    #[arg(long, global = true, env = "AUTOPILOT_AGENT_USER")]
+    pub agent_user: Option<String>,
     /// What to run: without a subcommand, the service on its port.
     #[command(subcommand)]
     pub command: Option<Command>,

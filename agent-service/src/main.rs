@@ -14,6 +14,7 @@ use agent_service::{
     absolute_paths,
     agent::guard as agent_guard,
     config::{Command, Config},
+    privileges,
     tunnel::TunnelSettings,
 };
 
@@ -24,6 +25,14 @@ fn main() -> std::process::ExitCode {
     if let Some(Command::AgentGuard(args)) = &config.command {
         agent_guard::run(args);
     }
+    // Root, when started so, is kept for setup scripts alone; before any thread starts.
+    let dropped = match config.agent_user.as_deref().map(privileges::drop_keeping_root).transpose() {
+        Ok(dropped) => dropped.flatten(),
+        Err(error) => {
+            eprintln!("agent-service: cannot become AUTOPILOT_AGENT_USER: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     // Not dumpable: the agent runs as the same user, and must not read this process's memory or
     // its environment (the model API key, git credentials) through /proc.
     if let Err(error) = nix::sys::prctl::set_dumpable(false) {
@@ -47,6 +56,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Some(user) = &dropped {
+        tracing::info!(user = %user.name, uid = user.uid, "running as this user; setup scripts run as root");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -1,14 +1,14 @@
 //! Child processes that can be stopped whole: each is spawned as the leader of its own process
 //! group, so stopping it reaches everything it started (the agent's shells, git's helpers).
-//! Stopping is SIGTERM to the group, then SIGKILL after a grace period.
+//! Stopping is SIGTERM to the group, then SIGKILL after a grace period (sent as root where the
+//! group may be a setup script's: [`crate::privileges::signal`]).
 
 use std::{io, process::ExitStatus, time::Duration};
 
-use nix::{
-    sys::signal::{killpg, Signal},
-    unistd::Pid,
-};
+use nix::{sys::signal::Signal, unistd::Pid};
 use tokio::process::{Child, Command};
+
+use crate::privileges;
 
 /// Spawns `command` as the leader of a new process group. The group is killed if the returned
 /// child is dropped without being waited for.
@@ -19,7 +19,7 @@ pub fn spawn_group(command: &mut Command) -> io::Result<Child> {
 /// Sends `signal` to the whole group led by `child` (a no-op once the group is gone).
 pub fn signal_group(child: &Child, signal: Signal) {
     if let Some(pid) = child.id() {
-        let _ = killpg(Pid::from_raw(pid as i32), signal);
+        let _ = privileges::signal(Pid::from_raw(pid as i32), signal, true);
     }
 }
 
@@ -43,7 +43,7 @@ pub async fn terminate_group(child: &mut Child, grace: Duration) -> io::Result<E
 /// agent started must not outlive its task.
 pub fn kill_leftovers(pgid: Option<u32>) {
     if let Some(pgid) = pgid {
-        let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+        let _ = privileges::signal(Pid::from_raw(pgid as i32), Signal::SIGKILL, true);
     }
 }
 

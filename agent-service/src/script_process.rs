@@ -8,7 +8,8 @@
 //! Its stdout and stderr are one pipe, so what it writes arrives interleaved as written; the
 //! caller gets the bytes as they come ([`crate::script_output`] makes lines of them). Past its
 //! time limit it is stopped as a cancel stops it. Once the script has ended, the guard kills
-//! what it left running in the background: nothing a setup starts outlives it.
+//! what it left running in the background: nothing a setup starts outlives it. Where the service
+//! kept root for them ([`crate::privileges`]), scripts run as root.
 
 use std::{
     ffi::OsStr,
@@ -28,6 +29,7 @@ use crate::{
         process::Owner,
         AgentCommand,
     },
+    privileges,
     process_group::{kill_leftovers, spawn_group},
     script_outcome::ScriptEnd,
 };
@@ -83,6 +85,9 @@ pub async fn run_script(
         env: script.env.clone(),
     };
     let mut command = guard.command(&program, owner.task_id);
+    // A setup installs system packages: root, where the service kept it (the guard and the
+    // script; the agent never).
+    privileges::run_as_root(&mut command);
     // Close-on-exec: no other child started meanwhile (another task's agent) may hold the
     // write end, or the end of the output would never come.
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;

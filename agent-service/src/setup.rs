@@ -20,15 +20,19 @@
 
 use std::{path::Path, time::Instant};
 
-use autopilot_contract::v1::{event::Payload, SetupFinished, SetupOutput, SetupStarted, TaskState, WorkspaceOrigin};
+use autopilot_contract::v1::{
+    event::Payload, GitProgress, SetupFinished, SetupOutput, SetupStarted, TaskState, WorkspaceOrigin,
+};
 
 use crate::{
     agent::{guard::Guard, process::Owner},
     environment_vars::script_env,
+    privileges,
     script_outcome::{failure, ScriptEnd, ScriptKind},
     script_output::{cut, OutputBook, OutputLines, MAX_LINE_BYTES},
     script_process::{find_bash, run_script, ScriptRun},
     spec::EnvironmentSpec,
+    system_packages,
     task::Task,
 };
 
@@ -63,7 +67,21 @@ pub async fn set_up(
     workdir: &Path,
     ctx: &SetupContext<'_>,
 ) -> Result<(), SetupError> {
+    let packages_before = system_packages::fingerprint();
     let kind = match origin {
+        WorkspaceOrigin::Prepared | WorkspaceOrigin::Restored
+            if system_packages::missing(workdir, packages_before.as_deref()) =>
+        {
+            task.record(Payload::GitProgress(GitProgress {
+                phase: "Prepared workspace".into(),
+                message: format!(
+                    "the system packages the setup of environment {} installed are not on this machine: running the setup script again",
+                    environment.name
+                ),
+                ..Default::default()
+            }));
+            ScriptKind::Setup
+        }
         WorkspaceOrigin::Prepared | WorkspaceOrigin::Restored => ScriptKind::Maintenance,
         WorkspaceOrigin::Fresh | WorkspaceOrigin::Unspecified => ScriptKind::Setup,
     };
@@ -110,6 +128,9 @@ pub async fn set_up(
         lines.feed(chunk, &mut record_line)
     })
     .await;
+    // A script run as root leaves what it made in the workspace and the home root's: the agent's
+    // user gets it back, whatever the script's end.
+    let given_back = privileges::give_back(workdir).await;
     if let Some(last) = lines.finish() {
         record_line(last);
     }
@@ -136,10 +157,15 @@ pub async fn set_up(
     if end == ScriptEnd::Stopped {
         return Err(SetupError::Stopped);
     }
-    match failure(kind, &environment.name, end, ran_for, environment.setup_timeout, &book.tail()) {
-        Some(message) => Err(SetupError::Failed(message)),
-        None => Ok(()),
+    if let Some(message) = failure(kind, &environment.name, end, ran_for, environment.setup_timeout, &book.tail()) {
+        return Err(SetupError::Failed(message));
     }
+    given_back
+        .map_err(|why| SetupError::Failed(format!("could not give the workspace back to the agent's user: {why}")))?;
+    if kind == ScriptKind::Setup {
+        system_packages::note_change(workdir, packages_before.as_deref(), system_packages::fingerprint().as_deref());
+    }
+    Ok(())
 }
 
 fn record_finished(task: &Task, end: ScriptEnd, ran_for: std::time::Duration) {

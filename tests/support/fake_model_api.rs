@@ -47,6 +47,9 @@ pub enum Scenario {
     /// Like `ManyTools`, but each call takes half a second (`sleep 0.5; echo step N`), so a
     /// test can act while the task is still running.
     SlowTools(u32),
+    /// Say which user the agent's tools run as and run `autopilot-hello` (a system package an
+    /// environment's setup installs in the container tests), then answer with what they printed.
+    WhoAndHello,
     /// Print the agent's environment with the Bash tool (`env`), then answer: secrets must be
     /// masked in what the service records.
     PrintEnv,
@@ -96,6 +99,7 @@ impl Scenario {
             "write-file-showing-key" => Scenario::WriteFileShowingKey,
             "api-error" => Scenario::ApiError,
             "print-env" => Scenario::PrintEnv,
+            "who-and-hello" => Scenario::WhoAndHello,
             "html-injection" => Scenario::HtmlInjection,
             "hang" => Scenario::Hang,
             "edit-and-create" => Scenario::EditAndCreate,
@@ -198,6 +202,11 @@ fn step_for(scenario: &Scenario, tool_results: &[String]) -> Step {
             "The notes said: {}. I added a line.",
             tool_results.last().map(|s| s.trim()).unwrap_or_default()
         )),
+        Scenario::WhoAndHello if done == 0 => Step::ToolUse {
+            name: "Bash",
+            input: json!({"command": "echo \"uid $(id -u)\"; autopilot-hello 2>&1 || echo 'no autopilot-hello'"}),
+        },
+        Scenario::WhoAndHello => Step::Text(format!("I ran:\n{}", tool_results.last().cloned().unwrap_or_default())),
         Scenario::PrintEnv if done == 0 => Step::ToolUse { name: "Bash", input: json!({"command": "env | sort"}) },
         Scenario::PrintEnv => {
             Step::Text(format!("My environment:\n{}", tool_results.last().cloned().unwrap_or_default()))

@@ -37,14 +37,14 @@ use std::{
 use nix::{
     sys::{
         prctl,
-        signal::{kill, killpg, raise, SigHandler, SigSet, Signal},
+        signal::{kill, raise, SigHandler, SigSet, Signal},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
     unistd::{getpid, getppid, Pid},
 };
 use tokio::process::{Child, Command};
 
-use crate::{agent::AgentCommand, proc_table};
+use crate::{agent::AgentCommand, privileges, proc_table};
 
 /// The hidden subcommand.
 pub const SUBCOMMAND: &str = "agent-guard";
@@ -117,15 +117,16 @@ pub async fn stop(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> 
     let Some(pgid) = child.id().map(|id| Pid::from_raw(id as i32)) else {
         return child.wait().await; // already reaped
     };
-    let _ = killpg(pgid, Signal::SIGTERM);
+    // As root where the guard runs a setup script as root (see `crate::privileges`).
+    let _ = privileges::signal(pgid, Signal::SIGTERM, true);
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status;
     }
-    let _ = kill(pgid, KILL_ALL);
+    let _ = privileges::signal(pgid, KILL_ALL, false);
     if let Ok(status) = tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
         return status;
     }
-    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = privileges::signal(pgid, Signal::SIGKILL, true);
     child.wait().await
 }
 

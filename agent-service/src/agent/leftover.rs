@@ -17,13 +17,10 @@ use std::{
     time::Duration,
 };
 
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
+use nix::{sys::signal::Signal, unistd::Pid};
 
 use super::guard::TASK_MARKER_VAR;
-use crate::proc_table;
+use crate::{privileges, proc_table};
 
 /// The file in a task's directory holding the process group id of its running agent.
 pub const GROUP_FILE: &str = "agent.pgid";
@@ -83,7 +80,7 @@ pub fn kill_leftovers(task_id: &str, task_dir: &Path) -> usize {
             break;
         }
         for pid in pids {
-            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            if privileges::signal(Pid::from_raw(pid), Signal::SIGKILL, false).is_ok() {
                 killed += 1;
             }
         }
