@@ -49,6 +49,7 @@ async fn tunnel_mode_runs_tasks_on_the_users_machine_through_the_edge() {
     the_archived_task_list_pages_newest_first(&world, &cancelled).await;
     let _losts_browser = a_machine_back_without_its_disk_has_its_task_archived_as_lost(&world).await;
     let _containers_browser = container_mode_still_works_in_the_same_edge(&world).await;
+    alices_environment_at_the_edge_runs_on_her_machine(&world).await;
     the_token_never_shows_in_the_machines_logs(&world, [&machine, &last_machine]);
 }
 
@@ -268,6 +269,39 @@ async fn a_json_client_on_the_same_relay_gets_the_same_answers(world: &World, ta
     assert_eq!(status.task.unwrap().state, TaskState::Succeeded as i32);
     let took = close_politely(json_ws).await;
     assert!(took < Duration::from_secs(2), "the browser socket's Close was answered after {took:?}");
+}
+
+/// The environments are the user's, whichever mode: one saved at the edge applies to a tunnel
+/// task on its repository, whose setup runs on the machine before the agent.
+async fn alices_environment_at_the_edge_runs_on_her_machine(world: &World) {
+    let World { edge, alice, model_api, .. } = world;
+    let machine = Machine::connect(model_api, &edge.base_url, alice);
+    machine.wait_for_connections(1, Duration::from_secs(30)).await;
+    wait_until_connected(edge, alice, true).await;
+    let environment = json!({"repositories": [world.repo.url()], "setupScript": "echo set up on $(hostname -s)"});
+    let (status, saved) = edge.call(reqwest::Method::PUT, "/api/environments/laptop", alice, Some(environment)).await;
+    assert_eq!(status, 200, "{saved}");
+    let started = edge.post_json("/api/tunnel/start", alice, world.start_body("SCENARIO:answer")).await;
+    let task_id = started["taskId"].as_str().unwrap_or_else(|| panic!("no taskId in {started}"));
+    let mut ws = connect(started["websocketUrl"].as_str().unwrap()).await;
+    send(&mut ws, &subscribe("env", task_id, 1), Encoding::Binary).await;
+    let (events, ended) = read_subscription(&mut ws, "env", Encoding::Binary, None).await;
+    assert!(ended, "the task ended");
+    let kinds: Vec<String> = events.iter().map(kind).collect();
+    assert!(
+        kinds.iter().any(|k| k == "setup_started") && kinds.last().unwrap() == "task_finished:SUCCEEDED",
+        "{kinds:?}"
+    );
+    let said: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(autopilot_contract::v1::event::Payload::SetupOutput(output)) => Some(output.line.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(said.len() == 1 && said[0].starts_with("set up on "), "{said:?}");
+    let (status, _) = edge.call(reqwest::Method::DELETE, "/api/environments/laptop", alice, None).await;
+    assert_eq!(status, 200);
 }
 
 async fn tunnel_mode_never_touches_credits(world: &World) {

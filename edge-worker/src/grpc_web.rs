@@ -89,6 +89,11 @@ pub fn code_name(code: i32) -> &'static str {
     usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
 }
 
+/// The code number of a canonical name ([`code_name`]'s inverse), if it is one.
+pub fn code_of_name(name: &str) -> Option<i32> {
+    (0..=16).find(|&code| code_name(code) == name)
+}
+
 /// What a refusal for want of credits says first (see [`http_status_of`]).
 pub const INSUFFICIENT_CREDITS: &str = "insufficient credits";
 

@@ -138,6 +138,7 @@ impl worker::DurableObject for AutopilotContainer {
                 Internal::Storage => self.storage_route().await,
                 Internal::AdoptTask => self.adopt_task_route(req).await,
                 Internal::LinkGitHub => self.link_github_route(req).await,
+                Internal::EnvironmentForStart => self.environment_for_start_route(req).await,
             };
             self.persist().await?;
             return response;

@@ -264,11 +264,19 @@ pub enum Internal {
     AdoptTask,
     /// The Worker hands the object a GitHub grant the user just signed in with.
     LinkGitHub,
+    /// The user's tunnel relay asks for the environment a Start on the user's machine runs in.
+    EnvironmentForStart,
 }
 
 impl Internal {
-    const ALL: [Internal; 5] =
-        [Internal::Grant, Internal::Alarm, Internal::Storage, Internal::AdoptTask, Internal::LinkGitHub];
+    const ALL: [Internal; 6] = [
+        Internal::Grant,
+        Internal::Alarm,
+        Internal::Storage,
+        Internal::AdoptTask,
+        Internal::LinkGitHub,
+        Internal::EnvironmentForStart,
+    ];
 
     pub fn path(self) -> &'static str {
         match self {
@@ -277,6 +285,7 @@ impl Internal {
             Internal::Storage => "/internal/storage",
             Internal::AdoptTask => "/internal/adopt-task",
             Internal::LinkGitHub => "/internal/link-github",
+            Internal::EnvironmentForStart => "/internal/environment-for-start",
         }
     }
 

@@ -44,7 +44,10 @@ impl TunnelRelay {
     /// and records it as the user's, followed into the archive from now on.
     pub(super) async fn start_task(&self, request: StartRequest) -> worker::Result<Result<StartResponse, GrpcStatus>> {
         // The edge keeps no workspace of a tunnel task, and forwards no snapshot it did not keep.
-        let request = StartRequest { restore: None, ..request };
+        let mut request = StartRequest { restore: None, ..request };
+        if let Err(status) = self.attach_environment(&mut request).await {
+            return Ok(Err(status));
+        }
         let reply = match self.ask_machine(ClientRequest::Start(request.clone())).await? {
             Ok(reply) => reply,
             Err(status) => return Ok(Err(status)),

@@ -13,6 +13,7 @@
 //! calls it is waiting on. Only one machine per user is connected: a new one replaces the old,
 //! which is told why and closed.
 
+mod environments;
 mod history;
 pub mod reply_route;
 mod subscriptions;
@@ -85,13 +86,16 @@ pub struct TunnelRelay {
     /// The user's tunnel tasks (see [`history`]).
     archive: Archive,
     retention: Retention,
+    /// The user this relay is for, once known (see [`environments`]).
+    user: RefCell<Option<String>>,
 }
 
 impl worker::DurableObject for TunnelRelay {
     fn new(state: State, env: Env) -> Self {
         let retention = Retention::read(|name| env.var(name).ok().map(|v| v.to_string()));
         let archive = Archive::open(&state.storage(), retention.max_events);
-        TunnelRelay { state, env, waiting: RefCell::default(), connected: RefCell::default(), archive, retention }
+        let (waiting, connected, user) = (RefCell::default(), RefCell::default(), RefCell::default());
+        TunnelRelay { state, env, waiting, connected, archive, retention, user }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -99,6 +103,7 @@ impl worker::DurableObject for TunnelRelay {
             return error_response(&refusal);
         }
         let user = req.headers().get(USER_HEADER)?.unwrap_or_default();
+        self.remember_user(&user).await?;
         let path = req.path();
         match Route::parse(&req.method(), &path) {
             Some(Route::TunnelConnect) => self.connect_route(&req).await,

@@ -18,6 +18,7 @@ use autopilot_contract::{
     time::duration,
     v1::{Environment, StartRequest},
 };
+use prost::Message;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
@@ -194,6 +195,36 @@ impl AutopilotContainer {
         match (&mut request.environment, request.parent_task_id.is_empty()) {
             (Some(environment), true) => self.attach_prepared_store(environment, &request.repository_url),
             _ => Ok(None),
+        }
+    }
+
+    /// `/internal/environment-for-start`, from the user's tunnel relay before a Start on the
+    /// user's machine: `{"environment": <name or null>, "repositoryUrl": "...", "ifStillThere":
+    /// bool}` (the last for a follow-up's parent's environment: none if it was deleted since).
+    /// Answers the environment as protobuf bytes (an empty body: none), or the refusal. A
+    /// machine keeps its prepared workspaces itself: no prepared store is attached.
+    pub(super) async fn environment_for_start_route(&self, mut req: Request) -> worker::Result<Response> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Asked {
+            environment: Option<String>,
+            #[serde(default)]
+            repository_url: String,
+            #[serde(default)]
+            if_still_there: bool,
+        }
+        let asked: Asked = match serde_json::from_slice(&req.bytes().await?) {
+            Ok(asked) => asked,
+            Err(e) => return error_response(&invalid(format!("the body must name an environment: {e}"))),
+        };
+        let found = self.live.environments.for_start(asked.environment.as_deref(), &asked.repository_url);
+        let found = match found {
+            Err(status) if asked.if_still_there && status.code == Code::NotFound as i32 => Ok(None),
+            found => found,
+        };
+        match found {
+            Ok(environment) => Response::from_bytes(environment.map(|e| e.encode_to_vec()).unwrap_or_default()),
+            Err(status) => error_response(&status),
         }
     }
 
