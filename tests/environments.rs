@@ -110,6 +110,8 @@ async fn environments_are_saved_checked_private_and_run_before_the_agent() {
     // A reset and an edit count revisions; a delete is final.
     let (status, reset) = world.edge.call(Method::DELETE, "/api/environments/web/cache", &alice, None).await;
     assert_eq!((status, reset["revision"].as_u64()), (200, Some(2)), "{reset}");
+    let (ended, _) = run(&world, &alice, "SCENARIO:answer after the reset").await;
+    assert_eq!(ended["task"]["workspaceOrigin"], "WORKSPACE_ORIGIN_FRESH", "a reset leaves nothing prepared: {ended}");
     let kept = json!({"repositories": web["repositories"], "setupScript": "true", "secrets": {"NPM_TOKEN": null}});
     let (status, edited) = world.put(&alice, "web", kept).await;
     assert_eq!((status, edited["revision"].as_u64(), edited["secrets"].clone()), (200, Some(3), json!(["NPM_TOKEN"])));
