@@ -10,8 +10,8 @@
 use std::{path::Path, time::Duration};
 
 use autopilot_contract::v1::{
-    event::Payload, CancelRequest, Environment, Event, SetupFinished, SetupStarted, StartRequest, StatusRequest, Task,
-    TaskState, WorkspaceOrigin,
+    event::Payload, CancelRequest, Environment, Event, PreparedStore, SetupFinished, SetupStarted, StartRequest,
+    StatusRequest, Task, TaskState, WorkspaceOrigin,
 };
 use autopilot_tests::{
     events::{finished, first_tool_result, kind, milestones, stream_all},
@@ -428,6 +428,40 @@ async fn a_prepared_workspace_that_cannot_be_used_gives_way_to_a_fresh_clone() {
     assert!(note.starts_with("the workspace environment web prepared could not be used ("), "{note}");
     assert!(note.ends_with("); cloning the repository afresh"), "{note}");
     assert_eq!(second.commit, setup.repo.rev_parse("main"));
+}
+
+/// A prepared store that cannot be reached (the edge's, for an operator: any URL) costs the task
+/// nothing: it sets up afresh, keeps its prepared copy here, and says what failed, without the
+/// store's credential.
+#[tokio::test]
+async fn a_store_that_cannot_be_reached_gives_way_to_a_fresh_setup() {
+    let setup = ServiceFixture::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let store = PreparedStore {
+        url: format!("http://{closed}/cache/prepared"),
+        token: "apcc_operator_token_7f3a".into(),
+        part_bytes: 16 << 20,
+    };
+    let environment = Environment { prepared_store: Some(store), ..environment("echo setup") };
+    let (events, task) = run(&setup, request_in(&setup, "SCENARIO:answer", environment)).await;
+    assert_eq!(task.state(), TaskState::Succeeded, "{}", task.error);
+    assert_eq!((task.workspace_origin(), setup_lines(&events)), (WorkspaceOrigin::Fresh, vec!["setup".to_string()]));
+    let notes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::GitProgress(p)) if p.phase == "Prepared workspace" => Some(p.message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("it could not be restored from the edge's store (the store could not be reached")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.contains("could not be kept in the edge's store (")), "{notes:?}");
+    assert!(!format!("{events:?}").contains("apcc_operator_token_7f3a"), "the store's credential was shown");
+    assert!(!setup.service.logs().join("\n").contains("apcc_operator_token_7f3a"), "nor logged");
 }
 
 #[tokio::test]
