@@ -9,7 +9,7 @@ use autopilot_contract::v1::{event::Payload, Event};
 use autopilot_tests::{
     browser_script::run_browser_script,
     edge::Edge,
-    events::{kind, stream_all},
+    events::{kind, prepared_notes, setup_lines, stream_all},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     service::Service,
@@ -198,17 +198,6 @@ async fn a_new_container_starts_from_the_workspace_kept_at_the_edge(world: &mut 
     }
 }
 
-/// The notes about prepared workspaces a task's events hold.
-fn prepared_notes(events: &[Event]) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::GitProgress(note)) if note.phase == "Prepared workspace" => Some(note.message.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Starts a task on the repository and waits for its end: its Status and its events.
 async fn run(world: &World, token: &str, prompt: &str) -> (Value, Vec<Event>) {
     run_start(world, token, json!({"repositoryUrl": world.repo.url(), "prompt": prompt})).await
@@ -222,15 +211,4 @@ async fn run_start(world: &World, token: &str, start: Value) -> (Value, Vec<Even
     assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}\n{}", world.edge.log());
     let events = stream_all(&mut world.service.client().await, &task_id, 1).await;
     (ended, events)
-}
-
-/// What the setup printed, line by line.
-fn setup_lines(events: &[Event]) -> Vec<&str> {
-    events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::SetupOutput(output)) => Some(output.line.as_str()),
-            _ => None,
-        })
-        .collect()
 }

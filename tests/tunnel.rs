@@ -13,7 +13,7 @@ use autopilot_contract::v1::{
 use autopilot_tests::{
     bridge_client::{close_politely, connect, read_subscription, receive, send, subscribe, Encoding, Socket},
     edge::Edge,
-    events::{finished, kind, seqs},
+    events::{finished, kind, seqs, setup_lines},
     fake_model_api::FakeModelApi,
     git_fixture::GitFixture,
     local_pair::LocalPair,
@@ -292,13 +292,7 @@ async fn alices_environment_at_the_edge_runs_on_her_machine(world: &World) {
         kinds.iter().any(|k| k == "setup_started") && kinds.last().unwrap() == "task_finished:SUCCEEDED",
         "{kinds:?}"
     );
-    let said: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(autopilot_contract::v1::event::Payload::SetupOutput(output)) => Some(output.line.clone()),
-            _ => None,
-        })
-        .collect();
+    let said = setup_lines(&events);
     assert!(said.len() == 1 && said[0].starts_with("set up on "), "{said:?}");
     let (status, _) = edge.call(reqwest::Method::DELETE, "/api/environments/laptop", alice, None).await;
     assert_eq!(status, 200);

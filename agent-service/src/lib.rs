@@ -71,6 +71,7 @@ pub mod proc_table;
 pub mod process_group;
 pub mod redact;
 pub mod repo_url;
+pub mod run_context;
 pub mod script_outcome;
 pub mod script_output;
 pub mod script_process;

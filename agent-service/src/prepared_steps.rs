@@ -14,9 +14,9 @@ use crate::{
     git_command::GitError,
     prepared_store::Fetched,
     prepared_workspaces::{remove_in_background, CopyError},
+    run_context::{RunContext, StepError},
     spec::{EnvironmentSpec, TaskSpec},
     task::Task,
-    task_runner::{RunContext, StepError},
 };
 
 /// The phase of the `git_progress` notes about a prepared workspace.

@@ -20,9 +20,9 @@ use crate::{
     prepared_store::PreparedStoreClient,
     prepared_workspaces::PreparedWorkspaces,
     redact::Redactor,
+    run_context::RunContext,
     server,
     task_manager::TaskManager,
-    task_runner::RunContext,
     tunnel,
     validate::Limits,
 };

@@ -20,10 +20,11 @@ use crate::{
     branch_name::default_branch,
     follow_up::{self, Refusal, Resolved},
     redact::Redactor,
+    run_context::RunContext,
     spec::{Origin, ParentRequest, RunSpec, StartSpec, TaskSpec},
     task::{StopReason, Task},
     task_list::{self, PageRequest},
-    task_runner::{run_task, RunContext},
+    task_runner::run_task,
     validate::FieldError,
     workspace::{self, ExportError},
 };

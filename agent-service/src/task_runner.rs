@@ -10,10 +10,7 @@
 //! follow-ups and exports. A stop (cancel, timeout, shutdown) reaches whichever step is running,
 //! which stops its process group; the task then ends in the state its stop reason names.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use autopilot_contract::v1::{
     event::Payload, AgentStarted, AgentText, RepositoryReady, TaskState, ToolFinished, ToolStarted, UsageUpdate,
@@ -22,53 +19,22 @@ use autopilot_contract::v1::{
 
 use crate::{
     agent::{
-        guard::Guard,
         outcome::decide,
         process::{run_agent, Owner, RunEnd},
-        AgentCli, AgentInvocation, AgentMessage,
+        AgentInvocation, AgentMessage,
     },
     delivery::{deliver, save_clean_git_config, DeliveryContext},
     environment_vars,
-    git_clone::{clone_repo, GitSettings},
+    git_clone::clone_repo,
     git_command::GitError,
-    git_credentials::GitCredentials,
     model_access, prepared_key,
     prepared_steps::{from_prepared, keep_prepared, restore_from_store, send_to_store},
-    prepared_store::PreparedStoreClient,
-    prepared_workspaces::PreparedWorkspaces,
+    run_context::{RunContext, StepError},
     setup::{set_up, SetupContext, SetupError},
     spec::{EnvironmentSpec, FollowUp, TaskSpec, WorkspaceSource},
     task::{StopReason, Task},
     workspace,
 };
-
-/// What every task run shares: the agent CLI, git settings and the agent's environment.
-pub struct RunContext {
-    pub agent: Arc<dyn AgentCli>,
-    /// What the agent runs under, so that it dies with the service.
-    pub guard: Guard,
-    pub git: GitSettings,
-    /// How git authenticates to push (also in `git.credentials_env`); used for error hints.
-    pub git_credentials: GitCredentials,
-    /// How long the agent gets to exit after SIGTERM.
-    pub grace: Duration,
-    /// Environment for the agent CLI, API key included.
-    pub agent_env: Vec<(String, String)>,
-    /// Whether a model API key is configured; without one every task fails with that reason.
-    pub has_api_key: bool,
-    /// Set when the agent CLI cannot be used (e.g. not the pinned version); tasks fail with it.
-    pub agent_problem: Arc<std::sync::OnceLock<String>>,
-    /// The workspaces environments' setups prepared, for the next task of the same kind.
-    pub prepared: PreparedWorkspaces,
-    /// Reaches the edge's store of prepared workspaces (`Environment.prepared_store`).
-    pub store_client: PreparedStoreClient,
-}
-
-/// Why a step did not succeed.
-pub(crate) enum StepError {
-    Stopped,
-    Failed(String),
-}
 
 /// How the agent finished.
 struct Finished {
@@ -188,7 +154,7 @@ async fn run_steps(
     };
     let delivery =
         DeliveryContext { git: &ctx.git, credentials: &ctx.git_credentials, clean_git_config: &clean_git_config };
-    deliver(task, spec, &commit, &result, &delivery).await.map_err(step_error)?;
+    deliver(task, spec, &commit, &result, &delivery).await.map_err(StepError::from)?;
     Ok(Finished { result, num_turns })
 }
 
@@ -224,7 +190,7 @@ async fn first_workspace(
                 |progress| task.record(Payload::GitProgress(progress)),
             )
             .await
-            .map_err(step_error)?;
+            .map_err(StepError::from)?;
             (commit, WorkspaceOrigin::Fresh)
         }
     };
@@ -319,13 +285,6 @@ fn keep_transcript(task: &Task, invocation: &AgentInvocation, ctx: &RunContext) 
     );
     if let Err(error) = kept {
         tracing::warn!(task_id = task.id(), %session, %error, "could not keep the agent's session transcript");
-    }
-}
-
-fn step_error(error: GitError) -> StepError {
-    match error {
-        GitError::Stopped => StepError::Stopped,
-        GitError::Failed(message) => StepError::Failed(message),
     }
 }
 

@@ -14,7 +14,7 @@ use autopilot_contract::v1::{
     StatusRequest, Task, TaskState, WorkspaceOrigin,
 };
 use autopilot_tests::{
-    events::{finished, first_tool_result, kind, milestones, stream_all},
+    events::{finished, first_tool_result, kind, milestones, setup_lines, stream_all},
     processes::processes_under,
     service::{ServiceFixture, ServiceOptions},
 };
@@ -39,17 +39,6 @@ async fn run(setup: &ServiceFixture, request: StartRequest) -> (Vec<Event>, Task
     let events = stream_all(&mut client, &started.task_id, 1).await;
     let task = client.status(StatusRequest { task_id: started.task_id }).await.unwrap().into_inner().task.unwrap();
     (events, task)
-}
-
-/// The lines the task's script printed, as recorded.
-fn setup_lines(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|event| match &event.payload {
-            Some(Payload::SetupOutput(output)) => Some(output.line.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn setup_started(events: &[Event]) -> SetupStarted {

@@ -9,13 +9,11 @@
 
 use std::{path::Path, time::Duration};
 
-use autopilot_contract::v1::{
-    client_frame::Request as ClientRequest, event::Payload, CancelRequest, ClientFrame, Event,
-};
+use autopilot_contract::v1::{client_frame::Request as ClientRequest, CancelRequest, ClientFrame, Event};
 use autopilot_tests::{
     bridge_client::{connect, send, Encoding},
     container::podman_ok,
-    events::kind,
+    events::{kind, prepared_notes, setup_lines},
     git_fixture::git,
 };
 use reqwest::Method;
@@ -172,26 +170,4 @@ async fn run(world: &World, token: &str, prompt: &str) -> (Value, Vec<Event>) {
     let ended = world.wait_for_end(token, task_id).await;
     assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}\n{}", world.all_logs());
     (ended, replay_by_task(world, token, task_id).await)
-}
-
-/// What the setup printed, line by line.
-fn setup_lines(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::SetupOutput(output)) => Some(output.line.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The notes about prepared workspaces.
-fn prepared_notes(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Some(Payload::GitProgress(note)) if note.phase == "Prepared workspace" => Some(note.message.clone()),
-            _ => None,
-        })
-        .collect()
 }

@@ -111,3 +111,27 @@ pub const LIST_FILES_MILESTONES: [&str; 11] = [
 pub fn milestones(events: &[Event]) -> Vec<String> {
     events.iter().map(kind).filter(|k| k != "git_progress" && k != "usage").collect()
 }
+
+/// What an environment's script printed, line by line (`setup_output` events).
+pub fn setup_lines(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(autopilot_contract::v1::event::Payload::SetupOutput(output)) => Some(output.line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The notes about prepared workspaces (`git_progress` of the phase "Prepared workspace").
+pub fn prepared_notes(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(autopilot_contract::v1::event::Payload::GitProgress(note)) if note.phase == "Prepared workspace" => {
+                Some(note.message.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}

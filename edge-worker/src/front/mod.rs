@@ -198,52 +198,54 @@ async fn websocket(req: Request, env: &Env, backend: Backend) -> worker::Result<
 /// without one is refused from its headers alone: its body is never read into the Worker (the
 /// runtime discards what is left of it).
 async fn model_gateway(req: Request, env: &Env) -> worker::Result<Response> {
-    let namespace = env.durable_object(Backend::Container.binding())?;
-    let refusal = match task_credential::from_headers(req.headers())? {
-        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
-            Ok(id) => return forward_gateway_call(req, id).await,
-            Err(_) => "this task credential is unknown",
-        },
-        Err(why) => why,
-    };
-    model_error(401, "authentication_error", refusal)
-}
-
-/// Hands a gateway call (model or git) to the object its credential names, without the
-/// internal headers a client may have sent.
-async fn forward_gateway_call(req: Request, id: worker::ObjectId<'_>) -> worker::Result<Response> {
-    let mut forwarded = req.clone_mut()?;
-    for name in INTERNAL_HEADERS {
-        forwarded.headers_mut()?.delete(name)?;
+    let credential = task_credential::from_headers(req.headers())?;
+    match forward_by_credential(req, env, credential).await? {
+        Ok(answer) => Ok(answer),
+        Err(refusal) => model_error(401, "authentication_error", refusal),
     }
-    id.get_stub()?.fetch_with_request(forwarded).await
 }
 
 /// `/git/...`: a task's git reaches the user's object its credential names.
 async fn git_gateway(req: Request, env: &Env) -> worker::Result<Response> {
-    let namespace = env.durable_object(Backend::Container.binding())?;
-    let refusal = match task_credential::read_git(req.headers().get("authorization")?.as_deref()) {
-        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
-            Ok(id) => return forward_gateway_call(req, id).await,
-            Err(_) => "this task credential is unknown",
-        },
-        Err(why) => why,
-    };
-    git_error(401, refusal)
+    let credential = task_credential::read_git(req.headers().get("authorization")?.as_deref());
+    match forward_by_credential(req, env, credential).await? {
+        Ok(answer) => Ok(answer),
+        Err(refusal) => git_error(401, refusal),
+    }
 }
 
 /// `/cache/prepared[/...]`: a task's service reaches the user's object its credential names.
 async fn prepared_store(req: Request, env: &Env) -> worker::Result<Response> {
-    let namespace = env.durable_object(Backend::Container.binding())?;
-    let refusal = match task_credential::read_store(req.headers().get("authorization")?.as_deref()) {
-        Ok(credential) => match namespace.id_from_string(&credential.object_id) {
-            Ok(id) => return forward_gateway_call(req, id).await,
-            Err(_) => "this task credential is unknown",
-        },
-        Err(why) => why,
+    let credential = task_credential::read_store(req.headers().get("authorization")?.as_deref());
+    match forward_by_credential(req, env, credential).await? {
+        Ok(answer) => Ok(answer),
+        Err(refusal) => {
+            let body = serde_json::json!({"error": {"code": "UNAUTHENTICATED", "message": refusal}});
+            Ok(Response::from_json(&body)?.with_status(401))
+        }
+    }
+}
+
+/// Hands a gateway call (model, git or store) to the object its `credential` names, without the
+/// internal headers a client may have sent; or why not, for the gateway's own 401.
+async fn forward_by_credential(
+    req: Request,
+    env: &Env,
+    credential: Result<task_credential::TaskCredential, &'static str>,
+) -> worker::Result<Result<Response, &'static str>> {
+    let credential = match credential {
+        Ok(credential) => credential,
+        Err(why) => return Ok(Err(why)),
     };
-    let body = serde_json::json!({"error": {"code": "UNAUTHENTICATED", "message": refusal}});
-    Ok(Response::from_json(&body)?.with_status(401))
+    let namespace = env.durable_object(Backend::Container.binding())?;
+    let Ok(id) = namespace.id_from_string(&credential.object_id) else {
+        return Ok(Err("this task credential is unknown"));
+    };
+    let mut forwarded = req.clone_mut()?;
+    for name in INTERNAL_HEADERS {
+        forwarded.headers_mut()?.delete(name)?;
+    }
+    Ok(Ok(id.get_stub()?.fetch_with_request(forwarded).await?))
 }
 
 /// Admin routes: guarded by the admin secret.
