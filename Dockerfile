@@ -63,7 +63,7 @@ COPY --from=cli /out/claude /usr/local/bin/claude
 # user id, for environments' setup scripts (system packages); git, the agent and everything it
 # runs are agent through and through (README "System packages").
 # hadolint ignore=DL3002
-USER root
+USER 0:0
 WORKDIR /workspace
 # CLAUDE_CODE_VERSION must equal the pin in tools/package.json (a test checks): the service
 # refuses tasks if the CLI reports another version.
