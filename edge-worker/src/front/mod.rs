@@ -17,6 +17,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod credentials;
 pub mod github_sign_in;
+pub mod github_webhook;
 pub mod internal;
 pub mod route;
 pub mod sessions;
@@ -72,6 +73,7 @@ pub async fn handle(req: Request, env: Env) -> worker::Result<Response> {
         }
         Route::GitHubSignIn => github_sign_in::sign_in(req, &env).await,
         Route::GitHubCallback => github_sign_in::callback(req, &env).await,
+        Route::GitHubWebhook => github_webhook::receive(req, &env).await,
         route => user_route(req, &env, route).await,
     }
 }

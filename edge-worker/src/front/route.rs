@@ -98,6 +98,8 @@ pub enum Route {
     GitHubSignIn,
     /// Where GitHub sends the browser back with a code.
     GitHubCallback,
+    /// GitHub's webhook deliveries (`POST /webhooks/github`), signed with the App's secret.
+    GitHubWebhook,
     /// The signed-in user's GitHub connection, in their container object.
     GitHub(GitHubRoute),
     /// `POST /api/tasks/{id}/pull-request`: opens (or tries again) an ended task's pull request.
@@ -189,6 +191,7 @@ impl Route {
             (Method::Get, "/api/tunnel/tasks") => Route::Tasks(Tunnel),
             (Method::Get, "/auth/github") => Route::GitHubSignIn,
             (Method::Get, "/auth/github/callback") => Route::GitHubCallback,
+            (Method::Post, "/webhooks/github") => Route::GitHubWebhook,
             (Method::Get, "/api/github") => Route::GitHub(GitHubRoute::Connection),
             (Method::Delete, "/api/github") => Route::GitHub(GitHubRoute::Disconnect),
             (Method::Get, "/api/github/repositories") => Route::GitHub(GitHubRoute::Repositories),
@@ -266,16 +269,22 @@ pub enum Internal {
     LinkGitHub,
     /// The user's tunnel relay asks for the environment a Start on the user's machine runs in.
     EnvironmentForStart,
+    /// The Worker hands on a mention of autopilot on one of the user's pull requests.
+    GitHubMention,
+    /// The object asks itself to start what waits behind a pull request's turn that ended.
+    NextMention,
 }
 
 impl Internal {
-    const ALL: [Internal; 6] = [
+    const ALL: [Internal; 8] = [
         Internal::Grant,
         Internal::Alarm,
         Internal::Storage,
         Internal::AdoptTask,
         Internal::LinkGitHub,
         Internal::EnvironmentForStart,
+        Internal::GitHubMention,
+        Internal::NextMention,
     ];
 
     pub fn path(self) -> &'static str {
@@ -286,6 +295,8 @@ impl Internal {
             Internal::AdoptTask => "/internal/adopt-task",
             Internal::LinkGitHub => "/internal/link-github",
             Internal::EnvironmentForStart => "/internal/environment-for-start",
+            Internal::GitHubMention => "/internal/github-mention",
+            Internal::NextMention => "/internal/next-mention",
         }
     }
 

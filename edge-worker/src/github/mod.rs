@@ -8,3 +8,4 @@ pub mod client;
 pub mod oauth;
 pub mod pull_request;
 pub mod sealed;
+pub mod webhook;

@@ -10,7 +10,8 @@ use axum::{
 use serde_json::{json, Value};
 
 use super::{
-    basic_credentials, form_pairs, git, node_id, oauth, param, respond, timestamp, Comment, Pull, Repo, Shared, World,
+    basic_credentials, form_pairs, git, node_id, oauth, param, respond, timestamp, webhooks, Comment, Pull, Repo,
+    Shared, World, APP_SLUG,
 };
 
 /// The API versions GitHub accepts in `X-GitHub-Api-Version`.
@@ -61,6 +62,12 @@ pub(super) async fn serve(shared: &Shared, req: &Request<()>, body: &[u8]) -> Re
         }
         (&Method::POST, ["repos", owner, name, "issues", number, "comments"]) => {
             create_comment(shared, caller, owner, name, number, body)
+        }
+        (&Method::GET, ["repos", owner, name, "collaborators", login, "permission"]) => {
+            webhooks::permission(shared, caller, owner, name, login)
+        }
+        (&Method::POST, ["repos", owner, name, "issues" | "pulls", "comments", id, "reactions"]) => {
+            webhooks::react(shared, caller, owner, name, id, body)
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found", ROOT_DOCS),
     };
@@ -299,6 +306,7 @@ fn create_comment(shared: &Shared, caller: Caller, owner: &str, name: &str, numb
         body: text.to_string(),
         user: login,
         created_at: timestamp(),
+        via_app: true,
     };
     let repo = world.repo_mut(owner, name).expect("the repository found above");
     repo.comments.push(comment.clone());
@@ -342,7 +350,7 @@ fn paginate(shared: &Shared, req: &Request<()>, query: &[(String, String)], item
 }
 
 /// A user or organisation as GitHub embeds one (`owner`, `user`).
-fn account_json(shared: &Shared, world: &World, login: &str) -> Value {
+pub(super) fn account_json(shared: &Shared, world: &World, login: &str) -> Value {
     let (login, id, kind) = match world.user(login) {
         Some(user) => (user.login.as_str(), user.id, "User"),
         // An owner that is no user is an organisation, with an ID derived from its name.
@@ -403,7 +411,7 @@ fn pull_json(shared: &Shared, world: &World, repo: &Repo, pull: &Pull) -> Value 
     })
 }
 
-fn comment_json(shared: &Shared, world: &World, repo: &Repo, comment: &Comment) -> Value {
+pub(super) fn comment_json(shared: &Shared, world: &World, repo: &Repo, comment: &Comment) -> Value {
     let full_name = format!("{}/{}", repo.owner, repo.name);
     let api = format!("{}/repos/{full_name}", shared.api_url);
     json!({
@@ -414,6 +422,7 @@ fn comment_json(shared: &Shared, world: &World, repo: &Repo, comment: &Comment) 
         "user": account_json(shared, world, &comment.user),
         "created_at": comment.created_at, "updated_at": comment.created_at,
         "author_association": author_association(repo, &comment.user),
+        "performed_via_github_app": if comment.via_app { json!({"slug": APP_SLUG, "name": "Autopilot"}) } else { Value::Null },
     })
 }
 
@@ -425,7 +434,7 @@ fn author_association(repo: &Repo, login: &str) -> &'static str {
     }
 }
 
-fn json_response(status: StatusCode, value: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, value: Value) -> Response {
     let mut response = respond(status, "application/json; charset=utf-8", value.to_string());
     response.headers_mut().insert("x-github-media-type", HeaderValue::from_static("github.v3; format=json"));
     response

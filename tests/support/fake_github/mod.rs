@@ -21,6 +21,9 @@ mod api;
 mod git;
 mod github_formats;
 mod oauth;
+mod webhooks;
+
+pub use webhooks::deliver;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -45,6 +48,10 @@ use self::github_formats::{node_id, timestamp};
 
 /// The client ID of the fake's GitHub App (GitHub App client IDs start `Iv`).
 pub const CLIENT_ID: &str = "Iv23liFakeGitHubApp1";
+/// The App's slug (its bot is `autopilot[bot]`, its handle in comments `@autopilot`).
+pub const APP_SLUG: &str = "autopilot";
+/// The secret the App's webhook deliveries are signed with (the edge's GITHUB_WEBHOOK_SECRET).
+pub const WEBHOOK_SECRET: &str = "a test deployment's webhook secret 5e2a";
 /// The client secret of the fake's GitHub App (40 hex digits, as GitHub's).
 pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
 /// How long a user access token lives unless a test changes it: GitHub's eight hours.
@@ -93,6 +100,9 @@ pub struct Comment {
     pub body: String,
     pub user: String,
     pub created_at: String,
+    /// Made through the App (with a user-to-server token), so GitHub marks it
+    /// `performed_via_github_app`.
+    pub via_app: bool,
 }
 
 /// A running fake GitHub. Dropped, it stops serving and removes its repositories.
@@ -130,6 +140,8 @@ struct Repo {
     path: PathBuf,
     pulls: Vec<Pull>,
     comments: Vec<Comment>,
+    /// Reactions on comments: (comment id, content, who).
+    reactions: Vec<(u64, String, String)>,
     /// The last number handed to a pull request (pulls and issues share the sequence).
     last_number: u64,
 }
@@ -233,7 +245,7 @@ fn repo_key(owner: &str, name: &str) -> String {
 impl FakeGithub {
     /// The edge's settings for this GitHub, as a deployment's GitHub App would set them (its
     /// client, a token key, the git gateway at the edge's own origin: `{edge}`).
-    pub fn edge_vars(&self) -> [(&str, &str); 6] {
+    pub fn edge_vars(&self) -> [(&str, &str); 7] {
         [
             ("GITHUB_URL", self.url.as_str()),
             ("GITHUB_API_URL", self.api_url.as_str()),
@@ -241,6 +253,7 @@ impl FakeGithub {
             ("GITHUB_CLIENT_SECRET", CLIENT_SECRET),
             ("GITHUB_TOKEN_KEY", "a test deployment's token key 3c1d"),
             ("GIT_GATEWAY_URL", "{edge}"),
+            ("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET),
         ]
     }
 
@@ -307,6 +320,7 @@ impl FakeGithub {
             path: path.clone(),
             pulls: Vec::new(),
             comments: Vec::new(),
+            reactions: Vec::new(),
             last_number: 0,
         };
         world.repos.insert(repo_key(owner, name), repo);

@@ -8,6 +8,8 @@
 //! `POST /api/tasks/{id}/pull-request` tries again (or opens one for a task that did not ask).
 
 mod asked;
+pub mod mention_store;
+pub mod mentions;
 
 use autopilot_contract::v1::{PullRequest, PullRequestOptions, StartRequest, TaskState};
 use serde_json::json;
@@ -32,6 +34,10 @@ const PROMPT_KEPT_BYTES: usize = 16_000;
 /// The object's pull requests: what tasks asked for, and what a description may show.
 pub struct PullRequests {
     pub asked: Option<AskedPullRequests>,
+    /// The pull-request loop's storage ([`mentions`]).
+    pub mentions: Option<mention_store::MentionStore>,
+    /// For the index of pull requests to users (KV) and the object's call to itself.
+    pub env: Option<Env>,
     /// `PUBLIC_ORIGIN`, for the link to a task's timeline.
     public_origin: Option<String>,
     /// The model key the edge holds, masked in every description.
@@ -41,12 +47,18 @@ pub struct PullRequests {
 impl PullRequests {
     /// Over the object's SQLite; without it (logged), no pull requests are opened.
     pub fn open(sql: worker::SqlStorage, env: &Env) -> PullRequests {
-        let asked = AskedPullRequests::open(std::rc::Rc::new(sql))
+        let sql: std::rc::Rc<dyn crate::archive::sql::Sql> = std::rc::Rc::new(sql);
+        let asked = AskedPullRequests::open(std::rc::Rc::clone(&sql))
             .map_err(|e| worker::console_error!("the asked-for pull requests could not be opened: {e}"))
+            .ok();
+        let mentions = mention_store::MentionStore::open(sql)
+            .map_err(|e| worker::console_error!("the pull-request loop's tables could not be opened: {e}"))
             .ok();
         let var = |name: &str| env.var(name).ok().map(|v| v.to_string()).filter(|v| !v.trim().is_empty());
         PullRequests {
             asked,
+            mentions,
+            env: Some(env.clone()),
             public_origin: var("PUBLIC_ORIGIN").map(|o| o.trim().trim_end_matches('/').to_string()),
             model_key: env.secret("ANTHROPIC_API_KEY").ok().map(|k| k.to_string()),
         }
@@ -162,6 +174,10 @@ pub(in crate::container) async fn open_at_end(live: &Live, task_id: &str) {
     if let Err(status) = deliver(live, task_id, asked).await {
         worker::console_log!("task {task_id}'s pull request: {}", status.message);
     }
+    let waiting = live.pull_requests.mentions.as_ref().and_then(|store| store.waiting().ok()).unwrap_or_default();
+    if !waiting.is_empty() {
+        mentions::poke(live).await;
+    }
 }
 
 /// Opens or adopts the pull request `task_id` asked for (`asked`), and records the outcome.
@@ -209,7 +225,34 @@ async fn deliver(live: &Live, task_id: &str, asked: Asked) -> Result<PullRequest
     if let Err(e) = kept {
         worker::console_warn!("recording task {task_id}'s pull request failed: {e}");
     }
+    if let Ok(pull) = &outcome {
+        index_turn(live, &asked.repository, u64::from(pull.number), task_id).await;
+    }
     outcome
+}
+
+/// Records `task_id` as the latest turn of the pull request, and the pull request as this user's
+/// (the KV index the webhook route finds its object by,
+/// [`crate::github::webhook::pull_request_key`]).
+async fn index_turn(live: &Live, repository: &str, number: u64, task_id: &str) {
+    if let Some(store) = &live.pull_requests.mentions {
+        if let Err(e) = store.set_turn(repository, number, task_id) {
+            worker::console_warn!("recording the turn of {repository}#{number} failed: {e}");
+        }
+    }
+    let user = live.stored.user_id();
+    let Some(env) = &live.pull_requests.env else { return };
+    let put = async {
+        let kv = env.kv(crate::front::auth::KV_BINDING)?;
+        kv.put(&crate::github::webhook::pull_request_key(repository, number), user)
+            .map_err(crate::front::auth::kv_error)?
+            .execute()
+            .await
+            .map_err(crate::front::auth::kv_error)
+    };
+    if let Err(e) = put.await {
+        worker::console_warn!("indexing {repository}#{number} failed: {e}");
+    }
 }
 
 /// The pull request open for the task's branch, commented on; else a new one.

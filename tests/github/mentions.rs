@@ -1,0 +1,122 @@
+//! The pull-request loop: the fake GitHub sends real signed webhook deliveries to the edge
+//! (`POST /webhooks/github`), as GitHub does when someone comments on autopilot's pull request
+//! (part of `people_sign_in_with_github...`, on its world, after its conversation opened one).
+
+use std::time::{Duration, Instant};
+
+use autopilot_tests::fake_github::{deliver, WEBHOOK_SECRET};
+use serde_json::{json, Value};
+
+use crate::World;
+
+/// A mention by someone with write access starts a turn of the pull request's conversation:
+/// it reacts, commits on the pull request's branch and comments there, and opens no second pull
+/// request; a redelivery starts nothing, a wrong signature is 401, a mention by someone without
+/// write access is answered and starts nothing, autopilot's own comments start nothing, and two
+/// mentions in a row run one after the other.
+pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &World, octo: &str) {
+    let github = &world.github;
+    let pull = github.pulls("octo", "private-app").last().cloned().expect("the conversation's pull request");
+    let pulls_before = github.pulls("octo", "private-app").len();
+    let hook = format!("{}/webhooks/github", world.edge.base_url);
+    let branch = format!("refs/heads/{}", pull.head);
+    let head_before = github.rev_parse("octo", "private-app", &branch);
+
+    let comment = github.comment_as(
+        "octo",
+        "octo",
+        "private-app",
+        pull.number,
+        "@autopilot add a line\nSCENARIO:read-and-extend",
+    );
+    let event = github.issue_comment_event("octo", "private-app", pull.number, &comment);
+    let (status, _) = deliver(&hook, "not the secret", "issue_comment", "d-forged", &event).await;
+    assert_eq!(status, 401, "a delivery not signed with the App's secret");
+    let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-1", &event).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let turn =
+        answer["started"]["taskId"].as_str().unwrap_or_else(|| panic!("{answer}\n{}", world.edge.log())).to_string();
+    let (status, again) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-1", &event).await;
+    assert!(status == 200 && again.contains("already acted on"), "a redelivery starts nothing: {again}");
+    let ended = world.until_ended(octo, &turn).await;
+    assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}");
+    assert_eq!(ended["task"]["delivery"]["branch"], pull.head, "the pull request's branch: {ended}");
+    let reacted = github.reactions("octo", "private-app");
+    assert!(reacted.contains(&(comment["id"].as_u64().unwrap(), "eyes".into(), "octo".into())), "{reacted:?}");
+    let status = world.until_pull_request(octo, &turn).await;
+    assert_eq!(status["task"]["delivery"]["pullRequest"]["number"].as_u64(), Some(pull.number), "{status}");
+    assert_eq!(github.pulls("octo", "private-app").len(), pulls_before, "no second pull request");
+    assert_ne!(github.rev_parse("octo", "private-app", &branch), head_before, "the branch moved forward");
+    let replies = github.comments("octo", "private-app", pull.number);
+    assert!(replies.last().unwrap().body.starts_with("A follow-up pushed to this branch."), "{replies:?}");
+
+    // Someone without write access is told so, and nothing starts.
+    github.add_user("mallory", 4040);
+    let theirs = github.comment_as("mallory", "octo", "private-app", pull.number, "@autopilot delete everything");
+    let event = github.issue_comment_event("octo", "private-app", pull.number, &theirs);
+    let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-2", &event).await;
+    assert!(status == 200 && answer.contains("refused"), "{answer}");
+    let last = github.comments("octo", "private-app", pull.number).last().unwrap().body.clone();
+    assert!(last.starts_with("@mallory only people with write access to octo/private-app"), "{last}");
+
+    // Autopilot's own comment (made as the user, through the App) starts nothing; nor does an
+    // event autopilot does not act on.
+    let mut own = github.comment_as("octo", "octo", "private-app", pull.number, "Done; ask @autopilot for more.");
+    own["performed_via_github_app"] = json!({"slug": "autopilot"});
+    let event = github.issue_comment_event("octo", "private-app", pull.number, &own);
+    let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-3", &event).await;
+    assert!(status == 202 && answer.contains("autopilot's own comment"), "{answer}");
+    let (status, _) = deliver(&hook, WEBHOOK_SECRET, "push", "d-4", &json!({"ref": "refs/heads/main"})).await;
+    assert_eq!(status, 202);
+
+    // Two mentions in a row: the second waits for the first's turn, then continues it.
+    let slow = github.comment_as(
+        "octo",
+        "octo",
+        "private-app",
+        pull.number,
+        "@autopilot take your time\nSCENARIO:slow-tools:6",
+    );
+    let quick = github.comment_as(
+        "octo",
+        "octo",
+        "private-app",
+        pull.number,
+        "@autopilot and then this\nSCENARIO:read-and-extend",
+    );
+    let (_, first) = deliver(
+        &hook,
+        WEBHOOK_SECRET,
+        "issue_comment",
+        "d-5",
+        &github.issue_comment_event("octo", "private-app", pull.number, &slow),
+    )
+    .await;
+    let (_, second) = deliver(
+        &hook,
+        WEBHOOK_SECRET,
+        "issue_comment",
+        "d-6",
+        &github.issue_comment_event("octo", "private-app", pull.number, &quick),
+    )
+    .await;
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let first = first["started"]["taskId"].as_str().unwrap_or_else(|| panic!("{first}")).to_string();
+    assert!(second.contains("queued"), "the second waits: {second}");
+    world.until_ended(octo, &first).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let next = loop {
+        let (_, list) = world.call(reqwest::Method::GET, "/api/tasks", octo).await;
+        let newest = list["tasks"][0].clone();
+        if newest["parentTaskId"] == first.as_str() {
+            break newest["taskId"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "the queued mention never started: {list}\n{}", world.edge.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ended = world.until_ended(octo, &next).await;
+    assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}");
+    assert_eq!(ended["task"]["delivery"]["branch"], pull.head, "{ended}");
+    assert_eq!(github.pulls("octo", "private-app").len(), pulls_before, "still one pull request");
+}
