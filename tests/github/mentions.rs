@@ -70,6 +70,23 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
     let (status, _) = deliver(&hook, WEBHOOK_SECRET, "push", "d-4", &json!({"ref": "refs/heads/main"})).await;
     assert_eq!(status, 202);
 
+    // What is not a delivery autopilot can act on is refused or acknowledged, and starts nothing.
+    let huge = json!({"action": "created", "padding": "x".repeat(1 << 20)});
+    let (status, _) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-8", &huge).await;
+    assert_eq!(status, 413, "over 1 MiB");
+    let (status, answer) = deliver(
+        &hook,
+        WEBHOOK_SECRET,
+        "issue_comment",
+        "d-9",
+        &json!({"action": "created", "issue": {"pull_request": {}}, "comment": {"body": "@autopilot"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "not GitHub's shape: {answer}");
+    let nobodys = github.issue_comment_event("octo", "private-app", 999, &comment);
+    let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-10", &nobodys).await;
+    assert!(status == 202 && answer.contains("not a pull request autopilot opened"), "{answer}");
+
     // Two mentions in a row: the second waits for the first's turn, then continues it.
     let slow = github.comment_as(
         "octo",
@@ -119,4 +136,28 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
     assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}");
     assert_eq!(ended["task"]["delivery"]["branch"], pull.head, "{ended}");
     assert_eq!(github.pulls("octo", "private-app").len(), pulls_before, "still one pull request");
+
+    // A turn that fails says why on the pull request (last: a failed turn ends the conversation
+    // the fake model API plays).
+    let failing = github.comment_as("octo", "octo", "private-app", pull.number, "@autopilot try\nSCENARIO:api-error");
+    let event = github.issue_comment_event("octo", "private-app", pull.number, &failing);
+    let (_, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-7", &event).await;
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let failed = answer["started"]["taskId"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
+    assert_eq!(world.until_ended(octo, &failed).await["task"]["state"], "TASK_STATE_FAILED");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !github
+        .comments("octo", "private-app", pull.number)
+        .last()
+        .unwrap()
+        .body
+        .starts_with("The turn you asked for failed: ")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no word of the failure: {:?}",
+            github.comments("octo", "private-app", pull.number)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -79,6 +79,16 @@ impl MentionStore {
         Ok(rows.first().and_then(|row| row.first()).and_then(as_text).map(str::to_string))
     }
 
+    /// The pull request `task_id` is the latest turn of, as `(repository, number)`.
+    pub fn pull_request_of(&self, task_id: &str) -> worker::Result<Option<(String, u64)>> {
+        let rows = self
+            .sql
+            .query("SELECT repository, number FROM pull_request_turns WHERE task_id = ?", vec![text(task_id)])?;
+        Ok(rows.first().map(|row| {
+            (row.first().and_then(as_text).unwrap_or_default().to_string(), row.get(1).map(as_u64).unwrap_or_default())
+        }))
+    }
+
     /// Whether `delivery` is new (then it is remembered): a redelivery answers false.
     pub fn first_delivery(&self, delivery: &str, now_ms: u64) -> worker::Result<bool> {
         self.sql.query(
@@ -161,6 +171,8 @@ mod tests {
         store.set_turn("Octo/App", 7, "t1").unwrap();
         store.set_turn("octo/app", 7, "t2").unwrap();
         assert_eq!(store.turn("OCTO/app", 7).unwrap().as_deref(), Some("t2"), "the latest, by name case-insensitive");
+        assert_eq!(store.pull_request_of("t2").unwrap(), Some(("octo/app".to_string(), 7)));
+        assert_eq!(store.pull_request_of("t1").unwrap(), None, "no longer the latest");
 
         assert!(store.first_delivery("d-1", 1_000).unwrap());
         assert!(!store.first_delivery("d-1", 2_000).unwrap(), "a redelivery");

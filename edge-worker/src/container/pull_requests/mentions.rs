@@ -161,11 +161,30 @@ async fn react(github: &GitHub, token: &str, mention: &HandedMention) {
 }
 
 /// A comment on the pull request. Best effort (logged).
-async fn comment(github: &GitHub, token: &str, repository: &str, number: u64, body: &str) {
+pub(super) async fn comment(github: &GitHub, token: &str, repository: &str, number: u64, body: &str) {
     let path = format!("/repos/{repository}/issues/{number}/comments");
     if let Err(status) = github.post(token, &path, &json!({ "body": body })).await {
         worker::console_warn!("commenting on {repository}#{number} failed: {}", status.message);
     }
+}
+
+/// A pull request's turn (`task_id`) that did not succeed says so on the pull request, in words
+/// (a turn that succeeded says what it did there itself: [`super::deliver`]'s comment).
+pub async fn report_failed_turn(live: &Live, task_id: &str) {
+    let Some(store) = &live.pull_requests.mentions else { return };
+    let Ok(Some((repository, number))) = store.pull_request_of(task_id) else { return };
+    let Some(task) = live.archive.ended(task_id).and_then(|entry| entry.task) else { return };
+    if task.state == autopilot_contract::v1::TaskState::Succeeded as i32 {
+        return;
+    }
+    let (Ok(github), Some(origin)) = (live.github.github(), Some(&live.pull_requests.public_origin)) else { return };
+    let Ok((token, _)) = live.github.token(&github).await else { return };
+    let state = autopilot_contract::v1::TaskState::try_from(task.state)
+        .map(|state| state.as_str_name().trim_start_matches("TASK_STATE_").to_ascii_lowercase())
+        .unwrap_or_else(|_| "ended".into());
+    let link = origin.as_ref().map(|origin| format!(" Its timeline: {origin}/tasks/{task_id}")).unwrap_or_default();
+    let body = format!("The turn you asked for {state}: {}.{link}", task.error.trim_end_matches('.'));
+    comment(&github, &token, &repository, number, &body).await;
 }
 
 /// Asks the object `live` belongs to to start what waits behind a turn that ended.

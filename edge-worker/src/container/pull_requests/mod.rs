@@ -39,7 +39,7 @@ pub struct PullRequests {
     /// For the index of pull requests to users (KV) and the object's call to itself.
     pub env: Option<Env>,
     /// `PUBLIC_ORIGIN`, for the link to a task's timeline.
-    public_origin: Option<String>,
+    pub public_origin: Option<String>,
     /// The model key the edge holds, masked in every description.
     model_key: Option<String>,
 }
@@ -164,16 +164,18 @@ impl AutopilotContainer {
 }
 
 /// The task ended: if it asked for a pull request, the pull request is opened now (GitHub's
-/// refusal is recorded on the task, not raised).
+/// refusal is recorded on the task, not raised); a pull request's turn that failed says so
+/// there, and the next mention waiting behind it starts ([`mentions`]).
 pub(in crate::container) async fn open_at_end(live: &Live, task_id: &str) {
-    let Some(asked_for) = &live.pull_requests.asked else { return };
-    let asked = match asked_for.get(task_id) {
-        Ok(Some(asked)) if !asked.done() => asked,
-        _ => return,
-    };
-    if let Err(status) = deliver(live, task_id, asked).await {
-        worker::console_log!("task {task_id}'s pull request: {}", status.message);
+    let asked = live.pull_requests.asked.as_ref().and_then(|asked_for| asked_for.get(task_id).ok().flatten());
+    if let Some(asked) = asked.filter(|asked| !asked.done()) {
+        if let Err(status) = deliver(live, task_id, asked).await {
+            worker::console_log!("task {task_id}'s pull request: {}", status.message);
+        }
     }
+    // The pull-request loop: a failed turn says so on its pull request, and what waited behind
+    // it starts.
+    mentions::report_failed_turn(live, task_id).await;
     let waiting = live.pull_requests.mentions.as_ref().and_then(|store| store.waiting().ok()).unwrap_or_default();
     if !waiting.is_empty() {
         mentions::poke(live).await;
