@@ -77,6 +77,8 @@ dev: tools build worker web
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
 	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
+	@grep -q '^GITHUB_WEBHOOK_SECRET=' .dev.vars || { umask 077; \
+	  echo "GITHUB_WEBHOOK_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@grep -q '^ENVIRONMENT_SECRETS_KEY=' .dev.vars || { umask 077; \
 	  echo "ENVIRONMENT_SECRETS_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@if [ -n "$$ANTHROPIC_API_KEY" ] && [ -z "$(DEV_MODEL_VARS)" ]; then umask 077; \
@@ -146,6 +148,8 @@ dev-container: tools worker web local-containers
 	  echo "TICKET_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"; } > .dev.vars
 	@grep -q '^GITHUB_TOKEN_KEY=' .dev.vars || { umask 077; \
 	  echo "GITHUB_TOKEN_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
+	@grep -q '^GITHUB_WEBHOOK_SECRET=' .dev.vars || { umask 077; \
+	  echo "GITHUB_WEBHOOK_SECRET=$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@grep -q '^ENVIRONMENT_SECRETS_KEY=' .dev.vars || { umask 077; \
 	  echo "ENVIRONMENT_SECRETS_KEY=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars; }
 	@rm -f $(DEV_DIR)/container.vars; umask 077; { cat .dev.vars; \
