@@ -173,6 +173,7 @@ async fn people_sign_in_with_github_connect_it_and_disconnect_it() {
     tasks_on_a_private_repository_go_through_the_git_gateway(&world, &octo).await;
     pull_requests::a_conversation_opens_one_draft_pull_request_and_comments_on_it(&world, &octo).await;
     mentions::a_mention_on_the_pull_request_continues_its_conversation(&world, &octo).await;
+    mentions::failing_checks_are_fixed_at_most_three_times_in_a_row(&world, &octo).await;
     pull_requests::githubs_refusal_of_a_pull_request_is_shown_and_asked_again(&world, &octo).await;
     a_person_signs_in_with_github_and_opens_a_pull_request_in_chromium(&world).await;
 

@@ -161,3 +161,36 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// With `autoFix`, a check suite that fails on the pull request starts a turn named after the
+/// failing checks; after three in a row, a comment says autopilot stopped, and nothing starts.
+pub async fn failing_checks_are_fixed_at_most_three_times_in_a_row(world: &World, octo: &str) {
+    let github = &world.github;
+    let start = json!({"repositoryUrl": format!("{}/octo/private-app", github.url), "prompt": "Start the notes\nSCENARIO:write-file",
+        "delivery": {"push": true, "pullRequest": {"open": true, "autoFix": true}}});
+    let (status, started) = world.send_json("/api/container/start", octo, start).await;
+    assert_eq!(status, 200, "{started}");
+    let first = started["taskId"].as_str().unwrap().to_string();
+    world.until_ended(octo, &first).await;
+    let opened = world.until_pull_request(octo, &first).await;
+    let number = opened["task"]["delivery"]["pullRequest"]["number"].as_u64().unwrap_or_else(|| panic!("{opened}"));
+    let hook = format!("{}/webhooks/github", world.edge.base_url);
+    for round in 1..=3 {
+        let suite =
+            github.failed_check_suite("octo", "private-app", number, "test", "2 tests failed: notes_are_complete");
+        let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "check_suite", &format!("c-{round}"), &suite).await;
+        let answer: Value = serde_json::from_str(&answer).unwrap_or_default();
+        let turn = answer["pullRequests"][0]["started"]["taskId"].as_str();
+        let turn = turn.unwrap_or_else(|| panic!("round {round}: {status} {answer}\n{}", world.edge.log())).to_string();
+        let ended = world.until_ended(octo, &turn).await;
+        assert_eq!(ended["task"]["state"], "TASK_STATE_SUCCEEDED", "{ended}");
+        let (_, list) = world.call(reqwest::Method::GET, "/api/tasks", octo).await;
+        let listed = list["tasks"].as_array().unwrap().iter().find(|t| t["taskId"] == turn.as_str()).cloned().unwrap();
+        assert!(listed["title"].as_str().unwrap().starts_with("The checks on this pull request's head ("), "{listed}");
+    }
+    let suite = github.failed_check_suite("octo", "private-app", number, "test", "still failing");
+    let (_, answer) = deliver(&hook, WEBHOOK_SECRET, "check_suite", "c-4", &suite).await;
+    assert!(answer.contains("3 turns in a row fixed checks already"), "the fourth starts nothing: {answer}");
+    let last = github.comments("octo", "private-app", number).last().map(|c| c.body.clone()).unwrap_or_default();
+    assert!(last.starts_with("Autopilot stopped fixing the failing checks after 3 turns in a row."), "{last}");
+}

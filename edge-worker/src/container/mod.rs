@@ -140,6 +140,7 @@ impl worker::DurableObject for AutopilotContainer {
                 Internal::LinkGitHub => self.link_github_route(req).await,
                 Internal::EnvironmentForStart => self.environment_for_start_route(req).await,
                 Internal::GitHubMention => self.github_mention_route(req).await,
+                Internal::GitHubChecks => self.github_checks_route(req).await,
                 Internal::NextMention => self.next_mention_route().await,
             };
             self.persist().await?;

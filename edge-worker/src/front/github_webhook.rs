@@ -53,34 +53,63 @@ pub async fn receive(mut req: Request, env: &Env) -> worker::Result<Response> {
     };
     let handle = env.var("GITHUB_APP_HANDLE").map(|v| v.to_string()).unwrap_or_default();
     let handle = if handle.trim().is_empty() { DEFAULT_HANDLE.to_string() } else { handle.trim().to_string() };
-    let mention = match read(&event, &payload, &handle) {
-        Ok(Delivery::Mention(mention)) => mention,
-        Ok(Delivery::Ignored(why)) => return acknowledged(&why),
-        Err(shape) => return error_response(&GrpcStatus::new(Code::InvalidArgument, shape)),
-    };
     if delivery.is_empty() || delivery.len() > 100 {
         return error_response(&GrpcStatus::new(Code::InvalidArgument, "X-GitHub-Delivery is missing"));
     }
+    match read(&event, &payload, &handle) {
+        Ok(Delivery::Mention(mention)) => {
+            let kind = match mention.kind {
+                CommentKind::Conversation => "conversation",
+                CommentKind::Review => "review",
+                CommentKind::Line { .. } => "line",
+            };
+            let handed = json!({
+                "delivery": delivery,
+                "repository": mention.repository,
+                "number": mention.pull_number,
+                "commentId": mention.comment_id,
+                "kind": kind,
+                "author": mention.author,
+                "prompt": mention.prompt(),
+            });
+            hand_on(env, Internal::GitHubMention, &mention.repository, mention.pull_number, &handed).await
+        }
+        Ok(Delivery::FailedChecks(failed)) => {
+            // Each pull request is its own owner's: a delivery for several is handed on to each.
+            let mut answers = Vec::new();
+            for number in &failed.pull_numbers {
+                let handed = json!({
+                    "delivery": format!("{delivery}#{number}"),
+                    "repository": failed.repository,
+                    "number": number,
+                    "suiteId": failed.suite_id,
+                    "headSha": failed.head_sha,
+                });
+                let mut answer = hand_on(env, Internal::GitHubChecks, &failed.repository, *number, &handed).await?;
+                answers.push(answer.json::<serde_json::Value>().await.unwrap_or_default());
+            }
+            Response::from_json(&json!({ "pullRequests": answers }))
+        }
+        Ok(Delivery::Ignored(why)) => acknowledged(&why),
+        Err(shape) => error_response(&GrpcStatus::new(Code::InvalidArgument, shape)),
+    }
+}
+
+/// Hands `handed` on to the object of the user whose task opened `repository`'s pull request
+/// `number` (the KV index); acknowledged without it when autopilot opened no such pull request.
+async fn hand_on(
+    env: &Env,
+    internal: Internal,
+    repository: &str,
+    number: u64,
+    handed: &serde_json::Value,
+) -> worker::Result<Response> {
     let kv = env.kv(KV_BINDING)?;
-    let owner = kv.get(&pull_request_key(&mention.repository, mention.pull_number)).text().await.map_err(kv_error)?;
+    let owner = kv.get(&pull_request_key(repository, number)).text().await.map_err(kv_error)?;
     let Some(user) = owner else { return acknowledged("not a pull request autopilot opened") };
-    let kind = match mention.kind {
-        CommentKind::Conversation => "conversation",
-        CommentKind::Review => "review",
-        CommentKind::Line { .. } => "line",
-    };
-    let handed = json!({
-        "delivery": delivery,
-        "repository": mention.repository,
-        "number": mention.pull_number,
-        "commentId": mention.comment_id,
-        "kind": kind,
-        "author": mention.author,
-        "prompt": mention.prompt(),
-    });
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(handed.to_string().into()));
-    let internal = Request::new_with_init(&Internal::GitHubMention.url(), &init)?;
+    let request = Request::new_with_init(&internal.url(), &init)?;
     let stub = env.durable_object(Backend::Container.binding())?.id_from_name(&user)?.get_stub()?;
-    stub.fetch_with_request(internal).await
+    stub.fetch_with_request(request).await
 }

@@ -271,12 +271,14 @@ pub enum Internal {
     EnvironmentForStart,
     /// The Worker hands on a mention of autopilot on one of the user's pull requests.
     GitHubMention,
+    /// The Worker hands on a failed check suite on one of the user's pull requests.
+    GitHubChecks,
     /// The object asks itself to start what waits behind a pull request's turn that ended.
     NextMention,
 }
 
 impl Internal {
-    const ALL: [Internal; 8] = [
+    const ALL: [Internal; 9] = [
         Internal::Grant,
         Internal::Alarm,
         Internal::Storage,
@@ -284,6 +286,7 @@ impl Internal {
         Internal::LinkGitHub,
         Internal::EnvironmentForStart,
         Internal::GitHubMention,
+        Internal::GitHubChecks,
         Internal::NextMention,
     ];
 
@@ -296,6 +299,7 @@ impl Internal {
             Internal::LinkGitHub => "/internal/link-github",
             Internal::EnvironmentForStart => "/internal/environment-for-start",
             Internal::GitHubMention => "/internal/github-mention",
+            Internal::GitHubChecks => "/internal/github-checks",
             Internal::NextMention => "/internal/next-mention",
         }
     }

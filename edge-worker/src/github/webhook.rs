@@ -80,10 +80,24 @@ impl Mention {
     }
 }
 
+/// A check suite that failed on pull requests' head commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedChecks {
+    /// `owner/name`.
+    pub repository: String,
+    /// The pull requests whose head the suite ran on.
+    pub pull_numbers: Vec<u64>,
+    pub suite_id: u64,
+    pub head_sha: String,
+    /// `failure` or `timed_out`.
+    pub conclusion: String,
+}
+
 /// What a delivery asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Mention(Mention),
+    FailedChecks(FailedChecks),
     /// Nothing for autopilot, and why (for the acknowledgement).
     Ignored(String),
 }
@@ -97,6 +111,7 @@ pub fn read(event: &str, payload: &Value, handle: &str) -> Result<Delivery, Stri
     let ignored = |why: &str| Ok(Delivery::Ignored(why.to_string()));
     let (action, comment, pull_number, kind) = match event {
         "ping" => return ignored("ping"),
+        "check_suite" => return read_check_suite(payload),
         "issue_comment" => {
             if payload["issue"]["pull_request"].is_null() {
                 return ignored("a comment on an issue, not a pull request");
@@ -144,6 +159,66 @@ pub fn read(event: &str, payload: &Value, handle: &str) -> Result<Delivery, Stri
         body: body.to_string(),
         html_url: comment["html_url"].as_str().unwrap_or_default().to_string(),
     }))
+}
+
+/// A `check_suite` delivery: a failed one on pull requests is [`FailedChecks`].
+fn read_check_suite(payload: &Value) -> Result<Delivery, String> {
+    let suite = &payload["check_suite"];
+    if payload["action"].as_str() != Some("completed") {
+        return Ok(Delivery::Ignored("a check suite that has not completed".into()));
+    }
+    let conclusion = suite["conclusion"].as_str().unwrap_or_default();
+    if !matches!(conclusion, "failure" | "timed_out") {
+        return Ok(Delivery::Ignored(format!("a check suite that ended {conclusion:?}, not failed")));
+    }
+    let pulls = suite["pull_requests"].as_array().ok_or("the payload has no check_suite.pull_requests")?;
+    let pull_numbers: Vec<u64> = pulls.iter().filter_map(|pull| pull["number"].as_u64()).collect();
+    if pull_numbers.is_empty() {
+        return Ok(Delivery::Ignored("a check suite on no pull request".into()));
+    }
+    Ok(Delivery::FailedChecks(FailedChecks {
+        repository: field_str(payload, &["repository", "full_name"])?.to_string(),
+        pull_numbers,
+        suite_id: field_u64(suite, &["id"])?,
+        head_sha: field_str(suite, &["head_sha"])?.to_string(),
+        conclusion: conclusion.to_string(),
+    }))
+}
+
+/// The prompt of a turn that fixes `runs` (GitHub's `check_runs` of the suite: name,
+/// conclusion, output title and summary), each summary cut to [`MAX_SUMMARY_BYTES`].
+pub fn fix_prompt(head_sha: &str, runs: &[Value]) -> String {
+    let mut prompt = format!(
+        "The checks on this pull request's head ({}) failed. Find out why and fix it.\n",
+        head_sha.get(..12).unwrap_or(head_sha)
+    );
+    for run in runs.iter().filter(|run| !matches!(run["conclusion"].as_str(), Some("success" | "neutral" | "skipped")))
+    {
+        let name = run["name"].as_str().unwrap_or("a check");
+        let conclusion = run["conclusion"].as_str().unwrap_or("failed");
+        prompt.push_str(&format!("\n## {name} ({conclusion})\n"));
+        for part in [&run["output"]["title"], &run["output"]["summary"]] {
+            if let Some(text) = part.as_str().filter(|t| !t.trim().is_empty()) {
+                prompt.push_str(cut_at(text, MAX_SUMMARY_BYTES));
+                prompt.push('\n');
+            }
+        }
+    }
+    prompt
+}
+
+/// Most bytes of one check's summary kept in a fix turn's prompt.
+pub const MAX_SUMMARY_BYTES: usize = 4096;
+
+fn cut_at(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Whether `body` mentions `@handle` as GitHub links it: case-insensitive, not inside a longer
@@ -243,6 +318,31 @@ mod tests {
         assert!(
             read("issue_comment", &json!({"action": "created", "issue": {"pull_request": {}}}), "autopilot").is_err()
         );
+    }
+
+    #[test]
+    fn a_failed_check_suite_on_a_pull_request_asks_for_a_fix_and_its_prompt_names_the_checks() {
+        let payload = |conclusion: &str, pulls: Value| {
+            json!({"action": "completed", "repository": {"full_name": "octo/app"},
+                   "check_suite": {"id": 44, "head_sha": "0123456789abcdef", "conclusion": conclusion, "pull_requests": pulls}})
+        };
+        let Ok(Delivery::FailedChecks(failed)) =
+            read("check_suite", &payload("failure", json!([{"number": 7}])), "autopilot")
+        else {
+            panic!("failed checks")
+        };
+        assert_eq!((failed.pull_numbers, failed.suite_id, failed.head_sha.as_str()), (vec![7], 44, "0123456789abcdef"));
+        for (conclusion, pulls) in [("success", json!([{"number": 7}])), ("failure", json!([]))] {
+            assert!(matches!(read("check_suite", &payload(conclusion, pulls), "autopilot"), Ok(Delivery::Ignored(_))));
+        }
+        let runs = [
+            json!({"name": "test", "conclusion": "failure", "output": {"title": "2 tests failed", "summary": "x".repeat(5000)}}),
+            json!({"name": "lint", "conclusion": "success", "output": {"title": "ok"}}),
+        ];
+        let prompt = fix_prompt("0123456789abcdef", &runs);
+        assert!(prompt.starts_with("The checks on this pull request's head (0123456789ab) failed."), "{prompt}");
+        assert!(prompt.contains("## test (failure)\n2 tests failed\n") && !prompt.contains("lint"), "{prompt}");
+        assert!(prompt.len() < 4096 + 200, "summaries are cut");
     }
 
     #[test]

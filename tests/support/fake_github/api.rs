@@ -66,6 +66,9 @@ pub(super) async fn serve(shared: &Shared, req: &Request<()>, body: &[u8]) -> Re
         (&Method::GET, ["repos", owner, name, "collaborators", login, "permission"]) => {
             webhooks::permission(shared, caller, owner, name, login)
         }
+        (&Method::GET, ["repos", owner, name, "check-suites", id, "check-runs"]) => {
+            webhooks::check_runs(shared, caller, owner, name, id)
+        }
         (&Method::POST, ["repos", owner, name, "issues" | "pulls", "comments", id, "reactions"]) => {
             webhooks::react(shared, caller, owner, name, id, body)
         }

@@ -180,6 +180,8 @@ struct World {
     revoked: Vec<String>,
     token_lifetime: Option<Duration>,
     refuse_pull_creation: bool,
+    /// Check suites' runs, by suite id (GitHub's `check_runs` objects).
+    check_suites: HashMap<u64, Vec<serde_json::Value>>,
     last_id: u64,
     requests: Vec<RecordedRequest>,
 }

@@ -17,6 +17,7 @@ use super::{
 const PERMISSION_DOCS: &str =
     "https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user";
 const REACTION_DOCS: &str = "https://docs.github.com/rest/reactions/reactions#create-reaction-for-an-issue-comment";
+const CHECK_RUNS_DOCS: &str = "https://docs.github.com/rest/checks/runs#list-check-runs-in-a-check-suite";
 const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
 
 /// `GET /repos/{owner}/{repo}/collaborators/{username}/permission`: the owner is an admin,
@@ -67,7 +68,45 @@ pub(super) fn react(
     json_response(StatusCode::CREATED, reaction)
 }
 
+/// `GET /repos/{owner}/{repo}/check-suites/{id}/check-runs`.
+pub(super) fn check_runs(shared: &Shared, caller: Option<String>, owner: &str, name: &str, id: &str) -> Response {
+    let world = shared.state.lock().unwrap();
+    let readable = world.repo(owner, name).is_some_and(|repo| world.can_read(caller.as_deref(), repo));
+    let runs = id.parse::<u64>().ok().and_then(|id| world.check_suites.get(&id)).filter(|_| readable);
+    match runs {
+        Some(runs) => json_response(StatusCode::OK, json!({"total_count": runs.len(), "check_runs": runs})),
+        None => error(StatusCode::NOT_FOUND, "Not Found", CHECK_RUNS_DOCS),
+    }
+}
+
 impl FakeGithub {
+    /// A check suite that failed on pull request `number`'s head (one failing run named `name`
+    /// with `summary`, one that passed): answers the `check_suite` delivery GitHub sends.
+    pub fn failed_check_suite(&self, owner: &str, repo: &str, number: u64, name: &str, summary: &str) -> Value {
+        let mut world = self.shared.state.lock().unwrap();
+        let suite_id = world.next_id() + 5_000_000;
+        let head =
+            world.repo(owner, repo).and_then(|r| r.pulls.iter().find(|p| p.number == number)).map(|p| p.head.clone());
+        let head_sha = head
+            .and_then(|head| {
+                world.repo(owner, repo).and_then(|r| super::git::rev_parse(&r.path, &format!("refs/heads/{head}")))
+            })
+            .unwrap_or_default();
+        let runs = vec![
+            json!({"id": suite_id + 1, "name": name, "status": "completed", "conclusion": "failure", "head_sha": head_sha,
+                   "output": {"title": format!("{name} failed"), "summary": summary}}),
+            json!({"id": suite_id + 2, "name": "lint", "status": "completed", "conclusion": "success", "head_sha": head_sha,
+                   "output": {"title": "lint passed", "summary": ""}}),
+        ];
+        world.check_suites.insert(suite_id, runs);
+        json!({
+            "action": "completed",
+            "check_suite": {"id": suite_id, "head_sha": head_sha, "status": "completed", "conclusion": "failure",
+                            "pull_requests": [{"number": number}]},
+            "repository": {"full_name": format!("{owner}/{repo}")},
+        })
+    }
+
     /// `login` comments `body` on pull request `number`, in the browser (not through an App):
     /// answers the comment as GitHub's API shows it.
     pub fn comment_as(&self, login: &str, owner: &str, name: &str, number: u64, body: &str) -> Value {

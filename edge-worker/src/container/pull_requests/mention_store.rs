@@ -21,6 +21,12 @@ CREATE TABLE IF NOT EXISTS github_deliveries (
   delivery TEXT PRIMARY KEY,
   received_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fix_turns (
+  repository TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (repository, number)
+);
 CREATE TABLE IF NOT EXISTS queued_mentions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   repository TEXT NOT NULL,
@@ -87,6 +93,25 @@ impl MentionStore {
         Ok(rows.first().map(|row| {
             (row.first().and_then(as_text).unwrap_or_default().to_string(), row.get(1).map(as_u64).unwrap_or_default())
         }))
+    }
+
+    /// How many turns in a row fixed failing checks on the pull request.
+    pub fn fix_turns(&self, repository: &str, number: u64) -> worker::Result<u64> {
+        let rows = self.sql.query(
+            "SELECT count FROM fix_turns WHERE repository = ? AND number = ?",
+            vec![text(&repository.to_ascii_lowercase()), int(number)],
+        )?;
+        Ok(rows.first().and_then(|row| row.first()).map(as_u64).unwrap_or(0))
+    }
+
+    /// Sets that count (a person's mention sets it back to 0).
+    pub fn set_fix_turns(&self, repository: &str, number: u64, count: u64) -> worker::Result<()> {
+        self.sql.query(
+            "INSERT INTO fix_turns (repository, number, count) VALUES (?, ?, ?) \
+             ON CONFLICT (repository, number) DO UPDATE SET count = excluded.count",
+            vec![text(&repository.to_ascii_lowercase()), int(number), int(count)],
+        )?;
+        Ok(())
     }
 
     /// Whether `delivery` is new (then it is remembered): a redelivery answers false.
@@ -177,6 +202,10 @@ mod tests {
         assert!(store.first_delivery("d-1", 1_000).unwrap());
         assert!(!store.first_delivery("d-1", 2_000).unwrap(), "a redelivery");
         assert!(store.first_delivery("d-1", 1_000 + DELIVERY_MEMORY_MS + 1).unwrap(), "forgotten after a month");
+
+        assert_eq!(store.fix_turns("octo/app", 7).unwrap(), 0);
+        store.set_fix_turns("Octo/App", 7, 2).unwrap();
+        assert_eq!(store.fix_turns("octo/app", 7).unwrap(), 2);
 
         store.queue("octo/app", 7, 1, "first", 10).unwrap();
         store.queue("octo/app", 8, 2, "other pull request", 11).unwrap();

@@ -43,7 +43,7 @@ pub struct HandedMention {
 }
 
 /// What became of a mention, for the webhook's answer.
-fn outcome(what: &str, detail: serde_json::Value) -> worker::Result<Response> {
+pub(super) fn outcome(what: &str, detail: serde_json::Value) -> worker::Result<Response> {
     Response::from_json(&json!({ what: detail }))
 }
 
@@ -82,6 +82,8 @@ impl AutopilotContainer {
             return outcome("refused", json!("no write access"));
         }
         react(&github, &token, &mention).await;
+        // A person asked: turns that fix failing checks count from 0 again.
+        store.set_fix_turns(repository, mention.number, 0)?;
         if self.archived_end(&turn).is_none() && self.owns_task(&turn) {
             store.queue(repository, mention.number, mention.comment_id, &mention.prompt, now_ms())?;
             return outcome("queued", json!({"behind": turn}));
@@ -109,7 +111,7 @@ impl AutopilotContainer {
 
     /// Starts the pull request's next turn after `turn`, or says on the pull request why not.
     #[allow(clippy::too_many_arguments)]
-    async fn start_turn(
+    pub(super) async fn start_turn(
         &self,
         store: &MentionStore,
         github: &GitHub,

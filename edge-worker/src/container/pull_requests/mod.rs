@@ -8,6 +8,7 @@
 //! `POST /api/tasks/{id}/pull-request` tries again (or opens one for a task that did not ask).
 
 mod asked;
+pub mod auto_fix;
 pub mod mention_store;
 pub mod mentions;
 
