@@ -102,7 +102,8 @@ pub(crate) async fn keep_prepared(
         }
         Err(CopyError::Stopped) => Err(StepError::Stopped),
         Err(CopyError::Failed(error)) => {
-            tracing::warn!(task_id = task.id(), environment = %environment.name, %error, "could not keep a prepared workspace");
+            let name = &environment.name;
+            tracing::warn!(task_id = task.id(), environment = %name, %error, "could not keep a prepared workspace");
             Ok(false)
         }
     }
@@ -133,7 +134,8 @@ pub(crate) async fn restore_from_store(
         Ok(Some(bytes)) => {
             let took = began.elapsed();
             note(task, format!("restored it from the edge's store: {} in {}", megabytes(bytes), seconds(took)));
-            tracing::info!(task_id = task.id(), environment = %name, bytes, elapsed_ms = took.as_millis() as u64, "restored a prepared workspace");
+            let elapsed_ms = took.as_millis() as u64;
+            tracing::info!(task_id = task.id(), environment = %name, bytes, elapsed_ms, "restored a prepared workspace");
             Ok(true)
         }
         Ok(None) => {
@@ -144,7 +146,8 @@ pub(crate) async fn restore_from_store(
         Err(CopyError::Failed(why)) => {
             let why = task.redactor().redact(&why);
             tracing::warn!(task_id = task.id(), environment = %name, %why, "could not restore a prepared workspace");
-            note(task, format!("it could not be restored from the edge's store ({why}): cloning the repository and running the setup script"));
+            let then = "cloning the repository and running the setup script";
+            note(task, format!("it could not be restored from the edge's store ({why}): {then}"));
             Ok(false)
         }
     }
@@ -169,14 +172,19 @@ pub(crate) async fn send_to_store(
         match sent {
             Ok(bytes) => {
                 let took = began.elapsed();
-                note(&task, format!("kept the workspace environment {name} prepared in the edge's store, for new containers: {} in {}", megabytes(bytes), seconds(took)));
-                tracing::info!(task_id = task.id(), environment = %name, bytes, elapsed_ms = took.as_millis() as u64, "sent a prepared workspace to the store");
+                let (size, time) = (megabytes(bytes), seconds(took));
+                let kept =
+                    format!("kept the workspace environment {name} prepared in the edge's store, for new containers");
+                note(&task, format!("{kept}: {size} in {time}"));
+                let elapsed_ms = took.as_millis() as u64;
+                tracing::info!(task_id = task.id(), environment = %name, bytes, elapsed_ms, "sent a prepared workspace to the store");
             }
             Err(CopyError::Stopped) => {}
             Err(CopyError::Failed(why)) => {
                 let why = task.redactor().redact(&why);
-                tracing::warn!(task_id = task.id(), environment = %name, %why, "could not send a prepared workspace to the store");
-                note(&task, format!("the workspace environment {name} prepared could not be kept in the edge's store ({why}); a new container will run the setup script again"));
+                tracing::warn!(task_id = task.id(), environment = %name, %why, "could not send a prepared workspace");
+                let lost = format!("the workspace environment {name} prepared could not be kept in the edge's store");
+                note(&task, format!("{lost} ({why}); a new container will run the setup script again"));
             }
         }
     }))

@@ -75,7 +75,8 @@ pub async fn set_up(
             task.record(Payload::GitProgress(GitProgress {
                 phase: "Prepared workspace".into(),
                 message: format!(
-                    "the system packages the setup of environment {} installed are not on this machine: running the setup script again",
+                    "the system packages the setup of environment {} installed are not on this machine: running \
+                     the setup script again",
                     environment.name
                 ),
                 ..Default::default()

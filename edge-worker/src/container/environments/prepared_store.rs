@@ -157,7 +157,8 @@ impl AutopilotContainer {
             }
             (method, _) => {
                 discard(&mut req).await?;
-                store_error(404, &format!("the prepared store serves GET {STORE_PREFIX}, PUT .../parts/{{n}} and POST .../complete, not {method} {path}"))
+                let served = format!("GET {STORE_PREFIX}, PUT .../parts/{{n}} and POST .../complete");
+                store_error(404, &format!("the prepared store serves {served}, not {method} {path}"))
             }
         }
     }
