@@ -37,7 +37,7 @@ mod activity;
 pub mod agent_client;
 pub mod billing;
 mod bridge_calls;
-mod environments;
+pub mod environments;
 mod fan_out;
 pub mod git_gateway;
 mod github_link;
@@ -142,6 +142,7 @@ impl worker::DurableObject for AutopilotContainer {
                 Internal::GitHubMention => self.github_mention_route(req).await,
                 Internal::GitHubChecks => self.github_checks_route(req).await,
                 Internal::NextMention => self.next_mention_route().await,
+                Internal::PreparedObject => self.prepared_object_route(&req),
             };
             self.persist().await?;
             return response;

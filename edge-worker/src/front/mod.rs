@@ -31,13 +31,18 @@ use self::auth::{authenticate, unauthenticated};
 use crate::{
     api_error::{error_response, grpc_web_error, not_found},
     bench,
-    container::{git_gateway::git_error, model_gateway::model_error, task_credential},
+    container::{
+        environments::prepared_store::{serve_kept, store_error, StoreSettings},
+        git_gateway::git_error,
+        model_gateway::model_error,
+        task_credential,
+    },
     front::body_limit::read_within,
     front::credentials::bearer,
     front::internal::{
         public_origin, ticket_secret, INTERNAL_HEADERS, TICKET_NONCE_HEADER, TICKET_SESSION_HEADER, USER_HEADER,
     },
-    front::route::{AdminRoute, Backend, Internal, Route},
+    front::route::{AdminRoute, Backend, Internal, Route, STORE_PREFIX},
     front::site::{check_browser_request, site_origin, Proof, RequestKind, MAX_BODY_BYTES},
     grpc_web::{Code, GrpcStatus},
     socket::is_websocket_upgrade,
@@ -216,16 +221,44 @@ async fn git_gateway(req: Request, env: &Env) -> worker::Result<Response> {
     }
 }
 
-/// `/cache/prepared[/...]`: a task's service reaches the user's object its credential names.
+/// `/cache/prepared[/...]`: a task's service reaches the user's object its credential names. A
+/// `GET` is served from R2 by the Worker itself, once that object named what the credential
+/// reaches (the data does not pass through the object).
 async fn prepared_store(req: Request, env: &Env) -> worker::Result<Response> {
     let credential = task_credential::read_store(req.headers().get("authorization")?.as_deref());
+    if req.method() == Method::Get && req.path() == STORE_PREFIX {
+        return serve_prepared(req, env, credential).await;
+    }
     match forward_by_credential(req, env, credential).await? {
         Ok(answer) => Ok(answer),
-        Err(refusal) => {
-            let body = serde_json::json!({"error": {"code": "UNAUTHENTICATED", "message": refusal}});
-            Ok(Response::from_json(&body)?.with_status(401))
-        }
+        Err(refusal) => store_error(401, refusal),
     }
+}
+
+/// A store `GET`: the object says which R2 key the credential reaches; the Worker streams it.
+async fn serve_prepared(
+    req: Request,
+    env: &Env,
+    credential: Result<task_credential::TaskCredential, &'static str>,
+) -> worker::Result<Response> {
+    let authorization = req.headers().get("authorization")?.unwrap_or_default();
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get);
+    let mut ask = Request::new_with_init(&Internal::PreparedObject.url(), &init)?;
+    ask.headers_mut()?.set("authorization", &authorization)?;
+    let mut answer = match forward_by_credential(ask, env, credential).await? {
+        Ok(answer) => answer,
+        Err(refusal) => return store_error(401, refusal),
+    };
+    if answer.status_code() != 200 {
+        return Ok(answer);
+    }
+    let reached: serde_json::Value = answer.json().await?;
+    let (Some(key), Ok(bucket)) = (reached["objectKey"].as_str(), env.bucket("ENVIRONMENT_CACHE")) else {
+        return store_error(503, "this deployment keeps no prepared workspaces");
+    };
+    let settings = StoreSettings::read(|name| env.var(name).ok().map(|v| v.to_string()));
+    serve_kept(&bucket, key, settings.max_age_ms).await
 }
 
 /// Hands a gateway call (model, git or store) to the object its `credential` names, without the

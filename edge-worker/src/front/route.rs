@@ -275,10 +275,12 @@ pub enum Internal {
     GitHubChecks,
     /// The object asks itself to start what waits behind a pull request's turn that ended.
     NextMention,
+    /// The Worker asks which prepared workspace a store credential reaches, to serve it itself.
+    PreparedObject,
 }
 
 impl Internal {
-    const ALL: [Internal; 9] = [
+    const ALL: [Internal; 10] = [
         Internal::Grant,
         Internal::Alarm,
         Internal::Storage,
@@ -288,6 +290,7 @@ impl Internal {
         Internal::GitHubMention,
         Internal::GitHubChecks,
         Internal::NextMention,
+        Internal::PreparedObject,
     ];
 
     pub fn path(self) -> &'static str {
@@ -301,6 +304,7 @@ impl Internal {
             Internal::GitHubMention => "/internal/github-mention",
             Internal::GitHubChecks => "/internal/github-checks",
             Internal::NextMention => "/internal/next-mention",
+            Internal::PreparedObject => "/internal/prepared-object",
         }
     }
 
