@@ -53,9 +53,8 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
 
     // Someone without write access is told so, and nothing starts.
     github.add_user("mallory", 4040);
-    let theirs = github.comment_as("mallory", "octo", "private-app", pull.number, "@autopilot delete everything");
-    let event = github.issue_comment_event("octo", "private-app", pull.number, &theirs);
-    let (status, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-2", &event).await;
+    let (status, answer) =
+        comment_and_deliver(world, "mallory", pull.number, "@autopilot delete everything", "d-2").await;
     assert!(status == 200 && answer.contains("refused"), "{answer}");
     let last = github.comments("octo", "private-app", pull.number).last().unwrap().body.clone();
     assert!(last.starts_with("@mallory only people with write access to octo/private-app"), "{last}");
@@ -88,36 +87,12 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
     assert!(status == 202 && answer.contains("not a pull request autopilot opened"), "{answer}");
 
     // Two mentions in a row: the second waits for the first's turn, then continues it.
-    let slow = github.comment_as(
-        "octo",
-        "octo",
-        "private-app",
-        pull.number,
-        "@autopilot take your time\nSCENARIO:slow-tools:6",
-    );
-    let quick = github.comment_as(
-        "octo",
-        "octo",
-        "private-app",
-        pull.number,
-        "@autopilot and then this\nSCENARIO:read-and-extend",
-    );
-    let (_, first) = deliver(
-        &hook,
-        WEBHOOK_SECRET,
-        "issue_comment",
-        "d-5",
-        &github.issue_comment_event("octo", "private-app", pull.number, &slow),
-    )
-    .await;
-    let (_, second) = deliver(
-        &hook,
-        WEBHOOK_SECRET,
-        "issue_comment",
-        "d-6",
-        &github.issue_comment_event("octo", "private-app", pull.number, &quick),
-    )
-    .await;
+    let (_, first) =
+        comment_and_deliver(world, "octo", pull.number, "@autopilot take your time\nSCENARIO:slow-tools:6", "d-5")
+            .await;
+    let (_, second) =
+        comment_and_deliver(world, "octo", pull.number, "@autopilot and then this\nSCENARIO:read-and-extend", "d-6")
+            .await;
     let first: Value = serde_json::from_str(&first).unwrap();
     let first = first["started"]["taskId"].as_str().unwrap_or_else(|| panic!("{first}")).to_string();
     assert!(second.contains("queued"), "the second waits: {second}");
@@ -139,9 +114,8 @@ pub async fn a_mention_on_the_pull_request_continues_its_conversation(world: &Wo
 
     // A turn that fails says why on the pull request (last: a failed turn ends the conversation
     // the fake model API plays).
-    let failing = github.comment_as("octo", "octo", "private-app", pull.number, "@autopilot try\nSCENARIO:api-error");
-    let event = github.issue_comment_event("octo", "private-app", pull.number, &failing);
-    let (_, answer) = deliver(&hook, WEBHOOK_SECRET, "issue_comment", "d-7", &event).await;
+    let (_, answer) =
+        comment_and_deliver(world, "octo", pull.number, "@autopilot try\nSCENARIO:api-error", "d-7").await;
     let answer: Value = serde_json::from_str(&answer).unwrap();
     let failed = answer["started"]["taskId"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string();
     assert_eq!(world.until_ended(octo, &failed).await["task"]["state"], "TASK_STATE_FAILED");
@@ -193,4 +167,13 @@ pub async fn failing_checks_are_fixed_at_most_three_times_in_a_row(world: &World
     assert!(answer.contains("3 turns in a row fixed checks already"), "the fourth starts nothing: {answer}");
     let last = github.comments("octo", "private-app", number).last().map(|c| c.body.clone()).unwrap_or_default();
     assert!(last.starts_with("Autopilot stopped fixing the failing checks after 3 turns in a row."), "{last}");
+}
+
+/// `login` comments `body` on the pull request `number`, and GitHub delivers it (`delivery`):
+/// the edge's answer.
+async fn comment_and_deliver(world: &World, login: &str, number: u64, body: &str, delivery: &str) -> (u16, String) {
+    let comment = world.github.comment_as(login, "octo", "private-app", number, body);
+    let event = world.github.issue_comment_event("octo", "private-app", number, &comment);
+    let hook = format!("{}/webhooks/github", world.edge.base_url);
+    deliver(&hook, WEBHOOK_SECRET, "issue_comment", delivery, &event).await
 }
