@@ -180,9 +180,7 @@ impl Archive {
         max_events: u64,
         new_key: impl FnOnce() -> worker::Result<Vec<u8>>,
     ) -> worker::Result<Archive> {
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.query(statement, vec![])?;
-        }
+        sql::apply_schema(sql.as_ref(), SCHEMA)?;
         // Archives made before ends could be taken from a final event lack the column.
         if sql.query("SELECT awaiting_service FROM archived_tasks LIMIT 0", vec![]).is_err() {
             sql.query("ALTER TABLE archived_tasks ADD COLUMN awaiting_service INTEGER NOT NULL DEFAULT 0", vec![])?;

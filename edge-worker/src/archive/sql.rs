@@ -20,6 +20,17 @@ impl Sql for SqlStorage {
     }
 }
 
+/// Runs each statement of `schema` (statements separated by `;`), e.g. a store's tables.
+///
+/// # Errors
+/// The storage refused a statement.
+pub fn apply_schema(sql: &dyn Sql, schema: &str) -> worker::Result<()> {
+    for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        sql.query(statement, vec![])?;
+    }
+    Ok(())
+}
+
 /// A storage that refused the archive's schema: every statement is refused with its reason.
 pub struct Refusing(pub String);
 

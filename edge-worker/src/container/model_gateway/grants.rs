@@ -11,7 +11,7 @@ use worker::SqlStorageValue;
 
 use crate::{
     archive::{
-        sql::Sql,
+        sql::{apply_schema, Sql},
         sql_values::{as_u64, ids_with_counts, int, text},
     },
     container::model_gateway::usage::Tokens,
@@ -74,9 +74,7 @@ impl ModelGrants {
     /// # Errors
     /// The storage refused the schema.
     pub fn open(sql: Rc<dyn Sql>) -> worker::Result<ModelGrants> {
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.query(statement, vec![])?;
-        }
+        apply_schema(sql.as_ref(), SCHEMA)?;
         // A table made before billing had no `billed` column; adding it again fails harmlessly.
         let _ = sql.query("ALTER TABLE model_grants ADD COLUMN billed INTEGER NOT NULL DEFAULT 0", vec![]);
         Ok(ModelGrants { sql })

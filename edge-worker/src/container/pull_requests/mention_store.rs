@@ -6,7 +6,7 @@
 use std::rc::Rc;
 
 use crate::archive::{
-    sql::Sql,
+    sql::{apply_schema, Sql},
     sql_values::{as_text, as_u64, int, text},
 };
 
@@ -60,9 +60,7 @@ impl MentionStore {
     /// # Errors
     /// The storage refused the schema.
     pub fn open(sql: Rc<dyn Sql>) -> worker::Result<MentionStore> {
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sql.query(statement, vec![])?;
-        }
+        apply_schema(sql.as_ref(), SCHEMA)?;
         Ok(MentionStore { sql })
     }
 

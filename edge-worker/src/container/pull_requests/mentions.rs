@@ -179,19 +179,20 @@ pub async fn report_failed_turn(live: &Live, task_id: &str) {
     if task.state == autopilot_contract::v1::TaskState::Succeeded as i32 {
         return;
     }
-    let (Ok(github), Some(origin)) = (live.github.github(), Some(&live.pull_requests.public_origin)) else { return };
+    let Ok(github) = live.github.github() else { return };
     let Ok((token, _)) = live.github.token(&github).await else { return };
     let state = autopilot_contract::v1::TaskState::try_from(task.state)
         .map(|state| state.as_str_name().trim_start_matches("TASK_STATE_").to_ascii_lowercase())
         .unwrap_or_else(|_| "ended".into());
-    let link = origin.as_ref().map(|origin| format!(" Its timeline: {origin}/tasks/{task_id}")).unwrap_or_default();
+    let origin = live.pull_requests.public_origin.as_ref();
+    let link = origin.map(|origin| format!(" Its timeline: {origin}/tasks/{task_id}")).unwrap_or_default();
     let body = format!("The turn you asked for {state}: {}.{link}", task.error.trim_end_matches('.'));
     comment(&github, &token, &repository, number, &body).await;
 }
 
 /// Asks the object `live` belongs to to start what waits behind a turn that ended.
 pub async fn poke(live: &Live) {
-    let Some(env) = &live.pull_requests.env else { return };
+    let env = &live.pull_requests.env;
     let asked = async {
         let namespace = env.durable_object(Backend::Container.binding())?;
         let stub = namespace.id_from_string(&live.object_id)?.get_stub()?;

@@ -38,7 +38,7 @@ pub struct PullRequests {
     /// The pull-request loop's storage ([`mentions`]).
     pub mentions: Option<mention_store::MentionStore>,
     /// For the index of pull requests to users (KV) and the object's call to itself.
-    pub env: Option<Env>,
+    pub env: Env,
     /// `PUBLIC_ORIGIN`, for the link to a task's timeline.
     pub public_origin: Option<String>,
     /// The model key the edge holds, masked in every description.
@@ -59,7 +59,7 @@ impl PullRequests {
         PullRequests {
             asked,
             mentions,
-            env: Some(env.clone()),
+            env: env.clone(),
             public_origin: var("PUBLIC_ORIGIN").map(|o| o.trim().trim_end_matches('/').to_string()),
             model_key: env.secret("ANTHROPIC_API_KEY").ok().map(|k| k.to_string()),
         }
@@ -244,7 +244,7 @@ async fn index_turn(live: &Live, repository: &str, number: u64, task_id: &str) {
         }
     }
     let user = live.stored.user_id();
-    let Some(env) = &live.pull_requests.env else { return };
+    let env = &live.pull_requests.env;
     let put = async {
         let kv = env.kv(crate::front::auth::KV_BINDING)?;
         kv.put(&crate::github::webhook::pull_request_key(repository, number), user)
