@@ -127,8 +127,9 @@ impl AutopilotContainer {
         Ok(Some(hash))
     }
 
-    /// `/cache/prepared[/parts/{n} | /complete]`: a task's service reading or keeping its
-    /// prepared workspace. The credential is checked from the headers before any body is read.
+    /// `/cache/prepared/parts/{n}` and `/cache/prepared/complete`: a task's service keeping its
+    /// prepared workspace (a `GET` the Worker serves itself). The credential is checked from the
+    /// headers before any body is read.
     pub(in crate::container) async fn prepared_store_call(&self, mut req: Request) -> worker::Result<Response> {
         let checked = self.store_target(&req)?;
         let (hash, target, area) = match (checked, &self.live.environments.prepared) {
@@ -142,7 +143,6 @@ impl AutopilotContainer {
         let path = req.path();
         let rest = path.strip_prefix(STORE_PREFIX).unwrap_or_default();
         match (req.method(), rest) {
-            (Method::Get, "") => serve_kept(&area.bucket, &target.object_key, area.settings.max_age_ms).await,
             (Method::Put, part) if part.starts_with("/parts/") => match part["/parts/".len()..].parse::<u16>() {
                 Ok(number) if number >= 1 => put_part(area, &hash, &target, number, req).await,
                 _ => store_error(400, "a part's number is 1 to 10000"),
@@ -157,6 +157,7 @@ impl AutopilotContainer {
             }
             (method, _) => {
                 discard(&mut req).await?;
+                // A GET never comes here: the Worker serves it (`serve_kept`).
                 let served = format!("GET {STORE_PREFIX}, PUT .../parts/{{n}} and POST .../complete");
                 store_error(404, &format!("the prepared store serves {served}, not {method} {path}"))
             }
